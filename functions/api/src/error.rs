@@ -1,0 +1,31 @@
+use axum::response::{IntoResponse, Response};
+use herald::problem::Problem;
+use herald::queue::QueueError;
+use herald::store::StoreError;
+
+/// Failures of the API's dependencies. Client mistakes are answered directly as
+/// `Problem`s; these are logged with their cause chain and answered without it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut chain = vec![self.to_string()];
+        let mut source = std::error::Error::source(&self);
+        while let Some(cause) = source {
+            chain.push(cause.to_string());
+            source = cause.source();
+        }
+        tracing::error!(error = %chain.join(": "), "request failed");
+        match self {
+            ApiError::Store(StoreError::Corrupt { .. }) => Problem::internal(),
+            ApiError::Store(_) | ApiError::Queue(_) => Problem::unavailable(),
+        }
+        .into_response()
+    }
+}

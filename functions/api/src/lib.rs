@@ -1,0 +1,156 @@
+//! The tenant-facing HTTP API. `router` is what Lambda runs (through `lambda_http`)
+//! and what the local gateway calls in-process; both hand it API Gateway v2 requests
+//! whose JWT the authorizer has already verified.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header::HeaderName};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use herald::CorrelationId;
+use herald::auth::{Access, Principal, route_access};
+use herald::clock::SharedClock;
+use herald::config::ApiConfig;
+use herald::problem::Problem;
+use herald::queue::SendQueue;
+use herald::store::Store;
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
+use tracing::Instrument;
+
+mod error;
+mod messages;
+
+pub use error::ApiError;
+
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+pub struct App {
+    pub config: ApiConfig,
+    pub store: Store,
+    pub queue: SendQueue,
+    pub clock: SharedClock,
+}
+
+impl App {
+    pub fn new(config: ApiConfig, sdk: &herald::aws::SdkConfig, clock: SharedClock) -> Self {
+        Self {
+            store: Store::new(herald::aws::DynamoDbClient::new(sdk), &config.table),
+            queue: SendQueue::new(herald::aws::SqsClient::new(sdk), &config.send_queue_url),
+            config,
+            clock,
+        }
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/messages", axum::routing::post(messages::create))
+        .route("/v1/messages/{id}", get(messages::show))
+        .route_layer(middleware::from_fn(authorize))
+        .fallback(|| async { Problem::not_found().detail("No such route.") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method Not Allowed",
+            )
+        })
+        .layer(middleware::from_fn(correlate))
+        .with_state(app)
+}
+
+/// Every route, for the policy test: the router's own list would need axum internals.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/health"),
+    ("POST", "/v1/messages"),
+    ("GET", "/v1/messages/{id}"),
+];
+
+async fn health(State(_app): State<Arc<App>>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+#[derive(Clone)]
+pub struct Correlation(pub CorrelationId);
+
+/// Gives every request a correlation id (the caller's `x-correlation-id` when it is
+/// well-formed), a span that carries it, and echoes it in the response.
+async fn correlate(mut request: Request, next: Next) -> Response {
+    let supplied = request
+        .headers()
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let correlation = CorrelationId::from_header(supplied);
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        correlation_id = %correlation,
+        function_request_id = request_id(&request).unwrap_or_default(),
+        tenant_id = tracing::field::Empty,
+    );
+    request
+        .extensions_mut()
+        .insert(Correlation(correlation.clone()));
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| tracing::info!(status = response.status().as_u16(), "answered"));
+    if let Ok(value) = HeaderValue::from_str(correlation.as_str()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(CORRELATION_HEADER), value);
+    }
+    response
+}
+
+fn request_id(request: &Request) -> Option<String> {
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.request_id.clone(),
+        _ => None,
+    }
+}
+
+/// Looks the matched route up in the policy table; a route without a policy is denied.
+/// The caller's identity comes only from the claims API Gateway's JWT authorizer put
+/// into the request context.
+async fn authorize(mut request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let access = route_access(request.method().as_str(), &route);
+    let permission = match access {
+        Some(Access::Public) => return next.run(request).await,
+        Some(Access::Requires(permission)) => permission,
+        None => {
+            tracing::error!(%route, "route has no policy; denying");
+            return Problem::forbidden("This route is not open to anyone.").into_response();
+        }
+    };
+    let claims = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .map(|jwt| &jwt.claims),
+        _ => None,
+    };
+    let Some(claims) = claims else {
+        return Problem::unauthorized("No verified token came with the request.").into_response();
+    };
+    let principal = match Principal::from_claims(claims) {
+        Ok(p) => p,
+        Err(e) => return Problem::forbidden(&e.to_string()).into_response(),
+    };
+    tracing::Span::current().record("tenant_id", principal.tenant().as_str());
+    if !principal.may(permission) {
+        return Problem::forbidden("Your role does not allow this action.").into_response();
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}

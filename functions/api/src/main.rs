@@ -1,0 +1,12 @@
+use std::sync::Arc;
+
+use herald::config::{ApiConfig, ProcessEnv};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    herald::telemetry::init();
+    let config = ApiConfig::load(&ProcessEnv)?;
+    let sdk = herald::aws::from_env().await;
+    let app = herald_api::App::new(config, &sdk, herald::clock::system());
+    lambda_http::run(herald_api::router(Arc::new(app))).await
+}

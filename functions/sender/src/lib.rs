@@ -1,0 +1,327 @@
+//! The sender: one SQS record is one chunk of recipients. Per recipient it claims the
+//! message (conditional write), sends it through the provider, and settles it
+//! (conditional on still holding the claim). Redelivering a chunk any number of times
+//! sends each recipient at most once.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::{FutureExt, StreamExt, stream};
+use herald::clock::SharedClock;
+use herald::config::SenderConfig;
+use herald::provider::{OutboundSms, Provider, SendOutcome};
+use herald::queue::{ChunkEnvelope, EnvelopeError};
+use herald::store::{Chunk, ChunkCounts, ClaimOutcome, Settlement, Store, StoreError};
+use herald::{MessageId, MessageStatus, PhoneNumber, TenantId};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+mod pacer;
+
+pub use pacer::Pacer;
+
+/// Time kept back from the invocation deadline for the writes that end a claim.
+const SETTLE_MARGIN: Duration = Duration::from_secs(3);
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+pub struct Deps {
+    pub config: SenderConfig,
+    pub store: Store,
+    pub provider: Arc<dyn Provider>,
+    pub clock: SharedClock,
+    pacer: Pacer,
+    in_flight: Semaphore,
+}
+
+impl Deps {
+    pub fn new(
+        config: SenderConfig,
+        store: Store,
+        provider: Arc<dyn Provider>,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            pacer: Pacer::per_second(config.instance_rate_per_second()),
+            in_flight: Semaphore::new(config.parallelism),
+            config,
+            store,
+            provider,
+            clock,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error("chunk {chunk} of batch {batch} does not exist for this tenant")]
+    MissingChunk { batch: String, chunk: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0} recipients are not finished and will be retried")]
+    Unfinished(usize),
+}
+
+/// Processes one SQS batch. Records run concurrently; each one's failure, error or
+/// panic is reported as that record's batch item failure and touches no other record.
+pub async fn handle(deps: &Deps, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+    let failures = futures::future::join_all(event.records.iter().map(|record| async move {
+        let id = record.message_id.clone().unwrap_or_default();
+        let span = tracing::info_span!(
+            "chunk",
+            sqs_message_id = %id,
+            tenant_id = tracing::field::Empty,
+            batch_id = tracing::field::Empty,
+            chunk = tracing::field::Empty,
+            correlation_id = tracing::field::Empty,
+        );
+        let result = AssertUnwindSafe(process_record(deps, record, deadline).instrument(span.clone()))
+            .catch_unwind()
+            .await;
+        let _entered = span.enter();
+        match result {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error_chain(&error), "chunk not finished; handing it back to the queue");
+                Some(id)
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, "chunk processing panicked");
+                Some(id)
+            }
+        }
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    for id in failures.into_iter().flatten() {
+        // An empty id fails the whole batch in Lambda, which is the safe reading of a
+        // record we cannot name.
+        response.add_failure(id);
+    }
+    response
+}
+
+async fn process_record(
+    deps: &Deps,
+    record: &SqsMessage,
+    deadline: Instant,
+) -> Result<(), RecordError> {
+    let envelope = ChunkEnvelope::parse(record.body.as_deref().unwrap_or_default())?;
+    let span = tracing::Span::current();
+    span.record("tenant_id", envelope.tenant_id.as_str());
+    span.record("batch_id", envelope.batch_id.to_string());
+    span.record("chunk", envelope.chunk);
+    span.record("correlation_id", envelope.correlation_id.as_str());
+
+    let tenant = &envelope.tenant_id;
+    let batch = envelope.batch_id;
+    let chunk = deps
+        .store
+        .load_chunk(tenant, batch, envelope.chunk)
+        .await?
+        .ok_or_else(|| RecordError::MissingChunk {
+            batch: batch.to_string(),
+            chunk: envelope.chunk,
+        })?;
+
+    // Owned pairs: a stream over borrowed ones trips the compiler's `Send` analysis.
+    let recipients: Vec<(MessageId, PhoneNumber)> = chunk
+        .messages(batch)
+        .map(|(id, to)| (id, to.clone()))
+        .collect();
+    let chunk = &chunk;
+    let outcomes: Vec<Result<Done, StoreError>> = stream::iter(recipients)
+        .map(|(id, to)| async move { send_one(deps, tenant, chunk, id, &to, deadline).await })
+        .buffer_unordered(deps.config.parallelism)
+        .collect()
+        .await;
+
+    let mut counts = ChunkCounts::default();
+    let mut unfinished = 0;
+    let mut store_error = None;
+    for outcome in outcomes {
+        match outcome {
+            Ok(Done::Settled(status)) => counts.record(status),
+            Ok(Done::AlreadySettled) => {}
+            Ok(Done::Retry) => unfinished += 1,
+            Err(e) => {
+                unfinished += 1;
+                store_error = Some(e);
+            }
+        }
+    }
+    deps.store.add_batch_counts(tenant, batch, counts).await?;
+    tracing::info!(
+        sent = counts.sent,
+        failed = counts.failed,
+        unknown = counts.unknown,
+        unfinished,
+        "chunk processed"
+    );
+    match (store_error, unfinished) {
+        (Some(e), _) => Err(e.into()),
+        (None, 0) => Ok(()),
+        (None, n) => Err(RecordError::Unfinished(n)),
+    }
+}
+
+enum Done {
+    /// This invocation moved the message to a settled status.
+    Settled(MessageStatus),
+    /// Someone already had: nothing to count.
+    AlreadySettled,
+    /// Not sent and not settled; the chunk must come back later.
+    Retry,
+}
+
+#[tracing::instrument(skip_all, fields(message_id = %id))]
+async fn send_one(
+    deps: &Deps,
+    tenant: &TenantId,
+    chunk: &Chunk,
+    id: MessageId,
+    to: &PhoneNumber,
+    deadline: Instant,
+) -> Result<Done, StoreError> {
+    let lease_until = deps.clock.epoch_seconds() + deps.config.lease.as_secs();
+    let claim = deps
+        .store
+        .claim(
+            tenant,
+            id,
+            chunk,
+            to,
+            &deps.clock.rfc3339(),
+            deps.clock.epoch_seconds(),
+            lease_until,
+        )
+        .await?;
+    let token = match claim {
+        ClaimOutcome::Claimed { token } => token,
+        ClaimOutcome::Settled(_) => return Ok(Done::AlreadySettled),
+        ClaimOutcome::HeldElsewhere {
+            lease_expired: false,
+            ..
+        } => return Ok(Done::Retry),
+        ClaimOutcome::HeldElsewhere {
+            lease_expired: true,
+            token,
+        } => {
+            // The holder stopped after claiming and never settled: it may or may not
+            // have sent. Re-sending could text someone twice, so it becomes unknown.
+            let unknown = Settlement::Unknown {
+                reason: "the sender stopped between claiming and recording the outcome".into(),
+            };
+            return settle(deps, tenant, id, &token, unknown).await;
+        }
+    };
+
+    let message = OutboundSms {
+        message_id: id,
+        to: to.clone(),
+        body: chunk.body.clone(),
+    };
+    let mut attempt = 0;
+    let settlement = loop {
+        attempt += 1;
+        let outcome = {
+            let _permit = deps
+                .in_flight
+                .acquire()
+                .await
+                .expect("semaphore is never closed");
+            deps.pacer.wait().await;
+            deps.provider.send_sms(&message).await
+        };
+        match outcome {
+            SendOutcome::Accepted { provider_ref } => {
+                break Settlement::Sent {
+                    provider: deps.provider.name().to_owned(),
+                    provider_ref,
+                };
+            }
+            SendOutcome::Rejected { code, reason } => break Settlement::Failed { code, reason },
+            SendOutcome::Ambiguous { reason } => break Settlement::Unknown { reason },
+            SendOutcome::Transient {
+                reason,
+                retry_after,
+            } => {
+                let delay = backoff(attempt, retry_after);
+                let out_of_time = Instant::now() + delay + SETTLE_MARGIN > deadline;
+                if attempt >= deps.config.max_attempts || out_of_time {
+                    tracing::info!(attempt, %reason, "provider still failing; releasing the claim");
+                    deps.store
+                        .release(tenant, id, &token, &reason, &deps.clock.rfc3339())
+                        .await?;
+                    return Ok(Done::Retry);
+                }
+                tracing::debug!(attempt, %reason, delay_ms = delay.as_millis() as u64, "retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    };
+    settle(deps, tenant, id, &token, settlement).await
+}
+
+async fn settle(
+    deps: &Deps,
+    tenant: &TenantId,
+    id: MessageId,
+    token: &str,
+    settlement: Settlement,
+) -> Result<Done, StoreError> {
+    let settled = deps
+        .store
+        .settle(tenant, id, token, &settlement, &deps.clock.rfc3339())
+        .await?;
+    if settled {
+        tracing::info!(status = settlement.status().as_str(), "message settled");
+        Ok(Done::Settled(settlement.status()))
+    } else {
+        Ok(Done::AlreadySettled)
+    }
+}
+
+/// Exponential backoff with full jitter; a provider's Retry-After is a floor.
+fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1 << attempt.min(16))
+        .min(BACKOFF_CAP);
+    let jitter = ceiling.mul_f64(rand::random::<f64>());
+    retry_after.map_or(jitter, |floor| floor.max(jitter))
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_under_the_cap_and_honours_retry_after() {
+        for attempt in 1..40 {
+            assert!(backoff(attempt, None) <= BACKOFF_CAP);
+        }
+        let floor = Duration::from_secs(2);
+        assert!(backoff(1, Some(floor)) >= floor);
+    }
+}

@@ -1,0 +1,125 @@
+//! The AWS emulator (moto in server mode, from the project's virtualenv). Reused when
+//! one already answers at the endpoint; started otherwise.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4566";
+
+/// `HERALD_EMULATOR_URL`, or the default loopback port.
+pub fn endpoint() -> String {
+    std::env::var("HERALD_EMULATOR_URL").unwrap_or_else(|_| DEFAULT_ENDPOINT.to_owned())
+}
+
+pub async fn is_up(endpoint: &str) -> bool {
+    let client = reqwest::Client::new();
+    matches!(
+        client
+            .get(format!("{endpoint}/moto-api/data.json"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await,
+        Ok(r) if r.status().is_success()
+    )
+}
+
+/// Where `moto_server` lives: `HERALD_VENV`, or `.venv` in the project root.
+fn moto_server(root: &Path) -> PathBuf {
+    let venv = std::env::var("HERALD_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join(".venv"));
+    venv.join("bin").join("moto_server")
+}
+
+/// Starts the emulator for `endpoint` (which must be on loopback) and waits until it
+/// answers. Its output goes to `log`, never to the caller's terminal or pipes, so a
+/// left-over emulator cannot hold a CI log open.
+pub async fn start(
+    root: &Path,
+    endpoint: &str,
+    log: &Path,
+    detach: bool,
+) -> Result<tokio::process::Child> {
+    let url = reqwest::Url::parse(endpoint).context("HERALD_EMULATOR_URL is not a URL")?;
+    let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = url.port().unwrap_or(4566);
+    let program = moto_server(root);
+    if !program.exists() {
+        bail!(
+            "{} is missing: run `make venv` first (it installs the pinned emulator)",
+            program.display()
+        );
+    }
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let log_file = std::fs::File::create(log)?;
+    let mut command = tokio::process::Command::new(&program);
+    command
+        .args(["-H", &host, "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .kill_on_drop(!detach);
+    if detach {
+        // Its own process group: a Ctrl-C meant for the tests does not reach it, and
+        // `emulator stop` ends it later.
+        command.process_group(0);
+    }
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    for _ in 0..150 {
+        if is_up(endpoint).await {
+            return Ok(child);
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("the emulator exited ({status}); see {}", log.display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill().await;
+    bail!(
+        "the emulator did not answer at {endpoint} within 15 s; see {}",
+        log.display()
+    )
+}
+
+const TEST_PID_FILE: &str = ".herald/emulator-tests.pid";
+
+/// Makes sure an emulator answers at `endpoint`, starting a detached one when none
+/// does. Test processes may race here; a file lock lets one start it and the others
+/// find it running. The pid is recorded so `emulator stop --started-by-tests` (run by
+/// `make test` afterwards) can end it.
+pub async fn ensure_for_tests(root: &Path, endpoint: &str) -> Result<()> {
+    if is_up(endpoint).await {
+        return Ok(());
+    }
+    let dir = root.join(".herald");
+    std::fs::create_dir_all(&dir)?;
+    let lock = std::fs::File::create(dir.join("emulator.lock"))?;
+    let lock = tokio::task::spawn_blocking(move || lock.lock().map(|_| lock)).await??;
+    if !is_up(endpoint).await {
+        let child = start(root, endpoint, &dir.join("emulator-tests.log"), true).await?;
+        let pid = child.id().context("emulator has no pid")?;
+        std::fs::write(root.join(TEST_PID_FILE), pid.to_string())?;
+    }
+    drop(lock);
+    Ok(())
+}
+
+pub fn stop_test_emulator(root: &Path) -> Result<()> {
+    let pid_file = root.join(TEST_PID_FILE);
+    let Ok(pid) = std::fs::read_to_string(&pid_file) else {
+        return Ok(());
+    };
+    let pid = pid.trim();
+    if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) {
+        let _ = std::process::Command::new("kill").arg(pid).status();
+    }
+    std::fs::remove_file(&pid_file)?;
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! Herald's local cloud: the AWS emulator provisioned from `template.yaml`, the
+//! functions run in-process behind a local API Gateway and SQS event source, and a
+//! sandbox SMS provider. `make dev` runs it; the tests start one per test.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::FutureExt;
+use herald::config::{ApiConfig, SenderConfig};
+use herald::provider::twilio::TwilioProvider;
+use herald::secrets::SecretsCache;
+use herald::store::Store;
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub mod emulator;
+pub mod gateway;
+pub mod provision;
+pub mod runner;
+pub mod sandbox;
+pub mod seed;
+pub mod stack;
+pub mod template;
+
+pub use provision::Stack;
+
+/// The project root (where `template.yaml` is).
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn random_hex(len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).expect("hex digit"))
+        .collect()
+}
+
+pub fn random_token(len: usize) -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// Credentials the sandbox accepts, stored in the stack's provider secret.
+#[derive(Debug, Clone)]
+pub struct ProviderCredentials {
+    pub account_sid: String,
+    pub auth_token: String,
+    pub from: String,
+}
+
+impl ProviderCredentials {
+    pub fn generate() -> Self {
+        Self {
+            account_sid: format!("AC{}", random_hex(32)),
+            auth_token: random_token(32),
+            // Twilio's magic "from" number that always works in test credentials.
+            from: "+15005550006".into(),
+        }
+    }
+
+    pub fn secret_json(&self) -> String {
+        serde_json::json!({
+            "account_sid": self.account_sid,
+            "auth_token": self.auth_token,
+            "from": self.from,
+        })
+        .to_string()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CloudOptions {
+    pub stack_name: String,
+    pub gateway_addr: SocketAddr,
+    pub sandbox_addr: SocketAddr,
+    /// Replaces the queues' visibility timeout (tests want redelivery in seconds).
+    pub visibility_timeout: Option<u32>,
+    /// Whether to poll the queues; tests that drive the sender by hand turn it off.
+    pub run_queues: bool,
+    pub parameters: HashMap<String, String>,
+}
+
+impl CloudOptions {
+    pub fn ephemeral(stack_name: &str) -> Self {
+        Self {
+            stack_name: stack_name.to_owned(),
+            gateway_addr: "127.0.0.1:0".parse().expect("address"),
+            sandbox_addr: "127.0.0.1:0".parse().expect("address"),
+            visibility_timeout: None,
+            run_queues: true,
+            parameters: HashMap::new(),
+        }
+    }
+}
+
+/// One running stack and every local piece around it.
+pub struct LocalCloud {
+    pub emulator: String,
+    pub sdk: herald::aws::SdkConfig,
+    pub clients: provision::Clients,
+    pub stack: Stack,
+    pub credentials: ProviderCredentials,
+    pub sandbox: Arc<sandbox::Sandbox>,
+    pub sandbox_url: String,
+    pub gateway_url: String,
+    pub sender: Arc<herald_sender::Deps>,
+    pub send_runner: Arc<runner::QueueRunner>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl LocalCloud {
+    pub async fn start(emulator: &str, options: CloudOptions) -> Result<Self> {
+        let sdk = herald::aws::for_emulator(emulator).await;
+        let clients = provision::Clients::new(&sdk);
+        let template = template::Template::load(&project_root().join("template.yaml"))?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let credentials = ProviderCredentials::generate();
+        let sandbox = sandbox::Sandbox::new(&credentials.account_sid, &credentials.auth_token);
+        let sandbox_listener = TcpListener::bind(options.sandbox_addr)
+            .await
+            .with_context(|| format!("binding the sandbox provider to {}", options.sandbox_addr))?;
+        let sandbox_url = format!("http://{}", sandbox_listener.local_addr()?);
+        tasks.push(serve(
+            sandbox_listener,
+            sandbox::router(sandbox.clone()),
+            shutdown_rx.clone(),
+        ));
+
+        // The provider's address is the one parameter the local cloud overrides.
+        let mut parameters = options.parameters.clone();
+        parameters.insert("SmsApiBase".into(), sandbox_url.clone());
+        let stack = provision::provision(
+            &clients,
+            &template,
+            &provision::Options {
+                stack_name: options.stack_name.clone(),
+                parameters,
+                secret_values: HashMap::from([(
+                    "ProviderSecret".to_owned(),
+                    credentials.secret_json(),
+                )]),
+                visibility_timeout: options.visibility_timeout,
+            },
+        )
+        .await?;
+
+        let api_config = ApiConfig::load(&stack.function_env("ApiFunction")?)?;
+        let api = herald_api::App::new(api_config, &sdk, herald::clock::system());
+        let verifier = gateway::JwtVerifier::fetch(
+            emulator,
+            stack.jwt_authorizer("HttpApi")?,
+            herald::clock::system(),
+        )
+        .await?;
+        let gateway = Arc::new(gateway::Gateway {
+            routes: stack.http_routes("ApiFunction")?,
+            verifier,
+            api: herald_api::router(Arc::new(api)),
+        });
+        let gateway_listener = TcpListener::bind(options.gateway_addr)
+            .await
+            .with_context(|| format!("binding the gateway to {}", options.gateway_addr))?;
+        let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
+        tasks.push(serve(
+            gateway_listener,
+            gateway::router(gateway),
+            shutdown_rx.clone(),
+        ));
+
+        let sender = Arc::new(sender_deps(&sdk, &stack.function_env("SenderFunction")?)?);
+        let handler_deps = sender.clone();
+        let send_runner = Arc::new(runner::QueueRunner {
+            sqs: clients.sqs.clone(),
+            trigger: stack.queue_trigger("SenderFunction")?,
+            handler: Arc::new(move |event, deadline| {
+                let deps = handler_deps.clone();
+                async move { herald_sender::handle(&deps, event, deadline).await }.boxed()
+            }),
+        });
+        if options.run_queues {
+            let runner = send_runner.clone();
+            let rx = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                runner::QueueRunner::run_shared(runner, rx).await;
+            }));
+        }
+
+        Ok(Self {
+            emulator: emulator.to_owned(),
+            sdk,
+            clients,
+            stack,
+            credentials,
+            sandbox,
+            sandbox_url,
+            gateway_url,
+            sender,
+            send_runner,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops the servers and pollers and waits for them.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+/// Builds the sender exactly as its `main` does, from a template-derived environment.
+pub fn sender_deps(
+    sdk: &herald::aws::SdkConfig,
+    env: &HashMap<String, String>,
+) -> Result<herald_sender::Deps> {
+    let config = SenderConfig::load(env)?;
+    let secrets = Arc::new(SecretsCache::new(
+        herald::aws::SecretsManagerClient::new(sdk),
+        Duration::from_secs(300),
+    ));
+    let provider = TwilioProvider::new(
+        &config.sms_api_base,
+        &config.provider_secret_id,
+        secrets,
+        config.provider_timeout,
+    )?;
+    let store = Store::new(herald::aws::DynamoDbClient::new(sdk), &config.table);
+    Ok(herald_sender::Deps::new(
+        config,
+        store,
+        Arc::new(provider),
+        herald::clock::system(),
+    ))
+}
+
+fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })
+            .await;
+    })
+}

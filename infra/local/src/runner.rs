@@ -1,0 +1,147 @@
+//! The local SQS event source: polls a queue and invokes the function with Lambda's
+//! batch size, concurrency cap and partial-batch semantics. Records the function
+//! reports as failed (or the whole batch, if the answer is unusable) stay on the queue
+//! until their visibility timeout ends, so redelivery and the redrive to the DLQ happen
+//! as in AWS.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_sdk_sqs as sqs;
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::stack::QueueTrigger;
+use crate::template::REGION;
+
+pub type SqsHandler =
+    Arc<dyn Fn(SqsEvent, Instant) -> BoxFuture<'static, SqsBatchResponse> + Send + Sync>;
+
+pub struct QueueRunner {
+    pub sqs: sqs::Client,
+    pub trigger: QueueTrigger,
+    pub handler: SqsHandler,
+}
+
+impl QueueRunner {
+    /// Runs `MaximumConcurrency` pollers until `shutdown` turns true.
+    pub async fn run_shared(runner: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let workers: Vec<_> = (0..runner.trigger.max_concurrency)
+            .map(|_| {
+                let runner = runner.clone();
+                let mut shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    while !*shutdown.borrow() {
+                        tokio::select! {
+                            _ = shutdown.changed() => break,
+                            result = runner.poll_once() => {
+                                if let Err(e) = result {
+                                    tracing::warn!(error = %e, "queue poll failed");
+                                    tokio::time::sleep(Duration::from_millis(500)).await;
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            let _ = worker.await;
+        }
+    }
+
+    /// One receive → invoke → delete cycle. Returns how many records were received.
+    pub async fn poll_once(&self) -> Result<usize, String> {
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.trigger.queue_url)
+            .max_number_of_messages(self.trigger.batch_size.min(10))
+            .wait_time_seconds(1)
+            .message_system_attribute_names(sqs::types::MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| sqs::error::DisplayErrorContext(e).to_string())?;
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let receipts: HashMap<String, String> = messages
+            .iter()
+            .filter_map(|m| Some((m.message_id.clone()?, m.receipt_handle.clone()?)))
+            .collect();
+        let mut event = SqsEvent::default();
+        event.records = messages.into_iter().map(|m| self.record(m)).collect();
+        let count = event.records.len();
+        let deadline = Instant::now() + Duration::from_secs(self.trigger.function_timeout_secs);
+        let response = (self.handler)(event, deadline).await;
+
+        let failed: HashSet<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        // Lambda treats a failure it cannot match to a record as a failed batch.
+        let whole_batch_failed = !self.trigger.report_batch_item_failures && !failed.is_empty()
+            || failed.iter().any(|id| !receipts.contains_key(id));
+        if whole_batch_failed {
+            return Ok(count);
+        }
+        let entries: Vec<_> = receipts
+            .iter()
+            .filter(|(id, _)| !failed.contains(*id))
+            .enumerate()
+            .map(|(i, (_, receipt))| {
+                sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt)
+                    .build()
+                    .expect("id and receipt are set")
+            })
+            .collect();
+        if !entries.is_empty() {
+            self.sqs
+                .delete_message_batch()
+                .queue_url(&self.trigger.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sqs::error::DisplayErrorContext(e).to_string())?;
+        }
+        Ok(count)
+    }
+
+    fn record(&self, message: sqs::types::Message) -> SqsMessage {
+        let mut record = SqsMessage::default();
+        record.message_id = message.message_id;
+        record.receipt_handle = message.receipt_handle;
+        record.body = message.body;
+        record.md5_of_body = message.md5_of_body;
+        record.md5_of_message_attributes = message.md5_of_message_attributes;
+        record.attributes = message
+            .attributes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v))
+            .collect();
+        record.message_attributes = message
+            .message_attributes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                let mut attribute = SqsMessageAttribute::default();
+                attribute.string_value = v.string_value;
+                attribute.data_type = Some(v.data_type);
+                (k, attribute)
+            })
+            .collect();
+        record.event_source = Some("aws:sqs".into());
+        record.event_source_arn = Some(self.trigger.queue_arn.clone());
+        record.aws_region = Some(REGION.into());
+        record
+    }
+}

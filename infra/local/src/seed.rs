@@ -1,0 +1,94 @@
+//! Demo tenants and users, and tokens for them, through the local user pool.
+
+use anyhow::{Result, anyhow};
+use aws_sdk_cognitoidentityprovider as cognito;
+use aws_sdk_cognitoidentityprovider::types::{AttributeType, AuthFlowType, MessageActionType};
+use serde::{Deserialize, Serialize};
+
+pub const DEMO_TENANTS: &[&str] = &["acme", "globex"];
+pub const DEMO_ROLES: &[&str] = &["admin", "sender", "viewer"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub username: String,
+    pub password: String,
+}
+
+/// Creates (or resets) a user of `tenant` in group `role`, with a fresh password that
+/// meets the pool's policy.
+pub async fn user(client: &cognito::Client, pool: &str, tenant: &str, role: &str) -> Result<User> {
+    let username = format!("{role}@{tenant}.example");
+    let password = format!("Hx9{}", crate::random_token(20));
+    let created = client
+        .admin_create_user()
+        .user_pool_id(pool)
+        .username(&username)
+        .message_action(MessageActionType::Suppress)
+        .user_attributes(
+            AttributeType::builder()
+                .name("email")
+                .value(&username)
+                .build()?,
+        )
+        .user_attributes(
+            AttributeType::builder()
+                .name("custom:tenant_id")
+                .value(tenant)
+                .build()?,
+        )
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_username_exists_exception()) => {}
+        Err(e) => return Err(anyhow!(cognito::error::DisplayErrorContext(e).to_string())),
+    }
+    client
+        .admin_set_user_password()
+        .user_pool_id(pool)
+        .username(&username)
+        .password(&password)
+        .permanent(true)
+        .send()
+        .await
+        .map_err(|e| anyhow!(cognito::error::DisplayErrorContext(e).to_string()))?;
+    client
+        .admin_add_user_to_group()
+        .user_pool_id(pool)
+        .username(&username)
+        .group_name(role)
+        .send()
+        .await
+        .map_err(|e| anyhow!(cognito::error::DisplayErrorContext(e).to_string()))?;
+    Ok(User { username, password })
+}
+
+/// Tokens for a user, as a client application gets them from Cognito.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub id_token: String,
+    pub access_token: String,
+}
+
+pub async fn sign_in(client: &cognito::Client, client_id: &str, user: &User) -> Result<Tokens> {
+    let out = client
+        .initiate_auth()
+        .client_id(client_id)
+        .auth_flow(AuthFlowType::UserPasswordAuth)
+        .auth_parameters("USERNAME", &user.username)
+        .auth_parameters("PASSWORD", &user.password)
+        .send()
+        .await
+        .map_err(|e| anyhow!(cognito::error::DisplayErrorContext(e).to_string()))?;
+    let result = out
+        .authentication_result
+        .ok_or_else(|| anyhow!("sign-in asked for a challenge instead of issuing tokens"))?;
+    Ok(Tokens {
+        id_token: result.id_token.ok_or_else(|| anyhow!("no id token"))?,
+        access_token: result
+            .access_token
+            .ok_or_else(|| anyhow!("no access token"))?,
+    })
+}

@@ -1,0 +1,45 @@
+//! One place that builds the AWS SDK configuration, with timeouts below the Lambda
+//! timeout so a hung call cannot eat a whole invocation.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_dynamodb::config::Credentials;
+
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(8))
+        .build()
+}
+
+/// The configuration a deployed function uses: region, credentials and any
+/// `AWS_ENDPOINT_URL` from the environment.
+pub async fn from_env() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts())
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await
+}
+
+/// The configuration for the local cloud's emulator: fixed region and dummy
+/// credentials, so nothing on the machine (profiles, real keys) is ever picked up.
+pub async fn for_emulator(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::from_static("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "herald-local"))
+        .timeout_config(timeouts())
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await
+}
+
+pub use aws_config::SdkConfig;
+pub use aws_sdk_dynamodb::Client as DynamoDbClient;
+pub use aws_sdk_secretsmanager::Client as SecretsManagerClient;
+pub use aws_sdk_sqs::Client as SqsClient;

@@ -1,0 +1,173 @@
+//! Typed configuration, read once at cold start. A missing or malformed setting stops
+//! the function with a message naming it, instead of failing later on a request.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("configuration {0} is not set")]
+    Missing(&'static str),
+    #[error("configuration {key} is invalid: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// Where settings come from: the process environment in Lambda, a map when the local
+/// cloud runs several functions (each with its own template-derived environment) in
+/// one process.
+pub trait Settings {
+    fn get(&self, key: &str) -> Option<String>;
+
+    fn required(&self, key: &'static str) -> Result<String, ConfigError> {
+        self.get(key)
+            .filter(|v| !v.is_empty())
+            .ok_or(ConfigError::Missing(key))
+    }
+
+    fn number<T: std::str::FromStr>(&self, key: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(key).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                key,
+                reason: format!("{raw:?}: {e}"),
+            }),
+        }
+    }
+}
+
+pub struct ProcessEnv;
+
+impl Settings for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl Settings for HashMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).cloned()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub table: String,
+    pub send_queue_url: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl ApiConfig {
+    pub fn load(settings: &impl Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: settings.required("HERALD_TABLE")?,
+            send_queue_url: settings.required("HERALD_SEND_QUEUE_URL")?,
+            max_body_bytes: settings.number("HERALD_MAX_BODY_BYTES", 1024 * 1024)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub table: String,
+    pub provider_secret_id: String,
+    pub sms_api_base: String,
+    /// Recipients sent at once inside one invocation.
+    pub parallelism: usize,
+    /// The provider account's messages per second, shared by all sender instances.
+    pub provider_rate_per_second: f64,
+    /// The most sender instances that run at once (reserved concurrency).
+    pub max_instances: u32,
+    /// Provider attempts per recipient within one invocation before the chunk is
+    /// handed back to SQS for a later retry.
+    pub max_attempts: u32,
+    /// How long a claim stays exclusive.
+    pub lease: Duration,
+    /// Longest wait for one provider request; past it the outcome is ambiguous.
+    pub provider_timeout: Duration,
+}
+
+impl SenderConfig {
+    pub fn load(settings: &impl Settings) -> Result<Self, ConfigError> {
+        let config = Self {
+            table: settings.required("HERALD_TABLE")?,
+            provider_secret_id: settings.required("HERALD_PROVIDER_SECRET_ID")?,
+            sms_api_base: settings.required("HERALD_SMS_API_BASE")?,
+            parallelism: settings.number("HERALD_SEND_PARALLELISM", 8)?,
+            provider_rate_per_second: settings.number("HERALD_PROVIDER_RATE_PER_SECOND", 50.0)?,
+            max_instances: settings.number("HERALD_SENDER_MAX_CONCURRENCY", 5)?,
+            max_attempts: settings.number("HERALD_SEND_MAX_ATTEMPTS", 4)?,
+            lease: Duration::from_secs(settings.number("HERALD_LEASE_SECONDS", 60)?),
+            provider_timeout: Duration::from_millis(
+                settings.number("HERALD_PROVIDER_TIMEOUT_MS", 10_000)?,
+            ),
+        };
+        if config.parallelism == 0 {
+            return Err(ConfigError::Invalid {
+                key: "HERALD_SEND_PARALLELISM",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if config.provider_rate_per_second.is_nan() || config.provider_rate_per_second <= 0.0 {
+            return Err(ConfigError::Invalid {
+                key: "HERALD_PROVIDER_RATE_PER_SECOND",
+                reason: "must be a positive number".into(),
+            });
+        }
+        if config.max_instances == 0 || config.max_attempts == 0 {
+            return Err(ConfigError::Invalid {
+                key: "HERALD_SENDER_MAX_CONCURRENCY",
+                reason: "instances and attempts must be at least 1".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// This instance's share of the provider's rate.
+    pub fn instance_rate_per_second(&self) -> f64 {
+        self.provider_rate_per_second / f64::from(self.max_instances)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn missing_and_malformed_settings_are_named() {
+        assert_eq!(
+            ApiConfig::load(&settings(&[])).unwrap_err(),
+            ConfigError::Missing("HERALD_TABLE")
+        );
+        let err = ApiConfig::load(&settings(&[
+            ("HERALD_TABLE", "t"),
+            ("HERALD_SEND_QUEUE_URL", "q"),
+            ("HERALD_MAX_BODY_BYTES", "lots"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("HERALD_MAX_BODY_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn each_sender_instance_takes_an_equal_share_of_the_provider_rate() {
+        let config = SenderConfig::load(&settings(&[
+            ("HERALD_TABLE", "t"),
+            ("HERALD_PROVIDER_SECRET_ID", "s"),
+            ("HERALD_SMS_API_BASE", "http://x"),
+            ("HERALD_PROVIDER_RATE_PER_SECOND", "50"),
+            ("HERALD_SENDER_MAX_CONCURRENCY", "5"),
+        ]))
+        .unwrap();
+        assert_eq!(config.instance_rate_per_second(), 10.0);
+    }
+}

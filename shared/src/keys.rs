@@ -1,0 +1,81 @@
+//! The only place DynamoDB keys are built. Every tenant-owned key takes a `TenantId`,
+//! so no item can be read or written without naming its tenant.
+
+use crate::ids::{BatchId, MessageId, TenantId};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Recipients per chunk: one SQS message and one DynamoDB item each.
+pub const CHUNK_SIZE: u32 = 100;
+
+/// Number of gsi1 shards per batch, so a large batch's listing does not pile onto one
+/// partition.
+pub const BATCH_INDEX_SHARDS: u32 = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub pk: String,
+    pub sk: String,
+}
+
+pub fn tenant_profile(tenant: &TenantId) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}"),
+        sk: "PROFILE".into(),
+    }
+}
+
+pub fn batch_meta(tenant: &TenantId, batch: BatchId) -> Key {
+    Key {
+        pk: batch_pk(tenant, batch),
+        sk: "META".into(),
+    }
+}
+
+pub fn chunk(tenant: &TenantId, batch: BatchId, chunk: u32) -> Key {
+    Key {
+        pk: batch_pk(tenant, batch),
+        sk: format!("CHUNK#{chunk:05}"),
+    }
+}
+
+pub fn message(tenant: &TenantId, message: MessageId) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}#MSG#{message}"),
+        sk: "MSG".into(),
+    }
+}
+
+/// gsi1 partition for a message's listing within its batch.
+pub fn batch_messages_partition(tenant: &TenantId, message: MessageId) -> String {
+    let shard = message.index() % BATCH_INDEX_SHARDS;
+    format!("{}#S#{shard}", batch_pk(tenant, message.batch()))
+}
+
+pub fn chunk_of(message: MessageId) -> u32 {
+    message.index() / CHUNK_SIZE
+}
+
+fn batch_pk(tenant: &TenantId, batch: BatchId) -> String {
+    format!("TENANT#{tenant}#BATCH#{batch}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_prefixed_with_the_tenant() {
+        let t = TenantId::parse("acme").unwrap();
+        let b: BatchId = "01JQ0000000000000000000000".parse().unwrap();
+        let m = MessageId::new(b, 205);
+        assert_eq!(message(&t, m).pk, format!("TENANT#acme#MSG#{b}.205"));
+        assert_eq!(chunk(&t, b, chunk_of(m)).sk, "CHUNK#00002");
+        assert_eq!(batch_meta(&t, b).pk, format!("TENANT#acme#BATCH#{b}"));
+        assert_eq!(
+            batch_messages_partition(&t, m),
+            format!("TENANT#acme#BATCH#{b}#S#5")
+        );
+        assert_eq!(tenant_profile(&t).pk, "TENANT#acme");
+    }
+}

@@ -1,0 +1,23 @@
+//! `herald`: the domain and the AWS-facing services every Herald function shares.
+//!
+//! AWS SDK types stay inside this crate: functions speak `TenantId`, `MessageId`,
+//! `Recipient`, `ChunkEnvelope`, and the repositories here translate.
+
+pub mod auth;
+pub mod aws;
+pub mod clock;
+pub mod config;
+pub mod ids;
+pub mod keys;
+pub mod phone;
+pub mod problem;
+pub mod provider;
+pub mod queue;
+pub mod secrets;
+pub mod status;
+pub mod store;
+pub mod telemetry;
+
+pub use ids::{BatchId, CorrelationId, MessageId, TenantId};
+pub use phone::PhoneNumber;
+pub use status::MessageStatus;

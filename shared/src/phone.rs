@@ -1,0 +1,127 @@
+//! E.164 phone numbers, parsed with libphonenumber's metadata (not a regex).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidPhoneNumber {
+    #[error(
+        "phone number must be in E.164 form: '+' followed by country code and number, no spaces"
+    )]
+    NotE164,
+    #[error("phone number is not a valid number for its country")]
+    NotValid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    pub fn parse(raw: &str) -> Result<Self, InvalidPhoneNumber> {
+        let digits = raw.strip_prefix('+').ok_or(InvalidPhoneNumber::NotE164)?;
+        if !(2..=15).contains(&digits.len())
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || digits.starts_with('0')
+        {
+            return Err(InvalidPhoneNumber::NotE164);
+        }
+        let parsed = phonenumber::parse(None, raw).map_err(|_| InvalidPhoneNumber::NotE164)?;
+        if !phonenumber::is_valid(&parsed) {
+            return Err(InvalidPhoneNumber::NotValid);
+        }
+        let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
+        // A number that libphonenumber rewrites (e.g. strips a national trunk prefix)
+        // was not written in E.164 to begin with.
+        if e164 != raw {
+            return Err(InvalidPhoneNumber::NotE164);
+        }
+        Ok(Self(e164))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// For logs: country code and the last two digits survive, the rest is hidden.
+    pub fn masked(&self) -> String {
+        mask_phone(&self.0)
+    }
+}
+
+/// Masks anything that looks like a phone number for logging.
+pub fn mask_phone(raw: &str) -> String {
+    let keep_head = raw.len().min(3);
+    let keep_tail = raw.len().saturating_sub(keep_head).min(2);
+    let hidden = raw.len() - keep_head - keep_tail;
+    format!(
+        "{}{}{}",
+        &raw[..keep_head],
+        "*".repeat(hidden),
+        &raw[raw.len() - keep_tail..]
+    )
+}
+
+impl TryFrom<String> for PhoneNumber {
+    type Error = InvalidPhoneNumber;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<PhoneNumber> for String {
+    fn from(value: PhoneNumber) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_valid_e164_numbers() {
+        for good in ["+14155550100", "+447911123456", "+33612345678"] {
+            assert_eq!(PhoneNumber::parse(good).unwrap().as_str(), good);
+        }
+    }
+
+    #[test]
+    fn rejects_what_is_not_e164() {
+        for bad in [
+            "",
+            "+",
+            "+1",
+            "14155550100",
+            "00441234",
+            "+44 7911 123456",
+            "+0441234567",
+            "+1415555010a",
+            "+1234567890123456",
+            "tel:+14155550100",
+        ] {
+            assert!(PhoneNumber::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn rejects_numbers_invalid_for_their_country() {
+        assert_eq!(
+            PhoneNumber::parse("+11234567890"),
+            Err(InvalidPhoneNumber::NotValid)
+        );
+    }
+
+    #[test]
+    fn masks_all_but_prefix_and_last_two_digits() {
+        assert_eq!(mask_phone("+14155550100"), "+14*******00");
+        assert_eq!(mask_phone("+1"), "+1");
+    }
+}

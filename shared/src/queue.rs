@@ -1,0 +1,160 @@
+//! The send queue: one SQS message per chunk of recipients, never per recipient, which
+//! keeps SQS requests per message far below one and the queue small.
+
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BatchId, CorrelationId, TenantId};
+
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// The body of a send-queue message. The recipients themselves stay in DynamoDB (the
+/// durable copy); the envelope only points at them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkEnvelope {
+    pub v: u32,
+    pub tenant_id: TenantId,
+    pub batch_id: BatchId,
+    pub chunk: u32,
+    pub correlation_id: CorrelationId,
+}
+
+impl ChunkEnvelope {
+    pub fn new(tenant: &TenantId, batch: BatchId, chunk: u32, correlation: &CorrelationId) -> Self {
+        Self {
+            v: ENVELOPE_VERSION,
+            tenant_id: tenant.clone(),
+            batch_id: batch,
+            chunk,
+            correlation_id: correlation.clone(),
+        }
+    }
+
+    pub fn parse(body: &str) -> Result<Self, EnvelopeError> {
+        let envelope: Self = serde_json::from_str(body).map_err(EnvelopeError::Malformed)?;
+        if envelope.v != ENVELOPE_VERSION {
+            return Err(EnvelopeError::Version(envelope.v));
+        }
+        Ok(envelope)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("chunk envelope is malformed: {0}")]
+    Malformed(serde_json::Error),
+    #[error("chunk envelope version {0} is not supported")]
+    Version(u32),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("sending to the queue failed")]
+    Sqs(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the queue refused {failed} of {total} messages: {reason}")]
+    Refused {
+        failed: usize,
+        total: usize,
+        reason: String,
+    },
+}
+
+#[derive(Clone)]
+pub struct SendQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl SendQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
+    }
+
+    /// Sends every envelope, ten per request, re-sending entries SQS reports as failed
+    /// (it may accept part of a batch).
+    #[tracing::instrument(skip_all, fields(count = envelopes.len()))]
+    pub async fn enqueue(&self, envelopes: &[ChunkEnvelope]) -> Result<(), QueueError> {
+        for group in envelopes.chunks(10) {
+            let mut pending: Vec<(usize, &ChunkEnvelope)> = group.iter().enumerate().collect();
+            for attempt in 0..3 {
+                let entries = pending
+                    .iter()
+                    .map(|(i, e)| entry(*i, e))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let out = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| QueueError::Sqs(e.into()))?;
+                let failed: Vec<String> = out.failed.iter().map(|f| f.id.clone()).collect();
+                if failed.is_empty() {
+                    pending.clear();
+                    break;
+                }
+                let sender_fault = out.failed.iter().find(|f| f.sender_fault);
+                if let Some(fault) = sender_fault {
+                    return Err(QueueError::Refused {
+                        failed: failed.len(),
+                        total: group.len(),
+                        reason: fault.message.clone().unwrap_or_else(|| fault.code.clone()),
+                    });
+                }
+                pending.retain(|(i, _)| failed.contains(&i.to_string()));
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+            if !pending.is_empty() {
+                return Err(QueueError::Refused {
+                    failed: pending.len(),
+                    total: group.len(),
+                    reason: "still failing after retries".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn entry(
+    index: usize,
+    envelope: &ChunkEnvelope,
+) -> Result<SendMessageBatchRequestEntry, QueueError> {
+    let text = |value: &str| {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .map_err(|e| QueueError::Sqs(e.into()))
+    };
+    let body = serde_json::to_string(envelope).map_err(|e| QueueError::Sqs(e.into()))?;
+    SendMessageBatchRequestEntry::builder()
+        .id(index.to_string())
+        .message_body(body)
+        .message_attributes("tenant_id", text(envelope.tenant_id.as_str())?)
+        .message_attributes("correlation_id", text(envelope.correlation_id.as_str())?)
+        .build()
+        .map_err(|e| QueueError::Sqs(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_and_reject_unknown_shapes() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let e = ChunkEnvelope::new(&tenant, BatchId::new(), 3, &CorrelationId::new());
+        let body = serde_json::to_string(&e).unwrap();
+        assert_eq!(ChunkEnvelope::parse(&body).unwrap(), e);
+        assert!(ChunkEnvelope::parse("not json").is_err());
+        assert!(ChunkEnvelope::parse(&body.replace("\"v\":1", "\"v\":9")).is_err());
+        assert!(ChunkEnvelope::parse(&body.replace("\"chunk\"", "\"x\":1,\"chunk\"")).is_err());
+        assert!(ChunkEnvelope::parse(&body.replace("acme", "ACME#2")).is_err());
+    }
+}

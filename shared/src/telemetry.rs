@@ -1,0 +1,33 @@
+//! Logs are one JSON object per line, without colours, at the level Lambda asks for.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the JSON subscriber. `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's advanced
+/// logging controls) wins over `RUST_LOG`; `info` otherwise.
+pub fn init() {
+    let filter = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .ok()
+        .map(|level| EnvFilter::new(level.to_lowercase()))
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_target(false)
+        .with_current_span(true)
+        .with_span_list(false)
+        .flatten_event(true)
+        .try_init();
+}
+
+/// Masks an email address for logs: `j***@example.com`.
+pub fn mask_email(raw: &str) -> String {
+    match raw.split_once('@') {
+        Some((local, domain)) => {
+            let first = local.chars().next().map(String::from).unwrap_or_default();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
