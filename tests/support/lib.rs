@@ -1,1 +1,212 @@
+//! The test harness: each test gets its own stack (table, queues, secret, user pool)
+//! in one shared emulator, started on demand, so tests run in parallel without
+//! seeing each other's data.
 
+use std::future::Future;
+use std::time::Duration;
+
+use herald_local::sandbox::LedgerEntry;
+use herald_local::{CloudOptions, LocalCloud, emulator, project_root, seed};
+use serde_json::Value;
+
+pub use herald_local;
+
+pub struct TestCloud {
+    pub cloud: LocalCloud,
+    http: reqwest::Client,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestCloud {
+    /// A fresh stack named after the test.
+    pub async fn start(test: &str) -> Self {
+        Self::start_with(test, |_| {}).await
+    }
+
+    pub async fn start_with(test: &str, configure: impl FnOnce(&mut CloudOptions)) -> Self {
+        let endpoint = emulator::endpoint();
+        emulator::ensure_for_tests(&project_root(), &endpoint)
+            .await
+            .expect("the emulator runs");
+        let stack = format!("t-{test}-{}", herald_local::random_hex(8));
+        let mut options = CloudOptions::ephemeral(&stack);
+        configure(&mut options);
+        let cloud = LocalCloud::start(&endpoint, options)
+            .await
+            .unwrap_or_else(|e| panic!("local cloud for {test} did not start: {e:#}"));
+        Self {
+            cloud,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn pool(&self) -> &str {
+        self.cloud.stack.reference("UserPool").expect("user pool")
+    }
+
+    pub fn client_id(&self) -> &str {
+        self.cloud
+            .stack
+            .reference("UserPoolClient")
+            .expect("client")
+    }
+
+    /// A user of `tenant` in group `role`, signed in through the stack's app client.
+    pub async fn tokens(&self, tenant: &str, role: &str) -> seed::Tokens {
+        let cognito = &self.cloud.clients.cognito;
+        let user = seed::user(cognito, self.pool(), tenant, role)
+            .await
+            .expect("user created");
+        seed::sign_in(cognito, self.client_id(), &user)
+            .await
+            .expect("signed in")
+    }
+
+    /// The ID token clients send as their bearer token.
+    pub async fn token(&self, tenant: &str, role: &str) -> String {
+        self.tokens(tenant, role).await.id_token
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Answer {
+        let url = format!("{}{path}", self.cloud.gateway_url);
+        let mut request = self.http.request(method.parse().expect("method"), url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.expect("gateway answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = response.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        Answer {
+            status,
+            content_type,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &str) -> Answer {
+        self.request(
+            "POST",
+            path,
+            Some(token),
+            Some("application/json"),
+            Some(body.as_bytes().to_vec()),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.request("GET", path, Some(token), None, None).await
+    }
+
+    /// Sends one SMS and returns its message id.
+    pub async fn send_sms(&self, token: &str, to: &str, body: &str) -> String {
+        let payload = serde_json::json!({ "to": to, "body": body }).to_string();
+        let answer = self.post_json("/v1/messages", token, &payload).await;
+        assert_eq!(answer.status, 202, "send answered {:?}", answer.body);
+        answer.body["id"].as_str().expect("message id").to_owned()
+    }
+
+    /// Polls the message until its status is `status`.
+    pub async fn wait_for_status(&self, token: &str, id: &str, status: &str) -> Value {
+        let path = format!("/v1/messages/{id}");
+        eventually(&format!("message {id} to be {status}"), || async {
+            let answer = self.get(&path, token).await;
+            (answer.body["status"] == status).then_some(answer.body)
+        })
+        .await
+    }
+
+    pub fn ledger(&self) -> Vec<LedgerEntry> {
+        self.cloud.sandbox.ledger()
+    }
+
+    /// Every item in this stack's table.
+    pub async fn table_items(&self) -> usize {
+        let table = self.cloud.stack.reference("HeraldTable").expect("table");
+        let out = self
+            .cloud
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(table)
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .send()
+            .await
+            .expect("scan");
+        out.count as usize
+    }
+
+    /// Visible plus in-flight messages of a queue of this stack.
+    pub async fn queue_depth(&self, logical_id: &str) -> usize {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let url = self.cloud.stack.reference(logical_id).expect("queue");
+        let out = self
+            .cloud
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attributes = out.attributes.unwrap_or_default();
+        [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|a| {
+            attributes
+                .get(a)
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+    }
+}
+
+/// Retries `check` until it yields a value; panics naming `what` after a minute. This
+/// waits for asynchronous work to finish; it asserts nothing about how long it took.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    for _ in 0..600 {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("gave up waiting for {what}");
+}

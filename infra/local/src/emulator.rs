@@ -26,12 +26,13 @@ pub async fn is_up(endpoint: &str) -> bool {
     )
 }
 
-/// Where `moto_server` lives: `HERALD_VENV`, or `.venv` in the project root.
-fn moto_server(root: &Path) -> PathBuf {
+/// The virtualenv's Python (`HERALD_VENV`, or `.venv` in the project root), which
+/// has the pinned emulator installed.
+fn venv_python(root: &Path) -> PathBuf {
     let venv = std::env::var("HERALD_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join(".venv"));
-    venv.join("bin").join("moto_server")
+    venv.join("bin").join("python")
 }
 
 /// Starts the emulator for `endpoint` (which must be on loopback) and waits until it
@@ -46,7 +47,8 @@ pub async fn start(
     let url = reqwest::Url::parse(endpoint).context("HERALD_EMULATOR_URL is not a URL")?;
     let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
     let port = url.port().unwrap_or(4566);
-    let program = moto_server(root);
+    let program = venv_python(root);
+    let launcher = root.join("infra/local/emulator.py");
     if !program.exists() {
         bail!(
             "{} is missing: run `make venv` first (it installs the pinned emulator)",
@@ -59,6 +61,7 @@ pub async fn start(
     let log_file = std::fs::File::create(log)?;
     let mut command = tokio::process::Command::new(&program);
     command
+        .arg(&launcher)
         .args(["-H", &host, "-p", &port.to_string()])
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)

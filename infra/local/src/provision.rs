@@ -271,7 +271,8 @@ async fn create_table(client: &dynamodb::Client, name: &str, props: &Value) -> R
             if e.as_service_error()
                 .is_some_and(|e| e.is_resource_in_use_exception()) => {}
         Err(e) => {
-            return Err(dynamodb::error::DisplayErrorContext(e).to_string()).map_err(|e| anyhow!(e));
+            return Err(dynamodb::error::DisplayErrorContext(e).to_string())
+                .map_err(|e| anyhow!(e));
         }
     }
     if let Some(ttl) = props.get("TimeToLiveSpecification")

@@ -53,8 +53,8 @@ impl QueueRunner {
         }
     }
 
-    /// One receive → invoke → delete cycle. Returns how many records were received.
-    pub async fn poll_once(&self) -> Result<usize, String> {
+    /// Receives up to one batch, as the event source would hand it to the function.
+    pub async fn receive(&self) -> Result<SqsEvent, String> {
         let received = self
             .sqs
             .receive_message()
@@ -66,16 +66,27 @@ impl QueueRunner {
             .send()
             .await
             .map_err(|e| sqs::error::DisplayErrorContext(e).to_string())?;
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
+        let mut event = SqsEvent::default();
+        event.records = received
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| self.record(m))
+            .collect();
+        Ok(event)
+    }
+
+    /// One receive → invoke → delete cycle. Returns how many records were received.
+    pub async fn poll_once(&self) -> Result<usize, String> {
+        let event = self.receive().await?;
+        if event.records.is_empty() {
             return Ok(0);
         }
-        let receipts: HashMap<String, String> = messages
+        let receipts: HashMap<String, String> = event
+            .records
             .iter()
             .filter_map(|m| Some((m.message_id.clone()?, m.receipt_handle.clone()?)))
             .collect();
-        let mut event = SqsEvent::default();
-        event.records = messages.into_iter().map(|m| self.record(m)).collect();
         let count = event.records.len();
         let deadline = Instant::now() + Duration::from_secs(self.trigger.function_timeout_secs);
         let response = (self.handler)(event, deadline).await;

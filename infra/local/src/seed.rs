@@ -18,7 +18,7 @@ pub struct User {
 /// meets the pool's policy.
 pub async fn user(client: &cognito::Client, pool: &str, tenant: &str, role: &str) -> Result<User> {
     let username = format!("{role}@{tenant}.example");
-    let password = format!("Hx9{}", crate::random_token(20));
+    let password = format!("Hx9-{}", crate::random_token(20));
     let created = client
         .admin_create_user()
         .user_pool_id(pool)

@@ -1,0 +1,345 @@
+//! Every table, index, queue, redrive policy, secret and identity resource declared in
+//! template.yaml exists in the local cloud with the same definition.
+
+use std::collections::{BTreeSet, HashMap};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use herald_tests::TestCloud;
+use herald_tests::herald_local::template::Template;
+use serde_json::Value;
+
+fn template() -> Template {
+    Template::load(&herald_tests::herald_local::project_root().join("template.yaml")).unwrap()
+}
+
+fn key_schema(value: &Value) -> BTreeSet<(String, String)> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["AttributeName"].as_str().unwrap().to_owned(),
+                k["KeyType"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn tables_match_the_template() {
+    let test = TestCloud::start("prov-tables").await;
+    let dynamodb = &test.cloud.clients.dynamodb;
+    let template = template();
+    let tables: Vec<_> = template.resources_of_type("AWS::DynamoDB::Table").collect();
+    assert!(!tables.is_empty());
+    for (id, resource) in tables {
+        let declared = &resource["Properties"];
+        let name = test.cloud.stack.reference(id).unwrap();
+        let table = dynamodb
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .unwrap();
+
+        let keys: BTreeSet<_> = table
+            .key_schema()
+            .iter()
+            .map(|k| {
+                (
+                    k.attribute_name().to_owned(),
+                    k.key_type().as_str().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(keys, key_schema(&declared["KeySchema"]), "{id} key schema");
+
+        let attributes: BTreeSet<_> = table
+            .attribute_definitions()
+            .iter()
+            .map(|a| {
+                (
+                    a.attribute_name().to_owned(),
+                    a.attribute_type().as_str().to_owned(),
+                )
+            })
+            .collect();
+        let declared_attributes: BTreeSet<_> = declared["AttributeDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["AttributeName"].as_str().unwrap().to_owned(),
+                    a["AttributeType"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(attributes, declared_attributes, "{id} attributes");
+
+        let indexes: HashMap<_, _> = table
+            .global_secondary_indexes()
+            .iter()
+            .map(|i| {
+                let keys: BTreeSet<_> = i
+                    .key_schema()
+                    .iter()
+                    .map(|k| {
+                        (
+                            k.attribute_name().to_owned(),
+                            k.key_type().as_str().to_owned(),
+                        )
+                    })
+                    .collect();
+                let projection = i
+                    .projection()
+                    .and_then(|p| p.projection_type())
+                    .map(|p| p.as_str().to_owned());
+                (i.index_name().unwrap().to_owned(), (keys, projection))
+            })
+            .collect();
+        let declared_indexes = declared["GlobalSecondaryIndexes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(indexes.len(), declared_indexes.len(), "{id} index count");
+        for index in declared_indexes {
+            let name = index["IndexName"].as_str().unwrap();
+            let (keys, projection) = indexes
+                .get(name)
+                .unwrap_or_else(|| panic!("{id} lacks index {name}"));
+            assert_eq!(keys, &key_schema(&index["KeySchema"]), "{id}.{name} keys");
+            assert_eq!(
+                projection.as_deref(),
+                index["Projection"]["ProjectionType"].as_str(),
+                "{id}.{name} projection"
+            );
+        }
+
+        let ttl = dynamodb
+            .describe_time_to_live()
+            .table_name(name)
+            .send()
+            .await
+            .unwrap();
+        let ttl = ttl.time_to_live_description().unwrap();
+        assert_eq!(
+            ttl.attribute_name(),
+            declared["TimeToLiveSpecification"]["AttributeName"].as_str(),
+            "{id} TTL attribute"
+        );
+        assert_eq!(
+            ttl.time_to_live_status().map(|s| s.as_str()),
+            Some("ENABLED")
+        );
+
+        let backups = dynamodb
+            .describe_continuous_backups()
+            .table_name(name)
+            .send()
+            .await
+            .unwrap();
+        let pitr = backups
+            .continuous_backups_description()
+            .and_then(|d| d.point_in_time_recovery_description())
+            .and_then(|p| p.point_in_time_recovery_status())
+            .map(|s| s.as_str().to_owned());
+        assert_eq!(pitr.as_deref(), Some("ENABLED"), "{id} PITR");
+        assert_eq!(
+            table.deletion_protection_enabled(),
+            declared["DeletionProtectionEnabled"].as_bool(),
+            "{id} deletion protection"
+        );
+    }
+}
+
+#[tokio::test]
+async fn queues_and_redrive_policies_match_the_template() {
+    let test = TestCloud::start("prov-queues").await;
+    let sqs = &test.cloud.clients.sqs;
+    let template = template();
+    let queues: Vec<_> = template.resources_of_type("AWS::SQS::Queue").collect();
+    assert!(queues.len() >= 2);
+    for (id, resource) in queues {
+        let declared = &resource["Properties"];
+        let url = test.cloud.stack.reference(id).unwrap();
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap();
+        for (name, attribute) in [
+            ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
+            (
+                "MessageRetentionPeriod",
+                QueueAttributeName::MessageRetentionPeriod,
+            ),
+        ] {
+            if let Some(expected) = declared.get(name) {
+                assert_eq!(
+                    attributes.get(&attribute).map(String::as_str),
+                    Some(expected.to_string().as_str()),
+                    "{id} {name}"
+                );
+            }
+        }
+        match declared.get("RedrivePolicy") {
+            Some(policy) => {
+                let actual: Value =
+                    serde_json::from_str(&attributes[&QueueAttributeName::RedrivePolicy]).unwrap();
+                let dlq = policy["deadLetterTargetArn"]["Fn::GetAtt"][0]
+                    .as_str()
+                    .unwrap();
+                let dlq_arn = &test.cloud.stack.resources[dlq].attributes["Arn"];
+                assert_eq!(actual["deadLetterTargetArn"], dlq_arn.as_str(), "{id} DLQ");
+                assert_eq!(
+                    actual["maxReceiveCount"].to_string(),
+                    policy["maxReceiveCount"].to_string(),
+                    "{id} maxReceiveCount"
+                );
+            }
+            None => assert!(
+                !attributes.contains_key(&QueueAttributeName::RedrivePolicy),
+                "{id} has no redrive policy"
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn secrets_and_identity_match_the_template() {
+    let test = TestCloud::start("prov-identity").await;
+    let template = template();
+
+    for (id, _) in template.resources_of_type("AWS::SecretsManager::Secret") {
+        let arn = test.cloud.stack.reference(id).unwrap();
+        let value = test
+            .cloud
+            .clients
+            .secrets
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            value.secret_string().is_some_and(|s| !s.is_empty()),
+            "{id} has a value"
+        );
+    }
+    // The provider secret holds credentials the sandbox accepts, generated at start-up.
+    let provider = test.cloud.stack.reference("ProviderSecret").unwrap();
+    let value = test
+        .cloud
+        .clients
+        .secrets
+        .get_secret_value()
+        .secret_id(provider)
+        .send()
+        .await
+        .unwrap();
+    let credentials: Value = serde_json::from_str(value.secret_string().unwrap()).unwrap();
+    assert_eq!(
+        credentials["account_sid"],
+        test.cloud.credentials.account_sid.as_str()
+    );
+
+    let cognito = &test.cloud.clients.cognito;
+    let pool = test.pool();
+    let groups: BTreeSet<String> = cognito
+        .list_groups()
+        .user_pool_id(pool)
+        .send()
+        .await
+        .unwrap()
+        .groups()
+        .iter()
+        .filter_map(|g| g.group_name().map(str::to_owned))
+        .collect();
+    let declared_groups: BTreeSet<String> = template
+        .resources_of_type("AWS::Cognito::UserPoolGroup")
+        .map(|(_, g)| g["Properties"]["GroupName"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(groups, declared_groups);
+    assert_eq!(
+        declared_groups,
+        ["admin", "operator", "sender", "viewer"]
+            .map(String::from)
+            .into()
+    );
+
+    let described = cognito
+        .describe_user_pool()
+        .user_pool_id(pool)
+        .send()
+        .await
+        .unwrap();
+    let attributes: Vec<_> = described
+        .user_pool()
+        .unwrap()
+        .schema_attributes()
+        .iter()
+        .filter_map(|a| a.name())
+        .collect();
+    assert!(
+        attributes.contains(&"custom:tenant_id"),
+        "pool schema: {attributes:?}"
+    );
+
+    let client = cognito
+        .describe_user_pool_client()
+        .user_pool_id(pool)
+        .client_id(test.client_id())
+        .send()
+        .await
+        .unwrap();
+    let flows: BTreeSet<String> = client
+        .user_pool_client()
+        .unwrap()
+        .explicit_auth_flows()
+        .iter()
+        .map(|f| f.as_str().to_owned())
+        .collect();
+    let declared_flows: BTreeSet<String> =
+        template.resource("UserPoolClient").unwrap()["Properties"]["ExplicitAuthFlows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_owned())
+            .collect();
+    assert_eq!(flows, declared_flows);
+}
+
+#[tokio::test]
+async fn the_api_routes_are_the_templates_and_each_has_a_policy() {
+    let test = TestCloud::start("prov-routes").await;
+    let template_routes: BTreeSet<(String, String)> = test
+        .cloud
+        .stack
+        .http_routes("ApiFunction")
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.method, r.path))
+        .collect();
+    let router_routes: BTreeSet<(String, String)> = herald_api::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        template_routes, router_routes,
+        "template.yaml and the api router disagree"
+    );
+    for (method, path) in &router_routes {
+        assert!(
+            herald::auth::route_access(method, path).is_some(),
+            "{method} {path} has no policy"
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! The sender under SQS's at-least-once delivery and a failing provider.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use herald_tests::herald_local::sandbox::Faults;
+use herald_tests::{TestCloud, eventually};
+use tokio::time::Instant;
+
+async fn receive_all(test: &TestCloud, expected: usize) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    let runner = &test.cloud.send_runner;
+    event.records = eventually(&format!("{expected} queue messages"), || async {
+        let received = runner.receive().await.unwrap();
+        (received.records.len() == expected).then_some(received.records)
+    })
+    .await;
+    event
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(30)
+}
+
+#[tokio::test]
+async fn the_same_queue_message_delivered_twice_sends_once() {
+    let test = TestCloud::start_with("dup-delivery", |o| o.run_queues = false).await;
+    let token = test.token("acme", "sender").await;
+    let id = test.send_sms(&token, "+14155550100", "once only").await;
+    let event = receive_all(&test, 1).await;
+
+    let first = herald_sender::handle(&test.cloud.sender, event.clone(), deadline()).await;
+    let second = herald_sender::handle(&test.cloud.sender, event.clone(), deadline()).await;
+    assert!(first.batch_item_failures.is_empty(), "{first:?}");
+    assert!(
+        second.batch_item_failures.is_empty(),
+        "a redelivery of finished work succeeds: {second:?}"
+    );
+
+    // Two copies at once: one claims and sends, the other must not send.
+    let mut both = event.clone();
+    both.records.extend(event.records.clone());
+    herald_sender::handle(&test.cloud.sender, both, deadline()).await;
+
+    assert_eq!(
+        test.ledger().len(),
+        1,
+        "sent exactly once: {:?}",
+        test.ledger()
+    );
+    let message = test.wait_for_status(&token, &id, "sent").await;
+    assert_eq!(message["attempts"], 1);
+}
+
+#[tokio::test]
+async fn concurrent_copies_of_one_chunk_send_once() {
+    let test = TestCloud::start_with("dup-concurrent", |o| o.run_queues = false).await;
+    let token = test.token("acme", "sender").await;
+    test.send_sms(&token, "+14155550100", "race").await;
+    let event = receive_all(&test, 1).await;
+
+    let deps = &test.cloud.sender;
+    let results = futures::future::join_all(
+        (0..4).map(|_| herald_sender::handle(deps, event.clone(), deadline())),
+    )
+    .await;
+    assert_eq!(test.ledger().len(), 1, "{:?}", test.ledger());
+    // A copy that found the claim held elsewhere hands the record back to the queue
+    // rather than claiming success it cannot vouch for.
+    let handed_back = results
+        .iter()
+        .filter(|r| !r.batch_item_failures.is_empty())
+        .count();
+    assert!(handed_back <= 3);
+}
+
+#[tokio::test]
+async fn a_failing_record_is_reported_alone_and_lands_in_the_dlq_after_the_redrive_limit() {
+    let failing = "+14155550199";
+    let test = TestCloud::start_with("dlq", |o| {
+        o.run_queues = false;
+        o.visibility_timeout = Some(1);
+    })
+    .await;
+    test.cloud.sandbox.set_faults(Faults {
+        error_rate: 1.0,
+        error_status: Some(503),
+        only_to: vec![failing.into()],
+        ..Faults::default()
+    });
+    let token = test.token("acme", "sender").await;
+    let good = test.send_sms(&token, "+14155550100", "fine").await;
+    let bad = test.send_sms(&token, failing, "doomed").await;
+
+    // One invocation with both records: only the failing one is reported.
+    let event = receive_all(&test, 2).await;
+    let bad_record = event
+        .records
+        .iter()
+        .find(|r| {
+            r.body
+                .as_deref()
+                .unwrap()
+                .contains(bad.split('.').next().unwrap())
+        })
+        .unwrap()
+        .message_id
+        .clone()
+        .unwrap();
+    let response = herald_sender::handle(&test.cloud.sender, event, deadline()).await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, vec![bad_record]);
+    // The runner deletes what succeeded; here the test plays the runner, so it deletes
+    // the good record itself.
+    test.wait_for_status(&token, &good, "sent").await;
+
+    // Now the event source takes over: redelivered after each visibility timeout
+    // until maxReceiveCount, then moved to the DLQ by SQS.
+    let runner = test.cloud.send_runner.clone();
+    let dlq = eventually("the failing chunk in the DLQ", || async {
+        runner.poll_once().await.unwrap();
+        (test.queue_depth("SendDLQ").await == 1).then_some(())
+    })
+    .await;
+    let _ = dlq;
+    assert_eq!(
+        test.queue_depth("SendQueue").await,
+        0,
+        "nothing left behind"
+    );
+
+    let ledger = test.ledger();
+    assert_eq!(
+        ledger.len(),
+        1,
+        "only the good message was sent: {ledger:?}"
+    );
+    assert_eq!(ledger[0].to, "+14155550100");
+    let bad_message = test.get(&format!("/v1/messages/{bad}"), &token).await;
+    assert_eq!(
+        bad_message.body["status"], "sending",
+        "released, never sent, not settled"
+    );
+    assert!(bad_message.body["attempts"].as_u64().unwrap() >= 5);
+}
+
+#[tokio::test]
+async fn a_number_the_provider_rejects_fails_for_good_without_retries() {
+    let test = TestCloud::start("rejected").await;
+    let token = test.token("acme", "sender").await;
+    let id = test
+        .send_sms(
+            &token,
+            herald_tests::herald_local::sandbox::INVALID_NUMBER,
+            "nope",
+        )
+        .await;
+    let message = test.wait_for_status(&token, &id, "failed").await;
+    assert_eq!(message["error"]["code"], "21211");
+    assert_eq!(message["attempts"], 1);
+    assert!(test.ledger().is_empty());
+    eventually("the queue to drain", || async {
+        (test.queue_depth("SendQueue").await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(test.queue_depth("SendDLQ").await, 0);
+}
