@@ -9,7 +9,15 @@ async fn bad_requests_are_refused_and_change_nothing() {
     let token = test.token("acme", "sender").await;
     let json = Some("application/json");
 
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, Option<&str>)> = vec![
+    // (case, content type, body, expected status, field the problem must name)
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Vec<u8>,
+        u16,
+        Option<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
         ("bad JSON", json, b"{\"to\": ".to_vec(), 400, None),
         ("not an object", json, b"[1, 2]".to_vec(), 400, None),
         (

@@ -121,12 +121,11 @@ async fn a_failing_record_is_reported_alone_and_lands_in_the_dlq_after_the_redri
     // Now the event source takes over: redelivered after each visibility timeout
     // until maxReceiveCount, then moved to the DLQ by SQS.
     let runner = test.cloud.send_runner.clone();
-    let dlq = eventually("the failing chunk in the DLQ", || async {
+    eventually("the failing chunk in the DLQ", || async {
         runner.poll_once().await.unwrap();
         (test.queue_depth("SendDLQ").await == 1).then_some(())
     })
     .await;
-    let _ = dlq;
     assert_eq!(
         test.queue_depth("SendQueue").await,
         0,

@@ -113,6 +113,14 @@ pub struct MessageView {
     pub history: Vec<HistoryEntry>,
 }
 
+/// When a claim is made and until when it holds.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub now: String,
+    pub now_epoch: u64,
+    pub until_epoch: u64,
+}
+
 /// What the claim found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
@@ -314,10 +322,9 @@ impl Store {
         id: MessageId,
         chunk: &Chunk,
         to: &PhoneNumber,
-        now: &str,
-        now_epoch: u64,
-        lease_until_epoch: u64,
+        lease: &Lease,
     ) -> Result<ClaimOutcome, StoreError> {
+        let now = lease.now.as_str();
         let key = keys::message(tenant, id);
         let token = ulid::Ulid::new().to_string();
         let result = self
@@ -339,7 +346,7 @@ impl Store {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":sending", s("sending"))
             .expression_attribute_values(":token", s(&token))
-            .expression_attribute_values(":lease", n(lease_until_epoch))
+            .expression_attribute_values(":lease", n(lease.until_epoch))
             .expression_attribute_values(":tenant", s(tenant.as_str()))
             .expression_attribute_values(":batch", s(id.batch().to_string()))
             .expression_attribute_values(":to", s(to.as_str()))
@@ -372,7 +379,7 @@ impl Store {
                 let lease_until: u64 = get_n(&old, "lease_until").unwrap_or(0);
                 match get_s(&old, "claim_token") {
                     Some(token) => Ok(ClaimOutcome::HeldElsewhere {
-                        lease_expired: lease_until < now_epoch,
+                        lease_expired: lease_until < lease.now_epoch,
                         token: token.to_owned(),
                     }),
                     None => Err(StoreError::Corrupt {

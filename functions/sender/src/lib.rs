@@ -13,7 +13,7 @@ use herald::clock::SharedClock;
 use herald::config::SenderConfig;
 use herald::provider::{OutboundSms, Provider, SendOutcome};
 use herald::queue::{ChunkEnvelope, EnvelopeError};
-use herald::store::{Chunk, ChunkCounts, ClaimOutcome, Settlement, Store, StoreError};
+use herald::store::{Chunk, ChunkCounts, ClaimOutcome, Lease, Settlement, Store, StoreError};
 use herald::{MessageId, MessageStatus, PhoneNumber, TenantId};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -193,19 +193,13 @@ async fn send_one(
     to: &PhoneNumber,
     deadline: Instant,
 ) -> Result<Done, StoreError> {
-    let lease_until = deps.clock.epoch_seconds() + deps.config.lease.as_secs();
-    let claim = deps
-        .store
-        .claim(
-            tenant,
-            id,
-            chunk,
-            to,
-            &deps.clock.rfc3339(),
-            deps.clock.epoch_seconds(),
-            lease_until,
-        )
-        .await?;
+    let now_epoch = deps.clock.epoch_seconds();
+    let lease = Lease {
+        now: deps.clock.rfc3339(),
+        now_epoch,
+        until_epoch: now_epoch + deps.config.lease.as_secs(),
+    };
+    let claim = deps.store.claim(tenant, id, chunk, to, &lease).await?;
     let token = match claim {
         ClaimOutcome::Claimed { token } => token,
         ClaimOutcome::Settled(_) => return Ok(Done::AlreadySettled),

@@ -121,7 +121,20 @@ pub fn stop_test_emulator(root: &Path) -> Result<()> {
     };
     let pid = pid.trim();
     if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) {
+        let alive = || Path::new("/proc").join(pid).exists();
         let _ = std::process::Command::new("kill").arg(pid).status();
+        // Wait for it to go, so whatever runs next may take the port.
+        for _ in 0..50 {
+            if !alive() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if alive() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", pid])
+                .status();
+        }
     }
     std::fs::remove_file(&pid_file)?;
     Ok(())
