@@ -103,7 +103,10 @@ impl TwilioProvider {
             )
             .form(&[
                 ("To", message.to.as_str()),
-                ("From", credentials.from.as_str()),
+                (
+                    sender_parameter(&credentials.from),
+                    credentials.from.as_str(),
+                ),
                 ("Body", message.body.as_str()),
             ])
             .send()
@@ -164,6 +167,15 @@ impl TwilioProvider {
                 retry_after,
             },
         })
+    }
+}
+
+/// A messaging service (`MG...`) is named with its own parameter; a number with `From`.
+fn sender_parameter(from: &str) -> &'static str {
+    if from.starts_with("MG") {
+        "MessagingServiceSid"
+    } else {
+        "From"
     }
 }
 
