@@ -66,7 +66,7 @@ lint-template: venv-lint ## cfn-lint + sam validate on template.yaml (offline)
 	$(OFFLINE_AWS) $(VENV_LINT)/bin/cfn-lint .aws-sam/lint/template.json
 
 dev: venv ## Start the local cloud (emulator, gateway, queue runners)
-	HERALD_VENV="$(CURDIR)/$(VENV)" cargo run --release -p herald-local -- up
+	HERALD_VENV="$(CURDIR)/$(VENV)" cargo run -p herald-local -- up
 
 # The emulator started by the tests is stopped on every exit (pass, fail, Ctrl-C).
 # The exit code is the tests' own; a failed stop only turns a pass into a failure.

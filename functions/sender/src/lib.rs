@@ -184,7 +184,7 @@ enum Done {
     Retry,
 }
 
-#[tracing::instrument(skip_all, fields(message_id = %id))]
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, message_id = %id))]
 async fn send_one(
     deps: &Deps,
     tenant: &TenantId,

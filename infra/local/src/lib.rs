@@ -32,7 +32,8 @@ pub use provision::Stack;
 
 /// The project root (where `template.yaml` is).
 pub fn project_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
 }
 
 pub fn random_hex(len: usize) -> String {
