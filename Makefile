@@ -74,7 +74,11 @@ test: venv ## cargo test --workspace against the local cloud, then stop its emul
 	@export HERALD_VENV="$(CURDIR)/$(VENV)"; \
 	trap 'rc=$$?; cargo run -q -p herald-local -- emulator stop --started-by-tests \
 	      || { [ $$rc -ne 0 ] || rc=1; }; exit $$rc' EXIT; \
-	cargo test --workspace
+	mkdir -p .herald; status=0; \
+	cargo test --workspace 2>&1 | tee .herald/test.log || status=$$?; \
+	awk '/^test result:/ { passed += $$4; failed += $$6 } \
+	     END { printf "tests: %d passed, %d failed\n", passed, failed }' .herald/test.log; \
+	exit $$status
 
 # rust-cargolambda runs `cargo lambda build --release --arm64 --bin <Binary>` in the
 # workspace root; cargo-lambda and zig come from .venv-deploy.

@@ -11,8 +11,10 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::{FutureExt, StreamExt, stream};
 use herald::clock::SharedClock;
 use herald::config::SenderConfig;
+use herald::provider::twilio::TwilioProvider;
 use herald::provider::{OutboundSms, Provider, SendOutcome};
 use herald::queue::{ChunkEnvelope, EnvelopeError};
+use herald::secrets::SecretsCache;
 use herald::store::{Chunk, ChunkCounts, ClaimOutcome, Lease, Settlement, Store, StoreError};
 use herald::{MessageId, MessageStatus, PhoneNumber, TenantId};
 use tokio::sync::Semaphore;
@@ -38,6 +40,27 @@ pub struct Deps {
 }
 
 impl Deps {
+    /// Everything the sender needs, built once per process: by `main` in Lambda, by
+    /// the local cloud from the template-derived environment.
+    pub fn from_config(
+        config: SenderConfig,
+        sdk: &herald::aws::SdkConfig,
+        clock: SharedClock,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let secrets = Arc::new(SecretsCache::new(
+            herald::aws::SecretsManagerClient::new(sdk),
+            Duration::from_secs(300),
+        ));
+        let provider = TwilioProvider::new(
+            &config.sms_api_base,
+            &config.provider_secret_id,
+            secrets,
+            config.provider_timeout,
+        )?;
+        let store = Store::new(herald::aws::DynamoDbClient::new(sdk), &config.table);
+        Ok(Self::new(config, store, Arc::new(provider), clock))
+    }
+
     pub fn new(
         config: SenderConfig,
         store: Store,

@@ -1,11 +1,7 @@
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use herald::config::{ProcessEnv, SenderConfig};
-use herald::provider::twilio::TwilioProvider;
-use herald::secrets::SecretsCache;
-use herald::store::Store;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -13,18 +9,7 @@ async fn main() -> Result<(), Error> {
     herald::telemetry::init();
     let config = SenderConfig::load(&ProcessEnv)?;
     let sdk = herald::aws::from_env().await;
-    let secrets = Arc::new(SecretsCache::new(
-        herald::aws::SecretsManagerClient::new(&sdk),
-        Duration::from_secs(300),
-    ));
-    let provider = TwilioProvider::new(
-        &config.sms_api_base,
-        &config.provider_secret_id,
-        secrets,
-        config.provider_timeout,
-    )?;
-    let store = Store::new(herald::aws::DynamoDbClient::new(&sdk), &config.table);
-    let deps = herald_sender::Deps::new(config, store, Arc::new(provider), herald::clock::system());
+    let deps = herald_sender::Deps::from_config(config, &sdk, herald::clock::system())?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = tokio::time::Instant::now() + remaining(event.context.deadline);

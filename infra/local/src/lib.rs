@@ -11,9 +11,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::FutureExt;
 use herald::config::{ApiConfig, SenderConfig};
-use herald::provider::twilio::TwilioProvider;
-use herald::secrets::SecretsCache;
-use herald::store::Store;
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -181,7 +178,11 @@ impl LocalCloud {
             shutdown_rx.clone(),
         ));
 
-        let sender = Arc::new(sender_deps(&sdk, &stack.function_env("SenderFunction")?)?);
+        let sender_config = SenderConfig::load(&stack.function_env("SenderFunction")?)?;
+        let sender = Arc::new(
+            herald_sender::Deps::from_config(sender_config, &sdk, herald::clock::system())
+                .map_err(|e| anyhow::anyhow!(e))?,
+        );
         let handler_deps = sender.clone();
         let send_runner = Arc::new(runner::QueueRunner {
             sqs: clients.sqs.clone(),
@@ -222,31 +223,6 @@ impl LocalCloud {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
     }
-}
-
-/// Builds the sender exactly as its `main` does, from a template-derived environment.
-pub fn sender_deps(
-    sdk: &herald::aws::SdkConfig,
-    env: &HashMap<String, String>,
-) -> Result<herald_sender::Deps> {
-    let config = SenderConfig::load(env)?;
-    let secrets = Arc::new(SecretsCache::new(
-        herald::aws::SecretsManagerClient::new(sdk),
-        Duration::from_secs(300),
-    ));
-    let provider = TwilioProvider::new(
-        &config.sms_api_base,
-        &config.provider_secret_id,
-        secrets,
-        config.provider_timeout,
-    )?;
-    let store = Store::new(herald::aws::DynamoDbClient::new(sdk), &config.table);
-    Ok(herald_sender::Deps::new(
-        config,
-        store,
-        Arc::new(provider),
-        herald::clock::system(),
-    ))
 }
 
 fn serve(
