@@ -75,7 +75,7 @@ test: venv ## cargo test --workspace against the local cloud, then stop its emul
 	trap 'rc=$$?; cargo run -q -p herald-local -- emulator stop --started-by-tests \
 	      || { [ $$rc -ne 0 ] || rc=1; }; exit $$rc' EXIT; \
 	mkdir -p .herald; status=0; \
-	cargo test --workspace 2>&1 | tee .herald/test.log || status=$$?; \
+	cargo test --workspace --no-fail-fast 2>&1 | tee .herald/test.log || status=$$?; \
 	awk '/^test result:/ { passed += $$4; failed += $$6 } \
 	     END { printf "tests: %d passed, %d failed\n", passed, failed }' .herald/test.log; \
 	exit $$status

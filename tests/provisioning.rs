@@ -33,8 +33,8 @@ async fn tables_match_the_template() {
     let template = template();
     let tables: Vec<_> = template.resources_of_type("AWS::DynamoDB::Table").collect();
     assert!(!tables.is_empty());
-    for (id, resource) in tables {
-        let declared = &resource["Properties"];
+    for (id, _) in tables {
+        let declared = &test.cloud.stack.properties(id).unwrap();
         let name = test.cloud.stack.reference(id).unwrap();
         let table = dynamodb
             .describe_table()
@@ -163,8 +163,8 @@ async fn queues_and_redrive_policies_match_the_template() {
     let template = template();
     let queues: Vec<_> = template.resources_of_type("AWS::SQS::Queue").collect();
     assert!(queues.len() >= 2);
-    for (id, resource) in queues {
-        let declared = &resource["Properties"];
+    for (id, _) in queues {
+        let declared = &test.cloud.stack.properties(id).unwrap();
         let url = test.cloud.stack.reference(id).unwrap();
         let attributes = sqs
             .get_queue_attributes()
@@ -194,11 +194,16 @@ async fn queues_and_redrive_policies_match_the_template() {
             Some(policy) => {
                 let actual: Value =
                     serde_json::from_str(&attributes[&QueueAttributeName::RedrivePolicy]).unwrap();
-                let dlq = policy["deadLetterTargetArn"]["Fn::GetAtt"][0]
-                    .as_str()
-                    .unwrap();
-                let dlq_arn = &test.cloud.stack.resources[dlq].attributes["Arn"];
-                assert_eq!(actual["deadLetterTargetArn"], dlq_arn.as_str(), "{id} DLQ");
+                let dlq = &test.cloud.stack.resources["SendDLQ"].attributes["Arn"];
+                assert_eq!(
+                    actual["deadLetterTargetArn"], policy["deadLetterTargetArn"],
+                    "{id} DLQ"
+                );
+                assert_eq!(
+                    policy["deadLetterTargetArn"],
+                    dlq.as_str(),
+                    "{id} redrives to SendDLQ"
+                );
                 assert_eq!(
                     actual["maxReceiveCount"].to_string(),
                     policy["maxReceiveCount"].to_string(),
@@ -308,13 +313,17 @@ async fn secrets_and_identity_match_the_template() {
         .map(|f| f.as_str().to_owned())
         .collect();
     let declared_flows: BTreeSet<String> =
-        template.resource("UserPoolClient").unwrap()["Properties"]["ExplicitAuthFlows"]
+        test.cloud.stack.properties("UserPoolClient").unwrap()["ExplicitAuthFlows"]
             .as_array()
             .unwrap()
             .iter()
             .map(|f| f.as_str().unwrap().to_owned())
             .collect();
     assert_eq!(flows, declared_flows);
+    assert!(
+        declared_flows.contains("ALLOW_USER_PASSWORD_AUTH"),
+        "the local (dev) stack signs users in with passwords"
+    );
 }
 
 #[tokio::test]

@@ -44,9 +44,14 @@ impl Stack {
         )
     }
 
-    fn function(&self, id: &str) -> Result<Value> {
+    /// A resource's `Properties` with every intrinsic resolved for this stack.
+    pub fn properties(&self, id: &str) -> Result<Value> {
         self.resolver()?
             .resolve(&self.template.resource(id)?["Properties"])
+    }
+
+    fn function(&self, id: &str) -> Result<Value> {
+        self.properties(id)
     }
 
     fn globals(&self) -> Result<Value> {
