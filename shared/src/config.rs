@@ -58,6 +58,9 @@ pub struct ApiConfig {
     pub send_queue_url: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How long an idempotency key stays locked by the request using it: longer than
+    /// the function timeout, so a live request is never taken over.
+    pub idempotency_lock: Duration,
 }
 
 impl ApiConfig {
@@ -66,6 +69,9 @@ impl ApiConfig {
             table: settings.required("HERALD_TABLE")?,
             send_queue_url: settings.required("HERALD_SEND_QUEUE_URL")?,
             max_body_bytes: settings.number("HERALD_MAX_BODY_BYTES", 1024 * 1024)?,
+            idempotency_lock: Duration::from_secs(
+                settings.number("HERALD_IDEMPOTENCY_LOCK_SECONDS", 35)?,
+            ),
         })
     }
 }

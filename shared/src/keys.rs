@@ -25,6 +25,13 @@ pub fn tenant_profile(tenant: &TenantId) -> Key {
     }
 }
 
+pub fn idempotency(tenant: &TenantId, key: &str) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}#IDEM#{key}"),
+        sk: "IDEM".into(),
+    }
+}
+
 pub fn batch_meta(tenant: &TenantId, batch: BatchId) -> Key {
     Key {
         pk: batch_pk(tenant, batch),

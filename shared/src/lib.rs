@@ -7,6 +7,7 @@ pub mod auth;
 pub mod aws;
 pub mod clock;
 pub mod config;
+pub mod idempotency;
 pub mod ids;
 pub mod keys;
 pub mod phone;

@@ -233,15 +233,22 @@ impl Store {
                 ("schema_version", n(SCHEMA_VERSION)),
             ],
         );
-        self.client
+        let created = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .send()
-            .await
-            .map_err(dynamo)?;
-        Ok(())
+            .await;
+        match created {
+            // A retry finishing the batch of a request that died (same idempotency key
+            // and request): the record is already there, which is what we want.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
+            other => other.map(|_| ()).map_err(dynamo),
+        }
     }
 
     async fn batch_write(&self, mut writes: Vec<WriteRequest>) -> Result<(), StoreError> {
@@ -682,11 +689,11 @@ fn with_key<const N: usize>(key: &Key, attributes: [(&str, AttributeValue); N]) 
     item
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn n(value: impl ToString) -> AttributeValue {
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 

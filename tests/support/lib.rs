@@ -73,6 +73,7 @@ impl TestCloud {
         self.tokens(tenant, role).await.id_token
     }
 
+    /// A request as a client sends it; a POST carries a fresh Idempotency-Key.
     pub async fn request(
         &self,
         method: &str,
@@ -81,6 +82,21 @@ impl TestCloud {
         content_type: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Answer {
+        let key = (method == "POST").then(|| ulid::Ulid::new().to_string());
+        self.request_with_key(method, path, token, content_type, body, key.as_deref())
+            .await
+    }
+
+    /// A request with exactly the Idempotency-Key given (none for `None`).
+    pub async fn request_with_key(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+        idempotency_key: Option<&str>,
+    ) -> Answer {
         let url = format!("{}{path}", self.cloud.gateway_url);
         let mut request = self.http.request(method.parse().expect("method"), url);
         if let Some(token) = token {
@@ -88,6 +104,9 @@ impl TestCloud {
         }
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
         }
         if let Some(body) = body {
             request = request.body(body);
@@ -118,6 +137,24 @@ impl TestCloud {
             Some(token),
             Some("application/json"),
             Some(body.as_bytes().to_vec()),
+        )
+        .await
+    }
+
+    pub async fn post_json_with_key(
+        &self,
+        path: &str,
+        token: &str,
+        key: &str,
+        body: &str,
+    ) -> Answer {
+        self.request_with_key(
+            "POST",
+            path,
+            Some(token),
+            Some("application/json"),
+            Some(body.as_bytes().to_vec()),
+            Some(key),
         )
         .await
     }

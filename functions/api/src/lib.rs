@@ -18,6 +18,7 @@ use herald::CorrelationId;
 use herald::auth::{Access, Principal, route_access};
 use herald::clock::SharedClock;
 use herald::config::ApiConfig;
+use herald::idempotency::Idempotency;
 use herald::problem::Problem;
 use herald::queue::SendQueue;
 use herald::store::Store;
@@ -35,6 +36,7 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 pub struct App {
     pub config: ApiConfig,
     pub store: Store,
+    pub idempotency: Idempotency,
     pub queue: SendQueue,
     pub clock: SharedClock,
 }
@@ -43,6 +45,7 @@ impl App {
     pub fn new(config: ApiConfig, sdk: &herald::aws::SdkConfig, clock: SharedClock) -> Self {
         Self {
             store: Store::new(herald::aws::DynamoDbClient::new(sdk), &config.table),
+            idempotency: Idempotency::new(herald::aws::DynamoDbClient::new(sdk), &config.table),
             queue: SendQueue::new(herald::aws::SqsClient::new(sdk), &config.send_queue_url),
             config,
             clock,

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald::auth::Principal;
+use herald::idempotency::{Begin, IdempotencyKey, StoredResponse, request_hash};
 use herald::problem::Problem;
 use herald::queue::ChunkEnvelope;
 use herald::store::{Channel, Chunk, MessageView, NewBatch};
-use herald::{BatchId, MessageId, PhoneNumber};
+use herald::{MessageId, PhoneNumber};
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
@@ -56,6 +57,9 @@ struct Accepted {
     status_url: String,
 }
 
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
 pub async fn create(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
@@ -63,6 +67,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
+    let key = idempotency_key(&headers)?;
     let request: CreateMessage = parse_json(&headers, &body, app.config.max_body_bytes)?;
     let mut problem = Problem::new(
         StatusCode::BAD_REQUEST,
@@ -88,52 +93,139 @@ pub async fn create(
     let Some(to) = to.filter(|_| problem.errors.is_empty()) else {
         return Err(problem.into_response());
     };
+    let channel = match request.channel {
+        ChannelField::Sms => Channel::Sms,
+    };
+
+    let tenant = principal.tenant();
+    let canonical = serde_json::json!({
+        "channel": channel.as_str(),
+        "to": to.as_str(),
+        "body": request.body,
+    });
+    let hash = request_hash("POST /v1/messages", &canonical);
+    let now_epoch = app.clock.epoch_seconds();
+    let lock_until = now_epoch + app.config.idempotency_lock.as_secs();
+    let begin = app
+        .idempotency
+        .begin(tenant, &key, &hash, now_epoch, lock_until)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    let batch_id = match begin {
+        Begin::Proceed { batch } => batch,
+        Begin::Replay(stored) => return Ok(replay(stored)),
+        Begin::InFlight => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "request-in-progress",
+                "Request in progress",
+            )
+            .detail("A request with this Idempotency-Key is still being processed; retry shortly.")
+            .field(
+                "Idempotency-Key",
+                "in use by a request that has not finished",
+            )
+            .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+            .into_response());
+        }
+        Begin::Mismatch => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+            )
+            .detail("This Idempotency-Key was used for a different request; use a new key for a new request.")
+            .field("Idempotency-Key", "already used for a different request")
+            .into_response());
+        }
+    };
 
     let now = app.clock.rfc3339();
     let batch = NewBatch {
-        tenant: principal.tenant().clone(),
-        id: BatchId::new(),
-        channel: match request.channel {
-            ChannelField::Sms => Channel::Sms,
-        },
+        tenant: tenant.clone(),
+        id: batch_id,
+        channel,
         created_by: principal.subject().to_owned(),
         correlation_id: correlation.clone(),
         created_at: now.clone(),
         chunks: vec![Chunk {
             index: 0,
-            channel: Channel::Sms,
+            channel,
             body: request.body,
             recipients: vec![to],
             created_at: now.clone(),
         }],
     };
     let id = MessageId::new(batch.id, 0);
-    let envelope = ChunkEnvelope::new(&batch.tenant, batch.id, 0, &correlation);
-    async {
-        app.store.create_batch(&batch).await?;
-        app.queue.enqueue(&[envelope]).await?;
-        app.store
-            .mark_enqueued(&batch.tenant, batch.id, &now)
-            .await?;
-        Ok::<_, ApiError>(())
-    }
-    .await
-    .map_err(IntoResponse::into_response)?;
-    tracing::info!(batch_id = %batch.id, message_id = %id, to = %batch.chunks[0].recipients[0].masked(), "message accepted");
-
     let status_url = format!("/v1/messages/{id}");
-    let body = Accepted {
+    let answer = Accepted {
         id: id.to_string(),
         batch_id: batch.id.to_string(),
         status: "accepted",
         status_url: status_url.clone(),
     };
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, status_url)],
-        axum::Json(body),
-    )
-        .into_response())
+    let stored = StoredResponse {
+        status: StatusCode::ACCEPTED.as_u16(),
+        body: serde_json::to_string(&answer).expect("plain struct serialises"),
+        location: Some(status_url),
+    };
+    let envelope = ChunkEnvelope::new(&batch.tenant, batch.id, 0, &correlation);
+    let work = async {
+        app.store.create_batch(&batch).await?;
+        app.queue.enqueue(&[envelope]).await?;
+        app.store
+            .mark_enqueued(&batch.tenant, batch.id, &now)
+            .await?;
+        app.idempotency
+            .complete(tenant, &key, &hash, &stored)
+            .await?;
+        Ok::<_, ApiError>(())
+    };
+    if let Err(error) = work.await {
+        // Let the client's retry (same key) take over now and finish this batch.
+        if let Err(release) = app.idempotency.release(tenant, &key, &hash).await {
+            tracing::warn!(error = %release, "could not release the idempotency key");
+        }
+        return Err(error.into_response());
+    }
+    tracing::info!(batch_id = %batch.id, message_id = %id, to = %batch.chunks[0].recipients[0].masked(), "message accepted");
+    Ok(answer_with(stored, false))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, Response> {
+    let problem = |message: &str| {
+        Problem::new(StatusCode::BAD_REQUEST, "idempotency-key", "Idempotency-Key required")
+            .detail("Every POST needs an Idempotency-Key header: a unique value per request, reused only to retry it.")
+            .field("Idempotency-Key", message)
+            .into_response()
+    };
+    let raw = headers
+        .get(IDEMPOTENCY_KEY)
+        .ok_or_else(|| problem("is missing"))?
+        .to_str()
+        .map_err(|_| problem("must be visible ASCII"))?;
+    IdempotencyKey::parse(raw).map_err(|e| problem(&e.to_string()))
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    answer_with(stored, true)
+}
+
+fn answer_with(stored: StoredResponse, replayed: bool) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(location) = stored.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
 }
 
 pub async fn show(

@@ -174,7 +174,7 @@ Send an SMS as acme's sender and read its status:
 
   TOKEN=$(cargo run -q -p herald-local -- token --tenant acme --role sender)
   curl -s -X POST {api}/v1/messages -H "Authorization: Bearer $TOKEN" \
-       -H 'Content-Type: application/json' \
+       -H 'Content-Type: application/json' -H "Idempotency-Key: $(date +%s%N)" \
        -d '{{"to": "+14155550100", "body": "Hello from Herald"}}'
   curl -s {api}/v1/messages/<id from the answer> -H "Authorization: Bearer $TOKEN"
 
