@@ -168,3 +168,93 @@ async fn a_number_the_provider_rejects_fails_for_good_without_retries() {
     .await;
     assert_eq!(test.queue_depth("SendDLQ").await, 0);
 }
+
+#[tokio::test]
+async fn records_that_can_never_succeed_go_straight_to_the_dlq_with_their_reason() {
+    use herald::queue::ChunkEnvelope;
+    use herald::{BatchId, CorrelationId, TenantId};
+
+    let test = TestCloud::start_with("poison", |o| o.run_queues = false).await;
+    let token = test.token("acme", "sender").await;
+    let real = test.send_sms(&token, "+14155550100", "acme's own").await;
+    let acme_batch: BatchId = real.split('.').next().unwrap().parse().unwrap();
+
+    let envelope = |tenant: &str, batch: BatchId| {
+        serde_json::to_string(&ChunkEnvelope::new(
+            &TenantId::parse(tenant).unwrap(),
+            batch,
+            0,
+            &CorrelationId::new(),
+        ))
+        .unwrap()
+    };
+    let poison = [
+        "this is not an envelope".to_owned(),
+        envelope("acme", BatchId::new()), // a batch that does not exist
+        envelope("globex", acme_batch),   // another tenant's batch
+    ];
+    let queue = test.cloud.stack.reference("SendQueue").unwrap();
+    for body in &poison {
+        test.cloud
+            .clients
+            .sqs
+            .send_message()
+            .queue_url(queue)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let event = receive_all(&test, 4).await;
+    let response = herald_sender::handle(&test.cloud.sender, event, deadline()).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "poison is parked, not retried: {response:?}"
+    );
+
+    assert_eq!(test.queue_depth("SendDLQ").await, 3);
+    let dlq = test.cloud.stack.reference("SendDLQ").unwrap();
+    let parked = test
+        .cloud
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(dlq)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    let mut reasons: Vec<String> = parked
+        .iter()
+        .map(|m| {
+            let reason = m.message_attributes().unwrap()["herald_reason"]
+                .string_value()
+                .unwrap();
+            format!("{} <- {}", reason, m.body().unwrap())
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("malformed") && r.contains("this is not an envelope")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.contains("does not exist"))
+            .count(),
+        2,
+        "{reasons:?}"
+    );
+
+    // The real record was sent, once; the poisoned ones burned no provider call.
+    assert_eq!(test.ledger().len(), 1);
+    test.wait_for_status(&token, &real, "sent").await;
+}

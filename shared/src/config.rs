@@ -79,6 +79,8 @@ impl ApiConfig {
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
     pub table: String,
+    /// Where records that can never succeed go directly.
+    pub dead_letter_queue_url: String,
     pub provider_secret_id: String,
     pub sms_api_base: String,
     /// Recipients sent at once inside one invocation.
@@ -100,6 +102,7 @@ impl SenderConfig {
     pub fn load(settings: &impl Settings) -> Result<Self, ConfigError> {
         let config = Self {
             table: settings.required("HERALD_TABLE")?,
+            dead_letter_queue_url: settings.required("HERALD_SEND_DLQ_URL")?,
             provider_secret_id: settings.required("HERALD_PROVIDER_SECRET_ID")?,
             sms_api_base: settings.required("HERALD_SMS_API_BASE")?,
             parallelism: settings.number("HERALD_SEND_PARALLELISM", 8)?,
@@ -168,6 +171,7 @@ mod tests {
     fn each_sender_instance_takes_an_equal_share_of_the_provider_rate() {
         let config = SenderConfig::load(&settings(&[
             ("HERALD_TABLE", "t"),
+            ("HERALD_SEND_DLQ_URL", "q"),
             ("HERALD_PROVIDER_SECRET_ID", "s"),
             ("HERALD_SMS_API_BASE", "http://x"),
             ("HERALD_PROVIDER_RATE_PER_SECOND", "50"),

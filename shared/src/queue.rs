@@ -121,23 +121,73 @@ impl SendQueue {
     }
 }
 
+/// Where records that can never succeed are parked, with the reason, so they neither
+/// loop through retries nor disappear.
+#[derive(Clone)]
+pub struct DeadLetterQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl DeadLetterQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
+    }
+
+    /// Puts the record's body and string attributes on the DLQ, adding `herald_reason`.
+    pub async fn park(
+        &self,
+        body: &str,
+        attributes: &[(String, String)],
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            // SQS refuses an empty body; an empty record is parked as a marker.
+            .message_body(if body.is_empty() { "(empty)" } else { body })
+            .message_attributes("herald_reason", text_attribute(reason)?);
+        // SQS allows ten attributes; the reason takes one.
+        for (name, value) in attributes
+            .iter()
+            .filter(|(n, _)| n != "herald_reason")
+            .take(9)
+        {
+            request = request.message_attributes(name, text_attribute(value)?);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| QueueError::Sqs(e.into()))?;
+        Ok(())
+    }
+}
+
+fn text_attribute(value: &str) -> Result<MessageAttributeValue, QueueError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| QueueError::Sqs(e.into()))
+}
+
 fn entry(
     index: usize,
     envelope: &ChunkEnvelope,
 ) -> Result<SendMessageBatchRequestEntry, QueueError> {
-    let text = |value: &str| {
-        MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(value)
-            .build()
-            .map_err(|e| QueueError::Sqs(e.into()))
-    };
     let body = serde_json::to_string(envelope).map_err(|e| QueueError::Sqs(e.into()))?;
     SendMessageBatchRequestEntry::builder()
         .id(index.to_string())
         .message_body(body)
-        .message_attributes("tenant_id", text(envelope.tenant_id.as_str())?)
-        .message_attributes("correlation_id", text(envelope.correlation_id.as_str())?)
+        .message_attributes("tenant_id", text_attribute(envelope.tenant_id.as_str())?)
+        .message_attributes(
+            "correlation_id",
+            text_attribute(envelope.correlation_id.as_str())?,
+        )
         .build()
         .map_err(|e| QueueError::Sqs(e.into()))
 }

@@ -13,7 +13,7 @@ use herald::clock::SharedClock;
 use herald::config::SenderConfig;
 use herald::provider::twilio::TwilioProvider;
 use herald::provider::{OutboundSms, Provider, SendOutcome};
-use herald::queue::{ChunkEnvelope, EnvelopeError};
+use herald::queue::{ChunkEnvelope, DeadLetterQueue, EnvelopeError};
 use herald::secrets::SecretsCache;
 use herald::store::{Chunk, ChunkCounts, ClaimOutcome, Lease, Settlement, Store, StoreError};
 use herald::{MessageId, MessageStatus, PhoneNumber, TenantId};
@@ -33,6 +33,7 @@ const BACKOFF_CAP: Duration = Duration::from_secs(5);
 pub struct Deps {
     pub config: SenderConfig,
     pub store: Store,
+    pub dead_letters: DeadLetterQueue,
     pub provider: Arc<dyn Provider>,
     pub clock: SharedClock,
     pacer: Pacer,
@@ -58,12 +59,23 @@ impl Deps {
             config.provider_timeout,
         )?;
         let store = Store::new(herald::aws::DynamoDbClient::new(sdk), &config.table);
-        Ok(Self::new(config, store, Arc::new(provider), clock))
+        let dead_letters = DeadLetterQueue::new(
+            herald::aws::SqsClient::new(sdk),
+            &config.dead_letter_queue_url,
+        );
+        Ok(Self::new(
+            config,
+            store,
+            dead_letters,
+            Arc::new(provider),
+            clock,
+        ))
     }
 
     pub fn new(
         config: SenderConfig,
         store: Store,
+        dead_letters: DeadLetterQueue,
         provider: Arc<dyn Provider>,
         clock: SharedClock,
     ) -> Self {
@@ -72,9 +84,20 @@ impl Deps {
             in_flight: Semaphore::new(config.parallelism),
             config,
             store,
+            dead_letters,
             provider,
             clock,
         }
+    }
+}
+
+impl RecordError {
+    /// Errors no retry can fix: the record goes to the DLQ at once.
+    fn is_poison(&self) -> bool {
+        matches!(
+            self,
+            RecordError::Envelope(_) | RecordError::MissingChunk { .. }
+        )
     }
 }
 
@@ -109,10 +132,24 @@ pub async fn handle(deps: &Deps, event: SqsEvent, deadline: Instant) -> SqsBatch
         let _entered = span.enter();
         match result {
             Ok(Ok(())) => None,
+            Ok(Err(error)) if error.is_poison() => {
+                let reason = error_chain(&error);
+                match park(deps, record, &reason).await {
+                    Ok(()) => {
+                        tracing::error!(error = %reason, "record can never succeed; parked in the DLQ");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %reason, park_error = %error_chain(&e), "record can never succeed and could not be parked; leaving it to the redrive policy");
+                        Some(id)
+                    }
+                }
+            }
             Ok(Err(error)) => {
                 tracing::warn!(error = %error_chain(&error), "chunk not finished; handing it back to the queue");
                 Some(id)
             }
+
             Err(panic) => {
                 let what = panic
                     .downcast_ref::<&str>()
@@ -132,6 +169,25 @@ pub async fn handle(deps: &Deps, event: SqsEvent, deadline: Instant) -> SqsBatch
         response.add_failure(id);
     }
     response
+}
+
+async fn park(
+    deps: &Deps,
+    record: &SqsMessage,
+    reason: &str,
+) -> Result<(), herald::queue::QueueError> {
+    let attributes: Vec<(String, String)> = record
+        .message_attributes
+        .iter()
+        .filter_map(|(name, value)| Some((name.clone(), value.string_value.clone()?)))
+        .collect();
+    deps.dead_letters
+        .park(
+            record.body.as_deref().unwrap_or_default(),
+            &attributes,
+            reason,
+        )
+        .await
 }
 
 async fn process_record(
