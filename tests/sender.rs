@@ -258,3 +258,76 @@ async fn records_that_can_never_succeed_go_straight_to_the_dlq_with_their_reason
     assert_eq!(test.ledger().len(), 1);
     test.wait_for_status(&token, &real, "sent").await;
 }
+
+/// A provider that panics for one number and accepts every other: the seam where real
+/// variety exists, used here to make one record's processing blow up.
+struct PanicsFor(&'static str);
+
+impl herald::provider::Provider for PanicsFor {
+    fn name(&self) -> &'static str {
+        "panics-for"
+    }
+
+    fn send_sms<'a>(
+        &'a self,
+        message: &'a herald::provider::OutboundSms,
+    ) -> futures::future::BoxFuture<'a, herald::provider::SendOutcome> {
+        Box::pin(async move {
+            assert_ne!(message.to.as_str(), self.0, "provider blew up");
+            herald::provider::SendOutcome::Accepted {
+                provider_ref: format!("ref-{}", message.message_id),
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_panic_while_processing_one_record_fails_that_record_only() {
+    use std::sync::Arc;
+
+    let test = TestCloud::start_with("panic", |o| o.run_queues = false).await;
+    let token = test.token("acme", "sender").await;
+    let fine = test.send_sms(&token, "+14155550100", "fine").await;
+    let doomed = test.send_sms(&token, "+14155550199", "boom").await;
+    let event = receive_all(&test, 2).await;
+    let doomed_record = event
+        .records
+        .iter()
+        .find(|r| {
+            r.body
+                .as_deref()
+                .unwrap()
+                .contains(doomed.split('.').next().unwrap())
+        })
+        .and_then(|r| r.message_id.clone())
+        .unwrap();
+
+    let env = test.cloud.stack.function_env("SenderFunction").unwrap();
+    let config = herald::config::SenderConfig::load(&env).unwrap();
+    let store = herald::store::Store::new(test.cloud.clients.dynamodb.clone(), &config.table);
+    let dead_letters = herald::queue::DeadLetterQueue::new(
+        test.cloud.clients.sqs.clone(),
+        &config.dead_letter_queue_url,
+    );
+    let deps = herald_sender::Deps::new(
+        config,
+        store,
+        dead_letters,
+        Arc::new(PanicsFor("+14155550199")),
+        herald::clock::system(),
+    );
+    let response = herald_sender::handle(&deps, event, deadline()).await;
+
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, vec![doomed_record]);
+    let sent = test.wait_for_status(&token, &fine, "sent").await;
+    assert_eq!(sent["provider"], "panics-for");
+    // The panic struck after the claim: the message is held, not settled, so a
+    // redelivery after the lease would record it as unknown rather than send it blind.
+    let held = test.get(&format!("/v1/messages/{doomed}"), &token).await;
+    assert_eq!(held.body["status"], "sending");
+}

@@ -129,37 +129,40 @@ pub async fn handle(deps: &Deps, event: SqsEvent, deadline: Instant) -> SqsBatch
         let result = AssertUnwindSafe(process_record(deps, record, deadline).instrument(span.clone()))
             .catch_unwind()
             .await;
-        let _entered = span.enter();
-        match result {
-            Ok(Ok(())) => None,
-            Ok(Err(error)) if error.is_poison() => {
-                let reason = error_chain(&error);
-                match park(deps, record, &reason).await {
-                    Ok(()) => {
-                        tracing::error!(error = %reason, "record can never succeed; parked in the DLQ");
-                        None
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %reason, park_error = %error_chain(&e), "record can never succeed and could not be parked; leaving it to the redrive policy");
-                        Some(id)
+        // The outcome is logged (and the record parked) inside the record's span.
+        async move {
+            match result {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) if error.is_poison() => {
+                    let reason = error_chain(&error);
+                    match park(deps, record, &reason).await {
+                        Ok(()) => {
+                            tracing::error!(error = %reason, "record can never succeed; parked in the DLQ");
+                            None
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %reason, park_error = %error_chain(&e), "record can never succeed and could not be parked; leaving it to the redrive policy");
+                            Some(id)
+                        }
                     }
                 }
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(error = %error_chain(&error), "chunk not finished; handing it back to the queue");
-                Some(id)
-            }
-
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(panic = %what, "chunk processing panicked");
-                Some(id)
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %error_chain(&error), "chunk not finished; handing it back to the queue");
+                    Some(id)
+                }
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(panic = %what, "chunk processing panicked");
+                    Some(id)
+                }
             }
         }
+        .instrument(span)
+        .await
     }))
     .await;
     let mut response = SqsBatchResponse::default();
