@@ -331,3 +331,93 @@ async fn a_panic_while_processing_one_record_fails_that_record_only() {
     let held = test.get(&format!("/v1/messages/{doomed}"), &token).await;
     assert_eq!(held.body["status"], "sending");
 }
+
+#[tokio::test]
+async fn a_sender_that_died_after_claiming_is_never_resent_but_recorded_as_unknown() {
+    use herald::store::{Lease, Store};
+    use herald::{MessageId, TenantId};
+
+    let test = TestCloud::start_with("crashed-claim", |o| o.run_queues = false).await;
+    let token = test.token("acme", "sender").await;
+    let id = test.send_sms(&token, "+14155550100", "maybe sent").await;
+    let event = receive_all(&test, 1).await;
+
+    // Another sender claimed the message and then vanished, maybe after sending.
+    let table = test.cloud.stack.reference("HeraldTable").unwrap();
+    let store = Store::new(test.cloud.clients.dynamodb.clone(), table);
+    let tenant = TenantId::parse("acme").unwrap();
+    let message: MessageId = id.parse().unwrap();
+    let chunk = store
+        .load_chunk(&tenant, message.batch(), 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let to = chunk.recipients[0].clone();
+    let now = test.cloud.sender.clock.epoch_seconds();
+    let claim = |until_epoch| Lease {
+        now: test.cloud.sender.clock.rfc3339(),
+        now_epoch: now,
+        until_epoch,
+    };
+    store
+        .claim(&tenant, message, &chunk, &to, &claim(now + 60))
+        .await
+        .unwrap();
+
+    // While its lease runs, a redelivery leaves the message alone and hands the
+    // record back for later.
+    let response = herald_sender::handle(&test.cloud.sender, event.clone(), deadline()).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert!(test.ledger().is_empty());
+    assert_eq!(
+        test.get(&format!("/v1/messages/{id}"), &token).await.body["status"],
+        "sending"
+    );
+
+    // Once the lease has run out, the holder is presumed dead: the message becomes
+    // unknown, and is not sent again.
+    let key = herald::keys::message(&tenant, message);
+    test.cloud
+        .clients
+        .dynamodb
+        .update_item()
+        .table_name(table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(key.pk))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(key.sk))
+        .update_expression("SET lease_until = :past")
+        .expression_attribute_values(
+            ":past",
+            aws_sdk_dynamodb::types::AttributeValue::N((now - 1).to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let response = herald_sender::handle(&test.cloud.sender, event, deadline()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let message = test.wait_for_status(&token, &id, "unknown").await;
+    assert!(
+        message["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("stopped"),
+        "{message}"
+    );
+    assert!(test.ledger().is_empty(), "never re-sent blind");
+
+    let batch = herald::keys::batch_meta(&tenant, id.split('.').next().unwrap().parse().unwrap());
+    let meta = test
+        .cloud
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(batch.pk))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(batch.sk))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(meta["unknown_count"].as_n().unwrap(), "1");
+    assert_eq!(meta["sent_count"].as_n().unwrap(), "0");
+}
