@@ -18,6 +18,17 @@ async fn receive_all(test: &TestCloud, expected: usize) -> SqsEvent {
     event
 }
 
+/// The SQS message id of the record carrying `message_id`'s chunk.
+fn record_id_for(event: &SqsEvent, message_id: &str) -> String {
+    let batch = message_id.split('.').next().unwrap();
+    event
+        .records
+        .iter()
+        .find(|r| r.body.as_deref().unwrap().contains(batch))
+        .and_then(|r| r.message_id.clone())
+        .unwrap()
+}
+
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(30)
 }
@@ -94,19 +105,7 @@ async fn a_failing_record_is_reported_alone_and_lands_in_the_dlq_after_the_redri
 
     // One invocation with both records: only the failing one is reported.
     let event = receive_all(&test, 2).await;
-    let bad_record = event
-        .records
-        .iter()
-        .find(|r| {
-            r.body
-                .as_deref()
-                .unwrap()
-                .contains(bad.split('.').next().unwrap())
-        })
-        .unwrap()
-        .message_id
-        .clone()
-        .unwrap();
+    let bad_record = record_id_for(&event, &bad);
     let response = herald_sender::handle(&test.cloud.sender, event, deadline()).await;
     let failed: Vec<_> = response
         .batch_item_failures
@@ -290,17 +289,7 @@ async fn a_panic_while_processing_one_record_fails_that_record_only() {
     let fine = test.send_sms(&token, "+14155550100", "fine").await;
     let doomed = test.send_sms(&token, "+14155550199", "boom").await;
     let event = receive_all(&test, 2).await;
-    let doomed_record = event
-        .records
-        .iter()
-        .find(|r| {
-            r.body
-                .as_deref()
-                .unwrap()
-                .contains(doomed.split('.').next().unwrap())
-        })
-        .and_then(|r| r.message_id.clone())
-        .unwrap();
+    let doomed_record = record_id_for(&event, &doomed);
 
     let env = test.cloud.stack.function_env("SenderFunction").unwrap();
     let config = herald::config::SenderConfig::load(&env).unwrap();
