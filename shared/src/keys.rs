@@ -18,13 +18,6 @@ pub struct Key {
     pub sk: String,
 }
 
-pub fn tenant_profile(tenant: &TenantId) -> Key {
-    Key {
-        pk: format!("TENANT#{tenant}"),
-        sk: "PROFILE".into(),
-    }
-}
-
 pub fn idempotency(tenant: &TenantId, key: &str) -> Key {
     Key {
         pk: format!("TENANT#{tenant}#IDEM#{key}"),
@@ -83,6 +76,5 @@ mod tests {
             batch_messages_partition(&t, m),
             format!("TENANT#acme#BATCH#{b}#S#5")
         );
-        assert_eq!(tenant_profile(&t).pk, "TENANT#acme");
     }
 }

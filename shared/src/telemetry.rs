@@ -20,14 +20,3 @@ pub fn init() {
         .flatten_event(true)
         .try_init();
 }
-
-/// Masks an email address for logs: `j***@example.com`.
-pub fn mask_email(raw: &str) -> String {
-    match raw.split_once('@') {
-        Some((local, domain)) => {
-            let first = local.chars().next().map(String::from).unwrap_or_default();
-            format!("{first}***@{domain}")
-        }
-        None => "***".into(),
-    }
-}

@@ -43,9 +43,11 @@ pub struct App {
 
 impl App {
     pub fn new(config: ApiConfig, sdk: &herald::aws::SdkConfig, clock: SharedClock) -> Self {
+        // One client (one connection pool) for every DynamoDB repository.
+        let dynamodb = herald::aws::DynamoDbClient::new(sdk);
         Self {
-            store: Store::new(herald::aws::DynamoDbClient::new(sdk), &config.table),
-            idempotency: Idempotency::new(herald::aws::DynamoDbClient::new(sdk), &config.table),
+            store: Store::new(dynamodb.clone(), &config.table),
+            idempotency: Idempotency::new(dynamodb, &config.table),
             queue: SendQueue::new(herald::aws::SqsClient::new(sdk), &config.send_queue_url),
             config,
             clock,

@@ -118,7 +118,7 @@ pub async fn provision(clients: &Clients, template: &Template, options: &Options
         resources.insert(id.clone(), physical);
     }
     for (id, _) in template.resources_of_type("AWS::SQS::Queue") {
-        let physical = create_queue(&clients.sqs, &format!("{stack}-{id}"), options)
+        let physical = create_queue(&clients.sqs, &format!("{stack}-{id}"))
             .await
             .with_context(|| format!("provisioning {id}"))?;
         resources.insert(id.clone(), physical);
@@ -320,7 +320,7 @@ async fn create_table(client: &dynamodb::Client, name: &str, props: &Value) -> R
 
 // ---------------------------------------------------------------- SQS
 
-async fn create_queue(client: &sqs::Client, name: &str, _options: &Options) -> Result<Physical> {
+async fn create_queue(client: &sqs::Client, name: &str) -> Result<Physical> {
     let url = match client.get_queue_url().queue_name(name).send().await {
         Ok(out) => out.queue_url.unwrap_or_default(),
         Err(_) => client
