@@ -80,18 +80,7 @@ async fn tokens_for_another_client_or_pool_are_refused() {
     let cognito = &test.cloud.clients.cognito;
 
     // Another app client of the same pool: right issuer, wrong audience.
-    let other_client = cognito
-        .create_user_pool_client()
-        .user_pool_id(test.pool())
-        .client_name("not-herald")
-        .explicit_auth_flows(ExplicitAuthFlowsType::AllowUserPasswordAuth)
-        .send()
-        .await
-        .unwrap()
-        .user_pool_client
-        .unwrap()
-        .client_id
-        .unwrap();
+    let other_client = password_client(cognito, test.pool(), "not-herald").await;
     let user = seed::user(cognito, test.pool(), "acme", "sender")
         .await
         .unwrap();
@@ -122,18 +111,7 @@ async fn tokens_for_another_client_or_pool_are_refused() {
         .send()
         .await
         .unwrap();
-    let other_pool_client = cognito
-        .create_user_pool_client()
-        .user_pool_id(&other_pool)
-        .client_name("herald-console")
-        .explicit_auth_flows(ExplicitAuthFlowsType::AllowUserPasswordAuth)
-        .send()
-        .await
-        .unwrap()
-        .user_pool_client
-        .unwrap()
-        .client_id
-        .unwrap();
+    let other_pool_client = password_client(cognito, &other_pool, "herald-console").await;
     let outsider = seed::user(cognito, &other_pool, "acme", "sender")
         .await
         .unwrap();
@@ -193,6 +171,26 @@ async fn the_api_takes_tenant_and_roles_from_the_verified_claims() {
             .status,
         404
     );
+}
+
+/// An app client of `pool` that signs users in with passwords; returns its id.
+async fn password_client(
+    cognito: &aws_sdk_cognitoidentityprovider::Client,
+    pool: &str,
+    name: &str,
+) -> String {
+    cognito
+        .create_user_pool_client()
+        .user_pool_id(pool)
+        .client_name(name)
+        .explicit_auth_flows(ExplicitAuthFlowsType::AllowUserPasswordAuth)
+        .send()
+        .await
+        .unwrap()
+        .user_pool_client
+        .unwrap()
+        .client_id
+        .unwrap()
 }
 
 fn base64_url_decode(text: &str) -> Vec<u8> {

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use aws_sdk_dynamodb::types::KeySchemaElement;
 use aws_sdk_sqs::types::QueueAttributeName;
 use herald_tests::TestCloud;
 use herald_tests::herald_local::template::Template;
@@ -12,15 +13,32 @@ fn template() -> Template {
     Template::load(&herald_tests::herald_local::project_root().join("template.yaml")).unwrap()
 }
 
-fn key_schema(value: &Value) -> BTreeSet<(String, String)> {
+/// `(name, type)` pairs of a declared list such as `KeySchema` or `AttributeDefinitions`.
+fn declared_pairs(value: &Value, name: &str, kind: &str) -> BTreeSet<(String, String)> {
     value
         .as_array()
         .unwrap()
         .iter()
+        .map(|item| {
+            (
+                item[name].as_str().unwrap().to_owned(),
+                item[kind].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn key_schema(value: &Value) -> BTreeSet<(String, String)> {
+    declared_pairs(value, "AttributeName", "KeyType")
+}
+
+fn actual_keys(schema: &[KeySchemaElement]) -> BTreeSet<(String, String)> {
+    schema
+        .iter()
         .map(|k| {
             (
-                k["AttributeName"].as_str().unwrap().to_owned(),
-                k["KeyType"].as_str().unwrap().to_owned(),
+                k.attribute_name().to_owned(),
+                k.key_type().as_str().to_owned(),
             )
         })
         .collect()
@@ -45,16 +63,7 @@ async fn tables_match_the_template() {
             .table
             .unwrap();
 
-        let keys: BTreeSet<_> = table
-            .key_schema()
-            .iter()
-            .map(|k| {
-                (
-                    k.attribute_name().to_owned(),
-                    k.key_type().as_str().to_owned(),
-                )
-            })
-            .collect();
+        let keys = actual_keys(table.key_schema());
         assert_eq!(keys, key_schema(&declared["KeySchema"]), "{id} key schema");
 
         let attributes: BTreeSet<_> = table
@@ -67,33 +76,18 @@ async fn tables_match_the_template() {
                 )
             })
             .collect();
-        let declared_attributes: BTreeSet<_> = declared["AttributeDefinitions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| {
-                (
-                    a["AttributeName"].as_str().unwrap().to_owned(),
-                    a["AttributeType"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
+        let declared_attributes = declared_pairs(
+            &declared["AttributeDefinitions"],
+            "AttributeName",
+            "AttributeType",
+        );
         assert_eq!(attributes, declared_attributes, "{id} attributes");
 
         let indexes: HashMap<_, _> = table
             .global_secondary_indexes()
             .iter()
             .map(|i| {
-                let keys: BTreeSet<_> = i
-                    .key_schema()
-                    .iter()
-                    .map(|k| {
-                        (
-                            k.attribute_name().to_owned(),
-                            k.key_type().as_str().to_owned(),
-                        )
-                    })
-                    .collect();
+                let keys = actual_keys(i.key_schema());
                 let projection = i
                     .projection()
                     .and_then(|p| p.projection_type())
