@@ -129,7 +129,7 @@ async fn bad_requests_are_refused_and_change_nothing() {
             json,
             format!(
                 r#"{{"to": "+14155550100", "body": "{}"}}"#,
-                "x".repeat(1024 * 1024)
+                "x".repeat(5 * 1024 * 1024)
             )
             .into_bytes(),
             413,

@@ -341,7 +341,7 @@ async fn a_sender_that_died_after_claiming_is_never_resent_but_recorded_as_unkno
         .await
         .unwrap()
         .unwrap();
-    let to = chunk.recipients[0].clone();
+    let to = chunk.recipients[0].to.clone();
     let now = test.cloud.sender.clock.epoch_seconds();
     let claim = |until_epoch| Lease {
         now: test.cloud.sender.clock.rfc3339(),

@@ -36,8 +36,8 @@ impl Role {
     pub fn permissions(self) -> &'static [Permission] {
         use Permission::*;
         match self {
-            Role::Admin => &[SendMessages, ReadMessages],
-            Role::Sender => &[SendMessages, ReadMessages],
+            Role::Admin => &[SendMessages, ReadMessages, CancelBatches],
+            Role::Sender => &[SendMessages, ReadMessages, CancelBatches],
             Role::Viewer => &[ReadMessages],
             Role::Operator => &[],
         }
@@ -48,6 +48,7 @@ impl Role {
 pub enum Permission {
     SendMessages,
     ReadMessages,
+    CancelBatches,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,26 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
         "GET",
         "/v1/messages/{id}",
         Access::Requires(Permission::ReadMessages),
+    ),
+    (
+        "POST",
+        "/v1/batches",
+        Access::Requires(Permission::SendMessages),
+    ),
+    (
+        "GET",
+        "/v1/batches/{id}",
+        Access::Requires(Permission::ReadMessages),
+    ),
+    (
+        "GET",
+        "/v1/batches/{id}/messages",
+        Access::Requires(Permission::ReadMessages),
+    ),
+    (
+        "POST",
+        "/v1/batches/{id}/cancel",
+        Access::Requires(Permission::CancelBatches),
     ),
 ];
 

@@ -58,6 +58,8 @@ pub struct ApiConfig {
     pub send_queue_url: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Most recipients one batch request may name.
+    pub max_recipients: usize,
     /// How long an idempotency key stays locked by the request using it: longer than
     /// the function timeout, so a live request is never taken over.
     pub idempotency_lock: Duration,
@@ -68,7 +70,10 @@ impl ApiConfig {
         Ok(Self {
             table: settings.required("HERALD_TABLE")?,
             send_queue_url: settings.required("HERALD_SEND_QUEUE_URL")?,
-            max_body_bytes: settings.number("HERALD_MAX_BODY_BYTES", 1024 * 1024)?,
+            // Under Lambda's 6 MB request payload limit, and room for 10,000
+            // recipients with variables.
+            max_body_bytes: settings.number("HERALD_MAX_BODY_BYTES", 5 * 1024 * 1024)?,
+            max_recipients: settings.number("HERALD_MAX_RECIPIENTS", 10_000)?,
             idempotency_lock: Duration::from_secs(
                 settings.number("HERALD_IDEMPOTENCY_LOCK_SECONDS", 35)?,
             ),

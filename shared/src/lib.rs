@@ -18,6 +18,7 @@ pub mod secrets;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 
 pub use ids::{BatchId, CorrelationId, MessageId, TenantId};
 pub use phone::PhoneNumber;

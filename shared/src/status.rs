@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// `accepted < sending < sent < delivered`; `failed`, `undeliverable` and `unknown`
 /// rank beside `sent`/`delivered` so a late receipt can still resolve `unknown`.
+/// `cancelled` is reached only from `accepted` (never claimed) and is final.
 /// Every status write names the ranks it may overwrite in its condition, which makes
 /// duplicated and reordered updates harmless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -16,10 +17,11 @@ pub enum MessageStatus {
     Failed,
     Undeliverable,
     Unknown,
+    Cancelled,
 }
 
 impl MessageStatus {
-    pub const ALL: [MessageStatus; 7] = [
+    pub const ALL: [MessageStatus; 8] = [
         Self::Accepted,
         Self::Sending,
         Self::Sent,
@@ -27,6 +29,7 @@ impl MessageStatus {
         Self::Failed,
         Self::Undeliverable,
         Self::Unknown,
+        Self::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +41,7 @@ impl MessageStatus {
             Self::Failed => "failed",
             Self::Undeliverable => "undeliverable",
             Self::Unknown => "unknown",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -50,7 +54,7 @@ impl MessageStatus {
             Self::Accepted => 0,
             Self::Sending => 1,
             Self::Unknown => 2,
-            Self::Sent | Self::Failed => 3,
+            Self::Sent | Self::Failed | Self::Cancelled => 3,
             Self::Delivered | Self::Undeliverable => 4,
         }
     }

@@ -15,6 +15,13 @@ use crate::ids::{BatchId, CorrelationId, MessageId, TenantId};
 use crate::keys::{self, CHUNK_SIZE, Key, SCHEMA_VERSION};
 use crate::phone::PhoneNumber;
 use crate::status::MessageStatus;
+use crate::template::{MissingVariable, Template, Variables};
+
+mod batch;
+mod listing;
+
+pub use batch::{BatchStatus, BatchView, CancelOutcome, ChunkCounts};
+pub use listing::MessagePage;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -53,24 +60,46 @@ impl Channel {
     }
 }
 
+/// What a chunk's recipients are sent: one text for all of them, or a template each
+/// recipient's variables fill in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Text(String),
+    Template(Template),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub to: PhoneNumber,
+    pub variables: Variables,
+}
+
 /// The durable copy of up to `CHUNK_SIZE` recipients' work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
     pub index: u32,
     pub channel: Channel,
-    pub body: String,
-    pub recipients: Vec<PhoneNumber>,
+    pub content: Content,
+    pub recipients: Vec<Recipient>,
     pub created_at: String,
 }
 
 impl Chunk {
     /// The message id of each recipient, from its place in the batch.
-    pub fn messages(&self, batch: BatchId) -> impl Iterator<Item = (MessageId, &PhoneNumber)> {
+    pub fn messages(&self, batch: BatchId) -> impl Iterator<Item = (MessageId, &Recipient)> {
         let first = self.index * CHUNK_SIZE;
         self.recipients
             .iter()
             .enumerate()
-            .map(move |(i, to)| (MessageId::new(batch, first + i as u32), to))
+            .map(move |(i, r)| (MessageId::new(batch, first + i as u32), r))
+    }
+
+    /// The text one recipient receives.
+    pub fn body_for(&self, recipient: &Recipient) -> Result<String, MissingVariable> {
+        match &self.content {
+            Content::Text(text) => Ok(text.clone()),
+            Content::Template(template) => template.render(&recipient.variables),
+        }
     }
 }
 
@@ -160,28 +189,6 @@ impl Settlement {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChunkCounts {
-    pub sent: u32,
-    pub failed: u32,
-    pub unknown: u32,
-}
-
-impl ChunkCounts {
-    pub fn record(&mut self, status: MessageStatus) {
-        match status {
-            MessageStatus::Sent => self.sent += 1,
-            MessageStatus::Failed => self.failed += 1,
-            MessageStatus::Unknown => self.unknown += 1,
-            _ => {}
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
-}
-
 #[derive(Clone)]
 pub struct Store {
     client: aws_sdk_dynamodb::Client,
@@ -227,6 +234,7 @@ impl Store {
                 ("sent_count", n(0)),
                 ("failed_count", n(0)),
                 ("unknown_count", n(0)),
+                ("cancelled_count", n(0)),
                 ("created_by", s(&batch.created_by)),
                 ("created_at", s(&batch.created_at)),
                 ("correlation_id", s(batch.correlation_id.as_str())),
@@ -495,31 +503,53 @@ impl Store {
         }
     }
 
-    /// Adds one chunk's outcomes to the batch counters: one write per chunk, not per
-    /// message, so a large batch does not hammer its batch item.
-    pub async fn add_batch_counts(
+    /// Ends a message of a cancelled batch as `cancelled`, unless a sender claimed it
+    /// first (a claim in flight finishes on its own). Returns whether it was cancelled.
+    #[tracing::instrument(skip_all, fields(message_id = %id))]
+    pub async fn cancel_message(
         &self,
         tenant: &TenantId,
-        batch: BatchId,
-        counts: ChunkCounts,
-    ) -> Result<(), StoreError> {
-        if counts.is_empty() {
-            return Ok(());
-        }
-        let key = keys::batch_meta(tenant, batch);
-        self.client
+        id: MessageId,
+        chunk: &Chunk,
+        to: &PhoneNumber,
+        now: &str,
+    ) -> Result<bool, StoreError> {
+        let key = keys::message(tenant, id);
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_item(&key)))
-            .update_expression("ADD sent_count :sent, failed_count :failed, unknown_count :unknown")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":sent", n(counts.sent))
-            .expression_attribute_values(":failed", n(counts.failed))
-            .expression_attribute_values(":unknown", n(counts.unknown))
+            .update_expression(
+                "SET #status = :cancelled, tenant_id = :tenant, batch_id = :batch, \
+                 recipient = :to, channel = :channel, created_at = if_not_exists(created_at, :created), \
+                 updated_at = :now, gsi1pk = :gsi1pk, gsi1sk = :gsi1sk, schema_version = :v, \
+                 history = list_append(if_not_exists(history, :accepted), :entry)",
+            )
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#status = :sending AND attribute_not_exists(claim_token))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":cancelled", s("cancelled"))
+            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":tenant", s(tenant.as_str()))
+            .expression_attribute_values(":batch", s(id.batch().to_string()))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":channel", s(chunk.channel.as_str()))
+            .expression_attribute_values(":created", s(&chunk.created_at))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":gsi1pk", s(keys::batch_messages_partition(tenant, id)))
+            .expression_attribute_values(":gsi1sk", s(format!("cancelled#{id}")))
+            .expression_attribute_values(":v", n(SCHEMA_VERSION))
+            .expression_attribute_values(":accepted", history_entry(MessageStatus::Accepted, &chunk.created_at))
+            .expression_attribute_values(":entry", history_entry(MessageStatus::Cancelled, now))
             .send()
-            .await
-            .map_err(dynamo)?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(dynamo(e)),
+        }
     }
 
     /// One message as its tenant sees it. Before the sender has claimed it the message
@@ -550,23 +580,28 @@ impl Store {
         Ok(chunk
             .messages(id.batch())
             .find(|(m, _)| *m == id)
-            .map(|(_, to)| MessageView {
-                id,
-                channel: chunk.channel,
-                to: to.to_string(),
-                status: MessageStatus::Accepted,
-                provider: None,
-                provider_ref: None,
-                attempts: 0,
-                error_code: None,
-                error_reason: None,
-                created_at: chunk.created_at.clone(),
-                updated_at: chunk.created_at.clone(),
-                history: vec![HistoryEntry {
-                    status: MessageStatus::Accepted,
-                    at: chunk.created_at.clone(),
-                }],
-            }))
+            .map(|(id, r)| unclaimed(&chunk, id, r)))
+    }
+}
+
+/// A message the sender has not reached yet: it lives only inside its chunk.
+fn unclaimed(chunk: &Chunk, id: MessageId, recipient: &Recipient) -> MessageView {
+    MessageView {
+        id,
+        channel: chunk.channel,
+        to: recipient.to.to_string(),
+        status: MessageStatus::Accepted,
+        provider: None,
+        provider_ref: None,
+        attempts: 0,
+        error_code: None,
+        error_reason: None,
+        created_at: chunk.created_at.clone(),
+        updated_at: chunk.created_at.clone(),
+        history: vec![HistoryEntry {
+            status: MessageStatus::Accepted,
+            at: chunk.created_at.clone(),
+        }],
     }
 }
 
@@ -579,8 +614,23 @@ fn chunk_item(batch: &NewBatch, chunk: &Chunk) -> Item {
     let recipients = chunk
         .recipients
         .iter()
-        .map(|to| AttributeValue::M(HashMap::from([("to".to_owned(), s(to.as_str()))])))
+        .map(|r| {
+            let mut item = HashMap::from([("to".to_owned(), s(r.to.as_str()))]);
+            if !r.variables.is_empty() {
+                let variables = r
+                    .variables
+                    .iter()
+                    .map(|(name, value)| (name.clone(), s(value)))
+                    .collect();
+                item.insert("variables".to_owned(), AttributeValue::M(variables));
+            }
+            AttributeValue::M(item)
+        })
         .collect();
+    let content = match &chunk.content {
+        Content::Text(text) => ("body", s(text)),
+        Content::Template(template) => ("template", s(template.source())),
+    };
     with_key(
         &key,
         [
@@ -588,7 +638,7 @@ fn chunk_item(batch: &NewBatch, chunk: &Chunk) -> Item {
             ("batch_id", s(batch.id.to_string())),
             ("chunk", n(chunk.index)),
             ("channel", s(chunk.channel.as_str())),
-            ("body", s(&chunk.body)),
+            content,
             ("recipients", AttributeValue::L(recipients)),
             ("created_at", s(&chunk.created_at)),
             ("schema_version", n(SCHEMA_VERSION)),
@@ -608,22 +658,43 @@ fn parse_chunk(key: &Key, item: &Item) -> Result<Chunk, StoreError> {
         .ok_or_else(|| corrupt("no recipients"))?
         .iter()
         .map(|r| {
-            r.as_m()
-                .ok()
-                .and_then(|m| m.get("to"))
-                .and_then(|v| v.as_s().ok())
+            let r = r.as_m().map_err(|_| corrupt("recipient is not a map"))?;
+            let to = get_s(r, "to")
                 .and_then(|v| PhoneNumber::parse(v).ok())
-                .ok_or_else(|| corrupt("recipient without a valid number"))
+                .ok_or_else(|| corrupt("recipient without a valid number"))?;
+            let variables = match r.get("variables") {
+                None => Variables::new(),
+                Some(v) => v
+                    .as_m()
+                    .map_err(|_| corrupt("variables are not a map"))?
+                    .iter()
+                    .map(|(name, value)| {
+                        Ok((
+                            name.clone(),
+                            value
+                                .as_s()
+                                .map_err(|_| corrupt("variable is not a string"))?
+                                .clone(),
+                        ))
+                    })
+                    .collect::<Result<_, StoreError>>()?,
+            };
+            Ok(Recipient { to, variables })
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, StoreError>>()?;
+    let content = match (get_s(item, "body"), get_s(item, "template")) {
+        (Some(text), None) => Content::Text(text.to_owned()),
+        (None, Some(source)) => Content::Template(
+            Template::parse(source).map_err(|e| corrupt(&format!("template: {e}")))?,
+        ),
+        _ => return Err(corrupt("needs exactly one of body and template")),
+    };
     Ok(Chunk {
         index: get_n(item, "chunk").ok_or_else(|| corrupt("no chunk index"))?,
         channel: get_s(item, "channel")
             .and_then(Channel::parse)
             .ok_or_else(|| corrupt("unknown channel"))?,
-        body: get_s(item, "body")
-            .ok_or_else(|| corrupt("no body"))?
-            .to_owned(),
+        content,
         recipients,
         created_at: get_s(item, "created_at").unwrap_or_default().to_owned(),
     })

@@ -171,6 +171,29 @@ impl TestCloud {
         answer.body["id"].as_str().expect("message id").to_owned()
     }
 
+    /// Sends one batch of `recipients` (number and variables) and returns its id.
+    pub async fn send_batch(&self, token: &str, template: &str, recipients: &[Value]) -> String {
+        let payload = serde_json::json!({ "template": template, "recipients": recipients });
+        let answer = self
+            .post_json("/v1/batches", token, &payload.to_string())
+            .await;
+        assert_eq!(answer.status, 202, "batch answered {:?}", answer.body);
+        answer.body["batch_id"]
+            .as_str()
+            .expect("batch id")
+            .to_owned()
+    }
+
+    /// Polls the batch until its status is `status`; returns its progress.
+    pub async fn wait_for_batch(&self, token: &str, id: &str, status: &str) -> Value {
+        let path = format!("/v1/batches/{id}");
+        eventually(&format!("batch {id} to be {status}"), || async {
+            let answer = self.get(&path, token).await;
+            (answer.body["status"] == status).then_some(answer.body)
+        })
+        .await
+    }
+
     /// Polls the message until its status is `status`.
     pub async fn wait_for_status(&self, token: &str, id: &str, status: &str) -> Value {
         let path = format!("/v1/messages/{id}");
@@ -230,6 +253,11 @@ impl TestCloud {
         })
         .sum()
     }
+}
+
+/// A valid US number for test recipient `i` (distinct for every `i` below 8,000).
+pub fn number(i: usize) -> String {
+    format!("+1415555{:04}", 2000 + i)
 }
 
 /// Retries `check` until it yields a value; panics naming `what` after a minute. This

@@ -9,11 +9,11 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, header::HeaderName};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use herald::CorrelationId;
 use herald::auth::{Access, Principal, route_access};
 use herald::clock::SharedClock;
@@ -26,7 +26,9 @@ use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use tracing::Instrument;
 
+mod batches;
 mod error;
+mod intake;
 mod messages;
 
 pub use error::ApiError;
@@ -58,8 +60,12 @@ impl App {
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
-        .route("/v1/messages", axum::routing::post(messages::create))
+        .route("/v1/messages", post(messages::create))
         .route("/v1/messages/{id}", get(messages::show))
+        .route("/v1/batches", post(batches::create))
+        .route("/v1/batches/{id}", get(batches::show))
+        .route("/v1/batches/{id}/messages", get(batches::messages))
+        .route("/v1/batches/{id}/cancel", post(batches::cancel))
         .route_layer(middleware::from_fn(authorize))
         .fallback(|| async { Problem::not_found().detail("No such route.") })
         .method_not_allowed_fallback(|| async {
@@ -70,6 +76,10 @@ pub fn router(app: Arc<App>) -> Router {
             )
         })
         .layer(middleware::from_fn(correlate))
+        // The body is already in memory (it arrives inside the Lambda event, which API
+        // Gateway caps); the handlers check `max_body_bytes` and answer 413 as
+        // problem+json, which axum's own limit would answer as plain text.
+        .layer(DefaultBodyLimit::disable())
         .with_state(app)
 }
 
@@ -78,6 +88,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/health"),
     ("POST", "/v1/messages"),
     ("GET", "/v1/messages/{id}"),
+    ("POST", "/v1/batches"),
+    ("GET", "/v1/batches/{id}"),
+    ("GET", "/v1/batches/{id}/messages"),
+    ("POST", "/v1/batches/{id}/cancel"),
 ];
 
 async fn health(State(_app): State<Arc<App>>) -> impl IntoResponse {

@@ -15,7 +15,9 @@ use herald::provider::twilio::TwilioProvider;
 use herald::provider::{OutboundSms, Provider, SendOutcome};
 use herald::queue::{ChunkEnvelope, DeadLetterQueue, EnvelopeError};
 use herald::secrets::SecretsCache;
-use herald::store::{Chunk, ChunkCounts, ClaimOutcome, Lease, Settlement, Store, StoreError};
+use herald::store::{
+    BatchStatus, Chunk, ChunkCounts, ClaimOutcome, Lease, Recipient, Settlement, Store, StoreError,
+};
 use herald::{MessageId, MessageStatus, PhoneNumber, TenantId};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -96,7 +98,9 @@ impl RecordError {
     fn is_poison(&self) -> bool {
         matches!(
             self,
-            RecordError::Envelope(_) | RecordError::MissingChunk { .. }
+            RecordError::Envelope(_)
+                | RecordError::MissingChunk { .. }
+                | RecordError::MissingBatch { .. }
         )
     }
 }
@@ -107,6 +111,8 @@ enum RecordError {
     Envelope(#[from] EnvelopeError),
     #[error("chunk {chunk} of batch {batch} does not exist for this tenant")]
     MissingChunk { batch: String, chunk: u32 },
+    #[error("batch {batch} does not exist for this tenant")]
+    MissingBatch { batch: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0} recipients are not finished and will be retried")]
@@ -216,14 +222,31 @@ async fn process_record(
             chunk: envelope.chunk,
         })?;
 
+    // Read per chunk, not per message: a cancel stops every chunk that starts after it.
+    let cancelled = deps
+        .store
+        .get_batch(tenant, batch)
+        .await?
+        .ok_or_else(|| RecordError::MissingBatch {
+            batch: batch.to_string(),
+        })?
+        .status
+        == BatchStatus::Cancelled;
+
     // Owned pairs: a stream over borrowed ones trips the compiler's `Send` analysis.
-    let recipients: Vec<(MessageId, PhoneNumber)> = chunk
+    let recipients: Vec<(MessageId, Recipient)> = chunk
         .messages(batch)
-        .map(|(id, to)| (id, to.clone()))
+        .map(|(id, r)| (id, r.clone()))
         .collect();
     let chunk = &chunk;
     let outcomes: Vec<Result<Done, StoreError>> = stream::iter(recipients)
-        .map(|(id, to)| async move { send_one(deps, tenant, chunk, id, &to, deadline).await })
+        .map(|(id, recipient)| async move {
+            if cancelled {
+                cancel_one(deps, tenant, chunk, id, &recipient.to).await
+            } else {
+                send_one(deps, tenant, chunk, id, &recipient, deadline).await
+            }
+        })
         .buffer_unordered(deps.config.parallelism)
         .collect()
         .await;
@@ -242,11 +265,14 @@ async fn process_record(
             }
         }
     }
-    deps.store.add_batch_counts(tenant, batch, counts).await?;
+    deps.store
+        .add_batch_counts(tenant, batch, counts, &deps.clock.rfc3339())
+        .await?;
     tracing::info!(
         sent = counts.sent,
         failed = counts.failed,
         unknown = counts.unknown,
+        cancelled = counts.cancelled,
         unfinished,
         "chunk processed"
     );
@@ -267,14 +293,35 @@ enum Done {
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, message_id = %id))]
-async fn send_one(
+async fn cancel_one(
     deps: &Deps,
     tenant: &TenantId,
     chunk: &Chunk,
     id: MessageId,
     to: &PhoneNumber,
+) -> Result<Done, StoreError> {
+    let cancelled = deps
+        .store
+        .cancel_message(tenant, id, chunk, to, &deps.clock.rfc3339())
+        .await?;
+    Ok(if cancelled {
+        Done::Settled(MessageStatus::Cancelled)
+    } else {
+        // Claimed before the cancel landed: its sender finishes it.
+        Done::AlreadySettled
+    })
+}
+
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, message_id = %id))]
+async fn send_one(
+    deps: &Deps,
+    tenant: &TenantId,
+    chunk: &Chunk,
+    id: MessageId,
+    recipient: &Recipient,
     deadline: Instant,
 ) -> Result<Done, StoreError> {
+    let to = &recipient.to;
     let now_epoch = deps.clock.epoch_seconds();
     let lease = Lease {
         now: deps.clock.rfc3339(),
@@ -302,10 +349,22 @@ async fn send_one(
         }
     };
 
+    let body = match chunk.body_for(recipient) {
+        Ok(body) => body,
+        // The API renders every recipient before accepting a batch, so only a chunk
+        // written some other way gets here; it must not send a half-filled text.
+        Err(missing) => {
+            let failed = Settlement::Failed {
+                code: "template".into(),
+                reason: missing.to_string(),
+            };
+            return settle(deps, tenant, id, &token, failed).await;
+        }
+    };
     let message = OutboundSms {
         message_id: id,
         to: to.clone(),
-        body: chunk.body.clone(),
+        body,
     };
     let mut attempt = 0;
     let settlement = loop {

@@ -14,15 +14,23 @@ pub fn endpoint() -> String {
     std::env::var("HERALD_EMULATOR_URL").unwrap_or_else(|_| DEFAULT_ENDPOINT.to_owned())
 }
 
+/// Whether something accepts connections at the endpoint's port. Only a connect: any
+/// request to moto's API grows with the data it holds and, on a loaded machine, could
+/// time out and make a running emulator look absent (a second one would then be
+/// started, fail to bind, and leave a wrong pid behind).
 pub async fn is_up(endpoint: &str) -> bool {
-    let client = reqwest::Client::new();
+    let Ok(url) = reqwest::Url::parse(endpoint) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = url.port().unwrap_or(4566);
     matches!(
-        client
-            .get(format!("{endpoint}/moto-api/data.json"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await,
-        Ok(r) if r.status().is_success()
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect((host.as_str(), port))
+        )
+        .await,
+        Ok(Ok(_))
     )
 }
 

@@ -1,0 +1,458 @@
+//! Bulk sends: `POST /v1/batches` (one template, up to `max_recipients` recipients with
+//! their own variables), progress, a paged message listing, and cancel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use herald::auth::Principal;
+use herald::keys::CHUNK_SIZE;
+use herald::problem::Problem;
+use herald::store::{BatchView, CancelOutcome, Channel, Chunk, Content, NewBatch, Recipient};
+use herald::template::{self, Template, Variables};
+use herald::{BatchId, MessageStatus, PhoneNumber};
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use crate::intake::{self, FieldErrors};
+use crate::messages::{ChannelField, MAX_BODY_CHARS, MessageSummary};
+use crate::{ApiError, App, Correlation};
+
+pub const MAX_VARIABLES: usize = 20;
+pub const MAX_VALUE_CHARS: usize = 1024;
+/// Names and values of one recipient's variables, in UTF-8 bytes: keeps a chunk of
+/// `CHUNK_SIZE` recipients well under DynamoDB's 400 KB item limit.
+pub const MAX_VARIABLE_BYTES: usize = 2048;
+const MAX_PAGE: usize = 100;
+const DEFAULT_PAGE: usize = 50;
+/// Chunks read by one listing request (a filtered page may be short).
+const LISTING_CHUNKS: u32 = 10;
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBatch {
+    #[serde(default)]
+    pub channel: ChannelField,
+    #[validate(
+        length(min = 1, max = 1600, message = "must be 1 to 1600 characters"),
+        custom(function = "intake::printable")
+    )]
+    pub template: String,
+    pub recipients: Vec<RecipientField>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientField {
+    pub to: String,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    batch_id: String,
+    status: &'static str,
+    total: usize,
+    status_url: String,
+}
+
+pub async fn create(
+    State(app): State<Arc<App>>,
+    Extension(principal): Extension<Principal>,
+    Extension(Correlation(correlation)): Extension<Correlation>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let key = intake::idempotency_key(&headers)?;
+    let request: CreateBatch = intake::parse_json(&headers, &body, app.config.max_body_bytes)?;
+    let (template, recipients) = validate(&request, app.config.max_recipients)?;
+    let channel = Channel::from(request.channel);
+    let canonical = serde_json::json!({
+        "channel": channel.as_str(),
+        "template": template.source(),
+        "recipients": recipients
+            .iter()
+            .map(|r| serde_json::json!({ "to": r.to.as_str(), "variables": r.variables }))
+            .collect::<Vec<_>>(),
+    });
+    let total = recipients.len();
+    let (app, principal, correlation) = (&app, &principal, &correlation);
+    intake::once(app, principal, &key, "POST /v1/batches", &canonical, |batch_id| async move {
+        let now = app.clock.rfc3339();
+        let chunks = recipients
+            .chunks(CHUNK_SIZE as usize)
+            .enumerate()
+            .map(|(index, recipients)| Chunk {
+                index: index as u32,
+                channel,
+                content: Content::Template(template.clone()),
+                recipients: recipients.to_vec(),
+                created_at: now.clone(),
+            })
+            .collect();
+        let batch = NewBatch {
+            tenant: principal.tenant().clone(),
+            id: batch_id,
+            channel,
+            created_by: principal.subject().to_owned(),
+            correlation_id: correlation.clone(),
+            created_at: now,
+            chunks,
+        };
+        intake::enqueue_batch(app, &batch, correlation)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        tracing::info!(batch_id = %batch.id, total, chunks = batch.chunks.len(), "batch accepted");
+        let status_url = format!("/v1/batches/{}", batch.id);
+        let answer = Accepted {
+            batch_id: batch.id.to_string(),
+            status: "accepted",
+            total,
+            status_url: status_url.clone(),
+        };
+        Ok(intake::stored_json(StatusCode::ACCEPTED, &answer, Some(status_url)))
+    })
+    .await
+}
+
+/// Checks everything before anything is written: every recipient's number, variables
+/// and rendered text, and duplicates. Every failure is listed with its field path.
+fn validate(
+    request: &CreateBatch,
+    max_recipients: usize,
+) -> Result<(Template, Vec<Recipient>), Response> {
+    let mut errors = FieldErrors::default();
+    if let Err(e) = request.validate() {
+        errors.add_validator(&e);
+    }
+    let template = Template::parse(&request.template)
+        .inspect_err(|e| errors.add("/template", e.to_string()))
+        .ok();
+    let count = request.recipients.len();
+    if count == 0 || count > max_recipients {
+        errors.add(
+            "/recipients",
+            format!("must hold 1 to {max_recipients} recipients; it holds {count}"),
+        );
+        // Checking each of 10,001 recipients would bury the one error that matters.
+        return Err(errors.check().expect_err("an error was added"));
+    }
+    let mut first_seen: HashMap<PhoneNumber, usize> = HashMap::with_capacity(count);
+    let mut recipients = Vec::with_capacity(count);
+    for (i, field) in request.recipients.iter().enumerate() {
+        let at = format!("/recipients/{i}");
+        let variables = check_variables(&field.variables, &at, &mut errors);
+        let to = match PhoneNumber::parse(&field.to) {
+            Ok(to) => to,
+            Err(e) => {
+                errors.add(format!("{at}/to"), e.to_string());
+                continue;
+            }
+        };
+        if let Some(first) = first_seen.insert(to.clone(), i) {
+            // Rejected, not silently merged: a list with duplicates is usually a bug
+            // upstream that the caller wants to hear about.
+            first_seen.insert(to.clone(), first);
+            errors.add(
+                format!("{at}/to"),
+                format!("duplicates /recipients/{first}/to; each number may appear once per batch"),
+            );
+            continue;
+        }
+        if let (Some(template), Some(variables)) = (&template, &variables) {
+            match template.render(variables) {
+                Err(missing) => errors.add(format!("{at}/variables"), missing.to_string()),
+                Ok(text) if text.chars().count() > MAX_BODY_CHARS => errors.add(
+                    at.clone(),
+                    format!(
+                        "the text for this recipient is {} characters; at most {MAX_BODY_CHARS}",
+                        text.chars().count()
+                    ),
+                ),
+                Ok(_) => {}
+            }
+        }
+        if let Some(variables) = variables {
+            recipients.push(Recipient { to, variables });
+        }
+    }
+    errors.check()?;
+    Ok((template.expect("checked above"), recipients))
+}
+
+fn check_variables(
+    variables: &BTreeMap<String, String>,
+    at: &str,
+    errors: &mut FieldErrors,
+) -> Option<Variables> {
+    let before = errors.len();
+    if variables.len() > MAX_VARIABLES {
+        errors.add(
+            format!("{at}/variables"),
+            format!(
+                "at most {MAX_VARIABLES} variables; it has {}",
+                variables.len()
+            ),
+        );
+    }
+    let bytes: usize = variables.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_VARIABLE_BYTES {
+        errors.add(
+            format!("{at}/variables"),
+            format!("names and values may total {MAX_VARIABLE_BYTES} bytes; they total {bytes}"),
+        );
+    }
+    for (name, value) in variables {
+        let path = format!(
+            "{at}/variables/{}",
+            name.replace('~', "~0").replace('/', "~1")
+        );
+        if !template::is_name(name) {
+            errors.add(
+                path.clone(),
+                format!(
+                    "variable names are 1 to {} letters, digits or _, starting with a letter or _",
+                    template::MAX_NAME_CHARS
+                ),
+            );
+        }
+        let chars = value.chars().count();
+        if chars > MAX_VALUE_CHARS {
+            errors.add(
+                path.clone(),
+                format!("at most {MAX_VALUE_CHARS} characters; it has {chars}"),
+            );
+        }
+        if intake::printable(value).is_err() {
+            errors.add(path, "must not contain control characters");
+        }
+    }
+    (errors.len() == before).then(|| variables.clone())
+}
+
+#[derive(Debug, Serialize)]
+struct Progress {
+    id: String,
+    channel: &'static str,
+    status: &'static str,
+    total: u32,
+    counts: Counts,
+    percent_done: f64,
+    created_at: String,
+    enqueued_at: Option<String>,
+    cancelled_at: Option<String>,
+    finished_at: Option<String>,
+    messages_url: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Counts {
+    /// Not yet final: waiting on the queue or being sent.
+    pending: u32,
+    sent: u32,
+    failed: u32,
+    unknown: u32,
+    cancelled: u32,
+}
+
+impl From<BatchView> for Progress {
+    fn from(b: BatchView) -> Self {
+        let percent_done = if b.total == 0 {
+            100.0
+        } else {
+            // One decimal, rounded down, so 100.0 only ever means done.
+            (f64::from(b.done()) * 1000.0 / f64::from(b.total)).floor() / 10.0
+        };
+        Self {
+            id: b.id.to_string(),
+            channel: b.channel.as_str(),
+            status: b.status.as_str(),
+            total: b.total,
+            counts: Counts {
+                pending: b.pending(),
+                sent: b.sent,
+                failed: b.failed,
+                unknown: b.unknown,
+                cancelled: b.cancelled,
+            },
+            percent_done,
+            created_at: b.created_at,
+            enqueued_at: b.enqueued_at,
+            cancelled_at: b.cancelled_at,
+            finished_at: b.finished_at,
+            messages_url: format!("/v1/batches/{}/messages", b.id),
+        }
+    }
+}
+
+pub async fn show(
+    State(app): State<Arc<App>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    let batch = find(&app, &principal, &id).await?;
+    Ok(axum::Json(Progress::from(batch)).into_response())
+}
+
+/// The caller's batch, or the same 404 whether it is missing or another tenant's.
+async fn find(app: &App, principal: &Principal, id: &str) -> Result<BatchView, Response> {
+    let id: BatchId = id.parse().map_err(|e: herald::ids::InvalidId| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-id", "Invalid batch id")
+            .field("id", e.to_string())
+            .into_response()
+    })?;
+    app.store
+        .get_batch(principal.tenant(), id)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?
+        .ok_or_else(|| {
+            Problem::not_found()
+                .detail("No such batch.")
+                .into_response()
+        })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Page {
+    messages: Vec<MessageSummary>,
+    next_cursor: Option<String>,
+    next_url: Option<String>,
+}
+
+pub async fn messages(
+    State(app): State<Arc<App>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Response> {
+    let query: ListQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
+        .map_err(|e| {
+            let mut errors = FieldErrors::default();
+            errors.add("query", e.to_string());
+            errors.check().expect_err("an error was added")
+        })?;
+    let mut errors = FieldErrors::default();
+    let status = query.status.as_deref().and_then(|raw| {
+        MessageStatus::parse(raw).or_else(|| {
+            let names: Vec<_> = MessageStatus::ALL.iter().map(|s| s.as_str()).collect();
+            errors.add("status", format!("must be one of {}", names.join(", ")));
+            None
+        })
+    });
+    let limit = match query.limit.as_deref().map(str::parse::<usize>) {
+        None => DEFAULT_PAGE,
+        Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(_) => {
+            errors.add(
+                "limit",
+                format!("must be a whole number from 1 to {MAX_PAGE}"),
+            );
+            0
+        }
+    };
+    let cursor = query.cursor.as_deref().map(str::parse::<u32>);
+    if matches!(cursor, Some(Err(_))) {
+        errors.add("cursor", "is not a cursor this listing returned");
+    }
+    errors.check()?;
+    let batch = find(&app, &principal, &id).await?;
+    let from = match cursor {
+        Some(Ok(n)) if n < batch.total => n,
+        Some(_) => {
+            let mut errors = FieldErrors::default();
+            errors.add("cursor", "is not a cursor this listing returned");
+            return Err(errors.check().expect_err("an error was added"));
+        }
+        None => 0,
+    };
+    let page = app
+        .store
+        .list_messages(
+            principal.tenant(),
+            &batch,
+            from,
+            status,
+            limit,
+            LISTING_CHUNKS,
+        )
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    let next_url = page.next_cursor.map(|cursor| {
+        let mut url = format!(
+            "/v1/batches/{}/messages?cursor={cursor}&limit={limit}",
+            batch.id
+        );
+        if let Some(status) = status {
+            url.push_str(&format!("&status={}", status.as_str()));
+        }
+        url
+    });
+    Ok(axum::Json(Page {
+        messages: page
+            .messages
+            .into_iter()
+            .map(MessageSummary::from)
+            .collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+        next_url,
+    })
+    .into_response())
+}
+
+pub async fn cancel(
+    State(app): State<Arc<App>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    let key = intake::idempotency_key(&headers)?;
+    let batch = find(&app, &principal, &id).await?;
+    let canonical = serde_json::json!({ "batch_id": batch.id.to_string() });
+    let route = "POST /v1/batches/{id}/cancel";
+    intake::once(&app, &principal, &key, route, &canonical, |_| async {
+        let outcome = app
+            .store
+            .cancel_batch(principal.tenant(), batch.id, &app.clock.rfc3339())
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?;
+        let view = match outcome {
+            CancelOutcome::Cancelled(view) => {
+                tracing::info!(batch_id = %batch.id, pending = view.pending(), "batch cancelled");
+                view
+            }
+            CancelOutcome::AlreadyCancelled(view) => view,
+            CancelOutcome::AlreadyFinished(_) => {
+                return Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "batch-finished",
+                    "Batch already finished",
+                )
+                .detail("Every message of this batch has reached a final status; there is nothing left to cancel.")
+                .into_response());
+            }
+            CancelOutcome::NotFound => {
+                return Err(Problem::not_found().detail("No such batch.").into_response());
+            }
+        };
+        let location = format!("/v1/batches/{}", view.id);
+        Ok(intake::stored_json(
+            StatusCode::OK,
+            &Progress::from(view),
+            Some(location),
+        ))
+    })
+    .await
+}

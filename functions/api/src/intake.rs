@@ -1,0 +1,300 @@
+//! What every state-changing request shares: the Idempotency-Key, the JSON body read
+//! under its limits, field errors as problem+json, and the path from a validated
+//! batch to the queue (write chunks, enqueue, mark enqueued, complete the key).
+
+use std::future::Future;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use herald::auth::Principal;
+use herald::idempotency::{Begin, IdempotencyKey, StoredResponse, request_hash};
+use herald::problem::Problem;
+use herald::queue::ChunkEnvelope;
+use herald::store::NewBatch;
+use herald::{BatchId, CorrelationId};
+use serde_path_to_error::Segment;
+
+use crate::{ApiError, App};
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// Field errors listed in one answer; past this, the detail says how many more.
+const MAX_LISTED_ERRORS: usize = 100;
+
+/// Collects every failing field of a request, in JSON Pointer form.
+#[derive(Default)]
+pub struct FieldErrors {
+    errors: Vec<(String, String)>,
+}
+
+impl FieldErrors {
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push((field.into(), message.into()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
+    pub fn add_validator(&mut self, errors: &validator::ValidationErrors) {
+        for (field, errs) in errors.field_errors() {
+            for e in errs {
+                let message = e.message.as_deref().unwrap_or("is invalid");
+                self.add(format!("/{field}"), message);
+            }
+        }
+    }
+
+    /// `Ok` when nothing failed; otherwise a 400 listing the failures.
+    pub fn check(self) -> Result<(), Response> {
+        if self.errors.is_empty() {
+            return Ok(());
+        }
+        let total = self.errors.len();
+        let mut detail = "The request has invalid fields; see errors.".to_owned();
+        if total > MAX_LISTED_ERRORS {
+            detail = format!(
+                "The request has {total} invalid fields; the first {MAX_LISTED_ERRORS} are listed in errors."
+            );
+        }
+        let mut problem = Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "Invalid request",
+        )
+        .detail(detail);
+        for (field, message) in self.errors.into_iter().take(MAX_LISTED_ERRORS) {
+            problem = problem.field(field, message);
+        }
+        Err(problem.into_response())
+    }
+}
+
+pub fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, Response> {
+    let problem = |message: &str| {
+        Problem::new(StatusCode::BAD_REQUEST, "idempotency-key", "Idempotency-Key required")
+            .detail("Every POST needs an Idempotency-Key header: a unique value per request, reused only to retry it.")
+            .field("Idempotency-Key", message)
+            .into_response()
+    };
+    let raw = headers
+        .get(IDEMPOTENCY_KEY)
+        .ok_or_else(|| problem("is missing"))?
+        .to_str()
+        .map_err(|_| problem("must be visible ASCII"))?;
+    IdempotencyKey::parse(raw).map_err(|e| problem(&e.to_string()))
+}
+
+/// Runs `work` at most once per Idempotency-Key and request: a replay answers with the
+/// stored response, a different request under the same key gets 422, a request still
+/// running gets 409. `work` gets the batch id pinned to the key (the same one when a
+/// retry takes over a request that died), and answers with the response to store or
+/// with an error response, which releases the key so a retry can run again.
+pub async fn once<F, Fut>(
+    app: &App,
+    principal: &Principal,
+    key: &IdempotencyKey,
+    route: &str,
+    canonical: &serde_json::Value,
+    work: F,
+) -> Result<Response, Response>
+where
+    F: FnOnce(BatchId) -> Fut,
+    Fut: Future<Output = Result<StoredResponse, Response>>,
+{
+    let tenant = principal.tenant();
+    let hash = request_hash(route, canonical);
+    let now_epoch = app.clock.epoch_seconds();
+    let lock_until = now_epoch + app.config.idempotency_lock.as_secs();
+    let begin = app
+        .idempotency
+        .begin(tenant, key, &hash, now_epoch, lock_until)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    let batch = match begin {
+        Begin::Proceed { batch } => batch,
+        Begin::Replay(stored) => return Ok(answer_with(stored, true)),
+        Begin::InFlight => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "request-in-progress",
+                "Request in progress",
+            )
+            .detail("A request with this Idempotency-Key is still being processed; retry shortly.")
+            .field(
+                "Idempotency-Key",
+                "in use by a request that has not finished",
+            )
+            .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+            .into_response());
+        }
+        Begin::Mismatch => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+            )
+            .detail("This Idempotency-Key was used for a different request; use a new key for a new request.")
+            .field("Idempotency-Key", "already used for a different request")
+            .into_response());
+        }
+    };
+    let outcome = match work(batch).await {
+        Ok(stored) => app
+            .idempotency
+            .complete(tenant, key, &hash, &stored)
+            .await
+            .map(|()| stored)
+            .map_err(|e| ApiError::from(e).into_response()),
+        Err(response) => Err(response),
+    };
+    match outcome {
+        Ok(stored) => Ok(answer_with(stored, false)),
+        Err(response) => {
+            // Let the client's retry (same key) take over now.
+            if let Err(release) = app.idempotency.release(tenant, key, &hash).await {
+                tracing::warn!(error = %release, "could not release the idempotency key");
+            }
+            Err(response)
+        }
+    }
+}
+
+/// Makes a validated batch durable and queued: chunks and batch record first, then
+/// one queue message per chunk, then the batch is marked enqueued. A failure part-way
+/// leaves the batch `accepted`; a retry with the same key (or the sweeper) finishes it.
+pub async fn enqueue_batch(
+    app: &App,
+    batch: &NewBatch,
+    correlation: &CorrelationId,
+) -> Result<(), ApiError> {
+    app.store.create_batch(batch).await?;
+    let envelopes: Vec<ChunkEnvelope> = batch
+        .chunks
+        .iter()
+        .map(|chunk| ChunkEnvelope::new(&batch.tenant, batch.id, chunk.index, correlation))
+        .collect();
+    app.queue.enqueue(&envelopes).await?;
+    app.store
+        .mark_enqueued(&batch.tenant, batch.id, &app.clock.rfc3339())
+        .await?;
+    Ok(())
+}
+
+/// A JSON answer to store under the key and send back.
+pub fn stored_json(
+    status: StatusCode,
+    body: &impl serde::Serialize,
+    location: Option<String>,
+) -> StoredResponse {
+    StoredResponse {
+        status: status.as_u16(),
+        body: serde_json::to_string(body).expect("plain struct serialises"),
+        location,
+    }
+}
+
+pub fn answer_with(stored: StoredResponse, replayed: bool) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(location) = stored.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Reads a JSON body under the size limit, naming the failing field when serde can.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+    max_bytes: usize,
+) -> Result<T, Response> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported Media Type",
+        )
+        .detail("Send the request body as application/json.")
+        .field("content-type", "must be application/json")
+        .into_response());
+    }
+    if body.len() > max_bytes {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Request body too large",
+        )
+        .detail(format!(
+            "The request body may be at most {max_bytes} bytes."
+        ))
+        .into_response());
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad_json(
+            "The request body is empty; send a JSON object.",
+            None,
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = json_pointer(e.path());
+        bad_json(&e.inner().to_string(), field)
+    })?;
+    de.end().map_err(|e| bad_json(&e.to_string(), None))?;
+    Ok(value)
+}
+
+/// `recipients[3].to` as `/recipients/3/to` (RFC 6901), or `None` for the whole body.
+fn json_pointer(path: &serde_path_to_error::Path) -> Option<String> {
+    let mut pointer = String::new();
+    for segment in path.iter() {
+        pointer.push('/');
+        match segment {
+            Segment::Seq { index } => pointer.push_str(&index.to_string()),
+            Segment::Map { key } => pointer.push_str(&key.replace('~', "~0").replace('/', "~1")),
+            Segment::Enum { variant } => pointer.push_str(variant),
+            Segment::Unknown => pointer.push('?'),
+        }
+    }
+    (!pointer.is_empty()).then_some(pointer)
+}
+
+fn bad_json(detail: &str, field: Option<String>) -> Response {
+    let mut problem = Problem::new(
+        StatusCode::BAD_REQUEST,
+        "malformed-json",
+        "Malformed JSON body",
+    )
+    .detail(detail);
+    if let Some(field) = field {
+        problem = problem.field(field, detail);
+    }
+    problem.into_response()
+}
+
+/// Rejects text with control characters other than newline, carriage return and tab.
+pub fn printable(text: &str) -> Result<(), validator::ValidationError> {
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(validator::ValidationError::new("control")
+            .with_message("must not contain control characters".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! A batch's messages, page by page, in index order. The chunks are the list (they hold
+//! every recipient, including those the sender has not reached); one BatchGetItem per
+//! chunk adds the message items that exist.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::KeysAndAttributes;
+
+use super::{
+    BatchView, Item, MessageView, Store, StoreError, dynamo, key_item, parse_chunk, parse_message,
+    unclaimed,
+};
+use crate::ids::{MessageId, TenantId};
+use crate::keys::{self, CHUNK_SIZE};
+use crate::status::MessageStatus;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagePage {
+    pub messages: Vec<MessageView>,
+    /// Where the next page starts; `None` once the batch is exhausted.
+    pub next_cursor: Option<u32>,
+}
+
+impl Store {
+    /// Up to `limit` messages of `batch` from index `from`, only those in `status` when
+    /// given. At most `max_chunks` chunks are read per call, so a filtered page may be
+    /// short, even empty, while more follow: `next_cursor` says where to go on.
+    pub async fn list_messages(
+        &self,
+        tenant: &TenantId,
+        batch: &BatchView,
+        from: u32,
+        status: Option<MessageStatus>,
+        limit: usize,
+        max_chunks: u32,
+    ) -> Result<MessagePage, StoreError> {
+        let first_chunk = keys::chunk_of(MessageId::new(batch.id, from));
+        let last_chunk =
+            (first_chunk + max_chunks.max(1) - 1).min(batch.chunk_count.saturating_sub(1));
+        let mut messages = Vec::new();
+        let mut chunk_index = first_chunk;
+        while chunk_index <= last_chunk && from < batch.total {
+            let key = keys::chunk(tenant, batch.id, chunk_index);
+            let chunk = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key_item(&key)))
+                .send()
+                .await
+                .map_err(dynamo)?
+                .item
+                .map(|item| parse_chunk(&key, &item))
+                .transpose()?
+                .ok_or_else(|| StoreError::Corrupt {
+                    pk: key.pk.clone(),
+                    sk: key.sk.clone(),
+                    reason: "chunk of an existing batch is missing".into(),
+                })?;
+            let wanted: Vec<_> = chunk
+                .messages(batch.id)
+                .filter(|(id, _)| id.index() >= from)
+                .collect();
+            let mut items = self
+                .get_messages(tenant, wanted.iter().map(|(id, _)| *id))
+                .await?;
+            for (id, recipient) in wanted {
+                let message_key = keys::message(tenant, id);
+                let view = match items.remove(&message_key.pk) {
+                    Some(item) => parse_message(&message_key, id, &item)?,
+                    None => unclaimed(&chunk, id, recipient),
+                };
+                if status.is_none_or(|s| s == view.status) {
+                    messages.push(view);
+                }
+                if messages.len() == limit {
+                    let next = id.index() + 1;
+                    return Ok(MessagePage {
+                        messages,
+                        next_cursor: (next < batch.total).then_some(next),
+                    });
+                }
+            }
+            chunk_index += 1;
+        }
+        let next = chunk_index * CHUNK_SIZE;
+        Ok(MessagePage {
+            messages,
+            next_cursor: (next < batch.total).then_some(next),
+        })
+    }
+
+    /// The message items that exist among `ids` (at most 100), by partition key.
+    async fn get_messages(
+        &self,
+        tenant: &TenantId,
+        ids: impl Iterator<Item = MessageId>,
+    ) -> Result<HashMap<String, Item>, StoreError> {
+        let mut pending: Vec<Item> = ids.map(|id| key_item(&keys::message(tenant, id))).collect();
+        let mut found = HashMap::new();
+        for attempt in 0..5u32 {
+            if pending.is_empty() {
+                return Ok(found);
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .build()
+                .map_err(dynamo)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(dynamo)?;
+            for item in out
+                .responses
+                .and_then(|mut r| r.remove(&self.table))
+                .unwrap_or_default()
+            {
+                if let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) {
+                    found.insert(pk.clone(), item);
+                }
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            if !pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+            }
+        }
+        if pending.is_empty() {
+            Ok(found)
+        } else {
+            Err(StoreError::Unprocessed(pending.len()))
+        }
+    }
+}
