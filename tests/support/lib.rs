@@ -224,6 +224,27 @@ impl TestCloud {
         out.count as usize
     }
 
+    /// Items of this stack's table whose sort key is `sk` (`META`: batches).
+    pub async fn items_with_sk(&self, sk: &str) -> usize {
+        let table = self.cloud.stack.reference("HeraldTable").expect("table");
+        let out = self
+            .cloud
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(table)
+            .filter_expression("sk = :sk")
+            .expression_attribute_values(
+                ":sk",
+                aws_sdk_dynamodb::types::AttributeValue::S(sk.to_owned()),
+            )
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .send()
+            .await
+            .expect("scan");
+        out.count as usize
+    }
+
     /// Visible plus in-flight messages of a queue of this stack.
     pub async fn queue_depth(&self, logical_id: &str) -> usize {
         use aws_sdk_sqs::types::QueueAttributeName as A;
