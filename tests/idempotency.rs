@@ -143,8 +143,10 @@ async fn a_request_that_died_before_enqueueing_is_finished_by_its_retry() {
         .await;
     assert_eq!(failed.status, 503, "{:?}", failed.body);
     assert_eq!(failed.content_type, "application/problem+json");
-    // The chunk, the batch record (still `accepted`) and the key's record are written.
-    assert_eq!(test.table_items().await, 3);
+    // Written: the chunk, the batch record (still `accepted`), the batch's quota
+    // reservation and the day's quota counter, and the key's record.
+    assert_eq!(test.table_items().await, 5);
+    assert_eq!(test.items_with_sk("META").await, 1);
 
     let restored = sqs
         .create_queue()

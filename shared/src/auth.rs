@@ -36,10 +36,16 @@ impl Role {
     pub fn permissions(self) -> &'static [Permission] {
         use Permission::*;
         match self {
-            Role::Admin => &[SendMessages, ReadMessages, CancelBatches],
-            Role::Sender => &[SendMessages, ReadMessages, CancelBatches],
-            Role::Viewer => &[ReadMessages],
-            Role::Operator => &[],
+            Role::Admin => &[
+                SendMessages,
+                ReadMessages,
+                CancelBatches,
+                ReadUsage,
+                ReadAudit,
+            ],
+            Role::Sender => &[SendMessages, ReadMessages, CancelBatches, ReadUsage],
+            Role::Viewer => &[ReadMessages, ReadUsage],
+            Role::Operator => &[ManageTenants, ReadAnyAudit],
         }
     }
 }
@@ -49,6 +55,21 @@ pub enum Permission {
     SendMessages,
     ReadMessages,
     CancelBatches,
+    ReadUsage,
+    /// The caller's own tenant's audit log.
+    ReadAudit,
+    /// Platform-wide: create, suspend and resume any tenant.
+    ManageTenants,
+    /// Platform-wide: any tenant's audit log.
+    ReadAnyAudit,
+}
+
+impl Permission {
+    /// Platform-wide permissions act on other tenants, named in the path; the caller's
+    /// own tenant's plan and limits do not apply to them.
+    pub fn is_platform(self) -> bool {
+        matches!(self, Permission::ManageTenants | Permission::ReadAnyAudit)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +112,33 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
         "POST",
         "/v1/batches/{id}/cancel",
         Access::Requires(Permission::CancelBatches),
+    ),
+    ("GET", "/v1/usage", Access::Requires(Permission::ReadUsage)),
+    ("GET", "/v1/audit", Access::Requires(Permission::ReadAudit)),
+    (
+        "POST",
+        "/v1/tenants",
+        Access::Requires(Permission::ManageTenants),
+    ),
+    (
+        "GET",
+        "/v1/tenants/{id}",
+        Access::Requires(Permission::ManageTenants),
+    ),
+    (
+        "POST",
+        "/v1/tenants/{id}/suspend",
+        Access::Requires(Permission::ManageTenants),
+    ),
+    (
+        "POST",
+        "/v1/tenants/{id}/resume",
+        Access::Requires(Permission::ManageTenants),
+    ),
+    (
+        "GET",
+        "/v1/tenants/{id}/audit",
+        Access::Requires(Permission::ReadAnyAudit),
     ),
 ];
 
@@ -223,7 +271,28 @@ mod tests {
                 .permissions()
                 .contains(&Permission::ReadMessages)
         );
-        assert!(Role::Operator.permissions().is_empty());
+        assert!(Role::Operator.permissions().iter().all(|p| p.is_platform()));
+        assert!(
+            [Role::Admin, Role::Sender, Role::Viewer]
+                .iter()
+                .all(|r| r.permissions().iter().all(|p| !p.is_platform()))
+        );
+    }
+
+    #[test]
+    fn admins_read_the_audit_log_and_senders_cancel() {
+        assert!(Role::Admin.permissions().contains(&Permission::ReadAudit));
+        assert!(!Role::Sender.permissions().contains(&Permission::ReadAudit));
+        assert!(
+            Role::Sender
+                .permissions()
+                .contains(&Permission::CancelBatches)
+        );
+        assert!(
+            !Role::Viewer
+                .permissions()
+                .contains(&Permission::CancelBatches)
+        );
     }
 
     #[test]

@@ -25,6 +25,50 @@ pub fn idempotency(tenant: &TenantId, key: &str) -> Key {
     }
 }
 
+pub fn tenant_profile(tenant: &TenantId) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}"),
+        sk: "PROFILE".into(),
+    }
+}
+
+/// One second of a tenant's API requests.
+pub fn rate_window(tenant: &TenantId, epoch_second: u64) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}#RATE#{epoch_second}"),
+        sk: "RATE".into(),
+    }
+}
+
+/// One UTC day (`YYYY-MM-DD`) of a tenant's sends.
+pub fn quota_day(tenant: &TenantId, day: &str) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}#QUOTA#{day}"),
+        sk: "QUOTA".into(),
+    }
+}
+
+/// Marks that a batch's sends were counted against the quota, so a retry of the
+/// request that created it does not count them twice.
+pub fn quota_reservation(tenant: &TenantId, batch: BatchId) -> Key {
+    Key {
+        pk: batch_pk(tenant, batch),
+        sk: "QUOTA".into(),
+    }
+}
+
+/// One audit entry; a day of a tenant's entries shares a partition, newest last.
+pub fn audit(tenant: &TenantId, day: &str, at: &str, id: &str) -> Key {
+    Key {
+        pk: audit_partition(tenant, day),
+        sk: format!("{at}#{id}"),
+    }
+}
+
+pub fn audit_partition(tenant: &TenantId, day: &str) -> String {
+    format!("TENANT#{tenant}#AUDIT#{day}")
+}
+
 pub fn batch_meta(tenant: &TenantId, batch: BatchId) -> Key {
     Key {
         pk: batch_pk(tenant, batch),

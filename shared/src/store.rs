@@ -17,11 +17,17 @@ use crate::phone::PhoneNumber;
 use crate::status::MessageStatus;
 use crate::template::{MissingVariable, Template, Variables};
 
+mod audit;
 mod batch;
+mod limits;
 mod listing;
+mod tenant;
 
+pub use audit::AuditEntry;
 pub use batch::{BatchStatus, BatchView, CancelOutcome, ChunkCounts};
+pub use limits::{Admission, Reservation};
 pub use listing::MessagePage;
+pub use tenant::{Limits, PLANS, TenantProfile, TenantStatus, plan_limits};
 
 type Item = HashMap<String, AttributeValue>;
 

@@ -11,6 +11,15 @@ use serde_json::Value;
 
 pub use herald_local;
 
+use herald::store::Limits;
+
+/// Limits of the tenants tests register: far above what any test but the limit tests
+/// reaches.
+pub const TEST_LIMITS: Limits = Limits {
+    api_requests_per_second: 1_000,
+    sends_per_day: 1_000_000,
+};
+
 pub struct TestCloud {
     pub cloud: LocalCloud,
     http: reqwest::Client,
@@ -58,7 +67,12 @@ impl TestCloud {
     }
 
     /// A user of `tenant` in group `role`, signed in through the stack's app client.
+    /// The tenant is registered first (limits high enough that only the tests about
+    /// limits meet them), unless it exists.
     pub async fn tokens(&self, tenant: &str, role: &str) -> seed::Tokens {
+        if role != "operator" {
+            self.register_tenant(tenant, TEST_LIMITS).await;
+        }
         let cognito = &self.cloud.clients.cognito;
         let user = seed::user(cognito, self.pool(), tenant, role)
             .await
@@ -66,6 +80,13 @@ impl TestCloud {
         seed::sign_in(cognito, self.client_id(), &user)
             .await
             .expect("signed in")
+    }
+
+    /// Registers `tenant` with `limits`, unless it exists.
+    pub async fn register_tenant(&self, tenant: &str, limits: Limits) {
+        seed::tenant(&self.cloud.sender.store, tenant, "enterprise", Some(limits))
+            .await
+            .expect("tenant registered");
     }
 
     /// The ID token clients send as their bearer token.
@@ -208,7 +229,8 @@ impl TestCloud {
         self.cloud.sandbox.ledger()
     }
 
-    /// Every item in this stack's table.
+    /// Items in this stack's table, apart from tenant profiles and request-rate
+    /// windows (every request counts in its window, even one refused as bad input).
     pub async fn table_items(&self) -> usize {
         let table = self.cloud.stack.reference("HeraldTable").expect("table");
         let out = self
@@ -217,6 +239,15 @@ impl TestCloud {
             .dynamodb
             .scan()
             .table_name(table)
+            .filter_expression("NOT (sk IN (:profile, :rate))")
+            .expression_attribute_values(
+                ":profile",
+                aws_sdk_dynamodb::types::AttributeValue::S("PROFILE".into()),
+            )
+            .expression_attribute_values(
+                ":rate",
+                aws_sdk_dynamodb::types::AttributeValue::S("RATE".into()),
+            )
             .select(aws_sdk_dynamodb::types::Select::Count)
             .send()
             .await

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use herald::auth::Principal;
 use herald::keys::CHUNK_SIZE;
 use herald::problem::Problem;
-use herald::store::{BatchView, CancelOutcome, Channel, Chunk, Content, NewBatch, Recipient};
+use herald::store::{
+    BatchView, CancelOutcome, Channel, Chunk, Content, NewBatch, Recipient, TenantProfile,
+};
 use herald::template::{self, Template, Variables};
 use herald::{BatchId, MessageStatus, PhoneNumber};
 use serde::{Deserialize, Serialize};
@@ -64,6 +66,7 @@ struct Accepted {
 pub async fn create(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
+    Extension(profile): Extension<TenantProfile>,
     Extension(Correlation(correlation)): Extension<Correlation>,
     headers: HeaderMap,
     body: Bytes,
@@ -81,7 +84,7 @@ pub async fn create(
             .collect::<Vec<_>>(),
     });
     let total = recipients.len();
-    let (app, principal, correlation) = (&app, &principal, &correlation);
+    let (app, principal, profile, correlation) = (&app, &principal, &profile, &correlation);
     intake::once(app, principal, &key, "POST /v1/batches", &canonical, |batch_id| async move {
         let now = app.clock.rfc3339();
         let chunks = recipients
@@ -104,9 +107,12 @@ pub async fn create(
             created_at: now,
             chunks,
         };
+        intake::reserve_quota(app, profile, batch.id, total).await?;
         intake::enqueue_batch(app, &batch, correlation)
             .await
             .map_err(IntoResponse::into_response)?;
+        let target = batch.id.to_string();
+        intake::audit(app, &batch.tenant, principal, correlation, "batch.created", &target).await?;
         tracing::info!(batch_id = %batch.id, total, chunks = batch.chunks.len(), "batch accepted");
         let status_url = format!("/v1/batches/{}", batch.id);
         let answer = Accepted {
@@ -415,6 +421,7 @@ pub async fn messages(
 pub async fn cancel(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
+    Extension(Correlation(correlation)): Extension<Correlation>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
@@ -431,6 +438,8 @@ pub async fn cancel(
         let view = match outcome {
             CancelOutcome::Cancelled(view) => {
                 tracing::info!(batch_id = %batch.id, pending = view.pending(), "batch cancelled");
+                let target = batch.id.to_string();
+                intake::audit(&app, principal.tenant(), &principal, &correlation, "batch.cancelled", &target).await?;
                 view
             }
             CancelOutcome::AlreadyCancelled(view) => view,

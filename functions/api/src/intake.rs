@@ -10,7 +10,7 @@ use herald::auth::Principal;
 use herald::idempotency::{Begin, IdempotencyKey, StoredResponse, request_hash};
 use herald::problem::Problem;
 use herald::queue::ChunkEnvelope;
-use herald::store::NewBatch;
+use herald::store::{AuditEntry, NewBatch, Reservation, TenantProfile};
 use herald::{BatchId, CorrelationId};
 use serde_path_to_error::Segment;
 
@@ -180,6 +180,71 @@ pub async fn enqueue_batch(
         .mark_enqueued(&batch.tenant, batch.id, &app.clock.rfc3339())
         .await?;
     Ok(())
+}
+
+/// Counts a new batch's messages against the tenant's daily quota, all or nothing. A
+/// retry finishing the same batch was counted already and passes.
+pub async fn reserve_quota(
+    app: &App,
+    profile: &TenantProfile,
+    batch: BatchId,
+    count: usize,
+) -> Result<(), Response> {
+    let now = app.clock.rfc3339();
+    let day = &now[..10];
+    let limit = profile.limits.sends_per_day;
+    let count = u32::try_from(count).unwrap_or(u32::MAX);
+    let reservation = app
+        .store
+        .reserve_sends(
+            &profile.tenant,
+            batch,
+            count,
+            limit,
+            day,
+            app.clock.epoch_seconds(),
+        )
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    match reservation {
+        Reservation::Reserved { .. } | Reservation::AlreadyReserved => Ok(()),
+        Reservation::Exceeded { used } => {
+            let left = limit.saturating_sub(used);
+            let until_midnight = 86_400 - app.clock.epoch_seconds() % 86_400;
+            Err(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota-exceeded",
+                "Daily quota exceeded",
+            )
+            .detail(format!(
+                "Your tenant may send {limit} messages per UTC day and has {left} left today; this request has {count}. Nothing was accepted."
+            ))
+            .header(header::RETRY_AFTER, HeaderValue::from(until_midnight))
+            .into_response())
+        }
+    }
+}
+
+/// Writes the audit entry of a state change made by `principal` in this request.
+pub async fn audit(
+    app: &App,
+    tenant: &herald::TenantId,
+    principal: &Principal,
+    correlation: &CorrelationId,
+    action: &str,
+    target: &str,
+) -> Result<(), Response> {
+    let entry = AuditEntry {
+        at: app.clock.rfc3339(),
+        actor: principal.subject().to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        request_id: correlation.as_str().to_owned(),
+    };
+    app.store
+        .record_audit(tenant, &entry, app.clock.epoch_seconds())
+        .await
+        .map_err(|e| ApiError::from(e).into_response())
 }
 
 /// A JSON answer to store under the key and send back.

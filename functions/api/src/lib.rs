@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, header::HeaderName};
+use axum::http::{HeaderValue, header, header::HeaderName};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,7 +21,7 @@ use herald::config::ApiConfig;
 use herald::idempotency::Idempotency;
 use herald::problem::Problem;
 use herald::queue::SendQueue;
-use herald::store::Store;
+use herald::store::{Admission, Store, TenantStatus};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use tracing::Instrument;
@@ -30,6 +30,7 @@ mod batches;
 mod error;
 mod intake;
 mod messages;
+mod tenants;
 
 pub use error::ApiError;
 
@@ -66,7 +67,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/batches/{id}", get(batches::show))
         .route("/v1/batches/{id}/messages", get(batches::messages))
         .route("/v1/batches/{id}/cancel", post(batches::cancel))
-        .route_layer(middleware::from_fn(authorize))
+        .route("/v1/usage", get(tenants::usage))
+        .route("/v1/audit", get(tenants::own_audit))
+        .route("/v1/tenants", post(tenants::create))
+        .route("/v1/tenants/{id}", get(tenants::show))
+        .route("/v1/tenants/{id}/suspend", post(tenants::suspend))
+        .route("/v1/tenants/{id}/resume", post(tenants::resume))
+        .route("/v1/tenants/{id}/audit", get(tenants::audit))
+        .route_layer(middleware::from_fn_with_state(app.clone(), authorize))
         .fallback(|| async { Problem::not_found().detail("No such route.") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -92,6 +100,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/batches/{id}"),
     ("GET", "/v1/batches/{id}/messages"),
     ("POST", "/v1/batches/{id}/cancel"),
+    ("GET", "/v1/usage"),
+    ("GET", "/v1/audit"),
+    ("POST", "/v1/tenants"),
+    ("GET", "/v1/tenants/{id}"),
+    ("POST", "/v1/tenants/{id}/suspend"),
+    ("POST", "/v1/tenants/{id}/resume"),
+    ("GET", "/v1/tenants/{id}/audit"),
 ];
 
 async fn health(State(_app): State<Arc<App>>) -> impl IntoResponse {
@@ -139,8 +154,9 @@ fn request_id(request: &Request) -> Option<String> {
 
 /// Looks the matched route up in the policy table; a route without a policy is denied.
 /// The caller's identity comes only from the claims API Gateway's JWT authorizer put
-/// into the request context.
-async fn authorize(mut request: Request, next: Next) -> Response {
+/// into the request context. A tenant route then needs an active tenant profile and a
+/// place in the tenant's request rate.
+async fn authorize(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -174,6 +190,66 @@ async fn authorize(mut request: Request, next: Next) -> Response {
     if !principal.may(permission) {
         return Problem::forbidden("Your role does not allow this action.").into_response();
     }
+    if permission.is_platform() {
+        request.extensions_mut().insert(principal);
+        return next.run(request).await;
+    }
+    let profile = match app.store.get_tenant(principal.tenant()).await {
+        Ok(Some(profile)) => profile,
+        Ok(None) => {
+            return Problem::forbidden("Your tenant is not registered with Herald.")
+                .into_response();
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if profile.status == TenantStatus::Suspended {
+        return Problem::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "tenant-suspended",
+            "Tenant suspended",
+        )
+        .detail("Your tenant is suspended; its requests are refused and its queued messages are held. Contact support.")
+        .into_response();
+    }
+    let limit = profile.limits.api_requests_per_second;
+    let admission = app
+        .store
+        .admit_request(principal.tenant(), limit, app.clock.epoch_seconds())
+        .await;
+    let remaining = match admission {
+        Ok(Admission::Admitted { remaining, .. }) => remaining,
+        Ok(Admission::Limited {
+            retry_after_secs, ..
+        }) => {
+            let mut response = Problem::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            )
+            .detail(format!(
+                "Your tenant may make {limit} requests per second; retry after the Retry-After delay."
+            ))
+            .header(header::RETRY_AFTER, HeaderValue::from(retry_after_secs))
+            .into_response();
+            rate_limit_headers(&mut response, limit, 0);
+            return response;
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     request.extensions_mut().insert(principal);
-    next.run(request).await
+    request.extensions_mut().insert(profile);
+    let mut response = next.run(request).await;
+    rate_limit_headers(&mut response, limit, remaining);
+    response
+}
+
+/// The IETF draft's `RateLimit-*` fields: one-second windows.
+fn rate_limit_headers(response: &mut Response, limit: u32, remaining: u32) {
+    let headers = response.headers_mut();
+    headers.insert("ratelimit-limit", HeaderValue::from(limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from_static("1"));
+    if let Ok(policy) = HeaderValue::from_str(&format!("{limit};w=1")) {
+        headers.insert("ratelimit-policy", policy);
+    }
 }

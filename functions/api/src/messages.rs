@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald::auth::Principal;
 use herald::problem::Problem;
-use herald::store::{Channel, Chunk, Content, MessageView, NewBatch, Recipient};
+use herald::store::{Channel, Chunk, Content, MessageView, NewBatch, Recipient, TenantProfile};
 use herald::{MessageId, PhoneNumber};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
@@ -59,6 +59,7 @@ struct Accepted {
 pub async fn create(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
+    Extension(profile): Extension<TenantProfile>,
     Extension(Correlation(correlation)): Extension<Correlation>,
     headers: HeaderMap,
     body: Bytes,
@@ -80,7 +81,7 @@ pub async fn create(
         "to": to.as_str(),
         "body": request.body,
     });
-    let (app, principal, correlation) = (&app, &principal, &correlation);
+    let (app, principal, profile, correlation) = (&app, &principal, &profile, &correlation);
     intake::once(app, principal, &key, "POST /v1/messages", &canonical, |batch_id| async move {
         let now = app.clock.rfc3339();
         let masked = to.masked();
@@ -102,9 +103,12 @@ pub async fn create(
                 created_at: now,
             }],
         };
+        intake::reserve_quota(app, profile, batch.id, 1).await?;
         intake::enqueue_batch(app, &batch, correlation)
             .await
             .map_err(IntoResponse::into_response)?;
+        let target = batch.id.to_string();
+        intake::audit(app, &batch.tenant, principal, correlation, "batch.created", &target).await?;
         let id = MessageId::new(batch.id, 0);
         let status_url = format!("/v1/messages/{id}");
         tracing::info!(batch_id = %batch.id, message_id = %id, to = %masked, "message accepted");

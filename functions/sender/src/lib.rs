@@ -17,6 +17,7 @@ use herald::queue::{ChunkEnvelope, DeadLetterQueue, EnvelopeError};
 use herald::secrets::SecretsCache;
 use herald::store::{
     BatchStatus, Chunk, ChunkCounts, ClaimOutcome, Lease, Recipient, Settlement, Store, StoreError,
+    TenantStatus,
 };
 use herald::{MessageId, MessageStatus, PhoneNumber, TenantId};
 use tokio::sync::Semaphore;
@@ -111,6 +112,10 @@ enum RecordError {
     Envelope(#[from] EnvelopeError),
     #[error("chunk {chunk} of batch {batch} does not exist for this tenant")]
     MissingChunk { batch: String, chunk: u32 },
+    /// Held, not dropped: SQS redelivers the chunk after its visibility timeout and,
+    /// past maxReceiveCount, keeps it in the DLQ for a redrive once the tenant resumes.
+    #[error("the tenant is suspended; its work is held")]
+    TenantSuspended,
     #[error("batch {batch} does not exist for this tenant")]
     MissingBatch { batch: String },
     #[error(transparent)]
@@ -222,7 +227,16 @@ async fn process_record(
             chunk: envelope.chunk,
         })?;
 
-    // Read per chunk, not per message: a cancel stops every chunk that starts after it.
+    // Read per chunk, not per message: a suspension or a cancel stops every chunk that
+    // starts after it.
+    let suspended = deps
+        .store
+        .get_tenant(tenant)
+        .await?
+        .is_some_and(|profile| profile.status == TenantStatus::Suspended);
+    if suspended {
+        return Err(RecordError::TenantSuspended);
+    }
     let cancelled = deps
         .store
         .get_batch(tenant, batch)

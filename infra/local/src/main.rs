@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
-use herald_local::seed::{self, DEMO_ROLES, DEMO_TENANTS, User};
+use herald_local::seed::{self, DEMO_PLANS, DEMO_ROLES, DEMO_TENANTS, PLATFORM_TENANT, User};
 use herald_local::{CloudOptions, LocalCloud, emulator, project_root};
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +126,16 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
 
     let pool = cloud.stack.reference("UserPool")?.to_owned();
     let mut tenants = BTreeMap::new();
+    for (tenant, plan) in DEMO_PLANS {
+        seed::tenant(&cloud.sender.store, tenant, plan, None).await?;
+    }
+    tenants.insert(
+        PLATFORM_TENANT.to_owned(),
+        BTreeMap::from([(
+            "operator".to_owned(),
+            seed::user(&cloud.clients.cognito, &pool, PLATFORM_TENANT, "operator").await?,
+        )]),
+    );
     for tenant in DEMO_TENANTS {
         let mut users = BTreeMap::new();
         for role in DEMO_ROLES {
@@ -210,7 +220,7 @@ async fn token(tenant: &str, role: &str) -> Result<()> {
         .get(tenant)
         .and_then(|users| users.get(role))
         .ok_or_else(|| {
-            anyhow!("no demo user for tenant {tenant:?} and role {role:?} (tenants: acme, globex; roles: admin, sender, viewer)")
+            anyhow!("no demo user for tenant {tenant:?} and role {role:?} (tenants: acme, globex with roles admin, sender, viewer; herald with role operator)")
         })?;
     let sdk = herald::aws::for_emulator(&description.emulator).await;
     let cognito = aws_sdk_cognitoidentityprovider::Client::new(&sdk);

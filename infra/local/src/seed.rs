@@ -7,6 +7,35 @@ use serde::{Deserialize, Serialize};
 
 pub const DEMO_TENANTS: &[&str] = &["acme", "globex"];
 pub const DEMO_ROLES: &[&str] = &["admin", "sender", "viewer"];
+/// Each demo tenant's plan.
+pub const DEMO_PLANS: &[(&str, &str)] = &[("acme", "growth"), ("globex", "starter")];
+/// The tenant the platform's operators sign in under; it sends nothing itself.
+pub const PLATFORM_TENANT: &str = "herald";
+
+/// Registers `tenant` on `plan` (with `limits` instead of the plan's, when given).
+/// An existing tenant is left as it is.
+pub async fn tenant(
+    store: &herald::store::Store,
+    tenant: &str,
+    plan: &str,
+    limits: Option<herald::store::Limits>,
+) -> Result<()> {
+    let limits = limits
+        .or_else(|| herald::store::plan_limits(plan))
+        .ok_or_else(|| anyhow!("no plan {plan:?}"))?;
+    let now = herald::clock::system().rfc3339();
+    store
+        .create_tenant(&herald::store::TenantProfile {
+            tenant: herald::TenantId::parse(tenant).map_err(|e| anyhow!("{e}"))?,
+            plan: plan.to_owned(),
+            status: herald::store::TenantStatus::Active,
+            limits,
+            created_at: now.clone(),
+            updated_at: now,
+        })
+        .await?;
+    Ok(())
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {

@@ -1,0 +1,395 @@
+//! A tenant's own usage and audit log, and the operator routes that create, suspend and
+//! resume tenants and read any tenant's audit log. Operator routes name their tenant in
+//! the path: they are the platform-level exception to "the tenant comes from the token".
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use herald::TenantId;
+use herald::auth::Principal;
+use herald::problem::Problem;
+use herald::store::{AuditEntry, Limits, PLANS, TenantProfile, TenantStatus, plan_limits};
+use serde::{Deserialize, Serialize};
+
+use crate::intake::{self, FieldErrors};
+use crate::{ApiError, App, Correlation};
+
+#[derive(Debug, Serialize)]
+struct Usage {
+    tenant_id: String,
+    plan: String,
+    day: String,
+    sends: SendUsage,
+    rate_limit: RateLimit,
+}
+
+#[derive(Debug, Serialize)]
+struct SendUsage {
+    used: u32,
+    limit: u32,
+    remaining: u32,
+    resets_at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RateLimit {
+    requests_per_second: u32,
+}
+
+/// `GET /v1/usage`: today's sends against the quota, and the request rate limit.
+pub async fn usage(
+    State(app): State<Arc<App>>,
+    Extension(profile): Extension<TenantProfile>,
+) -> Result<Response, Response> {
+    let now = app.clock.rfc3339();
+    let day = now[..10].to_owned();
+    let used = app
+        .store
+        .sends_on(&profile.tenant, &day)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    let midnight = (app.clock.epoch_seconds() / 86_400 + 1) * 86_400;
+    let limit = profile.limits.sends_per_day;
+    Ok(axum::Json(Usage {
+        tenant_id: profile.tenant.to_string(),
+        plan: profile.plan,
+        day,
+        sends: SendUsage {
+            used,
+            limit,
+            remaining: limit.saturating_sub(used),
+            resets_at: herald::clock::rfc3339(midnight * 1000),
+        },
+        rate_limit: RateLimit {
+            requests_per_second: profile.limits.api_requests_per_second,
+        },
+    })
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    day: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct AuditLog {
+    tenant_id: String,
+    day: String,
+    entries: Vec<AuditEntry>,
+}
+
+/// `GET /v1/audit?day=YYYY-MM-DD`: the caller's own tenant's log (admins).
+pub async fn own_audit(
+    State(app): State<Arc<App>>,
+    Extension(principal): Extension<Principal>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Response> {
+    audit_of(&app, principal.tenant().clone(), query).await
+}
+
+/// `GET /v1/tenants/{id}/audit?day=YYYY-MM-DD`: any tenant's log (operators).
+pub async fn audit(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Response> {
+    let tenant = path_tenant(&id)?;
+    audit_of(&app, tenant, query).await
+}
+
+async fn audit_of(
+    app: &App,
+    tenant: TenantId,
+    query: Option<String>,
+) -> Result<Response, Response> {
+    let query: AuditQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
+        .map_err(|e| single_error("query", e.to_string()))?;
+    let day = match query.day {
+        None => app.clock.rfc3339()[..10].to_owned(),
+        Some(day) if is_day(&day) => day,
+        Some(_) => return Err(single_error("day", "must be a date as YYYY-MM-DD")),
+    };
+    let entries = app
+        .store
+        .audit_log(&tenant, &day)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    Ok(axum::Json(AuditLog {
+        tenant_id: tenant.to_string(),
+        day,
+        entries,
+    })
+    .into_response())
+}
+
+fn is_day(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+fn single_error(field: &str, message: impl Into<String>) -> Response {
+    let mut errors = FieldErrors::default();
+    errors.add(field, message);
+    errors.check().expect_err("an error was added")
+}
+
+fn path_tenant(id: &str) -> Result<TenantId, Response> {
+    TenantId::parse(id).map_err(|e| single_error("id", e.to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    tenant_id: String,
+    plan: String,
+    #[serde(default)]
+    limits: Option<LimitsField>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsField {
+    api_requests_per_second: Option<u32>,
+    sends_per_day: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct TenantBody {
+    tenant_id: String,
+    plan: String,
+    status: &'static str,
+    limits: LimitsBody,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct LimitsBody {
+    api_requests_per_second: u32,
+    sends_per_day: u32,
+}
+
+impl From<TenantProfile> for TenantBody {
+    fn from(p: TenantProfile) -> Self {
+        Self {
+            tenant_id: p.tenant.to_string(),
+            plan: p.plan,
+            status: p.status.as_str(),
+            limits: LimitsBody {
+                api_requests_per_second: p.limits.api_requests_per_second,
+                sends_per_day: p.limits.sends_per_day,
+            },
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// `POST /v1/tenants`: a new tenant on a plan, with optional overrides of its limits.
+pub async fn create(
+    State(app): State<Arc<App>>,
+    Extension(principal): Extension<Principal>,
+    Extension(Correlation(correlation)): Extension<Correlation>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let key = intake::idempotency_key(&headers)?;
+    let request: CreateTenant = intake::parse_json(&headers, &body, app.config.max_body_bytes)?;
+    let mut errors = FieldErrors::default();
+    let tenant = TenantId::parse(&request.tenant_id)
+        .inspect_err(|e| errors.add("/tenant_id", e.to_string()))
+        .ok();
+    let plan = plan_limits(&request.plan);
+    if plan.is_none() {
+        let names: Vec<_> = PLANS.iter().map(|(name, _)| *name).collect();
+        errors.add("/plan", format!("must be one of {}", names.join(", ")));
+    }
+    let overrides = request.limits.as_ref();
+    for (field, value) in [
+        (
+            "api_requests_per_second",
+            overrides.and_then(|l| l.api_requests_per_second),
+        ),
+        ("sends_per_day", overrides.and_then(|l| l.sends_per_day)),
+    ] {
+        if value == Some(0) {
+            errors.add(format!("/limits/{field}"), "must be at least 1");
+        }
+    }
+    errors.check()?;
+    let (tenant, plan) = (tenant.expect("checked"), plan.expect("checked"));
+    let limits = Limits {
+        api_requests_per_second: overrides
+            .and_then(|l| l.api_requests_per_second)
+            .unwrap_or(plan.api_requests_per_second),
+        sends_per_day: overrides
+            .and_then(|l| l.sends_per_day)
+            .unwrap_or(plan.sends_per_day),
+    };
+    let canonical = serde_json::json!({
+        "tenant_id": tenant.as_str(),
+        "plan": request.plan,
+        "limits": [limits.api_requests_per_second, limits.sends_per_day],
+    });
+    let (app, principal, correlation) = (&app, &principal, &correlation);
+    intake::once(
+        app,
+        principal,
+        &key,
+        "POST /v1/tenants",
+        &canonical,
+        |_| async move {
+            let now = app.clock.rfc3339();
+            let profile = TenantProfile {
+                tenant: tenant.clone(),
+                plan: request.plan,
+                status: TenantStatus::Active,
+                limits,
+                created_at: now.clone(),
+                updated_at: now,
+            };
+            let created = app
+                .store
+                .create_tenant(&profile)
+                .await
+                .map_err(|e| ApiError::from(e).into_response())?;
+            if !created {
+                return Err(
+                    Problem::new(StatusCode::CONFLICT, "tenant-exists", "Tenant exists")
+                        .detail("A tenant with this id exists already.")
+                        .field("/tenant_id", "is taken")
+                        .into_response(),
+                );
+            }
+            intake::audit(
+                app,
+                &tenant,
+                principal,
+                correlation,
+                "tenant.created",
+                tenant.as_str(),
+            )
+            .await?;
+            let location = format!("/v1/tenants/{tenant}");
+            Ok(intake::stored_json(
+                StatusCode::CREATED,
+                &TenantBody::from(profile),
+                Some(location),
+            ))
+        },
+    )
+    .await
+}
+
+/// `GET /v1/tenants/{id}`.
+pub async fn show(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    let tenant = path_tenant(&id)?;
+    let profile = app
+        .store
+        .get_tenant(&tenant)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?
+        .ok_or_else(|| {
+            Problem::not_found()
+                .detail("No such tenant.")
+                .into_response()
+        })?;
+    Ok(axum::Json(TenantBody::from(profile)).into_response())
+}
+
+pub async fn suspend(
+    state: State<Arc<App>>,
+    principal: Extension<Principal>,
+    correlation: Extension<Correlation>,
+    id: Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    set_status(
+        state,
+        principal,
+        correlation,
+        id,
+        headers,
+        TenantStatus::Suspended,
+    )
+    .await
+}
+
+pub async fn resume(
+    state: State<Arc<App>>,
+    principal: Extension<Principal>,
+    correlation: Extension<Correlation>,
+    id: Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    set_status(
+        state,
+        principal,
+        correlation,
+        id,
+        headers,
+        TenantStatus::Active,
+    )
+    .await
+}
+
+async fn set_status(
+    State(app): State<Arc<App>>,
+    Extension(principal): Extension<Principal>,
+    Extension(Correlation(correlation)): Extension<Correlation>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    status: TenantStatus,
+) -> Result<Response, Response> {
+    let key = intake::idempotency_key(&headers)?;
+    let tenant = path_tenant(&id)?;
+    let canonical = serde_json::json!({ "tenant_id": tenant.as_str(), "status": status.as_str() });
+    let route = format!("POST /v1/tenants/{{id}}/{}", status.as_str());
+    let (app, principal, correlation) = (&app, &principal, &correlation);
+    intake::once(app, principal, &key, &route, &canonical, |_| async move {
+        let profile = app
+            .store
+            .set_tenant_status(&tenant, status, &app.clock.rfc3339())
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?
+            .ok_or_else(|| {
+                Problem::not_found()
+                    .detail("No such tenant.")
+                    .into_response()
+            })?;
+        let action = match status {
+            TenantStatus::Suspended => "tenant.suspended",
+            TenantStatus::Active => "tenant.resumed",
+        };
+        tracing::info!(target_tenant = %tenant, action, "tenant status changed");
+        intake::audit(
+            app,
+            &tenant,
+            principal,
+            correlation,
+            action,
+            tenant.as_str(),
+        )
+        .await?;
+        Ok(intake::stored_json(
+            StatusCode::OK,
+            &TenantBody::from(profile),
+            Some(format!("/v1/tenants/{tenant}")),
+        ))
+    })
+    .await
+}

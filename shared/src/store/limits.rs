@@ -1,0 +1,183 @@
+//! Per-tenant request rate and daily send quota, kept in DynamoDB with conditional
+//! updates so they hold across every concurrent Lambda instance.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
+
+use super::{Store, StoreError, dynamo, get_n, key_item, n, s, with_key};
+use crate::ids::{BatchId, TenantId};
+use crate::keys;
+
+/// How long a rate window's counter is kept after its second (TTL sweeps it).
+const RATE_WINDOW_TTL_SECS: u64 = 120;
+/// Quota counters outlive their day by a week, for usage questions.
+const QUOTA_TTL_SECS: u64 = 8 * 24 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admitted {
+        limit: u32,
+        remaining: u32,
+    },
+    /// The window is full; the next one opens in `retry_after_secs`.
+    Limited {
+        limit: u32,
+        retry_after_secs: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    Reserved {
+        used: u32,
+    },
+    /// A retry of the request that created the batch: counted the first time.
+    AlreadyReserved,
+    Exceeded {
+        used: u32,
+    },
+}
+
+impl Store {
+    /// Counts one request in the tenant's current one-second window, unless the window
+    /// already holds `limit` requests.
+    pub async fn admit_request(
+        &self,
+        tenant: &TenantId,
+        limit: u32,
+        now_epoch: u64,
+    ) -> Result<Admission, StoreError> {
+        let key = keys::rate_window(tenant, now_epoch);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&key)))
+            .update_expression("ADD requests :one SET expires_at = :expires, tenant_id = :tenant")
+            .condition_expression("attribute_not_exists(requests) OR requests < :limit")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(limit))
+            .expression_attribute_values(":expires", n(now_epoch + RATE_WINDOW_TTL_SECS))
+            .expression_attribute_values(":tenant", s(tenant.as_str()))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let used: u32 = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| get_n(a, "requests"))
+                    .unwrap_or(limit);
+                Ok(Admission::Admitted {
+                    limit,
+                    remaining: limit.saturating_sub(used),
+                })
+            }
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(Admission::Limited {
+                    limit,
+                    retry_after_secs: 1,
+                })
+            }
+            Err(e) => Err(dynamo(e)),
+        }
+    }
+
+    /// Counts a batch's `count` sends against the tenant's quota for `day`, all or
+    /// nothing, once per batch: the counter and a per-batch marker are written in one
+    /// transaction, so a retry that finishes the same batch finds the marker.
+    pub async fn reserve_sends(
+        &self,
+        tenant: &TenantId,
+        batch: BatchId,
+        count: u32,
+        limit: u32,
+        day: &str,
+        now_epoch: u64,
+    ) -> Result<Reservation, StoreError> {
+        if count > limit {
+            return Ok(Reservation::Exceeded {
+                used: self.sends_on(tenant, day).await?,
+            });
+        }
+        let counter = keys::quota_day(tenant, day);
+        let marker = keys::quota_reservation(tenant, batch);
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&counter)))
+            .update_expression("ADD sends :count SET expires_at = :expires, tenant_id = :tenant")
+            .condition_expression("attribute_not_exists(sends) OR sends <= :room")
+            .expression_attribute_values(":count", n(count))
+            .expression_attribute_values(":room", n(limit - count))
+            .expression_attribute_values(":expires", n(now_epoch + QUOTA_TTL_SECS))
+            .expression_attribute_values(":tenant", s(tenant.as_str()))
+            .build()
+            .map_err(dynamo)?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(with_key(
+                &marker,
+                [
+                    ("tenant_id", s(tenant.as_str())),
+                    ("day", s(day)),
+                    ("sends", n(count)),
+                ],
+            )))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(dynamo)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Reservation::Reserved {
+                used: self.sends_on(tenant, day).await?,
+            }),
+            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
+                let TransactWriteItemsError::TransactionCanceledException(cancelled) = e.into_err()
+                else {
+                    unreachable!("checked above")
+                };
+                let failed = |index: usize| {
+                    cancelled
+                        .cancellation_reasons
+                        .as_ref()
+                        .and_then(|r| r.get(index))
+                        .and_then(|r| r.code.as_deref())
+                        == Some("ConditionalCheckFailed")
+                };
+                if failed(1) {
+                    Ok(Reservation::AlreadyReserved)
+                } else if failed(0) {
+                    Ok(Reservation::Exceeded {
+                        used: self.sends_on(tenant, day).await?,
+                    })
+                } else {
+                    Err(dynamo(cancelled))
+                }
+            }
+            Err(e) => Err(dynamo(e)),
+        }
+    }
+
+    /// Sends counted against the tenant's quota on `day`.
+    pub async fn sends_on(&self, tenant: &TenantId, day: &str) -> Result<u32, StoreError> {
+        let key = keys::quota_day(tenant, day);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo)?;
+        Ok(out.item.and_then(|i| get_n(&i, "sends")).unwrap_or(0))
+    }
+}
