@@ -63,6 +63,10 @@ impl fmt::Display for TenantId {
 pub struct BatchId(ulid::Ulid);
 
 impl BatchId {
+    pub fn ulid(self) -> ulid::Ulid {
+        self.0
+    }
+
     pub fn new() -> Self {
         Self(ulid::Ulid::new())
     }

@@ -25,6 +25,20 @@ pub fn idempotency(tenant: &TenantId, key: &str) -> Key {
     }
 }
 
+/// Shards of the index of batches not yet on the queue (the sweeper's work list).
+pub const UNQUEUED_SHARDS: u32 = 4;
+
+/// gsi1 partition listing a batch while it is written but not yet enqueued. A
+/// platform-level key: only the sweeper reads it.
+pub fn unqueued_partition(batch: BatchId) -> String {
+    let shard = u128::from(batch.ulid()) % u128::from(UNQUEUED_SHARDS);
+    format!("UNQUEUED#{shard}")
+}
+
+pub fn unqueued_shards() -> impl Iterator<Item = String> {
+    (0..UNQUEUED_SHARDS).map(|shard| format!("UNQUEUED#{shard}"))
+}
+
 pub fn tenant_profile(tenant: &TenantId) -> Key {
     Key {
         pk: format!("TENANT#{tenant}"),

@@ -17,6 +17,7 @@ pub mod queue;
 pub mod secrets;
 pub mod status;
 pub mod store;
+pub mod sweeper;
 pub mod telemetry;
 pub mod template;
 

@@ -21,12 +21,14 @@ mod audit;
 mod batch;
 mod limits;
 mod listing;
+mod sweep;
 mod tenant;
 
 pub use audit::AuditEntry;
 pub use batch::{BatchStatus, BatchView, CancelOutcome, ChunkCounts};
 pub use limits::{Admission, Reservation};
 pub use listing::MessagePage;
+pub use sweep::UnqueuedBatch;
 pub use tenant::{Limits, PLANS, TenantProfile, TenantStatus, plan_limits};
 
 type Item = HashMap<String, AttributeValue>;
@@ -245,6 +247,15 @@ impl Store {
                 ("created_at", s(&batch.created_at)),
                 ("correlation_id", s(batch.correlation_id.as_str())),
                 ("schema_version", n(SCHEMA_VERSION)),
+                // Listed for the sweeper until `mark_enqueued` removes it.
+                ("gsi1pk", s(keys::unqueued_partition(batch.id))),
+                (
+                    "gsi1sk",
+                    s(format!(
+                        "{}#{}#{}",
+                        batch.created_at, batch.tenant, batch.id
+                    )),
+                ),
             ],
         );
         let created = self
@@ -286,7 +297,9 @@ impl Store {
         Err(StoreError::Unprocessed(writes.len()))
     }
 
-    /// Records that every chunk of the batch is on the queue.
+    /// Records that every chunk of the batch is on the queue: `accepted` becomes
+    /// `enqueued` (a batch cancelled meanwhile stays cancelled) and the batch leaves the
+    /// sweeper's list.
     pub async fn mark_enqueued(
         &self,
         tenant: &TenantId,
@@ -294,24 +307,36 @@ impl Store {
         at: &str,
     ) -> Result<(), StoreError> {
         let key = keys::batch_meta(tenant, batch);
-        let result = self
+        let promoted = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_item(&key)))
-            .update_expression("SET #status = :enqueued, enqueued_at = :at")
+            .update_expression("SET #status = :enqueued")
             .condition_expression("#status = :accepted")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":enqueued", s("enqueued"))
             .expression_attribute_values(":accepted", s("accepted"))
-            .expression_attribute_values(":at", s(at))
             .send()
             .await;
-        match result {
-            // Already enqueued (a retry finishing the job): the state is what we want.
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            other => other.map(|_| ()).map_err(dynamo),
+        match promoted {
+            // Already enqueued (a retry finishing the job) or cancelled.
+            Err(e) if is_condition_failure(&e) => {}
+            other => other.map(|_| ()).map_err(dynamo)?,
         }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&key)))
+            .update_expression(
+                "SET enqueued_at = if_not_exists(enqueued_at, :at) REMOVE gsi1pk, gsi1sk",
+            )
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", s(at))
+            .send()
+            .await
+            .map_err(dynamo)?;
+        Ok(())
     }
 
     pub async fn load_chunk(

@@ -276,6 +276,33 @@ impl TestCloud {
         out.count as usize
     }
 
+    /// The ids of every batch in this stack's table, oldest first.
+    pub async fn batch_ids(&self) -> Vec<String> {
+        let table = self.cloud.stack.reference("HeraldTable").expect("table");
+        let out = self
+            .cloud
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(table)
+            .filter_expression("sk = :sk")
+            .expression_attribute_values(
+                ":sk",
+                aws_sdk_dynamodb::types::AttributeValue::S("META".into()),
+            )
+            .send()
+            .await
+            .expect("scan");
+        let mut ids: Vec<String> = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| i.get("batch_id")?.as_s().ok().cloned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Visible plus in-flight messages of a queue of this stack.
     pub async fn queue_depth(&self, logical_id: &str) -> usize {
         use aws_sdk_sqs::types::QueueAttributeName as A;
