@@ -95,6 +95,7 @@ fn report(moved: usize, parked: usize, failed: usize, stopped: Stopped) -> Redri
         moved,
         parked,
         failed,
+        deferred: 0,
         stopped,
     }
 }
@@ -299,4 +300,48 @@ async fn a_chunk_that_died_while_the_provider_failed_is_delivered_once_after_a_r
     assert_eq!(delivered.len(), 1, "{delivered:?}");
     assert_eq!(delivered[0].body, "late but once");
     assert_eq!(test.queue_depth("SendDLQ").await, 0);
+}
+
+#[tokio::test]
+async fn a_body_the_run_already_moved_is_left_for_the_next_run() {
+    // Two dead letters with one body: what a poison chunk looks like when the sender
+    // parks it again while the run is still going, and what two dead copies of one
+    // chunk look like. Moving both in one run would spend the redrive limit in a loop.
+    let test = TestCloud::start_with("redrive-defers", |o| o.run_queues = false).await;
+    put(
+        &test,
+        "SendDLQ",
+        "same chunk",
+        &[("tenant_id", "String", "acme")],
+    )
+    .await;
+    put(
+        &test,
+        "SendDLQ",
+        "same chunk",
+        &[("tenant_id", "String", "acme")],
+    )
+    .await;
+
+    let first = test.cloud.redrive().await;
+
+    assert_eq!(
+        first,
+        RedriveReport {
+            deferred: 1,
+            ..report(1, 0, 0, Stopped::Drained)
+        }
+    );
+    assert_eq!(test.queue_depth("SendQueue").await, 1);
+    assert_eq!(
+        visible(&test, "SendDLQ").await,
+        1,
+        "released for the next run"
+    );
+
+    let second = test.cloud.redrive().await;
+
+    assert_eq!(second, report(1, 0, 0, Stopped::Drained));
+    assert_eq!(test.queue_depth("SendDLQ").await, 0);
+    assert_eq!(test.queue_depth("SendQueue").await, 2);
 }

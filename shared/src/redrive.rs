@@ -15,6 +15,7 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
 };
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 /// The message attribute counting how often a message was moved back.
@@ -76,6 +77,10 @@ pub struct RedriveReport {
     pub parked: usize,
     /// A send or a delete failed; the message is still in the DLQ.
     pub failed: usize,
+    /// Its body was already moved by this run: it came straight back (the sender
+    /// parks a poison chunk at once) or is a duplicate. Left for the next run, so the
+    /// redrive limit counts runs, not one run's loop.
+    pub deferred: usize,
     pub stopped: Stopped,
 }
 
@@ -131,6 +136,10 @@ fn judge(attributes: &HashMap<String, MessageAttributeValue>, limit: u32) -> Ver
         };
     }
     Verdict::Move { redrives: done + 1 }
+}
+
+fn digest(body: &str) -> [u8; 32] {
+    Sha256::digest(body.as_bytes()).into()
 }
 
 /// Spaces sends evenly; the first goes at once.
@@ -201,6 +210,7 @@ impl Redriver {
             moved: 0,
             parked: 0,
             failed: 0,
+            deferred: 0,
             stopped: Stopped::Drained,
         };
         // Messages received but left in the DLQ (parked, failed, or not reached), by id,
@@ -208,6 +218,8 @@ impl Redriver {
         // received again, and released at its end.
         let mut held: HashMap<String, String> = HashMap::new();
         let mut seen: HashSet<String> = HashSet::new();
+        // Digests, not bodies: a run may move hundreds of bodies of up to 256 KiB.
+        let mut moved_bodies: HashSet<[u8; 32]> = HashSet::new();
         let mut pace = Pace::per_second(self.limits.rate_per_second);
 
         'run: loop {
@@ -263,6 +275,13 @@ impl Redriver {
                     }
                     Verdict::Move { redrives } => redrives,
                 };
+                let body = digest(message.body().unwrap_or_default());
+                if moved_bodies.contains(&body) {
+                    tracing::info!(sqs_message_id = %id, "came back during this run; left for the next one");
+                    report.deferred += 1;
+                    held.insert(id, receipt);
+                    continue;
+                }
                 let slot = pace.slot(Instant::now());
                 if report.moved + report.failed >= self.limits.max_messages || slot >= deadline {
                     report.stopped = if slot >= deadline {
@@ -288,6 +307,9 @@ impl Redriver {
                     held.insert(id, receipt);
                     continue;
                 }
+                // Sent is enough: even if the delete fails, this body is in the source
+                // queue now.
+                moved_bodies.insert(body);
                 match self
                     .client
                     .delete_message()

@@ -36,8 +36,8 @@ impl Deps {
 /// errors alarm fires; the report was logged already.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "redrive incomplete: {} moved, {} parked, {} failed, stopped: {}",
-    .0.moved, .0.parked, .0.failed, .0.stopped
+    "redrive incomplete: {} moved, {} parked, {} failed, {} deferred, stopped: {}",
+    .0.moved, .0.parked, .0.failed, .0.deferred, .0.stopped
 )]
 pub struct Incomplete(pub RedriveReport);
 
@@ -53,6 +53,7 @@ pub async fn handle(deps: &Deps, deadline: Instant) -> Result<RedriveReport, Inc
             moved = report.moved,
             parked = report.parked,
             failed = report.failed,
+            deferred = report.deferred,
             stopped = %report.stopped,
             max_messages = limits.max_messages,
             redrive_limit = limits.redrive_limit,
@@ -65,6 +66,7 @@ pub async fn handle(deps: &Deps, deadline: Instant) -> Result<RedriveReport, Inc
             moved = report.moved,
             parked = report.parked,
             failed = report.failed,
+            deferred = report.deferred,
             stopped = %report.stopped,
             max_messages = limits.max_messages,
             redrive_limit = limits.redrive_limit,
