@@ -345,3 +345,50 @@ async fn a_body_the_run_already_moved_is_left_for_the_next_run() {
     assert_eq!(test.queue_depth("SendDLQ").await, 0);
     assert_eq!(test.queue_depth("SendQueue").await, 2);
 }
+
+#[tokio::test]
+async fn a_send_that_fails_loses_nothing_and_fails_the_invocation() {
+    let test = TestCloud::start_with("redrive-fails", |o| o.run_queues = false).await;
+    put(
+        &test,
+        "SendDLQ",
+        "chunk-x",
+        &[("tenant_id", "String", "acme")],
+    )
+    .await;
+    put(&test, "SendDLQ", "chunk-y", &[]).await;
+    // The redriver as the template configures it, but pointed at a queue that does not
+    // exist, so every send is refused by SQS.
+    let env = test.cloud.stack.function_env("RedriverFunction").unwrap();
+    let mut config = herald::config::RedriverConfig::load(&env).unwrap();
+    config.send_queue_url = format!("{}-gone", config.send_queue_url);
+    let deps = herald_redriver::Deps::from_config(config, &test.cloud.sdk);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+
+    let outcome = herald_redriver::handle(&deps, deadline).await;
+
+    let Err(herald_redriver::Incomplete(failed)) = outcome else {
+        panic!("a run with failed sends must fail the invocation: {outcome:?}");
+    };
+    assert_eq!(failed, report(0, 0, 2, Stopped::Drained));
+    assert_eq!(test.queue_depth("SendQueue").await, 0);
+    assert_eq!(
+        visible(&test, "SendDLQ").await,
+        2,
+        "both still in the DLQ, visible for the next run"
+    );
+    // The same messages move once the queue is reachable again, intact, and the failed
+    // attempt did not count as a redrive.
+    assert_eq!(
+        test.cloud.redrive().await,
+        report(2, 0, 0, Stopped::Drained)
+    );
+    let moved = take_all(&test, "SendQueue").await;
+    assert_eq!(
+        moved.keys().cloned().collect::<Vec<_>>(),
+        ["chunk-x", "chunk-y"]
+    );
+    assert_eq!(moved["chunk-x"]["tenant_id"], pair("String", "acme"));
+    assert_eq!(moved["chunk-x"][REDRIVES_ATTRIBUTE], pair("Number", "1"));
+    assert_eq!(moved["chunk-y"][REDRIVES_ATTRIBUTE], pair("Number", "1"));
+}

@@ -266,6 +266,15 @@ impl Redriver {
                 let id = message.message_id().unwrap_or_default().to_owned();
                 let receipt = message.receipt_handle().unwrap_or_default().to_owned();
                 let attributes = message.message_attributes().cloned().unwrap_or_default();
+                // Before judging: a chunk is looked at once per run, so each lands in
+                // exactly one count (one that came back at the limit is parked next run).
+                let body = digest(message.body().unwrap_or_default());
+                if moved_bodies.contains(&body) {
+                    tracing::info!(sqs_message_id = %id, "came back during this run; left for the next one");
+                    report.deferred += 1;
+                    held.insert(id, receipt);
+                    continue;
+                }
                 let redrives = match judge(&attributes, self.limits.redrive_limit) {
                     Verdict::Park { reason } => {
                         tracing::error!(sqs_message_id = %id, %reason, "dead letter parked in the DLQ");
@@ -275,13 +284,6 @@ impl Redriver {
                     }
                     Verdict::Move { redrives } => redrives,
                 };
-                let body = digest(message.body().unwrap_or_default());
-                if moved_bodies.contains(&body) {
-                    tracing::info!(sqs_message_id = %id, "came back during this run; left for the next one");
-                    report.deferred += 1;
-                    held.insert(id, receipt);
-                    continue;
-                }
                 let slot = pace.slot(Instant::now());
                 if report.moved + report.failed >= self.limits.max_messages || slot >= deadline {
                     report.stopped = if slot >= deadline {
