@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::redrive::RedriveLimits;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("configuration {0} is not set")]
@@ -146,6 +148,49 @@ impl SenderConfig {
     }
 }
 
+/// The scheduled redrive of the send DLQ into the send queue.
+#[derive(Debug, Clone)]
+pub struct RedriverConfig {
+    pub send_queue_url: String,
+    pub dead_letter_queue_url: String,
+    pub limits: RedriveLimits,
+}
+
+impl RedriverConfig {
+    pub fn load(settings: &impl Settings) -> Result<Self, ConfigError> {
+        let limits = RedriveLimits {
+            rate_per_second: settings.number("HERALD_REDRIVE_RATE_PER_SECOND", 10.0)?,
+            max_messages: settings.number("HERALD_REDRIVE_MAX_MESSAGES", 600)?,
+            redrive_limit: settings.number("HERALD_REDRIVE_LIMIT", 3)?,
+        };
+        if !limits.rate_per_second.is_finite() || limits.rate_per_second <= 0.0 {
+            return Err(ConfigError::Invalid {
+                key: "HERALD_REDRIVE_RATE_PER_SECOND",
+                reason: "must be a positive number".into(),
+            });
+        }
+        if limits.max_messages == 0 {
+            return Err(ConfigError::Invalid {
+                key: "HERALD_REDRIVE_MAX_MESSAGES",
+                reason: "must be at least 1".into(),
+            });
+        }
+        // A limit of 0 would park every dead letter: that is switching the redriver
+        // off, which is done by not scheduling it.
+        if limits.redrive_limit == 0 {
+            return Err(ConfigError::Invalid {
+                key: "HERALD_REDRIVE_LIMIT",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            send_queue_url: settings.required("HERALD_SEND_QUEUE_URL")?,
+            dead_letter_queue_url: settings.required("HERALD_SEND_DLQ_URL")?,
+            limits,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +229,24 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(config.instance_rate_per_second(), 10.0);
+    }
+
+    #[test]
+    fn redriver_limits_default_and_refuse_values_that_would_stall_or_loop() {
+        let base = [("HERALD_SEND_QUEUE_URL", "q"), ("HERALD_SEND_DLQ_URL", "d")];
+        let config = RedriverConfig::load(&settings(&base)).unwrap();
+        assert_eq!(config.limits.redrive_limit, 3);
+        for (key, bad) in [
+            ("HERALD_REDRIVE_RATE_PER_SECOND", "0"),
+            ("HERALD_REDRIVE_RATE_PER_SECOND", "NaN"),
+            ("HERALD_REDRIVE_MAX_MESSAGES", "0"),
+            ("HERALD_REDRIVE_LIMIT", "0"),
+            ("HERALD_REDRIVE_LIMIT", "-1"),
+        ] {
+            let mut pairs = base.to_vec();
+            pairs.push((key, bad));
+            let err = RedriverConfig::load(&settings(&pairs)).unwrap_err();
+            assert!(err.to_string().contains(key), "{key}={bad}: {err}");
+        }
     }
 }

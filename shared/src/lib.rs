@@ -14,6 +14,7 @@ pub mod phone;
 pub mod problem;
 pub mod provider;
 pub mod queue;
+pub mod redrive;
 pub mod secrets;
 pub mod status;
 pub mod store;

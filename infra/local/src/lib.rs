@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::FutureExt;
-use herald::config::{ApiConfig, SenderConfig};
+use herald::config::{ApiConfig, RedriverConfig, SenderConfig};
+use herald::redrive::RedriveReport;
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -113,6 +114,10 @@ pub struct LocalCloud {
     pub gateway_url: String,
     pub sender: Arc<herald_sender::Deps>,
     pub send_runner: Arc<runner::QueueRunner>,
+    /// The redriver, built from its template environment. Nothing runs it on a
+    /// schedule locally (there is no local scheduler yet): `redrive` runs it once.
+    pub redriver: Arc<herald_redriver::Deps>,
+    redriver_timeout: Duration,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -200,6 +205,13 @@ impl LocalCloud {
             }));
         }
 
+        let redriver = Arc::new(herald_redriver::Deps::from_config(
+            RedriverConfig::load(&stack.function_env("RedriverFunction")?)?,
+            &sdk,
+        ));
+        let redriver_timeout =
+            Duration::from_secs(stack.function_timeout_secs("RedriverFunction")?);
+
         Ok(Self {
             emulator: emulator.to_owned(),
             sdk,
@@ -211,9 +223,23 @@ impl LocalCloud {
             gateway_url,
             sender,
             send_runner,
+            redriver,
+            redriver_timeout,
             shutdown,
             tasks,
         })
+    }
+
+    /// One redrive of the send DLQ, as a scheduled invocation would run it (same
+    /// handler, same deadline), returning its report whether or not it was clean.
+    pub async fn redrive(&self) -> RedriveReport {
+        let deadline = tokio::time::Instant::now()
+            + self
+                .redriver_timeout
+                .saturating_sub(herald_redriver::DEADLINE_MARGIN);
+        match herald_redriver::handle(&self.redriver, deadline).await {
+            Ok(report) | Err(herald_redriver::Incomplete(report)) => report,
+        }
     }
 
     /// Stops the servers and pollers and waits for them.

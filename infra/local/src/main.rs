@@ -1,13 +1,15 @@
 //! `herald-local`: runs Herald's local cloud (`up`), prints tokens for its demo users
-//! (`token`), and manages the emulator the tests start (`emulator`).
+//! (`token`), redrives its send DLQ (`redrive`), and manages the emulator the tests
+//! start (`emulator`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
+use herald::config::RedriverConfig;
 use herald_local::seed::{self, DEMO_PLANS, DEMO_ROLES, DEMO_TENANTS, PLATFORM_TENANT, User};
 use herald_local::{CloudOptions, LocalCloud, emulator, project_root};
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,20 @@ enum Command {
         tenant: String,
         #[arg(long)]
         role: String,
+    },
+    /// Run one redrive of the running stack's send DLQ into its send queue, as the
+    /// scheduled redriver does in AWS, and print the report as JSON. Exits non-zero if
+    /// a send or delete failed.
+    Redrive {
+        /// Messages to try to move this run (default: the template's RedriveMaxMessages).
+        #[arg(long)]
+        max_messages: Option<usize>,
+        /// Messages per second (default: the template's RedriveRatePerSecond).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Redrives after which a message is parked (default: the template's RedriveLimit).
+        #[arg(long)]
+        limit: Option<u32>,
     },
     /// Start or stop a background emulator.
     Emulator {
@@ -74,6 +90,10 @@ struct LocalDescription {
     send_queue_url: String,
     send_dlq_url: String,
     provider_secret_id: String,
+    /// The redriver's template-derived environment, so `redrive` runs it exactly as
+    /// configured for this stack.
+    #[serde(default)]
+    redriver_environment: BTreeMap<String, String>,
     tenants: BTreeMap<String, BTreeMap<String, User>>,
     get_a_token: String,
 }
@@ -92,6 +112,11 @@ async fn main() -> Result<()> {
             sandbox,
         } => up(stack, gateway, sandbox).await,
         Command::Token { tenant, role } => token(&tenant, &role).await,
+        Command::Redrive {
+            max_messages,
+            rate,
+            limit,
+        } => redrive(max_messages, rate, limit).await,
         Command::Emulator {
             action: EmulatorAction::Start,
         } => emulator::ensure_for_tests(&project_root(), &emulator::endpoint()).await,
@@ -161,6 +186,11 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
         send_queue_url: cloud.stack.reference("SendQueue")?.to_owned(),
         send_dlq_url: cloud.stack.reference("SendDLQ")?.to_owned(),
         provider_secret_id: cloud.stack.reference("ProviderSecret")?.to_owned(),
+        redriver_environment: cloud
+            .stack
+            .function_env("RedriverFunction")?
+            .into_iter()
+            .collect(),
         tenants,
         get_a_token: "cargo run -q -p herald-local -- token --tenant acme --role sender".into(),
     };
@@ -209,12 +239,53 @@ async fn wait_for_stop() {
     }
 }
 
-async fn token(tenant: &str, role: &str) -> Result<()> {
+fn running_stack() -> Result<LocalDescription> {
     let path = herald_dir().join("local.json");
-    let description: LocalDescription = serde_json::from_reader(
-        File::open(&path)
-            .with_context(|| format!("{} not found: is `make dev` running?", path.display()))?,
-    )?;
+    Ok(serde_json::from_reader(File::open(&path).with_context(
+        || format!("{} not found: is `make dev` running?", path.display()),
+    )?)?)
+}
+
+async fn redrive(max_messages: Option<usize>, rate: Option<f64>, limit: Option<u32>) -> Result<()> {
+    let description = running_stack()?;
+    if description.redriver_environment.is_empty() {
+        bail!("the running stack predates the redriver: restart `make dev`");
+    }
+    let mut environment: HashMap<String, String> =
+        description.redriver_environment.into_iter().collect();
+    for (key, value) in [
+        (
+            "HERALD_REDRIVE_MAX_MESSAGES",
+            max_messages.map(|v| v.to_string()),
+        ),
+        (
+            "HERALD_REDRIVE_RATE_PER_SECOND",
+            rate.map(|v| v.to_string()),
+        ),
+        ("HERALD_REDRIVE_LIMIT", limit.map(|v| v.to_string())),
+    ] {
+        if let Some(value) = value {
+            environment.insert(key.to_owned(), value);
+        }
+    }
+    let config = RedriverConfig::load(&environment)?;
+    // No Lambda deadline here: long enough for the whole run at its rate, and no
+    // longer, since messages it holds stay hidden until then if it is killed.
+    let run = config.limits.max_messages as f64 / config.limits.rate_per_second;
+    let deadline =
+        tokio::time::Instant::now() + std::time::Duration::from_secs_f64((run + 30.0).min(3600.0));
+    let sdk = herald::aws::for_emulator(&description.emulator).await;
+    let deps = herald_redriver::Deps::from_config(config, &sdk);
+    let result = herald_redriver::handle(&deps, deadline).await;
+    let report = match &result {
+        Ok(report) | Err(herald_redriver::Incomplete(report)) => report,
+    };
+    println!("{}", serde_json::to_string_pretty(report)?);
+    result.map(|_| ()).map_err(Into::into)
+}
+
+async fn token(tenant: &str, role: &str) -> Result<()> {
+    let description = running_stack()?;
     let user = description
         .tenants
         .get(tenant)
