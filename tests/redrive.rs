@@ -362,7 +362,7 @@ async fn a_send_that_fails_loses_nothing_and_fails_the_invocation() {
     let env = test.cloud.stack.function_env("RedriverFunction").unwrap();
     let mut config = herald::config::RedriverConfig::load(&env).unwrap();
     config.send_queue_url = format!("{}-gone", config.send_queue_url);
-    let deps = herald_redriver::Deps::from_config(config, &test.cloud.sdk);
+    let deps = herald_redriver::Deps::from_config(config, &test.cloud.sdk, herald::clock::system());
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
 
     let outcome = herald_redriver::handle(&deps, deadline).await;
@@ -391,4 +391,75 @@ async fn a_send_that_fails_loses_nothing_and_fails_the_invocation() {
     assert_eq!(moved["chunk-x"]["tenant_id"], pair("String", "acme"));
     assert_eq!(moved["chunk-x"][REDRIVES_ATTRIBUTE], pair("Number", "1"));
     assert_eq!(moved["chunk-y"][REDRIVES_ATTRIBUTE], pair("Number", "1"));
+}
+
+#[tokio::test]
+async fn operators_redrive_through_the_api_and_nobody_else_can() {
+    let test = TestCloud::start_with("redrive-api", |o| o.run_queues = false).await;
+    put(
+        &test,
+        "SendDLQ",
+        "chunk-op",
+        &[("tenant_id", "String", "acme")],
+    )
+    .await;
+    let operator = test.token("herald", "operator").await;
+    let admin = test.token("acme", "admin").await;
+
+    let refused = test.post_json("/v1/operator/redrive", &admin, "").await;
+    assert_eq!(refused.status, 403);
+    let answer = test.post_json("/v1/operator/redrive", &operator, "").await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["moved"], 1);
+    assert_eq!(answer.body["parked"], 0);
+    let moved = take_all(&test, "SendQueue").await;
+    assert_eq!(moved["chunk-op"][REDRIVES_ATTRIBUTE].1, "1");
+
+    let log = test.get("/v1/tenants/herald/audit", &operator).await;
+    let actions: Vec<_> = log.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["dlq.redriven"]);
+}
+
+#[tokio::test]
+async fn the_scheduled_run_sweeps_unqueued_batches_then_redrives() {
+    let test = TestCloud::start_with("scheduled", |o| {
+        o.env_overrides
+            .insert("HERALD_SWEEP_AFTER_SECONDS".into(), "0".into());
+    })
+    .await;
+    let token = test.token("acme", "sender").await;
+    let sqs = &test.cloud.clients.sqs;
+    let queue_url = test.cloud.stack.reference("SendQueue").unwrap().to_owned();
+    let queue_name = queue_url.rsplit('/').next().unwrap().to_owned();
+    sqs.delete_queue()
+        .queue_url(&queue_url)
+        .send()
+        .await
+        .unwrap();
+    let body = r#"{"to": "+14155550100", "body": "swept"}"#;
+    assert_eq!(
+        test.post_json("/v1/messages", &token, body).await.status,
+        503
+    );
+    sqs.create_queue()
+        .queue_name(&queue_name)
+        .send()
+        .await
+        .unwrap();
+    // With no grace period the batch qualifies once the clock (milliseconds) has
+    // moved past its creation.
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+
+    let report = test.cloud.scheduled_run().await.unwrap();
+    assert_eq!(report.sweep.enqueued, 1);
+    assert_eq!(report.redrive.moved, 0);
+    eventually("the swept message to be sent", || async {
+        (test.ledger().len() == 1).then_some(())
+    })
+    .await;
 }

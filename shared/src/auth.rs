@@ -45,7 +45,7 @@ impl Role {
             ],
             Role::Sender => &[SendMessages, ReadMessages, CancelBatches, ReadUsage],
             Role::Viewer => &[ReadMessages, ReadUsage],
-            Role::Operator => &[ManageTenants, ReadAnyAudit],
+            Role::Operator => &[ManageTenants, ReadAnyAudit, RedriveDeadLetters],
         }
     }
 }
@@ -62,13 +62,18 @@ pub enum Permission {
     ManageTenants,
     /// Platform-wide: any tenant's audit log.
     ReadAnyAudit,
+    /// Platform-wide: move the send DLQ back to the send queue.
+    RedriveDeadLetters,
 }
 
 impl Permission {
     /// Platform-wide permissions act on other tenants, named in the path; the caller's
     /// own tenant's plan and limits do not apply to them.
     pub fn is_platform(self) -> bool {
-        matches!(self, Permission::ManageTenants | Permission::ReadAnyAudit)
+        matches!(
+            self,
+            Permission::ManageTenants | Permission::ReadAnyAudit | Permission::RedriveDeadLetters
+        )
     }
 }
 
@@ -139,6 +144,11 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
         "GET",
         "/v1/tenants/{id}/audit",
         Access::Requires(Permission::ReadAnyAudit),
+    ),
+    (
+        "POST",
+        "/v1/operator/redrive",
+        Access::Requires(Permission::RedriveDeadLetters),
     ),
 ];
 

@@ -58,6 +58,9 @@ impl Settings for HashMap<String, String> {
 pub struct ApiConfig {
     pub table: String,
     pub send_queue_url: String,
+    pub send_dlq_url: String,
+    /// For the operator's redrive route.
+    pub redrive: RedriveLimits,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Most recipients one batch request may name.
@@ -72,6 +75,8 @@ impl ApiConfig {
         Ok(Self {
             table: settings.required("HERALD_TABLE")?,
             send_queue_url: settings.required("HERALD_SEND_QUEUE_URL")?,
+            send_dlq_url: settings.required("HERALD_SEND_DLQ_URL")?,
+            redrive: redrive_limits(settings)?,
             // Under Lambda's 6 MB request payload limit, and room for 10,000
             // recipients with variables.
             max_body_bytes: settings.number("HERALD_MAX_BODY_BYTES", 5 * 1024 * 1024)?,
@@ -151,44 +156,57 @@ impl SenderConfig {
 /// The scheduled redrive of the send DLQ into the send queue.
 #[derive(Debug, Clone)]
 pub struct RedriverConfig {
+    pub table: String,
     pub send_queue_url: String,
     pub dead_letter_queue_url: String,
     pub limits: RedriveLimits,
+    /// How old an unqueued batch must be before the sweeper enqueues it: longer than
+    /// the API's timeout, so a request still running is never raced.
+    pub sweep_after: Duration,
 }
 
 impl RedriverConfig {
     pub fn load(settings: &impl Settings) -> Result<Self, ConfigError> {
-        let limits = RedriveLimits {
-            rate_per_second: settings.number("HERALD_REDRIVE_RATE_PER_SECOND", 10.0)?,
-            max_messages: settings.number("HERALD_REDRIVE_MAX_MESSAGES", 600)?,
-            redrive_limit: settings.number("HERALD_REDRIVE_LIMIT", 3)?,
-        };
-        if !limits.rate_per_second.is_finite() || limits.rate_per_second <= 0.0 {
-            return Err(ConfigError::Invalid {
-                key: "HERALD_REDRIVE_RATE_PER_SECOND",
-                reason: "must be a positive number".into(),
-            });
-        }
-        if limits.max_messages == 0 {
-            return Err(ConfigError::Invalid {
-                key: "HERALD_REDRIVE_MAX_MESSAGES",
-                reason: "must be at least 1".into(),
-            });
-        }
-        // A limit of 0 would park every dead letter: that is switching the redriver
-        // off, which is done by not scheduling it.
-        if limits.redrive_limit == 0 {
-            return Err(ConfigError::Invalid {
-                key: "HERALD_REDRIVE_LIMIT",
-                reason: "must be at least 1".into(),
-            });
-        }
+        let limits = redrive_limits(settings)?;
         Ok(Self {
+            table: settings.required("HERALD_TABLE")?,
             send_queue_url: settings.required("HERALD_SEND_QUEUE_URL")?,
             dead_letter_queue_url: settings.required("HERALD_SEND_DLQ_URL")?,
             limits,
+            sweep_after: Duration::from_secs(settings.number("HERALD_SWEEP_AFTER_SECONDS", 120)?),
         })
     }
+}
+
+/// The redrive's rate, run size and limit, shared by the scheduled redriver and the
+/// API's operator route.
+pub fn redrive_limits(settings: &impl Settings) -> Result<RedriveLimits, ConfigError> {
+    let limits = RedriveLimits {
+        rate_per_second: settings.number("HERALD_REDRIVE_RATE_PER_SECOND", 10.0)?,
+        max_messages: settings.number("HERALD_REDRIVE_MAX_MESSAGES", 600)?,
+        redrive_limit: settings.number("HERALD_REDRIVE_LIMIT", 3)?,
+    };
+    if !limits.rate_per_second.is_finite() || limits.rate_per_second <= 0.0 {
+        return Err(ConfigError::Invalid {
+            key: "HERALD_REDRIVE_RATE_PER_SECOND",
+            reason: "must be a positive number".into(),
+        });
+    }
+    if limits.max_messages == 0 {
+        return Err(ConfigError::Invalid {
+            key: "HERALD_REDRIVE_MAX_MESSAGES",
+            reason: "must be at least 1".into(),
+        });
+    }
+    // A limit of 0 would park every dead letter: that is switching the redriver
+    // off, which is done by not scheduling it.
+    if limits.redrive_limit == 0 {
+        return Err(ConfigError::Invalid {
+            key: "HERALD_REDRIVE_LIMIT",
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(limits)
 }
 
 #[cfg(test)]
@@ -211,6 +229,7 @@ mod tests {
         let err = ApiConfig::load(&settings(&[
             ("HERALD_TABLE", "t"),
             ("HERALD_SEND_QUEUE_URL", "q"),
+            ("HERALD_SEND_DLQ_URL", "d"),
             ("HERALD_MAX_BODY_BYTES", "lots"),
         ]))
         .unwrap_err();
@@ -233,7 +252,11 @@ mod tests {
 
     #[test]
     fn redriver_limits_default_and_refuse_values_that_would_stall_or_loop() {
-        let base = [("HERALD_SEND_QUEUE_URL", "q"), ("HERALD_SEND_DLQ_URL", "d")];
+        let base = [
+            ("HERALD_TABLE", "t"),
+            ("HERALD_SEND_QUEUE_URL", "q"),
+            ("HERALD_SEND_DLQ_URL", "d"),
+        ];
         let config = RedriverConfig::load(&settings(&base)).unwrap();
         assert_eq!(config.limits.redrive_limit, 3);
         for (key, bad) in [

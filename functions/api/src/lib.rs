@@ -21,6 +21,7 @@ use herald::config::ApiConfig;
 use herald::idempotency::Idempotency;
 use herald::problem::Problem;
 use herald::queue::SendQueue;
+use herald::redrive::Redriver;
 use herald::store::{Admission, Store, TenantStatus};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
@@ -41,6 +42,7 @@ pub struct App {
     pub store: Store,
     pub idempotency: Idempotency,
     pub queue: SendQueue,
+    pub redriver: Redriver,
     pub clock: SharedClock,
 }
 
@@ -48,10 +50,17 @@ impl App {
     pub fn new(config: ApiConfig, sdk: &herald::aws::SdkConfig, clock: SharedClock) -> Self {
         // One client (one connection pool) for every DynamoDB repository.
         let dynamodb = herald::aws::DynamoDbClient::new(sdk);
+        let sqs = herald::aws::SqsClient::new(sdk);
         Self {
             store: Store::new(dynamodb.clone(), &config.table),
             idempotency: Idempotency::new(dynamodb, &config.table),
-            queue: SendQueue::new(herald::aws::SqsClient::new(sdk), &config.send_queue_url),
+            queue: SendQueue::new(sqs.clone(), &config.send_queue_url),
+            redriver: Redriver::new(
+                sqs,
+                &config.send_dlq_url,
+                &config.send_queue_url,
+                config.redrive,
+            ),
             config,
             clock,
         }
@@ -74,6 +83,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/tenants/{id}/suspend", post(tenants::suspend))
         .route("/v1/tenants/{id}/resume", post(tenants::resume))
         .route("/v1/tenants/{id}/audit", get(tenants::audit))
+        .route("/v1/operator/redrive", post(tenants::redrive))
         .route_layer(middleware::from_fn_with_state(app.clone(), authorize))
         .fallback(|| async { Problem::not_found().detail("No such route.") })
         .method_not_allowed_fallback(|| async {
@@ -107,6 +117,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/tenants/{id}/suspend"),
     ("POST", "/v1/tenants/{id}/resume"),
     ("GET", "/v1/tenants/{id}/audit"),
+    ("POST", "/v1/operator/redrive"),
 ];
 
 async fn health(State(_app): State<Arc<App>>) -> impl IntoResponse {

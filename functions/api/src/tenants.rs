@@ -393,3 +393,63 @@ async fn set_status(
     })
     .await
 }
+
+/// Longest an operator's redrive runs inside one API request (API Gateway gives up at
+/// 30 s); what it did not reach waits for the next run or the schedule.
+const REDRIVE_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `POST /v1/operator/redrive`: one redrive run of the send DLQ, now. Its report is
+/// the answer; a run with failures answers 502 with the report in the problem.
+pub async fn redrive(
+    State(app): State<Arc<App>>,
+    Extension(principal): Extension<Principal>,
+    Extension(Correlation(correlation)): Extension<Correlation>,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    let key = intake::idempotency_key(&headers)?;
+    // Each run is new work: the key only guards against a retried request running twice.
+    let canonical = serde_json::json!({ "key": key.as_str() });
+    let (app, principal, correlation) = (&app, &principal, &correlation);
+    intake::once(
+        app,
+        principal,
+        &key,
+        "POST /v1/operator/redrive",
+        &canonical,
+        |_| async move {
+            let report = app
+                .redriver
+                .run(tokio::time::Instant::now() + REDRIVE_BUDGET)
+                .await;
+            tracing::info!(
+                moved = report.moved,
+                parked = report.parked,
+                failed = report.failed,
+                "operator redrive"
+            );
+            intake::audit(
+                app,
+                principal.tenant(),
+                principal,
+                correlation,
+                "dlq.redriven",
+                "SendDLQ",
+            )
+            .await?;
+            if !report.is_clean() {
+                return Err(Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    "redrive-incomplete",
+                    "Redrive incomplete",
+                )
+                .detail(format!(
+                    "{} moved, {} parked, {} failed; the failed messages are still in the DLQ.",
+                    report.moved, report.parked, report.failed
+                ))
+                .into_response());
+            }
+            Ok(intake::stored_json(StatusCode::OK, &report, None))
+        },
+    )
+    .await
+}

@@ -1,12 +1,17 @@
 //! The redriver: on its schedule (or when an operator invokes it), moves the send
 //! DLQ's messages back to the send queue at a bounded rate, parking the ones that keep
-//! coming back. The moving itself is `herald::redrive`, shared with the API's future
-//! operator route.
+//! coming back. The moving itself is `herald::redrive`, shared with the API's operator
+//! route. Each scheduled run first sweeps: it enqueues batches their request wrote but
+//! never enqueued (`herald::sweeper`).
 
 use std::time::Duration;
 
+use herald::clock::SharedClock;
 use herald::config::RedriverConfig;
+use herald::queue::SendQueue;
 use herald::redrive::{RedriveReport, Redriver};
+use herald::store::Store;
+use herald::sweeper::{SweepError, SweepReport, Sweeper};
 use tokio::time::Instant;
 
 /// Kept back from the invocation deadline for the run's last delete and the release
@@ -16,19 +21,35 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 pub struct Deps {
     pub config: RedriverConfig,
     pub redriver: Redriver,
+    pub sweeper: Sweeper,
+    pub clock: SharedClock,
 }
 
 impl Deps {
     /// Built once per process: by `main` in Lambda, by the local cloud from the
     /// template-derived environment.
-    pub fn from_config(config: RedriverConfig, sdk: &herald::aws::SdkConfig) -> Self {
+    pub fn from_config(
+        config: RedriverConfig,
+        sdk: &herald::aws::SdkConfig,
+        clock: SharedClock,
+    ) -> Self {
+        let sqs = herald::aws::SqsClient::new(sdk);
         let redriver = Redriver::new(
-            herald::aws::SqsClient::new(sdk),
+            sqs.clone(),
             &config.dead_letter_queue_url,
             &config.send_queue_url,
             config.limits,
         );
-        Self { config, redriver }
+        let sweeper = Sweeper::new(
+            Store::new(herald::aws::DynamoDbClient::new(sdk), &config.table),
+            SendQueue::new(sqs, &config.send_queue_url),
+        );
+        Self {
+            config,
+            redriver,
+            sweeper,
+            clock,
+        }
     }
 }
 
@@ -75,4 +96,52 @@ pub async fn handle(deps: &Deps, deadline: Instant) -> Result<RedriveReport, Inc
         );
         Err(Incomplete(report))
     }
+}
+
+/// What a scheduled run did: the sweep, then the redrive.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ScheduledReport {
+    pub sweep: SweepReport,
+    pub redrive: RedriveReport,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduledError {
+    #[error("sweep failed: {0}")]
+    Sweep(#[from] SweepError),
+    #[error("sweep could not enqueue {0} batches")]
+    SweepIncomplete(usize),
+    #[error(transparent)]
+    Redrive(#[from] Incomplete),
+}
+
+/// The scheduled run: sweep unqueued batches older than `sweep_after`, then redrive.
+/// The redrive runs even when the sweep failed; the invocation then fails, so the
+/// errors alarm fires.
+pub async fn scheduled(deps: &Deps, deadline: Instant) -> Result<ScheduledReport, ScheduledError> {
+    let now_ms = deps.clock.epoch_millis();
+    let cutoff_ms = now_ms.saturating_sub(deps.config.sweep_after.as_millis() as u64);
+    let sweep = deps
+        .sweeper
+        .sweep(&herald::clock::rfc3339(cutoff_ms), &deps.clock.rfc3339())
+        .await;
+    match &sweep {
+        Ok(report) => tracing::info!(
+            found = report.found,
+            enqueued = report.enqueued,
+            chunks = report.chunks,
+            failed = report.failed,
+            "sweep finished"
+        ),
+        Err(e) => tracing::error!(error = %e, "sweep failed"),
+    }
+    let redrive = handle(deps, deadline).await;
+    let sweep = sweep?;
+    if sweep.failed > 0 {
+        return Err(ScheduledError::SweepIncomplete(sweep.failed));
+    }
+    Ok(ScheduledReport {
+        sweep,
+        redrive: redrive?,
+    })
 }

@@ -8,14 +8,14 @@ async fn main() -> Result<(), Error> {
     herald::telemetry::init();
     let config = RedriverConfig::load(&ProcessEnv)?;
     let sdk = herald::aws::from_env().await;
-    let deps = herald_redriver::Deps::from_config(config, &sdk);
+    let deps = herald_redriver::Deps::from_config(config, &sdk, herald::clock::system());
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = tokio::time::Instant::now()
                 + remaining(event.context.deadline)
                     .saturating_sub(herald_redriver::DEADLINE_MARGIN);
-            let report = herald_redriver::handle(deps, deadline).await?;
+            let report = herald_redriver::scheduled(deps, deadline).await?;
             Ok::<_, Error>(serde_json::to_value(report)?)
         },
     ))

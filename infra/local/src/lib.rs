@@ -86,6 +86,12 @@ pub struct CloudOptions {
     pub visibility_timeout: Option<u32>,
     /// Whether to poll the queues; tests that drive the sender by hand turn it off.
     pub run_queues: bool,
+    /// Environment values that replace the template's in every function (tests use
+    /// short leases and timeouts).
+    pub env_overrides: HashMap<String, String>,
+    /// Whether to run scheduled functions on their template schedule (`up` does;
+    /// tests call them when they want them).
+    pub run_schedules: bool,
     pub parameters: HashMap<String, String>,
 }
 
@@ -97,6 +103,8 @@ impl CloudOptions {
             sandbox_addr: "127.0.0.1:0".parse().expect("address"),
             visibility_timeout: None,
             run_queues: true,
+            run_schedules: false,
+            env_overrides: HashMap::new(),
             parameters: HashMap::new(),
         }
     }
@@ -160,7 +168,7 @@ impl LocalCloud {
         )
         .await?;
 
-        let api_config = ApiConfig::load(&stack.function_env("ApiFunction")?)?;
+        let api_config = ApiConfig::load(&function_env(&stack, "ApiFunction", &options)?)?;
         let api = herald_api::App::new(api_config, &sdk, herald::clock::system());
         let verifier = gateway::JwtVerifier::fetch(
             emulator,
@@ -183,34 +191,62 @@ impl LocalCloud {
             shutdown_rx.clone(),
         ));
 
-        let sender_config = SenderConfig::load(&stack.function_env("SenderFunction")?)?;
-        let sender = Arc::new(
-            herald_sender::Deps::from_config(sender_config, &sdk, herald::clock::system())
+        let sender_config = SenderConfig::load(&function_env(&stack, "SenderFunction", &options)?)?;
+        let trigger = stack.queue_trigger("SenderFunction")?;
+        // One sender per concurrent instance, as Lambda runs them: each has its own
+        // pacer at its share of the provider's rate, so together they reach the rate
+        // the template's concurrency arithmetic promises (and no more).
+        let mut send_runners = Vec::new();
+        let mut senders = Vec::new();
+        for _ in 0..trigger.max_concurrency.max(1) {
+            let deps = Arc::new(
+                herald_sender::Deps::from_config(
+                    sender_config.clone(),
+                    &sdk,
+                    herald::clock::system(),
+                )
                 .map_err(|e| anyhow::anyhow!(e))?,
-        );
-        let handler_deps = sender.clone();
-        let send_runner = Arc::new(runner::QueueRunner {
-            sqs: clients.sqs.clone(),
-            trigger: stack.queue_trigger("SenderFunction")?,
-            handler: Arc::new(move |event, deadline| {
-                let deps = handler_deps.clone();
-                async move { herald_sender::handle(&deps, event, deadline).await }.boxed()
-            }),
-        });
-        if options.run_queues {
-            let runner = send_runner.clone();
-            let rx = shutdown_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                runner::QueueRunner::run_shared(runner, rx).await;
+            );
+            let handler_deps = deps.clone();
+            send_runners.push(Arc::new(runner::QueueRunner {
+                sqs: clients.sqs.clone(),
+                trigger: trigger.clone(),
+                handler: Arc::new(move |event, deadline| {
+                    let deps = handler_deps.clone();
+                    async move { herald_sender::handle(&deps, event, deadline).await }.boxed()
+                }),
             }));
+            senders.push(deps);
         }
+        if options.run_queues {
+            for runner in &send_runners {
+                let runner = runner.clone();
+                let rx = shutdown_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    runner::QueueRunner::run(runner, 1, rx).await;
+                }));
+            }
+        }
+        let sender = senders[0].clone();
+        let send_runner = send_runners[0].clone();
 
         let redriver = Arc::new(herald_redriver::Deps::from_config(
-            RedriverConfig::load(&stack.function_env("RedriverFunction")?)?,
+            RedriverConfig::load(&function_env(&stack, "RedriverFunction", &options)?)?,
             &sdk,
+            herald::clock::system(),
         ));
         let redriver_timeout =
             Duration::from_secs(stack.function_timeout_secs("RedriverFunction")?);
+        if options.run_schedules
+            && let Some(period) = stack.schedule_period("RedriverFunction")?
+        {
+            tasks.push(schedule(
+                period,
+                redriver.clone(),
+                redriver_timeout,
+                shutdown_rx.clone(),
+            ));
+        }
 
         Ok(Self {
             emulator: emulator.to_owned(),
@@ -232,6 +268,17 @@ impl LocalCloud {
 
     /// One redrive of the send DLQ, as a scheduled invocation would run it (same
     /// handler, same deadline), returning its report whether or not it was clean.
+    /// The redriver's scheduled run, now: sweep, then redrive.
+    pub async fn scheduled_run(
+        &self,
+    ) -> Result<herald_redriver::ScheduledReport, herald_redriver::ScheduledError> {
+        let deadline = tokio::time::Instant::now()
+            + self
+                .redriver_timeout
+                .saturating_sub(herald_redriver::DEADLINE_MARGIN);
+        herald_redriver::scheduled(&self.redriver, deadline).await
+    }
+
     pub async fn redrive(&self) -> RedriveReport {
         let deadline = tokio::time::Instant::now()
             + self
@@ -249,6 +296,42 @@ impl LocalCloud {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
     }
+}
+
+/// A function's environment as the template sets it, with the options' overrides.
+fn function_env(
+    stack: &Stack,
+    function: &str,
+    options: &CloudOptions,
+) -> Result<HashMap<String, String>> {
+    let mut env = stack.function_env(function)?;
+    env.extend(options.env_overrides.clone());
+    Ok(env)
+}
+
+/// The local EventBridge schedule: the redriver's scheduled run (sweep, then redrive)
+/// every `period`, the first one a period after start.
+fn schedule(
+    period: Duration,
+    redriver: Arc<herald_redriver::Deps>,
+    timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = ticks.tick() => {
+                    let deadline = tokio::time::Instant::now()
+                        + timeout.saturating_sub(herald_redriver::DEADLINE_MARGIN);
+                    if let Err(e) = herald_redriver::scheduled(&redriver, deadline).await {
+                        tracing::error!(error = %e, "scheduled redriver run failed");
+                    }
+                }
+            }
+        }
+    })
 }
 
 fn serve(

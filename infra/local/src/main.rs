@@ -147,6 +147,7 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
     let mut options = CloudOptions::ephemeral(&stack);
     options.gateway_addr = gateway;
     options.sandbox_addr = sandbox;
+    options.run_schedules = true;
     let cloud = LocalCloud::start(&endpoint, options).await?;
 
     let pool = cloud.stack.reference("UserPool")?.to_owned();
@@ -275,7 +276,7 @@ async fn redrive(max_messages: Option<usize>, rate: Option<f64>, limit: Option<u
     let deadline =
         tokio::time::Instant::now() + std::time::Duration::from_secs_f64((run + 30.0).min(3600.0));
     let sdk = herald::aws::for_emulator(&description.emulator).await;
-    let deps = herald_redriver::Deps::from_config(config, &sdk);
+    let deps = herald_redriver::Deps::from_config(config, &sdk, herald::clock::system());
     let result = herald_redriver::handle(&deps, deadline).await;
     let report = match &result {
         Ok(report) | Err(herald_redriver::Incomplete(report)) => report,

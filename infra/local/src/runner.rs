@@ -27,9 +27,9 @@ pub struct QueueRunner {
 }
 
 impl QueueRunner {
-    /// Runs `MaximumConcurrency` pollers until `shutdown` turns true.
-    pub async fn run_shared(runner: Arc<Self>, shutdown: watch::Receiver<bool>) {
-        let workers: Vec<_> = (0..runner.trigger.max_concurrency)
+    /// Runs `workers` pollers, each invoking the handler, until `shutdown` turns true.
+    pub async fn run(runner: Arc<Self>, workers: usize, shutdown: watch::Receiver<bool>) {
+        let workers: Vec<_> = (0..workers)
             .map(|_| {
                 let runner = runner.clone();
                 let mut shutdown = shutdown.clone();

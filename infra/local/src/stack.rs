@@ -90,6 +90,37 @@ impl Stack {
         Ok(self.setting(&function, "Timeout")?.as_u64().unwrap_or(3))
     }
 
+    /// The period of the function's `Schedule` event, when it has one (`rate(...)`
+    /// only; the local cloud has no cron).
+    pub fn schedule_period(&self, id: &str) -> Result<Option<std::time::Duration>> {
+        let function = self.function(id)?;
+        let Some(expression) = function["Events"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(_, e)| e)
+            .find(|e| e["Type"] == "Schedule")
+            .and_then(|e| e["Properties"]["Schedule"].as_str())
+        else {
+            return Ok(None);
+        };
+        let inner = expression
+            .strip_prefix("rate(")
+            .and_then(|r| r.strip_suffix(')'))
+            .ok_or_else(|| anyhow!("{id}'s schedule {expression:?} is not a rate(...)"))?;
+        let (amount, unit) = inner
+            .split_once(' ')
+            .ok_or_else(|| anyhow!("{id}'s schedule {expression:?} has no unit"))?;
+        let amount: u64 = amount.parse()?;
+        let seconds = match unit.trim_end_matches('s') {
+            "minute" => 60,
+            "hour" => 3600,
+            "day" => 86_400,
+            other => bail!("{id}'s schedule has an unknown unit {other:?}"),
+        };
+        Ok(Some(std::time::Duration::from_secs(amount * seconds)))
+    }
+
     /// The function's SQS trigger.
     pub fn queue_trigger(&self, id: &str) -> Result<QueueTrigger> {
         let function = self.function(id)?;
