@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use herald_tests::{TestCloud, eventually, number};
+use herald_tests::{TestCloud, number};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -126,18 +126,6 @@ async fn progress_and_listing_show_work_the_sender_has_not_reached() {
     assert_eq!(pages[1][0]["to"], number(100));
 }
 
-async fn receive(test: &TestCloud, expected: usize) -> SqsEvent {
-    let runner = &test.cloud.send_runner;
-    let records = eventually(&format!("{expected} queue messages"), || async {
-        let received = runner.receive().await.unwrap();
-        (received.records.len() == expected).then_some(received.records)
-    })
-    .await;
-    let mut event = SqsEvent::default();
-    event.records = records;
-    event
-}
-
 fn only_chunk(event: &SqsEvent, chunk: u32) -> SqsEvent {
     let mut only = SqsEvent::default();
     only.records = event
@@ -161,7 +149,7 @@ async fn cancelling_stops_every_message_not_yet_claimed() {
     let token = test.token("acme", "sender").await;
     let id = test.send_batch(&token, TEMPLATE, &recipients(150)).await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    let event = receive(&test, 2).await;
+    let event = test.receive_chunks(2).await;
 
     // The first chunk is sent before the cancel, the second is reached after it.
     let response = herald_sender::handle(&test.cloud.sender, only_chunk(&event, 0), deadline).await;

@@ -252,7 +252,7 @@ async fn a_chunk_that_died_while_the_provider_failed_is_delivered_once_after_a_r
     let failing = "+14155550199";
     let test = TestCloud::start_with("redrive-e2e", |o| {
         o.run_queues = false;
-        o.visibility_timeout = Some(1);
+        herald_tests::quick_redelivery(o, 5);
     })
     .await;
     test.cloud.sandbox.set_faults(Faults {

@@ -7,17 +7,6 @@ use herald_tests::herald_local::sandbox::Faults;
 use herald_tests::{TestCloud, eventually};
 use tokio::time::Instant;
 
-async fn receive_all(test: &TestCloud, expected: usize) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    let runner = &test.cloud.send_runner;
-    event.records = eventually(&format!("{expected} queue messages"), || async {
-        let received = runner.receive().await.unwrap();
-        (received.records.len() == expected).then_some(received.records)
-    })
-    .await;
-    event
-}
-
 /// The SQS message id of the record carrying `message_id`'s chunk.
 fn record_id_for(event: &SqsEvent, message_id: &str) -> String {
     let batch = message_id.split('.').next().unwrap();
@@ -38,7 +27,7 @@ async fn the_same_queue_message_delivered_twice_sends_once() {
     let test = TestCloud::start_with("dup-delivery", |o| o.run_queues = false).await;
     let token = test.token("acme", "sender").await;
     let id = test.send_sms(&token, "+14155550100", "once only").await;
-    let event = receive_all(&test, 1).await;
+    let event = test.receive_chunks(1).await;
 
     let first = herald_sender::handle(&test.cloud.sender, event.clone(), deadline()).await;
     let second = herald_sender::handle(&test.cloud.sender, event.clone(), deadline()).await;
@@ -68,7 +57,7 @@ async fn concurrent_copies_of_one_chunk_send_once() {
     let test = TestCloud::start_with("dup-concurrent", |o| o.run_queues = false).await;
     let token = test.token("acme", "sender").await;
     test.send_sms(&token, "+14155550100", "race").await;
-    let event = receive_all(&test, 1).await;
+    let event = test.receive_chunks(1).await;
 
     let deps = &test.cloud.sender;
     let results = futures::future::join_all(
@@ -90,7 +79,7 @@ async fn a_failing_record_is_reported_alone_and_lands_in_the_dlq_after_the_redri
     let failing = "+14155550199";
     let test = TestCloud::start_with("dlq", |o| {
         o.run_queues = false;
-        o.visibility_timeout = Some(1);
+        herald_tests::quick_redelivery(o, 5);
     })
     .await;
     test.cloud.sandbox.set_faults(Faults {
@@ -104,7 +93,7 @@ async fn a_failing_record_is_reported_alone_and_lands_in_the_dlq_after_the_redri
     let bad = test.send_sms(&token, failing, "doomed").await;
 
     // One invocation with both records: only the failing one is reported.
-    let event = receive_all(&test, 2).await;
+    let event = test.receive_chunks(2).await;
     let bad_record = record_id_for(&event, &bad);
     let response = herald_sender::handle(&test.cloud.sender, event, deadline()).await;
     let failed: Vec<_> = response
@@ -205,7 +194,7 @@ async fn records_that_can_never_succeed_go_straight_to_the_dlq_with_their_reason
             .unwrap();
     }
 
-    let event = receive_all(&test, 4).await;
+    let event = test.receive_chunks(4).await;
     let response = herald_sender::handle(&test.cloud.sender, event, deadline()).await;
     assert!(
         response.batch_item_failures.is_empty(),
@@ -288,7 +277,7 @@ async fn a_panic_while_processing_one_record_fails_that_record_only() {
     let token = test.token("acme", "sender").await;
     let fine = test.send_sms(&token, "+14155550100", "fine").await;
     let doomed = test.send_sms(&token, "+14155550199", "boom").await;
-    let event = receive_all(&test, 2).await;
+    let event = test.receive_chunks(2).await;
     let doomed_record = record_id_for(&event, &doomed);
 
     let env = test.cloud.stack.function_env("SenderFunction").unwrap();
@@ -329,7 +318,7 @@ async fn a_sender_that_died_after_claiming_is_never_resent_but_recorded_as_unkno
     let test = TestCloud::start_with("crashed-claim", |o| o.run_queues = false).await;
     let token = test.token("acme", "sender").await;
     let id = test.send_sms(&token, "+14155550100", "maybe sent").await;
-    let event = receive_all(&test, 1).await;
+    let event = test.receive_chunks(1).await;
 
     // Another sender claimed the message and then vanished, maybe after sending.
     let table = test.cloud.stack.reference("HeraldTable").unwrap();

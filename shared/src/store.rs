@@ -535,7 +535,8 @@ impl Store {
     }
 
     /// Ends a message of a cancelled batch as `cancelled`, unless a sender claimed it
-    /// first (a claim in flight finishes on its own). Returns whether it was cancelled.
+    /// first (a claim in flight finishes on its own). `None` when it was cancelled;
+    /// otherwise the status it has.
     #[tracing::instrument(skip_all, fields(message_id = %id))]
     pub async fn cancel_message(
         &self,
@@ -544,7 +545,7 @@ impl Store {
         chunk: &Chunk,
         to: &PhoneNumber,
         now: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<MessageStatus>, StoreError> {
         let key = keys::message(tenant, id);
         let result = self
             .client
@@ -574,11 +575,22 @@ impl Store {
             .expression_attribute_values(":v", n(SCHEMA_VERSION))
             .expression_attribute_values(":accepted", history_entry(MessageStatus::Accepted, &chunk.created_at))
             .expression_attribute_values(":entry", history_entry(MessageStatus::Cancelled, now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
+            Ok(_) => Ok(None),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                let UpdateItemError::ConditionalCheckFailedException(failure) = e.into_err() else {
+                    unreachable!("checked above")
+                };
+                let old = failure.item.unwrap_or_default();
+                Ok(Some(
+                    get_s(&old, "status")
+                        .and_then(MessageStatus::parse)
+                        .unwrap_or(MessageStatus::Sending),
+                ))
+            }
             Err(e) => Err(dynamo(e)),
         }
     }

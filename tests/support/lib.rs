@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use aws_lambda_events::event::sqs::SqsEvent;
 use herald_local::sandbox::LedgerEntry;
 use herald_local::{CloudOptions, LocalCloud, emulator, project_root, seed};
 use serde_json::Value;
@@ -205,10 +206,32 @@ impl TestCloud {
             .to_owned()
     }
 
-    /// Polls the batch until its status is `status`; returns its progress.
+    /// Exactly `expected` chunk records from the send queue (for tests that run the
+    /// queue by hand), gathered over as many receives as it takes: the trigger's batch
+    /// size may be smaller than `expected`.
+    pub async fn receive_chunks(&self, expected: usize) -> SqsEvent {
+        let runner = &self.cloud.send_runner;
+        let records = std::sync::Mutex::new(Vec::new());
+        eventually(&format!("{expected} queue messages"), || async {
+            let received = runner.receive().await.expect("receive").records;
+            let mut records = records.lock().unwrap();
+            records.extend(received);
+            assert!(records.len() <= expected, "more than {expected} queue messages");
+            (records.len() == expected).then_some(())
+        })
+        .await;
+        let mut event = SqsEvent::default();
+        event.records = records.into_inner().unwrap();
+        event
+    }
+
+    /// Polls the batch (once a second: each poll costs the emulator three requests
+    /// that large batches need for sending) until its status is `status`; returns its
+    /// progress.
     pub async fn wait_for_batch(&self, token: &str, id: &str, status: &str) -> Value {
         let path = format!("/v1/batches/{id}");
-        eventually(&format!("batch {id} to be {status}"), || async {
+        let what = format!("batch {id} to be {status}");
+        eventually_every(&what, Duration::from_secs(1), || async {
             let answer = self.get(&path, token).await;
             (answer.body["status"] == status).then_some(answer.body)
         })
@@ -334,23 +357,44 @@ impl TestCloud {
     }
 }
 
+/// Queue redelivery in `visibility` seconds, for tests that wait for it. The local
+/// invocation timeout shrinks to match (as AWS requires), so provider calls are given
+/// up on after a second to leave each invocation time to claim and settle.
+pub fn quick_redelivery(options: &mut CloudOptions, visibility: u32) {
+    options.visibility_timeout = Some(visibility);
+    options
+        .env_overrides
+        .insert("HERALD_PROVIDER_TIMEOUT_MS".into(), "1000".into());
+}
+
 /// A valid US number for test recipient `i` (distinct for every `i` below 8,000).
 pub fn number(i: usize) -> String {
     format!("+1415555{:04}", 2000 + i)
 }
 
-/// Retries `check` until it yields a value; panics naming `what` after a minute. This
-/// waits for asynchronous work to finish; it asserts nothing about how long it took.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+/// Retries `check` every 100 ms until it yields a value; panics naming `what` after
+/// three minutes. This waits for asynchronous work to finish; it asserts nothing about
+/// how long it took.
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    for _ in 0..600 {
+    eventually_every(what, Duration::from_millis(100), check).await
+}
+
+/// `eventually`, retrying every `interval`.
+pub async fn eventually_every<T, F, Fut>(what: &str, interval: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(180);
+    while tokio::time::Instant::now() < give_up {
         if let Some(value) = check().await {
             return value;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(interval).await;
     }
     panic!("gave up waiting for {what}");
 }

@@ -265,13 +265,16 @@ async fn process_record(
         .collect()
         .await;
 
+    // Counted once per chunk, when every recipient is final: the pass that finishes
+    // the chunk knows every status (its own outcomes and those found settled), and the
+    // store adds them to the batch under a per-chunk marker, so neither a crash mid-way
+    // nor a duplicate delivery can skew the batch's counts.
     let mut counts = ChunkCounts::default();
     let mut unfinished = 0;
     let mut store_error = None;
     for outcome in outcomes {
         match outcome {
-            Ok(Done::Settled(status)) => counts.record(status),
-            Ok(Done::AlreadySettled) => {}
+            Ok(Done::Final(status)) => counts.record(status),
             Ok(Done::Retry) => unfinished += 1,
             Err(e) => {
                 unfinished += 1;
@@ -279,9 +282,6 @@ async fn process_record(
             }
         }
     }
-    deps.store
-        .add_batch_counts(tenant, batch, counts, &deps.clock.rfc3339())
-        .await?;
     tracing::info!(
         sent = counts.sent,
         failed = counts.failed,
@@ -292,17 +292,20 @@ async fn process_record(
     );
     match (store_error, unfinished) {
         (Some(e), _) => Err(e.into()),
-        (None, 0) => Ok(()),
+        (None, 0) => {
+            deps.store
+                .count_chunk(tenant, batch, chunk.index, counts, &deps.clock.rfc3339())
+                .await?;
+            Ok(())
+        }
         (None, n) => Err(RecordError::Unfinished(n)),
     }
 }
 
 enum Done {
-    /// This invocation moved the message to a settled status.
-    Settled(MessageStatus),
-    /// Someone already had: nothing to count.
-    AlreadySettled,
-    /// Not sent and not settled; the chunk must come back later.
+    /// The message is in this final status (settled now or before).
+    Final(MessageStatus),
+    /// Not final yet (not sent, or held by another delivery); the chunk must come back.
     Retry,
 }
 
@@ -314,15 +317,16 @@ async fn cancel_one(
     id: MessageId,
     to: &PhoneNumber,
 ) -> Result<Done, StoreError> {
-    let cancelled = deps
+    let outcome = deps
         .store
         .cancel_message(tenant, id, chunk, to, &deps.clock.rfc3339())
         .await?;
-    Ok(if cancelled {
-        Done::Settled(MessageStatus::Cancelled)
-    } else {
-        // Claimed before the cancel landed: its sender finishes it.
-        Done::AlreadySettled
+    Ok(match outcome {
+        None => Done::Final(MessageStatus::Cancelled),
+        Some(status) if status.is_settled() => Done::Final(status),
+        // Claimed before the cancel landed: its sender finishes it, and a later pass
+        // over the chunk counts it.
+        Some(_) => Done::Retry,
     })
 }
 
@@ -336,6 +340,19 @@ async fn send_one(
     deadline: Instant,
 ) -> Result<Done, StoreError> {
     let to = &recipient.to;
+    // A claim made now must be settled before the invocation ends: a provider call at
+    // its longest, then the settle write. Past that point, leave the message unclaimed
+    // for the chunk's redelivery (a claim cut off by the timeout would become unknown).
+    // The permit is taken first, so an invocation holding several chunks never has
+    // more claims outstanding than it can send at once.
+    let _permit = deps
+        .in_flight
+        .acquire()
+        .await
+        .expect("semaphore is never closed");
+    if !time_to_send(deps, deadline) {
+        return Ok(Done::Retry);
+    }
     let now_epoch = deps.clock.epoch_seconds();
     let lease = Lease {
         now: deps.clock.rfc3339(),
@@ -345,7 +362,7 @@ async fn send_one(
     let claim = deps.store.claim(tenant, id, chunk, to, &lease).await?;
     let token = match claim {
         ClaimOutcome::Claimed { token } => token,
-        ClaimOutcome::Settled(_) => return Ok(Done::AlreadySettled),
+        ClaimOutcome::Settled(status) => return Ok(Done::Final(status)),
         ClaimOutcome::HeldElsewhere {
             lease_expired: false,
             ..
@@ -383,15 +400,21 @@ async fn send_one(
     let mut attempt = 0;
     let settlement = loop {
         attempt += 1;
-        let outcome = {
-            let _permit = deps
-                .in_flight
-                .acquire()
-                .await
-                .expect("semaphore is never closed");
-            deps.pacer.wait().await;
-            deps.provider.send_sms(&message).await
-        };
+        deps.pacer.wait().await;
+        if !time_to_send(deps, deadline) {
+            // Known not sent: give the claim back for the chunk's redelivery.
+            deps.store
+                .release(
+                    tenant,
+                    id,
+                    &token,
+                    "out of invocation time",
+                    &deps.clock.rfc3339(),
+                )
+                .await?;
+            return Ok(Done::Retry);
+        }
+        let outcome = deps.provider.send_sms(&message).await;
         match outcome {
             SendOutcome::Accepted { provider_ref } => {
                 break Settlement::Sent {
@@ -406,7 +429,7 @@ async fn send_one(
                 retry_after,
             } => {
                 let delay = backoff(attempt, retry_after);
-                let out_of_time = Instant::now() + delay + SETTLE_MARGIN > deadline;
+                let out_of_time = !time_to_send(deps, deadline - delay);
                 if attempt >= deps.config.max_attempts || out_of_time {
                     tracing::info!(attempt, %reason, "provider still failing; releasing the claim");
                     deps.store
@@ -422,6 +445,11 @@ async fn send_one(
     settle(deps, tenant, id, &token, settlement).await
 }
 
+/// Whether a provider call started now can still be settled before `deadline`.
+fn time_to_send(deps: &Deps, deadline: Instant) -> bool {
+    Instant::now() + deps.config.provider_timeout + SETTLE_MARGIN <= deadline
+}
+
 async fn settle(
     deps: &Deps,
     tenant: &TenantId,
@@ -435,9 +463,11 @@ async fn settle(
         .await?;
     if settled {
         tracing::info!(status = settlement.status().as_str(), "message settled");
-        Ok(Done::Settled(settlement.status()))
+        Ok(Done::Final(settlement.status()))
     } else {
-        Ok(Done::AlreadySettled)
+        // The claim was taken over (its lease ran out): whoever took it records the
+        // outcome, and a later pass reads and counts it.
+        Ok(Done::Retry)
     }
 }
 

@@ -192,7 +192,14 @@ impl LocalCloud {
         ));
 
         let sender_config = SenderConfig::load(&function_env(&stack, "SenderFunction", &options)?)?;
-        let trigger = stack.queue_trigger("SenderFunction")?;
+        let mut trigger = stack.queue_trigger("SenderFunction")?;
+        // AWS requires a queue's visibility timeout to cover its function's timeout, or
+        // a record would be redelivered while its invocation still runs. A test that
+        // shortens the visibility shortens the invocation with it.
+        if let Some(visibility) = options.visibility_timeout {
+            trigger.function_timeout_secs =
+                trigger.function_timeout_secs.min(u64::from(visibility));
+        }
         // One sender per concurrent instance, as Lambda runs them: each has its own
         // pacer at its share of the provider's rate, so together they reach the rate
         // the template's concurrency arithmetic promises (and no more).

@@ -88,8 +88,18 @@ impl QueueRunner {
             .filter_map(|m| Some((m.message_id.clone()?, m.receipt_handle.clone()?)))
             .collect();
         let count = event.records.len();
-        let deadline = Instant::now() + Duration::from_secs(self.trigger.function_timeout_secs);
-        let response = (self.handler)(event, deadline).await;
+        let timeout = Duration::from_secs(self.trigger.function_timeout_secs);
+        // Lambda stops the invocation at its timeout; every record then comes back
+        // after its visibility timeout, as for a failed batch.
+        let Ok(response) =
+            tokio::time::timeout(timeout, (self.handler)(event, Instant::now() + timeout)).await
+        else {
+            tracing::warn!(
+                records = count,
+                "invocation timed out; the batch will be redelivered"
+            );
+            return Ok(count);
+        };
 
         let failed: HashSet<String> = response
             .batch_item_failures

@@ -45,11 +45,22 @@ pub struct Faults {
     pub only_to: Vec<String>,
 }
 
+/// How many of each fault the sandbox has injected, so tests can predict outcomes
+/// exactly rather than statistically.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Injected {
+    pub throttles: usize,
+    pub errors: usize,
+    /// Messages accepted (in the ledger) whose answer came too late.
+    pub timeouts: usize,
+}
+
 pub struct Sandbox {
     account_sid: String,
     auth_token: String,
     ledger: Mutex<Vec<LedgerEntry>>,
     faults: Mutex<Faults>,
+    injected: Mutex<Injected>,
 }
 
 impl Sandbox {
@@ -59,11 +70,20 @@ impl Sandbox {
             auth_token: auth_token.to_owned(),
             ledger: Mutex::new(Vec::new()),
             faults: Mutex::new(Faults::default()),
+            injected: Mutex::new(Injected::default()),
         })
     }
 
     pub fn ledger(&self) -> Vec<LedgerEntry> {
         self.ledger.lock().expect("ledger lock").clone()
+    }
+
+    pub fn injected(&self) -> Injected {
+        *self.injected.lock().expect("injected lock")
+    }
+
+    fn count(&self, fault: impl FnOnce(&mut Injected)) {
+        fault(&mut self.injected.lock().expect("injected lock"));
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -157,6 +177,7 @@ async fn create_message(
     }
     let applies = faults.only_to.is_empty() || faults.only_to.contains(&to);
     if applies && rand::random::<f64>() < faults.throttle_rate {
+        sandbox.count(|i| i.throttles += 1);
         let mut response = twilio_error(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests");
         response.headers_mut().insert(
             header::RETRY_AFTER,
@@ -165,6 +186,7 @@ async fn create_message(
         return response;
     }
     if applies && rand::random::<f64>() < faults.error_rate {
+        sandbox.count(|i| i.errors += 1);
         let status = faults
             .error_status
             .and_then(|s| StatusCode::from_u16(s).ok())
@@ -190,6 +212,7 @@ async fn create_message(
         .expect("ledger lock")
         .push(entry.clone());
     if applies && rand::random::<f64>() < faults.timeout_rate {
+        sandbox.count(|i| i.timeouts += 1);
         tokio::time::sleep(Duration::from_millis(faults.timeout_ms)).await;
     }
     (

@@ -2,8 +2,11 @@
 //! and its progress counters, which the sender adds to once per chunk.
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 
 use super::{
     Channel, Item, Store, StoreError, dynamo, get_n, get_s, is_condition_failure, key_item, n, s,
@@ -98,8 +101,9 @@ pub struct ChunkCounts {
 impl ChunkCounts {
     pub fn record(&mut self, status: MessageStatus) {
         match status {
-            MessageStatus::Sent => self.sent += 1,
-            MessageStatus::Failed => self.failed += 1,
+            // A receipt may have moved a message on before its chunk was counted.
+            MessageStatus::Sent | MessageStatus::Delivered => self.sent += 1,
+            MessageStatus::Failed | MessageStatus::Undeliverable => self.failed += 1,
             MessageStatus::Unknown => self.unknown += 1,
             MessageStatus::Cancelled => self.cancelled += 1,
             _ => {}
@@ -179,26 +183,32 @@ impl Store {
         }
     }
 
-    /// Adds one chunk's outcomes to the batch counters: one write per chunk, not per
-    /// message, so a large batch does not hammer its batch item. The write that brings
-    /// the batch to its total also stamps `finished_at` (and `completed`, unless the
-    /// batch was cancelled).
-    pub async fn add_batch_counts(
+    /// Adds a finished chunk's outcomes to the batch counters, once: the counters and
+    /// a `counted_at` marker on the chunk are written in one transaction, so a second
+    /// pass over the chunk (a duplicate delivery, a retry after a crash) adds nothing.
+    /// One write per chunk, not per message, so a large batch does not hammer its batch
+    /// item. The count that brings the batch to its total also stamps `finished_at`
+    /// (and `completed`, unless the batch was cancelled).
+    pub async fn count_chunk(
         &self,
         tenant: &TenantId,
         batch: BatchId,
+        chunk: u32,
         counts: ChunkCounts,
         now: &str,
     ) -> Result<(), StoreError> {
-        if counts.is_empty() {
-            return Ok(());
-        }
-        let key = keys::batch_meta(tenant, batch);
-        let out = self
-            .client
-            .update_item()
+        let meta = keys::batch_meta(tenant, batch);
+        let mark = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key_item(&key)))
+            .set_key(Some(key_item(&keys::chunk(tenant, batch, chunk))))
+            .update_expression("SET counted_at = :now")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(counted_at)")
+            .expression_attribute_values(":now", s(now))
+            .build()
+            .map_err(dynamo)?;
+        let add = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&meta)))
             .update_expression(
                 "ADD sent_count :sent, failed_count :failed, unknown_count :unknown, \
                  cancelled_count :cancelled",
@@ -208,11 +218,39 @@ impl Store {
             .expression_attribute_values(":failed", n(counts.failed))
             .expression_attribute_values(":unknown", n(counts.unknown))
             .expression_attribute_values(":cancelled", n(counts.cancelled))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
+            .build()
             .map_err(dynamo)?;
-        let view = parse_batch(batch, &out.attributes.unwrap_or_default())?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(mark).build())
+            .transact_items(TransactWriteItem::builder().update(add).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
+                let TransactWriteItemsError::TransactionCanceledException(cancelled) = e.into_err()
+                else {
+                    unreachable!("checked above")
+                };
+                let marked = cancelled
+                    .cancellation_reasons
+                    .as_ref()
+                    .and_then(|r| r.first())
+                    .and_then(|r| r.code.as_deref())
+                    == Some("ConditionalCheckFailed");
+                if marked {
+                    // Counted by an earlier pass.
+                    return Ok(());
+                }
+                return Err(dynamo(cancelled));
+            }
+            Err(e) => return Err(dynamo(e)),
+        }
+        let Some(view) = self.get_batch(tenant, batch).await? else {
+            return Ok(());
+        };
         if view.done() < view.total || view.finished_at.is_some() {
             return Ok(());
         }
@@ -220,7 +258,7 @@ impl Store {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key_item(&key)))
+            .set_key(Some(key_item(&meta)))
             .condition_expression("attribute_not_exists(finished_at)")
             .expression_attribute_values(":now", s(now));
         let finish = if view.status == BatchStatus::Cancelled {

@@ -1,0 +1,391 @@
+//! The fault suite: a batch of 500 through the gateway, the queue and the sandbox
+//! provider under each fault profile, ending with exact counts. Every recipient ends
+//! `sent`, `failed` or `unknown` with a reason; no recipient is in the provider's ledger
+//! twice; what reaches the DLQ is what the profile predicts; nothing is lost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use herald::provider::twilio::TwilioProvider;
+use herald::provider::{OutboundSms, Provider, SendOutcome};
+use herald::queue::{ChunkEnvelope, SendQueue};
+use herald::secrets::SecretsCache;
+use herald::{BatchId, CorrelationId, TenantId};
+use herald_tests::herald_local::CloudOptions;
+use herald_tests::herald_local::runner::QueueRunner;
+use herald_tests::herald_local::sandbox::Faults;
+use herald_tests::{TestCloud, eventually_every, number, quick_redelivery};
+use serde_json::{Value, json};
+
+const SIZE: usize = 500;
+
+/// One profile at a time: the emulator serves about a hundred requests a second, and
+/// two 500-message batches at once would slow its answers past the invocation budget
+/// the sender plans with, turning the emulator's queueing into `unknown`s.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// How often the suite polls: each poll costs the emulator requests the senders need.
+const SECOND: Duration = Duration::from_secs(1);
+
+/// The production timings (invocations of 30 s, redelivery after 30 s: a chunk of 100
+/// finishes in one invocation even at the emulator's pace), provider answers given up
+/// on after four seconds, and a provider rate the emulator, not the pacer, limits.
+fn fast(options: &mut CloudOptions) {
+    with_redelivery(options, 30);
+}
+
+/// As `fast`, with redelivery (and invocations) of `seconds`, for the profiles that
+/// wait for several redeliveries.
+fn with_redelivery(options: &mut CloudOptions, seconds: u32) {
+    quick_redelivery(options, seconds);
+    options
+        .parameters
+        .insert("ProviderRatePerSecond".into(), "1000".into());
+    // A whole stack shares each test's runtime: leave a busy debug build time to
+    // answer, so only the injected timeouts come out ambiguous.
+    options.env_overrides.insert(
+        "HERALD_PROVIDER_TIMEOUT_MS".into(),
+        PROVIDER_TIMEOUT_MS.to_string(),
+    );
+}
+
+const PROVIDER_TIMEOUT_MS: u64 = 4_000;
+
+async fn send_batch(test: &TestCloud, token: &str) -> String {
+    let recipients: Vec<Value> = (0..SIZE)
+        .map(|i| json!({ "to": number(i), "variables": { "code": i.to_string() } }))
+        .collect();
+    test.send_batch(token, "Your code is {{code}}", &recipients)
+        .await
+}
+
+/// What became of every message, read through the API's listing.
+struct Outcome {
+    statuses: HashMap<String, usize>,
+    /// Provider requests the sandbox accepted, per recipient.
+    ledger: HashMap<String, usize>,
+    dlq: usize,
+}
+
+impl Outcome {
+    fn count(&self, status: &str) -> usize {
+        self.statuses.get(status).copied().unwrap_or(0)
+    }
+
+    fn assert_complete_and_unduplicated(&self) {
+        let total: usize = self.statuses.values().sum();
+        assert_eq!(
+            total, SIZE,
+            "every message listed once: {:?}",
+            self.statuses
+        );
+        assert_eq!(
+            self.count("sent") + self.count("failed") + self.count("unknown"),
+            SIZE,
+            "every message in a final status: {:?}",
+            self.statuses
+        );
+        let twice: Vec<_> = self.ledger.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "texted twice: {twice:?}");
+    }
+}
+
+async fn outcome(test: &TestCloud, token: &str, batch: &str) -> Outcome {
+    let mut statuses = HashMap::new();
+    let mut next = Some(format!("/v1/batches/{batch}/messages?limit=100"));
+    while let Some(path) = next {
+        let page = test.get(&path, token).await.body;
+        for message in page["messages"].as_array().unwrap() {
+            let status = message["status"].as_str().unwrap().to_owned();
+            if status == "failed" || status == "unknown" {
+                assert!(
+                    message["error"]["reason"].is_string(),
+                    "{status} without a reason: {message}"
+                );
+            }
+            *statuses.entry(status).or_default() += 1;
+        }
+        next = page["next_url"].as_str().map(str::to_owned);
+    }
+    let mut ledger = HashMap::new();
+    for entry in test.ledger() {
+        *ledger.entry(entry.to).or_default() += 1;
+    }
+    Outcome {
+        statuses,
+        ledger,
+        dlq: test.queue_depth("SendDLQ").await,
+    }
+}
+
+/// Runs a batch under `faults` to its end and returns what became of it.
+async fn run(name: &str, faults: Faults) -> (TestCloud, String, Outcome) {
+    let test = TestCloud::start_with(name, fast).await;
+    test.cloud.sandbox.set_faults(faults);
+    let token = test.token("acme", "sender").await;
+    let batch = send_batch(&test, &token).await;
+    test.wait_for_batch(&token, &batch, "completed").await;
+    let outcome = outcome(&test, &token, &batch).await;
+    (test, batch, outcome)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_faults_everyone_is_sent_once() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let (_test, _, outcome) = run("fault-none", Faults::default()).await;
+    outcome.assert_complete_and_unduplicated();
+    assert_eq!(outcome.count("sent"), SIZE);
+    assert_eq!(outcome.ledger.len(), SIZE);
+    assert_eq!(outcome.dlq, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_percent_server_errors_are_retried_until_everyone_is_sent_once() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let faults = Faults {
+        error_rate: 0.1,
+        error_status: Some(503),
+        ..Faults::default()
+    };
+    let (test, _, outcome) = run("fault-5xx", faults).await;
+    outcome.assert_complete_and_unduplicated();
+    assert_eq!(outcome.count("sent"), SIZE);
+    assert_eq!(outcome.ledger.len(), SIZE);
+    assert_eq!(outcome.dlq, 0);
+    assert!(
+        test.cloud.sandbox.injected().errors > 0,
+        "the profile injected errors"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_percent_throttles_are_retried_after_retry_after_until_everyone_is_sent_once() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let faults = Faults {
+        throttle_rate: 0.1,
+        retry_after_secs: 1,
+        ..Faults::default()
+    };
+    let (test, _, outcome) = run("fault-429", faults).await;
+    outcome.assert_complete_and_unduplicated();
+    assert_eq!(outcome.count("sent"), SIZE);
+    assert_eq!(outcome.ledger.len(), SIZE);
+    assert_eq!(outcome.dlq, 0);
+    assert!(test.cloud.sandbox.injected().throttles > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_after_the_provider_took_the_message_is_unknown_and_never_resent() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let faults = Faults {
+        timeout_rate: 0.05,
+        timeout_ms: PROVIDER_TIMEOUT_MS + 1_000,
+        ..Faults::default()
+    };
+    let (test, _, outcome) = run("fault-timeout", faults).await;
+    outcome.assert_complete_and_unduplicated();
+    let timeouts = test.cloud.sandbox.injected().timeouts;
+    assert!(timeouts > 0);
+    assert_eq!(
+        outcome.count("unknown"),
+        timeouts,
+        "each late answer is unknown"
+    );
+    assert_eq!(outcome.count("sent"), SIZE - timeouts);
+    assert_eq!(
+        outcome.ledger.len(),
+        SIZE,
+        "the provider has every message once"
+    );
+    assert_eq!(outcome.dlq, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_queue_message_delivered_twice_still_sends_everyone_once() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let test = TestCloud::start_with("fault-dup", fast).await;
+    let token = test.token("acme", "sender").await;
+    let batch = send_batch(&test, &token).await;
+    // A second copy of every chunk's queue message: SQS's at-least-once, at its worst.
+    let queue = SendQueue::new(
+        test.cloud.clients.sqs.clone(),
+        test.cloud.stack.reference("SendQueue").unwrap(),
+    );
+    let tenant = TenantId::parse("acme").unwrap();
+    let batch_id: BatchId = batch.parse().unwrap();
+    let copies: Vec<_> = (0..5)
+        .map(|chunk| ChunkEnvelope::new(&tenant, batch_id, chunk, &CorrelationId::default()))
+        .collect();
+    queue.enqueue(&copies).await.unwrap();
+
+    test.wait_for_batch(&token, &batch, "completed").await;
+    eventually_every(
+        "both copies of every chunk to be consumed",
+        SECOND,
+        || async { (test.queue_depth("SendQueue").await == 0).then_some(()) },
+    )
+    .await;
+    let outcome = outcome(&test, &token, &batch).await;
+    outcome.assert_complete_and_unduplicated();
+    assert_eq!(outcome.count("sent"), SIZE);
+    assert_eq!(outcome.ledger.len(), SIZE);
+    assert_eq!(outcome.dlq, 0);
+    let progress = test.get(&format!("/v1/batches/{batch}"), &token).await.body;
+    assert_eq!(
+        progress["counts"]["sent"], SIZE,
+        "counted once, not per copy"
+    );
+}
+
+/// The real provider, then a crash before the outcome is recorded: for the messages
+/// named, the process "dies" right after the provider took them.
+struct KilledAfterSend {
+    inner: TwilioProvider,
+    victims: Vec<u32>,
+}
+
+impl Provider for KilledAfterSend {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn send_sms<'a>(
+        &'a self,
+        message: &'a OutboundSms,
+    ) -> futures::future::BoxFuture<'a, SendOutcome> {
+        async move {
+            let outcome = self.inner.send_sms(message).await;
+            if self.victims.contains(&message.message_id.index()) {
+                panic!("killed between send and commit");
+            }
+            outcome
+        }
+        .boxed()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_killed_between_send_and_commit_leaves_unknown_never_a_second_text() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let test = TestCloud::start_with("fault-kill", |o| {
+        fast(o);
+        o.run_queues = false;
+        // One recipient at a time, so a crash loses exactly the message in hand; a
+        // short lease, so redelivery soon finds the dead claim expired.
+        o.env_overrides
+            .insert("HERALD_SEND_PARALLELISM".into(), "1".into());
+        o.env_overrides
+            .insert("HERALD_LEASE_SECONDS".into(), "1".into());
+    })
+    .await;
+    let token = test.token("acme", "sender").await;
+    let batch = send_batch(&test, &token).await;
+
+    let cloud = &test.cloud;
+    let config = cloud.sender.config.clone();
+    let secrets = Arc::new(SecretsCache::new(
+        herald::aws::SecretsManagerClient::new(&cloud.sdk),
+        Duration::from_secs(300),
+    ));
+    let inner = TwilioProvider::new(
+        &config.sms_api_base,
+        &config.provider_secret_id,
+        secrets,
+        config.provider_timeout,
+    )
+    .unwrap();
+    let victims: Vec<u32> = (0..5).map(|chunk| chunk * 100 + 50).collect();
+    let deps = Arc::new(herald_sender::Deps::new(
+        config,
+        cloud.sender.store.clone(),
+        cloud.sender.dead_letters.clone(),
+        Arc::new(KilledAfterSend {
+            inner,
+            victims: victims.clone(),
+        }),
+        cloud.sender.clock.clone(),
+    ));
+    let handler_deps = deps.clone();
+    let runner = QueueRunner {
+        sqs: cloud.clients.sqs.clone(),
+        trigger: cloud.send_runner.trigger.clone(),
+        handler: Arc::new(move |event, deadline| {
+            let deps = handler_deps.clone();
+            async move { herald_sender::handle(&deps, event, deadline).await }.boxed()
+        }),
+    };
+    eventually_every(
+        "the batch to finish despite the crashes",
+        SECOND,
+        || async {
+            runner.poll_once().await.unwrap();
+            let progress = test.get(&format!("/v1/batches/{batch}"), &token).await.body;
+            (progress["status"] == "completed").then_some(())
+        },
+    )
+    .await;
+
+    let outcome = outcome(&test, &token, &batch).await;
+    outcome.assert_complete_and_unduplicated();
+    assert_eq!(outcome.count("unknown"), victims.len());
+    assert_eq!(outcome.count("sent"), SIZE - victims.len());
+    assert_eq!(
+        outcome.ledger.len(),
+        SIZE,
+        "the crashed ones reached the provider, once"
+    );
+    assert_eq!(outcome.dlq, 0);
+    for index in victims {
+        let message = test
+            .get(&format!("/v1/messages/{batch}.{index}"), &token)
+            .await
+            .body;
+        assert_eq!(message["status"], "unknown", "{message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipient_the_provider_keeps_failing_reaches_the_dlq_and_is_sent_after_redrive() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let victim = number(7);
+    let faults = Faults {
+        error_rate: 1.0,
+        error_status: Some(503),
+        only_to: vec![victim.clone()],
+        ..Faults::default()
+    };
+    let test = TestCloud::start_with("fault-dlq", |o| with_redelivery(o, 12)).await;
+    test.cloud.sandbox.set_faults(faults);
+    let token = test.token("acme", "sender").await;
+    let batch = send_batch(&test, &token).await;
+
+    // Chunk 0 (which holds the victim) fails until SQS moves it to the DLQ.
+    eventually_every("chunk 0 in the DLQ", SECOND, || async {
+        (test.queue_depth("SendDLQ").await == 1).then_some(())
+    })
+    .await;
+    // Counts move when a chunk is finished: the other four are; chunk 0 is not.
+    let progress = eventually_every("the other chunks to be counted", SECOND, || async {
+        let body = test.get(&format!("/v1/batches/{batch}"), &token).await.body;
+        (body["counts"]["sent"] == SIZE - 100).then_some(body)
+    })
+    .await;
+    assert_eq!(progress["counts"]["pending"], 100);
+    assert_eq!(test.queue_depth("SendQueue").await, 0);
+    let before = outcome(&test, &token, &batch).await;
+    assert_eq!(before.count("sent"), SIZE - 1, "{:?}", before.statuses);
+    assert_eq!(before.ledger.len(), SIZE - 1);
+
+    // The provider recovers; an operator redrives; the batch completes, nothing lost.
+    test.cloud.sandbox.set_faults(Faults::default());
+    let report = test.cloud.redrive().await;
+    assert_eq!(report.moved, 1);
+    test.wait_for_batch(&token, &batch, "completed").await;
+    let outcome = outcome(&test, &token, &batch).await;
+    outcome.assert_complete_and_unduplicated();
+    assert_eq!(outcome.count("sent"), SIZE);
+    assert_eq!(outcome.ledger.len(), SIZE);
+    assert_eq!(outcome.ledger[&victim], 1);
+    assert_eq!(outcome.dlq, 0);
+}
