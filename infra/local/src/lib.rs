@@ -122,8 +122,8 @@ pub struct LocalCloud {
     pub gateway_url: String,
     pub sender: Arc<herald_sender::Deps>,
     pub send_runner: Arc<runner::QueueRunner>,
-    /// The redriver, built from its template environment. Nothing runs it on a
-    /// schedule locally (there is no local scheduler yet): `redrive` runs it once.
+    /// The redriver, built from its template environment: run on its template
+    /// schedule when `run_schedules` is set, and once by `redrive`/`scheduled_run`.
     pub redriver: Arc<herald_redriver::Deps>,
     redriver_timeout: Duration,
     shutdown: watch::Sender<bool>,
