@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use crate::ids::MessageId;
 use crate::phone::PhoneNumber;
 
+pub mod sns;
 pub mod twilio;
 
 #[derive(Debug, Clone)]
