@@ -305,10 +305,10 @@ async fn a_sender_killed_between_send_and_commit_leaves_unknown_never_a_second_t
         config,
         cloud.sender.store.clone(),
         cloud.sender.dead_letters.clone(),
-        Arc::new(KilledAfterSend {
+        herald_sender::Providers::all(Arc::new(KilledAfterSend {
             inner,
             victims: victims.clone(),
-        }),
+        })),
         cloud.sender.clock.clone(),
     ));
     let handler_deps = deps.clone();

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use herald::TenantId;
 use herald::auth::Principal;
 use herald::problem::Problem;
+use herald::provider::SmsProviderKind;
 use herald::store::{AuditEntry, Limits, PLANS, TenantProfile, TenantStatus, plan_limits};
 use serde::{Deserialize, Serialize};
 
@@ -155,6 +156,9 @@ struct CreateTenant {
     plan: String,
     #[serde(default)]
     limits: Option<LimitsField>,
+    /// `twilio` (the default) or `sns`.
+    #[serde(default)]
+    sms_provider: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +174,7 @@ struct TenantBody {
     plan: String,
     status: &'static str,
     limits: LimitsBody,
+    sms_provider: &'static str,
     created_at: String,
     updated_at: String,
 }
@@ -190,6 +195,7 @@ impl From<TenantProfile> for TenantBody {
                 api_requests_per_second: p.limits.api_requests_per_second,
                 sends_per_day: p.limits.sends_per_day,
             },
+            sms_provider: p.sms_provider.as_str(),
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -227,8 +233,20 @@ pub async fn create(
             errors.add(format!("/limits/{field}"), "must be at least 1");
         }
     }
+    let sms_provider = match request.sms_provider.as_deref() {
+        None => Some(SmsProviderKind::default()),
+        Some(raw) => SmsProviderKind::parse(raw),
+    };
+    if sms_provider.is_none() {
+        let names: Vec<_> = SmsProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+        errors.add(
+            "/sms_provider",
+            format!("must be one of {}", names.join(", ")),
+        );
+    }
     errors.check()?;
     let (tenant, plan) = (tenant.expect("checked"), plan.expect("checked"));
+    let sms_provider = sms_provider.expect("checked");
     let limits = Limits {
         api_requests_per_second: overrides
             .and_then(|l| l.api_requests_per_second)
@@ -241,6 +259,7 @@ pub async fn create(
         "tenant_id": tenant.as_str(),
         "plan": request.plan,
         "limits": [limits.api_requests_per_second, limits.sends_per_day],
+        "sms_provider": sms_provider.as_str(),
     });
     let (app, principal, correlation) = (&app, &principal, &correlation);
     intake::once(
@@ -256,6 +275,7 @@ pub async fn create(
                 plan: request.plan,
                 status: TenantStatus::Active,
                 limits,
+                sms_provider,
                 created_at: now.clone(),
                 updated_at: now,
             };

@@ -35,6 +35,31 @@ pub enum SendOutcome {
     Ambiguous { reason: String },
 }
 
+/// Which SMS provider a tenant's messages go through (its profile's `sms_provider`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum SmsProviderKind {
+    /// The Twilio-compatible Messages API (the sandbox locally).
+    #[default]
+    Twilio,
+    /// Amazon SNS, with the sender's own IAM role.
+    Sns,
+}
+
+impl SmsProviderKind {
+    pub const ALL: [Self; 2] = [Self::Twilio, Self::Sns];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Twilio => "twilio",
+            Self::Sns => "sns",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == raw)
+    }
+}
+
 pub trait Provider: Send + Sync {
     /// The name stored on each message (`twilio`, `ses`, `sns`).
     fn name(&self) -> &'static str;
