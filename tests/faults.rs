@@ -68,6 +68,8 @@ struct Outcome {
     dlq: usize,
     /// Sender invocations stopped at their timeout.
     timed_out: usize,
+    /// The senders' metric totals: (Sent, Failed, Unknown).
+    metrics: (f64, f64, f64),
 }
 
 impl Outcome {
@@ -92,6 +94,19 @@ impl Outcome {
         assert!(twice.is_empty(), "texted twice: {twice:?}");
         // A claim cut off by the timeout would be an `unknown` no fault explains.
         assert_eq!(self.timed_out, 0, "sender invocations hit their timeout");
+    }
+
+    /// The metrics count each outcome once, however often a chunk was delivered.
+    fn assert_metrics_exact(&self) {
+        assert_eq!(
+            self.metrics,
+            (
+                self.count("sent") as f64,
+                self.count("failed") as f64,
+                self.count("unknown") as f64
+            ),
+            "metrics (sent, failed, unknown)"
+        );
     }
 }
 
@@ -121,6 +136,11 @@ async fn outcome(test: &TestCloud, token: &str, batch: &str) -> Outcome {
         ledger,
         dlq: test.queue_depth("SendDLQ").await,
         timed_out: test.cloud.send_invocations_timed_out(),
+        metrics: (
+            test.cloud.metrics.total("sender", "Sent"),
+            test.cloud.metrics.total("sender", "Failed"),
+            test.cloud.metrics.total("sender", "Unknown"),
+        ),
     }
 }
 
@@ -132,6 +152,7 @@ async fn run(name: &str, faults: Faults) -> (TestCloud, String, Outcome) {
     let batch = send_batch(&test, &token).await;
     test.wait_for_batch(&token, &batch, "completed").await;
     let outcome = outcome(&test, &token, &batch).await;
+    outcome.assert_metrics_exact();
     (test, batch, outcome)
 }
 
@@ -301,16 +322,19 @@ async fn a_sender_killed_between_send_and_commit_leaves_unknown_never_a_second_t
     )
     .unwrap();
     let victims: Vec<u32> = (0..5).map(|chunk| chunk * 100 + 50).collect();
-    let deps = Arc::new(herald_sender::Deps::new(
-        config,
-        cloud.sender.store.clone(),
-        cloud.sender.dead_letters.clone(),
-        herald_sender::Providers::all(Arc::new(KilledAfterSend {
-            inner,
-            victims: victims.clone(),
-        })),
-        cloud.sender.clock.clone(),
-    ));
+    let deps = Arc::new(
+        herald_sender::Deps::new(
+            config,
+            cloud.sender.store.clone(),
+            cloud.sender.dead_letters.clone(),
+            herald_sender::Providers::all(Arc::new(KilledAfterSend {
+                inner,
+                victims: victims.clone(),
+            })),
+            cloud.sender.clock.clone(),
+        )
+        .with_metrics(cloud.metrics.clone()),
+    );
     let handler_deps = deps.clone();
     let runner = QueueRunner {
         sqs: cloud.clients.sqs.clone(),
@@ -336,6 +360,10 @@ async fn a_sender_killed_between_send_and_commit_leaves_unknown_never_a_second_t
     outcome.assert_complete_and_unduplicated();
     assert_eq!(outcome.count("unknown"), victims.len());
     assert_eq!(outcome.count("sent"), SIZE - victims.len());
+    // A crashed invocation's metric line dies with it (the sends before the crash are
+    // not in the metrics); the unknowns are settled, and counted, by the redeliveries.
+    assert_eq!(outcome.metrics.2, victims.len() as f64);
+    assert!(outcome.metrics.0 < outcome.count("sent") as f64);
     assert_eq!(
         outcome.ledger.len(),
         SIZE,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod idempotency;
 pub mod ids;
 pub mod keys;
+pub mod metrics;
 pub mod phone;
 pub mod problem;
 pub mod provider;

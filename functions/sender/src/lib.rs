@@ -21,6 +21,9 @@ use herald::store::{
     TenantStatus,
 };
 use herald::{MessageId, MessageStatus, PhoneNumber, TenantId};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use herald::metrics::{Metrics, Record, Unit};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -40,6 +43,7 @@ pub struct Deps {
     pub dead_letters: DeadLetterQueue,
     pub providers: Providers,
     pub clock: SharedClock,
+    pub metrics: Metrics,
     pacer: Pacer,
     in_flight: Semaphore,
 }
@@ -85,6 +89,7 @@ impl Deps {
         clock: SharedClock,
     ) -> Self {
         Self {
+            metrics: Metrics::stdout(clock.clone()),
             pacer: Pacer::per_second(config.instance_rate_per_second()),
             in_flight: Semaphore::new(config.parallelism),
             config,
@@ -93,6 +98,14 @@ impl Deps {
             providers,
             clock,
         }
+    }
+}
+
+impl Deps {
+    /// Sends metric lines to `metrics` instead of standard output.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -281,12 +294,16 @@ async fn process_record(
         .map(|(id, r)| (id, r.clone()))
         .collect();
     let chunk = &chunk;
+    let stats = &ProviderStats::default();
     let outcomes: Vec<Result<Done, StoreError>> = stream::iter(recipients)
         .map(|(id, recipient)| async move {
             if cancelled {
                 cancel_one(deps, tenant, chunk, id, &recipient.to).await
             } else {
-                send_one(deps, provider, tenant, chunk, id, &recipient, deadline).await
+                send_one(
+                    deps, provider, stats, tenant, chunk, id, &recipient, deadline,
+                )
+                .await
             }
         })
         .buffer_unordered(deps.config.parallelism)
@@ -298,11 +315,17 @@ async fn process_record(
     // store adds them to the batch under a per-chunk marker, so neither a crash mid-way
     // nor a duplicate delivery can skew the batch's counts.
     let mut counts = ChunkCounts::default();
+    // Only what this pass settled: a redelivered chunk must not count its messages again.
+    let mut settled_now = ChunkCounts::default();
     let mut unfinished = 0;
     let mut store_error = None;
     for outcome in outcomes {
         match outcome {
             Ok(Done::Final(status)) => counts.record(status),
+            Ok(Done::Settled(status)) => {
+                counts.record(status);
+                settled_now.record(status);
+            }
             Ok(Done::Retry) => unfinished += 1,
             Err(e) => {
                 unfinished += 1;
@@ -318,6 +341,22 @@ async fn process_record(
         unfinished,
         "chunk processed"
     );
+    deps.metrics.emit(
+        Record::new("sender")
+            .count("Sent", settled_now.sent as usize)
+            .count("Failed", settled_now.failed as usize)
+            .count("Unknown", settled_now.unknown as usize)
+            .count("Cancelled", settled_now.cancelled as usize)
+            .count("ProviderRetries", stats.retries.load(Ordering::Relaxed))
+            .samples(
+                "ProviderLatency",
+                Unit::Milliseconds,
+                stats.take_latencies(),
+            )
+            .property("tenant_id", tenant.as_str())
+            .property("batch_id", batch.to_string())
+            .property("chunk", chunk.index),
+    );
     match (store_error, unfinished) {
         (Some(e), _) => Err(e.into()),
         (None, 0) => {
@@ -331,7 +370,9 @@ async fn process_record(
 }
 
 enum Done {
-    /// The message is in this final status (settled now or before).
+    /// This pass put the message in this final status.
+    Settled(MessageStatus),
+    /// The message was found in this final status.
     Final(MessageStatus),
     /// Not final yet (not sent, or held by another delivery); the chunk must come back.
     Retry,
@@ -350,7 +391,7 @@ async fn cancel_one(
         .cancel_message(tenant, id, chunk, to, &deps.clock.rfc3339())
         .await?;
     Ok(match outcome {
-        None => Done::Final(MessageStatus::Cancelled),
+        None => Done::Settled(MessageStatus::Cancelled),
         Some(status) if status.is_settled() => Done::Final(status),
         // Claimed before the cancel landed: its sender finishes it, and a later pass
         // over the chunk counts it.
@@ -359,9 +400,11 @@ async fn cancel_one(
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, message_id = %id))]
+#[allow(clippy::too_many_arguments)]
 async fn send_one(
     deps: &Deps,
     provider: &dyn Provider,
+    stats: &ProviderStats,
     tenant: &TenantId,
     chunk: &Chunk,
     id: MessageId,
@@ -443,7 +486,9 @@ async fn send_one(
                 .await?;
             return Ok(Done::Retry);
         }
+        let started = Instant::now();
         let outcome = provider.send_sms(&message).await;
+        stats.record_latency(started.elapsed());
         match outcome {
             SendOutcome::Accepted { provider_ref } => {
                 break Settlement::Sent {
@@ -457,6 +502,7 @@ async fn send_one(
                 reason,
                 retry_after,
             } => {
+                stats.retries.fetch_add(1, Ordering::Relaxed);
                 let delay = backoff(attempt, retry_after);
                 let out_of_time = !time_to_send(deps, deadline - delay);
                 if attempt >= deps.config.max_attempts || out_of_time {
@@ -472,6 +518,28 @@ async fn send_one(
         }
     };
     settle(deps, tenant, id, &token, settlement).await
+}
+
+/// What one chunk's provider calls looked like, for its metric line.
+#[derive(Default)]
+struct ProviderStats {
+    latencies: std::sync::Mutex<Vec<f64>>,
+    /// Transient answers (5xx, 429, refused connections) that led to a retry or a
+    /// release.
+    retries: AtomicUsize,
+}
+
+impl ProviderStats {
+    fn record_latency(&self, elapsed: Duration) {
+        self.latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(elapsed.as_secs_f64() * 1000.0);
+    }
+
+    fn take_latencies(&self) -> Vec<f64> {
+        std::mem::take(&mut *self.latencies.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// Whether a provider call started now can still be settled before `deadline`.
@@ -492,7 +560,7 @@ async fn settle(
         .await?;
     if settled {
         tracing::info!(status = settlement.status().as_str(), "message settled");
-        Ok(Done::Final(settlement.status()))
+        Ok(Done::Settled(settlement.status()))
     } else {
         // The claim was taken over (its lease ran out): whoever took it records the
         // outcome, and a later pass reads and counts it.

@@ -92,6 +92,9 @@ pub struct CloudOptions {
     /// Whether to run scheduled functions on their template schedule (`up` does;
     /// tests call them when they want them).
     pub run_schedules: bool,
+    /// Keep metric lines in memory (`LocalCloud::metrics`) for tests to add up, rather
+    /// than printing them beside the logs as Lambda does (`up`).
+    pub keep_metrics: bool,
     pub parameters: HashMap<String, String>,
 }
 
@@ -104,6 +107,7 @@ impl CloudOptions {
             visibility_timeout: None,
             run_queues: true,
             run_schedules: false,
+            keep_metrics: true,
             env_overrides: HashMap::new(),
             parameters: HashMap::new(),
         }
@@ -122,6 +126,8 @@ pub struct LocalCloud {
     pub gateway_url: String,
     pub sender: Arc<herald_sender::Deps>,
     pub send_runner: Arc<runner::QueueRunner>,
+    /// Every sender instance's metric lines.
+    pub metrics: herald::metrics::Metrics,
     send_runners: Vec<Arc<runner::QueueRunner>>,
     /// The redriver, built from its template environment: run on its template
     /// schedule when `run_schedules` is set, and once by `redrive`/`scheduled_run`.
@@ -204,6 +210,11 @@ impl LocalCloud {
         // One sender per concurrent instance, as Lambda runs them: each has its own
         // pacer at its share of the provider's rate, so together they reach the rate
         // the template's concurrency arithmetic promises (and no more).
+        let metrics = if options.keep_metrics {
+            herald::metrics::Metrics::in_memory(herald::clock::system())
+        } else {
+            herald::metrics::Metrics::stdout(herald::clock::system())
+        };
         let mut send_runners = Vec::new();
         let mut senders = Vec::new();
         for _ in 0..trigger.max_concurrency.max(1) {
@@ -213,7 +224,8 @@ impl LocalCloud {
                     &sdk,
                     herald::clock::system(),
                 )
-                .map_err(|e| anyhow::anyhow!(e))?,
+                .map_err(|e| anyhow::anyhow!(e))?
+                .with_metrics(metrics.clone()),
             );
             let handler_deps = deps.clone();
             send_runners.push(Arc::new(runner::QueueRunner {
@@ -269,6 +281,7 @@ impl LocalCloud {
             sender,
             send_runner,
             send_runners,
+            metrics,
             redriver,
             redriver_timeout,
             shutdown,

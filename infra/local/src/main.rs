@@ -148,6 +148,7 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
     options.gateway_addr = gateway;
     options.sandbox_addr = sandbox;
     options.run_schedules = true;
+    options.keep_metrics = false;
     let cloud = LocalCloud::start(&endpoint, options).await?;
 
     let pool = cloud.stack.reference("UserPool")?.to_owned();
