@@ -66,6 +66,8 @@ struct Outcome {
     /// Provider requests the sandbox accepted, per recipient.
     ledger: HashMap<String, usize>,
     dlq: usize,
+    /// Sender invocations stopped at their timeout.
+    timed_out: usize,
 }
 
 impl Outcome {
@@ -88,6 +90,8 @@ impl Outcome {
         );
         let twice: Vec<_> = self.ledger.iter().filter(|(_, n)| **n > 1).collect();
         assert!(twice.is_empty(), "texted twice: {twice:?}");
+        // A claim cut off by the timeout would be an `unknown` no fault explains.
+        assert_eq!(self.timed_out, 0, "sender invocations hit their timeout");
     }
 }
 
@@ -116,6 +120,7 @@ async fn outcome(test: &TestCloud, token: &str, batch: &str) -> Outcome {
         statuses,
         ledger,
         dlq: test.queue_depth("SendDLQ").await,
+        timed_out: test.cloud.send_invocations_timed_out(),
     }
 }
 
@@ -300,10 +305,10 @@ async fn a_sender_killed_between_send_and_commit_leaves_unknown_never_a_second_t
         config,
         cloud.sender.store.clone(),
         cloud.sender.dead_letters.clone(),
-        Arc::new(KilledAfterSend {
+        herald_sender::Providers::all(Arc::new(KilledAfterSend {
             inner,
             victims: victims.clone(),
-        }),
+        })),
         cloud.sender.clock.clone(),
     ));
     let handler_deps = deps.clone();
@@ -314,6 +319,7 @@ async fn a_sender_killed_between_send_and_commit_leaves_unknown_never_a_second_t
             let deps = handler_deps.clone();
             async move { herald_sender::handle(&deps, event, deadline).await }.boxed()
         }),
+        timed_out: Default::default(),
     };
     eventually_every(
         "the batch to finish despite the crashes",

@@ -291,7 +291,7 @@ async fn a_panic_while_processing_one_record_fails_that_record_only() {
         config,
         store,
         dead_letters,
-        Arc::new(PanicsFor("+14155550199")),
+        herald_sender::Providers::all(Arc::new(PanicsFor("+14155550199"))),
         herald::clock::system(),
     );
     let response = herald_sender::handle(&deps, event, deadline()).await;

@@ -206,6 +206,10 @@ async fn operators_run_tenants_and_a_suspended_tenants_work_is_held() {
     for (body, field) in [
         (json!({ "tenant_id": "newco", "plan": "platinum" }), "/plan"),
         (
+            json!({ "tenant_id": "newco", "plan": "starter", "sms_provider": "pigeon" }),
+            "/sms_provider",
+        ),
+        (
             json!({ "tenant_id": "new#co", "plan": "starter" }),
             "/tenant_id",
         ),
@@ -223,6 +227,7 @@ async fn operators_run_tenants_and_a_suspended_tenants_work_is_held() {
     let created = test.post_json("/v1/tenants", &operator, &create).await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     assert_eq!(created.body["limits"]["sends_per_day"], 10_000);
+    assert_eq!(created.body["sms_provider"], "twilio", "the default");
     assert_eq!(
         test.post_json("/v1/tenants", &operator, &create)
             .await

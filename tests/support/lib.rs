@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_dynamodb::types::AttributeValue;
 use herald_local::sandbox::LedgerEntry;
 use herald_local::{CloudOptions, LocalCloud, emulator, project_root, seed};
 use serde_json::Value;
@@ -281,6 +282,39 @@ impl TestCloud {
         out.count as usize
     }
 
+    /// Every item under `tenant`'s keys, each rendered canonically,
+    /// sorted: two snapshots are equal exactly when nothing of the tenant changed.
+    pub async fn tenant_items(&self, tenant: &str) -> Vec<String> {
+        let table = self.cloud.stack.reference("HeraldTable").expect("table");
+        let prefix = format!("TENANT#{tenant}");
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .cloud
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            for item in page.items() {
+                let pk = item.get("pk").and_then(|v| v.as_s().ok());
+                if pk.is_some_and(|pk| pk == &prefix || pk.starts_with(&format!("{prefix}#"))) {
+                    items.push(canonical(&AttributeValue::M(item.clone())));
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        items.sort();
+        items
+    }
+
     /// Items of this stack's table whose sort key is `sk` (`META`: batches).
     pub async fn items_with_sk(&self, sk: &str) -> usize {
         let table = self.cloud.stack.reference("HeraldTable").expect("table");
@@ -371,6 +405,20 @@ pub fn quick_redelivery(options: &mut CloudOptions, visibility: u32) {
 }
 
 /// A valid US number for test recipient `i` (distinct for every `i` below 8,000).
+/// An attribute value rendered with every map's keys in order, so equal values render
+/// equally (the SDK's maps have no order).
+fn canonical(value: &AttributeValue) -> String {
+    match value {
+        AttributeValue::M(map) => {
+            let sorted: std::collections::BTreeMap<_, _> =
+                map.iter().map(|(k, v)| (k, canonical(v))).collect();
+            format!("{sorted:?}")
+        }
+        AttributeValue::L(list) => format!("{:?}", list.iter().map(canonical).collect::<Vec<_>>()),
+        other => format!("{other:?}"),
+    }
+}
+
 pub fn number(i: usize) -> String {
     format!("+1415555{:04}", 2000 + i)
 }

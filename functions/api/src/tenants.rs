@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use herald::TenantId;
 use herald::auth::Principal;
 use herald::problem::Problem;
+use herald::provider::SmsProviderKind;
 use herald::redrive::RedriveReport;
 use herald::store::{AuditEntry, Limits, PLANS, TenantProfile, TenantStatus, plan_limits};
 use serde::{Deserialize, Serialize};
@@ -218,6 +219,9 @@ struct CreateTenant {
     /// Overrides of the plan's limits.
     #[serde(default)]
     limits: Option<LimitsField>,
+    /// `twilio` (the default) or `sns`.
+    #[serde(default)]
+    sms_provider: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -239,6 +243,7 @@ struct TenantBody {
     #[schema(value_type = TenantStatus)]
     status: &'static str,
     limits: LimitsBody,
+    sms_provider: &'static str,
     #[schema(format = DateTime)]
     created_at: String,
     #[schema(format = DateTime)]
@@ -262,6 +267,7 @@ impl From<TenantProfile> for TenantBody {
                 api_requests_per_second: p.limits.api_requests_per_second,
                 sends_per_day: p.limits.sends_per_day,
             },
+            sms_provider: p.sms_provider.as_str(),
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -324,8 +330,20 @@ pub async fn create(
             errors.add(format!("/limits/{field}"), "must be at least 1");
         }
     }
+    let sms_provider = match request.sms_provider.as_deref() {
+        None => Some(SmsProviderKind::default()),
+        Some(raw) => SmsProviderKind::parse(raw),
+    };
+    if sms_provider.is_none() {
+        let names: Vec<_> = SmsProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+        errors.add(
+            "/sms_provider",
+            format!("must be one of {}", names.join(", ")),
+        );
+    }
     errors.check()?;
     let (tenant, plan) = (tenant.expect("checked"), plan.expect("checked"));
+    let sms_provider = sms_provider.expect("checked");
     let limits = Limits {
         api_requests_per_second: overrides
             .and_then(|l| l.api_requests_per_second)
@@ -338,6 +356,7 @@ pub async fn create(
         "tenant_id": tenant.as_str(),
         "plan": request.plan,
         "limits": [limits.api_requests_per_second, limits.sends_per_day],
+        "sms_provider": sms_provider.as_str(),
     });
     let (app, principal, correlation) = (&app, &principal, &correlation);
     intake::once(
@@ -353,6 +372,7 @@ pub async fn create(
                 plan: request.plan,
                 status: TenantStatus::Active,
                 limits,
+                sms_provider,
                 created_at: now.clone(),
                 updated_at: now,
             };

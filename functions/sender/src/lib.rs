@@ -11,8 +11,9 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::{FutureExt, StreamExt, stream};
 use herald::clock::SharedClock;
 use herald::config::SenderConfig;
+use herald::provider::sns::SnsProvider;
 use herald::provider::twilio::TwilioProvider;
-use herald::provider::{OutboundSms, Provider, SendOutcome};
+use herald::provider::{OutboundSms, Provider, SendOutcome, SmsProviderKind};
 use herald::queue::{ChunkEnvelope, DeadLetterQueue, EnvelopeError};
 use herald::secrets::SecretsCache;
 use herald::store::{
@@ -37,7 +38,7 @@ pub struct Deps {
     pub config: SenderConfig,
     pub store: Store,
     pub dead_letters: DeadLetterQueue,
-    pub provider: Arc<dyn Provider>,
+    pub providers: Providers,
     pub clock: SharedClock,
     pacer: Pacer,
     in_flight: Semaphore,
@@ -66,11 +67,12 @@ impl Deps {
             herald::aws::SqsClient::new(sdk),
             &config.dead_letter_queue_url,
         );
+        let sns = SnsProvider::new(sdk, config.provider_timeout);
         Ok(Self::new(
             config,
             store,
             dead_letters,
-            Arc::new(provider),
+            Providers::new(Arc::new(provider), Arc::new(sns)),
             clock,
         ))
     }
@@ -79,7 +81,7 @@ impl Deps {
         config: SenderConfig,
         store: Store,
         dead_letters: DeadLetterQueue,
-        provider: Arc<dyn Provider>,
+        providers: Providers,
         clock: SharedClock,
     ) -> Self {
         Self {
@@ -88,8 +90,32 @@ impl Deps {
             config,
             store,
             dead_letters,
-            provider,
+            providers,
             clock,
+        }
+    }
+}
+
+/// One adapter per SMS provider a tenant may be on.
+pub struct Providers {
+    twilio: Arc<dyn Provider>,
+    sns: Arc<dyn Provider>,
+}
+
+impl Providers {
+    pub fn new(twilio: Arc<dyn Provider>, sns: Arc<dyn Provider>) -> Self {
+        Self { twilio, sns }
+    }
+
+    /// The same adapter whatever the tenant chose (a test's provider with faults).
+    pub fn all(provider: Arc<dyn Provider>) -> Self {
+        Self::new(provider.clone(), provider)
+    }
+
+    pub fn get(&self, kind: SmsProviderKind) -> &dyn Provider {
+        match kind {
+            SmsProviderKind::Twilio => self.twilio.as_ref(),
+            SmsProviderKind::Sns => self.sns.as_ref(),
         }
     }
 }
@@ -229,14 +255,16 @@ async fn process_record(
 
     // Read per chunk, not per message: a suspension or a cancel stops every chunk that
     // starts after it.
-    let suspended = deps
-        .store
-        .get_tenant(tenant)
-        .await?
-        .is_some_and(|profile| profile.status == TenantStatus::Suspended);
-    if suspended {
+    let profile = deps.store.get_tenant(tenant).await?;
+    if profile
+        .as_ref()
+        .is_some_and(|p| p.status == TenantStatus::Suspended)
+    {
         return Err(RecordError::TenantSuspended);
     }
+    let provider = deps
+        .providers
+        .get(profile.map(|p| p.sms_provider).unwrap_or_default());
     let cancelled = deps
         .store
         .get_batch(tenant, batch)
@@ -258,7 +286,7 @@ async fn process_record(
             if cancelled {
                 cancel_one(deps, tenant, chunk, id, &recipient.to).await
             } else {
-                send_one(deps, tenant, chunk, id, &recipient, deadline).await
+                send_one(deps, provider, tenant, chunk, id, &recipient, deadline).await
             }
         })
         .buffer_unordered(deps.config.parallelism)
@@ -333,6 +361,7 @@ async fn cancel_one(
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, message_id = %id))]
 async fn send_one(
     deps: &Deps,
+    provider: &dyn Provider,
     tenant: &TenantId,
     chunk: &Chunk,
     id: MessageId,
@@ -414,11 +443,11 @@ async fn send_one(
                 .await?;
             return Ok(Done::Retry);
         }
-        let outcome = deps.provider.send_sms(&message).await;
+        let outcome = provider.send_sms(&message).await;
         match outcome {
             SendOutcome::Accepted { provider_ref } => {
                 break Settlement::Sent {
-                    provider: deps.provider.name().to_owned(),
+                    provider: provider.name().to_owned(),
                     provider_ref,
                 };
             }

@@ -122,8 +122,9 @@ pub struct LocalCloud {
     pub gateway_url: String,
     pub sender: Arc<herald_sender::Deps>,
     pub send_runner: Arc<runner::QueueRunner>,
-    /// The redriver, built from its template environment. Nothing runs it on a
-    /// schedule locally (there is no local scheduler yet): `redrive` runs it once.
+    send_runners: Vec<Arc<runner::QueueRunner>>,
+    /// The redriver, built from its template environment: run on its template
+    /// schedule when `run_schedules` is set, and once by `redrive`/`scheduled_run`.
     pub redriver: Arc<herald_redriver::Deps>,
     redriver_timeout: Duration,
     shutdown: watch::Sender<bool>,
@@ -222,6 +223,7 @@ impl LocalCloud {
                     let deps = handler_deps.clone();
                     async move { herald_sender::handle(&deps, event, deadline).await }.boxed()
                 }),
+                timed_out: Default::default(),
             }));
             senders.push(deps);
         }
@@ -266,6 +268,7 @@ impl LocalCloud {
             gateway_url,
             sender,
             send_runner,
+            send_runners,
             redriver,
             redriver_timeout,
             shutdown,
@@ -273,8 +276,14 @@ impl LocalCloud {
         })
     }
 
-    /// One redrive of the send DLQ, as a scheduled invocation would run it (same
-    /// handler, same deadline), returning its report whether or not it was clean.
+    /// Sender invocations the local event source stopped at the function timeout.
+    pub fn send_invocations_timed_out(&self) -> usize {
+        self.send_runners
+            .iter()
+            .map(|r| r.timed_out.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    }
+
     /// The redriver's scheduled run, now: sweep, then redrive.
     pub async fn scheduled_run(
         &self,
@@ -286,6 +295,8 @@ impl LocalCloud {
         herald_redriver::scheduled(&self.redriver, deadline).await
     }
 
+    /// One redrive of the send DLQ, as a scheduled invocation would run it (same
+    /// handler, same deadline), returning its report whether or not it was clean.
     pub async fn redrive(&self) -> RedriveReport {
         let deadline = tokio::time::Instant::now()
             + self

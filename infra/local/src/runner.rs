@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
@@ -24,6 +25,9 @@ pub struct QueueRunner {
     pub sqs: sqs::Client,
     pub trigger: QueueTrigger,
     pub handler: SqsHandler,
+    /// Invocations stopped at the function timeout; each may leave claims that later
+    /// turn `unknown`, so tests that expect none can say why when they find some.
+    pub timed_out: AtomicUsize,
 }
 
 impl QueueRunner {
@@ -94,6 +98,7 @@ impl QueueRunner {
         let Ok(response) =
             tokio::time::timeout(timeout, (self.handler)(event, Instant::now() + timeout)).await
         else {
+            self.timed_out.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 records = count,
                 "invocation timed out; the batch will be redelivered"

@@ -30,6 +30,7 @@ pub async fn tenant(
             plan: plan.to_owned(),
             status: herald::store::TenantStatus::Active,
             limits,
+            sms_provider: Default::default(),
             created_at: now.clone(),
             updated_at: now,
         })

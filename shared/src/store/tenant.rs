@@ -9,6 +9,7 @@ use super::{
 };
 use crate::ids::TenantId;
 use crate::keys::{self, SCHEMA_VERSION};
+use crate::provider::SmsProviderKind;
 
 // The API answers `as_str`, which is the lowercase variant name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
@@ -80,6 +81,7 @@ pub struct TenantProfile {
     pub plan: String,
     pub status: TenantStatus,
     pub limits: Limits,
+    pub sms_provider: SmsProviderKind,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -113,6 +115,7 @@ impl Store {
                     n(profile.limits.api_requests_per_second),
                 ),
                 ("sends_per_day", n(profile.limits.sends_per_day)),
+                ("sms_provider", s(profile.sms_provider.as_str())),
                 ("created_at", s(&profile.created_at)),
                 ("updated_at", s(&profile.updated_at)),
                 ("schema_version", n(SCHEMA_VERSION)),
@@ -181,6 +184,13 @@ fn parse_tenant(tenant: &TenantId, item: &Item) -> Result<TenantProfile, StoreEr
             api_requests_per_second: get_n(item, "api_requests_per_second")
                 .ok_or_else(|| corrupt("no request rate"))?,
             sends_per_day: get_n(item, "sends_per_day").ok_or_else(|| corrupt("no daily quota"))?,
+        },
+        // Profiles written before providers were chosen per tenant have none: Twilio.
+        sms_provider: match get_s(item, "sms_provider") {
+            None => SmsProviderKind::default(),
+            Some(raw) => {
+                SmsProviderKind::parse(raw).ok_or_else(|| corrupt("unknown SMS provider"))?
+            }
         },
         created_at: get_s(item, "created_at").unwrap_or_default().to_owned(),
         updated_at: get_s(item, "updated_at").unwrap_or_default().to_owned(),
