@@ -23,7 +23,7 @@ OFFLINE_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN \
 	AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
 	AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help venv venv-lint venv-deploy lint lint-template dev test sam-build clean
+.PHONY: help venv venv-lint venv-deploy lint lint-template dev test openapi sam-build clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -79,6 +79,12 @@ test: venv ## cargo test --workspace against the local cloud, then stop its emul
 	awk '/^test result:/ { passed += $$4; failed += $$6 } \
 	     END { printf "tests: %d passed, %d failed\n", passed, failed }' .herald/test.log; \
 	exit $$status
+
+# The document is written whole or not at all: a failed build leaves the committed copy.
+openapi: ## Regenerate docs/openapi.json from the api's code (a test fails when it is stale)
+	cargo run -q -p herald-api --example openapi > docs/openapi.json.tmp \
+	  || { rm -f docs/openapi.json.tmp; exit 1; }
+	mv docs/openapi.json.tmp docs/openapi.json
 
 # rust-cargolambda runs `cargo lambda build --release --arm64 --bin <Binary>` in the
 # workspace root; cargo-lambda and zig come from .venv-deploy.

@@ -173,6 +173,27 @@ async fn the_api_takes_tenant_and_roles_from_the_verified_claims() {
     );
 }
 
+#[tokio::test]
+async fn the_openapi_document_is_public_and_is_the_committed_one() {
+    let test = TestCloud::start("gw-openapi").await;
+
+    let answer = test
+        .request("GET", "/v1/openapi.json", None, None, None)
+        .await;
+
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.content_type, "application/json");
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
+            .expect("docs/openapi.json"),
+    )
+    .expect("docs/openapi.json is JSON");
+    assert!(
+        answer.body == committed,
+        "GET /v1/openapi.json differs from docs/openapi.json; run `make openapi`"
+    );
+}
+
 /// An app client of `pool` that signs users in with passwords; returns its id.
 async fn password_client(
     cognito: &aws_sdk_cognitoidentityprovider::Client,

@@ -36,12 +36,14 @@ async fn another_tenants_ids_answer_as_missing_ones_on_every_route() {
     let missing = ulid::Ulid::new().to_string();
     let before = test.tenant_items("acme").await;
 
-    let id_routes: Vec<_> = herald_api::ROUTES
+    let routes = herald_api::routes();
+    let id_routes: Vec<_> = routes
         .iter()
+        .map(|(method, path)| (method.as_str(), path.as_str()))
         .filter(|(_, path)| path.contains("{id}"))
         .collect();
     assert!(id_routes.len() >= 8, "{id_routes:?}");
-    for &(method, path) in id_routes {
+    for (method, path) in id_routes {
         let theirs = with_id(path, &batch, "acme");
         let absent = with_id(path, &missing, "no-such-tenant");
         let ask = |target: String| {
@@ -83,7 +85,8 @@ async fn another_tenants_ids_answer_as_missing_ones_on_every_route() {
     );
 
     // The ids are real: the owner reads every one of them.
-    for &(method, path) in herald_api::ROUTES {
+    for (method, path) in &routes {
+        let (method, path) = (method.as_str(), path.as_str());
         let owned =
             matches!(route_access(method, path), Some(Access::Requires(p)) if !p.is_platform());
         if method == "GET" && owned && path.contains("{id}") {

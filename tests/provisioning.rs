@@ -323,26 +323,30 @@ async fn secrets_and_identity_match_the_template() {
 #[tokio::test]
 async fn the_api_routes_are_the_templates_and_each_has_a_policy() {
     let test = TestCloud::start("prov-routes").await;
-    let template_routes: BTreeSet<(String, String)> = test
-        .cloud
-        .stack
-        .http_routes("ApiFunction")
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.method, r.path))
-        .collect();
-    let router_routes: BTreeSet<(String, String)> = herald_api::ROUTES
+    let events = test.cloud.stack.http_routes("ApiFunction").unwrap();
+    let template_routes: BTreeSet<(String, String)> = events
         .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .map(|r| (r.method.clone(), r.path.clone()))
         .collect();
+    let router_routes: BTreeSet<(String, String)> = herald_api::routes().into_iter().collect();
     assert_eq!(
         template_routes, router_routes,
-        "template.yaml and the api router disagree"
+        "template.yaml's HttpApi events and the api router disagree"
     );
     for (method, path) in &router_routes {
         assert!(
             herald::auth::route_access(method, path).is_some(),
             "{method} {path} has no policy"
+        );
+    }
+    // A route the policy makes public must skip the gateway's authorizer, and only such.
+    for event in &events {
+        let public = herald::auth::route_access(&event.method, &event.path)
+            == Some(herald::auth::Access::Public);
+        assert_eq!(
+            event.public, public,
+            "{} {}: `Auth: Authorizer: NONE` in template.yaml must match the policy",
+            event.method, event.path
         );
     }
 }

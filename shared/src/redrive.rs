@@ -43,7 +43,7 @@ pub struct RedriveLimits {
 }
 
 /// Why a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stopped {
     /// The DLQ had nothing this run had not already looked at.
@@ -69,7 +69,7 @@ impl std::fmt::Display for Stopped {
 
 /// What one run did. Every message it received is in exactly one of the counts, or
 /// was left untouched in the DLQ because the run stopped first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RedriveReport {
     /// Sent to the source queue and deleted from the DLQ.
     pub moved: usize,

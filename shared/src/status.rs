@@ -7,8 +7,15 @@ use serde::{Deserialize, Serialize};
 /// `cancelled` is reached only from `accepted` (never claimed) and is final.
 /// Every status write names the ranks it may overwrite in its condition, which makes
 /// duplicated and reordered updates harmless.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(
+    description = "Where a message is. `accepted`: stored and queued; `sending`: a \
+    sender holds it; `sent`: the provider took it; `delivered` / `undeliverable`: the \
+    carrier's receipt; `failed`: the provider refused it, not retried; `unknown`: the \
+    provider may have taken it but its answer was lost, so it is not sent again (a late \
+    receipt can still settle it); `cancelled`: its batch was cancelled before it was sent."
+)]
 pub enum MessageStatus {
     Accepted,
     Sending,

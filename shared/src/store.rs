@@ -51,7 +51,9 @@ fn dynamo<E: std::error::Error + Send + Sync + 'static>(error: E) -> StoreError 
     StoreError::Dynamo(Box::new(error))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// The API answers `as_str`, which is the lowercase variant name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum Channel {
     Sms,
 }

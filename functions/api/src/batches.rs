@@ -13,15 +13,21 @@ use herald::auth::Principal;
 use herald::keys::CHUNK_SIZE;
 use herald::problem::Problem;
 use herald::store::{
-    BatchView, CancelOutcome, Channel, Chunk, Content, NewBatch, Recipient, TenantProfile,
+    BatchStatus, BatchView, CancelOutcome, Channel, Chunk, Content, NewBatch, Recipient,
+    TenantProfile,
 };
 use herald::template::{self, Template, Variables};
 use herald::{BatchId, MessageStatus, PhoneNumber};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
-use crate::intake::{self, FieldErrors};
+use crate::intake::{self, FieldErrors, IdempotencyKeyHeader};
 use crate::messages::{ChannelField, MAX_BODY_CHARS, MessageSummary};
+use crate::openapi::{
+    BodyTooLarge, IdempotencyKeyReused, InvalidRequest, NotFound, RequestInProgress,
+    UnsupportedMediaType,
+};
 use crate::{ApiError, App, Correlation};
 
 pub const MAX_VARIABLES: usize = 20;
@@ -34,34 +40,73 @@ const DEFAULT_PAGE: usize = 50;
 /// Chunks read by one listing request (a filtered page may be short).
 const LISTING_CHUNKS: u32 = 10;
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBatch {
     #[serde(default)]
     pub channel: ChannelField,
+    /// The text, with `{{name}}` placeholders each recipient's variables fill in. The
+    /// rendered text may be at most 1600 characters.
     #[validate(
         length(min = 1, max = 1600, message = "must be 1 to 1600 characters"),
         custom(function = "intake::printable")
     )]
+    #[schema(
+        min_length = 1,
+        max_length = 1600,
+        example = "Hi {{name}}, your code is {{code}}"
+    )]
     pub template: String,
+    /// 1 to the configured maximum (10,000 by default); each number at most once.
+    #[schema(min_items = 1)]
     pub recipients: Vec<RecipientField>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Recipient)]
 pub struct RecipientField {
+    /// The recipient in E.164.
+    #[schema(example = "+14155550100")]
     pub to: String,
+    /// At most 20; names are letters, digits or `_`, values at most 1024 characters, and
+    /// names and values together at most 2048 bytes.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = BatchAccepted)]
 struct Accepted {
     batch_id: String,
+    #[schema(value_type = BatchStatus)]
     status: &'static str,
     total: usize,
     status_url: String,
 }
+
+#[utoipa::path(
+    post,
+    path = "/v1/batches",
+    tag = "batches",
+    operation_id = "createBatch",
+    summary = "Send one template to many recipients",
+    description = "Checks every recipient before anything is written and lists every failure; \
+        a 202 means the whole batch is stored and queued. Follow it at `status_url`.",
+    params(IdempotencyKeyHeader),
+    request_body = CreateBatch,
+    responses(
+        (status = 202, description = "Accepted and queued.", body = Accepted, headers(
+            ("Location" = String, description = "The batch's status URL."),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
+        )),
+        (status = 400, response = InvalidRequest),
+        (status = 409, response = RequestInProgress),
+        (status = 413, response = BodyTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = IdempotencyKeyReused),
+    ),
+)]
 
 pub async fn create(
     State(app): State<Arc<App>>,
@@ -241,22 +286,32 @@ fn check_variables(
     (errors.len() == before).then(|| variables.clone())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Batch)]
 struct Progress {
     id: String,
+    #[schema(value_type = Channel)]
     channel: &'static str,
+    #[schema(value_type = BatchStatus)]
     status: &'static str,
     total: u32,
     counts: Counts,
+    /// Final messages as a share of the total, rounded down to one decimal: 100.0 only
+    /// when every message is final.
     percent_done: f64,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     enqueued_at: Option<String>,
+    #[schema(format = DateTime)]
     cancelled_at: Option<String>,
+    #[schema(format = DateTime)]
     finished_at: Option<String>,
     messages_url: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = BatchCounts)]
 struct Counts {
     /// Not yet final: waiting on the queue or being sent.
     pending: u32,
@@ -296,6 +351,19 @@ impl From<BatchView> for Progress {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}",
+    tag = "batches",
+    operation_id = "getBatch",
+    summary = "A batch's progress",
+    params(("id" = String, Path, description = "The batch id.")),
+    responses(
+        (status = 200, description = "The batch.", body = Progress),
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn show(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
@@ -323,20 +391,42 @@ async fn find(app: &App, principal: &Principal, id: &str) -> Result<BatchView, R
         })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only messages in this status.
+    #[param(value_type = Option<MessageStatus>)]
     status: Option<String>,
+    /// Where to go on: the `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Messages per page.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 50)]
     limit: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = MessagePage)]
 struct Page {
     messages: Vec<MessageSummary>,
+    /// Absent on the last page. A filtered page may be short, or empty, before the end.
     next_cursor: Option<String>,
     next_url: Option<String>,
 }
+
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}/messages",
+    tag = "batches",
+    operation_id = "listBatchMessages",
+    summary = "A batch's messages, a page at a time",
+    params(("id" = String, Path, description = "The batch id."), ListQuery),
+    responses(
+        (status = 200, description = "One page of messages, in batch order.", body = Page),
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = NotFound),
+    ),
+)]
 
 pub async fn messages(
     State(app): State<Arc<App>>,
@@ -418,6 +508,30 @@ pub async fn messages(
     .into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/batches/{id}/cancel",
+    tag = "batches",
+    operation_id = "cancelBatch",
+    summary = "Cancel a batch",
+    description = "Messages not yet claimed by a sender are cancelled; those being sent \
+        finish. Cancelling a cancelled batch answers its progress again.",
+    params(("id" = String, Path, description = "The batch id."), IdempotencyKeyHeader),
+    responses(
+        (status = 200, description = "The batch, cancelled.", body = Progress, headers(
+            ("Location" = String, description = "The batch's status URL."),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
+        )),
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = NotFound),
+        (status = 409, description = "`batch-finished`: every message is final, nothing is left to \
+            cancel. `request-in-progress`: a request with this `Idempotency-Key` has not finished; \
+            retry after `Retry-After`.", body = Problem, content_type = "application/problem+json", headers(
+            ("Retry-After" = u64, description = "With `request-in-progress`: seconds to wait before retrying."),
+        )),
+        (status = 422, response = IdempotencyKeyReused),
+    ),
+)]
 pub async fn cancel(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,

@@ -71,6 +71,21 @@ impl FieldErrors {
     }
 }
 
+/// The `Idempotency-Key` header as the OpenAPI document describes it; `idempotency_key`
+/// is what reads it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKeyHeader {
+    /// 1–255 visible ASCII characters, unique per request and scoped to your tenant;
+    /// reuse it only to retry the same request. Keys are kept for 24 hours.
+    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255)]
+    #[expect(
+        dead_code,
+        reason = "described, never built: `idempotency_key` reads the header"
+    )]
+    idempotency_key: String,
+}
+
 pub fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, Response> {
     let problem = |message: &str| {
         Problem::new(StatusCode::BAD_REQUEST, "idempotency-key", "Idempotency-Key required")

@@ -8,12 +8,11 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, header, header::HeaderName};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::{Extension, Router};
 use herald::CorrelationId;
 use herald::auth::{Access, Principal, route_access};
 use herald::clock::SharedClock;
@@ -26,11 +25,15 @@ use herald::store::{Admission, Store, TenantStatus};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use tracing::Instrument;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 mod batches;
 mod error;
 mod intake;
 mod messages;
+mod openapi;
 mod tenants;
 
 pub use error::ApiError;
@@ -67,23 +70,33 @@ impl App {
     }
 }
 
+/// Every route, registered once: the router and the OpenAPI document are both built from
+/// these `routes!` calls, so the document (and the route walk in the tests) cannot miss
+/// a route the router serves.
+fn registered() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(openapi::serve))
+        .routes(routes!(messages::create))
+        .routes(routes!(messages::show))
+        .routes(routes!(batches::create))
+        .routes(routes!(batches::show))
+        .routes(routes!(batches::messages))
+        .routes(routes!(batches::cancel))
+        .routes(routes!(tenants::usage))
+        .routes(routes!(tenants::own_audit))
+        .routes(routes!(tenants::create))
+        .routes(routes!(tenants::show))
+        .routes(routes!(tenants::suspend))
+        .routes(routes!(tenants::resume))
+        .routes(routes!(tenants::audit))
+        .routes(routes!(tenants::redrive))
+}
+
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/messages", post(messages::create))
-        .route("/v1/messages/{id}", get(messages::show))
-        .route("/v1/batches", post(batches::create))
-        .route("/v1/batches/{id}", get(batches::show))
-        .route("/v1/batches/{id}/messages", get(batches::messages))
-        .route("/v1/batches/{id}/cancel", post(batches::cancel))
-        .route("/v1/usage", get(tenants::usage))
-        .route("/v1/audit", get(tenants::own_audit))
-        .route("/v1/tenants", post(tenants::create))
-        .route("/v1/tenants/{id}", get(tenants::show))
-        .route("/v1/tenants/{id}/suspend", post(tenants::suspend))
-        .route("/v1/tenants/{id}/resume", post(tenants::resume))
-        .route("/v1/tenants/{id}/audit", get(tenants::audit))
-        .route("/v1/operator/redrive", post(tenants::redrive))
+    let (routes, document) = registered().split_for_parts();
+    let served = openapi::Served(render(openapi::apply_policy(document)).into());
+    routes
         .route_layer(middleware::from_fn_with_state(app.clone(), authorize))
         .fallback(|| async { Problem::not_found().detail("No such route.") })
         .method_not_allowed_fallback(|| async {
@@ -93,6 +106,7 @@ pub fn router(app: Arc<App>) -> Router {
                 "Method Not Allowed",
             )
         })
+        .layer(Extension(served))
         .layer(middleware::from_fn(correlate))
         // The body is already in memory (it arrives inside the Lambda event, which API
         // Gateway caps); the handlers check `max_body_bytes` and answer 413 as
@@ -101,27 +115,53 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Every route, for the policy test: the router's own list would need axum internals.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/v1/health"),
-    ("POST", "/v1/messages"),
-    ("GET", "/v1/messages/{id}"),
-    ("POST", "/v1/batches"),
-    ("GET", "/v1/batches/{id}"),
-    ("GET", "/v1/batches/{id}/messages"),
-    ("POST", "/v1/batches/{id}/cancel"),
-    ("GET", "/v1/usage"),
-    ("GET", "/v1/audit"),
-    ("POST", "/v1/tenants"),
-    ("GET", "/v1/tenants/{id}"),
-    ("POST", "/v1/tenants/{id}/suspend"),
-    ("POST", "/v1/tenants/{id}/resume"),
-    ("GET", "/v1/tenants/{id}/audit"),
-    ("POST", "/v1/operator/redrive"),
-];
+/// The OpenAPI document of the router, with the policy table's security applied.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::apply_policy(registered().into_openapi())
+}
 
-async fn health(State(_app): State<Arc<App>>) -> impl IntoResponse {
-    axum::Json(serde_json::json!({ "status": "ok" }))
+/// The document as `GET /v1/openapi.json` serves it and `docs/openapi.json` holds it.
+pub fn openapi_json() -> String {
+    render(openapi())
+}
+
+fn render(document: utoipa::openapi::OpenApi) -> String {
+    let mut json = document
+        .to_pretty_json()
+        .expect("an OpenAPI document is plain JSON data");
+    json.push('\n');
+    json
+}
+
+/// Every route the router serves, as `(METHOD, path)` in the router's path syntax: read
+/// from the document, which comes from the same registrations as the router.
+pub fn routes() -> Vec<(String, String)> {
+    openapi()
+        .paths
+        .paths
+        .iter()
+        .flat_map(|(path, item)| {
+            openapi::operations(item).map(move |(method, _)| (method.to_owned(), path.clone()))
+        })
+        .collect()
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// Always `ok`: the function is up. It does not check dependencies.
+    status: &'static str,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = "meta",
+    operation_id = "getHealth",
+    summary = "Liveness",
+    responses((status = 200, description = "The API is up.", body = Health)),
+)]
+async fn health() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
 }
 
 #[derive(Clone)]

@@ -10,30 +10,39 @@ use axum::response::{IntoResponse, Response};
 use herald::auth::Principal;
 use herald::problem::Problem;
 use herald::store::{Channel, Chunk, Content, MessageView, NewBatch, Recipient, TenantProfile};
-use herald::{MessageId, PhoneNumber};
+use herald::{MessageId, MessageStatus, PhoneNumber};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use validator::Validate;
 
-use crate::intake::{self, FieldErrors};
+use crate::intake::{self, FieldErrors, IdempotencyKeyHeader};
+use crate::openapi::{
+    BodyTooLarge, IdempotencyKeyReused, InvalidRequest, NotFound, RequestInProgress,
+    UnsupportedMediaType,
+};
 use crate::{ApiError, App, Correlation};
 
 /// Longest text one message may carry (Twilio's limit; it splits it into segments).
 pub const MAX_BODY_CHARS: usize = 1600;
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMessage {
     #[serde(default)]
     pub channel: ChannelField,
+    /// The recipient in E.164: `+`, country code and number, nothing else.
+    #[schema(example = "+14155550100")]
     pub to: String,
+    /// The text; no control characters other than newline, carriage return and tab.
     #[validate(
         length(min = 1, max = 1600, message = "must be 1 to 1600 characters"),
         custom(function = "intake::printable")
     )]
+    #[schema(min_length = 1, max_length = 1600)]
     pub body: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelField {
     #[default]
@@ -48,13 +57,38 @@ impl From<ChannelField> for Channel {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = MessageAccepted)]
 struct Accepted {
     id: String,
     batch_id: String,
+    #[schema(value_type = MessageStatus)]
     status: &'static str,
     status_url: String,
 }
+
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    tag = "messages",
+    operation_id = "createMessage",
+    summary = "Send one SMS",
+    description = "Accepts one message for sending. A 202 means it is stored and queued; \
+        nothing is sent inline. Follow it at `status_url`.",
+    params(IdempotencyKeyHeader),
+    request_body = CreateMessage,
+    responses(
+        (status = 202, description = "Accepted and queued.", body = Accepted, headers(
+            ("Location" = String, description = "The message's status URL."),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
+        )),
+        (status = 400, response = InvalidRequest),
+        (status = 409, response = RequestInProgress),
+        (status = 413, response = BodyTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = IdempotencyKeyReused),
+    ),
+)]
 
 pub async fn create(
     State(app): State<Arc<App>>,
@@ -123,6 +157,20 @@ pub async fn create(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/messages/{id}",
+    tag = "messages",
+    operation_id = "getMessage",
+    summary = "A message's status",
+    description = "Its status, provider reference, attempts, last error and status history.",
+    params(("id" = String, Path, description = "The message id: `{batch id}.{index}`.")),
+    responses(
+        (status = 200, description = "The message.", body = MessageBody),
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn show(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
@@ -147,31 +195,42 @@ pub async fn show(
     Ok(axum::Json(MessageBody::from(message)).into_response())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Message)]
 struct MessageBody {
     id: String,
     batch_id: String,
+    #[schema(value_type = Channel)]
     channel: &'static str,
+    /// The recipient in E.164.
     to: String,
+    #[schema(value_type = MessageStatus)]
     status: &'static str,
     provider: Option<String>,
     provider_ref: Option<String>,
     attempts: u32,
     error: Option<ErrorBody>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
     history: Vec<HistoryBody>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = MessageError)]
 struct ErrorBody {
+    /// The provider's error code, when it gave one.
     code: Option<String>,
     reason: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = MessageHistoryEntry)]
 struct HistoryBody {
+    #[schema(value_type = MessageStatus)]
     status: &'static str,
+    #[schema(format = DateTime)]
     at: String,
 }
 
@@ -205,13 +264,16 @@ impl From<MessageView> for MessageBody {
 }
 
 /// One message in a batch listing: its state without its history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MessageSummary {
     id: String,
+    /// The recipient in E.164.
     to: String,
+    #[schema(value_type = MessageStatus)]
     status: &'static str,
     provider_ref: Option<String>,
     error: Option<ErrorBody>,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 

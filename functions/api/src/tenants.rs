@@ -13,35 +13,65 @@ use herald::TenantId;
 use herald::auth::Principal;
 use herald::problem::Problem;
 use herald::provider::SmsProviderKind;
+use herald::redrive::RedriveReport;
 use herald::store::{AuditEntry, Limits, PLANS, TenantProfile, TenantStatus, plan_limits};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::Type;
+use utoipa::openapi::schema::{Object, ObjectBuilder};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::intake::{self, FieldErrors};
+use crate::intake::{self, FieldErrors, IdempotencyKeyHeader};
+use crate::openapi::{
+    BodyTooLarge, IdempotencyKeyReused, InvalidRequest, NotFound, RequestInProgress,
+    UnsupportedMediaType,
+};
 use crate::{ApiError, App, Correlation};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Usage {
     tenant_id: String,
+    #[schema(schema_with = plan_schema)]
     plan: String,
+    /// The UTC day counted.
+    #[schema(format = Date)]
     day: String,
     sends: SendUsage,
     rate_limit: RateLimit,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct SendUsage {
     used: u32,
     limit: u32,
     remaining: u32,
+    /// The next UTC midnight.
+    #[schema(format = DateTime)]
     resets_at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct RateLimit {
     requests_per_second: u32,
 }
 
+/// The plan names, from the plan table.
+fn plan_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(PLANS.iter().map(|(name, _)| *name)))
+        .build()
+}
+
 /// `GET /v1/usage`: today's sends against the quota, and the request rate limit.
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    tag = "tenant",
+    operation_id = "getUsage",
+    summary = "Today's usage and limits",
+    description = "Messages accepted today (UTC) against the daily quota, and the request rate limit.",
+    responses((status = 200, description = "Your tenant's usage.", body = Usage)),
+)]
 pub async fn usage(
     State(app): State<Arc<App>>,
     Extension(profile): Extension<TenantProfile>,
@@ -72,20 +102,38 @@ pub async fn usage(
     .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// The UTC day to read; today when absent.
+    #[param(format = Date)]
     day: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct AuditLog {
     tenant_id: String,
+    #[schema(format = Date)]
     day: String,
+    /// In time order; at most 500.
     entries: Vec<AuditEntry>,
 }
 
 /// `GET /v1/audit?day=YYYY-MM-DD`: the caller's own tenant's log (admins).
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "tenant",
+    operation_id = "getOwnAudit",
+    summary = "Your tenant's audit log",
+    description = "Who changed what in your tenant on one UTC day.",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "The day's entries.", body = AuditLog),
+        (status = 400, response = InvalidRequest),
+    ),
+)]
 pub async fn own_audit(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
@@ -95,6 +143,19 @@ pub async fn own_audit(
 }
 
 /// `GET /v1/tenants/{id}/audit?day=YYYY-MM-DD`: any tenant's log (operators).
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{id}/audit",
+    tag = "operator",
+    operation_id = "getTenantAudit",
+    summary = "Any tenant's audit log",
+    description = "Who changed what in the tenant on one UTC day.",
+    params(("id" = String, Path, description = "The tenant id."), AuditQuery),
+    responses(
+        (status = 200, description = "The day's entries.", body = AuditLog),
+        (status = 400, response = InvalidRequest),
+    ),
+)]
 pub async fn audit(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -149,11 +210,13 @@ fn path_tenant(id: &str) -> Result<TenantId, Response> {
     TenantId::parse(id).map_err(|e| single_error("id", e.to_string()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTenant {
     tenant_id: String,
+    #[schema(schema_with = plan_schema)]
     plan: String,
+    /// Overrides of the plan's limits.
     #[serde(default)]
     limits: Option<LimitsField>,
     /// `twilio` (the default) or `sns`.
@@ -161,25 +224,34 @@ struct CreateTenant {
     sms_provider: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = LimitOverrides)]
 struct LimitsField {
+    #[schema(minimum = 1)]
     api_requests_per_second: Option<u32>,
+    #[schema(minimum = 1)]
     sends_per_day: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Tenant)]
 struct TenantBody {
     tenant_id: String,
+    #[schema(schema_with = plan_schema)]
     plan: String,
+    #[schema(value_type = TenantStatus)]
     status: &'static str,
     limits: LimitsBody,
     sms_provider: &'static str,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Limits)]
 struct LimitsBody {
     api_requests_per_second: u32,
     sends_per_day: u32,
@@ -203,6 +275,31 @@ impl From<TenantProfile> for TenantBody {
 }
 
 /// `POST /v1/tenants`: a new tenant on a plan, with optional overrides of its limits.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    tag = "operator",
+    operation_id = "createTenant",
+    summary = "Create a tenant",
+    description = "A new tenant on a plan, with optional overrides of the plan's limits.",
+    params(IdempotencyKeyHeader),
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "Created.", body = TenantBody, headers(
+            ("Location" = String, description = "The tenant's URL."),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
+        )),
+        (status = 400, response = InvalidRequest),
+        (status = 409, description = "`tenant-exists`: the tenant id is taken. \
+            `request-in-progress`: a request with this `Idempotency-Key` has not finished; \
+            retry after `Retry-After`.", body = Problem, content_type = "application/problem+json", headers(
+            ("Retry-After" = u64, description = "With `request-in-progress`: seconds to wait before retrying."),
+        )),
+        (status = 413, response = BodyTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = IdempotencyKeyReused),
+    ),
+)]
 pub async fn create(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
@@ -312,7 +409,19 @@ pub async fn create(
     .await
 }
 
-/// `GET /v1/tenants/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{id}",
+    tag = "operator",
+    operation_id = "getTenant",
+    summary = "A tenant's profile",
+    params(("id" = String, Path, description = "The tenant id.")),
+    responses(
+        (status = 200, description = "The tenant.", body = TenantBody),
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = NotFound),
+    ),
+)]
 pub async fn show(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -331,6 +440,26 @@ pub async fn show(
     Ok(axum::Json(TenantBody::from(profile)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{id}/suspend",
+    tag = "operator",
+    operation_id = "suspendTenant",
+    summary = "Suspend a tenant",
+    description = "Its requests are refused with 403 and its queued messages are held, not \
+        sent, until it is resumed.",
+    params(("id" = String, Path, description = "The tenant id."), IdempotencyKeyHeader),
+    responses(
+        (status = 200, description = "The tenant, suspended.", body = TenantBody, headers(
+            ("Location" = String, description = "The tenant's URL."),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
+        )),
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = RequestInProgress),
+        (status = 422, response = IdempotencyKeyReused),
+    ),
+)]
 pub async fn suspend(
     state: State<Arc<App>>,
     principal: Extension<Principal>,
@@ -349,6 +478,25 @@ pub async fn suspend(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{id}/resume",
+    tag = "operator",
+    operation_id = "resumeTenant",
+    summary = "Resume a suspended tenant",
+    description = "Its requests are served again and its held messages are sent.",
+    params(("id" = String, Path, description = "The tenant id."), IdempotencyKeyHeader),
+    responses(
+        (status = 200, description = "The tenant, active.", body = TenantBody, headers(
+            ("Location" = String, description = "The tenant's URL."),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
+        )),
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = RequestInProgress),
+        (status = 422, response = IdempotencyKeyReused),
+    ),
+)]
 pub async fn resume(
     state: State<Arc<App>>,
     principal: Extension<Principal>,
@@ -420,6 +568,25 @@ const REDRIVE_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// `POST /v1/operator/redrive`: one redrive run of the send DLQ, now. Its report is
 /// the answer; a run with failures answers 502 with the report in the problem.
+#[utoipa::path(
+    post,
+    path = "/v1/operator/redrive",
+    tag = "operator",
+    operation_id = "redriveDeadLetters",
+    summary = "Redrive the send dead-letter queue now",
+    description = "One run of the redriver, bounded to 20 seconds: moves dead letters back to \
+        the send queue, and parks those already redriven too often.",
+    params(IdempotencyKeyHeader),
+    responses(
+        (status = 200, description = "What the run did.", body = RedriveReport),
+        (status = 400, response = InvalidRequest),
+        (status = 409, response = RequestInProgress),
+        (status = 422, response = IdempotencyKeyReused),
+        (status = 502, description = "`redrive-incomplete`: some messages could not be moved \
+            (or the DLQ could not be read); `detail` has the counts, and the failed messages are \
+            still in the DLQ.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn redrive(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,

@@ -10,7 +10,7 @@ const AUDIT_TTL_SECS: u64 = 400 * 24 * 3600;
 /// Entries returned by one read of a day.
 const MAX_ENTRIES: i32 = 500;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub at: String,
     /// The token subject of whoever acted (a user or a machine client).

@@ -15,7 +15,9 @@ use crate::ids::{BatchId, TenantId};
 use crate::keys;
 use crate::status::MessageStatus;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// The API answers `as_str`, which is the lowercase variant name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum BatchStatus {
     /// Written, not yet (entirely) on the queue.
     Accepted,

@@ -11,7 +11,9 @@ use crate::ids::TenantId;
 use crate::keys::{self, SCHEMA_VERSION};
 use crate::provider::SmsProviderKind;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// The API answers `as_str`, which is the lowercase variant name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum TenantStatus {
     Active,
     /// Requests get 403 and queued work is held, not sent.

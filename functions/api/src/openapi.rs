@@ -1,0 +1,451 @@
+//! The OpenAPI document. Paths come from the handlers' `#[utoipa::path]` annotations,
+//! registered with the same `routes!` calls that build the router; who may call each
+//! route (security, roles, the answers of the authorizer) comes from the policy table.
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use herald::auth::{Access, Permission, Role, route_access};
+use herald::problem::{self, FieldError, Problem};
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Components, ContentBuilder, Header, OpenApi, Ref, RefOr, ResponseBuilder};
+use utoipa::{PartialSchema, ToResponse, ToSchema};
+
+/// The security scheme's name in the document.
+const BEARER: &str = "bearer";
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Herald",
+        description = "Multi-tenant bulk SMS. Send one message or a templated batch, follow \
+            each message's status, and read your usage and audit log. Errors are RFC 9457 \
+            `application/problem+json`; every answer carries `x-correlation-id`."
+    ),
+    components(
+        schemas(Problem, FieldError),
+        responses(
+            InvalidRequest,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            RequestInProgress,
+            BodyTooLarge,
+            UnsupportedMediaType,
+            IdempotencyKeyReused,
+            TooManyRequests,
+            InternalError,
+            Unavailable,
+        )
+    ),
+    tags(
+        (name = "messages", description = "One SMS to one recipient."),
+        (name = "batches", description = "One template to many recipients, with progress and cancel."),
+        (name = "tenant", description = "Your tenant's usage and audit log."),
+        (name = "operator", description = "Platform-wide actions for Herald's operators."),
+        (name = "meta", description = "Liveness and this document; no token needed."),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// Fills in what the policy table decides for every operation: the bearer token, the
+/// groups that may call it, and the answers of the authorizer (401, 403, the tenant's
+/// rate limit, and the dependency failures it can meet).
+pub(crate) fn apply_policy(mut document: OpenApi) -> OpenApi {
+    document
+        .components
+        .get_or_insert_with(Components::new)
+        .add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A Cognito ID token from Herald's user pool. Your tenant comes from its \
+                         `custom:tenant_id` claim and your roles from its `cognito:groups` claim, \
+                         never from the request.",
+                    ))
+                    .build(),
+            ),
+        );
+    for (path, item) in document.paths.paths.iter_mut() {
+        for (method, operation) in operations_mut(item) {
+            if let Some(Access::Requires(permission)) = route_access(method, path) {
+                require(operation, permission);
+            }
+        }
+    }
+    document
+}
+
+fn require(operation: &mut Operation, permission: Permission) {
+    operation.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+    let groups: Vec<String> = Role::ALL
+        .iter()
+        .filter(|role| role.permissions().contains(&permission))
+        .map(|role| format!("`{}`", role.as_str()))
+        .collect();
+    let mut note = format!("Groups allowed: {}.", groups.join(", "));
+    let mut answers = vec![
+        ("401", Unauthorized::response().0),
+        ("403", Forbidden::response().0),
+        ("500", InternalError::response().0),
+        ("503", Unavailable::response().0),
+    ];
+    if !permission.is_platform() {
+        note.push_str(" Counts against your tenant's request rate; answers carry `RateLimit-*`.");
+        answers.push(("429", TooManyRequests::response().0));
+        for (status, answer) in operation.responses.responses.iter_mut() {
+            if let RefOr::T(answer) = answer
+                && status.starts_with('2')
+            {
+                answer.headers.extend(rate_limit_headers());
+            }
+        }
+    }
+    for (status, name) in answers {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| Ref::from_response_name(name).into());
+    }
+    operation.description = Some(match operation.description.take() {
+        Some(description) => format!("{description}\n\n{note}"),
+        None => note,
+    });
+}
+
+/// Each operation of a path with its method as the policy table spells it.
+pub(crate) fn operations(item: &PathItem) -> impl Iterator<Item = (&'static str, &Operation)> {
+    [
+        ("GET", &item.get),
+        ("PUT", &item.put),
+        ("POST", &item.post),
+        ("DELETE", &item.delete),
+        ("OPTIONS", &item.options),
+        ("HEAD", &item.head),
+        ("PATCH", &item.patch),
+        ("TRACE", &item.trace),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| Some((method, operation.as_ref()?)))
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+    [
+        ("GET", &mut item.get),
+        ("PUT", &mut item.put),
+        ("POST", &mut item.post),
+        ("DELETE", &mut item.delete),
+        ("OPTIONS", &mut item.options),
+        ("HEAD", &mut item.head),
+        ("PATCH", &mut item.patch),
+        ("TRACE", &mut item.trace),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| Some((method, operation.as_mut()?)))
+}
+
+/// The rendered document; cloning it per request shares the bytes.
+#[derive(Clone)]
+pub(crate) struct Served(pub Bytes);
+
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "meta",
+    operation_id = "getOpenApi",
+    summary = "This document",
+    description = "The OpenAPI 3.1 document of this API, generated from the code that serves it.",
+    responses((status = 200, description = "The document.", body = Object, content_type = "application/json")),
+)]
+pub(crate) async fn serve(Extension(Served(document)): Extension<Served>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        document,
+    )
+        .into_response()
+}
+
+fn header_of<T: PartialSchema>(description: &str) -> Header {
+    let mut header = Header::new(T::schema());
+    header.description = Some(description.to_owned());
+    header
+}
+
+fn retry_after(description: &str) -> (String, Header) {
+    ("Retry-After".to_owned(), header_of::<u64>(description))
+}
+
+fn rate_limit_headers() -> [(String, Header); 4] {
+    [
+        (
+            "RateLimit-Limit",
+            header_of::<u32>("Requests your tenant may make per second."),
+        ),
+        (
+            "RateLimit-Remaining",
+            header_of::<u32>("Requests left in the current one-second window."),
+        ),
+        (
+            "RateLimit-Reset",
+            header_of::<u32>("Seconds until the window resets: always 1."),
+        ),
+        (
+            "RateLimit-Policy",
+            header_of::<String>("The limit and its window, as `{limit};w=1`."),
+        ),
+    ]
+    .map(|(name, header)| (name.to_owned(), header))
+}
+
+/// A problem+json answer; `headers` are sent with it.
+fn problem_response(
+    description: &str,
+    headers: impl IntoIterator<Item = (String, Header)>,
+) -> RefOr<utoipa::openapi::Response> {
+    let mut builder = ResponseBuilder::new().description(description).content(
+        problem::CONTENT_TYPE,
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(Problem::name())))
+            .build(),
+    );
+    for (name, header) in headers {
+        builder = builder.header(name, header);
+    }
+    builder.build().into()
+}
+
+/// Declares reusable problem answers. The types are names the handlers' annotations
+/// refer to (`response = NotFound`); nothing builds them.
+macro_rules! problem_responses {
+    ($($name:ident => $build:expr;)+) => {$(
+        pub(crate) enum $name {}
+
+        impl<'s> ToResponse<'s> for $name {
+            fn response() -> (&'s str, RefOr<utoipa::openapi::Response>) {
+                (stringify!($name), $build)
+            }
+        }
+    )+};
+}
+
+problem_responses! {
+    InvalidRequest => problem_response(
+        "The request is not valid: malformed JSON, unknown fields, invalid values, a \
+         missing or malformed `Idempotency-Key`, or an invalid id or query parameter. \
+         `errors` lists every failing field: a JSON Pointer into the body, or the header \
+         or parameter name. Nothing was written.",
+        [],
+    );
+    Unauthorized => problem_response(
+        "No valid bearer token: missing, malformed, expired, or not issued for this API. \
+         In AWS, API Gateway's JWT authorizer answers this before Herald runs, with its own \
+         JSON body.",
+        [(
+            "WWW-Authenticate".to_owned(),
+            header_of::<String>("`Bearer`."),
+        )],
+    );
+    Forbidden => problem_response(
+        "The token is valid but may not do this: its groups lack the permission, its tenant \
+         is not registered, or its tenant is suspended (`tenant-suspended`).",
+        [],
+    );
+    NotFound => problem_response(
+        "No such resource for your tenant. Another tenant's resource answers exactly like a \
+         missing one.",
+        [],
+    );
+    RequestInProgress => problem_response(
+        "`request-in-progress`: a request with this `Idempotency-Key` has not finished; \
+         retry after `Retry-After`.",
+        [retry_after("Seconds to wait before retrying: 1.")],
+    );
+    BodyTooLarge => problem_response(
+        "The body is larger than the API accepts (5 MiB unless configured otherwise).",
+        [],
+    );
+    UnsupportedMediaType => problem_response(
+        "The body is not sent as `application/json`.",
+        [],
+    );
+    IdempotencyKeyReused => problem_response(
+        "`idempotency-key-reused`: this `Idempotency-Key` was used for a different request; \
+         use a new key for a new request.",
+        [],
+    );
+    TooManyRequests => problem_response(
+        "`rate-limited`: your tenant made more requests this second than its limit. \
+         `quota-exceeded` (sending routes): the request would pass your tenant's daily send \
+         quota; nothing was accepted.",
+        rate_limit_headers().into_iter().chain([retry_after(
+            "Seconds to wait: to the next second when rate limited, to UTC midnight when \
+             over the daily quota.",
+        )]),
+    );
+    InternalError => problem_response(
+        "Stored data could not be read. The error was logged; contact support with the \
+         correlation id.",
+        [],
+    );
+    Unavailable => problem_response(
+        "A dependency is temporarily unavailable. Retry later, with the same \
+         `Idempotency-Key` for a POST: the retry finishes the same work instead of \
+         starting it twice.",
+        [retry_after("Seconds to wait before retrying: 1.")],
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use herald::MessageStatus;
+    use herald::auth::{Access, ROUTE_POLICY, route_access};
+    use herald::store::{BatchStatus, Channel, TenantStatus};
+    use serde_json::Value;
+
+    const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+
+    fn served() -> BTreeSet<(String, String)> {
+        crate::routes().into_iter().collect()
+    }
+
+    #[test]
+    fn every_route_the_router_serves_has_a_policy() {
+        let missing: Vec<_> = served()
+            .into_iter()
+            .filter(|(method, path)| route_access(method, path).is_none())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "routes without a policy in herald::auth::ROUTE_POLICY (the authorizer denies them): {missing:?}"
+        );
+    }
+
+    #[test]
+    fn every_policy_names_a_route_the_router_serves() {
+        let served = served();
+        let stale: Vec<_> = ROUTE_POLICY
+            .iter()
+            .map(|(method, path, _)| (method.to_string(), path.to_string()))
+            .filter(|route| !served.contains(route))
+            .collect();
+        assert!(
+            stale.is_empty(),
+            "policies for routes the router does not serve: {stale:?}"
+        );
+    }
+
+    #[test]
+    fn only_public_routes_go_without_a_token() {
+        let document = crate::openapi();
+        for (path, item) in &document.paths.paths {
+            for (method, operation) in super::operations(item) {
+                let public = route_access(method, path) == Some(Access::Public);
+                assert_eq!(operation.security.is_none(), public, "{method} {path}");
+                assert_eq!(
+                    operation.responses.responses.contains_key("401"),
+                    !public,
+                    "{method} {path}"
+                );
+            }
+        }
+        assert!(served().contains(&("GET".to_owned(), "/v1/openapi.json".to_owned())));
+        assert_eq!(
+            route_access("GET", "/v1/openapi.json"),
+            Some(Access::Public)
+        );
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_for_this_build() {
+        let document: Value = serde_json::from_str(&crate::openapi_json()).unwrap();
+        assert_eq!(document["openapi"], "3.1.0");
+        assert_eq!(document["info"]["title"], "Herald");
+        assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(
+            document["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+    }
+
+    #[test]
+    fn every_reference_points_into_the_document() {
+        fn refs(value: &Value, found: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(target)) = map.get("$ref") {
+                        found.push(target.clone());
+                    }
+                    map.values().for_each(|v| refs(v, found));
+                }
+                Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+                _ => {}
+            }
+        }
+        let document: Value = serde_json::from_str(&crate::openapi_json()).unwrap();
+        let mut found = Vec::new();
+        refs(&document, &mut found);
+        assert!(!found.is_empty());
+        for target in found {
+            let pointer = target.strip_prefix('#').expect("a local reference");
+            assert!(
+                document.pointer(pointer).is_some(),
+                "{target} is not in the document"
+            );
+        }
+    }
+
+    #[test]
+    fn status_names_in_the_document_are_the_ones_the_api_answers() {
+        fn names<T: utoipa::PartialSchema>() -> Vec<String> {
+            let schema = serde_json::to_value(T::schema()).unwrap();
+            serde_json::from_value(schema["enum"].clone()).unwrap()
+        }
+        assert_eq!(
+            names::<MessageStatus>(),
+            MessageStatus::ALL.map(MessageStatus::as_str)
+        );
+        assert_eq!(
+            names::<BatchStatus>(),
+            [
+                BatchStatus::Accepted,
+                BatchStatus::Enqueued,
+                BatchStatus::Completed,
+                BatchStatus::Cancelled
+            ]
+            .map(BatchStatus::as_str)
+        );
+        assert_eq!(
+            names::<TenantStatus>(),
+            [TenantStatus::Active, TenantStatus::Suspended].map(TenantStatus::as_str)
+        );
+        assert_eq!(names::<Channel>(), [Channel::Sms.as_str()]);
+    }
+
+    #[test]
+    fn the_committed_document_is_the_generated_one() {
+        let generated = crate::openapi_json();
+        let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
+        if committed != generated {
+            let first_difference = committed
+                .lines()
+                .zip(generated.lines())
+                .position(|(a, b)| a != b)
+                .map_or_else(|| "its length".to_owned(), |i| format!("line {}", i + 1));
+            panic!(
+                "docs/openapi.json differs from the document the code generates (at {first_difference}); \
+                 run `make openapi` and commit the result"
+            );
+        }
+    }
+}
