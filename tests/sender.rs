@@ -202,6 +202,11 @@ async fn records_that_can_never_succeed_go_straight_to_the_dlq_with_their_reason
     );
 
     assert_eq!(test.queue_depth("SendDLQ").await, 3);
+    assert_eq!(
+        test.cloud.metrics.total("sender", "PoisonParked"),
+        3.0,
+        "each parked record is counted"
+    );
     let dlq = test.cloud.stack.reference("SendDLQ").unwrap();
     let parked = test
         .cloud

@@ -187,6 +187,7 @@ pub async fn handle(deps: &Deps, event: SqsEvent, deadline: Instant) -> SqsBatch
                     let reason = error_chain(&error);
                     match park(deps, record, &reason).await {
                         Ok(()) => {
+                            deps.metrics.emit(Record::new("sender").count("PoisonParked", 1).property("reason", reason.as_str()));
                             tracing::error!(error = %reason, "record can never succeed; parked in the DLQ");
                             None
                         }
