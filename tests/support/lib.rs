@@ -216,7 +216,10 @@ impl TestCloud {
             let received = runner.receive().await.expect("receive").records;
             let mut records = records.lock().unwrap();
             records.extend(received);
-            assert!(records.len() <= expected, "more than {expected} queue messages");
+            assert!(
+                records.len() <= expected,
+                "more than {expected} queue messages"
+            );
             (records.len() == expected).then_some(())
         })
         .await;
