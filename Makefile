@@ -23,7 +23,7 @@ OFFLINE_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN \
 	AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
 	AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help venv venv-lint venv-deploy lint lint-template dev test openapi sam-build clean
+.PHONY: help venv venv-lint venv-deploy lint lint-template dev test openapi bench sam-build clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -85,6 +85,15 @@ openapi: ## Regenerate docs/openapi.json from the api's code (a test fails when 
 	cargo run -q -p herald-api --example openapi > docs/openapi.json.tmp \
 	  || { rm -f docs/openapi.json.tmp; exit 1; }
 	mv docs/openapi.json.tmp docs/openapi.json
+
+# The benchmark uses the emulator at HERALD_EMULATOR_URL (default port 4566) if one
+# answers there, and otherwise starts one and stops it at the end. It is built with the
+# optimised bench-local profile (the first build takes minutes). Arguments go in
+# BENCH_ARGS, e.g. `make bench BENCH_ARGS="--recipients 2000"` (see --help).
+BENCH_ARGS ?=
+bench: venv ## Delivery benchmark: emulator ceiling, then a 10,000-recipient batch (docs/performance.md)
+	HERALD_VENV="$(CURDIR)/$(VENV)" cargo run -q --profile bench-local -p herald-local \
+	  --bin herald-bench -- $(BENCH_ARGS)
 
 # rust-cargolambda runs `cargo lambda build --release --arm64 --bin <Binary>` in the
 # workspace root; cargo-lambda and zig come from .venv-deploy.

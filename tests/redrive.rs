@@ -362,7 +362,8 @@ async fn a_send_that_fails_loses_nothing_and_fails_the_invocation() {
     let env = test.cloud.stack.function_env("RedriverFunction").unwrap();
     let mut config = herald::config::RedriverConfig::load(&env).unwrap();
     config.send_queue_url = format!("{}-gone", config.send_queue_url);
-    let deps = herald_redriver::Deps::from_config(config, &test.cloud.sdk, herald::clock::system());
+    let clients = herald::aws::Clients::new(test.cloud.sdk.clone());
+    let deps = herald_redriver::Deps::from_config(config, &clients, herald::clock::system());
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
 
     let outcome = herald_redriver::handle(&deps, deadline).await;

@@ -1,17 +1,28 @@
-"""Herald's AWS emulator: moto in server mode, with one fidelity fix.
+"""Herald's AWS emulator: moto in server mode, with two fixes.
 
 Real DynamoDB applies a conditional write atomically. moto checks the condition and
 then writes, with nothing in between to stop a concurrent request, so two concurrent
 claims of one message could both succeed locally and a duplicate SMS would be sent
 that AWS would never send. Serialising DynamoDB requests restores the guarantee Herald
 relies on. Other services keep moto's threading (SQS long polls must not block).
+
+moto backs up a TransactWriteItems request by deep-copying every table it names, so
+each transaction costs time in proportion to the table: seconds once a table holds a
+10,000-recipient batch. Serialised, that stalls every other DynamoDB request, and the
+sender's calls time out as they never would in AWS. The launcher backs up only the
+items a transaction names, which is all a transaction can change.
 """
 
 import argparse
+import copy
 import signal
 import sys
 import threading
+import types
 
+from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -34,11 +45,68 @@ def _serialise_dynamodb(app):
     return wrapped
 
 
+def _backup(backend, entry):
+    """The table, key and a copy of the item one transaction entry names, or None when
+    it names none (moto then refuses the entry without writing anything)."""
+    if len(entry) != 1:
+        return None
+    (operation,) = entry.values()
+    table = backend.tables.get(operation.get("TableName"))
+    if table is None:
+        return None
+    key = operation.get("Item") if "Item" in operation else operation.get("Key")
+    try:
+        hash_value = DynamoType(key[table.hash_key_attr])
+        range_value = (
+            DynamoType(key[table.range_key_attr]) if table.has_range_key else None
+        )
+    except (KeyError, TypeError):
+        return None
+    item = table.get_item(hash_value, range_value)
+    return table, hash_value, range_value, copy.deepcopy(item)
+
+
+def _restore(table, hash_value, range_value, item):
+    if table.has_range_key:
+        if item is None:
+            table.items[hash_value].pop(range_value, None)
+        else:
+            table.items[hash_value][range_value] = item
+    elif item is None:
+        table.items.pop(hash_value, None)
+    else:
+        table.items[hash_value] = item
+
+
+def _back_up_items_not_tables():
+    original = dynamodb_models.DynamoDBBackend.transact_write_items
+
+    # moto's own backup of a table becomes the live table, so its rollback changes
+    # nothing; every other deep copy in that module stays one.
+    def deepcopy(value, memo=None):
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    dynamodb_models.copy = types.SimpleNamespace(deepcopy=deepcopy)
+
+    def transact_write_items(self, transact_items):
+        backups = [b for b in (_backup(self, e) for e in transact_items) if b]
+        try:
+            return original(self, transact_items)
+        except Exception:
+            # Newest first, so an item named twice ends as it was before either.
+            for backup in reversed(backups):
+                _restore(*backup)
+            raise
+
+    dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=4566)
     args = parser.parse_args()
+    _back_up_items_not_tables()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)

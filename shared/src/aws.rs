@@ -41,5 +41,68 @@ pub async fn for_emulator(endpoint: &str) -> SdkConfig {
 
 pub use aws_config::SdkConfig;
 pub use aws_sdk_dynamodb::Client as DynamoDbClient;
+pub use aws_sdk_dynamodb::config::SharedInterceptor;
 pub use aws_sdk_secretsmanager::Client as SecretsManagerClient;
 pub use aws_sdk_sqs::Client as SqsClient;
+
+/// Builds a function's SDK clients from one configuration. A function's clients all
+/// come from here, so the local cloud can attach interceptors to exactly the clients
+/// one function uses (the benchmark counts each function's requests that way). A
+/// deployed function attaches none, and its clients are what `Client::new` builds.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    sdk: SdkConfig,
+    interceptors: Vec<SharedInterceptor>,
+}
+
+impl Clients {
+    pub fn new(sdk: SdkConfig) -> Self {
+        Self {
+            sdk,
+            interceptors: Vec::new(),
+        }
+    }
+
+    /// Every client built afterwards runs `interceptor` on each request.
+    pub fn with_interceptor(mut self, interceptor: SharedInterceptor) -> Self {
+        self.interceptors.push(interceptor);
+        self
+    }
+
+    pub fn sdk(&self) -> &SdkConfig {
+        &self.sdk
+    }
+
+    pub fn dynamodb(&self) -> DynamoDbClient {
+        let mut config = aws_sdk_dynamodb::config::Builder::from(&self.sdk);
+        for interceptor in &self.interceptors {
+            config.push_interceptor(interceptor.clone());
+        }
+        DynamoDbClient::from_conf(config.build())
+    }
+
+    pub fn sqs(&self) -> SqsClient {
+        let mut config = aws_sdk_sqs::config::Builder::from(&self.sdk);
+        for interceptor in &self.interceptors {
+            config.push_interceptor(interceptor.clone());
+        }
+        SqsClient::from_conf(config.build())
+    }
+
+    /// SNS's configuration, for its adapter to finish with its own retries and timeouts.
+    pub fn sns_config(&self) -> aws_sdk_sns::config::Builder {
+        let mut config = aws_sdk_sns::config::Builder::from(&self.sdk);
+        for interceptor in &self.interceptors {
+            config.push_interceptor(interceptor.clone());
+        }
+        config
+    }
+
+    pub fn secrets_manager(&self) -> SecretsManagerClient {
+        let mut config = aws_sdk_secretsmanager::config::Builder::from(&self.sdk);
+        for interceptor in &self.interceptors {
+            config.push_interceptor(interceptor.clone());
+        }
+        SecretsManagerClient::from_conf(config.build())
+    }
+}

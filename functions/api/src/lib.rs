@@ -50,10 +50,10 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: ApiConfig, sdk: &herald::aws::SdkConfig, clock: SharedClock) -> Self {
+    pub fn new(config: ApiConfig, clients: &herald::aws::Clients, clock: SharedClock) -> Self {
         // One client (one connection pool) for every DynamoDB repository.
-        let dynamodb = herald::aws::DynamoDbClient::new(sdk);
-        let sqs = herald::aws::SqsClient::new(sdk);
+        let dynamodb = clients.dynamodb();
+        let sqs = clients.sqs();
         Self {
             store: Store::new(dynamodb.clone(), &config.table),
             idempotency: Idempotency::new(dynamodb, &config.table),

@@ -6,7 +6,7 @@ use herald::config::{ApiConfig, ProcessEnv};
 async fn main() -> Result<(), lambda_http::Error> {
     herald::telemetry::init();
     let config = ApiConfig::load(&ProcessEnv)?;
-    let sdk = herald::aws::from_env().await;
-    let app = herald_api::App::new(config, &sdk, herald::clock::system());
+    let clients = herald::aws::Clients::new(herald::aws::from_env().await);
+    let app = herald_api::App::new(config, &clients, herald::clock::system());
     lambda_http::run(herald_api::router(Arc::new(app))).await
 }

@@ -30,10 +30,10 @@ impl Deps {
     /// template-derived environment.
     pub fn from_config(
         config: RedriverConfig,
-        sdk: &herald::aws::SdkConfig,
+        clients: &herald::aws::Clients,
         clock: SharedClock,
     ) -> Self {
-        let sqs = herald::aws::SqsClient::new(sdk);
+        let sqs = clients.sqs();
         let redriver = Redriver::new(
             sqs.clone(),
             &config.dead_letter_queue_url,
@@ -41,7 +41,7 @@ impl Deps {
             config.limits,
         );
         let sweeper = Sweeper::new(
-            Store::new(herald::aws::DynamoDbClient::new(sdk), &config.table),
+            Store::new(clients.dynamodb(), &config.table),
             SendQueue::new(sqs, &config.send_queue_url),
         );
         Self {

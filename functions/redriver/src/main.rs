@@ -7,8 +7,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     herald::telemetry::init();
     let config = RedriverConfig::load(&ProcessEnv)?;
-    let sdk = herald::aws::from_env().await;
-    let deps = herald_redriver::Deps::from_config(config, &sdk, herald::clock::system());
+    let clients = herald::aws::Clients::new(herald::aws::from_env().await);
+    let deps = herald_redriver::Deps::from_config(config, &clients, herald::clock::system());
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {

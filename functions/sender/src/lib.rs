@@ -33,7 +33,7 @@ mod pacer;
 pub use pacer::Pacer;
 
 /// Time kept back from the invocation deadline for the writes that end a claim.
-const SETTLE_MARGIN: Duration = Duration::from_secs(3);
+pub const SETTLE_MARGIN: Duration = Duration::from_secs(3);
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
@@ -53,11 +53,11 @@ impl Deps {
     /// the local cloud from the template-derived environment.
     pub fn from_config(
         config: SenderConfig,
-        sdk: &herald::aws::SdkConfig,
+        clients: &herald::aws::Clients,
         clock: SharedClock,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let secrets = Arc::new(SecretsCache::new(
-            herald::aws::SecretsManagerClient::new(sdk),
+            clients.secrets_manager(),
             Duration::from_secs(300),
         ));
         let provider = TwilioProvider::new(
@@ -66,12 +66,9 @@ impl Deps {
             secrets,
             config.provider_timeout,
         )?;
-        let store = Store::new(herald::aws::DynamoDbClient::new(sdk), &config.table);
-        let dead_letters = DeadLetterQueue::new(
-            herald::aws::SqsClient::new(sdk),
-            &config.dead_letter_queue_url,
-        );
-        let sns = SnsProvider::new(sdk, config.provider_timeout);
+        let store = Store::new(clients.dynamodb(), &config.table);
+        let dead_letters = DeadLetterQueue::new(clients.sqs(), &config.dead_letter_queue_url);
+        let sns = SnsProvider::new(clients.sns_config(), config.provider_timeout);
         Ok(Self::new(
             config,
             store,

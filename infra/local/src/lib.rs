@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 pub mod emulator;
 pub mod gateway;
 pub mod provision;
+pub mod requests;
 pub mod runner;
 pub mod sandbox;
 pub mod seed;
@@ -96,6 +97,9 @@ pub struct CloudOptions {
     /// than printing them beside the logs as Lambda does (`up`).
     pub keep_metrics: bool,
     pub parameters: HashMap<String, String>,
+    /// Counts every AWS request the functions and the queue's event source make, per
+    /// caller, service and operation (the benchmark's requests per message).
+    pub count_requests: Option<requests::RequestCounter>,
 }
 
 impl CloudOptions {
@@ -110,6 +114,7 @@ impl CloudOptions {
             keep_metrics: true,
             env_overrides: HashMap::new(),
             parameters: HashMap::new(),
+            count_requests: None,
         }
     }
 }
@@ -176,7 +181,16 @@ impl LocalCloud {
         .await?;
 
         let api_config = ApiConfig::load(&function_env(&stack, "ApiFunction", &options)?)?;
-        let api = herald_api::App::new(api_config, &sdk, herald::clock::system());
+        // Each function's clients, as its `main` builds them, counted under its name
+        // when asked.
+        let clients_of = |caller: &'static str| {
+            let clients = herald::aws::Clients::new(sdk.clone());
+            match &options.count_requests {
+                Some(counter) => clients.with_interceptor(counter.interceptor(caller)),
+                None => clients,
+            }
+        };
+        let api = herald_api::App::new(api_config, &clients_of("api"), herald::clock::system());
         let verifier = gateway::JwtVerifier::fetch(
             emulator,
             stack.jwt_authorizer("HttpApi")?,
@@ -217,11 +231,12 @@ impl LocalCloud {
         };
         let mut send_runners = Vec::new();
         let mut senders = Vec::new();
+        let event_source_sqs = clients_of("event source").sqs();
         for _ in 0..trigger.max_concurrency.max(1) {
             let deps = Arc::new(
                 herald_sender::Deps::from_config(
                     sender_config.clone(),
-                    &sdk,
+                    &clients_of("sender"),
                     herald::clock::system(),
                 )
                 .map_err(|e| anyhow::anyhow!(e))?
@@ -229,7 +244,7 @@ impl LocalCloud {
             );
             let handler_deps = deps.clone();
             send_runners.push(Arc::new(runner::QueueRunner {
-                sqs: clients.sqs.clone(),
+                sqs: event_source_sqs.clone(),
                 trigger: trigger.clone(),
                 handler: Arc::new(move |event, deadline| {
                     let deps = handler_deps.clone();
@@ -253,7 +268,7 @@ impl LocalCloud {
 
         let redriver = Arc::new(herald_redriver::Deps::from_config(
             RedriverConfig::load(&function_env(&stack, "RedriverFunction", &options)?)?,
-            &sdk,
+            &clients_of("redriver"),
             herald::clock::system(),
         ));
         let redriver_timeout =

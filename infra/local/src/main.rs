@@ -276,8 +276,8 @@ async fn redrive(max_messages: Option<usize>, rate: Option<f64>, limit: Option<u
     let run = config.limits.max_messages as f64 / config.limits.rate_per_second;
     let deadline =
         tokio::time::Instant::now() + std::time::Duration::from_secs_f64((run + 30.0).min(3600.0));
-    let sdk = herald::aws::for_emulator(&description.emulator).await;
-    let deps = herald_redriver::Deps::from_config(config, &sdk, herald::clock::system());
+    let clients = herald::aws::Clients::new(herald::aws::for_emulator(&description.emulator).await);
+    let deps = herald_redriver::Deps::from_config(config, &clients, herald::clock::system());
     let result = herald_redriver::handle(&deps, deadline).await;
     let report = match &result {
         Ok(report) | Err(herald_redriver::Incomplete(report)) => report,

@@ -29,8 +29,8 @@ pub struct SnsProvider {
 impl SnsProvider {
     /// The SDK's own retries are off: a retried `Publish` after a timeout could text
     /// someone twice, and the sender already retries what is known not to be sent.
-    pub fn new(sdk: &aws_config::SdkConfig, timeout: Duration) -> Self {
-        let config = aws_sdk_sns::config::Builder::from(sdk)
+    pub fn new(config: aws_sdk_sns::config::Builder, timeout: Duration) -> Self {
+        let config = config
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
