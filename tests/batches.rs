@@ -57,6 +57,8 @@ async fn a_batch_reaches_every_recipient_once_with_their_own_text() {
         json!({ "pending": 0, "sent": 250, "failed": 0, "unknown": 0, "cancelled": 0 })
     );
     assert_eq!(progress["percent_done"], 100.0);
+    assert_eq!(test.cloud.metrics.total("api", "MessagesAccepted"), 250.0);
+    assert_eq!(test.cloud.metrics.total("sender", "Sent"), 250.0);
     assert!(progress["finished_at"].is_string(), "{progress}");
 
     let ledger = test.ledger();

@@ -59,6 +59,13 @@ async fn a_retry_with_the_same_key_replays_the_first_answer_and_sends_once() {
     assert_eq!(again.headers["idempotent-replayed"], "true");
     assert_eq!(again.body, first.body);
     assert_eq!(again.headers["location"], first.headers["location"]);
+    let metrics = &test.cloud.metrics;
+    assert_eq!(
+        metrics.total("api", "MessagesAccepted"),
+        1.0,
+        "counted once"
+    );
+    assert_eq!(metrics.total("api", "IdempotentReplays"), 1.0);
 
     assert_eq!(
         test.table_items().await,

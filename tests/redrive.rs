@@ -203,6 +203,12 @@ async fn a_message_at_the_redrive_limit_is_parked_in_the_dlq_and_stays_visible()
     // Every later run parks it again; it never loops back to the sender.
     let again = test.cloud.redrive().await;
     assert_eq!(again, report(0, 1, 0, Stopped::Drained));
+    assert_eq!(
+        test.cloud.metrics.total("redriver", "Parked"),
+        2.0,
+        "one per run"
+    );
+    assert_eq!(test.cloud.metrics.total("redriver", "Redriven"), 0.0);
     assert_eq!(test.queue_depth("SendQueue").await, 0);
     let parked = take_all(&test, "SendDLQ").await;
     assert_eq!(parked.len(), 1);
@@ -459,6 +465,7 @@ async fn the_scheduled_run_sweeps_unqueued_batches_then_redrives() {
     let report = test.cloud.scheduled_run().await.unwrap();
     assert_eq!(report.sweep.enqueued, 1);
     assert_eq!(report.redrive.moved, 0);
+    assert_eq!(test.cloud.metrics.total("redriver", "BatchesSwept"), 1.0);
     eventually("the swept message to be sent", || async {
         (test.ledger().len() == 1).then_some(())
     })

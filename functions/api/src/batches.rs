@@ -158,6 +158,7 @@ pub async fn create(
             .map_err(IntoResponse::into_response)?;
         let target = batch.id.to_string();
         intake::audit(app, &batch.tenant, principal, correlation, "batch.created", &target).await?;
+        intake::count_accepted(app, &batch.tenant, total);
         tracing::info!(batch_id = %batch.id, total, chunks = batch.chunks.len(), "batch accepted");
         let status_url = format!("/v1/batches/{}", batch.id);
         let answer = Accepted {

@@ -2,6 +2,7 @@
 //! under its limits, field errors as problem+json, and the path from a validated
 //! batch to the queue (write chunks, enqueue, mark enqueued, complete the key).
 
+use herald::metrics::Record;
 use std::future::Future;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -129,7 +130,15 @@ where
         .map_err(|e| ApiError::from(e).into_response())?;
     let batch = match begin {
         Begin::Proceed { batch } => batch,
-        Begin::Replay(stored) => return Ok(answer_with(stored, true)),
+        Begin::Replay(stored) => {
+            app.metrics.emit(
+                Record::new("api")
+                    .count("IdempotentReplays", 1)
+                    .property("route", route)
+                    .property("tenant_id", tenant.as_str()),
+            );
+            return Ok(answer_with(stored, true));
+        }
         Begin::InFlight => {
             return Err(Problem::new(
                 StatusCode::CONFLICT,
@@ -260,6 +269,16 @@ pub async fn audit(
         .record_audit(tenant, &entry, app.clock.epoch_seconds())
         .await
         .map_err(|e| ApiError::from(e).into_response())
+}
+
+/// Counts messages accepted, once the request that accepted them has done everything
+/// but answer (a retry that finishes a failed attempt counts them then, not twice).
+pub fn count_accepted(app: &App, tenant: &herald::TenantId, messages: usize) {
+    app.metrics.emit(
+        Record::new("api")
+            .count("MessagesAccepted", messages)
+            .property("tenant_id", tenant.as_str()),
+    );
 }
 
 /// A JSON answer to store under the key and send back.

@@ -6,6 +6,7 @@
 // boxing it to shrink the `Err` variant would buy nothing.
 #![allow(clippy::result_large_err)]
 
+use herald::metrics::Metrics;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -47,6 +48,7 @@ pub struct App {
     pub queue: SendQueue,
     pub redriver: Redriver,
     pub clock: SharedClock,
+    pub metrics: Metrics,
 }
 
 impl App {
@@ -65,8 +67,15 @@ impl App {
                 config.redrive,
             ),
             config,
+            metrics: Metrics::stdout(clock.clone()),
             clock,
         }
+    }
+
+    /// Sends metric lines to `metrics` instead of standard output.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 

@@ -145,6 +145,7 @@ pub async fn create(
         intake::audit(app, &batch.tenant, principal, correlation, "batch.created", &target).await?;
         let id = MessageId::new(batch.id, 0);
         let status_url = format!("/v1/messages/{id}");
+        intake::count_accepted(app, &batch.tenant, 1);
         tracing::info!(batch_id = %batch.id, message_id = %id, to = %masked, "message accepted");
         let answer = Accepted {
             id: id.to_string(),

@@ -4,6 +4,7 @@
 //! route. Each scheduled run first sweeps: it enqueues batches their request wrote but
 //! never enqueued (`herald::sweeper`).
 
+use herald::metrics::{Metrics, Record};
 use std::time::Duration;
 
 use herald::clock::SharedClock;
@@ -23,6 +24,7 @@ pub struct Deps {
     pub redriver: Redriver,
     pub sweeper: Sweeper,
     pub clock: SharedClock,
+    pub metrics: Metrics,
 }
 
 impl Deps {
@@ -48,8 +50,15 @@ impl Deps {
             config,
             redriver,
             sweeper,
+            metrics: Metrics::stdout(clock.clone()),
             clock,
         }
+    }
+
+    /// Sends metric lines to `metrics` instead of standard output.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -69,6 +78,13 @@ pub async fn handle(deps: &Deps, deadline: Instant) -> Result<RedriveReport, Inc
     let limits = deps.redriver.limits();
     // One line an operator (or a metric filter) can read the whole run from.
     let line = serde_json::to_string(&report).unwrap_or_default();
+    deps.metrics.emit(
+        Record::new("redriver")
+            .count("Redriven", report.moved)
+            .count("Parked", report.parked)
+            .count("RedriveFailed", report.failed)
+            .count("Deferred", report.deferred),
+    );
     if report.is_clean() {
         tracing::info!(
             moved = report.moved,
@@ -125,6 +141,13 @@ pub async fn scheduled(deps: &Deps, deadline: Instant) -> Result<ScheduledReport
         .sweeper
         .sweep(&herald::clock::rfc3339(cutoff_ms), &deps.clock.rfc3339())
         .await;
+    if let Ok(report) = &sweep {
+        deps.metrics.emit(
+            Record::new("redriver")
+                .count("BatchesSwept", report.enqueued)
+                .count("SweepFailed", report.failed),
+        );
+    }
     match &sweep {
         Ok(report) => tracing::info!(
             found = report.found,

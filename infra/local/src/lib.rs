@@ -131,7 +131,7 @@ pub struct LocalCloud {
     pub gateway_url: String,
     pub sender: Arc<herald_sender::Deps>,
     pub send_runner: Arc<runner::QueueRunner>,
-    /// Every sender instance's metric lines.
+    /// The API's and every sender instance's metric lines.
     pub metrics: herald::metrics::Metrics,
     send_runners: Vec<Arc<runner::QueueRunner>>,
     /// The redriver, built from its template environment: run on its template
@@ -190,7 +190,13 @@ impl LocalCloud {
                 None => clients,
             }
         };
-        let api = herald_api::App::new(api_config, &clients_of("api"), herald::clock::system());
+        let metrics = if options.keep_metrics {
+            herald::metrics::Metrics::in_memory(herald::clock::system())
+        } else {
+            herald::metrics::Metrics::stdout(herald::clock::system())
+        };
+        let api = herald_api::App::new(api_config, &clients_of("api"), herald::clock::system())
+            .with_metrics(metrics.clone());
         let verifier = gateway::JwtVerifier::fetch(
             emulator,
             stack.jwt_authorizer("HttpApi")?,
@@ -224,11 +230,6 @@ impl LocalCloud {
         // One sender per concurrent instance, as Lambda runs them: each has its own
         // pacer at its share of the provider's rate, so together they reach the rate
         // the template's concurrency arithmetic promises (and no more).
-        let metrics = if options.keep_metrics {
-            herald::metrics::Metrics::in_memory(herald::clock::system())
-        } else {
-            herald::metrics::Metrics::stdout(herald::clock::system())
-        };
         let mut send_runners = Vec::new();
         let mut senders = Vec::new();
         let event_source_sqs = clients_of("event source").sqs();
@@ -266,11 +267,14 @@ impl LocalCloud {
         let sender = senders[0].clone();
         let send_runner = send_runners[0].clone();
 
-        let redriver = Arc::new(herald_redriver::Deps::from_config(
-            RedriverConfig::load(&function_env(&stack, "RedriverFunction", &options)?)?,
-            &clients_of("redriver"),
-            herald::clock::system(),
-        ));
+        let redriver = Arc::new(
+            herald_redriver::Deps::from_config(
+                RedriverConfig::load(&function_env(&stack, "RedriverFunction", &options)?)?,
+                &clients_of("redriver"),
+                herald::clock::system(),
+            )
+            .with_metrics(metrics.clone()),
+        );
         let redriver_timeout =
             Duration::from_secs(stack.function_timeout_secs("RedriverFunction")?);
         if options.run_schedules
