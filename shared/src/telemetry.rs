@@ -26,3 +26,16 @@ pub fn init_with_default(level: &str) {
         .flatten_event(true)
         .try_init();
 }
+
+/// An error and every cause under it on one line (`outer: inner: root`), for logs and
+/// reasons stored with a message.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}

@@ -15,13 +15,7 @@ pub enum ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut chain = vec![self.to_string()];
-        let mut source = std::error::Error::source(&self);
-        while let Some(cause) = source {
-            chain.push(cause.to_string());
-            source = cause.source();
-        }
-        tracing::error!(error = %chain.join(": "), "request failed");
+        tracing::error!(error = %herald::telemetry::error_chain(&self), "request failed");
         match self {
             ApiError::Store(StoreError::Corrupt { .. }) => Problem::internal(),
             ApiError::Store(_) | ApiError::Queue(_) => Problem::unavailable(),

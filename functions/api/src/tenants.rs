@@ -526,9 +526,12 @@ async fn set_status(
     let key = intake::idempotency_key(&headers)?;
     let tenant = path_tenant(&id)?;
     let canonical = serde_json::json!({ "tenant_id": tenant.as_str(), "status": status.as_str() });
-    let route = format!("POST /v1/tenants/{{id}}/{}", status.as_str());
+    let route = match status {
+        TenantStatus::Suspended => "POST /v1/tenants/{id}/suspend",
+        TenantStatus::Active => "POST /v1/tenants/{id}/resume",
+    };
     let (app, principal, correlation) = (&app, &principal, &correlation);
-    intake::once(app, principal, &key, &route, &canonical, |_| async move {
+    intake::once(app, principal, &key, route, &canonical, |_| async move {
         let profile = app
             .store
             .set_tenant_status(&tenant, status, &app.clock.rfc3339())

@@ -20,6 +20,7 @@ use herald::store::{
     BatchStatus, Chunk, ChunkCounts, ClaimOutcome, Lease, Recipient, Settlement, Store, StoreError,
     TenantStatus,
 };
+use herald::telemetry::error_chain;
 use herald::{MessageId, MessageStatus, PhoneNumber, TenantId};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -573,17 +574,6 @@ fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
         .min(BACKOFF_CAP);
     let jitter = ceiling.mul_f64(rand::random::<f64>());
     retry_after.map_or(jitter, |floor| floor.max(jitter))
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    chain
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::{OutboundSms, Provider, SendOutcome};
+use crate::telemetry::error_chain;
 
 /// SNS error codes that mean this message can never be sent as it is.
 const PERMANENT: &[&str] = &[
@@ -101,17 +102,20 @@ where
             }
         }
         SdkError::ConstructionFailure(_) => SendOutcome::Transient {
-            reason: format!("the request could not be built: {}", chain(&error)),
+            reason: format!("the request could not be built: {}", error_chain(&error)),
             retry_after: None,
         },
         SdkError::DispatchFailure(_) if connection_refused(&error) => SendOutcome::Transient {
-            reason: format!("could not reach SNS: {}", chain(&error)),
+            reason: format!("could not reach SNS: {}", error_chain(&error)),
             retry_after: None,
         },
         // A timeout, a connection lost mid-request, an answer that does not parse: the
         // message may have been published.
         _ => SendOutcome::Ambiguous {
-            reason: format!("no usable answer from SNS after sending: {}", chain(&error)),
+            reason: format!(
+                "no usable answer from SNS after sending: {}",
+                error_chain(&error)
+            ),
         },
     }
 }
@@ -127,15 +131,4 @@ fn connection_refused(error: &(dyn std::error::Error + 'static)) -> bool {
         source = e.source();
     }
     false
-}
-
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
