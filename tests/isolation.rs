@@ -15,12 +15,14 @@ fn recipients(count: usize) -> Vec<Value> {
 }
 
 /// `path` with `{id}` standing for `batch`'s resource: a message id on message routes,
-/// the tenant on tenant routes, the batch elsewhere.
-fn with_id(path: &str, batch: &str, tenant: &str) -> String {
+/// the tenant on tenant routes, the client on client routes, the batch elsewhere.
+fn with_id(path: &str, batch: &str, tenant: &str, client: &str) -> String {
     let id = if path.starts_with("/v1/messages/") {
         format!("{batch}.0")
     } else if path.starts_with("/v1/tenants/") {
         tenant.to_owned()
+    } else if path.starts_with("/v1/clients/") {
+        client.to_owned()
     } else {
         batch.to_owned()
     };
@@ -33,6 +35,7 @@ async fn another_tenants_ids_answer_as_missing_ones_on_every_route() {
     let owner = test.token("acme", "admin").await;
     let intruder = test.token("globex", "admin").await;
     let batch = test.send_batch(&owner, TEMPLATE, &recipients(3)).await;
+    let (client, _) = test.machine_client(&owner, &["messages:send"]).await;
     let missing = ulid::Ulid::new().to_string();
     let before = test.tenant_items("acme").await;
 
@@ -44,8 +47,8 @@ async fn another_tenants_ids_answer_as_missing_ones_on_every_route() {
         .collect();
     assert!(id_routes.len() >= 8, "{id_routes:?}");
     for (method, path) in id_routes {
-        let theirs = with_id(path, &batch, "acme");
-        let absent = with_id(path, &missing, "no-such-tenant");
+        let theirs = with_id(path, &batch, "acme", &client);
+        let absent = with_id(path, &missing, "no-such-tenant", &missing.to_lowercase());
         let ask = |target: String| {
             let test = &test;
             let intruder = &intruder;
@@ -90,7 +93,9 @@ async fn another_tenants_ids_answer_as_missing_ones_on_every_route() {
         let owned =
             matches!(route_access(method, path), Some(Access::Requires(p)) if !p.is_platform());
         if method == "GET" && owned && path.contains("{id}") {
-            let answer = test.get(&with_id(path, &batch, "acme"), &owner).await;
+            let answer = test
+                .get(&with_id(path, &batch, "acme", &client), &owner)
+                .await;
             assert_eq!(answer.status, 200, "{path}: {:?}", answer.body);
         }
     }

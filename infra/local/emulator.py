@@ -1,4 +1,4 @@
-"""Herald's AWS emulator: moto in server mode, with two fixes.
+"""Herald's AWS emulator: moto in server mode, with two fixes and one addition.
 
 Real DynamoDB applies a conditional write atomically. moto checks the condition and
 then writes, with nothing in between to stop a concurrent request, so two concurrent
@@ -11,15 +11,28 @@ each transaction costs time in proportion to the table: seconds once a table hol
 10,000-recipient batch. Serialised, that stalls every other DynamoDB request, and the
 sender's calls time out as they never would in AWS. The launcher backs up only the
 items a transaction names, which is all a transaction can change.
+
+moto's Cognito has no OAuth2 token endpoint, so machine clients could not get tokens.
+The launcher serves `POST /oauth2/token` for the client-credentials grant the way a
+user pool domain does: it checks the app client's id, secret, flows and scopes in
+moto's own user pool and signs the access token with the pool's key, which the pool's
+JWKS publishes, so the token verifies exactly as a user's does.
 """
 
 import argparse
+import base64
 import copy
+import json
+import time
+import urllib.parse
+import uuid
 import signal
 import sys
 import threading
 import types
 
+from joserfc import jwt
+from moto.cognitoidp.models import cognitoidp_backends
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
@@ -40,6 +53,98 @@ def _serialise_dynamodb(app):
                 # Consume the response inside the lock: the write happens while the
                 # view runs, and nothing may interleave with it.
                 return list(app(environ, start_response))
+        return app(environ, start_response)
+
+    return wrapped
+
+
+TOKEN_PATH = "/oauth2/token"
+ACCESS_TOKEN_SECONDS = 3600
+
+
+def _oauth_error(start_response, status, error):
+    body = json.dumps({"error": error}).encode()
+    start_response(
+        status,
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+def _find_client(client_id):
+    for regions in cognitoidp_backends.values():
+        for backend in regions.values():
+            for pool in backend.user_pools.values():
+                client = pool.clients.get(client_id)
+                if client is not None:
+                    return pool, client
+    return None, None
+
+
+def _client_credentials(environ, form):
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    if header.startswith("Basic "):
+        try:
+            decoded = base64.b64decode(header[6:], validate=True).decode()
+        except ValueError:
+            return None, None
+        client_id, _, secret = decoded.partition(":")
+        return urllib.parse.unquote(client_id), urllib.parse.unquote(secret)
+    return form.get("client_id"), form.get("client_secret")
+
+
+def _token(environ, start_response):
+    if environ.get("REQUEST_METHOD") != "POST":
+        return _oauth_error(start_response, "405 Method Not Allowed", "invalid_request")
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length).decode("utf-8", "replace")
+    form = {k: v[-1] for k, v in urllib.parse.parse_qs(raw).items()}
+    if form.get("grant_type") != "client_credentials":
+        return _oauth_error(start_response, "400 Bad Request", "unsupported_grant_type")
+    client_id, secret = _client_credentials(environ, form)
+    pool, client = _find_client(client_id) if client_id else (None, None)
+    config = client.extended_config if client else {}
+    if (
+        client is None
+        or not client.generate_secret
+        or secret != client.secret
+        or "client_credentials" not in config.get("AllowedOAuthFlows", [])
+        or not config.get("AllowedOAuthFlowsUserPoolClient")
+    ):
+        return _oauth_error(start_response, "401 Unauthorized", "invalid_client")
+    allowed = config.get("AllowedOAuthScopes", [])
+    requested = form.get("scope", "").split() or allowed
+    if not requested or any(scope not in allowed for scope in requested):
+        return _oauth_error(start_response, "400 Bad Request", "invalid_scope")
+    now = int(time.time())
+    # The claims of a Cognito client-credentials access token.
+    claims = {
+        "sub": client.id,
+        "token_use": "access",
+        "scope": " ".join(requested),
+        "auth_time": now,
+        "iss": f"https://cognito-idp.{pool.region}.amazonaws.com/{pool.id}",
+        "exp": now + ACCESS_TOKEN_SECONDS,
+        "iat": now,
+        "version": 2,
+        "jti": str(uuid.uuid4()),
+        "client_id": client.id,
+    }
+    token = jwt.encode({"kid": "dummy", "alg": "RS256"}, claims, pool.json_web_key)
+    body = json.dumps(
+        {"access_token": token, "expires_in": ACCESS_TOKEN_SECONDS, "token_type": "Bearer"}
+    ).encode()
+    start_response(
+        "200 OK",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+def _serve_token_endpoint(app):
+    def wrapped(environ, start_response):
+        if environ.get("PATH_INFO") == TOKEN_PATH:
+            return _token(environ, start_response)
         return app(environ, start_response)
 
     return wrapped
@@ -113,7 +218,7 @@ def main() -> None:
     run_simple(
         args.host,
         args.port,
-        _serialise_dynamodb(app),
+        _serve_token_endpoint(_serialise_dynamodb(app)),
         threaded=True,
         request_handler=MotoRequestHandler,
     )

@@ -1,7 +1,7 @@
 //! Who is calling and what they may do. The tenant comes only from verified token
 //! claims; the route policy is one table, and a route that is not in it is denied.
 
-use std::collections::HashMap;
+use serde_json::{Map, Value};
 
 use crate::ids::TenantId;
 
@@ -42,6 +42,7 @@ impl Role {
                 CancelBatches,
                 ReadUsage,
                 ReadAudit,
+                ManageClients,
             ],
             Role::Sender => &[SendMessages, ReadMessages, CancelBatches, ReadUsage],
             Role::Viewer => &[ReadMessages, ReadUsage],
@@ -58,6 +59,8 @@ pub enum Permission {
     ReadUsage,
     /// The caller's own tenant's audit log.
     ReadAudit,
+    /// Register and revoke the tenant's machine clients.
+    ManageClients,
     /// Platform-wide: create, suspend and resume any tenant.
     ManageTenants,
     /// Platform-wide: any tenant's audit log.
@@ -125,6 +128,21 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
     ("GET", "/v1/audit", Access::Requires(Permission::ReadAudit)),
     (
         "POST",
+        "/v1/clients",
+        Access::Requires(Permission::ManageClients),
+    ),
+    (
+        "GET",
+        "/v1/clients",
+        Access::Requires(Permission::ManageClients),
+    ),
+    (
+        "POST",
+        "/v1/clients/{id}/revoke",
+        Access::Requires(Permission::ManageClients),
+    ),
+    (
+        "POST",
         "/v1/tenants",
         Access::Requires(Permission::ManageTenants),
     ),
@@ -172,103 +190,165 @@ pub enum AuthError {
     NoSubject,
 }
 
+/// The OAuth scopes a machine client can hold. Cognito names them
+/// `{RESOURCE_SERVER}/{scope}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Scope {
+    #[serde(rename = "messages:send")]
+    MessagesSend,
+    #[serde(rename = "messages:read")]
+    MessagesRead,
+}
+
+/// The user pool's resource server for Herald's scopes.
+pub const RESOURCE_SERVER: &str = "herald";
+
+impl Scope {
+    pub const ALL: [Scope; 2] = [Scope::MessagesSend, Scope::MessagesRead];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::MessagesSend => "messages:send",
+            Scope::MessagesRead => "messages:read",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Scope> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    /// The name in Cognito and in tokens: `herald/messages:send`.
+    pub fn oauth_name(self) -> String {
+        format!("{RESOURCE_SERVER}/{}", self.as_str())
+    }
+
+    pub fn from_oauth_name(raw: &str) -> Option<Scope> {
+        raw.strip_prefix(RESOURCE_SERVER)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .and_then(Scope::parse)
+    }
+
+    /// A machine client never manages clients, tenants or audit: those stay with people.
+    pub fn permissions(self) -> &'static [Permission] {
+        use Permission::*;
+        match self {
+            Scope::MessagesSend => &[SendMessages, CancelBatches],
+            Scope::MessagesRead => &[ReadMessages, ReadUsage],
+        }
+    }
+}
+
+/// Who holds the token: a person in Cognito groups, or a tenant's machine client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    User { roles: Vec<Role> },
+    Client { scopes: Vec<Scope> },
+}
+
 /// The verified caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     tenant: TenantId,
     subject: String,
-    roles: Vec<Role>,
+    caller: Caller,
 }
 
 impl Principal {
-    /// Builds the principal from the claims API Gateway's JWT authorizer verified.
-    /// API Gateway hands claims over as strings; arrays arrive as `[a b]`.
-    pub fn from_claims(claims: &HashMap<String, String>) -> Result<Self, AuthError> {
-        let raw_tenant = claims.get(TENANT_CLAIM).ok_or(AuthError::NoTenant)?;
+    /// A user, from the claims of a verified id token.
+    pub fn from_claims(claims: &Map<String, Value>) -> Result<Self, AuthError> {
+        let raw_tenant = claims
+            .get(TENANT_CLAIM)
+            .and_then(Value::as_str)
+            .ok_or(AuthError::NoTenant)?;
         let tenant = TenantId::parse(raw_tenant).map_err(|_| AuthError::BadTenant)?;
         let subject = claims
             .get("sub")
+            .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .ok_or(AuthError::NoSubject)?
-            .clone();
+            .to_owned();
         let roles = claims
             .get(GROUPS_CLAIM)
-            .map(|g| parse_claim_list(g))
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|g| Role::parse(g))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter_map(Role::parse)
             .collect();
         Ok(Self {
             tenant,
             subject,
-            roles,
+            caller: Caller::User { roles },
         })
+    }
+
+    /// A machine client registered to `tenant`. `scopes` are those both the token and
+    /// the registration grant.
+    pub fn machine(tenant: TenantId, client_id: &str, scopes: Vec<Scope>) -> Self {
+        Self {
+            tenant,
+            subject: format!("client:{client_id}"),
+            caller: Caller::Client { scopes },
+        }
     }
 
     pub fn tenant(&self) -> &TenantId {
         &self.tenant
     }
 
+    /// Who acted, for the audit log: a user's `sub`, or `client:{client_id}`.
     pub fn subject(&self) -> &str {
         &self.subject
     }
 
-    pub fn roles(&self) -> &[Role] {
-        &self.roles
+    pub fn caller(&self) -> &Caller {
+        &self.caller
     }
 
     pub fn may(&self, permission: Permission) -> bool {
-        self.roles
-            .iter()
-            .any(|r| r.permissions().contains(&permission))
+        match &self.caller {
+            Caller::User { roles } => roles.iter().any(|r| r.permissions().contains(&permission)),
+            Caller::Client { scopes } => {
+                scopes.iter().any(|s| s.permissions().contains(&permission))
+            }
+        }
     }
-}
-
-/// Parses a list claim as API Gateway forwards it: `[a b c]`; a JSON array or a bare
-/// value are accepted too.
-pub fn parse_claim_list(raw: &str) -> Vec<String> {
-    let raw = raw.trim();
-    if let Ok(list) = serde_json::from_str::<Vec<String>>(raw) {
-        return list;
-    }
-    raw.trim_start_matches('[')
-        .trim_end_matches(']')
-        .split([' ', ','])
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn claims(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn claims(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
     }
 
     #[test]
     fn principal_comes_from_tenant_and_groups_claims() {
-        let p = Principal::from_claims(&claims(&[
-            ("sub", "u-1"),
-            (TENANT_CLAIM, "acme"),
-            (GROUPS_CLAIM, "[viewer sender unknown]"),
-        ]))
+        let p = Principal::from_claims(&claims(serde_json::json!({
+            "sub": "u-1",
+            TENANT_CLAIM: "acme",
+            GROUPS_CLAIM: ["viewer", "sender", "unknown"],
+        })))
         .unwrap();
         assert_eq!(p.tenant().as_str(), "acme");
-        assert_eq!(p.roles(), &[Role::Viewer, Role::Sender]);
+        assert_eq!(
+            p.caller(),
+            &Caller::User {
+                roles: vec![Role::Viewer, Role::Sender]
+            }
+        );
         assert!(p.may(Permission::SendMessages));
     }
 
     #[test]
     fn a_token_without_tenant_is_refused() {
-        let err = Principal::from_claims(&claims(&[("sub", "u-1")])).unwrap_err();
+        let err = Principal::from_claims(&claims(serde_json::json!({"sub": "u-1"}))).unwrap_err();
         assert_eq!(err, AuthError::NoTenant);
-        let err =
-            Principal::from_claims(&claims(&[("sub", "u"), (TENANT_CLAIM, "A#B")])).unwrap_err();
+        let err = Principal::from_claims(&claims(
+            serde_json::json!({"sub": "u", TENANT_CLAIM: "A#B"}),
+        ))
+        .unwrap_err();
         assert_eq!(err, AuthError::BadTenant);
     }
 
@@ -309,11 +389,27 @@ mod tests {
     }
 
     #[test]
-    fn list_claims_parse_in_every_shape_api_gateway_uses() {
-        assert_eq!(parse_claim_list("[a b]"), vec!["a", "b"]);
-        assert_eq!(parse_claim_list(r#"["a","b"]"#), vec!["a", "b"]);
-        assert_eq!(parse_claim_list("a"), vec!["a"]);
-        assert!(parse_claim_list("[]").is_empty());
+    fn scopes_grant_messages_only() {
+        let client = Principal::machine(
+            TenantId::parse("acme").unwrap(),
+            "abc",
+            vec![Scope::MessagesRead],
+        );
+        assert!(client.may(Permission::ReadMessages));
+        assert!(!client.may(Permission::SendMessages));
+        assert!(!client.may(Permission::ManageClients));
+        assert_eq!(client.subject(), "client:abc");
+        assert!(Scope::ALL.iter().all(|s| {
+            s.permissions().iter().all(|p| {
+                !p.is_platform() && *p != Permission::ManageClients && *p != Permission::ReadAudit
+            })
+        }));
+        assert_eq!(
+            Scope::from_oauth_name("herald/messages:send"),
+            Some(Scope::MessagesSend)
+        );
+        assert_eq!(Scope::from_oauth_name("other/messages:send"), None);
+        assert_eq!(Scope::MessagesRead.oauth_name(), "herald/messages:read");
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub async fn for_emulator(endpoint: &str) -> SdkConfig {
 }
 
 pub use aws_config::SdkConfig;
+pub use aws_sdk_cognitoidentityprovider::Client as CognitoClient;
 pub use aws_sdk_dynamodb::Client as DynamoDbClient;
 pub use aws_sdk_dynamodb::config::SharedInterceptor;
 pub use aws_sdk_secretsmanager::Client as SecretsManagerClient;
@@ -96,6 +97,14 @@ impl Clients {
             config.push_interceptor(interceptor.clone());
         }
         config
+    }
+
+    pub fn cognito(&self) -> CognitoClient {
+        let mut config = aws_sdk_cognitoidentityprovider::config::Builder::from(&self.sdk);
+        for interceptor in &self.interceptors {
+            config.push_interceptor(interceptor.clone());
+        }
+        CognitoClient::from_conf(config.build())
     }
 
     pub fn secrets_manager(&self) -> SecretsManagerClient {

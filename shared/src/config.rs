@@ -68,6 +68,21 @@ pub struct ApiConfig {
     /// How long an idempotency key stays locked by the request using it: longer than
     /// the function timeout, so a live request is never taken over.
     pub idempotency_lock: Duration,
+    pub auth: AuthConfig,
+}
+
+/// Where tokens come from and where machine clients are registered.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub tokens: crate::token::TokenSettings,
+    /// The app clients people sign in through; their id tokens are accepted.
+    pub user_client_ids: Vec<String>,
+    pub user_pool_id: String,
+    /// The user pool domain's OAuth2 token endpoint, told to new machine clients.
+    pub token_url: String,
+    /// Active machine clients a tenant may hold (Cognito allows 1,000 app clients per
+    /// user pool by default, shared by every tenant).
+    pub max_clients_per_tenant: u32,
 }
 
 impl ApiConfig {
@@ -84,6 +99,21 @@ impl ApiConfig {
             idempotency_lock: Duration::from_secs(
                 settings.number("HERALD_IDEMPOTENCY_LOCK_SECONDS", 35)?,
             ),
+            auth: AuthConfig {
+                tokens: crate::token::TokenSettings {
+                    issuer: settings.required("HERALD_TOKEN_ISSUER")?,
+                    jwks_url: settings.required("HERALD_JWKS_URL")?,
+                },
+                user_client_ids: settings
+                    .required("HERALD_USER_CLIENT_IDS")?
+                    .split(',')
+                    .map(|id| id.trim().to_owned())
+                    .filter(|id| !id.is_empty())
+                    .collect(),
+                user_pool_id: settings.required("HERALD_USER_POOL_ID")?,
+                token_url: settings.required("HERALD_TOKEN_URL")?,
+                max_clients_per_tenant: settings.number("HERALD_MAX_CLIENTS_PER_TENANT", 10)?,
+            },
         })
     }
 }

@@ -114,6 +114,29 @@ pub fn chunk_of(message: MessageId) -> u32 {
     message.index() / CHUNK_SIZE
 }
 
+/// A machine client, keyed by its Cognito client id alone: a token names only its
+/// client, so this is how a request finds its tenant. The item holds the tenant, and
+/// every read checks it.
+pub fn machine_client(client_id: &str) -> Key {
+    Key {
+        pk: format!("CLIENT#{client_id}"),
+        sk: "CLIENT".into(),
+    }
+}
+
+/// gsi1 partition listing a tenant's machine clients.
+pub fn machine_clients_partition(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}#CLIENTS")
+}
+
+/// How many of a tenant's machine clients are active (not revoked).
+pub fn machine_client_count(tenant: &TenantId) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}"),
+        sk: "CLIENTS".into(),
+    }
+}
+
 fn batch_pk(tenant: &TenantId, batch: BatchId) -> String {
     format!("TENANT#{tenant}#BATCH#{batch}")
 }

@@ -22,6 +22,7 @@ pub mod store;
 pub mod sweeper;
 pub mod telemetry;
 pub mod template;
+pub mod token;
 
 pub use ids::{BatchId, CorrelationId, MessageId, TenantId};
 pub use phone::PhoneNumber;

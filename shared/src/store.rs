@@ -19,6 +19,7 @@ use crate::template::{MissingVariable, Template, Variables};
 
 mod audit;
 mod batch;
+mod clients;
 mod limits;
 mod listing;
 mod sweep;
@@ -26,6 +27,7 @@ mod tenant;
 
 pub use audit::AuditEntry;
 pub use batch::{BatchStatus, BatchView, CancelOutcome, ChunkCounts};
+pub use clients::{MachineClient, Registration, Revocation};
 pub use limits::{Admission, Reservation};
 pub use listing::MessagePage;
 pub use sweep::UnqueuedBatch;

@@ -91,6 +91,54 @@ impl TestCloud {
             .expect("tenant registered");
     }
 
+    /// Registers a machine client for the admin's tenant; answers `(client_id, secret)`.
+    pub async fn machine_client(&self, admin: &str, scopes: &[&str]) -> (String, String) {
+        let body = serde_json::json!({ "name": "backend", "scopes": scopes }).to_string();
+        let answer = self.post_json("/v1/clients", admin, &body).await;
+        assert_eq!(answer.status, 201, "{:?}", answer.body);
+        (
+            answer.body["client_id"]
+                .as_str()
+                .expect("client_id")
+                .to_owned(),
+            answer.body["client_secret"]
+                .as_str()
+                .expect("client_secret")
+                .to_owned(),
+        )
+    }
+
+    /// Asks the token endpoint for a client-credentials token (all the client's scopes
+    /// when `scope` is `None`); answers the token, or the endpoint's status and body.
+    pub async fn client_token(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scope: Option<&str>,
+    ) -> Result<String, (u16, serde_json::Value)> {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        let response = self
+            .http
+            .post(&self.cloud.api_config.auth.token_url)
+            .basic_auth(client_id, Some(secret))
+            .form(&form)
+            .send()
+            .await
+            .expect("token endpoint answers");
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.expect("token endpoint JSON");
+        match status {
+            200 => Ok(body["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_owned()),
+            _ => Err((status, body)),
+        }
+    }
+
     /// The ID token clients send as their bearer token.
     pub async fn token(&self, tenant: &str, role: &str) -> String {
         self.tokens(tenant, role).await.id_token
@@ -302,7 +350,15 @@ impl TestCloud {
                 .expect("scan");
             for item in page.items() {
                 let pk = item.get("pk").and_then(|v| v.as_s().ok());
-                if pk.is_some_and(|pk| pk == &prefix || pk.starts_with(&format!("{prefix}#"))) {
+                let under_prefix =
+                    pk.is_some_and(|pk| pk == &prefix || pk.starts_with(&format!("{prefix}#")));
+                // Items keyed by something else (a machine client by its client id) name
+                // their tenant.
+                let named = item
+                    .get("tenant_id")
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|t| t == tenant);
+                if under_prefix || named {
                     items.push(canonical(&AttributeValue::M(item.clone())));
                 }
             }

@@ -11,6 +11,9 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// Cognito, registering or deleting a machine client.
+    #[error("cognito: {0}")]
+    Identity(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl IntoResponse for ApiError {
@@ -18,7 +21,9 @@ impl IntoResponse for ApiError {
         tracing::error!(error = %herald::telemetry::error_chain(&self), "request failed");
         match self {
             ApiError::Store(StoreError::Corrupt { .. }) => Problem::internal(),
-            ApiError::Store(_) | ApiError::Queue(_) => Problem::unavailable(),
+            ApiError::Store(_) | ApiError::Queue(_) | ApiError::Identity(_) => {
+                Problem::unavailable()
+            }
         }
         .into_response()
     }

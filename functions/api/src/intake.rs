@@ -119,6 +119,25 @@ where
     F: FnOnce(BatchId) -> Fut,
     Fut: Future<Output = Result<StoredResponse, Response>>,
 {
+    once_stored(app, principal, key, route, canonical, work)
+        .await
+        .map(|(stored, replayed)| answer_with(stored, replayed))
+}
+
+/// `once`, answering with the stored response and whether it is a replay, for a route
+/// that adds to the answer what must not be stored.
+pub async fn once_stored<F, Fut>(
+    app: &App,
+    principal: &Principal,
+    key: &IdempotencyKey,
+    route: &str,
+    canonical: &serde_json::Value,
+    work: F,
+) -> Result<(StoredResponse, bool), Response>
+where
+    F: FnOnce(BatchId) -> Fut,
+    Fut: Future<Output = Result<StoredResponse, Response>>,
+{
     let tenant = principal.tenant();
     let hash = request_hash(route, canonical);
     let now_epoch = app.clock.epoch_seconds();
@@ -137,7 +156,7 @@ where
                     .property("route", route)
                     .property("tenant_id", tenant.as_str()),
             );
-            return Ok(answer_with(stored, true));
+            return Ok((stored, true));
         }
         Begin::InFlight => {
             return Err(Problem::new(
@@ -174,7 +193,7 @@ where
         Err(response) => Err(response),
     };
     match outcome {
-        Ok(stored) => Ok(answer_with(stored, false)),
+        Ok(stored) => Ok((stored, false)),
         Err(response) => {
             // Let the client's retry (same key) take over now.
             if let Err(release) = app.idempotency.release(tenant, key, &hash).await {

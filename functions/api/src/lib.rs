@@ -1,6 +1,8 @@
 //! The tenant-facing HTTP API. `router` is what Lambda runs (through `lambda_http`)
-//! and what the local gateway calls in-process; both hand it API Gateway v2 requests
-//! whose JWT the authorizer has already verified.
+//! and what the local gateway calls in-process; both hand it API Gateway v2 requests.
+//! The API verifies each request's Cognito token itself (see `docs/decisions.md`,
+//! "Machine clients": API Gateway's JWT authorizer cannot know clients registered at
+//! run time).
 
 // Handlers answer early with a ready `Response`; it is built once per request, so
 // boxing it to shrink the `Err` variant would buy nothing.
@@ -15,7 +17,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use herald::CorrelationId;
-use herald::auth::{Access, Principal, route_access};
+use herald::auth::{Access, Principal, Scope, route_access};
+use herald::aws::CognitoClient;
 use herald::clock::SharedClock;
 use herald::config::ApiConfig;
 use herald::idempotency::Idempotency;
@@ -23,6 +26,7 @@ use herald::problem::Problem;
 use herald::queue::SendQueue;
 use herald::redrive::Redriver;
 use herald::store::{Admission, Store, TenantStatus};
+use herald::token::{Rejection, Verified, Verifier};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use tracing::Instrument;
@@ -31,6 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 mod batches;
+mod clients;
 mod error;
 mod intake;
 mod messages;
@@ -49,6 +54,8 @@ pub struct App {
     pub redriver: Redriver,
     pub clock: SharedClock,
     pub metrics: Metrics,
+    pub verifier: Verifier,
+    pub cognito: CognitoClient,
 }
 
 impl App {
@@ -66,6 +73,8 @@ impl App {
                 &config.send_queue_url,
                 config.redrive,
             ),
+            verifier: Verifier::new(config.auth.tokens.clone(), clock.clone()),
+            cognito: clients.cognito(),
             config,
             metrics: Metrics::stdout(clock.clone()),
             clock,
@@ -94,6 +103,8 @@ fn registered() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(batches::cancel))
         .routes(routes!(tenants::usage))
         .routes(routes!(tenants::own_audit))
+        .routes(routes!(clients::register, clients::list))
+        .routes(routes!(clients::revoke))
         .routes(routes!(tenants::create))
         .routes(routes!(tenants::show))
         .routes(routes!(tenants::suspend))
@@ -205,6 +216,61 @@ async fn correlate(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// Who the token says the caller is. Every failure is a 401 naming the reason, except a
+/// valid user token without a usable tenant (403: signing in again will not help).
+async fn identify(app: &App, header: Option<&str>) -> Result<Principal, Response> {
+    let unauthorized = |rejection: Rejection| {
+        tracing::info!(reason = %rejection, "token rejected");
+        match rejection {
+            Rejection::KeysUnavailable => Problem::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "keys-unavailable",
+                "Service Unavailable",
+            )
+            .detail("The sign-in keys could not be fetched; retry shortly.")
+            .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+            .into_response(),
+            other => Problem::unauthorized(&other.to_string()).into_response(),
+        }
+    };
+    let token = Verifier::bearer(header).map_err(unauthorized)?;
+    let user_clients = &app.config.auth.user_client_ids;
+    let claims = match app.verifier.verify(token).await.map_err(unauthorized)? {
+        Verified::User(claims) => {
+            let audience = claims
+                .get("aud")
+                .and_then(|a| a.as_str())
+                .unwrap_or_default();
+            if !user_clients.iter().any(|c| c == audience) {
+                return Err(unauthorized(Rejection::Audience));
+            }
+            claims
+        }
+        Verified::Access { client_id, claims } if user_clients.contains(&client_id) => claims,
+        Verified::Access { client_id, claims } => {
+            let client = app
+                .store
+                .machine_client(&client_id)
+                .await
+                .map_err(|e| ApiError::from(e).into_response())?;
+            let Some(client) = client.filter(|c| c.revoked_at.is_none()) else {
+                return Err(unauthorized(Rejection::Audience));
+            };
+            // What the token was granted and the registration still allows.
+            let granted: Vec<Scope> = claims
+                .get("scope")
+                .and_then(|s| s.as_str())
+                .unwrap_or_default()
+                .split(' ')
+                .filter_map(Scope::from_oauth_name)
+                .filter(|scope| client.scopes.contains(scope))
+                .collect();
+            return Ok(Principal::machine(client.tenant, &client_id, granted));
+        }
+    };
+    Principal::from_claims(&claims).map_err(|e| Problem::forbidden(&e.to_string()).into_response())
+}
+
 fn request_id(request: &Request) -> Option<String> {
     match request.request_context_ref()? {
         RequestContext::ApiGatewayV2(ctx) => ctx.request_id.clone(),
@@ -213,9 +279,9 @@ fn request_id(request: &Request) -> Option<String> {
 }
 
 /// Looks the matched route up in the policy table; a route without a policy is denied.
-/// The caller's identity comes only from the claims API Gateway's JWT authorizer put
-/// into the request context. A tenant route then needs an active tenant profile and a
-/// place in the tenant's request rate.
+/// The caller's identity comes only from a verified token: a user's id token, or a
+/// registered machine client's access token. A tenant route then needs an active tenant
+/// profile and a place in the tenant's request rate.
 async fn authorize(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
     let route = request
         .extensions()
@@ -231,24 +297,20 @@ async fn authorize(State(app): State<Arc<App>>, mut request: Request, next: Next
             return Problem::forbidden("This route is not open to anyone.").into_response();
         }
     };
-    let claims = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
-            .authorizer
-            .as_ref()
-            .and_then(|a| a.jwt.as_ref())
-            .map(|jwt| &jwt.claims),
-        _ => None,
-    };
-    let Some(claims) = claims else {
-        return Problem::unauthorized("No verified token came with the request.").into_response();
-    };
-    let principal = match Principal::from_claims(claims) {
-        Ok(p) => p,
-        Err(e) => return Problem::forbidden(&e.to_string()).into_response(),
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = match identify(&app, header).await {
+        Ok(principal) => principal,
+        Err(response) => return response,
     };
     tracing::Span::current().record("tenant_id", principal.tenant().as_str());
     if !principal.may(permission) {
-        return Problem::forbidden("Your role does not allow this action.").into_response();
+        return Problem::forbidden(
+            "Your role (or this client's scopes) does not allow this action.",
+        )
+        .into_response();
     }
     if permission.is_platform() {
         request.extensions_mut().insert(principal);

@@ -1,12 +1,13 @@
 //! The OpenAPI document. Paths come from the handlers' `#[utoipa::path]` annotations,
 //! registered with the same `routes!` calls that build the router; who may call each
-//! route (security, roles, the answers of the authorizer) comes from the policy table.
+//! route (security, roles and scopes, the answers of token checks) comes from the policy
+//! table.
 
 use axum::Extension;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use herald::auth::{Access, Permission, Role, route_access};
+use herald::auth::{Access, Permission, Role, Scope, route_access};
 use herald::problem::{self, FieldError, Problem};
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -21,7 +22,9 @@ const BEARER: &str = "bearer";
     info(
         title = "Herald",
         description = "Multi-tenant bulk SMS. Send one message or a templated batch, follow \
-            each message's status, and read your usage and audit log. Errors are RFC 9457 \
+            each message's status, and read your usage and audit log. People sign in with \
+            Cognito; backends use machine clients (client credentials) that a tenant admin \
+            registers. Errors are RFC 9457 \
             `application/problem+json`; every answer carries `x-correlation-id`."
     ),
     components(
@@ -44,6 +47,7 @@ const BEARER: &str = "bearer";
         (name = "messages", description = "One SMS to one recipient."),
         (name = "batches", description = "One template to many recipients, with progress and cancel."),
         (name = "tenant", description = "Your tenant's usage and audit log."),
+        (name = "clients", description = "Your tenant's machine clients (client-credentials tokens for backends)."),
         (name = "operator", description = "Platform-wide actions for Herald's operators."),
         (name = "meta", description = "Liveness and this document; no token needed."),
     )
@@ -51,7 +55,7 @@ const BEARER: &str = "bearer";
 pub(crate) struct ApiDoc;
 
 /// Fills in what the policy table decides for every operation: the bearer token, the
-/// groups that may call it, and the answers of the authorizer (401, 403, the tenant's
+/// groups and scopes that may call it, and the answers of token checks (401, 403, the tenant's
 /// rate limit, and the dependency failures it can meet).
 pub(crate) fn apply_policy(mut document: OpenApi) -> OpenApi {
     document
@@ -64,9 +68,11 @@ pub(crate) fn apply_policy(mut document: OpenApi) -> OpenApi {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "A Cognito ID token from Herald's user pool. Your tenant comes from its \
-                         `custom:tenant_id` claim and your roles from its `cognito:groups` claim, \
-                         never from the request.",
+                        "A token from Herald's Cognito user pool: a person's ID token (the tenant \
+                         from its `custom:tenant_id` claim, roles from `cognito:groups`), or a \
+                         machine client's client-credentials access token (the tenant the client \
+                         is registered to, permissions from its `herald/...` scopes). Never from \
+                         the request.",
                     ))
                     .build(),
             ),
@@ -88,7 +94,15 @@ fn require(operation: &mut Operation, permission: Permission) {
         .filter(|role| role.permissions().contains(&permission))
         .map(|role| format!("`{}`", role.as_str()))
         .collect();
+    let scopes: Vec<String> = Scope::ALL
+        .iter()
+        .filter(|scope| scope.permissions().contains(&permission))
+        .map(|scope| format!("`{}`", scope.oauth_name()))
+        .collect();
     let mut note = format!("Groups allowed: {}.", groups.join(", "));
+    if !scopes.is_empty() {
+        note.push_str(&format!(" Machine client scopes: {}.", scopes.join(", ")));
+    }
     let mut answers = vec![
         ("401", Unauthorized::response().0),
         ("403", Forbidden::response().0),
@@ -246,16 +260,16 @@ problem_responses! {
         [],
     );
     Unauthorized => problem_response(
-        "No valid bearer token: missing, malformed, expired, or not issued for this API. \
-         In AWS, API Gateway's JWT authorizer answers this before Herald runs, with its own \
-         JSON body.",
+        "No valid bearer token: missing, malformed, expired, not issued by Herald's user \
+         pool, or issued to a client that is not registered or was revoked. `detail` says \
+         which.",
         [(
             "WWW-Authenticate".to_owned(),
             header_of::<String>("`Bearer`."),
         )],
     );
     Forbidden => problem_response(
-        "The token is valid but may not do this: its groups lack the permission, its tenant \
+        "The token is valid but may not do this: its groups or scopes lack the permission, its tenant \
          is not registered, or its tenant is suspended (`tenant-suspended`).",
         [],
     );

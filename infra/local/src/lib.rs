@@ -129,6 +129,8 @@ pub struct LocalCloud {
     pub sandbox: Arc<sandbox::Sandbox>,
     pub sandbox_url: String,
     pub gateway_url: String,
+    /// The API's configuration, as the local cloud runs it.
+    pub api_config: ApiConfig,
     pub sender: Arc<herald_sender::Deps>,
     pub send_runner: Arc<runner::QueueRunner>,
     /// The API's and every sender instance's metric lines.
@@ -180,7 +182,7 @@ impl LocalCloud {
         )
         .await?;
 
-        let api_config = ApiConfig::load(&function_env(&stack, "ApiFunction", &options)?)?;
+        let api_config = ApiConfig::load(&api_env(&stack, emulator, &options)?)?;
         // Each function's clients, as its `main` builds them, counted under its name
         // when asked.
         let clients_of = |caller: &'static str| {
@@ -195,17 +197,14 @@ impl LocalCloud {
         } else {
             herald::metrics::Metrics::stdout(herald::clock::system())
         };
-        let api = herald_api::App::new(api_config, &clients_of("api"), herald::clock::system())
-            .with_metrics(metrics.clone());
-        let verifier = gateway::JwtVerifier::fetch(
-            emulator,
-            stack.jwt_authorizer("HttpApi")?,
+        let api = herald_api::App::new(
+            api_config.clone(),
+            &clients_of("api"),
             herald::clock::system(),
         )
-        .await?;
+        .with_metrics(metrics.clone());
         let gateway = Arc::new(gateway::Gateway {
             routes: stack.http_routes("ApiFunction")?,
-            verifier,
             api: herald_api::router(Arc::new(api)),
         });
         let gateway_listener = TcpListener::bind(options.gateway_addr)
@@ -297,6 +296,7 @@ impl LocalCloud {
             sandbox,
             sandbox_url,
             gateway_url,
+            api_config,
             sender,
             send_runner,
             send_runners,
@@ -349,6 +349,28 @@ impl LocalCloud {
 }
 
 /// A function's environment as the template sets it, with the options' overrides.
+/// The API's environment, with the two Cognito addresses that differ locally: the
+/// emulator serves each pool's JWKS under its own address, and the client-credentials
+/// token endpoint (see `emulator.py`) instead of a user pool domain.
+fn api_env(
+    stack: &Stack,
+    emulator: &str,
+    options: &CloudOptions,
+) -> Result<HashMap<String, String>> {
+    let mut env = stack.function_env("ApiFunction")?;
+    let pool = stack.reference("UserPool")?;
+    env.insert(
+        "HERALD_JWKS_URL".into(),
+        format!("{emulator}/{pool}/.well-known/jwks.json"),
+    );
+    env.insert(
+        "HERALD_TOKEN_URL".into(),
+        format!("{emulator}/oauth2/token"),
+    );
+    env.extend(options.env_overrides.clone());
+    Ok(env)
+}
+
 fn function_env(
     stack: &Stack,
     function: &str,

@@ -85,6 +85,8 @@ struct LocalDescription {
     user_pool_id: String,
     client_id: String,
     issuer: String,
+    /// Where machine clients get client-credentials tokens.
+    token_url: String,
     jwks_url: String,
     table: String,
     send_queue_url: String,
@@ -173,7 +175,6 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
         }
         tenants.insert(tenant.to_string(), users);
     }
-    let authorizer = cloud.stack.jwt_authorizer("HttpApi")?;
     let description = LocalDescription {
         api: cloud.gateway_url.clone(),
         sandbox_provider: cloud.sandbox_url.clone(),
@@ -183,7 +184,8 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
         jwks_url: format!("{endpoint}/{pool}/.well-known/jwks.json"),
         user_pool_id: pool,
         client_id: cloud.stack.reference("UserPoolClient")?.to_owned(),
-        issuer: authorizer.issuer,
+        issuer: cloud.api_config.auth.tokens.issuer.clone(),
+        token_url: cloud.api_config.auth.token_url.clone(),
         table: cloud.stack.reference("HeraldTable")?.to_owned(),
         send_queue_url: cloud.stack.reference("SendQueue")?.to_owned(),
         send_dlq_url: cloud.stack.reference("SendDLQ")?.to_owned(),

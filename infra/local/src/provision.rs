@@ -89,6 +89,8 @@ pub async fn provision(clients: &Clients, template: &Template, options: &Options
                 "AWS::Cognito::UserPool",
                 "AWS::Cognito::UserPoolClient",
                 "AWS::Cognito::UserPoolGroup",
+                "AWS::Cognito::UserPoolResourceServer",
+                "AWS::Cognito::UserPoolDomain",
             ]
             .contains(&kind);
         if !known {
@@ -157,6 +159,23 @@ pub async fn provision(clients: &Clients, template: &Template, options: &Options
     for (id, _) in template.resources_of_type("AWS::Cognito::UserPoolGroup") {
         let props = properties(template, stack, &parameters, &resources, id)?;
         let physical = create_group(&clients.cognito, &props)
+            .await
+            .with_context(|| format!("provisioning {id}"))?;
+        resources.insert(id.clone(), physical);
+    }
+    for (id, _) in template.resources_of_type("AWS::Cognito::UserPoolResourceServer") {
+        let props = properties(template, stack, &parameters, &resources, id)?;
+        let physical = create_resource_server(&clients.cognito, &props)
+            .await
+            .with_context(|| format!("provisioning {id}"))?;
+        resources.insert(id.clone(), physical);
+    }
+    for (id, _) in template.resources_of_type("AWS::Cognito::UserPoolDomain") {
+        let props = properties(template, stack, &parameters, &resources, id)?;
+        // Domains are global; each local stack gets its own. The emulator serves the
+        // token endpoint at its own address (`/oauth2/token`), not under the domain.
+        let domain = format!("{stack}-{id}").to_lowercase();
+        let physical = create_domain(&clients.cognito, &domain, &props)
             .await
             .with_context(|| format!("provisioning {id}"))?;
         resources.insert(id.clone(), physical);
@@ -578,6 +597,73 @@ async fn create_user_pool_client(client: &cognito::Client, props: &Value) -> Res
     Ok(Physical {
         reference: id.clone(),
         attributes: HashMap::from([("ClientId".to_owned(), id)]),
+    })
+}
+
+async fn create_resource_server(client: &cognito::Client, props: &Value) -> Result<Physical> {
+    use cognito::types::ResourceServerScopeType;
+    let pool = props["UserPoolId"].as_str().unwrap_or_default();
+    let identifier = props["Identifier"]
+        .as_str()
+        .ok_or_else(|| anyhow!("resource server without Identifier"))?;
+    let exists = client
+        .describe_resource_server()
+        .user_pool_id(pool)
+        .identifier(identifier)
+        .send()
+        .await
+        .is_ok();
+    if !exists {
+        let scopes = props["Scopes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|scope| {
+                ResourceServerScopeType::builder()
+                    .scope_name(scope["ScopeName"].as_str().unwrap_or_default())
+                    .scope_description(scope["ScopeDescription"].as_str().unwrap_or_default())
+                    .build()
+                    .map_err(|e| anyhow!(e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        client
+            .create_resource_server()
+            .user_pool_id(pool)
+            .identifier(identifier)
+            .name(props["Name"].as_str().unwrap_or(identifier))
+            .set_scopes(Some(scopes))
+            .send()
+            .await
+            .map_err(|e| anyhow!(cognito::error::DisplayErrorContext(e).to_string()))?;
+    }
+    Ok(Physical {
+        reference: format!("{pool}|{identifier}"),
+        attributes: HashMap::new(),
+    })
+}
+
+async fn create_domain(client: &cognito::Client, domain: &str, props: &Value) -> Result<Physical> {
+    let pool = props["UserPoolId"].as_str().unwrap_or_default();
+    let existing = client
+        .describe_user_pool_domain()
+        .domain(domain)
+        .send()
+        .await
+        .map_err(|e| anyhow!(cognito::error::DisplayErrorContext(e).to_string()))?
+        .domain_description
+        .and_then(|d| d.user_pool_id);
+    if existing.is_none() {
+        client
+            .create_user_pool_domain()
+            .user_pool_id(pool)
+            .domain(domain)
+            .send()
+            .await
+            .map_err(|e| anyhow!(cognito::error::DisplayErrorContext(e).to_string()))?;
+    }
+    Ok(Physical {
+        reference: domain.to_owned(),
+        attributes: HashMap::new(),
     })
 }
 

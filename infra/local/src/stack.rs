@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use serde_json::Value;
 
 use crate::provision::Stack;
@@ -24,14 +24,6 @@ pub struct QueueTrigger {
 pub struct HttpRoute {
     pub method: String,
     pub path: String,
-    pub public: bool,
-}
-
-/// The JWT authorizer's settings.
-#[derive(Debug, Clone)]
-pub struct JwtAuthorizer {
-    pub issuer: String,
-    pub audiences: Vec<String>,
 }
 
 impl Stack {
@@ -157,7 +149,7 @@ impl Stack {
         })
     }
 
-    /// The function's HTTP API routes, and whether each skips the authorizer.
+    /// The function's HTTP API routes.
     pub fn http_routes(&self, id: &str) -> Result<Vec<HttpRoute>> {
         let function = self.function(id)?;
         Ok(function["Events"]
@@ -175,30 +167,8 @@ impl Stack {
                     .as_str()
                     .unwrap_or_default()
                     .to_owned(),
-                public: e["Properties"]["Auth"]["Authorizer"] == "NONE",
             })
             .collect())
-    }
-
-    /// The HTTP API's default JWT authorizer.
-    pub fn jwt_authorizer(&self, api_id: &str) -> Result<JwtAuthorizer> {
-        let api = self.function(api_id)?;
-        let auth = &api["Auth"];
-        let name = auth["DefaultAuthorizer"]
-            .as_str()
-            .context("HttpApi has no DefaultAuthorizer")?;
-        let config = &auth["Authorizers"][name]["JwtConfiguration"];
-        let issuer = config["issuer"].as_str().unwrap_or_default().to_owned();
-        let audiences: Vec<String> = config["audience"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str().map(str::to_owned))
-            .collect();
-        if issuer.is_empty() || audiences.is_empty() {
-            bail!("authorizer {name} needs an issuer and an audience");
-        }
-        Ok(JwtAuthorizer { issuer, audiences })
     }
 
     pub fn reference(&self, id: &str) -> Result<&str> {

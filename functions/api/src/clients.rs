@@ -1,0 +1,412 @@
+//! A tenant admin's machine clients: Cognito app clients with the client-credentials
+//! grant and Herald's scopes, registered to the admin's tenant. Their access tokens
+//! act for that tenant with those scopes and nothing else.
+//!
+//! The secret is Cognito's: it is read from Cognito for every answer to a registration
+//! (the first and any replay), never stored by Herald.
+
+use std::sync::Arc;
+
+use aws_sdk_cognitoidentityprovider::types::{
+    OAuthFlowType, TimeUnitsType, TokenValidityUnitsType,
+};
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use herald::auth::{Principal, Scope};
+use herald::idempotency::StoredResponse;
+use herald::problem::Problem;
+use herald::store::{MachineClient, Registration, Revocation};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::intake::{self, FieldErrors, IdempotencyKeyHeader};
+use crate::openapi::{
+    BodyTooLarge, IdempotencyKeyReused, InvalidRequest, NotFound, RequestInProgress,
+    UnsupportedMediaType,
+};
+use crate::{ApiError, App, Correlation};
+
+const MAX_NAME_CHARS: usize = 64;
+/// Machine tokens live an hour, like users' (Cognito allows 5 minutes to a day).
+const ACCESS_TOKEN_MINUTES: i32 = 60;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RegisterClient {
+    /// What the client is, for people reading the list: letters, digits, space, `.`,
+    /// `_` and `-`, at most 64 characters.
+    name: String,
+    /// What its tokens may do: `messages:send` (send and cancel), `messages:read`
+    /// (messages, batches and usage).
+    #[schema(value_type = Vec<String>, example = json!(["messages:send", "messages:read"]))]
+    scopes: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+struct ClientBody {
+    client_id: String,
+    name: String,
+    #[schema(value_type = Vec<String>)]
+    scopes: Vec<Scope>,
+    created_at: String,
+    /// Who registered it.
+    created_by: String,
+    /// When it was revoked; its tokens are refused from then on.
+    revoked_at: Option<String>,
+}
+
+impl From<MachineClient> for ClientBody {
+    fn from(c: MachineClient) -> Self {
+        Self {
+            client_id: c.client_id,
+            name: c.name,
+            scopes: c.scopes,
+            created_at: c.created_at,
+            created_by: c.created_by,
+            revoked_at: c.revoked_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct RegisteredClient {
+    #[serde(flatten)]
+    client: ClientBody,
+    /// The client's secret, for the token request. Absent once the client is revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+    /// Where to ask for tokens: `POST` with `grant_type=client_credentials` and the
+    /// client id and secret as HTTP Basic credentials.
+    token_url: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct ClientList {
+    /// Oldest first, revoked ones included.
+    clients: Vec<ClientBody>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/clients",
+    tag = "clients",
+    operation_id = "registerClient",
+    summary = "Register a machine client",
+    description = "A client-credentials client for the caller's tenant. Its access tokens \
+        (from `token_url`) act for this tenant with the scopes given here. A tenant holds \
+        a limited number of active clients.",
+    params(IdempotencyKeyHeader),
+    request_body = RegisterClient,
+    responses(
+        (status = 201, description = "Registered, with the secret.", body = RegisteredClient, headers(
+            ("Location" = String, description = "The client's URL."),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
+        )),
+        (status = 400, response = InvalidRequest),
+        (status = 409, description = "`client-limit-reached`: the tenant holds as many \
+            active clients as it may; revoke one first. `request-in-progress`: a request \
+            with this `Idempotency-Key` has not finished.", body = herald::problem::Problem,
+            content_type = "application/problem+json"),
+        (status = 413, response = BodyTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = IdempotencyKeyReused),
+    ),
+)]
+pub async fn register(
+    State(app): State<Arc<App>>,
+    Extension(principal): Extension<Principal>,
+    Extension(Correlation(correlation)): Extension<Correlation>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let key = intake::idempotency_key(&headers)?;
+    let request: RegisterClient = intake::parse_json(&headers, &body, app.config.max_body_bytes)?;
+    let mut errors = FieldErrors::default();
+    let name = request.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        errors.add("/name", format!("must be 1 to {MAX_NAME_CHARS} characters"));
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '_' | '-'))
+    {
+        errors.add(
+            "/name",
+            "may hold only letters, digits, space, '.', '_' and '-'",
+        );
+    }
+    let mut scopes = Vec::new();
+    if request.scopes.is_empty() {
+        errors.add("/scopes", "must name at least one scope");
+    }
+    for (i, raw) in request.scopes.iter().enumerate() {
+        match Scope::parse(raw) {
+            None => {
+                let names: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+                errors.add(
+                    format!("/scopes/{i}"),
+                    format!("must be one of {}", names.join(", ")),
+                );
+            }
+            Some(scope) if scopes.contains(&scope) => {
+                errors.add(format!("/scopes/{i}"), "is listed twice");
+            }
+            Some(scope) => scopes.push(scope),
+        }
+    }
+    errors.check()?;
+    let canonical = serde_json::json!({
+        "name": name,
+        "scopes": scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+    });
+    let (app, principal, correlation) = (&app, &principal, &correlation);
+    let (stored, replayed) = intake::once_stored(
+        app,
+        principal,
+        &key,
+        "POST /v1/clients",
+        &canonical,
+        |_| async move {
+            let client_id = create_cognito_client(app, principal, name, &scopes).await?;
+            let client = MachineClient {
+                client_id: client_id.clone(),
+                tenant: principal.tenant().clone(),
+                name: name.to_owned(),
+                scopes,
+                created_at: app.clock.rfc3339(),
+                created_by: principal.subject().to_owned(),
+                revoked_at: None,
+            };
+            let limit = app.config.auth.max_clients_per_tenant;
+            let registered = app.store.register_client(&client, limit).await;
+            match registered {
+                Ok(Registration::Registered) => {}
+                Ok(Registration::LimitReached { limit }) => {
+                    delete_cognito_client(app, &client_id).await?;
+                    return Err(Problem::new(
+                        StatusCode::CONFLICT,
+                        "client-limit-reached",
+                        "Client limit reached",
+                    )
+                    .detail(format!(
+                        "Your tenant may hold {limit} active machine clients; revoke one first."
+                    ))
+                    .into_response());
+                }
+                Err(e) => {
+                    // Unrecorded, the client's tokens would be refused anyway; deleting
+                    // it keeps Cognito's shared client limit for clients in use.
+                    if let Err(cleanup) = delete_cognito_client(app, &client_id).await {
+                        tracing::warn!(%client_id, "could not delete an unrecorded client: {cleanup:?}");
+                    }
+                    return Err(ApiError::from(e).into_response());
+                }
+            }
+            intake::audit(
+                app,
+                principal.tenant(),
+                principal,
+                correlation,
+                "client.registered",
+                &client_id,
+            )
+            .await?;
+            let body = RegisteredClient {
+                client: ClientBody::from(client),
+                client_secret: None,
+                token_url: app.config.auth.token_url.clone(),
+            };
+            Ok(intake::stored_json(
+                StatusCode::CREATED,
+                &body,
+                Some(format!("/v1/clients/{client_id}")),
+            ))
+        },
+    )
+    .await?;
+    with_secret(app, stored)
+        .await
+        .map(|stored| intake::answer_with(stored, replayed))
+}
+
+/// Adds the client's secret, read from Cognito, to the stored answer.
+async fn with_secret(app: &App, mut stored: StoredResponse) -> Result<StoredResponse, Response> {
+    let mut body: serde_json::Value =
+        serde_json::from_str(&stored.body).expect("the stored answer is this route's JSON");
+    let client_id = body["client_id"].as_str().unwrap_or_default().to_owned();
+    let described = app
+        .cognito
+        .describe_user_pool_client()
+        .user_pool_id(&app.config.auth.user_pool_id)
+        .client_id(&client_id)
+        .send()
+        .await;
+    match described {
+        Ok(out) => {
+            let secret = out.user_pool_client.and_then(|c| c.client_secret);
+            body["client_secret"] = secret.map_or(serde_json::Value::Null, Into::into);
+        }
+        // Revoked since: the replay answers without a secret, as the client has none.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) => {}
+        Err(e) => return Err(ApiError::Identity(Box::new(e)).into_response()),
+    }
+    stored.body = body.to_string();
+    Ok(stored)
+}
+
+async fn create_cognito_client(
+    app: &App,
+    principal: &Principal,
+    name: &str,
+    scopes: &[Scope],
+) -> Result<String, Response> {
+    let out = app
+        .cognito
+        .create_user_pool_client()
+        .user_pool_id(&app.config.auth.user_pool_id)
+        .client_name(format!(
+            "herald-{}-{}",
+            principal.tenant(),
+            name.replace(' ', "_")
+        ))
+        .generate_secret(true)
+        .allowed_o_auth_flows_user_pool_client(true)
+        .allowed_o_auth_flows(OAuthFlowType::ClientCredentials)
+        .set_allowed_o_auth_scopes(Some(scopes.iter().map(|s| s.oauth_name()).collect()))
+        .access_token_validity(ACCESS_TOKEN_MINUTES)
+        .token_validity_units(
+            TokenValidityUnitsType::builder()
+                .access_token(TimeUnitsType::Minutes)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| ApiError::Identity(Box::new(e)).into_response())?;
+    out.user_pool_client
+        .and_then(|c| c.client_id)
+        .ok_or_else(|| {
+            ApiError::Identity("Cognito created a client without an id".into()).into_response()
+        })
+}
+
+/// Deletes the Cognito client; one already gone counts as deleted.
+async fn delete_cognito_client(app: &App, client_id: &str) -> Result<(), Response> {
+    let deleted = app
+        .cognito
+        .delete_user_pool_client()
+        .user_pool_id(&app.config.auth.user_pool_id)
+        .client_id(client_id)
+        .send()
+        .await;
+    match deleted {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(ApiError::Identity(Box::new(e)).into_response()),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/clients",
+    tag = "clients",
+    operation_id = "listClients",
+    summary = "The tenant's machine clients",
+    description = "Without secrets.",
+    responses((status = 200, description = "The clients.", body = ClientList)),
+)]
+pub async fn list(
+    State(app): State<Arc<App>>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, Response> {
+    let clients = app
+        .store
+        .list_clients(principal.tenant())
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    Ok(axum::Json(ClientList {
+        clients: clients.into_iter().map(ClientBody::from).collect(),
+    })
+    .into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/clients/{id}/revoke",
+    tag = "clients",
+    operation_id = "revokeClient",
+    summary = "Revoke a machine client",
+    description = "Its tokens are refused at once, including those already issued, and it \
+        can get no new ones. Revoking a revoked client answers the same.",
+    params(("id" = String, Path, description = "The client id."), IdempotencyKeyHeader),
+    responses(
+        (status = 200, description = "The client, revoked.", body = ClientBody),
+        (status = 400, response = InvalidRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = RequestInProgress),
+        (status = 422, response = IdempotencyKeyReused),
+    ),
+)]
+pub async fn revoke(
+    State(app): State<Arc<App>>,
+    Extension(principal): Extension<Principal>,
+    Extension(Correlation(correlation)): Extension<Correlation>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    let key = intake::idempotency_key(&headers)?;
+    let canonical = serde_json::json!({ "client_id": id });
+    let (app, principal, correlation, id) = (&app, &principal, &correlation, &id);
+    intake::once(
+        app,
+        principal,
+        &key,
+        "POST /v1/clients/{id}/revoke",
+        &canonical,
+        |_| async move {
+            let now = app.clock.rfc3339();
+            let revocation = app
+                .store
+                .revoke_client(principal.tenant(), id, &now)
+                .await
+                .map_err(|e| ApiError::from(e).into_response())?;
+            let client = match revocation {
+                Revocation::NotFound => {
+                    return Err(Problem::not_found()
+                        .detail("No such client.")
+                        .into_response());
+                }
+                Revocation::Revoked(client) => {
+                    intake::audit(
+                        app,
+                        principal.tenant(),
+                        principal,
+                        correlation,
+                        "client.revoked",
+                        id,
+                    )
+                    .await?;
+                    client
+                }
+                Revocation::AlreadyRevoked(client) => client,
+            };
+            // Herald refuses the client's tokens from the store's mark on; deleting it
+            // in Cognito stops new tokens. A failure here is retried by the next revoke.
+            delete_cognito_client(app, id).await?;
+            Ok(intake::stored_json(
+                StatusCode::OK,
+                &ClientBody::from(client),
+                None,
+            ))
+        },
+    )
+    .await
+}

@@ -1,0 +1,279 @@
+//! A tenant's machine clients: which Cognito app client belongs to which tenant, with
+//! which scopes, and whether it was revoked. A token is accepted only while its client
+//! is here and not revoked, so revoking takes effect at once, before the Cognito client
+//! is deleted and whatever tokens it already issued expire.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+
+use super::{Item, Store, StoreError, dynamo, get_s, key_item, n, s, with_key};
+use crate::auth::Scope;
+use crate::ids::TenantId;
+use crate::keys::{self, SCHEMA_VERSION};
+
+/// Most clients one listing page returns; a tenant holds at most its limit anyway.
+const MAX_LISTED: i32 = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineClient {
+    pub client_id: String,
+    pub tenant: TenantId,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub created_at: String,
+    /// The subject of whoever registered it.
+    pub created_by: String,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    Registered,
+    /// The tenant already has `limit` active clients; nothing was written.
+    LimitReached {
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    Revoked(MachineClient),
+    AlreadyRevoked(MachineClient),
+    /// No such client, or another tenant's: the same answer.
+    NotFound,
+}
+
+impl Store {
+    /// Records a new client and counts it against the tenant's `limit` of active
+    /// clients, both or neither.
+    pub async fn register_client(
+        &self,
+        client: &MachineClient,
+        limit: u32,
+    ) -> Result<Registration, StoreError> {
+        let counter = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&keys::machine_client_count(&client.tenant))))
+            .update_expression("ADD active :one SET tenant_id = :tenant")
+            .condition_expression("attribute_not_exists(active) OR active < :limit")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(limit))
+            .expression_attribute_values(":tenant", s(client.tenant.as_str()))
+            .build()
+            .map_err(dynamo)?;
+        let item = with_key(
+            &keys::machine_client(&client.client_id),
+            [
+                ("tenant_id", s(client.tenant.as_str())),
+                ("client_id", s(&client.client_id)),
+                ("name", s(&client.name)),
+                ("scopes", scopes_value(&client.scopes)),
+                ("created_at", s(&client.created_at)),
+                ("created_by", s(&client.created_by)),
+                ("gsi1pk", s(keys::machine_clients_partition(&client.tenant))),
+                (
+                    "gsi1sk",
+                    s(format!("{}#{}", client.created_at, client.client_id)),
+                ),
+                ("schema_version", n(SCHEMA_VERSION)),
+            ],
+        );
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(dynamo)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(counter).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Registration::Registered),
+            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
+                let TransactWriteItemsError::TransactionCanceledException(cancelled) = e.into_err()
+                else {
+                    unreachable!("checked above")
+                };
+                let limit_reached = cancelled
+                    .cancellation_reasons
+                    .as_ref()
+                    .and_then(|r| r.first())
+                    .and_then(|r| r.code.as_deref())
+                    == Some("ConditionalCheckFailed");
+                if limit_reached {
+                    Ok(Registration::LimitReached { limit })
+                } else {
+                    Err(dynamo(cancelled))
+                }
+            }
+            Err(e) => Err(dynamo(e)),
+        }
+    }
+
+    /// The client a token names, whatever its tenant: the caller learns the tenant
+    /// from it. Revoked clients are returned too, marked.
+    pub async fn machine_client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<MachineClient>, StoreError> {
+        if !well_formed(client_id) {
+            return Ok(None);
+        }
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&keys::machine_client(client_id))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo)?;
+        out.item.map(|item| parse_client(&item)).transpose()
+    }
+
+    /// One of `tenant`'s clients; another tenant's is `None`, like a missing one.
+    pub async fn tenant_client(
+        &self,
+        tenant: &TenantId,
+        client_id: &str,
+    ) -> Result<Option<MachineClient>, StoreError> {
+        Ok(self
+            .machine_client(client_id)
+            .await?
+            .filter(|c| &c.tenant == tenant))
+    }
+
+    /// The tenant's clients, oldest first, revoked ones included.
+    pub async fn list_clients(&self, tenant: &TenantId) -> Result<Vec<MachineClient>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :p")
+            .expression_attribute_values(":p", s(keys::machine_clients_partition(tenant)))
+            .limit(MAX_LISTED)
+            .send()
+            .await
+            .map_err(dynamo)?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(parse_client)
+            .filter(|c| c.as_ref().map_or(true, |c| &c.tenant == tenant))
+            .collect()
+    }
+
+    /// Marks the client revoked and frees its place in the tenant's limit, once.
+    pub async fn revoke_client(
+        &self,
+        tenant: &TenantId,
+        client_id: &str,
+        at: &str,
+    ) -> Result<Revocation, StoreError> {
+        let Some(mut client) = self.tenant_client(tenant, client_id).await? else {
+            return Ok(Revocation::NotFound);
+        };
+        if client.revoked_at.is_some() {
+            return Ok(Revocation::AlreadyRevoked(client));
+        }
+        let revoke = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&keys::machine_client(client_id))))
+            .update_expression("SET revoked_at = :at")
+            .condition_expression("tenant_id = :tenant AND attribute_not_exists(revoked_at)")
+            .expression_attribute_values(":at", s(at))
+            .expression_attribute_values(":tenant", s(tenant.as_str()))
+            .build()
+            .map_err(dynamo)?;
+        let counter = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&keys::machine_client_count(tenant))))
+            .update_expression("ADD active :minus_one")
+            .expression_attribute_values(":minus_one", n(-1))
+            .build()
+            .map_err(dynamo)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(revoke).build())
+            .transact_items(TransactWriteItem::builder().update(counter).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                client.revoked_at = Some(at.to_owned());
+                Ok(Revocation::Revoked(client))
+            }
+            // A concurrent revoke won: the client is revoked either way.
+            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
+                match self.tenant_client(tenant, client_id).await? {
+                    Some(current) if current.revoked_at.is_some() => {
+                        Ok(Revocation::AlreadyRevoked(current))
+                    }
+                    _ => Err(dynamo(e.into_err())),
+                }
+            }
+            Err(e) => Err(dynamo(e)),
+        }
+    }
+}
+
+/// Cognito app client ids are letters and digits; anything else names no client.
+fn well_formed(client_id: &str) -> bool {
+    (1..=128).contains(&client_id.len()) && client_id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn scopes_value(scopes: &[Scope]) -> AttributeValue {
+    AttributeValue::L(scopes.iter().map(|scope| s(scope.as_str())).collect())
+}
+
+fn parse_client(item: &Item) -> Result<MachineClient, StoreError> {
+    let client_id = get_s(item, "client_id").unwrap_or_default().to_owned();
+    let corrupt = |reason: &str| {
+        let key = keys::machine_client(&client_id);
+        StoreError::Corrupt {
+            pk: key.pk,
+            sk: key.sk,
+            reason: reason.to_owned(),
+        }
+    };
+    let tenant = get_s(item, "tenant_id")
+        .and_then(|t| TenantId::parse(t).ok())
+        .ok_or_else(|| corrupt("no valid tenant"))?;
+    let scopes = match item.get("scopes") {
+        Some(AttributeValue::L(list)) => list
+            .iter()
+            .map(|v| v.as_s().ok().and_then(|raw| Scope::parse(raw)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| corrupt("unknown scope"))?,
+        _ => return Err(corrupt("no scopes")),
+    };
+    Ok(MachineClient {
+        tenant,
+        name: get_s(item, "name").unwrap_or_default().to_owned(),
+        scopes,
+        created_at: get_s(item, "created_at").unwrap_or_default().to_owned(),
+        created_by: get_s(item, "created_by").unwrap_or_default().to_owned(),
+        revoked_at: get_s(item, "revoked_at").map(str::to_owned),
+        client_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_letters_and_digits() {
+        assert!(well_formed("4q2mb3j0v1e8r5cpn2a6mumtkd"));
+        assert!(!well_formed(""));
+        assert!(!well_formed("abc#TENANT"));
+        assert!(!well_formed(&"a".repeat(129)));
+    }
+}
