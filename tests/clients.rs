@@ -344,3 +344,34 @@ async fn a_tenant_holds_a_bounded_number_of_clients() {
         201
     );
 }
+
+#[tokio::test]
+async fn a_suspended_tenants_clients_are_refused() {
+    let test = TestCloud::start("clients-suspended").await;
+    let admin = test.token("acme", "admin").await;
+    let operator = test.token("herald", "operator").await;
+    let (client, secret) = test.machine_client(&admin, &["messages:send"]).await;
+    let token = test.client_token(&client, &secret, None).await.unwrap();
+
+    let suspended = test
+        .post_json("/v1/tenants/acme/suspend", &operator, "")
+        .await;
+    assert_eq!(suspended.status, 200, "{:?}", suspended.body);
+    let refused = test.post_json("/v1/messages", &token, SMS).await;
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    assert!(
+        refused.body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("tenant-suspended")
+    );
+
+    let resumed = test
+        .post_json("/v1/tenants/acme/resume", &operator, "")
+        .await;
+    assert_eq!(resumed.status, 200, "{:?}", resumed.body);
+    assert_eq!(
+        test.post_json("/v1/messages", &token, SMS).await.status,
+        202
+    );
+}

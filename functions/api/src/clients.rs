@@ -170,17 +170,22 @@ pub async fn register(
         &canonical,
         |_| async move {
             let client_id = create_cognito_client(app, principal, name, &scopes).await?;
+            let audit =
+                intake::audit_entry(app, principal, correlation, "client.registered", &client_id);
             let client = MachineClient {
                 client_id: client_id.clone(),
                 tenant: principal.tenant().clone(),
                 name: name.to_owned(),
                 scopes,
-                created_at: app.clock.rfc3339(),
+                created_at: audit.at.clone(),
                 created_by: principal.subject().to_owned(),
                 revoked_at: None,
             };
             let limit = app.config.auth.max_clients_per_tenant;
-            let registered = app.store.register_client(&client, limit).await;
+            let registered = app
+                .store
+                .register_client(&client, limit, &audit, app.clock.epoch_seconds())
+                .await;
             match registered {
                 Ok(Registration::Registered) => {}
                 Ok(Registration::LimitReached { limit }) => {
@@ -204,15 +209,6 @@ pub async fn register(
                     return Err(ApiError::from(e).into_response());
                 }
             }
-            intake::audit(
-                app,
-                principal.tenant(),
-                principal,
-                correlation,
-                "client.registered",
-                &client_id,
-            )
-            .await?;
             let body = RegisteredClient {
                 client: ClientBody::from(client),
                 client_secret: None,
@@ -372,10 +368,10 @@ pub async fn revoke(
         "POST /v1/clients/{id}/revoke",
         &canonical,
         |_| async move {
-            let now = app.clock.rfc3339();
+            let audit = intake::audit_entry(app, principal, correlation, "client.revoked", id);
             let revocation = app
                 .store
-                .revoke_client(principal.tenant(), id, &now)
+                .revoke_client(principal.tenant(), id, &audit, app.clock.epoch_seconds())
                 .await
                 .map_err(|e| ApiError::from(e).into_response())?;
             let client = match revocation {
@@ -384,19 +380,7 @@ pub async fn revoke(
                         .detail("No such client.")
                         .into_response());
                 }
-                Revocation::Revoked(client) => {
-                    intake::audit(
-                        app,
-                        principal.tenant(),
-                        principal,
-                        correlation,
-                        "client.revoked",
-                        id,
-                    )
-                    .await?;
-                    client
-                }
-                Revocation::AlreadyRevoked(client) => client,
+                Revocation::Revoked(client) | Revocation::AlreadyRevoked(client) => client,
             };
             // Herald refuses the client's tokens from the store's mark on; deleting it
             // in Cognito stops new tokens. A failure here is retried by the next revoke.

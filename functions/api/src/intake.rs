@@ -268,6 +268,23 @@ pub async fn reserve_quota(
     }
 }
 
+/// The audit entry of a state change made by `principal` in this request, now.
+pub fn audit_entry(
+    app: &App,
+    principal: &Principal,
+    correlation: &CorrelationId,
+    action: &str,
+    target: &str,
+) -> AuditEntry {
+    AuditEntry {
+        at: app.clock.rfc3339(),
+        actor: principal.subject().to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        request_id: correlation.as_str().to_owned(),
+    }
+}
+
 /// Writes the audit entry of a state change made by `principal` in this request.
 pub async fn audit(
     app: &App,
@@ -277,13 +294,7 @@ pub async fn audit(
     action: &str,
     target: &str,
 ) -> Result<(), Response> {
-    let entry = AuditEntry {
-        at: app.clock.rfc3339(),
-        actor: principal.subject().to_owned(),
-        action: action.to_owned(),
-        target: target.to_owned(),
-        request_id: correlation.as_str().to_owned(),
-    };
+    let entry = audit_entry(app, principal, correlation, action, target);
     app.store
         .record_audit(tenant, &entry, app.clock.epoch_seconds())
         .await

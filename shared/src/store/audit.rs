@@ -1,6 +1,8 @@
 //! The audit log: who changed what, when, under which request. One partition per
 //! tenant and UTC day, entries sorted by time.
 
+use aws_sdk_dynamodb::types::Put;
+
 use super::{Item, Store, StoreError, dynamo, get_s, s, with_key};
 use crate::ids::TenantId;
 use crate::keys;
@@ -30,29 +32,30 @@ impl Store {
         entry: &AuditEntry,
         now_epoch: u64,
     ) -> Result<(), StoreError> {
-        let day = &entry.at[..entry.at.len().min(10)];
-        let key = keys::audit(tenant, day, &entry.at, &ulid::Ulid::new().to_string());
-        let item = with_key(
-            &key,
-            [
-                ("tenant_id", s(tenant.as_str())),
-                ("at", s(&entry.at)),
-                ("actor", s(&entry.actor)),
-                ("action", s(&entry.action)),
-                ("target", s(&entry.target)),
-                ("request_id", s(&entry.request_id)),
-                ("expires_at", super::n(now_epoch + AUDIT_TTL_SECS)),
-            ],
-        );
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(audit_item(tenant, entry, now_epoch)))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
             .map_err(dynamo)?;
         Ok(())
+    }
+
+    /// The entry as one write of a transaction, for changes audited atomically.
+    pub(super) fn audit_put(
+        &self,
+        tenant: &TenantId,
+        entry: &AuditEntry,
+        now_epoch: u64,
+    ) -> Result<Put, StoreError> {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(audit_item(tenant, entry, now_epoch)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(dynamo)
     }
 
     /// A tenant's entries of one UTC day (`YYYY-MM-DD`), oldest first.
@@ -78,6 +81,23 @@ impl Store {
             .map(parse_entry)
             .collect())
     }
+}
+
+fn audit_item(tenant: &TenantId, entry: &AuditEntry, now_epoch: u64) -> Item {
+    let day = &entry.at[..entry.at.len().min(10)];
+    let key = keys::audit(tenant, day, &entry.at, &ulid::Ulid::new().to_string());
+    with_key(
+        &key,
+        [
+            ("tenant_id", s(tenant.as_str())),
+            ("at", s(&entry.at)),
+            ("actor", s(&entry.actor)),
+            ("action", s(&entry.action)),
+            ("target", s(&entry.target)),
+            ("request_id", s(&entry.request_id)),
+            ("expires_at", super::n(now_epoch + AUDIT_TTL_SECS)),
+        ],
+    )
 }
 
 fn parse_entry(item: &Item) -> AuditEntry {

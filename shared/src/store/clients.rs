@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
-use super::{Item, Store, StoreError, dynamo, get_s, key_item, n, s, with_key};
+use super::{AuditEntry, Item, Store, StoreError, dynamo, get_s, key_item, n, s, with_key};
 use crate::auth::Scope;
 use crate::ids::TenantId;
 use crate::keys::{self, SCHEMA_VERSION};
@@ -45,13 +45,16 @@ pub enum Revocation {
 }
 
 impl Store {
-    /// Records a new client and counts it against the tenant's `limit` of active
-    /// clients, both or neither.
+    /// Records a new client, counts it against the tenant's `limit` of active clients
+    /// and writes `audit`: all or nothing.
     pub async fn register_client(
         &self,
         client: &MachineClient,
         limit: u32,
+        audit: &AuditEntry,
+        now_epoch: u64,
     ) -> Result<Registration, StoreError> {
+        let audit = self.audit_put(&client.tenant, audit, now_epoch)?;
         let counter = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key_item(&keys::machine_client_count(&client.tenant))))
@@ -90,6 +93,7 @@ impl Store {
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(counter).build())
             .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().put(audit).build())
             .send()
             .await;
         match result {
@@ -169,13 +173,16 @@ impl Store {
             .collect()
     }
 
-    /// Marks the client revoked and frees its place in the tenant's limit, once.
+    /// Marks the client revoked, frees its place in the tenant's limit and writes
+    /// `audit`, once: all or nothing.
     pub async fn revoke_client(
         &self,
         tenant: &TenantId,
         client_id: &str,
-        at: &str,
+        audit: &AuditEntry,
+        now_epoch: u64,
     ) -> Result<Revocation, StoreError> {
+        let at = audit.at.as_str();
         let Some(mut client) = self.tenant_client(tenant, client_id).await? else {
             return Ok(Revocation::NotFound);
         };
@@ -203,6 +210,11 @@ impl Store {
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(revoke).build())
             .transact_items(TransactWriteItem::builder().update(counter).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(self.audit_put(tenant, audit, now_epoch)?)
+                    .build(),
+            )
             .send()
             .await;
         match result {
