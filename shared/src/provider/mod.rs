@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::address::{Address, EmailAddress};
+use crate::address::EmailAddress;
 use crate::ids::MessageId;
 use crate::phone::PhoneNumber;
 
@@ -52,13 +52,6 @@ impl Outbound {
         match self {
             Self::Sms(m) => m.to.as_str(),
             Self::Email(m) => m.to.as_str(),
-        }
-    }
-
-    pub fn address(&self) -> Address {
-        match self {
-            Self::Sms(m) => Address::Phone(m.to.clone()),
-            Self::Email(m) => Address::Email(m.to.clone()),
         }
     }
 }
