@@ -2,6 +2,7 @@
 //! nothing: no item written, nothing enqueued.
 
 use herald_tests::TestCloud;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn bad_requests_are_refused_and_change_nothing() {
@@ -191,4 +192,214 @@ async fn bad_requests_are_refused_and_change_nothing() {
         "nothing was enqueued"
     );
     assert!(test.ledger().is_empty());
+}
+
+/// The email rules: an address for an email, a number for an SMS, a subject exactly
+/// when the channel is email and within its limits. Each refusal names its field, and
+/// nothing is written, enqueued or sent.
+#[tokio::test]
+async fn bad_email_requests_are_refused_and_change_nothing() {
+    let test = TestCloud::start("bad-email").await;
+    let token = test.token("acme", "sender").await;
+    let to = test.email(0);
+    let batch = |subject: Value, recipients: Vec<Value>| {
+        json!({
+            "channel": "email",
+            "subject": subject,
+            "template": "Hi {{name}}",
+            "recipients": recipients,
+        })
+    };
+    let good = |i: usize| json!({ "to": test.email(i), "variables": { "name": "Ann" } });
+    let mut phone_in_the_middle: Vec<Value> = (0..5).map(good).collect();
+    phone_in_the_middle[3] = json!({ "to": "+14155550100", "variables": { "name": "Bo" } });
+    let mut same_mailbox: Vec<Value> = (0..2).map(good).collect();
+    same_mailbox[1]["to"] = json!(test.email(0).to_uppercase());
+
+    // (case, route, body, field the problem must name)
+    let cases: Vec<(&str, &str, Value, &str)> = vec![
+        (
+            "email with a space",
+            "/v1/messages",
+            json!({ "channel": "email", "to": "jane doe@example.com", "subject": "s", "body": "b" }),
+            "/to",
+        ),
+        (
+            "email with a control character",
+            "/v1/messages",
+            json!({ "channel": "email", "to": "jane\u{7}@example.com", "subject": "s", "body": "b" }),
+            "/to",
+        ),
+        (
+            "email over 254 characters",
+            "/v1/messages",
+            json!({ "channel": "email", "to": format!("{}@example.com", "j".repeat(250)), "subject": "s", "body": "b" }),
+            "/to",
+        ),
+        (
+            "email without a domain",
+            "/v1/messages",
+            json!({ "channel": "email", "to": "jane@localhost", "subject": "s", "body": "b" }),
+            "/to",
+        ),
+        (
+            "phone number on the email channel",
+            "/v1/messages",
+            json!({ "channel": "email", "to": "+14155550100", "subject": "s", "body": "b" }),
+            "/to",
+        ),
+        (
+            "email on the sms channel",
+            "/v1/messages",
+            json!({ "channel": "sms", "to": to, "body": "b" }),
+            "/to",
+        ),
+        (
+            "email with the default channel",
+            "/v1/messages",
+            json!({ "to": to, "body": "b" }),
+            "/to",
+        ),
+        (
+            "missing subject",
+            "/v1/messages",
+            json!({ "channel": "email", "to": to, "body": "b" }),
+            "/subject",
+        ),
+        (
+            "subject on sms",
+            "/v1/messages",
+            json!({ "channel": "sms", "to": "+14155550100", "subject": "s", "body": "b" }),
+            "/subject",
+        ),
+        (
+            "oversize subject",
+            "/v1/messages",
+            json!({ "channel": "email", "to": to, "subject": "s".repeat(257), "body": "b" }),
+            "/subject",
+        ),
+        (
+            "empty subject",
+            "/v1/messages",
+            json!({ "channel": "email", "to": to, "subject": "", "body": "b" }),
+            "/subject",
+        ),
+        (
+            "line break in the subject",
+            "/v1/messages",
+            json!({ "channel": "email", "to": to, "subject": "a\r\nBcc: x@example.com", "body": "b" }),
+            "/subject",
+        ),
+        (
+            "email body over 10,000 characters",
+            "/v1/messages",
+            json!({ "channel": "email", "to": to, "subject": "s", "body": "x".repeat(10_001) }),
+            "/body",
+        ),
+        (
+            "sms body over 1600 characters",
+            "/v1/messages",
+            json!({ "channel": "sms", "to": "+14155550100", "body": "x".repeat(1601) }),
+            "/body",
+        ),
+        (
+            "unknown field on an email",
+            "/v1/messages",
+            json!({ "channel": "email", "to": to, "subject": "s", "body": "b", "html": "<p>" }),
+            "/html",
+        ),
+        (
+            "phone number on an email batch",
+            "/v1/batches",
+            batch(json!("Hello {{name}}"), phone_in_the_middle),
+            "/recipients/3/to",
+        ),
+        (
+            "the same mailbox twice, in other case",
+            "/v1/batches",
+            batch(json!("Hello {{name}}"), same_mailbox),
+            "/recipients/1/to",
+        ),
+        (
+            "email on an sms batch",
+            "/v1/batches",
+            json!({ "template": "Hi", "recipients": [{ "to": "+14155550100" }, { "to": to }] }),
+            "/recipients/1/to",
+        ),
+        (
+            "email batch without a subject",
+            "/v1/batches",
+            json!({ "channel": "email", "template": "Hi", "recipients": [{ "to": to }] }),
+            "/subject",
+        ),
+        (
+            "sms batch with a subject",
+            "/v1/batches",
+            json!({ "subject": "s", "template": "Hi", "recipients": [{ "to": "+14155550100" }] }),
+            "/subject",
+        ),
+        (
+            "oversize batch subject",
+            "/v1/batches",
+            batch(json!("s".repeat(257)), vec![good(0)]),
+            "/subject",
+        ),
+        (
+            "subject placeholder left open",
+            "/v1/batches",
+            batch(json!("Hello {{name"), vec![good(0)]),
+            "/subject",
+        ),
+        (
+            "subject variable missing",
+            "/v1/batches",
+            batch(json!("Hello {{nickname}}"), vec![good(0)]),
+            "/recipients/0/variables",
+        ),
+        (
+            "a variable makes the subject too long",
+            "/v1/batches",
+            batch(
+                json!("Hello {{name}}"),
+                vec![json!({ "to": test.email(0), "variables": { "name": "n".repeat(300) } })],
+            ),
+            "/recipients/0",
+        ),
+        (
+            "a variable puts a line break in the subject",
+            "/v1/batches",
+            batch(
+                json!("Hello {{name}}"),
+                vec![
+                    json!({ "to": test.email(0), "variables": { "name": "Ann\nBcc: x@example.com" } }),
+                ],
+            ),
+            "/recipients/0",
+        ),
+    ];
+    for (name, route, body, field) in cases {
+        let answer = test.post_json(route, &token, &body.to_string()).await;
+        assert_eq!(answer.status, 400, "{name}: {:?}", answer.body);
+        assert_eq!(answer.content_type, "application/problem+json", "{name}");
+        let fields: Vec<&str> = answer.body["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no errors in {:?}", answer.body))
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(fields.contains(&field), "{name}: {fields:?}");
+        assert!(
+            fields.iter().all(|f| *f == field),
+            "{name}: only {field} is wrong, yet {fields:?}"
+        );
+    }
+
+    assert_eq!(test.table_items().await, 0, "nothing was written");
+    assert_eq!(
+        test.queue_depth("SendQueue").await,
+        0,
+        "nothing was enqueued"
+    );
+    assert!(test.ledger().is_empty());
+    assert!(test.sent_emails().await.is_empty(), "no email was sent");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use herald::provider::twilio::TwilioProvider;
-use herald::provider::{OutboundSms, Provider, SendOutcome};
+use herald::provider::{Outbound, Provider, SendOutcome};
 use herald::queue::{ChunkEnvelope, SendQueue};
 use herald::secrets::SecretsCache;
 use herald::{BatchId, CorrelationId, TenantId};
@@ -276,13 +276,10 @@ impl Provider for KilledAfterSend {
         self.inner.name()
     }
 
-    fn send_sms<'a>(
-        &'a self,
-        message: &'a OutboundSms,
-    ) -> futures::future::BoxFuture<'a, SendOutcome> {
+    fn send<'a>(&'a self, message: &'a Outbound) -> futures::future::BoxFuture<'a, SendOutcome> {
         async move {
-            let outcome = self.inner.send_sms(message).await;
-            if self.victims.contains(&message.message_id.index()) {
+            let outcome = self.inner.send(message).await;
+            if self.victims.contains(&message.message_id().index()) {
                 panic!("killed between send and commit");
             }
             outcome

@@ -261,14 +261,14 @@ impl herald::provider::Provider for PanicsFor {
         "panics-for"
     }
 
-    fn send_sms<'a>(
+    fn send<'a>(
         &'a self,
-        message: &'a herald::provider::OutboundSms,
+        message: &'a herald::provider::Outbound,
     ) -> futures::future::BoxFuture<'a, herald::provider::SendOutcome> {
         Box::pin(async move {
-            assert_ne!(message.to.as_str(), self.0, "provider blew up");
+            assert_ne!(message.to(), self.0, "provider blew up");
             herald::provider::SendOutcome::Accepted {
-                provider_ref: format!("ref-{}", message.message_id),
+                provider_ref: format!("ref-{}", message.message_id()),
             }
         })
     }

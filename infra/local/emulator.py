@@ -1,4 +1,4 @@
-"""Herald's AWS emulator: moto in server mode, with two fixes and one addition.
+"""Herald's AWS emulator: moto in server mode, with two fixes and two additions.
 
 Real DynamoDB applies a conditional write atomically. moto checks the condition and
 then writes, with nothing in between to stop a concurrent request, so two concurrent
@@ -17,6 +17,11 @@ The launcher serves `POST /oauth2/token` for the client-credentials grant the wa
 user pool domain does: it checks the app client's id, secret, flows and scopes in
 moto's own user pool and signs the access token with the pool's key, which the pool's
 JWKS publishes, so the token verifies exactly as a user's does.
+
+Tests count what SES accepted: `GET /_herald/ses/sent?domain=example.test` answers
+the emails SES (v1 or v2) took for recipients at that domain, as JSON. moto's own
+`/moto-api/data.json` has them too, but it renders every model moto holds (every
+DynamoDB item of every test's table), so it slows down with the data.
 """
 
 import argparse
@@ -36,12 +41,14 @@ from moto.cognitoidp.models import cognitoidp_backends
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.ses.models import ses_backends
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
 from werkzeug.serving import run_simple
+from werkzeug.wrappers import Request, Response
 
 _dynamodb = threading.Lock()
 
@@ -150,6 +157,59 @@ def _serve_token_endpoint(app):
     return wrapped
 
 
+SES_SENT_PATH = "/_herald/ses/sent"
+
+
+def _sent_emails(domain):
+    """Every email SES accepted with a recipient at `domain`, in every account and
+    region the emulator has an SES backend for."""
+    suffix = "@" + domain.lower()
+    sent = []
+    for account in list(ses_backends.values()):
+        for region, backend in list(account.items()):
+            # A snapshot: senders append while this reads.
+            for message in list(getattr(backend, "sent_messages", [])):
+                destinations = getattr(message, "destinations", None)
+                if not isinstance(destinations, dict):
+                    continue  # a raw or templated email: not what Herald sends
+                recipients = [
+                    address
+                    for kind in ("ToAddresses", "CcAddresses", "BccAddresses")
+                    for address in destinations.get(kind, [])
+                ]
+                if not any(r.lower().endswith(suffix) for r in recipients):
+                    continue
+                sent.append(
+                    {
+                        "message_id": message.id,
+                        "region": region,
+                        "source": message.source,
+                        "to": destinations.get("ToAddresses", []),
+                        "cc": destinations.get("CcAddresses", []),
+                        "bcc": destinations.get("BccAddresses", []),
+                        "subject": message.subject,
+                        "body": message.body,
+                    }
+                )
+    return sent
+
+
+def _serve_ses_sent(app):
+    def wrapped(environ, start_response):
+        if environ.get("PATH_INFO") != SES_SENT_PATH:
+            return app(environ, start_response)
+        domain = Request(environ).args.get("domain", "")
+        if not domain:
+            response = Response("domain is required", status=400)
+        else:
+            response = Response(
+                json.dumps(_sent_emails(domain)), mimetype="application/json"
+            )
+        return response(environ, start_response)
+
+    return wrapped
+
+
 def _backup(backend, entry):
     """The table, key and a copy of the item one transaction entry names, or None when
     it names none (moto then refuses the entry without writing anything)."""
@@ -218,7 +278,7 @@ def main() -> None:
     run_simple(
         args.host,
         args.port,
-        _serve_token_endpoint(_serialise_dynamodb(app)),
+        _serve_ses_sent(_serve_token_endpoint(_serialise_dynamodb(app))),
         threaded=True,
         request_handler=MotoRequestHandler,
     )

@@ -107,6 +107,16 @@ impl Clients {
         CognitoClient::from_conf(config.build())
     }
 
+    /// SES (API v2)'s configuration, for its adapter to finish with its own retries and
+    /// timeouts.
+    pub fn ses_config(&self) -> aws_sdk_sesv2::config::Builder {
+        let mut config = aws_sdk_sesv2::config::Builder::from(&self.sdk);
+        for interceptor in &self.interceptors {
+            config.push_interceptor(interceptor.clone());
+        }
+        config
+    }
+
     pub fn secrets_manager(&self) -> SecretsManagerClient {
         let mut config = aws_sdk_secretsmanager::config::Builder::from(&self.sdk);
         for interceptor in &self.interceptors {

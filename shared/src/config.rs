@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::address::EmailAddress;
 use crate::redrive::RedriveLimits;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -125,6 +126,9 @@ pub struct SenderConfig {
     pub dead_letter_queue_url: String,
     pub provider_secret_id: String,
     pub sms_api_base: String,
+    /// The address every email is sent from (`FromEmailAddress`); SES must hold it, or
+    /// its domain, as a verified identity.
+    pub email_from: EmailAddress,
     /// Recipients sent at once inside one invocation.
     pub parallelism: usize,
     /// The provider account's messages per second, shared by all sender instances.
@@ -147,6 +151,12 @@ impl SenderConfig {
             dead_letter_queue_url: settings.required("HERALD_SEND_DLQ_URL")?,
             provider_secret_id: settings.required("HERALD_PROVIDER_SECRET_ID")?,
             sms_api_base: settings.required("HERALD_SMS_API_BASE")?,
+            email_from: EmailAddress::parse(&settings.required("HERALD_EMAIL_FROM")?).map_err(
+                |e| ConfigError::Invalid {
+                    key: "HERALD_EMAIL_FROM",
+                    reason: e.to_string(),
+                },
+            )?,
             parallelism: settings.number("HERALD_SEND_PARALLELISM", 8)?,
             provider_rate_per_second: settings.number("HERALD_PROVIDER_RATE_PER_SECOND", 50.0)?,
             max_instances: settings.number("HERALD_SENDER_MAX_CONCURRENCY", 5)?,
@@ -273,11 +283,28 @@ mod tests {
             ("HERALD_SEND_DLQ_URL", "q"),
             ("HERALD_PROVIDER_SECRET_ID", "s"),
             ("HERALD_SMS_API_BASE", "http://x"),
+            ("HERALD_EMAIL_FROM", "herald@example.com"),
             ("HERALD_PROVIDER_RATE_PER_SECOND", "50"),
             ("HERALD_SENDER_MAX_CONCURRENCY", "5"),
         ]))
         .unwrap();
         assert_eq!(config.instance_rate_per_second(), 10.0);
+    }
+
+    #[test]
+    fn the_sender_needs_a_valid_from_address() {
+        let base = [
+            ("HERALD_TABLE", "t"),
+            ("HERALD_SEND_DLQ_URL", "q"),
+            ("HERALD_PROVIDER_SECRET_ID", "s"),
+            ("HERALD_SMS_API_BASE", "http://x"),
+        ];
+        let err = SenderConfig::load(&settings(&base)).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("HERALD_EMAIL_FROM"));
+        let mut pairs = base.to_vec();
+        pairs.push(("HERALD_EMAIL_FROM", "not an address"));
+        let err = SenderConfig::load(&settings(&pairs)).unwrap_err();
+        assert!(err.to_string().contains("HERALD_EMAIL_FROM"), "{err}");
     }
 
     #[test]

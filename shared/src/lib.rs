@@ -3,6 +3,7 @@
 //! AWS SDK types stay inside this crate: functions speak `TenantId`, `MessageId`,
 //! `Recipient`, `ChunkEnvelope`, and the repositories here translate.
 
+pub mod address;
 pub mod auth;
 pub mod aws;
 pub mod clock;
@@ -24,6 +25,7 @@ pub mod telemetry;
 pub mod template;
 pub mod token;
 
+pub use address::{Address, EmailAddress};
 pub use ids::{BatchId, CorrelationId, MessageId, TenantId};
 pub use phone::PhoneNumber;
 pub use status::MessageStatus;

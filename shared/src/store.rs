@@ -11,9 +11,9 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
 
+use crate::address::Address;
 use crate::ids::{BatchId, CorrelationId, MessageId, TenantId};
 use crate::keys::{self, CHUNK_SIZE, Key, SCHEMA_VERSION};
-use crate::phone::PhoneNumber;
 use crate::status::MessageStatus;
 use crate::template::{MissingVariable, Template, Variables};
 
@@ -58,17 +58,21 @@ fn dynamo<E: std::error::Error + Send + Sync + 'static>(error: E) -> StoreError 
 #[schema(rename_all = "lowercase")]
 pub enum Channel {
     Sms,
+    Email,
 }
 
 impl Channel {
+    pub const ALL: [Self; 2] = [Self::Sms, Self::Email];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",
+            Channel::Email => "email",
         }
     }
 
-    fn parse(raw: &str) -> Option<Self> {
-        (raw == "sms").then_some(Channel::Sms)
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == raw)
     }
 }
 
@@ -82,7 +86,8 @@ pub enum Content {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
-    pub to: PhoneNumber,
+    /// Of the kind the chunk's channel sends to.
+    pub to: Address,
     pub variables: Variables,
 }
 
@@ -92,6 +97,8 @@ pub struct Chunk {
     pub index: u32,
     pub channel: Channel,
     pub content: Content,
+    /// The email subject (email chunks only), a text or a template like the content.
+    pub subject: Option<Content>,
     pub recipients: Vec<Recipient>,
     pub created_at: String,
 }
@@ -111,6 +118,15 @@ impl Chunk {
         match &self.content {
             Content::Text(text) => Ok(text.clone()),
             Content::Template(template) => template.render(&recipient.variables),
+        }
+    }
+
+    /// The subject one recipient's email carries; `None` on a chunk without one (SMS).
+    pub fn subject_for(&self, recipient: &Recipient) -> Result<Option<String>, MissingVariable> {
+        match &self.subject {
+            None => Ok(None),
+            Some(Content::Text(text)) => Ok(Some(text.clone())),
+            Some(Content::Template(template)) => template.render(&recipient.variables).map(Some),
         }
     }
 }
@@ -371,7 +387,7 @@ impl Store {
         tenant: &TenantId,
         id: MessageId,
         chunk: &Chunk,
-        to: &PhoneNumber,
+        to: &Address,
         lease: &Lease,
     ) -> Result<ClaimOutcome, StoreError> {
         let now = lease.now.as_str();
@@ -547,7 +563,7 @@ impl Store {
         tenant: &TenantId,
         id: MessageId,
         chunk: &Chunk,
-        to: &PhoneNumber,
+        to: &Address,
         now: &str,
     ) -> Result<Option<MessageStatus>, StoreError> {
         let key = keys::message(tenant, id);
@@ -678,7 +694,7 @@ fn chunk_item(batch: &NewBatch, chunk: &Chunk) -> Item {
         Content::Text(text) => ("body", s(text)),
         Content::Template(template) => ("template", s(template.source())),
     };
-    with_key(
+    let mut item = with_key(
         &key,
         [
             ("tenant_id", s(batch.tenant.as_str())),
@@ -690,7 +706,17 @@ fn chunk_item(batch: &NewBatch, chunk: &Chunk) -> Item {
             ("created_at", s(&chunk.created_at)),
             ("schema_version", n(SCHEMA_VERSION)),
         ],
-    )
+    );
+    match &chunk.subject {
+        None => {}
+        Some(Content::Text(text)) => {
+            item.insert("subject".into(), s(text));
+        }
+        Some(Content::Template(template)) => {
+            item.insert("subject_template".into(), s(template.source()));
+        }
+    }
+    item
 }
 
 fn parse_chunk(key: &Key, item: &Item) -> Result<Chunk, StoreError> {
@@ -699,6 +725,9 @@ fn parse_chunk(key: &Key, item: &Item) -> Result<Chunk, StoreError> {
         sk: key.sk.clone(),
         reason: reason.to_owned(),
     };
+    let channel = get_s(item, "channel")
+        .and_then(Channel::parse)
+        .ok_or_else(|| corrupt("unknown channel"))?;
     let recipients = item
         .get("recipients")
         .and_then(|v| v.as_l().ok())
@@ -707,8 +736,8 @@ fn parse_chunk(key: &Key, item: &Item) -> Result<Chunk, StoreError> {
         .map(|r| {
             let r = r.as_m().map_err(|_| corrupt("recipient is not a map"))?;
             let to = get_s(r, "to")
-                .and_then(|v| PhoneNumber::parse(v).ok())
-                .ok_or_else(|| corrupt("recipient without a valid number"))?;
+                .and_then(|v| Address::parse(channel, v).ok())
+                .ok_or_else(|| corrupt("recipient without a valid address for its channel"))?;
             let variables = match r.get("variables") {
                 None => Variables::new(),
                 Some(v) => v
@@ -736,12 +765,24 @@ fn parse_chunk(key: &Key, item: &Item) -> Result<Chunk, StoreError> {
         ),
         _ => return Err(corrupt("needs exactly one of body and template")),
     };
+    let subject = match (get_s(item, "subject"), get_s(item, "subject_template")) {
+        (None, None) => None,
+        (Some(text), None) => Some(Content::Text(text.to_owned())),
+        (None, Some(source)) => Some(Content::Template(
+            Template::parse(source).map_err(|e| corrupt(&format!("subject template: {e}")))?,
+        )),
+        _ => return Err(corrupt("has both subject and subject_template")),
+    };
+    if subject.is_some() != (channel == Channel::Email) {
+        return Err(corrupt(
+            "an email chunk needs a subject, and only an email chunk has one",
+        ));
+    }
     Ok(Chunk {
         index: get_n(item, "chunk").ok_or_else(|| corrupt("no chunk index"))?,
-        channel: get_s(item, "channel")
-            .and_then(Channel::parse)
-            .ok_or_else(|| corrupt("unknown channel"))?,
+        channel,
         content,
+        subject,
         recipients,
         created_at: get_s(item, "created_at").unwrap_or_default().to_owned(),
     })

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
+use herald_local::emulator::SentEmail;
 use herald_local::sandbox::LedgerEntry;
 use herald_local::{CloudOptions, LocalCloud, emulator, project_root, seed};
 use serde_json::Value;
@@ -240,6 +241,78 @@ impl TestCloud {
         let answer = self.post_json("/v1/messages", token, &payload).await;
         assert_eq!(answer.status, 202, "send answered {:?}", answer.body);
         answer.body["id"].as_str().expect("message id").to_owned()
+    }
+
+    /// Sends one email and returns its message id.
+    pub async fn send_email(&self, token: &str, to: &str, subject: &str, body: &str) -> String {
+        let payload = serde_json::json!({
+            "channel": "email", "to": to, "subject": subject, "body": body,
+        })
+        .to_string();
+        let answer = self.post_json("/v1/messages", token, &payload).await;
+        assert_eq!(answer.status, 202, "send answered {:?}", answer.body);
+        answer.body["id"].as_str().expect("message id").to_owned()
+    }
+
+    /// Sends one email batch of `recipients` (address and variables) and returns its id.
+    pub async fn send_email_batch(
+        &self,
+        token: &str,
+        subject: &str,
+        template: &str,
+        recipients: &[Value],
+    ) -> String {
+        let payload = serde_json::json!({
+            "channel": "email",
+            "subject": subject,
+            "template": template,
+            "recipients": recipients,
+        });
+        let answer = self
+            .post_json("/v1/batches", token, &payload.to_string())
+            .await;
+        assert_eq!(answer.status, 202, "batch answered {:?}", answer.body);
+        answer.body["batch_id"]
+            .as_str()
+            .expect("batch id")
+            .to_owned()
+    }
+
+    /// This test's own email domain. SES's record of sent email is shared by every
+    /// stack in the emulator, so each test sends to addresses only it uses.
+    pub fn email_domain(&self) -> String {
+        let name: String = self
+            .cloud
+            .stack
+            .name
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        format!("{}.test", name.trim_matches('-'))
+    }
+
+    /// The address of test recipient `i`, at this test's domain.
+    pub fn email(&self, i: usize) -> String {
+        format!("user{i}@{}", self.email_domain())
+    }
+
+    /// Every email SES accepted for this test's domain.
+    pub async fn sent_emails(&self) -> Vec<SentEmail> {
+        emulator::sent_emails(&self.cloud.emulator, &self.email_domain())
+            .await
+            .expect("the emulator reports sent email")
+    }
+
+    /// How many emails SES accepted for each recipient of this test's domain.
+    pub async fn emails_per_recipient(&self) -> std::collections::HashMap<String, usize> {
+        let mut counts = std::collections::HashMap::new();
+        for email in self.sent_emails().await {
+            for to in email.to.iter().chain(&email.cc).chain(&email.bcc) {
+                *counts.entry(to.clone()).or_default() += 1;
+            }
+        }
+        counts
     }
 
     /// Sends one batch of `recipients` (number and variables) and returns its id.

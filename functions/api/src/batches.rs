@@ -17,13 +17,16 @@ use herald::store::{
     TenantProfile,
 };
 use herald::template::{self, Template, Variables};
-use herald::{BatchId, MessageStatus, PhoneNumber};
+use herald::{Address, BatchId, MessageStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
 use crate::intake::{self, FieldErrors, IdempotencyKeyHeader};
-use crate::messages::{ChannelField, MAX_BODY_CHARS, MessageSummary};
+use crate::messages::{
+    ChannelField, MessageSummary, check_body_length, check_subject, check_subject_text,
+    max_body_chars,
+};
 use crate::openapi::{
     BodyTooLarge, IdempotencyKeyReused, InvalidRequest, NotFound, RequestInProgress,
     UnsupportedMediaType,
@@ -45,19 +48,26 @@ const LISTING_CHUNKS: u32 = 10;
 pub struct CreateBatch {
     #[serde(default)]
     pub channel: ChannelField,
-    /// The text, with `{{name}}` placeholders each recipient's variables fill in. The
-    /// rendered text may be at most 1600 characters.
+    /// The email's subject (required for `email`, refused for `sms`), with `{{name}}`
+    /// placeholders like the template. Rendered, 1 to 256 characters with no control
+    /// characters or line breaks.
+    #[schema(min_length = 1, max_length = 256, example = "Your code, {{name}}")]
+    pub subject: Option<String>,
+    /// The text (plain text for email), with `{{name}}` placeholders each recipient's
+    /// variables fill in. The template and each rendered text may be at most 1600
+    /// characters for `sms`, 10,000 for `email`.
     #[validate(
-        length(min = 1, max = 1600, message = "must be 1 to 1600 characters"),
+        length(min = 1, message = "must not be empty"),
         custom(function = "intake::printable")
     )]
     #[schema(
         min_length = 1,
-        max_length = 1600,
+        max_length = 10000,
         example = "Hi {{name}}, your code is {{code}}"
     )]
     pub template: String,
-    /// 1 to the configured maximum (10,000 by default); each number at most once.
+    /// 1 to the configured maximum (10,000 by default); each address at most once
+    /// (email addresses compared without regard to case).
     #[schema(min_items = 1)]
     pub recipients: Vec<RecipientField>,
 }
@@ -66,7 +76,7 @@ pub struct CreateBatch {
 #[serde(deny_unknown_fields)]
 #[schema(as = Recipient)]
 pub struct RecipientField {
-    /// The recipient in E.164.
+    /// The recipient: an E.164 number for `sms`, an email address for `email`.
     #[schema(example = "+14155550100")]
     pub to: String,
     /// At most 20; names are letters, digits or `_`, values at most 1024 characters, and
@@ -90,7 +100,7 @@ struct Accepted {
     path = "/v1/batches",
     tag = "batches",
     operation_id = "createBatch",
-    summary = "Send one template to many recipients",
+    summary = "Send one template to many recipients, by SMS or email",
     description = "Checks every recipient before anything is written and lists every failure; \
         a 202 means the whole batch is stored and queued. Follow it at `status_url`.",
     params(IdempotencyKeyHeader),
@@ -118,9 +128,13 @@ pub async fn create(
 ) -> Result<Response, Response> {
     let key = intake::idempotency_key(&headers)?;
     let request: CreateBatch = intake::parse_json(&headers, &body, app.config.max_body_bytes)?;
-    let (template, recipients) = validate(&request, app.config.max_recipients)?;
     let channel = Channel::from(request.channel);
-    let canonical = serde_json::json!({
+    let Valid {
+        template,
+        subject,
+        recipients,
+    } = validate(&request, channel, app.config.max_recipients)?;
+    let mut canonical = serde_json::json!({
         "channel": channel.as_str(),
         "template": template.source(),
         "recipients": recipients
@@ -128,6 +142,10 @@ pub async fn create(
             .map(|r| serde_json::json!({ "to": r.to.as_str(), "variables": r.variables }))
             .collect::<Vec<_>>(),
     });
+    // Only email has one, so an SMS request hashes as it always has.
+    if let Some(subject) = &subject {
+        canonical["subject"] = subject.source().into();
+    }
     let total = recipients.len();
     let (app, principal, profile, correlation) = (&app, &principal, &profile, &correlation);
     intake::once(app, principal, &key, "POST /v1/batches", &canonical, |batch_id| async move {
@@ -139,6 +157,7 @@ pub async fn create(
                 index: index as u32,
                 channel,
                 content: Content::Template(template.clone()),
+                subject: subject.clone().map(Content::Template),
                 recipients: recipients.to_vec(),
                 created_at: now.clone(),
             })
@@ -172,19 +191,35 @@ pub async fn create(
     .await
 }
 
-/// Checks everything before anything is written: every recipient's number, variables
-/// and rendered text, and duplicates. Every failure is listed with its field path.
+/// A batch request that passed every check.
+struct Valid {
+    template: Template,
+    subject: Option<Template>,
+    recipients: Vec<Recipient>,
+}
+
+/// Checks everything before anything is written: every recipient's address (for the
+/// channel), variables, rendered text and subject, and duplicates. Every failure is
+/// listed with its field path.
 fn validate(
     request: &CreateBatch,
+    channel: Channel,
     max_recipients: usize,
-) -> Result<(Template, Vec<Recipient>), Response> {
+) -> Result<Valid, Response> {
     let mut errors = FieldErrors::default();
     if let Err(e) = request.validate() {
         errors.add_validator(&e);
     }
+    check_body_length(channel, "/template", &request.template, &mut errors);
     let template = Template::parse(&request.template)
         .inspect_err(|e| errors.add("/template", e.to_string()))
         .ok();
+    let subject_source = check_subject(channel, request.subject.as_deref(), &mut errors);
+    let subject = subject_source.and_then(|source| {
+        Template::parse(source)
+            .inspect_err(|e| errors.add("/subject", e.to_string()))
+            .ok()
+    });
     let count = request.recipients.len();
     if count == 0 || count > max_recipients {
         errors.add(
@@ -194,39 +229,55 @@ fn validate(
         // Checking each of 10,001 recipients would bury the one error that matters.
         return Err(errors.check().expect_err("an error was added"));
     }
-    let mut first_seen: HashMap<PhoneNumber, usize> = HashMap::with_capacity(count);
+    let max_chars = max_body_chars(channel);
+    let mut first_seen: HashMap<String, usize> = HashMap::with_capacity(count);
     let mut recipients = Vec::with_capacity(count);
     for (i, field) in request.recipients.iter().enumerate() {
         let at = format!("/recipients/{i}");
         let variables = check_variables(&field.variables, &at, &mut errors);
-        let to = match PhoneNumber::parse(&field.to) {
+        let to = match Address::parse(channel, &field.to) {
             Ok(to) => to,
             Err(e) => {
                 errors.add(format!("{at}/to"), e.to_string());
                 continue;
             }
         };
-        if let Some(first) = first_seen.insert(to.clone(), i) {
+        if let Some(first) = first_seen.insert(to.folded(), i) {
             // Rejected, not silently merged: a list with duplicates is usually a bug
             // upstream that the caller wants to hear about.
-            first_seen.insert(to.clone(), first);
+            first_seen.insert(to.folded(), first);
             errors.add(
                 format!("{at}/to"),
-                format!("duplicates /recipients/{first}/to; each number may appear once per batch"),
+                format!(
+                    "duplicates /recipients/{first}/to; each address may appear once per batch"
+                ),
             );
             continue;
         }
         if let (Some(template), Some(variables)) = (&template, &variables) {
             match template.render(variables) {
                 Err(missing) => errors.add(format!("{at}/variables"), missing.to_string()),
-                Ok(text) if text.chars().count() > MAX_BODY_CHARS => errors.add(
+                Ok(text) if text.chars().count() > max_chars => errors.add(
                     at.clone(),
                     format!(
-                        "the text for this recipient is {} characters; at most {MAX_BODY_CHARS}",
+                        "the text for this recipient is {} characters; at most {max_chars}",
                         text.chars().count()
                     ),
                 ),
                 Ok(_) => {}
+            }
+        }
+        if let (Some(subject), Some(variables)) = (&subject, &variables) {
+            match subject.render(variables) {
+                Err(missing) => errors.add(format!("{at}/variables"), missing.to_string()),
+                Ok(text) => {
+                    // Named at the recipient: its variables made the subject what it is.
+                    let mut problems = FieldErrors::default();
+                    check_subject_text(&at, &text, &mut problems);
+                    for (field, message) in problems.into_inner() {
+                        errors.add(field, format!("the subject for this recipient: {message}"));
+                    }
+                }
             }
         }
         if let Some(variables) = variables {
@@ -234,7 +285,11 @@ fn validate(
         }
     }
     errors.check()?;
-    Ok((template.expect("checked above"), recipients))
+    Ok(Valid {
+        template: template.expect("checked above"),
+        subject,
+        recipients,
+    })
 }
 
 fn check_variables(

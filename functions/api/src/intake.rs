@@ -38,6 +38,11 @@ impl FieldErrors {
         self.errors.len()
     }
 
+    /// The failures collected, as (field, message) pairs.
+    pub fn into_inner(self) -> Vec<(String, String)> {
+        self.errors
+    }
+
     pub fn add_validator(&mut self, errors: &validator::ValidationErrors) {
         for (field, errs) in errors.field_errors() {
             for e in errs {

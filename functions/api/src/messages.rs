@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use herald::auth::Principal;
 use herald::problem::Problem;
 use herald::store::{Channel, Chunk, Content, MessageView, NewBatch, Recipient, TenantProfile};
-use herald::{MessageId, MessageStatus, PhoneNumber};
+use herald::{Address, MessageId, MessageStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use validator::Validate;
@@ -22,38 +22,123 @@ use crate::openapi::{
 };
 use crate::{ApiError, App, Correlation};
 
-/// Longest text one message may carry (Twilio's limit; it splits it into segments).
+/// Longest text one SMS may carry (Twilio's limit; it splits it into segments).
 pub const MAX_BODY_CHARS: usize = 1600;
+/// Longest plain-text body of one email.
+pub const MAX_EMAIL_BODY_CHARS: usize = 10_000;
+/// Longest email subject.
+pub const MAX_SUBJECT_CHARS: usize = 256;
+
+/// The longest text a message of `channel` may carry, rendered.
+pub fn max_body_chars(channel: Channel) -> usize {
+    match channel {
+        Channel::Sms => MAX_BODY_CHARS,
+        Channel::Email => MAX_EMAIL_BODY_CHARS,
+    }
+}
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMessage {
     #[serde(default)]
     pub channel: ChannelField,
-    /// The recipient in E.164: `+`, country code and number, nothing else.
+    /// The recipient: for `sms` a number in E.164 (`+`, country code and number,
+    /// nothing else); for `email` an address (ASCII, at most 254 characters, a domain
+    /// with a dot).
     #[schema(example = "+14155550100")]
     pub to: String,
-    /// The text; no control characters other than newline, carriage return and tab.
+    /// The email's subject: required for `email`, refused for `sms`. 1 to 256
+    /// characters, no control characters or line breaks.
+    #[schema(min_length = 1, max_length = 256, example = "Your code")]
+    pub subject: Option<String>,
+    /// The text (plain text for email): 1 to 1600 characters for `sms`, 1 to 10,000
+    /// for `email`; no control characters other than newline, carriage return and tab.
     #[validate(
-        length(min = 1, max = 1600, message = "must be 1 to 1600 characters"),
+        length(min = 1, message = "must not be empty"),
         custom(function = "intake::printable")
     )]
-    #[schema(min_length = 1, max_length = 1600)]
+    #[schema(min_length = 1, max_length = 10000)]
     pub body: String,
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// How the message travels: `sms` (the default) or `email`.
+#[derive(Debug, Default, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelField {
     #[default]
     Sms,
+    Email,
 }
 
 impl From<ChannelField> for Channel {
     fn from(field: ChannelField) -> Self {
         match field {
             ChannelField::Sms => Channel::Sms,
+            ChannelField::Email => Channel::Email,
         }
+    }
+}
+
+/// Checks a text's length against its channel's limit (the shortest is checked by
+/// `validator`, with the other rules of the field).
+pub fn check_body_length(channel: Channel, path: &str, text: &str, errors: &mut FieldErrors) {
+    let max = max_body_chars(channel);
+    let chars = text.chars().count();
+    if chars > max {
+        let what = match channel {
+            Channel::Sms => "an SMS",
+            Channel::Email => "an email",
+        };
+        errors.add(
+            path,
+            format!("{what} text may be at most {max} characters; it has {chars}"),
+        );
+    }
+}
+
+/// The subject rules: required for email, refused for SMS, and as `check_subject_text`
+/// says. `None` when it is absent or invalid.
+pub fn check_subject<'a>(
+    channel: Channel,
+    subject: Option<&'a str>,
+    errors: &mut FieldErrors,
+) -> Option<&'a str> {
+    match (channel, subject) {
+        (Channel::Email, None) => {
+            errors.add("/subject", "is required for email");
+            None
+        }
+        (Channel::Sms, Some(_)) => {
+            errors.add(
+                "/subject",
+                "only email messages have a subject; remove it or send with \"channel\": \"email\"",
+            );
+            None
+        }
+        (Channel::Sms, None) => None,
+        (Channel::Email, Some(subject)) => {
+            let before = errors.len();
+            check_subject_text("/subject", subject, errors);
+            (errors.len() == before).then_some(subject)
+        }
+    }
+}
+
+/// 1 to `MAX_SUBJECT_CHARS` characters with no control characters at all: a line
+/// break in a subject would be a header break in the email.
+pub fn check_subject_text(path: &str, subject: &str, errors: &mut FieldErrors) {
+    let chars = subject.chars().count();
+    if chars == 0 || chars > MAX_SUBJECT_CHARS {
+        errors.add(
+            path,
+            format!("a subject is 1 to {MAX_SUBJECT_CHARS} characters; it has {chars}"),
+        );
+    }
+    if subject.chars().any(char::is_control) {
+        errors.add(
+            path,
+            "a subject must not contain control characters or line breaks",
+        );
     }
 }
 
@@ -72,9 +157,10 @@ struct Accepted {
     path = "/v1/messages",
     tag = "messages",
     operation_id = "createMessage",
-    summary = "Send one SMS",
-    description = "Accepts one message for sending. A 202 means it is stored and queued; \
-        nothing is sent inline. Follow it at `status_url`.",
+    summary = "Send one SMS or email",
+    description = "Accepts one message for sending: an SMS to an E.164 number, or a \
+        plain-text email (with its `subject`) to an email address. A 202 means it is \
+        stored and queued; nothing is sent inline. Follow it at `status_url`.",
     params(IdempotencyKeyHeader),
     request_body = CreateMessage,
     responses(
@@ -104,17 +190,24 @@ pub async fn create(
     if let Err(e) = request.validate() {
         errors.add_validator(&e);
     }
-    let to = PhoneNumber::parse(&request.to)
+    let channel = Channel::from(request.channel);
+    let to = Address::parse(channel, &request.to)
         .inspect_err(|e| errors.add("/to", e.to_string()))
         .ok();
+    check_body_length(channel, "/body", &request.body, &mut errors);
+    let subject =
+        check_subject(channel, request.subject.as_deref(), &mut errors).map(str::to_owned);
     errors.check()?;
     let to = to.expect("checked above");
-    let channel = Channel::from(request.channel);
-    let canonical = serde_json::json!({
+    let mut canonical = serde_json::json!({
         "channel": channel.as_str(),
         "to": to.as_str(),
         "body": request.body,
     });
+    // Only email has one, so an SMS request hashes as it always has.
+    if let Some(subject) = &subject {
+        canonical["subject"] = subject.as_str().into();
+    }
     let (app, principal, profile, correlation) = (&app, &principal, &profile, &correlation);
     intake::once(app, principal, &key, "POST /v1/messages", &canonical, |batch_id| async move {
         let now = app.clock.rfc3339();
@@ -130,6 +223,7 @@ pub async fn create(
                 index: 0,
                 channel,
                 content: Content::Text(request.body),
+                subject: subject.map(Content::Text),
                 recipients: vec![Recipient {
                     to,
                     variables: Default::default(),
@@ -203,7 +297,7 @@ struct MessageBody {
     batch_id: String,
     #[schema(value_type = Channel)]
     channel: &'static str,
-    /// The recipient in E.164.
+    /// The recipient: an E.164 number (`sms`) or an email address (`email`).
     to: String,
     #[schema(value_type = MessageStatus)]
     status: &'static str,
@@ -268,7 +362,7 @@ impl From<MessageView> for MessageBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessageSummary {
     id: String,
-    /// The recipient in E.164.
+    /// The recipient: an E.164 number (`sms`) or an email address (`email`).
     to: String,
     #[schema(value_type = MessageStatus)]
     status: &'static str,

@@ -11,17 +11,20 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::{FutureExt, StreamExt, stream};
 use herald::clock::SharedClock;
 use herald::config::SenderConfig;
+use herald::provider::ses::SesProvider;
 use herald::provider::sns::SnsProvider;
 use herald::provider::twilio::TwilioProvider;
-use herald::provider::{OutboundSms, Provider, SendOutcome, SmsProviderKind};
+use herald::provider::{
+    Outbound, OutboundEmail, OutboundSms, Provider, SendOutcome, SmsProviderKind,
+};
 use herald::queue::{ChunkEnvelope, DeadLetterQueue, EnvelopeError};
 use herald::secrets::SecretsCache;
 use herald::store::{
-    BatchStatus, Chunk, ChunkCounts, ClaimOutcome, Lease, Recipient, Settlement, Store, StoreError,
-    TenantStatus,
+    BatchStatus, Channel, Chunk, ChunkCounts, ClaimOutcome, Lease, Recipient, Settlement, Store,
+    StoreError, TenantStatus,
 };
 use herald::telemetry::error_chain;
-use herald::{MessageId, MessageStatus, PhoneNumber, TenantId};
+use herald::{Address, MessageId, MessageStatus, TenantId};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use herald::metrics::{Metrics, Record, Unit};
@@ -70,11 +73,16 @@ impl Deps {
         let store = Store::new(clients.dynamodb(), &config.table);
         let dead_letters = DeadLetterQueue::new(clients.sqs(), &config.dead_letter_queue_url);
         let sns = SnsProvider::new(clients.sns_config(), config.provider_timeout);
+        let ses = SesProvider::new(
+            clients.ses_config(),
+            config.email_from.clone(),
+            config.provider_timeout,
+        );
         Ok(Self::new(
             config,
             store,
             dead_letters,
-            Providers::new(Arc::new(provider), Arc::new(sns)),
+            Providers::new(Arc::new(provider), Arc::new(sns), Arc::new(ses)),
             clock,
         ))
     }
@@ -107,26 +115,31 @@ impl Deps {
     }
 }
 
-/// One adapter per SMS provider a tenant may be on.
+/// One adapter per SMS provider a tenant may be on, and the email adapter.
 pub struct Providers {
     twilio: Arc<dyn Provider>,
     sns: Arc<dyn Provider>,
+    ses: Arc<dyn Provider>,
 }
 
 impl Providers {
-    pub fn new(twilio: Arc<dyn Provider>, sns: Arc<dyn Provider>) -> Self {
-        Self { twilio, sns }
+    pub fn new(twilio: Arc<dyn Provider>, sns: Arc<dyn Provider>, ses: Arc<dyn Provider>) -> Self {
+        Self { twilio, sns, ses }
     }
 
-    /// The same adapter whatever the tenant chose (a test's provider with faults).
+    /// The same adapter for every channel and whatever the tenant chose (a test's
+    /// provider with faults).
     pub fn all(provider: Arc<dyn Provider>) -> Self {
-        Self::new(provider.clone(), provider)
+        Self::new(provider.clone(), provider.clone(), provider)
     }
 
-    pub fn get(&self, kind: SmsProviderKind) -> &dyn Provider {
-        match kind {
-            SmsProviderKind::Twilio => self.twilio.as_ref(),
-            SmsProviderKind::Sns => self.sns.as_ref(),
+    /// The adapter for a chunk: email goes through SES; SMS through the provider the
+    /// tenant's profile names.
+    pub fn for_chunk(&self, channel: Channel, sms: SmsProviderKind) -> &dyn Provider {
+        match (channel, sms) {
+            (Channel::Email, _) => self.ses.as_ref(),
+            (Channel::Sms, SmsProviderKind::Twilio) => self.twilio.as_ref(),
+            (Channel::Sms, SmsProviderKind::Sns) => self.sns.as_ref(),
         }
     }
 }
@@ -274,9 +287,10 @@ async fn process_record(
     {
         return Err(RecordError::TenantSuspended);
     }
-    let provider = deps
-        .providers
-        .get(profile.map(|p| p.sms_provider).unwrap_or_default());
+    let provider = deps.providers.for_chunk(
+        chunk.channel,
+        profile.map(|p| p.sms_provider).unwrap_or_default(),
+    );
     let cancelled = deps
         .store
         .get_batch(tenant, batch)
@@ -383,7 +397,7 @@ async fn cancel_one(
     tenant: &TenantId,
     chunk: &Chunk,
     id: MessageId,
-    to: &PhoneNumber,
+    to: &Address,
 ) -> Result<Done, StoreError> {
     let outcome = deps
         .store
@@ -451,8 +465,11 @@ async fn send_one(
         }
     };
 
-    let body = match chunk.body_for(recipient) {
-        Ok(body) => body,
+    let rendered = chunk
+        .body_for(recipient)
+        .and_then(|body| Ok((body, chunk.subject_for(recipient)?)));
+    let (body, subject) = match rendered {
+        Ok(rendered) => rendered,
         // The API renders every recipient before accepting a batch, so only a chunk
         // written some other way gets here; it must not send a half-filled text.
         Err(missing) => {
@@ -463,10 +480,32 @@ async fn send_one(
             return settle(deps, tenant, id, &token, failed).await;
         }
     };
-    let message = OutboundSms {
-        message_id: id,
-        to: to.clone(),
-        body,
+    let message = match (to, subject) {
+        (Address::Phone(to), None) => Outbound::Sms(OutboundSms {
+            message_id: id,
+            to: to.clone(),
+            body,
+        }),
+        (Address::Email(to), Some(subject)) => Outbound::Email(OutboundEmail {
+            message_id: id,
+            to: to.clone(),
+            subject,
+            body,
+        }),
+        // The chunk's reader checks that only email chunks carry a subject and parses
+        // each address for the chunk's channel, so this is a chunk written some other
+        // way: nothing can be sent for it.
+        (to, _) => {
+            let failed = Settlement::Failed {
+                code: "channel".into(),
+                reason: format!(
+                    "a {} address in a {} chunk",
+                    to.channel().as_str(),
+                    chunk.channel.as_str()
+                ),
+            };
+            return settle(deps, tenant, id, &token, failed).await;
+        }
     };
     let mut attempt = 0;
     let settlement = loop {
@@ -486,7 +525,7 @@ async fn send_one(
             return Ok(Done::Retry);
         }
         let started = Instant::now();
-        let outcome = provider.send_sms(&message).await;
+        let outcome = provider.send(&message).await;
         stats.record_latency(started.elapsed());
         match outcome {
             SendOutcome::Accepted { provider_ref } => {

@@ -147,3 +147,40 @@ pub fn stop_test_emulator(root: &Path) -> Result<()> {
     std::fs::remove_file(&pid_file)?;
     Ok(())
 }
+
+/// One email the emulator's SES accepted, as `emulator.py` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct SentEmail {
+    pub message_id: String,
+    pub source: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub subject: String,
+    pub body: String,
+}
+
+/// Every email SES accepted with a recipient at `domain` (tests give each stack its
+/// own domain, since SES's record is shared by every stack in the emulator).
+pub async fn sent_emails(endpoint: &str, domain: &str) -> Result<Vec<SentEmail>> {
+    let mut url = reqwest::Url::parse(endpoint).context("HERALD_EMULATOR_URL is not a URL")?;
+    url.set_path("/_herald/ses/sent");
+    url.query_pairs_mut().append_pair("domain", domain);
+    let response = reqwest::Client::new()
+        .get(url.clone())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .with_context(|| format!("asking {url} for sent emails"))?;
+    let status = response.status();
+    if !status.is_success() {
+        bail!(
+            "{url} answered {status}: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+    response
+        .json()
+        .await
+        .with_context(|| format!("reading {url}'s answer"))
+}

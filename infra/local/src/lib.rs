@@ -29,6 +29,10 @@ pub mod template;
 
 pub use provision::Stack;
 
+/// The address local email is sent from (a reserved `.test` domain: nothing can
+/// ever be delivered to or from it).
+pub const LOCAL_EMAIL_FROM: &str = "herald@herald.test";
+
 /// The project root (where `template.yaml` is).
 pub fn project_root() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -164,9 +168,14 @@ impl LocalCloud {
             shutdown_rx.clone(),
         ));
 
-        // The provider's address is the one parameter the local cloud overrides.
+        // The provider's address is the one parameter the local cloud overrides; the
+        // email sender's address has no default in the template (a deployment must
+        // name its own verified one), so the local cloud gives one unless asked.
         let mut parameters = options.parameters.clone();
         parameters.insert("SmsApiBase".into(), sandbox_url.clone());
+        parameters
+            .entry(provision::EMAIL_FROM_PARAMETER.into())
+            .or_insert_with(|| LOCAL_EMAIL_FROM.into());
         let stack = provision::provision(
             &clients,
             &template,

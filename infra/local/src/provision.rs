@@ -9,6 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use aws_sdk_cognitoidentityprovider as cognito;
 use aws_sdk_dynamodb as dynamodb;
 use aws_sdk_secretsmanager as secretsmanager;
+use aws_sdk_sesv2 as sesv2;
 use aws_sdk_sqs as sqs;
 use serde_json::Value;
 
@@ -52,6 +53,7 @@ pub struct Clients {
     pub sqs: sqs::Client,
     pub secrets: secretsmanager::Client,
     pub cognito: cognito::Client,
+    pub ses: sesv2::Client,
 }
 
 impl Clients {
@@ -61,6 +63,7 @@ impl Clients {
             sqs: sqs::Client::new(sdk),
             secrets: secretsmanager::Client::new(sdk),
             cognito: cognito::Client::new(sdk),
+            ses: sesv2::Client::new(sdk),
         }
     }
 }
@@ -181,12 +184,52 @@ pub async fn provision(clients: &Clients, template: &Template, options: &Options
         resources.insert(id.clone(), physical);
     }
 
+    // The SES identity email goes out from. In AWS it is a prerequisite of the account
+    // (a domain verified through DNS, or an address through a link), shared by every
+    // stack there, not a stack resource; SES, like the emulator, only sends from an
+    // identity it holds, so the local cloud creates the one the parameter names.
+    if template.body["Parameters"]
+        .get(EMAIL_FROM_PARAMETER)
+        .is_some()
+    {
+        let from = parameters
+            .get(EMAIL_FROM_PARAMETER)
+            .with_context(|| format!("template parameter {EMAIL_FROM_PARAMETER} has no value"))?;
+        verify_email_identity(&clients.ses, from)
+            .await
+            .with_context(|| format!("verifying the email identity {from}"))?;
+    }
+
     Ok(Stack {
         name: stack.clone(),
         template: template.clone(),
         parameters,
         resources,
     })
+}
+
+/// The template parameter naming the address emails are sent from.
+pub const EMAIL_FROM_PARAMETER: &str = "EmailFromAddress";
+
+/// Creates the SES identity for `address` unless it exists (identities belong to the
+/// account, so every stack in the emulator shares them). The emulator treats an
+/// identity it holds as verified.
+async fn verify_email_identity(client: &sesv2::Client, address: &str) -> Result<()> {
+    match client
+        .create_email_identity()
+        .email_identity(address)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_already_exists_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(anyhow!(aws_sdk_sesv2::error::DisplayErrorContext(e))),
+    }
 }
 
 fn properties(

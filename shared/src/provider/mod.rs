@@ -1,14 +1,18 @@
 //! The messaging provider seam: the one place real variety exists (Twilio-compatible
 //! HTTP, SES, SNS). Adapters classify every answer into a `SendOutcome`; the sender
-//! decides what each outcome means for the message.
+//! decides what each outcome means for the message, and picks the adapter by channel
+//! (email: SES; SMS: the tenant's `sms_provider`).
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use crate::address::EmailAddress;
 use crate::ids::MessageId;
 use crate::phone::PhoneNumber;
 
+mod aws_errors;
+pub mod ses;
 pub mod sns;
 pub mod twilio;
 
@@ -17,6 +21,39 @@ pub struct OutboundSms {
     pub message_id: MessageId,
     pub to: PhoneNumber,
     pub body: String,
+}
+
+/// A plain-text email.
+#[derive(Debug, Clone)]
+pub struct OutboundEmail {
+    pub message_id: MessageId,
+    pub to: EmailAddress,
+    pub subject: String,
+    pub body: String,
+}
+
+/// One message to send, of either channel.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Sms(OutboundSms),
+    Email(OutboundEmail),
+}
+
+impl Outbound {
+    pub fn message_id(&self) -> MessageId {
+        match self {
+            Self::Sms(m) => m.message_id,
+            Self::Email(m) => m.message_id,
+        }
+    }
+
+    /// The recipient as stored: the E.164 number or the email address.
+    pub fn to(&self) -> &str {
+        match self {
+            Self::Sms(m) => m.to.as_str(),
+            Self::Email(m) => m.to.as_str(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,5 +101,19 @@ pub trait Provider: Send + Sync {
     /// The name stored on each message (`twilio`, `ses`, `sns`).
     fn name(&self) -> &'static str;
 
-    fn send_sms<'a>(&'a self, message: &'a OutboundSms) -> BoxFuture<'a, SendOutcome>;
+    /// Sends one message. An adapter given a channel it does not carry refuses it
+    /// (`wrong_channel`) without calling anyone; the sender never routes one there.
+    fn send<'a>(&'a self, message: &'a Outbound) -> BoxFuture<'a, SendOutcome>;
+}
+
+/// The answer of an adapter handed a message of a channel it does not carry.
+pub fn wrong_channel(provider: &str, message: &Outbound) -> SendOutcome {
+    let channel = match message {
+        Outbound::Sms(_) => "sms",
+        Outbound::Email(_) => "email",
+    };
+    SendOutcome::Rejected {
+        code: "wrong_channel".into(),
+        reason: format!("{provider} does not send {channel} messages"),
+    }
 }

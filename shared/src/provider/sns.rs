@@ -5,13 +5,12 @@ use std::time::Duration;
 
 use aws_sdk_sns::config::retry::RetryConfig;
 use aws_sdk_sns::config::timeout::TimeoutConfig;
-use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sns::types::MessageAttributeValue;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{OutboundSms, Provider, SendOutcome};
-use crate::telemetry::error_chain;
+use super::aws_errors::classify;
+use super::{Outbound, OutboundSms, Provider, SendOutcome, wrong_channel};
 
 /// SNS error codes that mean this message can never be sent as it is.
 const PERMANENT: &[&str] = &[
@@ -45,7 +44,7 @@ impl SnsProvider {
         }
     }
 
-    async fn send(&self, message: &OutboundSms) -> SendOutcome {
+    async fn send_sms(&self, message: &OutboundSms) -> SendOutcome {
         let transactional = MessageAttributeValue::builder()
             .data_type("String")
             .string_value("Transactional")
@@ -66,7 +65,7 @@ impl SnsProvider {
                     reason: "SNS answered without a message id".into(),
                 },
             },
-            Err(error) => classify(error),
+            Err(error) => classify("SNS", PERMANENT, error),
         }
     }
 }
@@ -76,59 +75,12 @@ impl Provider for SnsProvider {
         "sns"
     }
 
-    fn send_sms<'a>(&'a self, message: &'a OutboundSms) -> BoxFuture<'a, SendOutcome> {
-        self.send(message).boxed()
-    }
-}
-
-fn classify<E, R>(error: SdkError<E, R>) -> SendOutcome
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    match &error {
-        // SNS answered with an error: it did not take the message.
-        SdkError::ServiceError(service) => {
-            let err = service.err();
-            let code = err.code().unwrap_or("Unknown").to_owned();
-            let reason = err.message().unwrap_or("no message").to_owned();
-            if PERMANENT.contains(&code.as_str()) {
-                SendOutcome::Rejected { code, reason }
-            } else {
-                SendOutcome::Transient {
-                    reason: format!("SNS {code}: {reason}"),
-                    retry_after: None,
-                }
+    fn send<'a>(&'a self, message: &'a Outbound) -> BoxFuture<'a, SendOutcome> {
+        match message {
+            Outbound::Sms(sms) => self.send_sms(sms).boxed(),
+            Outbound::Email(_) => {
+                futures::future::ready(wrong_channel(self.name(), message)).boxed()
             }
         }
-        SdkError::ConstructionFailure(_) => SendOutcome::Transient {
-            reason: format!("the request could not be built: {}", error_chain(&error)),
-            retry_after: None,
-        },
-        SdkError::DispatchFailure(_) if connection_refused(&error) => SendOutcome::Transient {
-            reason: format!("could not reach SNS: {}", error_chain(&error)),
-            retry_after: None,
-        },
-        // A timeout, a connection lost mid-request, an answer that does not parse: the
-        // message may have been published.
-        _ => SendOutcome::Ambiguous {
-            reason: format!(
-                "no usable answer from SNS after sending: {}",
-                error_chain(&error)
-            ),
-        },
     }
-}
-
-fn connection_refused(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(error);
-    while let Some(e) = source {
-        if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }

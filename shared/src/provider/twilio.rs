@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{OutboundSms, Provider, SendOutcome};
+use super::{Outbound, OutboundSms, Provider, SendOutcome, wrong_channel};
 use crate::secrets::SecretsCache;
 
 /// The provider secret's JSON shape.
@@ -52,7 +52,7 @@ impl TwilioProvider {
         })
     }
 
-    async fn send(&self, message: &OutboundSms) -> SendOutcome {
+    async fn send_sms(&self, message: &OutboundSms) -> SendOutcome {
         // One retry after refreshing the secret: a 401 right after rotation means the
         // cached token is stale, not that the message is bad.
         for refreshed in [false, true] {
@@ -217,7 +217,12 @@ impl Provider for TwilioProvider {
         "twilio"
     }
 
-    fn send_sms<'a>(&'a self, message: &'a OutboundSms) -> BoxFuture<'a, SendOutcome> {
-        self.send(message).boxed()
+    fn send<'a>(&'a self, message: &'a Outbound) -> BoxFuture<'a, SendOutcome> {
+        match message {
+            Outbound::Sms(sms) => self.send_sms(sms).boxed(),
+            Outbound::Email(_) => {
+                futures::future::ready(wrong_channel(self.name(), message)).boxed()
+            }
+        }
     }
 }

@@ -15,7 +15,7 @@ use herald::keys::CHUNK_SIZE;
 use herald::store::{
     BatchStatus, Channel, Chunk, ClaimOutcome, Content, Lease, Limits, Settlement, Store,
 };
-use herald::{BatchId, MessageId, PhoneNumber, TenantId};
+use herald::{Address, BatchId, MessageId, PhoneNumber, TenantId};
 use herald_local::requests::{RequestCounter, RequestCounts};
 use herald_local::sandbox::Faults;
 use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex, seed};
@@ -207,10 +207,11 @@ async fn drive_claims(cloud: &LocalCloud, args: &Args) -> Result<Ceiling> {
         index: 0,
         channel: Channel::Sms,
         content: Content::Text("ceiling".into()),
+        subject: None,
         recipients: Vec::new(),
         created_at: clock.rfc3339(),
     };
-    let to = PhoneNumber::parse(&number(0)).map_err(|e| anyhow!("{e}"))?;
+    let to = Address::Phone(PhoneNumber::parse(&number(0)).map_err(|e| anyhow!("{e}"))?);
     let next = AtomicU32::new(0);
     let done = AtomicU64::new(0);
     let start = Instant::now();
