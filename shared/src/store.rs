@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::error::TransactionCanceledException;
 use aws_sdk_dynamodb::types::{
     AttributeValue, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
@@ -51,6 +53,46 @@ pub enum StoreError {
 
 fn dynamo<E: std::error::Error + Send + Sync + 'static>(error: E) -> StoreError {
     StoreError::Dynamo(Box::new(error))
+}
+
+/// A transaction DynamoDB cancelled, to ask which of its writes failed their conditions.
+struct Cancelled(TransactionCanceledException);
+
+impl Cancelled {
+    /// Splits a failed `TransactWriteItems`: a cancellation to look into, or any other
+    /// failure as the error it is.
+    fn from_error<R>(error: SdkError<TransactWriteItemsError, R>) -> Result<Self, StoreError>
+    where
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        match error {
+            SdkError::ServiceError(e) if e.err().is_transaction_canceled_exception() => {
+                match e.into_err() {
+                    TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+                        Ok(Self(cancelled))
+                    }
+                    _ => unreachable!("checked above"),
+                }
+            }
+            other => Err(dynamo(other)),
+        }
+    }
+
+    /// Whether the write at `index`, in the transaction's order, failed its condition.
+    fn condition_failed(&self, index: usize) -> bool {
+        self.0
+            .cancellation_reasons
+            .as_ref()
+            .and_then(|reasons| reasons.get(index))
+            .and_then(|reason| reason.code.as_deref())
+            == Some("ConditionalCheckFailed")
+    }
+}
+
+impl From<Cancelled> for StoreError {
+    fn from(cancelled: Cancelled) -> Self {
+        dynamo(cancelled.0)
+    }
 }
 
 // The API answers `as_str`, which is the lowercase variant name.

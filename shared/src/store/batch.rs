@@ -2,14 +2,14 @@
 //! and its progress counters, which the sender adds to once per chunk.
 
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 use super::{
-    Channel, Item, Store, StoreError, dynamo, get_n, get_s, is_condition_failure, key_item, n, s,
+    Cancelled, Channel, Item, Store, StoreError, dynamo, get_n, get_s, is_condition_failure,
+    key_item, n, s,
 };
 use crate::ids::{BatchId, TenantId};
 use crate::keys;
@@ -229,26 +229,13 @@ impl Store {
             .transact_items(TransactWriteItem::builder().update(add).build())
             .send()
             .await;
-        match result {
-            Ok(_) => {}
-            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
-                let TransactWriteItemsError::TransactionCanceledException(cancelled) = e.into_err()
-                else {
-                    unreachable!("checked above")
-                };
-                let marked = cancelled
-                    .cancellation_reasons
-                    .as_ref()
-                    .and_then(|r| r.first())
-                    .and_then(|r| r.code.as_deref())
-                    == Some("ConditionalCheckFailed");
-                if marked {
-                    // Counted by an earlier pass.
-                    return Ok(());
-                }
-                return Err(dynamo(cancelled));
+        if let Err(e) = result {
+            let cancelled = Cancelled::from_error(e)?;
+            if cancelled.condition_failed(0) {
+                // Counted by an earlier pass.
+                return Ok(());
             }
-            Err(e) => return Err(dynamo(e)),
+            return Err(cancelled.into());
         }
         let Some(view) = self.get_batch(tenant, batch).await? else {
             return Ok(());

@@ -3,11 +3,11 @@
 //! is here and not revoked, so revoking takes effect at once, before the Cognito client
 //! is deleted and whatever tokens it already issued expire.
 
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
-use super::{AuditEntry, Item, Store, StoreError, dynamo, get_s, key_item, n, s, with_key};
+use super::{
+    AuditEntry, Cancelled, Item, Store, StoreError, dynamo, get_s, key_item, n, s, with_key,
+};
 use crate::auth::Scope;
 use crate::ids::TenantId;
 use crate::keys::{self, SCHEMA_VERSION};
@@ -98,24 +98,14 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(Registration::Registered),
-            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
-                let TransactWriteItemsError::TransactionCanceledException(cancelled) = e.into_err()
-                else {
-                    unreachable!("checked above")
-                };
-                let limit_reached = cancelled
-                    .cancellation_reasons
-                    .as_ref()
-                    .and_then(|r| r.first())
-                    .and_then(|r| r.code.as_deref())
-                    == Some("ConditionalCheckFailed");
-                if limit_reached {
+            Err(e) => {
+                let cancelled = Cancelled::from_error(e)?;
+                if cancelled.condition_failed(0) {
                     Ok(Registration::LimitReached { limit })
                 } else {
-                    Err(dynamo(cancelled))
+                    Err(cancelled.into())
                 }
             }
-            Err(e) => Err(dynamo(e)),
         }
     }
 
@@ -222,16 +212,18 @@ impl Store {
                 client.revoked_at = Some(at.to_owned());
                 Ok(Revocation::Revoked(client))
             }
-            // A concurrent revoke won: the client is revoked either way.
-            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
+            Err(e) => {
+                let cancelled = Cancelled::from_error(e)?;
+                // A concurrent revoke won: the client is revoked either way.
                 match self.tenant_client(tenant, client_id).await? {
-                    Some(current) if current.revoked_at.is_some() => {
+                    Some(current)
+                        if cancelled.condition_failed(0) && current.revoked_at.is_some() =>
+                    {
                         Ok(Revocation::AlreadyRevoked(current))
                     }
-                    _ => Err(dynamo(e.into_err())),
+                    _ => Err(cancelled.into()),
                 }
             }
-            Err(e) => Err(dynamo(e)),
         }
     }
 }

@@ -2,10 +2,9 @@
 //! updates so they hold across every concurrent Lambda instance.
 
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
 
-use super::{Store, StoreError, dynamo, get_n, key_item, n, s, with_key};
+use super::{Cancelled, Store, StoreError, dynamo, get_n, key_item, n, s, with_key};
 use crate::ids::{BatchId, TenantId};
 use crate::keys;
 
@@ -139,30 +138,18 @@ impl Store {
             Ok(_) => Ok(Reservation::Reserved {
                 used: self.sends_on(tenant, day).await?,
             }),
-            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
-                let TransactWriteItemsError::TransactionCanceledException(cancelled) = e.into_err()
-                else {
-                    unreachable!("checked above")
-                };
-                let failed = |index: usize| {
-                    cancelled
-                        .cancellation_reasons
-                        .as_ref()
-                        .and_then(|r| r.get(index))
-                        .and_then(|r| r.code.as_deref())
-                        == Some("ConditionalCheckFailed")
-                };
-                if failed(1) {
+            Err(e) => {
+                let cancelled = Cancelled::from_error(e)?;
+                if cancelled.condition_failed(1) {
                     Ok(Reservation::AlreadyReserved)
-                } else if failed(0) {
+                } else if cancelled.condition_failed(0) {
                     Ok(Reservation::Exceeded {
                         used: self.sends_on(tenant, day).await?,
                     })
                 } else {
-                    Err(dynamo(cancelled))
+                    Err(cancelled.into())
                 }
             }
-            Err(e) => Err(dynamo(e)),
         }
     }
 
