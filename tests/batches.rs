@@ -149,7 +149,14 @@ fn only_chunk(event: &SqsEvent, chunk: u32) -> SqsEvent {
 async fn cancelling_stops_every_message_not_yet_claimed() {
     let test = TestCloud::start_with("batch-cancel", |o| o.run_queues = false).await;
     let token = test.token("acme", "sender").await;
+    let used = |usage: serde_json::Value| usage["sends"]["used"].as_u64().unwrap();
+    let used_before = used(test.get("/v1/usage", &token).await.body);
     let id = test.send_batch(&token, TEMPLATE, &recipients(150)).await;
+    assert_eq!(
+        used(test.get("/v1/usage", &token).await.body),
+        used_before + 150,
+        "the batch reserved its sends"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let event = test.receive_chunks(2).await;
 
@@ -173,6 +180,18 @@ async fn cancelling_stops_every_message_not_yet_claimed() {
         json!({ "pending": 0, "sent": 100, "failed": 0, "unknown": 0, "cancelled": 50 })
     );
     assert!(progress["finished_at"].is_string());
+    assert_eq!(
+        used(test.get("/v1/usage", &token).await.body),
+        used_before + 100,
+        "the 50 cancelled sends are given back to the quota"
+    );
+    // A second pass over the counted chunk gives nothing back twice.
+    let response = herald_sender::handle(&test.cloud.sender, only_chunk(&event, 1), deadline).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        used(test.get("/v1/usage", &token).await.body),
+        used_before + 100
+    );
     let message = test
         .get(&format!("/v1/messages/{id}.120"), &token)
         .await

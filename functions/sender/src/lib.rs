@@ -374,7 +374,13 @@ async fn process_record(
         (Some(e), _) => Err(e.into()),
         (None, 0) => {
             deps.store
-                .count_chunk(tenant, batch, chunk.index, counts, &deps.clock.rfc3339())
+                .count_chunk(
+                    tenant,
+                    batch,
+                    chunk.index,
+                    counts,
+                    deps.clock.epoch_millis(),
+                )
                 .await?;
             Ok(())
         }

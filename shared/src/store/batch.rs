@@ -189,16 +189,18 @@ impl Store {
     /// a `counted_at` marker on the chunk are written in one transaction, so a second
     /// pass over the chunk (a duplicate delivery, a retry after a crash) adds nothing.
     /// One write per chunk, not per message, so a large batch does not hammer its batch
-    /// item. The count that brings the batch to its total also stamps `finished_at`
-    /// (and `completed`, unless the batch was cancelled).
+    /// item. Cancelled messages are given back to the daily quota they were reserved
+    /// from, in the same transaction. The count that brings the batch to its total also
+    /// stamps `finished_at` (and `completed`, unless the batch was cancelled).
     pub async fn count_chunk(
         &self,
         tenant: &TenantId,
         batch: BatchId,
         chunk: u32,
         counts: ChunkCounts,
-        now: &str,
+        now_millis: u64,
     ) -> Result<(), StoreError> {
+        let now = &crate::clock::rfc3339(now_millis);
         let meta = keys::batch_meta(tenant, batch);
         let mark = Update::builder()
             .table_name(&self.table)
@@ -222,11 +224,22 @@ impl Store {
             .expression_attribute_values(":cancelled", n(counts.cancelled))
             .build()
             .map_err(dynamo)?;
+        let refund = match counts.cancelled {
+            0 => Vec::new(),
+            cancelled => {
+                self.quota_refund(tenant, batch, cancelled, now_millis / 1000)
+                    .await?
+            }
+        };
+        let mut writes = vec![
+            TransactWriteItem::builder().update(mark).build(),
+            TransactWriteItem::builder().update(add).build(),
+        ];
+        writes.extend(refund);
         let result = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(mark).build())
-            .transact_items(TransactWriteItem::builder().update(add).build())
+            .set_transact_items(Some(writes))
             .send()
             .await;
         if let Err(e) = result {

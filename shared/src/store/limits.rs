@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
 
-use super::{Cancelled, Store, StoreError, dynamo, get_n, key_item, n, s, with_key};
+use super::{Cancelled, Store, StoreError, dynamo, get_n, get_s, key_item, n, s, with_key};
 use crate::ids::{BatchId, TenantId};
 use crate::keys;
 
@@ -151,6 +151,56 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// The writes that give `count` cancelled sends of `batch` back to the day they were
+    /// reserved on, and note them on the batch's reservation; nothing for a batch that
+    /// reserved none. For the transaction that counts them, so each is given back once.
+    pub(super) async fn quota_refund(
+        &self,
+        tenant: &TenantId,
+        batch: BatchId,
+        count: u32,
+        now_epoch: u64,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let marker = keys::quota_reservation(tenant, batch);
+        let reservation = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&marker)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo)?
+            .item;
+        let Some(day) = reservation.as_ref().and_then(|r| get_s(r, "day")) else {
+            return Ok(Vec::new());
+        };
+        let counter = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&keys::quota_day(tenant, day))))
+            // A counter past its TTL comes back with one, not as a stray item.
+            .update_expression(
+                "ADD sends :minus SET expires_at = if_not_exists(expires_at, :expires), \
+                 tenant_id = :tenant",
+            )
+            .expression_attribute_values(":minus", n(-i64::from(count)))
+            .expression_attribute_values(":expires", n(now_epoch + QUOTA_TTL_SECS))
+            .expression_attribute_values(":tenant", s(tenant.as_str()))
+            .build()
+            .map_err(dynamo)?;
+        let noted = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&marker)))
+            .update_expression("ADD returned :count")
+            .expression_attribute_values(":count", n(count))
+            .build()
+            .map_err(dynamo)?;
+        Ok(vec![
+            TransactWriteItem::builder().update(counter).build(),
+            TransactWriteItem::builder().update(noted).build(),
+        ])
     }
 
     /// Sends counted against the tenant's quota on `day`.
