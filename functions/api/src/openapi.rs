@@ -21,7 +21,7 @@ const BEARER: &str = "bearer";
 #[openapi(
     info(
         title = "Herald",
-        description = "Multi-tenant bulk SMS. Send one message or a templated batch, follow \
+        description = "Multi-tenant bulk SMS and email. Send one message or a templated batch, follow \
             each message's status, and read your usage and audit log. People sign in with \
             Cognito; backends use machine clients (client credentials) that a tenant admin \
             registers. Errors are RFC 9457 \
@@ -44,7 +44,7 @@ const BEARER: &str = "bearer";
         )
     ),
     tags(
-        (name = "messages", description = "One SMS to one recipient."),
+        (name = "messages", description = "One SMS or email to one recipient."),
         (name = "batches", description = "One template to many recipients, with progress and cancel."),
         (name = "tenant", description = "Your tenant's usage and audit log."),
         (name = "clients", description = "Your tenant's machine clients (client-credentials tokens for backends)."),
