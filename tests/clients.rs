@@ -2,6 +2,7 @@
 //! tokens act for that tenant with its scopes only; revoking it refuses its tokens at
 //! once; bad registrations change nothing, in Herald's table or in Cognito.
 
+use herald::client_sweep::{ClientSweepReport, MACHINE_CLIENT_PREFIX};
 use herald_tests::TestCloud;
 use serde_json::{Value, json};
 
@@ -374,4 +375,76 @@ async fn a_suspended_tenants_clients_are_refused() {
         test.post_json("/v1/messages", &token, SMS).await.status,
         202
     );
+}
+
+#[tokio::test]
+async fn the_scheduled_run_deletes_machine_clients_herald_does_not_know() {
+    let test = TestCloud::start_with("clients-sweep", |o| {
+        o.env_overrides
+            .insert("HERALD_CLIENT_SWEEP_GRACE_SECONDS".into(), "0".into());
+    })
+    .await;
+    let admin = test.token("acme", "admin").await;
+    let (kept, kept_secret) = test.machine_client(&admin, &["messages:send"]).await;
+    let (half_revoked, _) = test.machine_client(&admin, &["messages:send"]).await;
+    // A revocation that recorded its mark but could not delete the Cognito client.
+    let acme = herald::TenantId::parse("acme").unwrap();
+    let audit = herald::store::AuditEntry {
+        at: herald::clock::rfc3339(0),
+        actor: "test".into(),
+        action: "client.revoked".into(),
+        target: half_revoked.clone(),
+        request_id: "test".into(),
+    };
+    test.cloud
+        .sender
+        .store
+        .revoke_client(&acme, &half_revoked, &audit, 0)
+        .await
+        .unwrap();
+    // A registration that died between creating the client and recording it.
+    let cognito = &test.cloud.clients.cognito;
+    let lost = cognito
+        .create_user_pool_client()
+        .user_pool_id(test.pool())
+        .client_name(format!("{MACHINE_CLIENT_PREFIX}acme-lost"))
+        .generate_secret(true)
+        .send()
+        .await
+        .unwrap()
+        .user_pool_client
+        .unwrap()
+        .client_id
+        .unwrap();
+    let before = cognito_clients(&test).await;
+
+    let report = test.cloud.scheduled_run().await.unwrap();
+
+    assert_eq!(
+        report.clients,
+        ClientSweepReport {
+            checked: 3,
+            deleted: 2,
+            failed: 0
+        }
+    );
+    assert_eq!(cognito_clients(&test).await, before - 2);
+    for gone in [&half_revoked, &lost] {
+        let described = cognito
+            .describe_user_pool_client()
+            .user_pool_id(test.pool())
+            .client_id(gone)
+            .send()
+            .await;
+        assert!(described.is_err(), "{gone} is still in Cognito");
+    }
+    // The registered client, and the console's, are untouched.
+    let token = test.client_token(&kept, &kept_secret, None).await.unwrap();
+    assert_eq!(
+        test.post_json("/v1/messages", &token, SMS).await.status,
+        202
+    );
+    assert_eq!(test.get("/v1/usage", &admin).await.status, 200);
+    let metrics = &test.cloud.metrics;
+    assert_eq!(metrics.total("redriver", "OrphanClientsDeleted"), 2.0);
 }

@@ -1,4 +1,4 @@
-"""Herald's AWS emulator: moto in server mode, with two fixes and two additions.
+"""Herald's AWS emulator: moto in server mode, with three fixes and two additions.
 
 Real DynamoDB applies a conditional write atomically. moto checks the condition and
 then writes, with nothing in between to stop a concurrent request, so two concurrent
@@ -11,6 +11,11 @@ each transaction costs time in proportion to the table: seconds once a table hol
 10,000-recipient batch. Serialised, that stalls every other DynamoDB request, and the
 sender's calls time out as they never would in AWS. The launcher backs up only the
 items a transaction names, which is all a transaction can change.
+
+moto's Cognito answers DescribeUserPoolClient without the client's CreationDate, which
+Cognito gives and the machine client sweep needs (it leaves clients younger than its
+grace period alone, as registrations that may still be running). The launcher dates
+each client when it is created.
 
 moto's Cognito has no OAuth2 token endpoint, so machine clients could not get tokens.
 The launcher serves `POST /oauth2/token` for the client-credentials grant the way a
@@ -37,7 +42,8 @@ import threading
 import types
 
 from joserfc import jwt
-from moto.cognitoidp.models import cognitoidp_backends
+from moto.cognitoidp.models import CognitoIdpUserPoolClient, cognitoidp_backends
+from moto.core.utils import utcnow
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
@@ -243,6 +249,25 @@ def _restore(table, hash_value, range_value, item):
         table.items[hash_value] = item
 
 
+def _date_user_pool_clients():
+    create = CognitoIdpUserPoolClient.__init__
+    to_json = CognitoIdpUserPoolClient.to_json
+
+    def __init__(self, *args, **kwargs):
+        create(self, *args, **kwargs)
+        self.creation_date = utcnow()
+
+    def dated_json(self, extended=False):
+        answer = to_json(self, extended)
+        if extended:
+            answer.setdefault("CreationDate", self.creation_date)
+            answer.setdefault("LastModifiedDate", self.creation_date)
+        return answer
+
+    CognitoIdpUserPoolClient.__init__ = __init__
+    CognitoIdpUserPoolClient.to_json = dated_json
+
+
 def _back_up_items_not_tables():
     original = dynamodb_models.DynamoDBBackend.transact_write_items
 
@@ -272,6 +297,7 @@ def main() -> None:
     parser.add_argument("-p", "--port", type=int, default=4566)
     args = parser.parse_args()
     _back_up_items_not_tables()
+    _date_user_pool_clients()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)

@@ -203,6 +203,11 @@ pub struct RedriverConfig {
     /// How old an unqueued batch must be before the sweeper enqueues it: longer than
     /// the API's timeout, so a request still running is never raced.
     pub sweep_after: Duration,
+    /// Where machine clients live, to delete those Herald does not know.
+    pub user_pool_id: String,
+    /// How old an unrecorded machine client must be before it is deleted: longer than
+    /// the API's timeout, so a registration still running is never raced.
+    pub client_sweep_grace: Duration,
 }
 
 impl RedriverConfig {
@@ -214,6 +219,10 @@ impl RedriverConfig {
             dead_letter_queue_url: settings.required("HERALD_SEND_DLQ_URL")?,
             limits,
             sweep_after: Duration::from_secs(settings.number("HERALD_SWEEP_AFTER_SECONDS", 120)?),
+            user_pool_id: settings.required("HERALD_USER_POOL_ID")?,
+            client_sweep_grace: Duration::from_secs(
+                settings.number("HERALD_CLIENT_SWEEP_GRACE_SECONDS", 600)?,
+            ),
         })
     }
 }

@@ -6,6 +6,7 @@
 pub mod address;
 pub mod auth;
 pub mod aws;
+pub mod client_sweep;
 pub mod clock;
 pub mod config;
 pub mod idempotency;

@@ -16,6 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald::auth::{Principal, Scope};
+use herald::client_sweep::MACHINE_CLIENT_PREFIX;
 use herald::idempotency::StoredResponse;
 use herald::problem::Problem;
 use herald::store::{MachineClient, Registration, Revocation};
@@ -265,7 +266,7 @@ async fn create_cognito_client(
         .create_user_pool_client()
         .user_pool_id(&app.config.auth.user_pool_id)
         .client_name(format!(
-            "herald-{}-{}",
+            "{MACHINE_CLIENT_PREFIX}{}-{}",
             principal.tenant(),
             name.replace(' ', "_")
         ))

@@ -7,6 +7,7 @@
 use herald::metrics::{Metrics, Record};
 use std::time::Duration;
 
+use herald::client_sweep::{ClientSweepError, ClientSweepReport, ClientSweeper};
 use herald::clock::SharedClock;
 use herald::config::RedriverConfig;
 use herald::queue::SendQueue;
@@ -23,6 +24,7 @@ pub struct Deps {
     pub config: RedriverConfig,
     pub redriver: Redriver,
     pub sweeper: Sweeper,
+    pub client_sweeper: ClientSweeper,
     pub clock: SharedClock,
     pub metrics: Metrics,
 }
@@ -42,14 +44,19 @@ impl Deps {
             &config.send_queue_url,
             config.limits,
         );
-        let sweeper = Sweeper::new(
-            Store::new(clients.dynamodb(), &config.table),
-            SendQueue::new(sqs, &config.send_queue_url),
+        let store = Store::new(clients.dynamodb(), &config.table);
+        let sweeper = Sweeper::new(store.clone(), SendQueue::new(sqs, &config.send_queue_url));
+        let client_sweeper = ClientSweeper::new(
+            clients.cognito(),
+            store,
+            &config.user_pool_id,
+            config.client_sweep_grace,
         );
         Self {
             config,
             redriver,
             sweeper,
+            client_sweeper,
             metrics: Metrics::stdout(clock.clone()),
             clock,
         }
@@ -114,10 +121,11 @@ pub async fn handle(deps: &Deps, deadline: Instant) -> Result<RedriveReport, Inc
     }
 }
 
-/// What a scheduled run did: the sweep, then the redrive.
+/// What a scheduled run did: the sweeps, then the redrive.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ScheduledReport {
     pub sweep: SweepReport,
+    pub clients: ClientSweepReport,
     pub redrive: RedriveReport,
 }
 
@@ -127,13 +135,17 @@ pub enum ScheduledError {
     Sweep(#[from] SweepError),
     #[error("sweep could not enqueue {0} batches")]
     SweepIncomplete(usize),
+    #[error("machine client sweep failed: {0}")]
+    ClientSweep(#[from] ClientSweepError),
+    #[error("machine client sweep could not check or delete {0} clients")]
+    ClientSweepIncomplete(usize),
     #[error(transparent)]
     Redrive(#[from] Incomplete),
 }
 
-/// The scheduled run: sweep unqueued batches older than `sweep_after`, then redrive.
-/// The redrive runs even when the sweep failed; the invocation then fails, so the
-/// errors alarm fires.
+/// The scheduled run: sweep unqueued batches older than `sweep_after` and orphaned
+/// machine clients, then redrive. The redrive runs even when a sweep failed; the
+/// invocation then fails, so the errors alarm fires.
 pub async fn scheduled(deps: &Deps, deadline: Instant) -> Result<ScheduledReport, ScheduledError> {
     let now_ms = deps.clock.epoch_millis();
     let cutoff_ms = now_ms.saturating_sub(deps.config.sweep_after.as_millis() as u64);
@@ -158,13 +170,34 @@ pub async fn scheduled(deps: &Deps, deadline: Instant) -> Result<ScheduledReport
         ),
         Err(e) => tracing::error!(error = %e, "sweep failed"),
     }
+    let clients = deps.client_sweeper.sweep(now_ms / 1000).await;
+    match &clients {
+        Ok(report) => {
+            deps.metrics.emit(
+                Record::new("redriver")
+                    .count("OrphanClientsDeleted", report.deleted)
+                    .count("ClientSweepFailed", report.failed),
+            );
+            tracing::info!(
+                checked = report.checked,
+                deleted = report.deleted,
+                failed = report.failed,
+                "machine client sweep finished"
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "machine client sweep failed"),
+    }
     let redrive = handle(deps, deadline).await;
-    let sweep = sweep?;
+    let (sweep, clients) = (sweep?, clients?);
     if sweep.failed > 0 {
         return Err(ScheduledError::SweepIncomplete(sweep.failed));
     }
+    if clients.failed > 0 {
+        return Err(ScheduledError::ClientSweepIncomplete(clients.failed));
+    }
     Ok(ScheduledReport {
         sweep,
+        clients,
         redrive: redrive?,
     })
 }
