@@ -322,9 +322,11 @@ mod tests {
             ("HERALD_TABLE", "t"),
             ("HERALD_SEND_QUEUE_URL", "q"),
             ("HERALD_SEND_DLQ_URL", "d"),
+            ("HERALD_USER_POOL_ID", "pool"),
         ];
         let config = RedriverConfig::load(&settings(&base)).unwrap();
         assert_eq!(config.limits.redrive_limit, 3);
+        assert_eq!(config.client_sweep_grace, Duration::from_secs(600));
         for (key, bad) in [
             ("HERALD_REDRIVE_RATE_PER_SECOND", "0"),
             ("HERALD_REDRIVE_RATE_PER_SECOND", "NaN"),
