@@ -213,6 +213,14 @@ async fn a_revoked_client_is_refused_at_once() {
     // The token it already holds is refused, and it gets no new one.
     let refused = test.post_json("/v1/messages", &token, SMS).await;
     assert_eq!(refused.status, 401, "{:?}", refused.body);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("was revoked"),
+        "{:?}",
+        refused.body
+    );
     let (status, _) = test.client_token(&client, &secret, None).await.unwrap_err();
     assert_eq!(status, 401);
 

@@ -7,10 +7,37 @@
 use std::time::Duration;
 
 use crate::aws::CognitoClient;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// Every machine client's Cognito name starts with this; the console's client does not.
 pub const MACHINE_CLIENT_PREFIX: &str = "herald-m2m-";
+
+/// The failure of a Cognito call, as the SDK reports it.
+pub type CognitoError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Deletes a machine client from Cognito; one already gone counts as deleted.
+pub async fn delete_client(
+    cognito: &CognitoClient,
+    user_pool_id: &str,
+    client_id: &str,
+) -> Result<(), CognitoError> {
+    let deleted = cognito
+        .delete_user_pool_client()
+        .user_pool_id(user_pool_id)
+        .client_id(client_id)
+        .send()
+        .await;
+    match deleted {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(Box::new(e)),
+    }
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ClientSweepReport {
@@ -75,7 +102,7 @@ impl ClientSweeper {
                 report.checked += 1;
                 match self.orphaned(id, now_epoch).await {
                     Ok(false) => {}
-                    Ok(true) => match self.delete(id).await {
+                    Ok(true) => match delete_client(&self.cognito, &self.user_pool_id, id).await {
                         Ok(()) => {
                             tracing::warn!(client_id = id, "deleted an orphaned machine client");
                             report.deleted += 1;
@@ -99,16 +126,10 @@ impl ClientSweeper {
     }
 
     /// Revoked, or never recorded and past the grace period.
-    async fn orphaned(
-        &self,
-        client_id: &str,
-        now_epoch: u64,
-    ) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
-        match self.store.machine_client(client_id).await {
-            Ok(Some(record)) => return Ok(record.revoked_at.is_some()),
-            Ok(None) => {}
-            Err(StoreError::Corrupt { .. }) => return Ok(false),
-            Err(e) => return Err(Box::new(e)),
+    async fn orphaned(&self, client_id: &str, now_epoch: u64) -> Result<bool, CognitoError> {
+        // A record that does not read is a failure to report, never a reason to delete.
+        if let Some(record) = self.store.machine_client(client_id).await? {
+            return Ok(record.revoked_at.is_some());
         }
         let described = self
             .cognito
@@ -123,28 +144,5 @@ impl ClientSweeper {
             .map(|d| d.secs().max(0) as u64);
         // Without a creation date there is no telling it from a registration in flight.
         Ok(created.is_some_and(|at| now_epoch.saturating_sub(at) >= self.grace.as_secs()))
-    }
-
-    async fn delete(
-        &self,
-        client_id: &str,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let deleted = self
-            .cognito
-            .delete_user_pool_client()
-            .user_pool_id(&self.user_pool_id)
-            .client_id(client_id)
-            .send()
-            .await;
-        match deleted {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(Box::new(e)),
-        }
     }
 }

@@ -30,6 +30,8 @@ pub enum Rejection {
     Expired,
     #[error("the token was issued to a client this API does not know")]
     Audience,
+    #[error("the token's machine client was revoked")]
+    Revoked,
     #[error("the token is neither an id nor an access token")]
     TokenUse,
     #[error("the user pool's keys could not be fetched")]

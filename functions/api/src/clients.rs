@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald::auth::{Principal, Scope};
-use herald::client_sweep::MACHINE_CLIENT_PREFIX;
+use herald::client_sweep::{MACHINE_CLIENT_PREFIX, delete_client};
 use herald::idempotency::StoredResponse;
 use herald::problem::Problem;
 use herald::store::{MachineClient, Registration, Revocation};
@@ -292,23 +292,9 @@ async fn create_cognito_client(
 
 /// Deletes the Cognito client; one already gone counts as deleted.
 async fn delete_cognito_client(app: &App, client_id: &str) -> Result<(), Response> {
-    let deleted = app
-        .cognito
-        .delete_user_pool_client()
-        .user_pool_id(&app.config.auth.user_pool_id)
-        .client_id(client_id)
-        .send()
-        .await;
-    match deleted {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(ApiError::Identity(Box::new(e)).into_response()),
-    }
+    delete_client(&app.cognito, &app.config.auth.user_pool_id, client_id)
+        .await
+        .map_err(|e| ApiError::Identity(e).into_response())
 }
 
 #[utoipa::path(
@@ -345,7 +331,9 @@ pub async fn list(
         can get no new ones. Revoking a revoked client answers the same.",
     params(("id" = String, Path, description = "The client id."), IdempotencyKeyHeader),
     responses(
-        (status = 200, description = "The client, revoked.", body = ClientBody),
+        (status = 200, description = "The client, revoked.", body = ClientBody, headers(
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
+        )),
         (status = 400, response = InvalidRequest),
         (status = 404, response = NotFound),
         (status = 409, response = RequestInProgress),

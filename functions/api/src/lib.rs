@@ -253,8 +253,10 @@ async fn identify(app: &App, header: Option<&str>) -> Result<Principal, Response
                 .machine_client(&client_id)
                 .await
                 .map_err(|e| ApiError::from(e).into_response())?;
-            let Some(client) = client.filter(|c| c.revoked_at.is_none()) else {
-                return Err(unauthorized(Rejection::Audience));
+            let client = match client {
+                None => return Err(unauthorized(Rejection::Audience)),
+                Some(c) if c.revoked_at.is_some() => return Err(unauthorized(Rejection::Revoked)),
+                Some(c) => c,
             };
             // What the token was granted and the registration still allows.
             let granted: Vec<Scope> = claims

@@ -2,10 +2,25 @@
 //! a `SendOutcome`. The adapters have the SDK's retries off, so this sees every failed
 //! attempt, and it errs towards `Ambiguous` whenever the request may have gone out.
 
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 
 use super::SendOutcome;
 use crate::telemetry::error_chain;
+
+/// A provider call is one attempt bounded by `timeout`. The SDK's own retries are off:
+/// a call retried after a lost answer could deliver twice, and the sender already
+/// retries what is known not to be sent.
+pub(crate) fn one_attempt(timeout: Duration) -> (RetryConfig, TimeoutConfig) {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2).min(timeout))
+        .operation_timeout(timeout)
+        .build();
+    (RetryConfig::disabled(), timeouts)
+}
 
 /// `permanent` lists the service's error codes that mean this message can never be
 /// sent as it is (`failed` with the code); any other error answer is transient (the

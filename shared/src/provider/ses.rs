@@ -3,13 +3,11 @@
 
 use std::time::Duration;
 
-use aws_sdk_sesv2::config::retry::RetryConfig;
-use aws_sdk_sesv2::config::timeout::TimeoutConfig;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::aws_errors::classify;
+use super::aws_errors::{classify, one_attempt};
 use super::{Outbound, OutboundEmail, Provider, SendOutcome, wrong_channel};
 use crate::address::EmailAddress;
 
@@ -41,14 +39,10 @@ impl SesProvider {
         from: EmailAddress,
         timeout: Duration,
     ) -> Self {
+        let (retries, timeouts) = one_attempt(timeout);
         let config = config
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(2).min(timeout))
-                    .operation_timeout(timeout)
-                    .build(),
-            )
+            .retry_config(retries)
+            .timeout_config(timeouts)
             .build();
         Self {
             client: aws_sdk_sesv2::Client::from_conf(config),

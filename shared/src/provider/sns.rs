@@ -3,13 +3,11 @@
 
 use std::time::Duration;
 
-use aws_sdk_sns::config::retry::RetryConfig;
-use aws_sdk_sns::config::timeout::TimeoutConfig;
 use aws_sdk_sns::types::MessageAttributeValue;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::aws_errors::classify;
+use super::aws_errors::{classify, one_attempt};
 use super::{Outbound, OutboundSms, Provider, SendOutcome, wrong_channel};
 
 /// SNS error codes that mean this message can never be sent as it is.
@@ -30,14 +28,10 @@ impl SnsProvider {
     /// The SDK's own retries are off: a retried `Publish` after a timeout could text
     /// someone twice, and the sender already retries what is known not to be sent.
     pub fn new(config: aws_sdk_sns::config::Builder, timeout: Duration) -> Self {
+        let (retries, timeouts) = one_attempt(timeout);
         let config = config
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(2).min(timeout))
-                    .operation_timeout(timeout)
-                    .build(),
-            )
+            .retry_config(retries)
+            .timeout_config(timeouts)
             .build();
         Self {
             client: aws_sdk_sns::Client::from_conf(config),
