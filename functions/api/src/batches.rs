@@ -4,17 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use herald::auth::Principal;
+use herald::TenantId;
 use herald::keys::CHUNK_SIZE;
-use herald::problem::Problem;
 use herald::store::{
     BatchStatus, BatchView, CancelOutcome, Channel, Chunk, Content, NewBatch, Recipient,
-    TenantProfile,
 };
 use herald::template::{self, Template, Variables};
 use herald::{Address, BatchId, MessageStatus};
@@ -22,16 +18,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
-use crate::intake::{self, FieldErrors, IdempotencyKeyHeader};
+use crate::extract::{self, Caller, IdempotencyKeyHeader, Idempotent, JsonBody, Profile};
+use crate::intake;
 use crate::messages::{
     ChannelField, MessageSummary, check_body_length, check_subject, check_subject_text,
     max_body_chars,
 };
-use crate::openapi::{
-    BodyTooLarge, IdempotencyKeyReused, InvalidRequest, NotFound, RequestInProgress,
-    UnsupportedMediaType,
-};
-use crate::{ApiError, App, Correlation};
+use crate::openapi::{CancelProblems, ListProblems, ReadProblems, SendProblems};
+use crate::{ApiError, App, FieldErrors};
 
 pub const MAX_VARIABLES: usize = 20;
 pub const MAX_VALUE_CHARS: usize = 1024;
@@ -110,24 +104,16 @@ struct Accepted {
             ("Location" = String, description = "The batch's status URL."),
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
         )),
-        (status = 400, response = InvalidRequest),
-        (status = 409, response = RequestInProgress),
-        (status = 413, response = BodyTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = IdempotencyKeyReused),
+        SendProblems,
     ),
 )]
-
 pub async fn create(
     State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
-    Extension(profile): Extension<TenantProfile>,
-    Extension(Correlation(correlation)): Extension<Correlation>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Response> {
-    let key = intake::idempotency_key(&headers)?;
-    let request: CreateBatch = intake::parse_json(&headers, &body, app.config.max_body_bytes)?;
+    caller: Caller,
+    Profile(profile): Profile,
+    idempotent: Idempotent,
+    JsonBody(request): JsonBody<CreateBatch>,
+) -> Result<Response, ApiError> {
     let channel = Channel::from(request.channel);
     let Valid {
         template,
@@ -147,8 +133,8 @@ pub async fn create(
         canonical["subject"] = subject.source().into();
     }
     let total = recipients.len();
-    let (app, principal, profile, correlation) = (&app, &principal, &profile, &correlation);
-    intake::once(app, principal, &key, "POST /v1/batches", &canonical, |batch_id| async move {
+    let (app, caller, profile) = (&app, &caller, &profile);
+    intake::once(app, caller, &idempotent, &canonical, |batch_id| async move {
         let now = app.clock.rfc3339();
         let chunks = recipients
             .chunks(CHUNK_SIZE as usize)
@@ -163,20 +149,18 @@ pub async fn create(
             })
             .collect();
         let batch = NewBatch {
-            tenant: principal.tenant().clone(),
+            tenant: caller.principal.tenant().clone(),
             id: batch_id,
             channel,
-            created_by: principal.subject().to_owned(),
-            correlation_id: correlation.clone(),
+            created_by: caller.principal.subject().to_owned(),
+            correlation_id: caller.correlation.clone(),
             created_at: now,
             chunks,
         };
         intake::reserve_quota(app, profile, batch.id, total).await?;
-        intake::enqueue_batch(app, &batch, correlation)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        intake::enqueue_batch(app, &batch).await?;
         let target = batch.id.to_string();
-        intake::audit(app, &batch.tenant, principal, correlation, "batch.created", &target).await?;
+        intake::audit(app, &batch.tenant, caller, "batch.created", &target).await?;
         intake::count_accepted(app, &batch.tenant, total);
         tracing::info!(batch_id = %batch.id, total, chunks = batch.chunks.len(), "batch accepted");
         let status_url = format!("/v1/batches/{}", batch.id);
@@ -205,7 +189,7 @@ fn validate(
     request: &CreateBatch,
     channel: Channel,
     max_recipients: usize,
-) -> Result<Valid, Response> {
+) -> Result<Valid, ApiError> {
     let mut errors = FieldErrors::default();
     if let Err(e) = request.validate() {
         errors.add_validator(&e);
@@ -227,7 +211,7 @@ fn validate(
             format!("must hold 1 to {max_recipients} recipients; it holds {count}"),
         );
         // Checking each of 10,001 recipients would bury the one error that matters.
-        return Err(errors.check().expect_err("an error was added"));
+        return Err(ApiError::InvalidFields(errors));
     }
     let max_chars = max_body_chars(channel);
     let mut first_seen: HashMap<String, usize> = HashMap::with_capacity(count);
@@ -416,35 +400,30 @@ impl From<BatchView> for Progress {
     params(("id" = String, Path, description = "The batch id.")),
     responses(
         (status = 200, description = "The batch.", body = Progress),
-        (status = 400, response = InvalidRequest),
-        (status = 404, response = NotFound),
+        ReadProblems,
     ),
 )]
 pub async fn show(
     State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
+    caller: Caller,
     Path(id): Path<String>,
-) -> Result<Response, Response> {
-    let batch = find(&app, &principal, &id).await?;
+) -> Result<Response, ApiError> {
+    let batch = find(&app, caller.principal.tenant(), &id).await?;
     Ok(axum::Json(Progress::from(batch)).into_response())
 }
 
-/// The caller's batch, or the same 404 whether it is missing or another tenant's.
-async fn find(app: &App, principal: &Principal, id: &str) -> Result<BatchView, Response> {
-    let id: BatchId = id.parse().map_err(|e: herald::ids::InvalidId| {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-id", "Invalid batch id")
-            .field("id", e.to_string())
-            .into_response()
-    })?;
+/// The tenant's batch, or the same 404 whether it is missing or another tenant's.
+async fn find(app: &App, tenant: &TenantId, id: &str) -> Result<BatchView, ApiError> {
+    let id: BatchId = id
+        .parse()
+        .map_err(|e: herald::ids::InvalidId| ApiError::InvalidId {
+            what: "batch",
+            reason: e.to_string(),
+        })?;
     app.store
-        .get_batch(principal.tenant(), id)
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?
-        .ok_or_else(|| {
-            Problem::not_found()
-                .detail("No such batch.")
-                .into_response()
-        })
+        .get_batch(tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound("No such batch."))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -479,23 +458,16 @@ struct Page {
     params(("id" = String, Path, description = "The batch id."), ListQuery),
     responses(
         (status = 200, description = "One page of messages, in batch order.", body = Page),
-        (status = 400, response = InvalidRequest),
-        (status = 404, response = NotFound),
+        ListProblems,
     ),
 )]
-
 pub async fn messages(
     State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
+    caller: Caller,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
-) -> Result<Response, Response> {
-    let query: ListQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
-        .map_err(|e| {
-            let mut errors = FieldErrors::default();
-            errors.add("query", e.to_string());
-            errors.check().expect_err("an error was added")
-        })?;
+) -> Result<Response, ApiError> {
+    let query: ListQuery = extract::query(query.as_deref())?;
     let mut errors = FieldErrors::default();
     let status = query.status.as_deref().and_then(|raw| {
         MessageStatus::parse(raw).or_else(|| {
@@ -520,28 +492,20 @@ pub async fn messages(
         errors.add("cursor", "is not a cursor this listing returned");
     }
     errors.check()?;
-    let batch = find(&app, &principal, &id).await?;
+    let tenant = caller.principal.tenant();
+    let batch = find(&app, tenant, &id).await?;
     let from = match cursor {
         Some(Ok(n)) if n < batch.total => n,
         Some(_) => {
-            let mut errors = FieldErrors::default();
-            errors.add("cursor", "is not a cursor this listing returned");
-            return Err(errors.check().expect_err("an error was added"));
+            let errors = FieldErrors::one("cursor", "is not a cursor this listing returned");
+            return Err(ApiError::InvalidFields(errors));
         }
         None => 0,
     };
     let page = app
         .store
-        .list_messages(
-            principal.tenant(),
-            &batch,
-            from,
-            status,
-            limit,
-            LISTING_CHUNKS,
-        )
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
+        .list_messages(tenant, &batch, from, status, limit, LISTING_CHUNKS)
+        .await?;
     let next_url = page.next_cursor.map(|cursor| {
         let mut url = format!(
             "/v1/batches/{}/messages?cursor={cursor}&limit={limit}",
@@ -578,53 +542,33 @@ pub async fn messages(
             ("Location" = String, description = "The batch's status URL."),
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
         )),
-        (status = 400, response = InvalidRequest),
-        (status = 404, response = NotFound),
-        (status = 409, description = "`batch-finished`: every message is final, nothing is left to \
-            cancel. `request-in-progress`: a request with this `Idempotency-Key` has not finished; \
-            retry after `Retry-After`.", body = Problem, content_type = "application/problem+json", headers(
-            ("Retry-After" = u64, description = "With `request-in-progress`: seconds to wait before retrying."),
-        )),
-        (status = 422, response = IdempotencyKeyReused),
+        CancelProblems,
     ),
 )]
 pub async fn cancel(
     State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
-    Extension(Correlation(correlation)): Extension<Correlation>,
+    caller: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Response> {
-    let key = intake::idempotency_key(&headers)?;
-    let batch = find(&app, &principal, &id).await?;
+    idempotent: Idempotent,
+) -> Result<Response, ApiError> {
+    let tenant = caller.principal.tenant();
+    let batch = find(&app, tenant, &id).await?;
     let canonical = serde_json::json!({ "batch_id": batch.id.to_string() });
-    let route = "POST /v1/batches/{id}/cancel";
-    intake::once(&app, &principal, &key, route, &canonical, |_| async {
+    intake::once(&app, &caller, &idempotent, &canonical, |_| async {
         let outcome = app
             .store
-            .cancel_batch(principal.tenant(), batch.id, &app.clock.rfc3339())
-            .await
-            .map_err(|e| ApiError::from(e).into_response())?;
+            .cancel_batch(tenant, batch.id, &app.clock.rfc3339())
+            .await?;
         let view = match outcome {
             CancelOutcome::Cancelled(view) => {
                 tracing::info!(batch_id = %batch.id, pending = view.pending(), "batch cancelled");
                 let target = batch.id.to_string();
-                intake::audit(&app, principal.tenant(), &principal, &correlation, "batch.cancelled", &target).await?;
+                intake::audit(&app, tenant, &caller, "batch.cancelled", &target).await?;
                 view
             }
             CancelOutcome::AlreadyCancelled(view) => view,
-            CancelOutcome::AlreadyFinished(_) => {
-                return Err(Problem::new(
-                    StatusCode::CONFLICT,
-                    "batch-finished",
-                    "Batch already finished",
-                )
-                .detail("Every message of this batch has reached a final status; there is nothing left to cancel.")
-                .into_response());
-            }
-            CancelOutcome::NotFound => {
-                return Err(Problem::not_found().detail("No such batch.").into_response());
-            }
+            CancelOutcome::AlreadyFinished(_) => return Err(ApiError::BatchFinished),
+            CancelOutcome::NotFound => return Err(ApiError::NotFound("No such batch.")),
         };
         let location = format!("/v1/batches/{}", view.id);
         Ok(intake::stored_json(

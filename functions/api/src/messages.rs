@@ -2,25 +2,19 @@
 
 use std::sync::Arc;
 
-use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use herald::auth::Principal;
-use herald::problem::Problem;
-use herald::store::{Channel, Chunk, Content, MessageView, NewBatch, Recipient, TenantProfile};
+use herald::store::{Channel, Chunk, Content, MessageView, NewBatch, Recipient};
 use herald::{Address, MessageId, MessageStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use validator::Validate;
 
-use crate::intake::{self, FieldErrors, IdempotencyKeyHeader};
-use crate::openapi::{
-    BodyTooLarge, IdempotencyKeyReused, InvalidRequest, NotFound, RequestInProgress,
-    UnsupportedMediaType,
-};
-use crate::{ApiError, App, Correlation};
+use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody, Profile};
+use crate::intake;
+use crate::openapi::{ReadProblems, SendProblems};
+use crate::{ApiError, App, FieldErrors};
 
 /// Longest text one SMS may carry (Twilio's limit; it splits it into segments).
 pub const MAX_BODY_CHARS: usize = 1600;
@@ -168,24 +162,16 @@ struct Accepted {
             ("Location" = String, description = "The message's status URL."),
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
         )),
-        (status = 400, response = InvalidRequest),
-        (status = 409, response = RequestInProgress),
-        (status = 413, response = BodyTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = IdempotencyKeyReused),
+        SendProblems,
     ),
 )]
-
 pub async fn create(
     State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
-    Extension(profile): Extension<TenantProfile>,
-    Extension(Correlation(correlation)): Extension<Correlation>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Response> {
-    let key = intake::idempotency_key(&headers)?;
-    let request: CreateMessage = intake::parse_json(&headers, &body, app.config.max_body_bytes)?;
+    caller: Caller,
+    Profile(profile): Profile,
+    idempotent: Idempotent,
+    JsonBody(request): JsonBody<CreateMessage>,
+) -> Result<Response, ApiError> {
     let mut errors = FieldErrors::default();
     if let Err(e) = request.validate() {
         errors.add_validator(&e);
@@ -208,16 +194,16 @@ pub async fn create(
     if let Some(subject) = &subject {
         canonical["subject"] = subject.as_str().into();
     }
-    let (app, principal, profile, correlation) = (&app, &principal, &profile, &correlation);
-    intake::once(app, principal, &key, "POST /v1/messages", &canonical, |batch_id| async move {
+    let (app, caller, profile) = (&app, &caller, &profile);
+    intake::once(app, caller, &idempotent, &canonical, |batch_id| async move {
         let now = app.clock.rfc3339();
         let masked = to.masked();
         let batch = NewBatch {
-            tenant: principal.tenant().clone(),
+            tenant: caller.principal.tenant().clone(),
             id: batch_id,
             channel,
-            created_by: principal.subject().to_owned(),
-            correlation_id: correlation.clone(),
+            created_by: caller.principal.subject().to_owned(),
+            correlation_id: caller.correlation.clone(),
             created_at: now.clone(),
             chunks: vec![Chunk {
                 index: 0,
@@ -232,11 +218,9 @@ pub async fn create(
             }],
         };
         intake::reserve_quota(app, profile, batch.id, 1).await?;
-        intake::enqueue_batch(app, &batch, correlation)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        intake::enqueue_batch(app, &batch).await?;
         let target = batch.id.to_string();
-        intake::audit(app, &batch.tenant, principal, correlation, "batch.created", &target).await?;
+        intake::audit(app, &batch.tenant, caller, "batch.created", &target).await?;
         let id = MessageId::new(batch.id, 0);
         let status_url = format!("/v1/messages/{id}");
         intake::count_accepted(app, &batch.tenant, 1);
@@ -262,31 +246,26 @@ pub async fn create(
     params(("id" = String, Path, description = "The message id: `{batch id}.{index}`.")),
     responses(
         (status = 200, description = "The message.", body = MessageBody),
-        (status = 400, response = InvalidRequest),
-        (status = 404, response = NotFound),
+        ReadProblems,
     ),
 )]
 pub async fn show(
     State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
+    caller: Caller,
     Path(id): Path<String>,
-) -> Result<Response, Response> {
-    let id: MessageId = id.parse().map_err(|e: herald::ids::InvalidId| {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-id", "Invalid message id")
-            .field("id", e.to_string())
-            .into_response()
-    })?;
+) -> Result<Response, ApiError> {
+    let id: MessageId = id
+        .parse()
+        .map_err(|e: herald::ids::InvalidId| ApiError::InvalidId {
+            what: "message",
+            reason: e.to_string(),
+        })?;
     let message = app
         .store
-        .get_message(principal.tenant(), id)
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?
+        .get_message(caller.principal.tenant(), id)
+        .await?
         // Another tenant's message answers exactly like a missing one.
-        .ok_or_else(|| {
-            Problem::not_found()
-                .detail("No such message.")
-                .into_response()
-        })?;
+        .ok_or(ApiError::NotFound("No such message."))?;
     Ok(axum::Json(MessageBody::from(message)).into_response())
 }
 

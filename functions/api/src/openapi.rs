@@ -3,16 +3,25 @@
 //! route (security, roles and scopes, the answers of token checks) comes from the policy
 //! table.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use axum::Extension;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use herald::auth::{Access, Permission, Role, Scope, route_access};
 use herald::problem::{self, FieldError, Problem};
+use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Components, ContentBuilder, Header, OpenApi, Ref, RefOr, ResponseBuilder};
-use utoipa::{PartialSchema, ToResponse, ToSchema};
+use utoipa::{PartialSchema, ToSchema};
+
+use crate::ProblemKind;
+
+/// The extension on each problem answer that lists its problem types' slugs, so code
+/// can match on them and `apply_policy` can merge the policy's answers into it.
+const PROBLEM_TYPES: &str = "x-problem-types";
 
 /// The security scheme's name in the document.
 const BEARER: &str = "bearer";
@@ -27,22 +36,7 @@ const BEARER: &str = "bearer";
             registers. Errors are RFC 9457 \
             `application/problem+json`; every answer carries `x-correlation-id`."
     ),
-    components(
-        schemas(Problem, FieldError),
-        responses(
-            InvalidRequest,
-            Unauthorized,
-            Forbidden,
-            NotFound,
-            RequestInProgress,
-            BodyTooLarge,
-            UnsupportedMediaType,
-            IdempotencyKeyReused,
-            TooManyRequests,
-            InternalError,
-            Unavailable,
-        )
-    ),
+    components(schemas(Problem, FieldError)),
     tags(
         (name = "messages", description = "One SMS or email to one recipient."),
         (name = "batches", description = "One template to many recipients, with progress and cancel."),
@@ -58,6 +52,7 @@ pub(crate) struct ApiDoc;
 /// groups and scopes that may call it, and the answers of token checks (401, 403, the tenant's
 /// rate limit, and the dependency failures it can meet).
 pub(crate) fn apply_policy(mut document: OpenApi) -> OpenApi {
+    add_problem_components(&mut document);
     document
         .components
         .get_or_insert_with(Components::new)
@@ -103,15 +98,16 @@ fn require(operation: &mut Operation, permission: Permission) {
     if !scopes.is_empty() {
         note.push_str(&format!(" Machine client scopes: {}.", scopes.join(", ")));
     }
-    let mut answers = vec![
-        ("401", Unauthorized::response().0),
-        ("403", Forbidden::response().0),
-        ("500", InternalError::response().0),
-        ("503", Unavailable::response().0),
+    let mut kinds = vec![
+        ProblemKind::Unauthorized,
+        ProblemKind::Forbidden,
+        ProblemKind::Internal,
+        ProblemKind::Unavailable,
+        ProblemKind::KeysUnavailable,
     ];
     if !permission.is_platform() {
         note.push_str(" Counts against your tenant's request rate; answers carry `RateLimit-*`.");
-        answers.push(("429", TooManyRequests::response().0));
+        kinds.extend([ProblemKind::TenantSuspended, ProblemKind::RateLimited]);
         for (status, answer) in operation.responses.responses.iter_mut() {
             if let RefOr::T(answer) = answer
                 && status.starts_with('2')
@@ -120,13 +116,7 @@ fn require(operation: &mut Operation, permission: Permission) {
             }
         }
     }
-    for (status, name) in answers {
-        operation
-            .responses
-            .responses
-            .entry(status.to_owned())
-            .or_insert_with(|| Ref::from_response_name(name).into());
-    }
+    add_problems(operation, &kinds);
     operation.description = Some(match operation.description.take() {
         Some(description) => format!("{description}\n\n{note}"),
         None => note,
@@ -194,10 +184,6 @@ fn header_of<T: PartialSchema>(description: &str) -> Header {
     header
 }
 
-fn retry_after(description: &str) -> (String, Header) {
-    ("Retry-After".to_owned(), header_of::<u64>(description))
-}
-
 fn rate_limit_headers() -> [(String, Header); 4] {
     [
         (
@@ -220,102 +206,170 @@ fn rate_limit_headers() -> [(String, Header); 4] {
     .map(|(name, header)| (name.to_owned(), header))
 }
 
-/// A problem+json answer; `headers` are sent with it.
-fn problem_response(
-    description: &str,
-    headers: impl IntoIterator<Item = (String, Header)>,
-) -> RefOr<utoipa::openapi::Response> {
-    let mut builder = ResponseBuilder::new().description(description).content(
-        problem::CONTENT_TYPE,
-        ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name(Problem::name())))
-            .build(),
-    );
-    for (name, header) in headers {
-        builder = builder.header(name, header);
+/// What the document says of a header a problem answer carries.
+fn problem_header(name: &str) -> Header {
+    match name {
+        "Retry-After" => header_of::<u64>(
+            "Seconds to wait before retrying: to the next second when rate limited, to UTC \
+             midnight when over the daily quota.",
+        ),
+        "WWW-Authenticate" => header_of::<String>("`Bearer`."),
+        other => rate_limit_headers()
+            .into_iter()
+            .find(|(name, _)| name == other)
+            .map(|(_, header)| header)
+            .unwrap_or_else(|| panic!("no description for the {other} header")),
     }
-    builder.build().into()
 }
 
-/// Declares reusable problem answers. The types are names the handlers' annotations
-/// refer to (`response = NotFound`); nothing builds them.
-macro_rules! problem_responses {
-    ($($name:ident => $build:expr;)+) => {$(
+/// The answer of one status that can be any of `kinds`: each kind's type and meaning,
+/// the headers they carry, and the `x-problem-types` list.
+fn problem_answer(kinds: &BTreeSet<ProblemKind>) -> utoipa::openapi::Response {
+    let description = kinds
+        .iter()
+        .map(|kind| format!("`{}`: {}", kind.slug(), kind.doc()))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let slugs: Vec<&str> = kinds.iter().map(|kind| kind.slug()).collect();
+    let headers: BTreeSet<&str> = kinds
+        .iter()
+        .flat_map(|kind| kind.headers())
+        .copied()
+        .collect();
+    let mut builder = ResponseBuilder::new()
+        .description(description)
+        .content(
+            problem::CONTENT_TYPE,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(Problem::name())))
+                .build(),
+        )
+        .extensions(Some(
+            ExtensionsBuilder::new()
+                .add(PROBLEM_TYPES, serde_json::json!(slugs))
+                .build(),
+        ));
+    for name in headers {
+        builder = builder.header(name, problem_header(name));
+    }
+    builder.build()
+}
+
+/// The name of a kind's reusable answer in the document's components.
+fn component_name(kind: ProblemKind) -> String {
+    format!("{kind:?}")
+}
+
+/// Every kind's answer, for answers of one kind to refer to.
+fn add_problem_components(document: &mut OpenApi) {
+    let components = document.components.get_or_insert_with(Components::new);
+    for kind in ProblemKind::ALL {
+        components.responses.insert(
+            component_name(*kind),
+            problem_answer(&BTreeSet::from([*kind])).into(),
+        );
+    }
+}
+
+/// `kinds`' answers, one per status: a reference when the status has one kind, the
+/// kinds described together when it has several.
+pub(crate) fn problem_answers(
+    kinds: &[ProblemKind],
+) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    let mut by_status: BTreeMap<String, BTreeSet<ProblemKind>> = BTreeMap::new();
+    for kind in kinds {
+        by_status
+            .entry(kind.status().as_u16().to_string())
+            .or_default()
+            .insert(*kind);
+    }
+    by_status
+        .into_iter()
+        .map(|(status, kinds)| {
+            let answer = match kinds.first() {
+                Some(kind) if kinds.len() == 1 => {
+                    Ref::from_response_name(component_name(*kind)).into()
+                }
+                _ => problem_answer(&kinds).into(),
+            };
+            (status, answer)
+        })
+        .collect()
+}
+
+/// The kinds an answer of the document describes.
+fn kinds_of(answer: &RefOr<utoipa::openapi::Response>) -> Vec<ProblemKind> {
+    match answer {
+        RefOr::Ref(reference) => ProblemKind::ALL
+            .iter()
+            .copied()
+            .filter(|kind| {
+                reference
+                    .ref_location
+                    .ends_with(&format!("/{}", component_name(*kind)))
+            })
+            .collect(),
+        RefOr::T(answer) => answer
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get(PROBLEM_TYPES))
+            .and_then(|slugs| slugs.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|slug| {
+                ProblemKind::ALL
+                    .iter()
+                    .copied()
+                    .find(|kind| Some(kind.slug()) == slug.as_str())
+            })
+            .collect(),
+    }
+}
+
+/// Adds `kinds` to an operation's answers, merged with the problem answers it declares.
+fn add_problems(operation: &mut Operation, kinds: &[ProblemKind]) {
+    let mut all: Vec<ProblemKind> = kinds.to_vec();
+    all.extend(operation.responses.responses.values().flat_map(kinds_of));
+    operation.responses.responses.extend(problem_answers(&all));
+}
+
+/// Declares the problems an operation can answer with, beyond those the policy table
+/// adds to every operation it covers (401, 403, 429, 500, 503): a type for its
+/// `#[utoipa::path(responses(…))]`, listing `ProblemKind`s, so the document describes
+/// them from the same table the answers are built from.
+macro_rules! problems {
+    ($($name:ident: [$($kind:ident),+ $(,)?];)+) => {$(
         pub(crate) enum $name {}
 
-        impl<'s> ToResponse<'s> for $name {
-            fn response() -> (&'s str, RefOr<utoipa::openapi::Response>) {
-                (stringify!($name), $build)
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+                problem_answers(&[$(ProblemKind::$kind),+])
             }
         }
     )+};
 }
 
-problem_responses! {
-    InvalidRequest => problem_response(
-        "The request is not valid: malformed JSON, unknown fields, invalid values, a \
-         missing or malformed `Idempotency-Key`, or an invalid id or query parameter. \
-         `errors` lists every failing field: a JSON Pointer into the body, or the header \
-         or parameter name. Nothing was written.",
-        [],
-    );
-    Unauthorized => problem_response(
-        "No valid bearer token: missing, malformed, expired, not issued by Herald's user \
-         pool, or issued to a client that is not registered or was revoked. `detail` says \
-         which.",
-        [(
-            "WWW-Authenticate".to_owned(),
-            header_of::<String>("`Bearer`."),
-        )],
-    );
-    Forbidden => problem_response(
-        "The token is valid but may not do this: its groups or scopes lack the permission, its tenant \
-         is not registered, or its tenant is suspended (`tenant-suspended`).",
-        [],
-    );
-    NotFound => problem_response(
-        "No such resource for your tenant. Another tenant's resource answers exactly like a \
-         missing one.",
-        [],
-    );
-    RequestInProgress => problem_response(
-        "`request-in-progress`: a request with this `Idempotency-Key` has not finished; \
-         retry after `Retry-After`.",
-        [retry_after("Seconds to wait before retrying: 1.")],
-    );
-    BodyTooLarge => problem_response(
-        "The body is larger than the API accepts (5 MiB unless configured otherwise).",
-        [],
-    );
-    UnsupportedMediaType => problem_response(
-        "The body is not sent as `application/json`.",
-        [],
-    );
-    IdempotencyKeyReused => problem_response(
-        "`idempotency-key-reused`: this `Idempotency-Key` was used for a different request; \
-         use a new key for a new request.",
-        [],
-    );
-    TooManyRequests => problem_response(
-        "`rate-limited`: your tenant made more requests this second than its limit. \
-         `quota-exceeded` (sending routes): the request would pass your tenant's daily send \
-         quota; nothing was accepted.",
-        rate_limit_headers().into_iter().chain([retry_after(
-            "Seconds to wait: to the next second when rate limited, to UTC midnight when \
-             over the daily quota.",
-        )]),
-    );
-    InternalError => problem_response(
-        "Stored data could not be read. The error was logged; contact support with the \
-         correlation id.",
-        [],
-    );
-    Unavailable => problem_response(
-        "A dependency is temporarily unavailable. Retry later, with the same \
-         `Idempotency-Key` for a POST: the retry finishes the same work instead of \
-         starting it twice.",
-        [retry_after("Seconds to wait before retrying: 1.")],
-    );
+problems! {
+    SendProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired, BodyTooLarge,
+        UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused, QuotaExceeded];
+    ReadProblems: [InvalidId, NotFound];
+    ListProblems: [InvalidId, InvalidRequest, NotFound];
+    QueryProblems: [InvalidRequest];
+    CancelProblems: [InvalidId, NotFound, IdempotencyKeyRequired, RequestInProgress,
+        IdempotencyKeyReused, BatchFinished];
+    TenantCreateProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired,
+        BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused,
+        TenantExists];
+    TenantChangeProblems: [InvalidId, NotFound, IdempotencyKeyRequired,
+        RequestInProgress, IdempotencyKeyReused];
+    TenantAuditProblems: [InvalidId, InvalidRequest];
+    ClientRegisterProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired,
+        BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused,
+        ClientLimitReached];
+    ClientRevokeProblems: [NotFound, IdempotencyKeyRequired, RequestInProgress,
+        IdempotencyKeyReused];
+    RedriveProblems: [IdempotencyKeyRequired, RequestInProgress, IdempotencyKeyReused,
+        RedriveIncomplete];
 }
 
 #[cfg(test)]
