@@ -28,6 +28,7 @@ mod batches;
 mod clients;
 mod error;
 mod extract;
+mod fields;
 mod intake;
 mod layers;
 mod messages;
@@ -36,7 +37,8 @@ mod redrive;
 mod tenants;
 mod usage;
 
-pub use error::{ApiError, FieldErrors, ProblemKind};
+pub use error::{ApiError, ProblemKind};
+pub use fields::FieldErrors;
 pub use layers::CORRELATION_HEADER;
 
 pub struct App {
