@@ -2,6 +2,8 @@
 //! problem, each mapped to exactly one status and one problem type (`ProblemKind`). The
 //! OpenAPI document describes the same kinds from the same table, so the two cannot
 //! drift. Dependency failures are logged with their cause chain and answered without it.
+//! One room on purpose: the kinds, the variants and the mapping between them are one
+//! table, read (and changed) together.
 
 use std::borrow::Cow;
 
