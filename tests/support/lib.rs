@@ -13,6 +13,7 @@ use herald_local::{CloudOptions, LocalCloud, emulator, project_root, seed};
 use serde_json::Value;
 
 pub use herald_local;
+pub mod bad_request;
 
 use herald::store::Limits;
 
