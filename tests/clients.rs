@@ -2,7 +2,8 @@
 //! tokens act for that tenant with its scopes only; revoking it refuses its tokens at
 //! once; bad registrations change nothing, in Herald's table or in Cognito.
 
-use herald::client_sweep::{ClientSweepReport, MACHINE_CLIENT_PREFIX};
+use herald::client_sweep::ClientSweepReport;
+use herald::identity::MACHINE_CLIENT_PREFIX;
 use herald_tests::TestCloud;
 use serde_json::{Value, json};
 
@@ -397,8 +398,8 @@ async fn the_scheduled_run_deletes_machine_clients_herald_does_not_know() {
     let (half_revoked, _) = test.machine_client(&admin, &["messages:send"]).await;
     // A revocation that recorded its mark but could not delete the Cognito client.
     let acme = herald::TenantId::parse("acme").unwrap();
-    let audit = herald::store::AuditEntry {
-        at: herald::clock::rfc3339(0),
+    let audit = herald::domain::AuditEntry {
+        at: herald::Timestamp::from_epoch_millis(0),
         actor: "test".into(),
         action: "client.revoked".into(),
         target: half_revoked.clone(),

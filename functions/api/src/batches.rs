@@ -10,23 +10,18 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald::auth::Principal;
-use herald::keys::CHUNK_SIZE;
-use herald::problem::Problem;
-use herald::store::{
-    BatchStatus, BatchView, CancelOutcome, Channel, Chunk, Content, NewBatch, Recipient,
-    TenantProfile,
+use herald::domain::{
+    BatchStatus, BatchView, CancelOutcome, Channel, Content, MessageText, Recipient, Subject,
+    Submission, Submitter, TenantProfile, one_of, printable,
 };
+use herald::problem::Problem;
 use herald::template::{self, Template, Variables};
-use herald::{Address, BatchId, MessageStatus};
+use herald::{Address, BatchId, MessageStatus, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use validator::Validate;
 
-use crate::intake::{self, FieldErrors, IdempotencyKeyHeader};
-use crate::messages::{
-    ChannelField, MessageSummary, check_body_length, check_subject, check_subject_text,
-    max_body_chars,
-};
+use crate::intake::{self, FieldErrors, IdempotencyKeyHeader, Route};
+use crate::messages::MessageSummary;
 use crate::openapi::{
     BodyTooLarge, IdempotencyKeyReused, InvalidRequest, NotFound, RequestInProgress,
     UnsupportedMediaType,
@@ -43,11 +38,12 @@ const DEFAULT_PAGE: usize = 50;
 /// Chunks read by one listing request (a filtered page may be short).
 const LISTING_CHUNKS: u32 = 10;
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBatch {
+    /// How the messages travel: `sms` (the default) or `email`.
     #[serde(default)]
-    pub channel: ChannelField,
+    pub channel: Channel,
     /// The email's subject (required for `email`, refused for `sms`), with `{{name}}`
     /// placeholders like the template. Rendered, 1 to 256 characters with no control
     /// characters or line breaks.
@@ -56,10 +52,6 @@ pub struct CreateBatch {
     /// The text (plain text for email), with `{{name}}` placeholders each recipient's
     /// variables fill in. The template and each rendered text may be at most 1600
     /// characters for `sms`, 10,000 for `email`.
-    #[validate(
-        length(min = 1, message = "must not be empty"),
-        custom(function = "intake::printable")
-    )]
     #[schema(
         min_length = 1,
         max_length = 10000,
@@ -89,8 +81,7 @@ pub struct RecipientField {
 #[schema(as = BatchAccepted)]
 struct Accepted {
     batch_id: String,
-    #[schema(value_type = BatchStatus)]
-    status: &'static str,
+    status: BatchStatus,
     total: usize,
     status_url: String,
 }
@@ -123,19 +114,20 @@ pub async fn create(
     Extension(principal): Extension<Principal>,
     Extension(profile): Extension<TenantProfile>,
     Extension(Correlation(correlation)): Extension<Correlation>,
+    route: Route,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
     let key = intake::idempotency_key(&headers)?;
     let request: CreateBatch = intake::parse_json(&headers, &body, app.config.max_body_bytes)?;
-    let channel = Channel::from(request.channel);
+    let channel = request.channel;
     let Valid {
         template,
         subject,
         recipients,
     } = validate(&request, channel, app.config.max_recipients)?;
     let mut canonical = serde_json::json!({
-        "channel": channel.as_str(),
+        "channel": channel,
         "template": template.source(),
         "recipients": recipients
             .iter()
@@ -146,48 +138,43 @@ pub async fn create(
     if let Some(subject) = &subject {
         canonical["subject"] = subject.source().into();
     }
-    let total = recipients.len();
-    let (app, principal, profile, correlation) = (&app, &principal, &profile, &correlation);
-    intake::once(app, principal, &key, "POST /v1/batches", &canonical, |batch_id| async move {
-        let now = app.clock.rfc3339();
-        let chunks = recipients
-            .chunks(CHUNK_SIZE as usize)
-            .enumerate()
-            .map(|(index, recipients)| Chunk {
-                index: index as u32,
+    let by = Submitter {
+        tenant: principal.tenant().clone(),
+        subject: principal.subject().to_owned(),
+        correlation_id: correlation,
+    };
+    let (app, profile) = (&app, &profile);
+    intake::once(
+        app,
+        &principal,
+        &key,
+        &route,
+        &canonical,
+        |batch_id| async move {
+            let submission = Submission {
                 channel,
-                content: Content::Template(template.clone()),
-                subject: subject.clone().map(Content::Template),
-                recipients: recipients.to_vec(),
-                created_at: now.clone(),
-            })
-            .collect();
-        let batch = NewBatch {
-            tenant: principal.tenant().clone(),
-            id: batch_id,
-            channel,
-            created_by: principal.subject().to_owned(),
-            correlation_id: correlation.clone(),
-            created_at: now,
-            chunks,
-        };
-        intake::reserve_quota(app, profile, batch.id, total).await?;
-        intake::enqueue_batch(app, &batch, correlation)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let target = batch.id.to_string();
-        intake::audit(app, &batch.tenant, principal, correlation, "batch.created", &target).await?;
-        intake::count_accepted(app, &batch.tenant, total);
-        tracing::info!(batch_id = %batch.id, total, chunks = batch.chunks.len(), "batch accepted");
-        let status_url = format!("/v1/batches/{}", batch.id);
-        let answer = Accepted {
-            batch_id: batch.id.to_string(),
-            status: "accepted",
-            total,
-            status_url: status_url.clone(),
-        };
-        Ok(intake::stored_json(StatusCode::ACCEPTED, &answer, Some(status_url)))
-    })
+                content: Content::Template(template),
+                subject: subject.map(Content::Template),
+                recipients,
+            };
+            let accepted = intake::intake(app)
+                .accept(profile, &by, batch_id, submission)
+                .await
+                .map_err(intake::refused)?;
+            let status_url = format!("/v1/batches/{}", accepted.batch);
+            let answer = Accepted {
+                batch_id: accepted.batch.to_string(),
+                status: BatchStatus::Accepted,
+                total: accepted.total,
+                status_url: status_url.clone(),
+            };
+            Ok(intake::stored_json(
+                StatusCode::ACCEPTED,
+                &answer,
+                Some(status_url),
+            ))
+        },
+    )
     .await
 }
 
@@ -207,16 +194,18 @@ fn validate(
     max_recipients: usize,
 ) -> Result<Valid, Response> {
     let mut errors = FieldErrors::default();
-    if let Err(e) = request.validate() {
-        errors.add_validator(&e);
+    if let Err(problems) = MessageText::parse(channel, &request.template) {
+        errors.add_text("/template", problems);
     }
-    check_body_length(channel, "/template", &request.template, &mut errors);
     let template = Template::parse(&request.template)
         .inspect_err(|e| errors.add("/template", e.to_string()))
         .ok();
-    let subject_source = check_subject(channel, request.subject.as_deref(), &mut errors);
+    let subject_source = Subject::for_channel(channel, request.subject.as_deref())
+        .inspect_err(|problems| errors.add_text("/subject", problems.clone()))
+        .ok()
+        .flatten();
     let subject = subject_source.and_then(|source| {
-        Template::parse(source)
+        Template::parse(source.as_str())
             .inspect_err(|e| errors.add("/subject", e.to_string()))
             .ok()
     });
@@ -229,7 +218,7 @@ fn validate(
         // Checking each of 10,001 recipients would bury the one error that matters.
         return Err(errors.check().expect_err("an error was added"));
     }
-    let max_chars = max_body_chars(channel);
+    let max_chars = channel.max_text_chars();
     let mut first_seen: HashMap<String, usize> = HashMap::with_capacity(count);
     let mut recipients = Vec::with_capacity(count);
     for (i, field) in request.recipients.iter().enumerate() {
@@ -272,10 +261,8 @@ fn validate(
                 Err(missing) => errors.add(format!("{at}/variables"), missing.to_string()),
                 Ok(text) => {
                     // Named at the recipient: its variables made the subject what it is.
-                    let mut problems = FieldErrors::default();
-                    check_subject_text(&at, &text, &mut problems);
-                    for (field, message) in problems.into_inner() {
-                        errors.add(field, format!("the subject for this recipient: {message}"));
+                    for problem in Subject::parse(&text).err().unwrap_or_default() {
+                        errors.add(&at, format!("the subject for this recipient: {problem}"));
                     }
                 }
             }
@@ -335,7 +322,7 @@ fn check_variables(
                 format!("at most {MAX_VALUE_CHARS} characters; it has {chars}"),
             );
         }
-        if intake::printable(value).is_err() {
+        if !printable(value) {
             errors.add(path, "must not contain control characters");
         }
     }
@@ -346,23 +333,21 @@ fn check_variables(
 #[schema(as = Batch)]
 struct Progress {
     id: String,
-    #[schema(value_type = Channel)]
-    channel: &'static str,
-    #[schema(value_type = BatchStatus)]
-    status: &'static str,
+    channel: Channel,
+    status: BatchStatus,
     total: u32,
     counts: Counts,
     /// Final messages as a share of the total, rounded down to one decimal: 100.0 only
     /// when every message is final.
     percent_done: f64,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    enqueued_at: Option<String>,
-    #[schema(format = DateTime)]
-    cancelled_at: Option<String>,
-    #[schema(format = DateTime)]
-    finished_at: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    enqueued_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    cancelled_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    finished_at: Option<Timestamp>,
     messages_url: String,
 }
 
@@ -387,8 +372,8 @@ impl From<BatchView> for Progress {
         };
         Self {
             id: b.id.to_string(),
-            channel: b.channel.as_str(),
-            status: b.status.as_str(),
+            channel: b.channel,
+            status: b.status,
             total: b.total,
             counts: Counts {
                 pending: b.pending(),
@@ -498,11 +483,9 @@ pub async fn messages(
         })?;
     let mut errors = FieldErrors::default();
     let status = query.status.as_deref().and_then(|raw| {
-        MessageStatus::parse(raw).or_else(|| {
-            let names: Vec<_> = MessageStatus::ALL.iter().map(|s| s.as_str()).collect();
-            errors.add("status", format!("must be one of {}", names.join(", ")));
-            None
-        })
+        raw.parse::<MessageStatus>()
+            .inspect_err(|_| errors.add("status", one_of::<MessageStatus>()))
+            .ok()
     });
     let limit = match query.limit.as_deref().map(str::parse::<usize>) {
         None => DEFAULT_PAGE,
@@ -548,7 +531,7 @@ pub async fn messages(
             batch.id
         );
         if let Some(status) = status {
-            url.push_str(&format!("&status={}", status.as_str()));
+            url.push_str(&format!("&status={status}"));
         }
         url
     });
@@ -592,17 +575,17 @@ pub async fn cancel(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
     Extension(Correlation(correlation)): Extension<Correlation>,
+    route: Route,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
     let key = intake::idempotency_key(&headers)?;
     let batch = find(&app, &principal, &id).await?;
     let canonical = serde_json::json!({ "batch_id": batch.id.to_string() });
-    let route = "POST /v1/batches/{id}/cancel";
-    intake::once(&app, &principal, &key, route, &canonical, |_| async {
+    intake::once(&app, &principal, &key, &route, &canonical, |_| async {
         let outcome = app
             .store
-            .cancel_batch(principal.tenant(), batch.id, &app.clock.rfc3339())
+            .cancel_batch(principal.tenant(), batch.id, app.clock.timestamp())
             .await
             .map_err(|e| ApiError::from(e).into_response())?;
         let view = match outcome {

@@ -7,23 +7,21 @@
 
 use std::sync::Arc;
 
-use aws_sdk_cognitoidentityprovider::types::{
-    OAuthFlowType, TimeUnitsType, TokenValidityUnitsType,
-};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use herald::Timestamp;
 use herald::auth::{Principal, Scope};
-use herald::client_sweep::{MACHINE_CLIENT_PREFIX, delete_client};
+use herald::domain::{MachineClient, Registration, Revocation};
 use herald::idempotency::StoredResponse;
+use herald::identity::MachineClients;
 use herald::problem::Problem;
-use herald::store::{MachineClient, Registration, Revocation};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::intake::{self, FieldErrors, IdempotencyKeyHeader};
+use crate::intake::{self, FieldErrors, IdempotencyKeyHeader, Route};
 use crate::openapi::{
     BodyTooLarge, IdempotencyKeyReused, InvalidRequest, NotFound, RequestInProgress,
     UnsupportedMediaType,
@@ -31,8 +29,6 @@ use crate::openapi::{
 use crate::{ApiError, App, Correlation};
 
 const MAX_NAME_CHARS: usize = 64;
-/// Machine tokens live an hour, like users' (Cognito allows 5 minutes to a day).
-const ACCESS_TOKEN_MINUTES: i32 = 60;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -52,11 +48,13 @@ struct ClientBody {
     name: String,
     #[schema(value_type = Vec<String>)]
     scopes: Vec<Scope>,
-    created_at: String,
+    #[schema(value_type = String)]
+    created_at: Timestamp,
     /// Who registered it.
     created_by: String,
     /// When it was revoked; its tokens are refused from then on.
-    revoked_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    revoked_at: Option<Timestamp>,
 }
 
 impl From<MachineClient> for ClientBody {
@@ -120,6 +118,7 @@ pub async fn register(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
     Extension(Correlation(correlation)): Extension<Correlation>,
+    route: Route,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
@@ -167,10 +166,13 @@ pub async fn register(
         app,
         principal,
         &key,
-        "POST /v1/clients",
+        &route,
         &canonical,
         |_| async move {
-            let client_id = create_cognito_client(app, principal, name, &scopes).await?;
+            let client_id = machine_clients(app)
+                .create(principal.tenant(), name, &scopes)
+                .await
+                .map_err(|e| ApiError::Identity(e).into_response())?;
             let audit =
                 intake::audit_entry(app, principal, correlation, "client.registered", &client_id);
             let client = MachineClient {
@@ -178,7 +180,7 @@ pub async fn register(
                 tenant: principal.tenant().clone(),
                 name: name.to_owned(),
                 scopes,
-                created_at: audit.at.clone(),
+                created_at: audit.at,
                 created_by: principal.subject().to_owned(),
                 revoked_at: None,
             };
@@ -233,66 +235,25 @@ async fn with_secret(app: &App, mut stored: StoredResponse) -> Result<StoredResp
     let mut body: serde_json::Value =
         serde_json::from_str(&stored.body).expect("the stored answer is this route's JSON");
     let client_id = body["client_id"].as_str().unwrap_or_default().to_owned();
-    let described = app
-        .cognito
-        .describe_user_pool_client()
-        .user_pool_id(&app.config.auth.user_pool_id)
-        .client_id(&client_id)
-        .send()
-        .await;
-    match described {
-        Ok(out) => {
-            let secret = out.user_pool_client.and_then(|c| c.client_secret);
-            body["client_secret"] = secret.map_or(serde_json::Value::Null, Into::into);
-        }
-        // Revoked since: the replay answers without a secret, as the client has none.
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) => {}
-        Err(e) => return Err(ApiError::Identity(Box::new(e)).into_response()),
-    }
+    // Revoked since: the replay answers without a secret, as the client has none.
+    let secret = machine_clients(app)
+        .secret(&client_id)
+        .await
+        .map_err(|e| ApiError::Identity(e).into_response())?;
+    body["client_secret"] = secret.map_or(serde_json::Value::Null, Into::into);
     stored.body = body.to_string();
     Ok(stored)
 }
 
-async fn create_cognito_client(
-    app: &App,
-    principal: &Principal,
-    name: &str,
-    scopes: &[Scope],
-) -> Result<String, Response> {
-    let out = app
-        .cognito
-        .create_user_pool_client()
-        .user_pool_id(&app.config.auth.user_pool_id)
-        .client_name(format!(
-            "{MACHINE_CLIENT_PREFIX}{}-{}",
-            principal.tenant(),
-            name.replace(' ', "_")
-        ))
-        .generate_secret(true)
-        .allowed_o_auth_flows_user_pool_client(true)
-        .allowed_o_auth_flows(OAuthFlowType::ClientCredentials)
-        .set_allowed_o_auth_scopes(Some(scopes.iter().map(|s| s.oauth_name()).collect()))
-        .access_token_validity(ACCESS_TOKEN_MINUTES)
-        .token_validity_units(
-            TokenValidityUnitsType::builder()
-                .access_token(TimeUnitsType::Minutes)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| ApiError::Identity(Box::new(e)).into_response())?;
-    out.user_pool_client
-        .and_then(|c| c.client_id)
-        .ok_or_else(|| {
-            ApiError::Identity("Cognito created a client without an id".into()).into_response()
-        })
+/// The user pool's machine clients, through `herald::identity`.
+fn machine_clients(app: &App) -> MachineClients {
+    MachineClients::new(app.cognito.clone(), &app.config.auth.user_pool_id)
 }
 
 /// Deletes the Cognito client; one already gone counts as deleted.
 async fn delete_cognito_client(app: &App, client_id: &str) -> Result<(), Response> {
-    delete_client(&app.cognito, &app.config.auth.user_pool_id, client_id)
+    machine_clients(app)
+        .delete(client_id)
         .await
         .map_err(|e| ApiError::Identity(e).into_response())
 }
@@ -344,42 +305,36 @@ pub async fn revoke(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
     Extension(Correlation(correlation)): Extension<Correlation>,
+    route: Route,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
     let key = intake::idempotency_key(&headers)?;
     let canonical = serde_json::json!({ "client_id": id });
     let (app, principal, correlation, id) = (&app, &principal, &correlation, &id);
-    intake::once(
-        app,
-        principal,
-        &key,
-        "POST /v1/clients/{id}/revoke",
-        &canonical,
-        |_| async move {
-            let audit = intake::audit_entry(app, principal, correlation, "client.revoked", id);
-            let revocation = app
-                .store
-                .revoke_client(principal.tenant(), id, &audit, app.clock.epoch_seconds())
-                .await
-                .map_err(|e| ApiError::from(e).into_response())?;
-            let client = match revocation {
-                Revocation::NotFound => {
-                    return Err(Problem::not_found()
-                        .detail("No such client.")
-                        .into_response());
-                }
-                Revocation::Revoked(client) | Revocation::AlreadyRevoked(client) => client,
-            };
-            // Herald refuses the client's tokens from the store's mark on; deleting it
-            // in Cognito stops new tokens. A failure here is retried by the next revoke.
-            delete_cognito_client(app, id).await?;
-            Ok(intake::stored_json(
-                StatusCode::OK,
-                &ClientBody::from(client),
-                None,
-            ))
-        },
-    )
+    intake::once(app, principal, &key, &route, &canonical, |_| async move {
+        let audit = intake::audit_entry(app, principal, correlation, "client.revoked", id);
+        let revocation = app
+            .store
+            .revoke_client(principal.tenant(), id, &audit, app.clock.epoch_seconds())
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?;
+        let client = match revocation {
+            Revocation::NotFound => {
+                return Err(Problem::not_found()
+                    .detail("No such client.")
+                    .into_response());
+            }
+            Revocation::Revoked(client) | Revocation::AlreadyRevoked(client) => client,
+        };
+        // Herald refuses the client's tokens from the store's mark on; deleting it
+        // in Cognito stops new tokens. A failure here is retried by the next revoke.
+        delete_cognito_client(app, id).await?;
+        Ok(intake::stored_json(
+            StatusCode::OK,
+            &ClientBody::from(client),
+            None,
+        ))
+    })
     .await
 }

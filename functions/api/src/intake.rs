@@ -1,17 +1,19 @@
-//! What every state-changing request shares: the Idempotency-Key, the JSON body read
-//! under its limits, field errors as problem+json, and the path from a validated
-//! batch to the queue (write chunks, enqueue, mark enqueued, complete the key).
+//! What every state-changing request shares: the Idempotency-Key and the route it is
+//! scoped to, the JSON body read under its limits, field errors as problem+json, and
+//! the answers to what `herald::intake` refuses.
 
 use herald::metrics::Record;
 use std::future::Future;
 
+use axum::extract::{FromRequestParts, MatchedPath};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald::auth::Principal;
-use herald::idempotency::{Begin, IdempotencyKey, StoredResponse, request_hash};
+use herald::domain::{AuditEntry, TextProblem};
+use herald::idempotency::{Begin, IdempotencyKey, KeyScope, StoredResponse, request_hash};
+use herald::intake::{Intake, IntakeError};
 use herald::problem::Problem;
-use herald::queue::ChunkEnvelope;
-use herald::store::{AuditEntry, NewBatch, Reservation, TenantProfile};
 use herald::{BatchId, CorrelationId};
 use serde_path_to_error::Segment;
 
@@ -38,17 +40,10 @@ impl FieldErrors {
         self.errors.len()
     }
 
-    /// The failures collected, as (field, message) pairs.
-    pub fn into_inner(self) -> Vec<(String, String)> {
-        self.errors
-    }
-
-    pub fn add_validator(&mut self, errors: &validator::ValidationErrors) {
-        for (field, errs) in errors.field_errors() {
-            for e in errs {
-                let message = e.message.as_deref().unwrap_or("is invalid");
-                self.add(format!("/{field}"), message);
-            }
+    /// Every rule a text broke, at `field`.
+    pub fn add_text(&mut self, field: &str, problems: Vec<TextProblem>) {
+        for problem in problems {
+            self.add(field, problem.to_string());
         }
     }
 
@@ -92,6 +87,22 @@ pub struct IdempotencyKeyHeader {
     idempotency_key: String,
 }
 
+/// The route a request was registered under, as its Idempotency-Key's scope: the same
+/// method and path template the router matched, never a string repeated per handler.
+pub struct Route(pub KeyScope);
+
+impl<S: Send + Sync> FromRequestParts<S> for Route {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let path = parts
+            .extensions
+            .get::<MatchedPath>()
+            .ok_or_else(|| Problem::internal().into_response())?;
+        Ok(Self(KeyScope::new(parts.method.as_str(), path.as_str())))
+    }
+}
+
 pub fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, Response> {
     let problem = |message: &str| {
         Problem::new(StatusCode::BAD_REQUEST, "idempotency-key", "Idempotency-Key required")
@@ -116,7 +127,7 @@ pub async fn once<F, Fut>(
     app: &App,
     principal: &Principal,
     key: &IdempotencyKey,
-    route: &str,
+    route: &Route,
     canonical: &serde_json::Value,
     work: F,
 ) -> Result<Response, Response>
@@ -135,7 +146,7 @@ pub async fn once_stored<F, Fut>(
     app: &App,
     principal: &Principal,
     key: &IdempotencyKey,
-    route: &str,
+    Route(scope): &Route,
     canonical: &serde_json::Value,
     work: F,
 ) -> Result<(StoredResponse, bool), Response>
@@ -144,7 +155,7 @@ where
     Fut: Future<Output = Result<StoredResponse, Response>>,
 {
     let tenant = principal.tenant();
-    let hash = request_hash(route, canonical);
+    let hash = request_hash(scope, canonical);
     let now_epoch = app.clock.epoch_seconds();
     let lock_until = now_epoch + app.config.idempotency_lock.as_secs();
     let begin = app
@@ -158,7 +169,7 @@ where
             app.metrics.emit(
                 Record::new("api")
                     .count("IdempotentReplays", 1)
-                    .property("route", route)
+                    .property("route", scope.as_str())
                     .property("tenant_id", tenant.as_str()),
             );
             return Ok((stored, true));
@@ -209,67 +220,39 @@ where
     }
 }
 
-/// Makes a validated batch durable and queued: chunks and batch record first, then
-/// one queue message per chunk, then the batch is marked enqueued. A failure part-way
-/// leaves the batch `accepted`; a retry with the same key (or the sweeper) finishes it.
-pub async fn enqueue_batch(
-    app: &App,
-    batch: &NewBatch,
-    correlation: &CorrelationId,
-) -> Result<(), ApiError> {
-    app.store.create_batch(batch).await?;
-    let envelopes: Vec<ChunkEnvelope> = batch
-        .chunks
-        .iter()
-        .map(|chunk| ChunkEnvelope::new(&batch.tenant, batch.id, chunk.index, correlation))
-        .collect();
-    app.queue.enqueue(&envelopes).await?;
-    app.store
-        .mark_enqueued(&batch.tenant, batch.id, &app.clock.rfc3339())
-        .await?;
-    Ok(())
+/// Intake as this function runs it.
+pub fn intake(app: &App) -> Intake<'_> {
+    Intake {
+        store: &app.store,
+        queue: &app.queue,
+        clock: app.clock.as_ref(),
+        metrics: &app.metrics,
+    }
 }
 
-/// Counts a new batch's messages against the tenant's daily quota, all or nothing. A
-/// retry finishing the same batch was counted already and passes.
-pub async fn reserve_quota(
-    app: &App,
-    profile: &TenantProfile,
-    batch: BatchId,
-    count: usize,
-) -> Result<(), Response> {
-    let now = app.clock.rfc3339();
-    let day = &now[..10];
-    let limit = profile.limits.sends_per_day;
-    let count = u32::try_from(count).unwrap_or(u32::MAX);
-    let reservation = app
-        .store
-        .reserve_sends(
-            &profile.tenant,
-            batch,
-            count,
+/// The answer to a submission intake did not take.
+pub fn refused(error: IntakeError) -> Response {
+    match error {
+        IntakeError::QuotaExceeded {
             limit,
-            day,
-            app.clock.epoch_seconds(),
-        )
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
-    match reservation {
-        Reservation::Reserved { .. } | Reservation::AlreadyReserved => Ok(()),
-        Reservation::Exceeded { used } => {
+            used,
+            requested,
+            retry_after_secs,
+        } => {
             let left = limit.saturating_sub(used);
-            let until_midnight = 86_400 - app.clock.epoch_seconds() % 86_400;
-            Err(Problem::new(
+            Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "quota-exceeded",
                 "Daily quota exceeded",
             )
             .detail(format!(
-                "Your tenant may send {limit} messages per UTC day and has {left} left today; this request has {count}. Nothing was accepted."
+                "Your tenant may send {limit} messages per UTC day and has {left} left today; this request has {requested}. Nothing was accepted."
             ))
-            .header(header::RETRY_AFTER, HeaderValue::from(until_midnight))
-            .into_response())
+            .header(header::RETRY_AFTER, HeaderValue::from(retry_after_secs))
+            .into_response()
         }
+        IntakeError::Store(e) => ApiError::from(e).into_response(),
+        IntakeError::Queue(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -282,7 +265,7 @@ pub fn audit_entry(
     target: &str,
 ) -> AuditEntry {
     AuditEntry {
-        at: app.clock.rfc3339(),
+        at: app.clock.timestamp(),
         actor: principal.subject().to_owned(),
         action: action.to_owned(),
         target: target.to_owned(),
@@ -304,16 +287,6 @@ pub async fn audit(
         .record_audit(tenant, &entry, app.clock.epoch_seconds())
         .await
         .map_err(|e| ApiError::from(e).into_response())
-}
-
-/// Counts messages accepted, once the request that accepted them has done everything
-/// but answer (a retry that finishes a failed attempt counts them then, not twice).
-pub fn count_accepted(app: &App, tenant: &herald::TenantId, messages: usize) {
-    app.metrics.emit(
-        Record::new("api")
-            .count("MessagesAccepted", messages)
-            .property("tenant_id", tenant.as_str()),
-    );
 }
 
 /// A JSON answer to store under the key and send back.
@@ -419,16 +392,4 @@ fn bad_json(detail: &str, field: Option<String>) -> Response {
         problem = problem.field(field, detail);
     }
     problem.into_response()
-}
-
-/// Rejects text with control characters other than newline, carriage return and tab.
-pub fn printable(text: &str) -> Result<(), validator::ValidationError> {
-    if text
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
-        return Err(validator::ValidationError::new("control")
-            .with_message("must not contain control characters".into()));
-    }
-    Ok(())
 }

@@ -9,18 +9,17 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use herald::TenantId;
 use herald::auth::Principal;
+use herald::domain::{
+    AuditEntry, Limits, Plan, SmsProviderKind, TenantProfile, TenantStatus, one_of,
+};
 use herald::problem::Problem;
-use herald::provider::SmsProviderKind;
 use herald::redrive::RedriveReport;
-use herald::store::{AuditEntry, Limits, PLANS, TenantProfile, TenantStatus, plan_limits};
+use herald::{Day, TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::Type;
-use utoipa::openapi::schema::{Object, ObjectBuilder};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::intake::{self, FieldErrors, IdempotencyKeyHeader};
+use crate::intake::{self, FieldErrors, IdempotencyKeyHeader, Route};
 use crate::openapi::{
     BodyTooLarge, IdempotencyKeyReused, InvalidRequest, NotFound, RequestInProgress,
     UnsupportedMediaType,
@@ -30,11 +29,10 @@ use crate::{ApiError, App, Correlation};
 #[derive(Debug, Serialize, ToSchema)]
 struct Usage {
     tenant_id: String,
-    #[schema(schema_with = plan_schema)]
-    plan: String,
+    plan: Plan,
     /// The UTC day counted.
-    #[schema(format = Date)]
-    day: String,
+    #[schema(value_type = String, format = Date)]
+    day: Day,
     sends: SendUsage,
     rate_limit: RateLimit,
 }
@@ -45,21 +43,13 @@ struct SendUsage {
     limit: u32,
     remaining: u32,
     /// The next UTC midnight.
-    #[schema(format = DateTime)]
-    resets_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    resets_at: Timestamp,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 struct RateLimit {
     requests_per_second: u32,
-}
-
-/// The plan names, from the plan table.
-fn plan_schema() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(PLANS.iter().map(|(name, _)| *name)))
-        .build()
 }
 
 /// `GET /v1/usage`: today's sends against the quota, and the request rate limit.
@@ -76,14 +66,12 @@ pub async fn usage(
     State(app): State<Arc<App>>,
     Extension(profile): Extension<TenantProfile>,
 ) -> Result<Response, Response> {
-    let now = app.clock.rfc3339();
-    let day = now[..10].to_owned();
+    let day = app.clock.timestamp().day();
     let used = app
         .store
-        .sends_on(&profile.tenant, &day)
+        .sends_on(&profile.tenant, day)
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
-    let midnight = (app.clock.epoch_seconds() / 86_400 + 1) * 86_400;
     let limit = profile.limits.sends_per_day;
     Ok(axum::Json(Usage {
         tenant_id: profile.tenant.to_string(),
@@ -93,7 +81,7 @@ pub async fn usage(
             used,
             limit,
             remaining: limit.saturating_sub(used),
-            resets_at: herald::clock::rfc3339(midnight * 1000),
+            resets_at: day.next_midnight(),
         },
         rate_limit: RateLimit {
             requests_per_second: profile.limits.api_requests_per_second,
@@ -114,8 +102,8 @@ struct AuditQuery {
 #[derive(Debug, Serialize, ToSchema)]
 struct AuditLog {
     tenant_id: String,
-    #[schema(format = Date)]
-    day: String,
+    #[schema(value_type = String, format = Date)]
+    day: Day,
     /// In time order; at most 500.
     entries: Vec<AuditEntry>,
 }
@@ -172,14 +160,14 @@ async fn audit_of(
 ) -> Result<Response, Response> {
     let query: AuditQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
         .map_err(|e| single_error("query", e.to_string()))?;
-    let day = match query.day {
-        None => app.clock.rfc3339()[..10].to_owned(),
-        Some(day) if is_day(&day) => day,
-        Some(_) => return Err(single_error("day", "must be a date as YYYY-MM-DD")),
+    let day = match query.day.as_deref().map(Day::parse) {
+        None => app.clock.timestamp().day(),
+        Some(Ok(day)) => day,
+        Some(Err(_)) => return Err(single_error("day", "must be a date as YYYY-MM-DD")),
     };
     let entries = app
         .store
-        .audit_log(&tenant, &day)
+        .audit_log(&tenant, day)
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     Ok(axum::Json(AuditLog {
@@ -188,16 +176,6 @@ async fn audit_of(
         entries,
     })
     .into_response())
-}
-
-fn is_day(raw: &str) -> bool {
-    let b = raw.as_bytes();
-    b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 fn single_error(field: &str, message: impl Into<String>) -> Response {
@@ -214,7 +192,7 @@ fn path_tenant(id: &str) -> Result<TenantId, Response> {
 #[serde(deny_unknown_fields)]
 struct CreateTenant {
     tenant_id: String,
-    #[schema(schema_with = plan_schema)]
+    #[schema(value_type = Plan)]
     plan: String,
     /// Overrides of the plan's limits.
     #[serde(default)]
@@ -238,16 +216,14 @@ struct LimitsField {
 #[schema(as = Tenant)]
 struct TenantBody {
     tenant_id: String,
-    #[schema(schema_with = plan_schema)]
-    plan: String,
-    #[schema(value_type = TenantStatus)]
-    status: &'static str,
+    plan: Plan,
+    status: TenantStatus,
     limits: LimitsBody,
-    sms_provider: &'static str,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
+    sms_provider: SmsProviderKind,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: Timestamp,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -262,12 +238,12 @@ impl From<TenantProfile> for TenantBody {
         Self {
             tenant_id: p.tenant.to_string(),
             plan: p.plan,
-            status: p.status.as_str(),
+            status: p.status,
             limits: LimitsBody {
                 api_requests_per_second: p.limits.api_requests_per_second,
                 sends_per_day: p.limits.sends_per_day,
             },
-            sms_provider: p.sms_provider.as_str(),
+            sms_provider: p.sms_provider,
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -304,6 +280,7 @@ pub async fn create(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
     Extension(Correlation(correlation)): Extension<Correlation>,
+    route: Route,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
@@ -313,11 +290,11 @@ pub async fn create(
     let tenant = TenantId::parse(&request.tenant_id)
         .inspect_err(|e| errors.add("/tenant_id", e.to_string()))
         .ok();
-    let plan = plan_limits(&request.plan);
-    if plan.is_none() {
-        let names: Vec<_> = PLANS.iter().map(|(name, _)| *name).collect();
-        errors.add("/plan", format!("must be one of {}", names.join(", ")));
-    }
+    let plan = request
+        .plan
+        .parse::<Plan>()
+        .inspect_err(|_| errors.add("/plan", one_of::<Plan>()))
+        .ok();
     let overrides = request.limits.as_ref();
     for (field, value) in [
         (
@@ -332,80 +309,70 @@ pub async fn create(
     }
     let sms_provider = match request.sms_provider.as_deref() {
         None => Some(SmsProviderKind::default()),
-        Some(raw) => SmsProviderKind::parse(raw),
+        Some(raw) => raw.parse().ok(),
     };
     if sms_provider.is_none() {
-        let names: Vec<_> = SmsProviderKind::ALL.iter().map(|k| k.as_str()).collect();
-        errors.add(
-            "/sms_provider",
-            format!("must be one of {}", names.join(", ")),
-        );
+        errors.add("/sms_provider", one_of::<SmsProviderKind>());
     }
     errors.check()?;
     let (tenant, plan) = (tenant.expect("checked"), plan.expect("checked"));
     let sms_provider = sms_provider.expect("checked");
+    let defaults = plan.limits();
     let limits = Limits {
         api_requests_per_second: overrides
             .and_then(|l| l.api_requests_per_second)
-            .unwrap_or(plan.api_requests_per_second),
+            .unwrap_or(defaults.api_requests_per_second),
         sends_per_day: overrides
             .and_then(|l| l.sends_per_day)
-            .unwrap_or(plan.sends_per_day),
+            .unwrap_or(defaults.sends_per_day),
     };
     let canonical = serde_json::json!({
         "tenant_id": tenant.as_str(),
-        "plan": request.plan,
+        "plan": plan,
         "limits": [limits.api_requests_per_second, limits.sends_per_day],
-        "sms_provider": sms_provider.as_str(),
+        "sms_provider": sms_provider,
     });
     let (app, principal, correlation) = (&app, &principal, &correlation);
-    intake::once(
-        app,
-        principal,
-        &key,
-        "POST /v1/tenants",
-        &canonical,
-        |_| async move {
-            let now = app.clock.rfc3339();
-            let profile = TenantProfile {
-                tenant: tenant.clone(),
-                plan: request.plan,
-                status: TenantStatus::Active,
-                limits,
-                sms_provider,
-                created_at: now.clone(),
-                updated_at: now,
-            };
-            let created = app
-                .store
-                .create_tenant(&profile)
-                .await
-                .map_err(|e| ApiError::from(e).into_response())?;
-            if !created {
-                return Err(
-                    Problem::new(StatusCode::CONFLICT, "tenant-exists", "Tenant exists")
-                        .detail("A tenant with this id exists already.")
-                        .field("/tenant_id", "is taken")
-                        .into_response(),
-                );
-            }
-            intake::audit(
-                app,
-                &tenant,
-                principal,
-                correlation,
-                "tenant.created",
-                tenant.as_str(),
-            )
-            .await?;
-            let location = format!("/v1/tenants/{tenant}");
-            Ok(intake::stored_json(
-                StatusCode::CREATED,
-                &TenantBody::from(profile),
-                Some(location),
-            ))
-        },
-    )
+    intake::once(app, principal, &key, &route, &canonical, |_| async move {
+        let now = app.clock.timestamp();
+        let profile = TenantProfile {
+            tenant: tenant.clone(),
+            plan,
+            status: TenantStatus::Active,
+            limits,
+            sms_provider,
+            created_at: now,
+            updated_at: now,
+        };
+        let created = app
+            .store
+            .create_tenant(&profile)
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?;
+        if !created {
+            return Err(
+                Problem::new(StatusCode::CONFLICT, "tenant-exists", "Tenant exists")
+                    .detail("A tenant with this id exists already.")
+                    .field("/tenant_id", "is taken")
+                    .into_response(),
+            );
+        }
+        intake::audit(
+            app,
+            &tenant,
+            principal,
+            correlation,
+            "tenant.created",
+            tenant.as_str(),
+        )
+        .await?;
+        let location = format!("/v1/tenants/{tenant}");
+        Ok(intake::stored_json(
+            StatusCode::CREATED,
+            &TenantBody::from(profile),
+            Some(location),
+        ))
+    })
     .await
 }
 
@@ -464,6 +431,7 @@ pub async fn suspend(
     state: State<Arc<App>>,
     principal: Extension<Principal>,
     correlation: Extension<Correlation>,
+    route: Route,
     id: Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
@@ -471,6 +439,7 @@ pub async fn suspend(
         state,
         principal,
         correlation,
+        route,
         id,
         headers,
         TenantStatus::Suspended,
@@ -501,6 +470,7 @@ pub async fn resume(
     state: State<Arc<App>>,
     principal: Extension<Principal>,
     correlation: Extension<Correlation>,
+    route: Route,
     id: Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
@@ -508,6 +478,7 @@ pub async fn resume(
         state,
         principal,
         correlation,
+        route,
         id,
         headers,
         TenantStatus::Active,
@@ -519,22 +490,19 @@ async fn set_status(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
     Extension(Correlation(correlation)): Extension<Correlation>,
+    route: Route,
     Path(id): Path<String>,
     headers: HeaderMap,
     status: TenantStatus,
 ) -> Result<Response, Response> {
     let key = intake::idempotency_key(&headers)?;
     let tenant = path_tenant(&id)?;
-    let canonical = serde_json::json!({ "tenant_id": tenant.as_str(), "status": status.as_str() });
-    let route = match status {
-        TenantStatus::Suspended => "POST /v1/tenants/{id}/suspend",
-        TenantStatus::Active => "POST /v1/tenants/{id}/resume",
-    };
+    let canonical = serde_json::json!({ "tenant_id": tenant.as_str(), "status": status });
     let (app, principal, correlation) = (&app, &principal, &correlation);
-    intake::once(app, principal, &key, route, &canonical, |_| async move {
+    intake::once(app, principal, &key, &route, &canonical, |_| async move {
         let profile = app
             .store
-            .set_tenant_status(&tenant, status, &app.clock.rfc3339())
+            .set_tenant_status(&tenant, status, app.clock.timestamp())
             .await
             .map_err(|e| ApiError::from(e).into_response())?
             .ok_or_else(|| {
@@ -594,52 +562,46 @@ pub async fn redrive(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
     Extension(Correlation(correlation)): Extension<Correlation>,
+    route: Route,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
     let key = intake::idempotency_key(&headers)?;
     // Each run is new work: the key only guards against a retried request running twice.
     let canonical = serde_json::json!({ "key": key.as_str() });
     let (app, principal, correlation) = (&app, &principal, &correlation);
-    intake::once(
-        app,
-        principal,
-        &key,
-        "POST /v1/operator/redrive",
-        &canonical,
-        |_| async move {
-            let report = app
-                .redriver
-                .run(tokio::time::Instant::now() + REDRIVE_BUDGET)
-                .await;
-            tracing::info!(
-                moved = report.moved,
-                parked = report.parked,
-                failed = report.failed,
-                "operator redrive"
-            );
-            intake::audit(
-                app,
-                principal.tenant(),
-                principal,
-                correlation,
-                "dlq.redriven",
-                "SendDLQ",
+    intake::once(app, principal, &key, &route, &canonical, |_| async move {
+        let report = app
+            .redriver
+            .run(tokio::time::Instant::now() + REDRIVE_BUDGET)
+            .await;
+        tracing::info!(
+            moved = report.moved,
+            parked = report.parked,
+            failed = report.failed,
+            "operator redrive"
+        );
+        intake::audit(
+            app,
+            principal.tenant(),
+            principal,
+            correlation,
+            "dlq.redriven",
+            "SendDLQ",
+        )
+        .await?;
+        if !report.is_clean() {
+            return Err(Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "redrive-incomplete",
+                "Redrive incomplete",
             )
-            .await?;
-            if !report.is_clean() {
-                return Err(Problem::new(
-                    StatusCode::BAD_GATEWAY,
-                    "redrive-incomplete",
-                    "Redrive incomplete",
-                )
-                .detail(format!(
-                    "{} moved, {} parked, {} failed; the failed messages are still in the DLQ.",
-                    report.moved, report.parked, report.failed
-                ))
-                .into_response());
-            }
-            Ok(intake::stored_json(StatusCode::OK, &report, None))
-        },
-    )
+            .detail(format!(
+                "{} moved, {} parked, {} failed; the failed messages are still in the DLQ.",
+                report.moved, report.parked, report.failed
+            ))
+            .into_response());
+        }
+        Ok(intake::stored_json(StatusCode::OK, &report, None))
+    })
     .await
 }

@@ -11,10 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
-use herald::keys::CHUNK_SIZE;
-use herald::store::{
-    BatchStatus, Channel, Chunk, ClaimOutcome, Content, Lease, Limits, Settlement, Store,
+use herald::domain::{
+    BatchStatus, Channel, Chunk, ClaimOutcome, Content, Lease, Limits, Plan, Settlement,
 };
+use herald::keys::CHUNK_SIZE;
+use herald::store::Store;
 use herald::{Address, BatchId, MessageId, PhoneNumber, TenantId};
 use herald_local::requests::{RequestCounter, RequestCounts};
 use herald_local::sandbox::Faults;
@@ -209,7 +210,7 @@ async fn drive_claims(cloud: &LocalCloud, args: &Args) -> Result<Ceiling> {
         content: Content::Text("ceiling".into()),
         subject: None,
         recipients: Vec::new(),
-        created_at: clock.rfc3339(),
+        created_at: clock.timestamp(),
     };
     let to = Address::Phone(PhoneNumber::parse(&number(0)).map_err(|e| anyhow!("{e}"))?);
     let next = AtomicU32::new(0);
@@ -220,12 +221,7 @@ async fn drive_claims(cloud: &LocalCloud, args: &Args) -> Result<Ceiling> {
         while Instant::now() < end {
             let index = next.fetch_add(1, Ordering::Relaxed);
             let id = MessageId::new(batch, index);
-            let now_epoch = clock.epoch_seconds();
-            let lease = Lease {
-                now: clock.rfc3339(),
-                now_epoch,
-                until_epoch: now_epoch + 60,
-            };
+            let lease = Lease::starting(clock.timestamp(), Duration::from_secs(60));
             let ClaimOutcome::Claimed { token } =
                 store.claim(&tenant, id, &chunk, &to, &lease).await?
             else {
@@ -236,7 +232,7 @@ async fn drive_claims(cloud: &LocalCloud, args: &Args) -> Result<Ceiling> {
                 provider_ref: format!("SM{index}"),
             };
             let settled = store
-                .settle(&tenant, id, &token, &sent, &clock.rfc3339())
+                .settle(&tenant, id, &token, &sent, clock.timestamp())
                 .await?;
             ensure!(settled, "the claim on {id} was lost before its settle");
             done.fetch_add(1, Ordering::Relaxed);
@@ -298,7 +294,7 @@ async fn deliver(
         api_requests_per_second: 1_000,
         sends_per_day: u32::try_from(n)?.saturating_mul(2),
     };
-    seed::tenant(&store, TENANT, "enterprise", Some(limits)).await?;
+    seed::tenant(&store, TENANT, Plan::Enterprise, Some(limits)).await?;
     let cognito = &cloud.clients.cognito;
     let user = seed::user(
         cognito,
@@ -396,9 +392,7 @@ async fn deliver(
             .await
             .context("listing the batch's messages")?;
         for message in &page.messages {
-            *statuses
-                .entry(message.status.as_str().to_owned())
-                .or_default() += 1;
+            *statuses.entry(message.status.to_string()).or_default() += 1;
         }
         match page.next_cursor {
             Some(cursor) => from = cursor,
@@ -407,7 +401,11 @@ async fn deliver(
     }
     let settled: usize = statuses
         .iter()
-        .filter(|(status, _)| herald::MessageStatus::parse(status).is_some_and(|s| s.is_settled()))
+        .filter(|(status, _)| {
+            status
+                .parse::<herald::MessageStatus>()
+                .is_ok_and(|s| s.is_settled())
+        })
         .map(|(_, count)| count)
         .sum();
 
