@@ -2,9 +2,10 @@
 //! by intake and read by the sender and the listing.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use futures::{StreamExt, TryStreamExt, stream};
 
 use super::{Store, StoreError};
@@ -17,22 +18,89 @@ use crate::item::{
 use crate::keys::{self, Key, SCHEMA_VERSION};
 use crate::template::{Template, Variables};
 
-/// Chunk writes in flight at once: a 10,000-recipient batch is 100 chunks.
+/// Conditional chunk writes in flight at once: a 10,000-recipient batch is 100 chunks.
 const WRITES_IN_FLIGHT: usize = 16;
+/// Most writes in one BatchWriteItem.
+const BATCH_WRITE_MAX: usize = 25;
 
 impl Store {
-    /// Writes every chunk of `batch` that does not exist yet. A retry of the request
-    /// that created the batch finds the first attempt's chunks and leaves them as they
-    /// are, with the `counted_at` marker the sender may have set since: rewriting it
-    /// would let the sender count the chunk a second time.
+    /// Writes every chunk of `batch` that does not exist yet, and never touches one
+    /// that does: a chunk the sender has counted carries its `counted_at` marker, and
+    /// rewriting it would let the sender count the chunk a second time.
+    ///
+    /// A batch with nothing under its key yet (every first attempt) is written in
+    /// unconditional BatchWriteItems, 25 chunks a request; a batch a request already
+    /// began (a retry with the same idempotency key, which pins the batch id) chunk by
+    /// chunk with `attribute_not_exists`. The check and the writes are not one atomic
+    /// step; they need not be: only the request holding the idempotency key's lock
+    /// writes a batch's chunks, and a lock is taken over only after its holder's
+    /// function timeout has passed.
     #[tracing::instrument(skip_all, fields(tenant_id = %batch.tenant, batch_id = %batch.id, chunks = batch.chunks.len()))]
     pub(super) async fn write_chunks(&self, batch: &NewBatch) -> Result<(), StoreError> {
         let items: Vec<Item> = batch.chunks.iter().map(|c| chunk_item(batch, c)).collect();
+        if !self.batch_has_items(&batch.tenant, batch.id).await? {
+            for group in items.chunks(BATCH_WRITE_MAX) {
+                self.batch_write(group.to_vec()).await?;
+            }
+            return Ok(());
+        }
+        tracing::info!("the batch was begun before: writing only its missing chunks");
         stream::iter(items)
             .map(|item| self.put_chunk(item))
             .buffer_unordered(WRITES_IN_FLIGHT)
             .try_collect()
             .await
+    }
+
+    /// Whether any chunk of the batch exists (the quota reservation, written first, is
+    /// not a chunk).
+    async fn batch_has_items(&self, tenant: &TenantId, batch: BatchId) -> Result<bool, StoreError> {
+        let partition = keys::batch_meta(tenant, batch).pk;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :chunk)")
+            .expression_attribute_values(":pk", s(partition))
+            .expression_attribute_values(":chunk", s("CHUNK#"))
+            .projection_expression("pk")
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo)?;
+        Ok(out.count > 0)
+    }
+
+    async fn batch_write(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        let mut writes = items
+            .into_iter()
+            .map(|item| {
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(dynamo)?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        for attempt in 0..5u32 {
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, writes)
+                .send()
+                .await
+                .map_err(dynamo)?;
+            writes = out
+                .unprocessed_items
+                .and_then(|mut m| m.remove(&self.table))
+                .unwrap_or_default();
+            if writes.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+        }
+        Err(StoreError::Unprocessed(writes.len()))
     }
 
     async fn put_chunk(&self, item: Item) -> Result<(), StoreError> {

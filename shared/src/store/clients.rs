@@ -106,6 +106,7 @@ impl Store {
     }
 
     /// One of `tenant`'s clients; another tenant's is `None`, like a missing one.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, %client_id))]
     pub async fn tenant_client(
         &self,
         tenant: &TenantId,

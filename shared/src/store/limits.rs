@@ -139,6 +139,7 @@ impl Store {
     /// written only if the chunk is not noted yet, so the transaction that counts the
     /// chunk gives its cancellations back once, whatever happened to the chunk's own
     /// `counted_at` marker. The note is the last write.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch, chunk = chunk))]
     pub(super) async fn quota_refund(
         &self,
         tenant: &TenantId,

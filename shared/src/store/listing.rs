@@ -82,6 +82,7 @@ impl Store {
     }
 
     /// The message items that exist among `ids` (at most 100), by partition key.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
     async fn get_messages(
         &self,
         tenant: &TenantId,
