@@ -5,6 +5,8 @@
 //! finishes the batch in between; the client's retry with the same key then finds
 //! every chunk as the first attempt wrote it and the sender counted it.
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::types::AttributeValue;
 use herald::keys;
 use herald::queue::{ChunkEnvelope, SendQueue};
@@ -88,32 +90,8 @@ impl Batch<'_> {
             .body
     }
 
-    /// Today's quota counter as stored: signed, so a refund given twice shows as a
-    /// negative count (the API reads it as unsigned).
-    async fn sends_today(&self) -> String {
-        let day = self.test.cloud.sender.clock.timestamp().day();
-        let key = keys::quota_day(&Self::tenant(), day);
-        let item = self
-            .test
-            .cloud
-            .clients
-            .dynamodb
-            .get_item()
-            .table_name(self.table())
-            .key("pk", AttributeValue::S(key.pk))
-            .key("sk", AttributeValue::S(key.sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
-            .unwrap();
-        item["sends"].as_n().unwrap().clone()
-    }
-
-    /// The batch's quota reservation, as stored.
-    async fn reservation(&self) -> std::collections::HashMap<String, AttributeValue> {
-        let key = keys::quota_reservation(&Self::tenant(), self.id);
+    /// The item at `key`, as stored.
+    async fn item(&self, key: keys::Key) -> HashMap<String, AttributeValue> {
         self.test
             .cloud
             .clients
@@ -128,6 +106,20 @@ impl Batch<'_> {
             .unwrap()
             .item
             .unwrap()
+    }
+
+    /// Today's quota counter as stored: signed, so a refund given twice shows as a
+    /// negative count (the API reads it as unsigned).
+    async fn sends_today(&self) -> String {
+        let day = self.test.cloud.sender.clock.timestamp().day();
+        let counter = self.item(keys::quota_day(&Self::tenant(), day)).await;
+        counter["sends"].as_n().unwrap().clone()
+    }
+
+    /// The batch's quota reservation, as stored.
+    async fn reservation(&self) -> HashMap<String, AttributeValue> {
+        self.item(keys::quota_reservation(&Self::tenant(), self.id))
+            .await
     }
 }
 

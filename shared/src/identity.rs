@@ -5,7 +5,7 @@
 
 use aws_sdk_cognitoidentityprovider::types::{
     ExplicitAuthFlowsType, OAuthFlowType, PreventUserExistenceErrorTypes, TimeUnitsType,
-    TokenValidityUnitsType,
+    TokenValidityUnitsType, UserPoolClientType,
 };
 
 use crate::auth::Scope;
@@ -20,14 +20,6 @@ const ACCESS_TOKEN_MINUTES: i32 = 60;
 
 /// The failure of a Cognito call, as the SDK reports it.
 pub type IdentityError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A machine client as Cognito lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolClient {
-    pub client_id: String,
-    /// When Cognito created it, in epoch seconds, if it says.
-    pub created_epoch: Option<u64>,
-}
 
 #[derive(Clone)]
 pub struct MachineClients {
@@ -87,6 +79,24 @@ impl MachineClients {
     /// The client's secret; `None` once the client is gone (revoked since).
     #[tracing::instrument(skip_all, fields(%client_id))]
     pub async fn secret(&self, client_id: &str) -> Result<Option<String>, IdentityError> {
+        Ok(self
+            .describe(client_id)
+            .await?
+            .and_then(|c| c.client_secret))
+    }
+
+    /// When Cognito created the client (epoch seconds); `None` when it does not say,
+    /// or the client is gone.
+    #[tracing::instrument(skip_all, fields(%client_id))]
+    pub async fn created_epoch(&self, client_id: &str) -> Result<Option<u64>, IdentityError> {
+        let client = self.describe(client_id).await?;
+        Ok(client
+            .and_then(|c| c.creation_date)
+            .map(|d| d.secs().max(0) as u64))
+    }
+
+    /// The client as Cognito describes it; `None` when there is no such client.
+    async fn describe(&self, client_id: &str) -> Result<Option<UserPoolClientType>, IdentityError> {
         let described = self
             .cognito
             .describe_user_pool_client()
@@ -95,7 +105,7 @@ impl MachineClients {
             .send()
             .await;
         match described {
-            Ok(out) => Ok(out.user_pool_client.and_then(|c| c.client_secret)),
+            Ok(out) => Ok(out.user_pool_client),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_resource_not_found_exception()) =>
@@ -104,22 +114,6 @@ impl MachineClients {
             }
             Err(e) => Err(Box::new(e)),
         }
-    }
-
-    /// When Cognito created the client (epoch seconds); `None` when it does not say.
-    #[tracing::instrument(skip_all, fields(%client_id))]
-    pub async fn created_epoch(&self, client_id: &str) -> Result<Option<u64>, IdentityError> {
-        let described = self
-            .cognito
-            .describe_user_pool_client()
-            .user_pool_id(&self.user_pool_id)
-            .client_id(client_id)
-            .send()
-            .await?;
-        Ok(described
-            .user_pool_client()
-            .and_then(|c| c.creation_date())
-            .map(|d| d.secs().max(0) as u64))
     }
 
     /// Deletes the client; one already gone counts as deleted.

@@ -8,11 +8,10 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, ensure};
-use herald::domain::{Limits, Plan};
-use herald::store::Store;
+use anyhow::{Result, anyhow, ensure};
+use herald::domain::Limits;
 use herald_local::requests::RequestCounter;
-use herald_local::{CloudOptions, LocalCloud, emulator, random_hex, seed};
+use herald_local::{CloudOptions, LocalCloud, emulator, random_hex};
 use serde_json::{Value, json};
 
 const TENANT: &str = "timing";
@@ -49,47 +48,22 @@ async fn measure(
     batches: usize,
     recipients: usize,
 ) -> Result<()> {
-    let store = Store::new(
-        cloud.clients.dynamodb.clone(),
-        cloud.stack.reference("HeraldTable")?,
-    );
     let limits = Limits {
         api_requests_per_second: 1_000,
         sends_per_day: 10_000_000,
     };
-    seed::tenant(&store, TENANT, Plan::Enterprise, Some(limits)).await?;
-    let cognito = &cloud.clients.cognito;
-    let user = seed::user(
-        cognito,
-        cloud.stack.reference("UserPool")?,
-        TENANT,
-        "sender",
-    )
-    .await?;
-    let token = seed::sign_in(cognito, cloud.stack.reference("UserPoolClient")?, &user)
-        .await?
-        .id_token;
+    let token = cloud.sender_token(TENANT, limits).await?;
     let body = serde_json::to_vec(&json!({
         "template": "Your Herald code is {{code}}",
         "recipients": (0..recipients)
             .map(|i| json!({ "to": number(i), "variables": { "code": format!("{i:05}") } }))
             .collect::<Vec<Value>>(),
     }))?;
-    let http = reqwest::Client::new();
     let mut latencies = Vec::with_capacity(batches);
     for round in 1..=batches {
         let before = counter.snapshot();
         let started = Instant::now();
-        let response = http
-            .post(format!("{}/v1/batches", cloud.gateway_url))
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .header("idempotency-key", ulid::Ulid::new().to_string())
-            .body(body.clone())
-            .send()
-            .await?;
-        let status = response.status();
-        let answer: Value = response.json().await.context("the answer is JSON")?;
+        let (status, answer) = cloud.post_batch(&token, body.clone()).await?;
         let latency = started.elapsed().as_millis();
         ensure!(status == 202, "the batch was refused: {status} {answer}");
         let phase = counter.snapshot().since(&before);

@@ -54,22 +54,10 @@ impl Store {
                 ),
             ],
         );
-        let created = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match created {
-            // A retry finishing the batch of a request that died (same idempotency key
-            // and request): the record is already there, which is what we want.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            other => other.map(|_| ()).map_err(dynamo),
-        }
+        // `false` for a retry finishing the batch of a request that died (same
+        // idempotency key and request): the record is already there, as wanted.
+        self.put_new(item).await?;
+        Ok(())
     }
 
     /// Records that every chunk of the batch is on the queue: `accepted` becomes
@@ -123,17 +111,8 @@ impl Store {
         batch: BatchId,
     ) -> Result<Option<BatchView>, StoreError> {
         let key = keys::batch_meta(tenant, batch);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(&key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dynamo)?;
-        out.item
-            .map(|item| parse_batch(tenant, batch, &item))
+        let out = self.get(&key, true).await?;
+        out.map(|item| parse_batch(tenant, batch, &item))
             .transpose()
     }
 

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use futures::{StreamExt, TryStreamExt, stream};
 
@@ -13,7 +12,7 @@ use crate::address::Address;
 use crate::domain::{Channel, Chunk, Content, NewBatch, Recipient};
 use crate::ids::{BatchId, TenantId};
 use crate::item::{
-    Item, corrupt, dynamo, get_n, get_named, get_s, get_time, key_item, n, name, s, time, with_key,
+    Item, corrupt, dynamo, get_n, get_named, get_s, get_time, n, name, s, time, with_key,
 };
 use crate::keys::{self, Key, SCHEMA_VERSION};
 use crate::template::{Template, Variables};
@@ -46,9 +45,10 @@ impl Store {
         }
         tracing::info!("the batch was begun before: writing only its missing chunks");
         stream::iter(items)
-            .map(|item| self.put_chunk(item))
+            // An existing chunk is left as it is.
+            .map(|item| self.put_new(item))
             .buffer_unordered(WRITES_IN_FLIGHT)
-            .try_collect()
+            .try_for_each(|_| async { Ok(()) })
             .await
     }
 
@@ -103,23 +103,6 @@ impl Store {
         Err(StoreError::Unprocessed(writes.len()))
     }
 
-    async fn put_chunk(&self, item: Item) -> Result<(), StoreError> {
-        let written = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match written {
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            other => other.map(|_| ()).map_err(dynamo),
-        }
-    }
-
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch, chunk = index))]
     pub async fn load_chunk(
         &self,
@@ -128,16 +111,8 @@ impl Store {
         index: u32,
     ) -> Result<Option<Chunk>, StoreError> {
         let key = keys::chunk(tenant, batch, index);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(&key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dynamo)?;
-        out.item.map(|item| parse_chunk(&key, &item)).transpose()
+        let out = self.get(&key, true).await?;
+        out.map(|item| parse_chunk(&key, &item)).transpose()
     }
 }
 
@@ -256,6 +231,7 @@ mod tests {
     use super::*;
     use crate::clock::Timestamp;
     use crate::ids::CorrelationId;
+    use crate::item::key_item;
     use crate::phone::PhoneNumber;
 
     #[test]

@@ -93,16 +93,8 @@ impl Store {
         if !well_formed(client_id) {
             return Ok(None);
         }
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(&keys::machine_client(client_id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dynamo)?;
-        out.item.map(|item| parse_client(&item)).transpose()
+        let out = self.get(&keys::machine_client(client_id), true).await?;
+        out.map(|item| parse_client(&item)).transpose()
     }
 
     /// One of `tenant`'s clients; another tenant's is `None`, like a missing one.

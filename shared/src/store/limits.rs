@@ -149,17 +149,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let marker = keys::quota_reservation(tenant, batch);
-        let reservation = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(&marker)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dynamo)?
-            .item;
-        let Some(reservation) = reservation else {
+        let Some(reservation) = self.get(&marker, true).await? else {
             return Ok(Vec::new());
         };
         let day = get_s(&reservation, "day")
@@ -198,15 +188,7 @@ impl Store {
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant, %day))]
     pub async fn sends_on(&self, tenant: &TenantId, day: Day) -> Result<u32, StoreError> {
         let key = keys::quota_day(tenant, day);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(&key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dynamo)?;
-        Ok(out.item.and_then(|i| get_n(&i, "sends")).unwrap_or(0))
+        let out = self.get(&key, true).await?;
+        Ok(out.and_then(|i| get_n(&i, "sends")).unwrap_or(0))
     }
 }

@@ -37,14 +37,8 @@ impl Store {
         while chunk_index <= last_chunk && from < batch.total {
             let key = keys::chunk(tenant, batch.id, chunk_index);
             let chunk = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(key_item(&key)))
-                .send()
-                .await
-                .map_err(dynamo)?
-                .item
+                .get(&key, false)
+                .await?
                 .map(|item| parse_chunk(&key, &item))
                 .transpose()?
                 .ok_or_else(|| corrupt(&key, "chunk of an existing batch is missing"))?;

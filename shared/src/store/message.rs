@@ -241,15 +241,8 @@ impl Store {
         id: MessageId,
     ) -> Result<Option<MessageView>, StoreError> {
         let key = keys::message(tenant, id);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(&key)))
-            .send()
-            .await
-            .map_err(dynamo)?;
-        if let Some(item) = out.item {
+        let out = self.get(&key, false).await?;
+        if let Some(item) = out {
             return parse_message(&key, id, &item).map(Some);
         }
         let chunk = self

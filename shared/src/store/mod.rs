@@ -28,6 +28,11 @@ pub enum StoreError {
     Unprocessed(usize),
 }
 
+use aws_sdk_dynamodb::error::SdkError;
+
+use crate::item::{Item, dynamo, key_item};
+use crate::keys::Key;
+
 #[derive(Clone)]
 pub struct Store {
     client: aws_sdk_dynamodb::Client,
@@ -39,6 +44,42 @@ impl Store {
         Self {
             client,
             table: table.into(),
+        }
+    }
+}
+
+/// The two requests every repository makes.
+impl Store {
+    /// The item at `key`; `consistent` for a read that must see the latest write.
+    async fn get(&self, key: &Key, consistent: bool) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key)))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(dynamo)?;
+        Ok(out.item)
+    }
+
+    /// Writes `item` unless an item with its key exists; whether it was written.
+    async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(dynamo(e)),
         }
     }
 }

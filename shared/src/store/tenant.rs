@@ -1,7 +1,6 @@
 //! Tenant profiles: the plan and limits every request and send is held to, and
 //! whether the tenant may use Herald at all.
 
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::{Store, StoreError};
@@ -18,16 +17,8 @@ impl Store {
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
     pub async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantProfile>, StoreError> {
         let key = keys::tenant_profile(tenant);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(&key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dynamo)?;
-        out.item.map(|item| parse_tenant(tenant, &item)).transpose()
+        let out = self.get(&key, true).await?;
+        out.map(|item| parse_tenant(tenant, &item)).transpose()
     }
 
     /// Creates the profile; `false` when the tenant already exists (left unchanged).
@@ -51,21 +42,7 @@ impl Store {
                 ("schema_version", n(SCHEMA_VERSION)),
             ],
         );
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(dynamo(e)),
-        }
+        self.put_new(item).await
     }
 
     /// Suspends or resumes an existing tenant; `None` when there is no such tenant.

@@ -12,14 +12,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
 use herald::domain::{
-    BatchStatus, Channel, Chunk, ClaimOutcome, Content, Lease, Limits, Plan, Settlement,
+    BatchStatus, Channel, Chunk, ClaimOutcome, Content, Lease, Limits, Settlement,
 };
 use herald::keys::CHUNK_SIZE;
 use herald::store::Store;
 use herald::{Address, BatchId, MessageId, PhoneNumber, TenantId};
 use herald_local::requests::{RequestCounter, RequestCounts};
 use herald_local::sandbox::Faults;
-use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex, seed};
+use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -294,18 +294,7 @@ async fn deliver(
         api_requests_per_second: 1_000,
         sends_per_day: u32::try_from(n)?.saturating_mul(2),
     };
-    seed::tenant(&store, TENANT, Plan::Enterprise, Some(limits)).await?;
-    let cognito = &cloud.clients.cognito;
-    let user = seed::user(
-        cognito,
-        cloud.stack.reference("UserPool")?,
-        TENANT,
-        "sender",
-    )
-    .await?;
-    let token = seed::sign_in(cognito, cloud.stack.reference("UserPoolClient")?, &user)
-        .await?
-        .id_token;
+    let token = cloud.sender_token(TENANT, limits).await?;
 
     let recipients: Vec<Value> = (0..n)
         .map(|i| json!({ "to": number(i), "variables": { "code": format!("{i:05}") } }))
@@ -323,20 +312,10 @@ async fn deliver(
         config.max_instances,
         config.instance_rate_per_second()
     );
-    let http = reqwest::Client::new();
     let before = counter.snapshot();
     let posted_at_ms = epoch_ms();
     let started = Instant::now();
-    let response = http
-        .post(format!("{}/v1/batches", cloud.gateway_url))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .header("idempotency-key", ulid::Ulid::new().to_string())
-        .body(body)
-        .send()
-        .await?;
-    let status = response.status();
-    let answer: Value = response.json().await?;
+    let (status, answer) = cloud.post_batch(&token, body).await?;
     let accept_latency = started.elapsed();
     let accepted = counter.snapshot();
     ensure!(status == 202, "the batch was refused: {status} {answer}");
