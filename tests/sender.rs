@@ -317,7 +317,9 @@ async fn a_panic_while_processing_one_record_fails_that_record_only() {
 
 #[tokio::test]
 async fn a_sender_that_died_after_claiming_is_never_resent_but_recorded_as_unknown() {
-    use herald::store::{Lease, Store};
+    use herald::Timestamp;
+    use herald::domain::Lease;
+    use herald::store::Store;
     use herald::{MessageId, TenantId};
 
     let test = TestCloud::start_with("crashed-claim", |o| o.run_queues = false).await;
@@ -337,10 +339,9 @@ async fn a_sender_that_died_after_claiming_is_never_resent_but_recorded_as_unkno
         .unwrap();
     let to = chunk.recipients[0].to.clone();
     let now = test.cloud.sender.clock.epoch_seconds();
-    let claim = |until_epoch| Lease {
-        now: test.cloud.sender.clock.rfc3339(),
-        now_epoch: now,
-        until_epoch,
+    let claim = |until_epoch: u64| Lease {
+        now: test.cloud.sender.clock.timestamp(),
+        until: Timestamp::from_epoch_millis(until_epoch * 1000),
     };
     store
         .claim(&tenant, message, &chunk, &to, &claim(now + 60))

@@ -1,6 +1,7 @@
 //! Intake that died between writing a batch and enqueuing it, with no client retry:
 //! the sweeper finishes it.
 
+use herald::Timestamp;
 use herald::queue::SendQueue;
 use herald::sweeper::{SweepReport, Sweeper};
 use herald_tests::{TestCloud, eventually, number};
@@ -8,6 +9,10 @@ use serde_json::json;
 
 const LONG_AGO: &str = "2000-01-01T00:00:00Z";
 const FAR_FUTURE: &str = "9999-01-01T00:00:00Z";
+
+fn at(rfc3339: &str) -> Timestamp {
+    Timestamp::parse(rfc3339).unwrap()
+}
 
 #[tokio::test]
 async fn the_sweeper_enqueues_batches_their_requests_left_behind() {
@@ -50,12 +55,12 @@ async fn the_sweeper_enqueues_batches_their_requests_left_behind() {
         test.cloud.sender.store.clone(),
         SendQueue::new(sqs.clone(), &queue_url),
     );
-    let now = test.cloud.sender.clock.rfc3339();
+    let now = test.cloud.sender.clock.timestamp();
     // Within the grace period (a request may still be finishing) nothing is touched.
-    let early = sweeper.sweep(LONG_AGO, &now).await.unwrap();
+    let early = sweeper.sweep(at(LONG_AGO), now).await.unwrap();
     assert_eq!(early, SweepReport::default());
 
-    let report = sweeper.sweep(FAR_FUTURE, &now).await.unwrap();
+    let report = sweeper.sweep(at(FAR_FUTURE), now).await.unwrap();
     assert_eq!(
         report,
         SweepReport {
@@ -79,6 +84,6 @@ async fn the_sweeper_enqueues_batches_their_requests_left_behind() {
     assert_eq!(test.ledger().len(), 1, "the cancelled batch sent nothing");
 
     // Swept batches left the list.
-    let again = sweeper.sweep(FAR_FUTURE, &now).await.unwrap();
+    let again = sweeper.sweep(at(FAR_FUTURE), now).await.unwrap();
     assert_eq!(again.found, 0);
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 pub use herald_local;
 pub mod bad_request;
 
-use herald::store::Limits;
+use herald::domain::{Limits, Plan};
 
 /// Limits of the tenants tests register: far above what any test but the limit tests
 /// reaches.
@@ -88,9 +88,14 @@ impl TestCloud {
 
     /// Registers `tenant` with `limits`, unless it exists.
     pub async fn register_tenant(&self, tenant: &str, limits: Limits) {
-        seed::tenant(&self.cloud.sender.store, tenant, "enterprise", Some(limits))
-            .await
-            .expect("tenant registered");
+        seed::tenant(
+            &self.cloud.sender.store,
+            tenant,
+            Plan::Enterprise,
+            Some(limits),
+        )
+        .await
+        .expect("tenant registered");
     }
 
     /// Registers a machine client for the admin's tenant; answers `(client_id, secret)`.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use herald::TenantId;
-use herald::store::AuditEntry;
+use herald::domain::AuditEntry;
+use herald::{Day, TenantId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -27,8 +27,8 @@ struct AuditQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct AuditLog {
     tenant_id: String,
-    #[schema(format = Date)]
-    day: String,
+    #[schema(value_type = String, format = Date)]
+    day: Day,
     /// In time order; at most 500.
     entries: Vec<AuditEntry>,
 }
@@ -84,28 +84,18 @@ async fn audit_of(
     query: Option<String>,
 ) -> Result<Json<AuditLog>, ApiError> {
     let query: AuditQuery = extract::query(query.as_deref())?;
-    let day = match query.day {
-        None => app.clock.rfc3339()[..10].to_owned(),
-        Some(day) if is_day(&day) => day,
-        Some(_) => {
+    let day = match query.day.as_deref().map(Day::parse) {
+        None => app.clock.timestamp().day(),
+        Some(Ok(day)) => day,
+        Some(Err(_)) => {
             let errors = FieldErrors::one("day", "must be a date as YYYY-MM-DD");
             return Err(ApiError::InvalidFields(errors));
         }
     };
-    let entries = app.store.audit_log(&tenant, &day).await?;
+    let entries = app.store.audit_log(&tenant, day).await?;
     Ok(Json(AuditLog {
         tenant_id: tenant.to_string(),
         day,
         entries,
     }))
-}
-
-fn is_day(raw: &str) -> bool {
-    let b = raw.as_bytes();
-    b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }

@@ -7,17 +7,15 @@
 
 use std::sync::Arc;
 
-use aws_sdk_cognitoidentityprovider::types::{
-    OAuthFlowType, TimeUnitsType, TokenValidityUnitsType,
-};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use herald::auth::{Principal, Scope};
-use herald::client_sweep::{MACHINE_CLIENT_PREFIX, delete_client};
+use herald::Timestamp;
+use herald::auth::Scope;
+use herald::domain::{MachineClient, Registration, Revocation};
 use herald::idempotency::StoredResponse;
-use herald::store::{MachineClient, Registration, Revocation};
+use herald::identity::MachineClients;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -27,8 +25,6 @@ use crate::openapi::{ClientRegisterProblems, ClientRevokeProblems};
 use crate::{ApiError, App, FieldErrors};
 
 const MAX_NAME_CHARS: usize = 64;
-/// Machine tokens live an hour, like users' (Cognito allows 5 minutes to a day).
-const ACCESS_TOKEN_MINUTES: i32 = 60;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -48,11 +44,13 @@ pub(crate) struct ClientBody {
     name: String,
     #[schema(value_type = Vec<String>)]
     scopes: Vec<Scope>,
-    created_at: String,
+    #[schema(value_type = String)]
+    created_at: Timestamp,
     /// Who registered it.
     created_by: String,
     /// When it was revoked; its tokens are refused from then on.
-    revoked_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    revoked_at: Option<Timestamp>,
 }
 
 impl From<MachineClient> for ClientBody {
@@ -151,14 +149,17 @@ pub async fn register(
     let (app, caller) = (&app, &caller);
     let (stored, replayed) = intake::once_stored(app, caller, &idempotent, &canonical, |_| async move {
         let principal = &caller.principal;
-        let client_id = create_cognito_client(app, principal, name, &scopes).await?;
+        let client_id = machine_clients(app)
+            .create(principal.tenant(), name, &scopes)
+            .await
+            .map_err(ApiError::Identity)?;
         let audit = intake::audit_entry(app, caller, "client.registered", &client_id);
         let client = MachineClient {
             client_id: client_id.clone(),
             tenant: principal.tenant().clone(),
             name: name.to_owned(),
             scopes,
-            created_at: audit.at.clone(),
+            created_at: audit.at,
             created_by: principal.subject().to_owned(),
             revoked_at: None,
         };
@@ -204,64 +205,25 @@ async fn with_secret(app: &App, mut stored: StoredResponse) -> Result<StoredResp
     let mut body: serde_json::Value =
         serde_json::from_str(&stored.body).expect("the stored answer is this route's JSON");
     let client_id = body["client_id"].as_str().unwrap_or_default().to_owned();
-    let described = app
-        .cognito
-        .describe_user_pool_client()
-        .user_pool_id(&app.config.auth.user_pool_id)
-        .client_id(&client_id)
-        .send()
-        .await;
-    match described {
-        Ok(out) => {
-            let secret = out.user_pool_client.and_then(|c| c.client_secret);
-            body["client_secret"] = secret.map_or(serde_json::Value::Null, Into::into);
-        }
-        // Revoked since: the replay answers without a secret, as the client has none.
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) => {}
-        Err(e) => return Err(ApiError::Identity(Box::new(e))),
-    }
+    // Revoked since: the replay answers without a secret, as the client has none.
+    let secret = machine_clients(app)
+        .secret(&client_id)
+        .await
+        .map_err(ApiError::Identity)?;
+    body["client_secret"] = secret.map_or(serde_json::Value::Null, Into::into);
     stored.body = body.to_string();
     Ok(stored)
 }
 
-async fn create_cognito_client(
-    app: &App,
-    principal: &Principal,
-    name: &str,
-    scopes: &[Scope],
-) -> Result<String, ApiError> {
-    let out = app
-        .cognito
-        .create_user_pool_client()
-        .user_pool_id(&app.config.auth.user_pool_id)
-        .client_name(format!(
-            "{MACHINE_CLIENT_PREFIX}{}-{}",
-            principal.tenant(),
-            name.replace(' ', "_")
-        ))
-        .generate_secret(true)
-        .allowed_o_auth_flows_user_pool_client(true)
-        .allowed_o_auth_flows(OAuthFlowType::ClientCredentials)
-        .set_allowed_o_auth_scopes(Some(scopes.iter().map(|s| s.oauth_name()).collect()))
-        .access_token_validity(ACCESS_TOKEN_MINUTES)
-        .token_validity_units(
-            TokenValidityUnitsType::builder()
-                .access_token(TimeUnitsType::Minutes)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| ApiError::Identity(Box::new(e)))?;
-    out.user_pool_client
-        .and_then(|c| c.client_id)
-        .ok_or_else(|| ApiError::Identity("Cognito created a client without an id".into()))
+/// The user pool's machine clients, through `herald::identity`.
+fn machine_clients(app: &App) -> MachineClients {
+    MachineClients::new(app.cognito.clone(), &app.config.auth.user_pool_id)
 }
 
 /// Deletes the Cognito client; one already gone counts as deleted.
 async fn delete_cognito_client(app: &App, client_id: &str) -> Result<(), ApiError> {
-    delete_client(&app.cognito, &app.config.auth.user_pool_id, client_id)
+    machine_clients(app)
+        .delete(client_id)
         .await
         .map_err(ApiError::Identity)
 }

@@ -9,8 +9,8 @@ use axum::http::header;
 use axum::http::request::Parts;
 use herald::CorrelationId;
 use herald::auth::Principal;
-use herald::idempotency::IdempotencyKey;
-use herald::store::TenantProfile;
+use herald::domain::{Submitter, TenantProfile};
+use herald::idempotency::{IdempotencyKey, KeyScope};
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
@@ -53,6 +53,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+impl Caller {
+    /// The caller as intake records who submitted a batch.
+    pub fn submitter(&self) -> Submitter {
+        Submitter {
+            tenant: self.principal.tenant().clone(),
+            subject: self.principal.subject().to_owned(),
+            correlation_id: self.correlation.clone(),
+        }
+    }
+}
+
 /// The caller's tenant profile, loaded (and checked active) by the tenant layer.
 pub struct Profile(pub TenantProfile);
 
@@ -69,11 +80,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Profile {
     }
 }
 
-/// The `Idempotency-Key` header, and the route it is scoped to (`POST /v1/batches`, in
-/// the router's path syntax): the same key on two routes is two requests.
+/// The `Idempotency-Key` header, and the route it is scoped to (`POST /v1/batches`, the
+/// method and the path template the router matched): the same key on two routes is two
+/// requests, and no handler spells its route again.
 pub struct Idempotent {
     pub key: IdempotencyKey,
-    pub route: String,
+    pub scope: KeyScope,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Idempotent {
@@ -97,7 +109,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Idempotent {
             .ok_or(ApiError::Misrouted("an idempotent request outside a route"))?;
         Ok(Self {
             key,
-            route: format!("{} {}", parts.method, path.as_str()),
+            scope: KeyScope::new(parts.method.as_str(), path.as_str()),
         })
     }
 }

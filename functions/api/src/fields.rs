@@ -1,6 +1,8 @@
 //! The failing fields of one request, collected so that a single answer lists them all
 //! (JSON Pointers into the body, or parameter and header names).
 
+use herald::domain::TextProblem;
+
 use crate::ApiError;
 
 /// Collects every failing field of a request, in JSON Pointer form.
@@ -34,12 +36,10 @@ impl FieldErrors {
         self.errors
     }
 
-    pub fn add_validator(&mut self, errors: &validator::ValidationErrors) {
-        for (field, errs) in errors.field_errors() {
-            for e in errs {
-                let message = e.message.as_deref().unwrap_or("is invalid");
-                self.add(format!("/{field}"), message);
-            }
+    /// Every rule a text broke, at `field`.
+    pub fn add_text(&mut self, field: &str, problems: Vec<TextProblem>) {
+        for problem in problems {
+            self.add(field, problem.to_string());
         }
     }
 

@@ -1,16 +1,15 @@
 //! What every state-changing request shares: running it at most once per
-//! Idempotency-Key, its audit entry, and the path from a validated batch to the queue
-//! (reserve quota, write chunks, enqueue, mark enqueued).
+//! Idempotency-Key, its audit entry, and `herald::intake` as this function runs it.
 
 use std::future::Future;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald::BatchId;
+use herald::domain::AuditEntry;
 use herald::idempotency::{Begin, StoredResponse, request_hash};
+use herald::intake::{Intake, IntakeError};
 use herald::metrics::Record;
-use herald::queue::ChunkEnvelope;
-use herald::store::{AuditEntry, NewBatch, Reservation, TenantProfile};
 
 use crate::extract::{Caller, Idempotent};
 use crate::{ApiError, App};
@@ -52,8 +51,8 @@ where
     Fut: Future<Output = Result<StoredResponse, ApiError>>,
 {
     let tenant = caller.principal.tenant();
-    let Idempotent { key, route } = idempotent;
-    let hash = request_hash(route, canonical);
+    let Idempotent { key, scope } = idempotent;
+    let hash = request_hash(scope, canonical);
     let now_epoch = app.clock.epoch_seconds();
     let lock_until = now_epoch + app.config.idempotency_lock.as_secs();
     let begin = app
@@ -66,7 +65,7 @@ where
             app.metrics.emit(
                 Record::new("api")
                     .count("IdempotentReplays", 1)
-                    .property("route", route.as_str())
+                    .property("route", scope.as_str())
                     .property("tenant_id", tenant.as_str()),
             );
             return Ok((stored, true));
@@ -92,63 +91,40 @@ where
     outcome.map(|stored| (stored, false))
 }
 
-/// Makes a validated batch durable and queued: chunks and batch record first, then
-/// one queue message per chunk, then the batch is marked enqueued. A failure part-way
-/// leaves the batch `accepted`; a retry with the same key (or the sweeper) finishes it.
-pub async fn enqueue_batch(app: &App, batch: &NewBatch) -> Result<(), ApiError> {
-    app.store.create_batch(batch).await?;
-    let envelopes: Vec<ChunkEnvelope> = batch
-        .chunks
-        .iter()
-        .map(|chunk| {
-            ChunkEnvelope::new(&batch.tenant, batch.id, chunk.index, &batch.correlation_id)
-        })
-        .collect();
-    app.queue.enqueue(&envelopes).await?;
-    app.store
-        .mark_enqueued(&batch.tenant, batch.id, &app.clock.rfc3339())
-        .await?;
-    Ok(())
+/// Intake as this function runs it.
+pub fn intake(app: &App) -> Intake<'_> {
+    Intake {
+        store: &app.store,
+        queue: &app.queue,
+        clock: app.clock.as_ref(),
+        metrics: &app.metrics,
+    }
 }
 
-/// Counts a new batch's messages against the tenant's daily quota, all or nothing. A
-/// retry finishing the same batch was counted already and passes.
-pub async fn reserve_quota(
-    app: &App,
-    profile: &TenantProfile,
-    batch: BatchId,
-    count: usize,
-) -> Result<(), ApiError> {
-    let now = app.clock.rfc3339();
-    let day = &now[..10];
-    let limit = profile.limits.sends_per_day;
-    let count = u32::try_from(count).unwrap_or(u32::MAX);
-    let reservation = app
-        .store
-        .reserve_sends(
-            &profile.tenant,
-            batch,
-            count,
-            limit,
-            day,
-            app.clock.epoch_seconds(),
-        )
-        .await?;
-    match reservation {
-        Reservation::Reserved { .. } | Reservation::AlreadyReserved => Ok(()),
-        Reservation::Exceeded { used } => Err(ApiError::QuotaExceeded {
-            limit,
-            left: limit.saturating_sub(used),
-            count,
-            retry_after_secs: 86_400 - app.clock.epoch_seconds() % 86_400,
-        }),
+impl From<IntakeError> for ApiError {
+    fn from(error: IntakeError) -> Self {
+        match error {
+            IntakeError::QuotaExceeded {
+                limit,
+                used,
+                requested,
+                retry_after_secs,
+            } => ApiError::QuotaExceeded {
+                limit,
+                left: limit.saturating_sub(used),
+                count: requested,
+                retry_after_secs,
+            },
+            IntakeError::Store(e) => e.into(),
+            IntakeError::Queue(e) => e.into(),
+        }
     }
 }
 
 /// The audit entry of a state change made by the caller in this request, now.
 pub fn audit_entry(app: &App, caller: &Caller, action: &str, target: &str) -> AuditEntry {
     AuditEntry {
-        at: app.clock.rfc3339(),
+        at: app.clock.timestamp(),
         actor: caller.principal.subject().to_owned(),
         action: action.to_owned(),
         target: target.to_owned(),
@@ -170,16 +146,6 @@ pub async fn audit(
         .record_audit(tenant, &entry, app.clock.epoch_seconds())
         .await?;
     Ok(())
-}
-
-/// Counts messages accepted, once the request that accepted them has done everything
-/// but answer (a retry that finishes a failed attempt counts them then, not twice).
-pub fn count_accepted(app: &App, tenant: &herald::TenantId, messages: usize) {
-    app.metrics.emit(
-        Record::new("api")
-            .count("MessagesAccepted", messages)
-            .property("tenant_id", tenant.as_str()),
-    );
 }
 
 /// A JSON answer to store under the key and send back.
@@ -210,16 +176,4 @@ pub fn answer_with(stored: StoredResponse, replayed: bool) -> Response {
         headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     response
-}
-
-/// Rejects text with control characters other than newline, carriage return and tab.
-pub fn printable(text: &str) -> Result<(), validator::ValidationError> {
-    if text
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
-        return Err(validator::ValidationError::new("control")
-            .with_message("must not contain control characters".into()));
-    }
-    Ok(())
 }

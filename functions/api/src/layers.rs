@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use herald::CorrelationId;
 use herald::auth::{Access, Permission, Principal, Scope, route_access};
-use herald::store::{Admission, TenantProfile, TenantStatus};
+use herald::domain::{Admission, TenantProfile, TenantStatus};
 use herald::token::{Rejection, Verified, Verifier};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;

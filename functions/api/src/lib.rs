@@ -94,7 +94,7 @@ fn registered() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(messages::show))
         .routes(routes!(batches::create))
         .routes(routes!(batches::show))
-        .routes(routes!(batches::messages))
+        .routes(routes!(batches::listing::messages))
         .routes(routes!(batches::cancel))
         .routes(routes!(usage::usage))
         .routes(routes!(audit::own_audit))

@@ -8,16 +8,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use herald::TenantId;
-use herald::provider::SmsProviderKind;
-use herald::store::{Limits, PLANS, TenantProfile, TenantStatus, plan_limits};
+use herald::domain::{Limits, Plan, SmsProviderKind, TenantProfile, TenantStatus, one_of};
+use herald::{TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
 use crate::intake;
 use crate::openapi::{ReadProblems, TenantChangeProblems, TenantCreateProblems};
-use crate::usage::plan_schema;
 use crate::{ApiError, App, FieldErrors};
 
 /// The tenant named in an operator route's path.
@@ -32,7 +30,7 @@ pub(crate) fn path_tenant(id: &str) -> Result<TenantId, ApiError> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateTenant {
     tenant_id: String,
-    #[schema(schema_with = plan_schema)]
+    #[schema(value_type = Plan)]
     plan: String,
     /// Overrides of the plan's limits.
     #[serde(default)]
@@ -56,16 +54,14 @@ pub(crate) struct LimitsField {
 #[schema(as = Tenant)]
 pub(crate) struct TenantBody {
     tenant_id: String,
-    #[schema(schema_with = plan_schema)]
-    plan: String,
-    #[schema(value_type = TenantStatus)]
-    status: &'static str,
+    plan: Plan,
+    status: TenantStatus,
     limits: LimitsBody,
-    sms_provider: &'static str,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
+    sms_provider: SmsProviderKind,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: Timestamp,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -80,12 +76,12 @@ impl From<TenantProfile> for TenantBody {
         Self {
             tenant_id: p.tenant.to_string(),
             plan: p.plan,
-            status: p.status.as_str(),
+            status: p.status,
             limits: LimitsBody {
                 api_requests_per_second: p.limits.api_requests_per_second,
                 sends_per_day: p.limits.sends_per_day,
             },
-            sms_provider: p.sms_provider.as_str(),
+            sms_provider: p.sms_provider,
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -120,11 +116,11 @@ pub async fn create(
     let tenant = TenantId::parse(&request.tenant_id)
         .inspect_err(|e| errors.add("/tenant_id", e.to_string()))
         .ok();
-    let plan = plan_limits(&request.plan);
-    if plan.is_none() {
-        let names: Vec<_> = PLANS.iter().map(|(name, _)| *name).collect();
-        errors.add("/plan", format!("must be one of {}", names.join(", ")));
-    }
+    let plan = request
+        .plan
+        .parse::<Plan>()
+        .inspect_err(|_| errors.add("/plan", one_of::<Plan>()))
+        .ok();
     let overrides = request.limits.as_ref();
     for (field, value) in [
         (
@@ -139,42 +135,39 @@ pub async fn create(
     }
     let sms_provider = match request.sms_provider.as_deref() {
         None => Some(SmsProviderKind::default()),
-        Some(raw) => SmsProviderKind::parse(raw),
+        Some(raw) => raw.parse().ok(),
     };
     if sms_provider.is_none() {
-        let names: Vec<_> = SmsProviderKind::ALL.iter().map(|k| k.as_str()).collect();
-        errors.add(
-            "/sms_provider",
-            format!("must be one of {}", names.join(", ")),
-        );
+        errors.add("/sms_provider", one_of::<SmsProviderKind>());
     }
     errors.check()?;
     let (tenant, plan) = (tenant.expect("checked"), plan.expect("checked"));
     let sms_provider = sms_provider.expect("checked");
+    let defaults = plan.limits();
     let limits = Limits {
         api_requests_per_second: overrides
             .and_then(|l| l.api_requests_per_second)
-            .unwrap_or(plan.api_requests_per_second),
+            .unwrap_or(defaults.api_requests_per_second),
         sends_per_day: overrides
             .and_then(|l| l.sends_per_day)
-            .unwrap_or(plan.sends_per_day),
+            .unwrap_or(defaults.sends_per_day),
     };
     let canonical = serde_json::json!({
         "tenant_id": tenant.as_str(),
-        "plan": request.plan,
+        "plan": plan,
         "limits": [limits.api_requests_per_second, limits.sends_per_day],
-        "sms_provider": sms_provider.as_str(),
+        "sms_provider": sms_provider,
     });
     let (app, caller) = (&app, &caller);
     intake::once(app, caller, &idempotent, &canonical, |_| async move {
-        let now = app.clock.rfc3339();
+        let now = app.clock.timestamp();
         let profile = TenantProfile {
             tenant: tenant.clone(),
-            plan: request.plan,
+            plan,
             status: TenantStatus::Active,
             limits,
             sms_provider,
-            created_at: now.clone(),
+            created_at: now,
             updated_at: now,
         };
         if !app.store.create_tenant(&profile).await? {
@@ -275,11 +268,11 @@ async fn set_status(
     status: TenantStatus,
 ) -> Result<Response, ApiError> {
     let tenant = path_tenant(id)?;
-    let canonical = serde_json::json!({ "tenant_id": tenant.as_str(), "status": status.as_str() });
+    let canonical = serde_json::json!({ "tenant_id": tenant.as_str(), "status": status });
     intake::once(app, caller, idempotent, &canonical, |_| async {
         let profile = app
             .store
-            .set_tenant_status(&tenant, status, &app.clock.rfc3339())
+            .set_tenant_status(&tenant, status, app.clock.timestamp())
             .await?
             .ok_or(ApiError::NotFound("No such tenant."))?;
         let action = match status {

@@ -4,11 +4,10 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use herald::store::PLANS;
+use herald::domain::Plan;
+use herald::{Day, Timestamp};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa::openapi::Type;
-use utoipa::openapi::schema::{Object, ObjectBuilder};
 
 use crate::extract::Profile;
 use crate::{ApiError, App};
@@ -16,11 +15,10 @@ use crate::{ApiError, App};
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Usage {
     tenant_id: String,
-    #[schema(schema_with = plan_schema)]
-    plan: String,
+    plan: Plan,
     /// The UTC day counted.
-    #[schema(format = Date)]
-    day: String,
+    #[schema(value_type = String, format = Date)]
+    day: Day,
     sends: SendUsage,
     rate_limit: RateLimit,
 }
@@ -31,21 +29,13 @@ struct SendUsage {
     limit: u32,
     remaining: u32,
     /// The next UTC midnight.
-    #[schema(format = DateTime)]
-    resets_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    resets_at: Timestamp,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 struct RateLimit {
     requests_per_second: u32,
-}
-
-/// The plan names, from the plan table.
-pub(crate) fn plan_schema() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(PLANS.iter().map(|(name, _)| *name)))
-        .build()
 }
 
 #[utoipa::path(
@@ -61,10 +51,8 @@ pub async fn usage(
     State(app): State<Arc<App>>,
     Profile(profile): Profile,
 ) -> Result<Json<Usage>, ApiError> {
-    let now = app.clock.rfc3339();
-    let day = now[..10].to_owned();
-    let used = app.store.sends_on(&profile.tenant, &day).await?;
-    let midnight = (app.clock.epoch_seconds() / 86_400 + 1) * 86_400;
+    let day = app.clock.timestamp().day();
+    let used = app.store.sends_on(&profile.tenant, day).await?;
     let limit = profile.limits.sends_per_day;
     Ok(Json(Usage {
         tenant_id: profile.tenant.to_string(),
@@ -74,7 +62,7 @@ pub async fn usage(
             used,
             limit,
             remaining: limit.saturating_sub(used),
-            resets_at: herald::clock::rfc3339(midnight * 1000),
+            resets_at: day.next_midnight(),
         },
         rate_limit: RateLimit {
             requests_per_second: profile.limits.api_requests_per_second,

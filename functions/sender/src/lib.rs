@@ -11,6 +11,10 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::{FutureExt, StreamExt, stream};
 use herald::clock::SharedClock;
 use herald::config::SenderConfig;
+use herald::domain::{
+    BatchStatus, Channel, Chunk, ChunkCounts, ClaimOutcome, Lease, Recipient, Settlement,
+    TenantStatus,
+};
 use herald::provider::ses::SesProvider;
 use herald::provider::sns::SnsProvider;
 use herald::provider::twilio::TwilioProvider;
@@ -19,10 +23,7 @@ use herald::provider::{
 };
 use herald::queue::{ChunkEnvelope, DeadLetterQueue, EnvelopeError};
 use herald::secrets::SecretsCache;
-use herald::store::{
-    BatchStatus, Channel, Chunk, ChunkCounts, ClaimOutcome, Lease, Recipient, Settlement, Store,
-    StoreError, TenantStatus,
-};
+use herald::store::{Store, StoreError};
 use herald::telemetry::error_chain;
 use herald::{Address, MessageId, MessageStatus, TenantId};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -374,13 +375,7 @@ async fn process_record(
         (Some(e), _) => Err(e.into()),
         (None, 0) => {
             deps.store
-                .count_chunk(
-                    tenant,
-                    batch,
-                    chunk.index,
-                    counts,
-                    deps.clock.epoch_millis(),
-                )
+                .count_chunk(tenant, batch, chunk.index, counts, deps.clock.timestamp())
                 .await?;
             Ok(())
         }
@@ -407,7 +402,7 @@ async fn cancel_one(
 ) -> Result<Done, StoreError> {
     let outcome = deps
         .store
-        .cancel_message(tenant, id, chunk, to, &deps.clock.rfc3339())
+        .cancel_message(tenant, id, chunk, to, deps.clock.timestamp())
         .await?;
     Ok(match outcome {
         None => Done::Settled(MessageStatus::Cancelled),
@@ -444,12 +439,7 @@ async fn send_one(
     if !time_to_send(deps, deadline) {
         return Ok(Done::Retry);
     }
-    let now_epoch = deps.clock.epoch_seconds();
-    let lease = Lease {
-        now: deps.clock.rfc3339(),
-        now_epoch,
-        until_epoch: now_epoch + deps.config.lease.as_secs(),
-    };
+    let lease = Lease::starting(deps.clock.timestamp(), deps.config.lease);
     let claim = deps.store.claim(tenant, id, chunk, to, &lease).await?;
     let token = match claim {
         ClaimOutcome::Claimed { token } => token,
@@ -504,11 +494,7 @@ async fn send_one(
         (to, _) => {
             let failed = Settlement::Failed {
                 code: "channel".into(),
-                reason: format!(
-                    "a {} address in a {} chunk",
-                    to.channel().as_str(),
-                    chunk.channel.as_str()
-                ),
+                reason: format!("a {} address in a {} chunk", to.channel(), chunk.channel),
             };
             return settle(deps, tenant, id, &token, failed).await;
         }
@@ -525,7 +511,7 @@ async fn send_one(
                     id,
                     &token,
                     "out of invocation time",
-                    &deps.clock.rfc3339(),
+                    deps.clock.timestamp(),
                 )
                 .await?;
             return Ok(Done::Retry);
@@ -552,7 +538,7 @@ async fn send_one(
                 if attempt >= deps.config.max_attempts || out_of_time {
                     tracing::info!(attempt, %reason, "provider still failing; releasing the claim");
                     deps.store
-                        .release(tenant, id, &token, &reason, &deps.clock.rfc3339())
+                        .release(tenant, id, &token, &reason, deps.clock.timestamp())
                         .await?;
                     return Ok(Done::Retry);
                 }
@@ -600,10 +586,10 @@ async fn settle(
 ) -> Result<Done, StoreError> {
     let settled = deps
         .store
-        .settle(tenant, id, token, &settlement, &deps.clock.rfc3339())
+        .settle(tenant, id, token, &settlement, deps.clock.timestamp())
         .await?;
     if settled {
-        tracing::info!(status = settlement.status().as_str(), "message settled");
+        tracing::info!(status = %settlement.status(), "message settled");
         Ok(Done::Settled(settlement.status()))
     } else {
         // The claim was taken over (its lease ran out): whoever took it records the

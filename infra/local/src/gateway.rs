@@ -173,7 +173,7 @@ async fn to_event(
         "requestId": ulid::Ulid::new().to_string(),
         "routeKey": route_key,
         "stage": "$default",
-        "time": herald::clock::rfc3339(now_ms),
+        "time": herald::Timestamp::from_epoch_millis(now_ms).to_string(),
         "timeEpoch": now_ms,
     });
     Ok(json!({

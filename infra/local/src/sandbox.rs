@@ -274,7 +274,7 @@ async fn create_message(
         to,
         from,
         body,
-        received_at: herald::clock::rfc3339(received_at_ms),
+        received_at: herald::Timestamp::from_epoch_millis(received_at_ms).to_string(),
         received_at_ms,
     };
     sandbox

@@ -12,6 +12,9 @@ use crate::ids::MessageId;
 use crate::phone::PhoneNumber;
 
 mod aws_errors;
+
+/// The tenant's choice of SMS provider, which the sender routes on.
+pub use crate::domain::SmsProviderKind;
 pub mod ses;
 pub mod sns;
 pub mod twilio;
@@ -70,31 +73,6 @@ pub enum SendOutcome {
     /// The request may or may not have been sent (timeout after the request left, a
     /// success answer that does not parse). Re-sending could send a duplicate.
     Ambiguous { reason: String },
-}
-
-/// Which SMS provider a tenant's messages go through (its profile's `sms_provider`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum SmsProviderKind {
-    /// The Twilio-compatible Messages API (the sandbox locally).
-    #[default]
-    Twilio,
-    /// Amazon SNS, with the sender's own IAM role.
-    Sns,
-}
-
-impl SmsProviderKind {
-    pub const ALL: [Self; 2] = [Self::Twilio, Self::Sns];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Twilio => "twilio",
-            Self::Sns => "sns",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == raw)
-    }
 }
 
 pub trait Provider: Send + Sync {

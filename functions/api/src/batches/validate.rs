@@ -1,0 +1,209 @@
+//! Everything a batch request is checked for before anything is written: every
+//! recipient's address (for the channel), variables, rendered text and subject, and
+//! duplicates. Every failure is listed with its field path.
+
+use std::collections::{BTreeMap, HashMap};
+
+use herald::Address;
+use herald::domain::{Channel, MessageText, Recipient, Subject, printable};
+use herald::template::{self, Template, Variables};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::{ApiError, FieldErrors};
+
+pub const MAX_VARIABLES: usize = 20;
+pub const MAX_VALUE_CHARS: usize = 1024;
+/// Names and values of one recipient's variables, in UTF-8 bytes: keeps a chunk of
+/// `CHUNK_SIZE` recipients well under DynamoDB's 400 KB item limit.
+pub const MAX_VARIABLE_BYTES: usize = 2048;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBatch {
+    /// How the messages travel: `sms` (the default) or `email`.
+    #[serde(default)]
+    pub channel: Channel,
+    /// The email's subject (required for `email`, refused for `sms`), with `{{name}}`
+    /// placeholders like the template. Rendered, 1 to 256 characters with no control
+    /// characters or line breaks.
+    #[schema(min_length = 1, max_length = 256, example = "Your code, {{name}}")]
+    pub subject: Option<String>,
+    /// The text (plain text for email), with `{{name}}` placeholders each recipient's
+    /// variables fill in. The template and each rendered text may be at most 1600
+    /// characters for `sms`, 10,000 for `email`.
+    #[schema(
+        min_length = 1,
+        max_length = 10000,
+        example = "Hi {{name}}, your code is {{code}}"
+    )]
+    pub template: String,
+    /// 1 to the configured maximum (10,000 by default); each address at most once
+    /// (email addresses compared without regard to case).
+    #[schema(min_items = 1)]
+    pub recipients: Vec<RecipientField>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Recipient)]
+pub struct RecipientField {
+    /// The recipient: an E.164 number for `sms`, an email address for `email`.
+    #[schema(example = "+14155550100")]
+    pub to: String,
+    /// At most 20; names are letters, digits or `_`, values at most 1024 characters, and
+    /// names and values together at most 2048 bytes.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// A batch request that passed every check.
+pub(super) struct Valid {
+    pub template: Template,
+    pub subject: Option<Template>,
+    pub recipients: Vec<Recipient>,
+}
+
+/// Checks everything before anything is written: every recipient's address (for the
+/// channel), variables, rendered text and subject, and duplicates. Every failure is
+/// listed with its field path.
+pub(super) fn validate(
+    request: &CreateBatch,
+    channel: Channel,
+    max_recipients: usize,
+) -> Result<Valid, ApiError> {
+    let mut errors = FieldErrors::default();
+    if let Err(problems) = MessageText::parse(channel, &request.template) {
+        errors.add_text("/template", problems);
+    }
+    let template = Template::parse(&request.template)
+        .inspect_err(|e| errors.add("/template", e.to_string()))
+        .ok();
+    let subject_source = Subject::for_channel(channel, request.subject.as_deref())
+        .inspect_err(|problems| errors.add_text("/subject", problems.clone()))
+        .ok()
+        .flatten();
+    let subject = subject_source.and_then(|source| {
+        Template::parse(source.as_str())
+            .inspect_err(|e| errors.add("/subject", e.to_string()))
+            .ok()
+    });
+    let count = request.recipients.len();
+    if count == 0 || count > max_recipients {
+        errors.add(
+            "/recipients",
+            format!("must hold 1 to {max_recipients} recipients; it holds {count}"),
+        );
+        // Checking each of 10,001 recipients would bury the one error that matters.
+        return Err(ApiError::InvalidFields(errors));
+    }
+    let max_chars = channel.max_text_chars();
+    let mut first_seen: HashMap<String, usize> = HashMap::with_capacity(count);
+    let mut recipients = Vec::with_capacity(count);
+    for (i, field) in request.recipients.iter().enumerate() {
+        let at = format!("/recipients/{i}");
+        let variables = check_variables(&field.variables, &at, &mut errors);
+        let to = match Address::parse(channel, &field.to) {
+            Ok(to) => to,
+            Err(e) => {
+                errors.add(format!("{at}/to"), e.to_string());
+                continue;
+            }
+        };
+        if let Some(first) = first_seen.insert(to.folded(), i) {
+            // Rejected, not silently merged: a list with duplicates is usually a bug
+            // upstream that the caller wants to hear about.
+            first_seen.insert(to.folded(), first);
+            errors.add(
+                format!("{at}/to"),
+                format!(
+                    "duplicates /recipients/{first}/to; each address may appear once per batch"
+                ),
+            );
+            continue;
+        }
+        if let (Some(template), Some(variables)) = (&template, &variables) {
+            match template.render(variables) {
+                Err(missing) => errors.add(format!("{at}/variables"), missing.to_string()),
+                Ok(text) if text.chars().count() > max_chars => errors.add(
+                    at.clone(),
+                    format!(
+                        "the text for this recipient is {} characters; at most {max_chars}",
+                        text.chars().count()
+                    ),
+                ),
+                Ok(_) => {}
+            }
+        }
+        if let (Some(subject), Some(variables)) = (&subject, &variables) {
+            match subject.render(variables) {
+                Err(missing) => errors.add(format!("{at}/variables"), missing.to_string()),
+                Ok(text) => {
+                    // Named at the recipient: its variables made the subject what it is.
+                    for problem in Subject::parse(&text).err().unwrap_or_default() {
+                        errors.add(&at, format!("the subject for this recipient: {problem}"));
+                    }
+                }
+            }
+        }
+        if let Some(variables) = variables {
+            recipients.push(Recipient { to, variables });
+        }
+    }
+    errors.check()?;
+    Ok(Valid {
+        template: template.expect("checked above"),
+        subject,
+        recipients,
+    })
+}
+
+fn check_variables(
+    variables: &BTreeMap<String, String>,
+    at: &str,
+    errors: &mut FieldErrors,
+) -> Option<Variables> {
+    let before = errors.len();
+    if variables.len() > MAX_VARIABLES {
+        errors.add(
+            format!("{at}/variables"),
+            format!(
+                "at most {MAX_VARIABLES} variables; it has {}",
+                variables.len()
+            ),
+        );
+    }
+    let bytes: usize = variables.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_VARIABLE_BYTES {
+        errors.add(
+            format!("{at}/variables"),
+            format!("names and values may total {MAX_VARIABLE_BYTES} bytes; they total {bytes}"),
+        );
+    }
+    for (name, value) in variables {
+        let path = format!(
+            "{at}/variables/{}",
+            name.replace('~', "~0").replace('/', "~1")
+        );
+        if !template::is_name(name) {
+            errors.add(
+                path.clone(),
+                format!(
+                    "variable names are 1 to {} letters, digits or _, starting with a letter or _",
+                    template::MAX_NAME_CHARS
+                ),
+            );
+        }
+        let chars = value.chars().count();
+        if chars > MAX_VALUE_CHARS {
+            errors.add(
+                path.clone(),
+                format!("at most {MAX_VALUE_CHARS} characters; it has {chars}"),
+            );
+        }
+        if !printable(value) {
+            errors.add(path, "must not contain control characters");
+        }
+    }
+    (errors.len() == before).then(|| variables.clone())
+}
