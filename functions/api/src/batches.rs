@@ -16,7 +16,7 @@ use herald::store::{
     BatchStatus, BatchView, CancelOutcome, Channel, Chunk, Content, NewBatch, Recipient,
     TenantProfile,
 };
-use herald::template::{self, Template, Variables};
+use herald::template::{self, RenderError, Template, TemplateError, Variables};
 use herald::{Address, BatchId, MessageStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -24,8 +24,8 @@ use validator::Validate;
 
 use crate::intake::{self, FieldErrors, IdempotencyKeyHeader};
 use crate::messages::{
-    ChannelField, MessageSummary, check_body_length, check_subject, check_subject_text,
-    max_body_chars,
+    ChannelField, MAX_SUBJECT_CHARS, MessageSummary, check_body_length, check_subject,
+    check_subject_text, max_body_chars,
 };
 use crate::openapi::{
     BodyTooLarge, IdempotencyKeyReused, InvalidRequest, NotFound, RequestInProgress,
@@ -211,9 +211,17 @@ fn validate(
         errors.add_validator(&e);
     }
     check_body_length(channel, "/template", &request.template, &mut errors);
-    let template = Template::parse(&request.template)
-        .inspect_err(|e| errors.add("/template", e.to_string()))
-        .ok();
+    let max_chars = max_body_chars(channel);
+    // An over-long template is not scanned (check_body_length named it, with its
+    // length), and without a template no recipient is rendered.
+    let template = match Template::parse_within(&request.template, max_chars) {
+        Ok(template) => Some(template),
+        Err(TemplateError::TooLong { .. }) => None,
+        Err(e) => {
+            errors.add("/template", e.to_string());
+            None
+        }
+    };
     let subject_source = check_subject(channel, request.subject.as_deref(), &mut errors);
     let subject = subject_source.and_then(|source| {
         Template::parse(source)
@@ -229,7 +237,6 @@ fn validate(
         // Checking each of 10,001 recipients would bury the one error that matters.
         return Err(errors.check().expect_err("an error was added"));
     }
-    let max_chars = max_body_chars(channel);
     let mut first_seen: HashMap<String, usize> = HashMap::with_capacity(count);
     let mut recipients = Vec::with_capacity(count);
     for (i, field) in request.recipients.iter().enumerate() {
@@ -255,21 +262,25 @@ fn validate(
             continue;
         }
         if let (Some(template), Some(variables)) = (&template, &variables) {
-            match template.render(variables) {
-                Err(missing) => errors.add(format!("{at}/variables"), missing.to_string()),
-                Ok(text) if text.chars().count() > max_chars => errors.add(
-                    at.clone(),
-                    format!(
-                        "the text for this recipient is {} characters; at most {max_chars}",
-                        text.chars().count()
-                    ),
-                ),
+            match template.render_within(variables, max_chars) {
+                Err(RenderError::Missing(missing)) => {
+                    errors.add(format!("{at}/variables"), missing.to_string())
+                }
+                Err(too_long) => errors.add(at.clone(), too_long.to_string()),
                 Ok(_) => {}
             }
         }
         if let (Some(subject), Some(variables)) = (&subject, &variables) {
-            match subject.render(variables) {
-                Err(missing) => errors.add(format!("{at}/variables"), missing.to_string()),
+            match subject.render_within(variables, MAX_SUBJECT_CHARS) {
+                Err(RenderError::Missing(missing)) => {
+                    errors.add(format!("{at}/variables"), missing.to_string())
+                }
+                Err(RenderError::TooLong { .. }) => errors.add(
+                    at.clone(),
+                    format!(
+                        "the subject for this recipient: a subject is 1 to {MAX_SUBJECT_CHARS} characters; it is longer"
+                    ),
+                ),
                 Ok(text) => {
                     // Named at the recipient: its variables made the subject what it is.
                     let mut problems = FieldErrors::default();
