@@ -118,11 +118,18 @@ impl Template {
     /// The text for one recipient, or the first variable it lacks. Unbounded: for
     /// templates and variables already validated (the sender's stored chunks).
     pub fn render(&self, variables: &Variables) -> Result<String, MissingVariable> {
-        self.render_within(variables, usize::MAX)
-            .map_err(|e| match e {
-                RenderError::Missing(missing) => missing,
-                RenderError::TooLong { .. } => unreachable!("no text is longer than usize::MAX"),
-            })
+        let mut out = String::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Text { text, .. } => out.push_str(text),
+                Segment::Variable(name) => out.push_str(
+                    variables
+                        .get(name)
+                        .ok_or_else(|| MissingVariable(name.clone()))?,
+                ),
+            }
+        }
+        Ok(out)
     }
 
     /// The text for one recipient if it is at most `max_chars` characters. Stops at
