@@ -16,7 +16,10 @@ pub const MAX_NAME_CHARS: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     /// Literal text and its length in characters (counted once, at parse time).
-    Text { text: String, chars: usize },
+    Text {
+        text: String,
+        chars: usize,
+    },
     Variable(String),
 }
 
@@ -153,7 +156,10 @@ impl Template {
                         .ok_or_else(|| MissingVariable(name.clone()))?;
                     // Counting stops one past the room: a long value costs no more
                     // than the room left.
-                    (value.as_str(), value.chars().take(room.saturating_add(1)).count())
+                    (
+                        value.as_str(),
+                        value.chars().take(room.saturating_add(1)).count(),
+                    )
                 }
             };
             if piece_chars > room {

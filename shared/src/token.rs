@@ -115,9 +115,7 @@ impl KeyCache {
         if since(self.failed_at).is_some_and(|ago| ago < FAILED_FETCH_BACKOFF.as_secs()) {
             return Lookup::Refused(Rejection::KeysUnavailable);
         }
-        if !fresh
-            || since(self.attempted_at).is_none_or(|ago| ago >= REFETCH_AFTER.as_secs())
-        {
+        if !fresh || since(self.attempted_at).is_none_or(|ago| ago >= REFETCH_AFTER.as_secs()) {
             return Lookup::Fetch;
         }
         Lookup::Refused(Rejection::UnknownKey)
