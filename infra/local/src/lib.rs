@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 pub mod emulator;
 pub mod gateway;
+pub mod hostile;
 pub mod provision;
 pub mod requests;
 pub mod runner;

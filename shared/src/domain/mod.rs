@@ -38,7 +38,7 @@ pub use status::MessageStatus;
 pub use tenant::{
     Admission, AuditEntry, Limits, Plan, Reservation, SmsProviderKind, TenantProfile, TenantStatus,
 };
-pub use text::{MessageText, Subject, TextProblem, printable};
+pub use text::{MAX_SUBJECT_CHARS, MessageText, Subject, TextProblem, printable};
 
 /// The names of `T`'s variants, in order, as stored and answered.
 pub fn names<T>() -> Vec<&'static str>

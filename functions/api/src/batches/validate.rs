@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use herald::Address;
-use herald::domain::{Channel, MessageText, Recipient, Subject, printable};
-use herald::template::{self, Template, Variables};
+use herald::domain::{Channel, MAX_SUBJECT_CHARS, MessageText, Recipient, Subject, printable};
+use herald::template::{self, RenderError, Template, TemplateError, Variables};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -76,9 +76,17 @@ pub(super) fn validate(
     if let Err(problems) = MessageText::parse(channel, &request.template) {
         errors.add_text("/template", problems);
     }
-    let template = Template::parse(&request.template)
-        .inspect_err(|e| errors.add("/template", e.to_string()))
-        .ok();
+    let max_chars = channel.max_text_chars();
+    // An over-long template is not scanned (MessageText named it, with its length), and
+    // without a template no recipient is rendered.
+    let template = match Template::parse_within(&request.template, max_chars) {
+        Ok(template) => Some(template),
+        Err(TemplateError::TooLong { .. }) => None,
+        Err(e) => {
+            errors.add("/template", e.to_string());
+            None
+        }
+    };
     let subject_source = Subject::for_channel(channel, request.subject.as_deref())
         .inspect_err(|problems| errors.add_text("/subject", problems.clone()))
         .ok()
@@ -97,7 +105,6 @@ pub(super) fn validate(
         // Checking each of 10,001 recipients would bury the one error that matters.
         return Err(ApiError::InvalidFields(errors));
     }
-    let max_chars = channel.max_text_chars();
     let mut first_seen: HashMap<String, usize> = HashMap::with_capacity(count);
     let mut recipients = Vec::with_capacity(count);
     for (i, field) in request.recipients.iter().enumerate() {
@@ -123,21 +130,25 @@ pub(super) fn validate(
             continue;
         }
         if let (Some(template), Some(variables)) = (&template, &variables) {
-            match template.render(variables) {
-                Err(missing) => errors.add(format!("{at}/variables"), missing.to_string()),
-                Ok(text) if text.chars().count() > max_chars => errors.add(
-                    at.clone(),
-                    format!(
-                        "the text for this recipient is {} characters; at most {max_chars}",
-                        text.chars().count()
-                    ),
-                ),
+            match template.render_within(variables, max_chars) {
+                Err(RenderError::Missing(missing)) => {
+                    errors.add(format!("{at}/variables"), missing.to_string())
+                }
+                Err(too_long) => errors.add(at.clone(), too_long.to_string()),
                 Ok(_) => {}
             }
         }
         if let (Some(subject), Some(variables)) = (&subject, &variables) {
-            match subject.render(variables) {
-                Err(missing) => errors.add(format!("{at}/variables"), missing.to_string()),
+            match subject.render_within(variables, MAX_SUBJECT_CHARS) {
+                Err(RenderError::Missing(missing)) => {
+                    errors.add(format!("{at}/variables"), missing.to_string())
+                }
+                Err(RenderError::TooLong { .. }) => errors.add(
+                    at.clone(),
+                    format!(
+                        "the subject for this recipient: a subject is 1 to {MAX_SUBJECT_CHARS} characters; it is longer"
+                    ),
+                ),
                 Ok(text) => {
                     // Named at the recipient: its variables made the subject what it is.
                     for problem in Subject::parse(&text).err().unwrap_or_default() {
