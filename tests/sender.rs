@@ -1,4 +1,8 @@
 //! The sender under SQS's at-least-once delivery and a failing provider.
+//!
+//! Longer than most files: each test drives `herald_sender::handle` by hand against
+//! its own stack, and the providers that misbehave on purpose live beside the tests
+//! that use them.
 
 use std::time::Duration;
 
@@ -133,6 +137,111 @@ async fn a_failing_record_is_reported_alone_and_lands_in_the_dlq_after_the_redri
         "released, never sent, not settled"
     );
     assert!(bad_message.body["attempts"].as_u64().unwrap() >= 5);
+}
+
+/// `Retry-After: 18446744073709551615` from the provider: the wait is longer than the
+/// invocation has, so the claim is given back for the chunk's redelivery, and nothing
+/// overflows or panics on the way (a panic would be caught, but would leave the claim
+/// held, so the next delivery could not try again).
+#[tokio::test]
+async fn a_retry_after_of_any_size_gives_the_claim_back_without_a_panic() {
+    let test = TestCloud::start_with("huge-retry-after", |o| o.run_queues = false).await;
+    test.cloud.sandbox.set_faults(Faults {
+        throttle_rate: 1.0,
+        retry_after_secs: u64::MAX,
+        ..Faults::default()
+    });
+    let token = test.token("acme", "sender").await;
+    let id = test.send_sms(&token, "+14155550100", "later").await;
+    let event = test.receive_chunks(1).await;
+    let record = event.records[0].message_id.clone().unwrap();
+
+    for delivery in 1..=2 {
+        let response = herald_sender::handle(&test.cloud.sender, event.clone(), deadline()).await;
+        let handed_back: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(handed_back, vec![record.clone()], "handed back, not lost");
+        assert_eq!(
+            test.cloud.sandbox.injected().throttles,
+            delivery,
+            "one call per delivery, then no wait that long"
+        );
+        let message = test.get(&format!("/v1/messages/{id}"), &token).await.body;
+        assert_eq!(
+            message["status"], "sending",
+            "released, not settled: {message}"
+        );
+        assert_eq!(
+            message["attempts"], delivery,
+            "claimed again: it was released"
+        );
+    }
+    assert!(test.ledger().is_empty());
+}
+
+/// A provider (not the Twilio adapter, which clamps the header) asking for the longest
+/// wait a `Duration` holds, counting how often it is called.
+#[derive(Default)]
+struct WaitsForever(std::sync::atomic::AtomicUsize);
+
+impl herald::provider::Provider for WaitsForever {
+    fn name(&self) -> &'static str {
+        "waits-forever"
+    }
+
+    fn send<'a>(
+        &'a self,
+        _: &'a herald::provider::Outbound,
+    ) -> futures::future::BoxFuture<'a, herald::provider::SendOutcome> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async {
+            herald::provider::SendOutcome::Transient {
+                reason: "come back at the end of time".into(),
+                retry_after: Some(Duration::MAX),
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_longest_wait_a_provider_can_ask_for_does_not_panic_the_sender() {
+    use std::sync::Arc;
+
+    let test = TestCloud::start_with("max-retry-after", |o| o.run_queues = false).await;
+    let token = test.token("acme", "sender").await;
+    let id = test.send_sms(&token, "+14155550100", "later").await;
+    let event = test.receive_chunks(1).await;
+
+    let sender = &test.cloud.sender;
+    let provider = Arc::new(WaitsForever::default());
+    let deps = herald_sender::Deps::new(
+        sender.config.clone(),
+        sender.store.clone(),
+        sender.dead_letters.clone(),
+        herald_sender::Providers::all(provider.clone()),
+        sender.clock.clone(),
+    );
+    for delivery in 1..=2 {
+        let response = herald_sender::handle(&deps, event.clone(), deadline()).await;
+        assert_eq!(response.batch_item_failures.len(), 1, "{response:?}");
+        assert_eq!(
+            provider.0.load(std::sync::atomic::Ordering::SeqCst),
+            delivery,
+            "asked once per delivery, then not waited for"
+        );
+        let message = test.get(&format!("/v1/messages/{id}"), &token).await.body;
+        assert_eq!(
+            message["status"], "sending",
+            "released, not settled: {message}"
+        );
+        assert_eq!(
+            message["attempts"], delivery,
+            "claimed again: it was released"
+        );
+    }
 }
 
 #[tokio::test]

@@ -548,7 +548,7 @@ async fn send_one(
             } => {
                 stats.retries.fetch_add(1, Ordering::Relaxed);
                 let delay = backoff(attempt, retry_after);
-                let out_of_time = !time_to_send(deps, deadline - delay);
+                let out_of_time = !time_to_send_after(deps, delay, deadline);
                 if attempt >= deps.config.max_attempts || out_of_time {
                     tracing::info!(attempt, %reason, "provider still failing; releasing the claim");
                     deps.store
@@ -588,7 +588,23 @@ impl ProviderStats {
 
 /// Whether a provider call started now can still be settled before `deadline`.
 fn time_to_send(deps: &Deps, deadline: Instant) -> bool {
-    Instant::now() + deps.config.provider_timeout + SETTLE_MARGIN <= deadline
+    time_to_send_after(deps, Duration::ZERO, deadline)
+}
+
+/// Whether a provider call started after waiting `wait` can still be settled before
+/// `deadline`.
+fn time_to_send_after(deps: &Deps, wait: Duration, deadline: Instant) -> bool {
+    fits(Instant::now(), wait, deps.config.provider_timeout, deadline)
+}
+
+/// `now + wait + provider_timeout + SETTLE_MARGIN <= deadline`, in checked arithmetic:
+/// the wait comes from a provider's `Retry-After` and may be of any size, and one too
+/// large for an `Instant` means "not in this invocation", not a panic.
+fn fits(now: Instant, wait: Duration, provider_timeout: Duration, deadline: Instant) -> bool {
+    wait.checked_add(provider_timeout)
+        .and_then(|d| d.checked_add(SETTLE_MARGIN))
+        .and_then(|d| now.checked_add(d))
+        .is_some_and(|end| end <= deadline)
 }
 
 async fn settle(
@@ -632,5 +648,23 @@ mod tests {
         }
         let floor = Duration::from_secs(2);
         assert!(backoff(1, Some(floor)) >= floor);
+    }
+
+    #[test]
+    fn a_wait_of_any_size_is_out_of_time_never_a_panic() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(30);
+        let timeout = Duration::from_secs(5);
+        assert!(fits(now, Duration::ZERO, timeout, deadline));
+        assert!(fits(now, Duration::from_secs(22), timeout, deadline));
+        assert!(!fits(now, Duration::from_secs(23), timeout, deadline));
+        // `Retry-After: 18446744073709551615`, had an adapter passed it on unclamped.
+        for wait in [Duration::from_secs(u64::MAX), Duration::MAX] {
+            let delay = backoff(1, Some(wait));
+            assert_eq!(delay, wait);
+            assert!(!fits(now, delay, timeout, deadline));
+        }
+        // A deadline already passed.
+        assert!(!fits(deadline, Duration::ZERO, timeout, now));
     }
 }
