@@ -17,7 +17,6 @@ use futures::FutureExt;
 use herald::provider::twilio::TwilioProvider;
 use herald::provider::{Outbound, Provider, SendOutcome};
 use herald::queue::{ChunkEnvelope, SendQueue};
-use herald::secrets::SecretsCache;
 use herald::{BatchId, CorrelationId, TenantId};
 use herald_tests::herald_local::CloudOptions;
 use herald_tests::herald_local::runner::QueueRunner;
@@ -400,32 +399,11 @@ async fn a_sender_killed_between_send_and_commit_leaves_unknown_never_a_second_t
     let batch = send_batch(&test, &token).await;
 
     let cloud = &test.cloud;
-    let config = cloud.sender.config.clone();
-    let secrets = Arc::new(SecretsCache::new(
-        herald::aws::SecretsManagerClient::new(&cloud.sdk),
-        Duration::from_secs(300),
-    ));
-    let inner = TwilioProvider::new(
-        &config.sms_api_base,
-        &config.provider_secret_id,
-        secrets,
-        config.provider_timeout,
-    )
-    .unwrap();
     let victims: Vec<u32> = (0..5).map(|chunk| chunk * 100 + 50).collect();
-    let deps = Arc::new(
-        herald_sender::Deps::new(
-            config,
-            cloud.sender.store.clone(),
-            cloud.sender.dead_letters.clone(),
-            herald_sender::Providers::all(Arc::new(KilledAfterSend {
-                inner,
-                victims: victims.clone(),
-            })),
-            cloud.sender.clock.clone(),
-        )
-        .with_metrics(cloud.metrics.clone()),
-    );
+    let deps = Arc::new(test.sender_with(Arc::new(KilledAfterSend {
+        inner: test.twilio_adapter(),
+        victims: victims.clone(),
+    })));
     let handler_deps = deps.clone();
     let runner = QueueRunner {
         sqs: cloud.clients.sqs.clone(),
