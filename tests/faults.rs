@@ -458,7 +458,12 @@ async fn a_recipient_the_provider_keeps_failing_reaches_the_dlq_and_is_sent_afte
         only_to: vec![victim.clone()],
         ..Faults::default()
     };
-    let test = TestCloud::start_with("fault-dlq", |o| with_redelivery(o, 12)).await;
+    // Redelivery after 20 s: an invocation claims only while a call and its settle
+    // still fit (its first 13 s), so each delivery moves about 13 s of the emulator's
+    // pace; the four good chunks must finish within their five receives, and at 12 s
+    // (5 s of claiming a delivery) this machine's emulator sent fewer than 500 in
+    // five, so every chunk went to the DLQ, on main as well.
+    let test = TestCloud::start_with("fault-dlq", |o| with_redelivery(o, 20)).await;
     test.cloud.sandbox.set_faults(faults);
     let token = test.token("acme", "sender").await;
     let batch = send_batch(&test, &token).await;
