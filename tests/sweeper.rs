@@ -20,24 +20,15 @@ async fn the_sweeper_enqueues_batches_their_requests_left_behind() {
     let token = test.token("acme", "sender").await;
     let sqs = &test.cloud.clients.sqs;
     let queue_url = test.cloud.stack.reference("SendQueue").unwrap().to_owned();
-    let queue_name = queue_url.rsplit('/').next().unwrap().to_owned();
 
     // Break the path between the write and the enqueue for two requests.
-    sqs.delete_queue()
-        .queue_url(&queue_url)
-        .send()
-        .await
-        .unwrap();
+    test.break_send_queue().await;
     for i in 0..2 {
         let body = json!({ "to": number(i), "body": "late but sent" }).to_string();
         let answer = test.post_json("/v1/messages", &token, &body).await;
         assert_eq!(answer.status, 503, "{:?}", answer.body);
     }
-    sqs.create_queue()
-        .queue_name(&queue_name)
-        .send()
-        .await
-        .unwrap();
+    test.restore_send_queue().await;
     let batches = test.batch_ids().await;
     assert_eq!(batches.len(), 2);
     for batch in &batches {

@@ -12,6 +12,7 @@ use crate::ids::MessageId;
 use crate::phone::PhoneNumber;
 
 mod aws_errors;
+pub mod retry_after;
 
 /// The tenant's choice of SMS provider, which the sender routes on.
 pub use crate::domain::SmsProviderKind;
@@ -65,13 +66,15 @@ pub enum SendOutcome {
     Accepted { provider_ref: String },
     /// The provider refused this message for good (invalid number, opted out...).
     Rejected { code: String, reason: String },
-    /// Known not sent; safe to try again later.
+    /// Known not taken (the provider turned the request away, or it never left);
+    /// safe to try again later, not before `retry_after` if the provider said so.
     Transient {
         reason: String,
         retry_after: Option<Duration>,
     },
-    /// The request may or may not have been sent (timeout after the request left, a
-    /// success answer that does not parse). Re-sending could send a duplicate.
+    /// The request may or may not have been taken (a timeout after the request left, a
+    /// 5xx other than 503, a success answer that does not parse). Re-sending could
+    /// send a duplicate, so it is never re-sent: the message becomes `unknown`.
     Ambiguous { reason: String },
 }
 
