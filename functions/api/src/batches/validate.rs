@@ -218,3 +218,142 @@ fn check_variables(
     }
     (errors.len() == before).then(|| variables.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipient(to: &str, variables: &[(&str, &str)]) -> RecipientField {
+        RecipientField {
+            to: to.to_owned(),
+            variables: variables
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn sms(template: &str, recipients: Vec<RecipientField>) -> CreateBatch {
+        CreateBatch {
+            channel: Channel::Sms,
+            subject: None,
+            template: template.to_owned(),
+            recipients,
+        }
+    }
+
+    /// The fields a refused request names, in the order they were found.
+    fn refused(request: &CreateBatch, max_recipients: usize) -> Vec<(String, String)> {
+        match validate(request, request.channel, max_recipients) {
+            Err(ApiError::InvalidFields(errors)) => errors.into_inner(),
+            Err(other) => panic!("expected invalid fields, got {other:?}"),
+            Ok(_) => panic!("expected the request to be refused"),
+        }
+    }
+
+    fn fields(errors: &[(String, String)]) -> Vec<&str> {
+        errors.iter().map(|(field, _)| field.as_str()).collect()
+    }
+
+    #[test]
+    fn a_valid_batch_keeps_its_recipients_in_order_with_their_variables() {
+        let request = sms(
+            "Hi {{name}}",
+            vec![
+                recipient("+14155550101", &[("name", "Ann")]),
+                recipient("+14155550102", &[("name", "Bo")]),
+            ],
+        );
+        let valid = validate(&request, Channel::Sms, 10).expect("valid");
+        assert_eq!(valid.template.source(), "Hi {{name}}");
+        assert!(valid.subject.is_none());
+        let to: Vec<&str> = valid.recipients.iter().map(|r| r.to.as_str()).collect();
+        assert_eq!(to, ["+14155550101", "+14155550102"]);
+        assert_eq!(valid.recipients[1].variables["name"], "Bo");
+    }
+
+    #[test]
+    fn every_failing_recipient_is_named_at_once() {
+        // Twice a name of 1,000 characters passes an SMS's 1,600.
+        let request = sms(
+            "Hi {{name}} {{name}}",
+            vec![
+                recipient("+14155550101", &[("name", "Ann")]),
+                recipient("0044", &[("name", "Bo")]),
+                recipient("+14155550101", &[("name", "Cy")]),
+                recipient("+14155550103", &[]),
+                recipient("+14155550104", &[("name", &"x".repeat(1_000))]),
+                recipient("+14155550105", &[("bad name", "x")]),
+            ],
+        );
+        let errors = refused(&request, 10);
+        assert_eq!(
+            fields(&errors),
+            [
+                "/recipients/1/to",
+                "/recipients/2/to",
+                "/recipients/3/variables",
+                "/recipients/4",
+                "/recipients/5/variables/bad name",
+            ],
+            "{errors:?}"
+        );
+        assert!(errors[1].1.contains("duplicates /recipients/0/to"));
+    }
+
+    #[test]
+    fn too_many_recipients_is_the_only_error_reported() {
+        let recipients = (0..4)
+            .map(|i| recipient(&format!("bad-{i}"), &[]))
+            .collect();
+        let errors = refused(&sms("Hi", recipients), 3);
+        assert_eq!(fields(&errors), ["/recipients"], "{errors:?}");
+        assert_eq!(fields(&refused(&sms("Hi", vec![]), 3)), ["/recipients"]);
+    }
+
+    #[test]
+    fn a_template_over_the_limit_is_named_once_and_no_recipient_is_rendered() {
+        let template = "{{a}}".repeat(1_000);
+        let recipients = (0..50)
+            .map(|i| recipient(&format!("+1415555{i:04}"), &[]))
+            .collect();
+        let errors = refused(&sms(&template, recipients), 100);
+        assert_eq!(fields(&errors), ["/template"], "{errors:?}");
+    }
+
+    #[test]
+    fn email_addresses_are_duplicates_whatever_their_case() {
+        let request = CreateBatch {
+            channel: Channel::Email,
+            subject: Some("Hello {{name}}".to_owned()),
+            template: "Hi {{name}}".to_owned(),
+            recipients: vec![
+                recipient("ann@example.com", &[("name", "Ann")]),
+                recipient("ANN@Example.com", &[("name", "Ann")]),
+            ],
+        };
+        let errors = refused(&request, 10);
+        assert_eq!(fields(&errors), ["/recipients/1/to"], "{errors:?}");
+    }
+
+    #[test]
+    fn a_variable_that_breaks_the_subject_is_named_at_its_recipient() {
+        let request = CreateBatch {
+            channel: Channel::Email,
+            subject: Some("Hello {{name}}".to_owned()),
+            template: "Hi".to_owned(),
+            recipients: vec![
+                recipient("ann@example.com", &[("name", "Ann\nBcc: x@example.com")]),
+                recipient("bo@example.com", &[("name", &"n".repeat(300))]),
+                recipient("cy@example.com", &[]),
+            ],
+        };
+        let errors = refused(&request, 10);
+        assert_eq!(
+            fields(&errors),
+            ["/recipients/0", "/recipients/1", "/recipients/2/variables"],
+            "{errors:?}"
+        );
+        assert!(errors.iter().take(2).all(|(_, m)| m.contains("subject")));
+    }
+}
