@@ -24,7 +24,7 @@ OFFLINE_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN \
 	AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
 	AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help venv venv-lint venv-checkov venv-deploy lint lint-template dev test openapi bench sam-build clean
+.PHONY: help venv venv-lint venv-checkov venv-deploy lint lint-template dev test openapi bench bench-bodies sam-build clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -106,6 +106,13 @@ BENCH_ARGS ?=
 bench: venv ## Delivery benchmark: emulator ceiling, then a 10,000-recipient batch (docs/performance.md)
 	HERALD_VENV="$(CURDIR)/$(VENV)" cargo run -q --profile bench-local -p herald-local \
 	  --bin herald-bench -- $(BENCH_ARGS)
+
+# Same build profile and emulator handling as `make bench`. BODIES_ARGS as for
+# BENCH_ARGS, e.g. `make bench-bodies BODIES_ARGS="--repeat 5"`.
+BODIES_ARGS ?=
+bench-bodies: venv ## Time the worst request bodies through the local gateway (docs/performance.md)
+	HERALD_VENV="$(CURDIR)/$(VENV)" cargo run -q --profile bench-local -p herald-local \
+	  --bin herald-bodies -- $(BODIES_ARGS)
 
 # rust-cargolambda runs `cargo lambda build --release --arm64 --bin <Binary>` in the
 # workspace root; cargo-lambda and zig come from .venv-deploy.

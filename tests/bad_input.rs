@@ -1,7 +1,8 @@
 //! Bad input gets a specific 4xx with problem+json naming the problem, and changes
-//! nothing: no item written, nothing enqueued.
+//! nothing: no item written, nothing enqueued. Each test is a table of named cases; a run
+//! reports every case that answered wrongly, not only the first.
 
-use herald_tests::TestCloud;
+use herald_tests::{TestCloud, bad_request::Case};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -9,164 +10,136 @@ async fn bad_requests_are_refused_and_change_nothing() {
     let test = TestCloud::start("bad-input").await;
     let token = test.token("acme", "sender").await;
     let json = Some("application/json");
-
-    // (case, content type, body, expected status, field the problem must name)
-    type Case = (
-        &'static str,
-        Option<&'static str>,
-        Vec<u8>,
-        u16,
-        Option<&'static str>,
-    );
-    let cases: Vec<Case> = vec![
-        ("bad JSON", json, b"{\"to\": ".to_vec(), 400, None),
-        ("not an object", json, b"[1, 2]".to_vec(), 400, None),
-        (
+    let message = |name, content_type, body: &[u8], status, field| {
+        Case::raw(
+            name,
+            "/v1/messages",
+            content_type,
+            body.to_vec(),
+            status,
+            field,
+        )
+    };
+    let cases = vec![
+        message("bad JSON", json, b"{\"to\": ", 400, None),
+        message("not an object", json, b"[1, 2]", 400, None),
+        message(
             "trailing data",
             json,
-            br#"{"to": "+14155550100", "body": "x"} {}"#.to_vec(),
+            br#"{"to": "+14155550100", "body": "x"} {}"#,
             400,
             None,
         ),
-        (
+        message(
             "unknown field",
             json,
-            br#"{"to": "+14155550100", "body": "x", "priority": 1}"#.to_vec(),
+            br#"{"to": "+14155550100", "body": "x", "priority": 1}"#,
             400,
             Some("/priority"),
         ),
-        (
+        message(
             "missing field",
             json,
-            br#"{"to": "+14155550100"}"#.to_vec(),
+            br#"{"to": "+14155550100"}"#,
             400,
             None,
         ),
-        (
+        message(
             "unknown channel",
             json,
-            br#"{"channel": "fax", "to": "+14155550100", "body": "x"}"#.to_vec(),
+            br#"{"channel": "fax", "to": "+14155550100", "body": "x"}"#,
             400,
             Some("/channel"),
         ),
-        (
+        message(
             "not E.164",
             json,
-            br#"{"to": "00441234", "body": "x"}"#.to_vec(),
+            br#"{"to": "00441234", "body": "x"}"#,
             400,
             Some("/to"),
         ),
-        (
+        message(
             "too short",
             json,
-            br#"{"to": "+1", "body": "x"}"#.to_vec(),
+            br#"{"to": "+1", "body": "x"}"#,
             400,
             Some("/to"),
         ),
-        (
+        message(
             "spaces",
             json,
-            br#"{"to": "+44 7911 123456", "body": "x"}"#.to_vec(),
+            br#"{"to": "+44 7911 123456", "body": "x"}"#,
             400,
             Some("/to"),
         ),
-        (
+        message(
             "invalid for its country",
             json,
-            br#"{"to": "+11234567890", "body": "x"}"#.to_vec(),
+            br#"{"to": "+11234567890", "body": "x"}"#,
             400,
             Some("/to"),
         ),
-        (
+        message(
             "empty text",
             json,
-            br#"{"to": "+14155550100", "body": ""}"#.to_vec(),
+            br#"{"to": "+14155550100", "body": ""}"#,
             400,
             Some("/body"),
         ),
-        (
+        message(
             "control characters",
             json,
-            b"{\"to\": \"+14155550100\", \"body\": \"a\\u0000b\"}".to_vec(),
+            b"{\"to\": \"+14155550100\", \"body\": \"a\\u0000b\"}",
             400,
             Some("/body"),
         ),
-        (
+        message(
             "too long",
             json,
             format!(
                 r#"{{"to": "+14155550100", "body": "{}"}}"#,
                 "x".repeat(1601)
             )
-            .into_bytes(),
+            .as_bytes(),
             400,
             Some("/body"),
         ),
-        (
+        message(
             "invalid UTF-8",
             json,
-            b"{\"to\": \"+14155550100\", \"body\": \"\xff\xfe\"}".to_vec(),
+            b"{\"to\": \"+14155550100\", \"body\": \"\xff\xfe\"}",
             400,
             None,
         ),
-        ("empty body", json, Vec::new(), 400, None),
-        ("whitespace body", json, b"  \n".to_vec(), 400, None),
-        (
+        message("empty body", json, b"", 400, None),
+        message("whitespace body", json, b"  \n", 400, None),
+        message(
             "wrong content type",
             Some("text/plain"),
-            br#"{"to": "+14155550100", "body": "x"}"#.to_vec(),
+            br#"{"to": "+14155550100", "body": "x"}"#,
             415,
             Some("content-type"),
         ),
-        (
+        message(
             "no content type",
             None,
-            br#"{"to": "+14155550100", "body": "x"}"#.to_vec(),
+            br#"{"to": "+14155550100", "body": "x"}"#,
             415,
             Some("content-type"),
         ),
-        (
+        message(
             "over the size limit",
             json,
             format!(
                 r#"{{"to": "+14155550100", "body": "{}"}}"#,
                 "x".repeat(5 * 1024 * 1024)
             )
-            .into_bytes(),
+            .as_bytes(),
             413,
             None,
         ),
     ];
-    for (name, content_type, body, status, field) in cases {
-        let answer = test
-            .request(
-                "POST",
-                "/v1/messages",
-                Some(&token),
-                content_type,
-                Some(body),
-            )
-            .await;
-        assert_eq!(answer.status, status, "{name}: {:?}", answer.body);
-        assert_eq!(answer.content_type, "application/problem+json", "{name}");
-        assert_eq!(answer.body["status"], status, "{name}");
-        assert!(
-            answer.body["detail"]
-                .as_str()
-                .is_some_and(|d| !d.is_empty()),
-            "{name}: {:?}",
-            answer.body
-        );
-        if let Some(field) = field {
-            let fields: Vec<&str> = answer.body["errors"]
-                .as_array()
-                .unwrap_or_else(|| panic!("{name}: no errors in {:?}", answer.body))
-                .iter()
-                .map(|e| e["field"].as_str().unwrap())
-                .collect();
-            assert!(fields.contains(&field), "{name}: {fields:?}");
-        }
-    }
+    test.refuses_all(&token, cases).await;
 
     // Every failing field is named at once, not only the first.
     let both = test
@@ -216,8 +189,8 @@ async fn bad_email_requests_are_refused_and_change_nothing() {
     let mut same_mailbox: Vec<Value> = (0..2).map(good).collect();
     same_mailbox[1]["to"] = json!(test.email(0).to_uppercase());
 
-    // (case, route, body, field the problem must name)
-    let cases: Vec<(&str, &str, Value, &str)> = vec![
+    // Each names exactly one field: the one that is wrong.
+    let cases: Vec<Case> = [
         (
             "email with a space",
             "/v1/messages",
@@ -376,23 +349,11 @@ async fn bad_email_requests_are_refused_and_change_nothing() {
             ),
             "/recipients/0",
         ),
-    ];
-    for (name, route, body, field) in cases {
-        let answer = test.post_json(route, &token, &body.to_string()).await;
-        assert_eq!(answer.status, 400, "{name}: {:?}", answer.body);
-        assert_eq!(answer.content_type, "application/problem+json", "{name}");
-        let fields: Vec<&str> = answer.body["errors"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{name}: no errors in {:?}", answer.body))
-            .iter()
-            .map(|e| e["field"].as_str().unwrap())
-            .collect();
-        assert!(fields.contains(&field), "{name}: {fields:?}");
-        assert!(
-            fields.iter().all(|f| *f == field),
-            "{name}: only {field} is wrong, yet {fields:?}"
-        );
-    }
+    ]
+    .into_iter()
+    .map(|(name, route, body, field)| Case::only_field(name, route, &body, field))
+    .collect();
+    test.refuses_all(&token, cases).await;
 
     assert_eq!(test.table_items().await, 0, "nothing was written");
     assert_eq!(

@@ -2,7 +2,8 @@
 //! tokens act for that tenant with its scopes only; revoking it refuses its tokens at
 //! once; bad registrations change nothing, in Herald's table or in Cognito.
 
-use herald::client_sweep::{ClientSweepReport, MACHINE_CLIENT_PREFIX};
+use herald::client_sweep::ClientSweepReport;
+use herald::identity::MACHINE_CLIENT_PREFIX;
 use herald_tests::TestCloud;
 use serde_json::{Value, json};
 
@@ -397,8 +398,8 @@ async fn the_scheduled_run_deletes_machine_clients_herald_does_not_know() {
     let (half_revoked, _) = test.machine_client(&admin, &["messages:send"]).await;
     // A revocation that recorded its mark but could not delete the Cognito client.
     let acme = herald::TenantId::parse("acme").unwrap();
-    let audit = herald::store::AuditEntry {
-        at: herald::clock::rfc3339(0),
+    let audit = herald::domain::AuditEntry {
+        at: herald::Timestamp::from_epoch_millis(0),
         actor: "test".into(),
         action: "client.revoked".into(),
         target: half_revoked.clone(),
@@ -455,4 +456,58 @@ async fn the_scheduled_run_deletes_machine_clients_herald_does_not_know() {
     assert_eq!(test.get("/v1/usage", &admin).await.status, 200);
     let metrics = &test.cloud.metrics;
     assert_eq!(metrics.total("redriver", "OrphanClientsDeleted"), 2.0);
+}
+
+/// Issue 11: a machine client is not created with Cognito's defaults. It can get
+/// client-credentials tokens and do nothing else: no user sign-in flow, no user
+/// attributes to read or write, and no answer that tells whether a user exists.
+#[tokio::test]
+async fn a_machine_client_can_do_nothing_but_get_client_credentials_tokens() {
+    use aws_sdk_cognitoidentityprovider::types::{
+        ExplicitAuthFlowsType, OAuthFlowType, PreventUserExistenceErrorTypes,
+    };
+
+    let test = TestCloud::start("clients-locked").await;
+    let admin = test.token("acme", "admin").await;
+    let (client_id, secret) = test.machine_client(&admin, &["messages:send"]).await;
+
+    let described = test
+        .cloud
+        .clients
+        .cognito
+        .describe_user_pool_client()
+        .user_pool_id(test.pool())
+        .client_id(&client_id)
+        .send()
+        .await
+        .unwrap()
+        .user_pool_client
+        .unwrap();
+    assert_eq!(
+        described.explicit_auth_flows,
+        Some(vec![ExplicitAuthFlowsType::AllowRefreshTokenAuth]),
+        "only the flow Cognito always keeps; no user sign-in"
+    );
+    assert_eq!(
+        described.prevent_user_existence_errors,
+        Some(PreventUserExistenceErrorTypes::Enabled)
+    );
+    assert_eq!(described.read_attributes, Some(Vec::new()));
+    assert_eq!(described.write_attributes, Some(Vec::new()));
+    assert_eq!(
+        described.allowed_o_auth_flows,
+        Some(vec![OAuthFlowType::ClientCredentials])
+    );
+    assert_eq!(described.allowed_o_auth_flows_user_pool_client, Some(true));
+    assert_eq!(
+        described.allowed_o_auth_scopes,
+        Some(vec!["herald/messages:send".to_owned()])
+    );
+
+    // And the client still gets its tokens, which the API accepts.
+    let token = test.client_token(&client_id, &secret, None).await.unwrap();
+    assert_eq!(
+        test.post_json("/v1/messages", &token, SMS).await.status,
+        202
+    );
 }

@@ -135,16 +135,9 @@ async fn concurrent_duplicates_create_one_message() {
 async fn a_request_that_died_before_enqueueing_is_finished_by_its_retry() {
     let test = TestCloud::start("idem-crash").await;
     let token = test.token("acme", "sender").await;
-    let sqs = &test.cloud.clients.sqs;
-    let queue_url = test.cloud.stack.reference("SendQueue").unwrap().to_owned();
-    let queue_name = queue_url.rsplit('/').next().unwrap().to_owned();
 
     // Break the path between the write and the enqueue.
-    sqs.delete_queue()
-        .queue_url(&queue_url)
-        .send()
-        .await
-        .unwrap();
+    test.break_send_queue().await;
     let failed = test
         .post_json_with_key("/v1/messages", &token, "crash-1", SMS)
         .await;
@@ -155,13 +148,7 @@ async fn a_request_that_died_before_enqueueing_is_finished_by_its_retry() {
     assert_eq!(test.table_items().await, 5);
     assert_eq!(test.items_with_sk("META").await, 1);
 
-    let restored = sqs
-        .create_queue()
-        .queue_name(&queue_name)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(restored.queue_url(), Some(queue_url.as_str()));
+    test.restore_send_queue().await;
     let retried = test
         .post_json_with_key("/v1/messages", &token, "crash-1", SMS)
         .await;

@@ -440,24 +440,13 @@ async fn the_scheduled_run_sweeps_unqueued_batches_then_redrives() {
     })
     .await;
     let token = test.token("acme", "sender").await;
-    let sqs = &test.cloud.clients.sqs;
-    let queue_url = test.cloud.stack.reference("SendQueue").unwrap().to_owned();
-    let queue_name = queue_url.rsplit('/').next().unwrap().to_owned();
-    sqs.delete_queue()
-        .queue_url(&queue_url)
-        .send()
-        .await
-        .unwrap();
+    test.break_send_queue().await;
     let body = r#"{"to": "+14155550100", "body": "swept"}"#;
     assert_eq!(
         test.post_json("/v1/messages", &token, body).await.status,
         503
     );
-    sqs.create_queue()
-        .queue_name(&queue_name)
-        .send()
-        .await
-        .unwrap();
+    test.restore_send_queue().await;
     // With no grace period the batch qualifies once the clock (milliseconds) has
     // moved past its creation.
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;

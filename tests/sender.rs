@@ -1,4 +1,8 @@
 //! The sender under SQS's at-least-once delivery and a failing provider.
+//!
+//! Longer than most files: each test drives `herald_sender::handle` by hand against
+//! its own stack, and the providers that misbehave on purpose live beside the tests
+//! that use them.
 
 use std::time::Duration;
 
@@ -52,26 +56,75 @@ async fn the_same_queue_message_delivered_twice_sends_once() {
     assert_eq!(message["attempts"], 1);
 }
 
+/// The sandbox through the real adapter, except that the call waits at a gate the test
+/// opens: the copy that holds the claim is held there while the others run.
+struct Gated {
+    inner: herald::provider::twilio::TwilioProvider,
+    calls: std::sync::atomic::AtomicUsize,
+    open: tokio::sync::Notify,
+}
+
+impl herald::provider::Provider for Gated {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn send<'a>(
+        &'a self,
+        message: &'a herald::provider::Outbound,
+    ) -> futures::future::BoxFuture<'a, herald::provider::SendOutcome> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.open.notified().await;
+            self.inner.send(message).await
+        })
+    }
+}
+
 #[tokio::test]
 async fn concurrent_copies_of_one_chunk_send_once() {
+    use futures::StreamExt;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
     let test = TestCloud::start_with("dup-concurrent", |o| o.run_queues = false).await;
     let token = test.token("acme", "sender").await;
-    test.send_sms(&token, "+14155550100", "race").await;
+    let id = test.send_sms(&token, "+14155550100", "race").await;
     let event = test.receive_chunks(1).await;
 
-    let deps = &test.cloud.sender;
-    let results = futures::future::join_all(
-        (0..4).map(|_| herald_sender::handle(deps, event.clone(), deadline())),
-    )
-    .await;
-    assert_eq!(test.ledger().len(), 1, "{:?}", test.ledger());
+    let gated = Arc::new(Gated {
+        inner: test.twilio_adapter(),
+        calls: Default::default(),
+        open: Default::default(),
+    });
+    let deps = test.sender_with(gated.clone());
+    let mut copies: futures::stream::FuturesUnordered<_> = (0..4)
+        .map(|_| herald_sender::handle(&deps, event.clone(), deadline()))
+        .collect();
+    // One copy claims and waits at the provider's gate; the other three finish while
+    // it holds the claim.
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(copies.next().await.unwrap());
+    }
+    assert_eq!(
+        gated.calls.load(Ordering::SeqCst),
+        1,
+        "one copy reached the provider"
+    );
+    gated.open.notify_one();
+    let holder = copies.next().await.unwrap();
+
     // A copy that found the claim held elsewhere hands the record back to the queue
     // rather than claiming success it cannot vouch for.
-    let handed_back = results
-        .iter()
-        .filter(|r| !r.batch_item_failures.is_empty())
-        .count();
-    assert!(handed_back <= 3);
+    for other in &others {
+        assert_eq!(other.batch_item_failures.len(), 1, "{other:?}");
+    }
+    assert!(holder.batch_item_failures.is_empty(), "{holder:?}");
+    assert_eq!(gated.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(test.ledger().len(), 1, "{:?}", test.ledger());
+    let message = test.wait_for_status(&token, &id, "sent").await;
+    assert_eq!(message["attempts"], 1, "claimed once");
 }
 
 #[tokio::test]
@@ -133,6 +186,104 @@ async fn a_failing_record_is_reported_alone_and_lands_in_the_dlq_after_the_redri
         "released, never sent, not settled"
     );
     assert!(bad_message.body["attempts"].as_u64().unwrap() >= 5);
+}
+
+/// `Retry-After: 18446744073709551615` from the provider: the wait is longer than the
+/// invocation has, so the claim is given back for the chunk's redelivery, and nothing
+/// overflows or panics on the way (a panic would be caught, but would leave the claim
+/// held, so the next delivery could not try again).
+#[tokio::test]
+async fn a_retry_after_of_any_size_gives_the_claim_back_without_a_panic() {
+    let test = TestCloud::start_with("huge-retry-after", |o| o.run_queues = false).await;
+    test.cloud.sandbox.set_faults(Faults {
+        throttle_rate: 1.0,
+        retry_after_secs: u64::MAX,
+        ..Faults::default()
+    });
+    let token = test.token("acme", "sender").await;
+    let id = test.send_sms(&token, "+14155550100", "later").await;
+    let event = test.receive_chunks(1).await;
+    let record = event.records[0].message_id.clone().unwrap();
+
+    for delivery in 1..=2 {
+        let response = herald_sender::handle(&test.cloud.sender, event.clone(), deadline()).await;
+        let handed_back: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(handed_back, vec![record.clone()], "handed back, not lost");
+        assert_eq!(
+            test.cloud.sandbox.injected().throttles,
+            delivery,
+            "one call per delivery, then no wait that long"
+        );
+        let message = test.get(&format!("/v1/messages/{id}"), &token).await.body;
+        assert_eq!(
+            message["status"], "sending",
+            "released, not settled: {message}"
+        );
+        assert_eq!(
+            message["attempts"], delivery,
+            "claimed again: it was released"
+        );
+    }
+    assert!(test.ledger().is_empty());
+}
+
+/// A provider (not the Twilio adapter, which clamps the header) asking for the longest
+/// wait a `Duration` holds, counting how often it is called.
+#[derive(Default)]
+struct WaitsForever(std::sync::atomic::AtomicUsize);
+
+impl herald::provider::Provider for WaitsForever {
+    fn name(&self) -> &'static str {
+        "waits-forever"
+    }
+
+    fn send<'a>(
+        &'a self,
+        _: &'a herald::provider::Outbound,
+    ) -> futures::future::BoxFuture<'a, herald::provider::SendOutcome> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async {
+            herald::provider::SendOutcome::Transient {
+                reason: "come back at the end of time".into(),
+                retry_after: Some(Duration::MAX),
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_longest_wait_a_provider_can_ask_for_does_not_panic_the_sender() {
+    use std::sync::Arc;
+
+    let test = TestCloud::start_with("max-retry-after", |o| o.run_queues = false).await;
+    let token = test.token("acme", "sender").await;
+    let id = test.send_sms(&token, "+14155550100", "later").await;
+    let event = test.receive_chunks(1).await;
+
+    let provider = Arc::new(WaitsForever::default());
+    let deps = test.sender_with(provider.clone());
+    for delivery in 1..=2 {
+        let response = herald_sender::handle(&deps, event.clone(), deadline()).await;
+        assert_eq!(response.batch_item_failures.len(), 1, "{response:?}");
+        assert_eq!(
+            provider.0.load(std::sync::atomic::Ordering::SeqCst),
+            delivery,
+            "asked once per delivery, then not waited for"
+        );
+        let message = test.get(&format!("/v1/messages/{id}"), &token).await.body;
+        assert_eq!(
+            message["status"], "sending",
+            "released, not settled: {message}"
+        );
+        assert_eq!(
+            message["attempts"], delivery,
+            "claimed again: it was released"
+        );
+    }
 }
 
 #[tokio::test]
@@ -285,20 +436,7 @@ async fn a_panic_while_processing_one_record_fails_that_record_only() {
     let event = test.receive_chunks(2).await;
     let doomed_record = record_id_for(&event, &doomed);
 
-    let env = test.cloud.stack.function_env("SenderFunction").unwrap();
-    let config = herald::config::SenderConfig::load(&env).unwrap();
-    let store = herald::store::Store::new(test.cloud.clients.dynamodb.clone(), &config.table);
-    let dead_letters = herald::queue::DeadLetterQueue::new(
-        test.cloud.clients.sqs.clone(),
-        &config.dead_letter_queue_url,
-    );
-    let deps = herald_sender::Deps::new(
-        config,
-        store,
-        dead_letters,
-        herald_sender::Providers::all(Arc::new(PanicsFor("+14155550199"))),
-        herald::clock::system(),
-    );
+    let deps = test.sender_with(Arc::new(PanicsFor("+14155550199")));
     let response = herald_sender::handle(&deps, event, deadline()).await;
 
     let failed: Vec<_> = response
@@ -317,7 +455,9 @@ async fn a_panic_while_processing_one_record_fails_that_record_only() {
 
 #[tokio::test]
 async fn a_sender_that_died_after_claiming_is_never_resent_but_recorded_as_unknown() {
-    use herald::store::{Lease, Store};
+    use herald::Timestamp;
+    use herald::domain::Lease;
+    use herald::store::Store;
     use herald::{MessageId, TenantId};
 
     let test = TestCloud::start_with("crashed-claim", |o| o.run_queues = false).await;
@@ -337,10 +477,9 @@ async fn a_sender_that_died_after_claiming_is_never_resent_but_recorded_as_unkno
         .unwrap();
     let to = chunk.recipients[0].to.clone();
     let now = test.cloud.sender.clock.epoch_seconds();
-    let claim = |until_epoch| Lease {
-        now: test.cloud.sender.clock.rfc3339(),
-        now_epoch: now,
-        until_epoch,
+    let claim = |until_epoch: u64| Lease {
+        now: test.cloud.sender.clock.timestamp(),
+        until: Timestamp::from_epoch_millis(until_epoch * 1000),
     };
     store
         .claim(&tenant, message, &chunk, &to, &claim(now + 60))

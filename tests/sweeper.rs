@@ -1,6 +1,7 @@
 //! Intake that died between writing a batch and enqueuing it, with no client retry:
 //! the sweeper finishes it.
 
+use herald::Timestamp;
 use herald::queue::SendQueue;
 use herald::sweeper::{SweepReport, Sweeper};
 use herald_tests::{TestCloud, eventually, number};
@@ -9,30 +10,25 @@ use serde_json::json;
 const LONG_AGO: &str = "2000-01-01T00:00:00Z";
 const FAR_FUTURE: &str = "9999-01-01T00:00:00Z";
 
+fn at(rfc3339: &str) -> Timestamp {
+    Timestamp::parse(rfc3339).unwrap()
+}
+
 #[tokio::test]
 async fn the_sweeper_enqueues_batches_their_requests_left_behind() {
     let test = TestCloud::start("sweeper").await;
     let token = test.token("acme", "sender").await;
     let sqs = &test.cloud.clients.sqs;
     let queue_url = test.cloud.stack.reference("SendQueue").unwrap().to_owned();
-    let queue_name = queue_url.rsplit('/').next().unwrap().to_owned();
 
     // Break the path between the write and the enqueue for two requests.
-    sqs.delete_queue()
-        .queue_url(&queue_url)
-        .send()
-        .await
-        .unwrap();
+    test.break_send_queue().await;
     for i in 0..2 {
         let body = json!({ "to": number(i), "body": "late but sent" }).to_string();
         let answer = test.post_json("/v1/messages", &token, &body).await;
         assert_eq!(answer.status, 503, "{:?}", answer.body);
     }
-    sqs.create_queue()
-        .queue_name(&queue_name)
-        .send()
-        .await
-        .unwrap();
+    test.restore_send_queue().await;
     let batches = test.batch_ids().await;
     assert_eq!(batches.len(), 2);
     for batch in &batches {
@@ -50,12 +46,12 @@ async fn the_sweeper_enqueues_batches_their_requests_left_behind() {
         test.cloud.sender.store.clone(),
         SendQueue::new(sqs.clone(), &queue_url),
     );
-    let now = test.cloud.sender.clock.rfc3339();
+    let now = test.cloud.sender.clock.timestamp();
     // Within the grace period (a request may still be finishing) nothing is touched.
-    let early = sweeper.sweep(LONG_AGO, &now).await.unwrap();
+    let early = sweeper.sweep(at(LONG_AGO), now).await.unwrap();
     assert_eq!(early, SweepReport::default());
 
-    let report = sweeper.sweep(FAR_FUTURE, &now).await.unwrap();
+    let report = sweeper.sweep(at(FAR_FUTURE), now).await.unwrap();
     assert_eq!(
         report,
         SweepReport {
@@ -79,6 +75,6 @@ async fn the_sweeper_enqueues_batches_their_requests_left_behind() {
     assert_eq!(test.ledger().len(), 1, "the cancelled batch sent nothing");
 
     // Swept batches left the list.
-    let again = sweeper.sweep(FAR_FUTURE, &now).await.unwrap();
+    let again = sweeper.sweep(at(FAR_FUTURE), now).await.unwrap();
     assert_eq!(again.found, 0);
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use herald::TenantId;
-use herald::store::{Admission, Limits};
+use herald::domain::{Admission, Limits};
 use herald_tests::herald_local::seed;
 use herald_tests::{TestCloud, eventually, number};
 use serde_json::{Value, json};

@@ -6,8 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use validator::ValidateEmail;
 
+use crate::domain::Channel;
 use crate::phone::{InvalidPhoneNumber, PhoneNumber};
-use crate::store::Channel;
 
 /// Longest address accepted: RFC 5321's 256-octet path less its angle brackets.
 pub const MAX_EMAIL_CHARS: usize = 254;

@@ -12,8 +12,9 @@ use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use sha2::{Digest, Sha256};
 
 use crate::ids::{BatchId, TenantId};
+use crate::item::{dynamo, n, s};
 use crate::keys::{self, SCHEMA_VERSION};
-use crate::store::{StoreError, n, s};
+use crate::store::StoreError;
 
 /// How long a completed answer is kept for replay.
 pub const RETENTION_SECONDS: u64 = 24 * 60 * 60;
@@ -42,11 +43,33 @@ impl fmt::Display for IdempotencyKey {
     }
 }
 
+/// What a key is scoped to besides its tenant: the route the request was registered
+/// under (method and path template, as the router matched it), so the same key and
+/// body sent to two routes are two requests. Written `POST /v1/batches/{id}/cancel`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyScope(String);
+
+impl KeyScope {
+    pub fn new(method: &str, route: &str) -> Self {
+        Self(format!("{method} {route}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Hash of the route and the canonical form of the parsed request (never the raw
 /// bytes: the same request with other whitespace or key order is the same request).
-pub fn request_hash(route: &str, canonical_request: &serde_json::Value) -> String {
+pub fn request_hash(scope: &KeyScope, canonical_request: &serde_json::Value) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(route.as_bytes());
+    hasher.update(scope.as_str().as_bytes());
     hasher.update([0]);
     hasher.update(canonical_request.to_string().as_bytes());
     hasher
@@ -132,7 +155,7 @@ impl Idempotency {
                 };
                 failure.item.unwrap_or_default()
             }
-            Err(e) => return Err(StoreError::Dynamo(Box::new(e))),
+            Err(e) => return Err(dynamo(e)),
         };
         let text = |name: &str| old.get(name).and_then(|v| v.as_s().ok()).cloned();
         let number = |name: &str| -> Option<u64> {
@@ -182,11 +205,12 @@ impl Idempotency {
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Ok(Begin::InFlight)
             }
-            Err(e) => Err(StoreError::Dynamo(Box::new(e))),
+            Err(e) => Err(dynamo(e)),
         }
     }
 
     /// Stores the answer for replay and ends the lock.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
     pub async fn complete(
         &self,
         tenant: &TenantId,
@@ -218,12 +242,13 @@ impl Idempotency {
             .update_expression(format!("{expression} REMOVE locked_until"))
             .send()
             .await
-            .map_err(|e| StoreError::Dynamo(Box::new(e)))?;
+            .map_err(dynamo)?;
         Ok(())
     }
 
     /// Ends the lock early after a failure, keeping the record and its batch id, so
     /// the client's retry takes over at once and finishes the same batch.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
     pub async fn release(
         &self,
         tenant: &TenantId,
@@ -249,9 +274,7 @@ impl Idempotency {
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Ok(())
             }
-            other => other
-                .map(|_| ())
-                .map_err(|e| StoreError::Dynamo(Box::new(e))),
+            other => other.map(|_| ()).map_err(dynamo),
         }
     }
 }
@@ -281,17 +304,12 @@ mod tests {
         let b: serde_json::Value =
             serde_json::from_str("{ \"body\": \"x\",\n \"to\": \"+1\" }").unwrap();
         let c: serde_json::Value = serde_json::from_str(r#"{"to":"+1","body":"y"}"#).unwrap();
-        assert_eq!(
-            request_hash("POST /v1/messages", &a),
-            request_hash("POST /v1/messages", &b)
-        );
-        assert_ne!(
-            request_hash("POST /v1/messages", &a),
-            request_hash("POST /v1/messages", &c)
-        );
-        assert_ne!(
-            request_hash("POST /v1/messages", &a),
-            request_hash("POST /v1/batches", &a)
-        );
+        let messages = KeyScope::new("POST", "/v1/messages");
+        let batches = KeyScope::new("POST", "/v1/batches");
+        assert_eq!(request_hash(&messages, &a), request_hash(&messages, &b));
+        assert_ne!(request_hash(&messages, &a), request_hash(&messages, &c));
+        assert_ne!(request_hash(&messages, &a), request_hash(&batches, &a));
+        // Keys stored before scopes were typed hash as they did.
+        assert_eq!(messages.as_str(), "POST /v1/messages");
     }
 }

@@ -81,13 +81,14 @@ impl Default for BatchId {
 impl FromStr for BatchId {
     type Err = InvalidId;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // Only the canonical (upper-case) spelling, so one batch has one id string.
-        if s.len() != 26 || s.bytes().any(|b| b.is_ascii_lowercase()) {
-            return Err(InvalidId("batch id must be a 26-character ULID"));
-        }
+        // Only the canonical spelling, so one batch has one id string: the ulid crate
+        // also reads lower case, and a first character past '7' (its top bits do not
+        // fit in 128) as another id's.
         ulid::Ulid::from_string(s)
+            .ok()
+            .filter(|ulid| ulid.to_string() == s)
             .map(Self)
-            .map_err(|_| InvalidId("batch id must be a 26-character ULID"))
+            .ok_or(InvalidId("batch id must be a 26-character ULID"))
     }
 }
 
@@ -255,6 +256,8 @@ mod tests {
             format!("{batch}.01"),
             format!("{batch}.4294967296"),
             format!("{}.1", batch.to_string().to_lowercase()),
+            // Decodes to the batch 60AAA… (the first character's top bits overflow).
+            "P0AAA0AAA0A0A0P000000P0APA.0".to_owned(),
             "x.1".to_owned(),
         ] {
             assert!(bad.parse::<MessageId>().is_err(), "{bad:?} accepted");

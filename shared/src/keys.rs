@@ -1,6 +1,7 @@
 //! The only place DynamoDB keys are built. Every tenant-owned key takes a `TenantId`,
 //! so no item can be read or written without naming its tenant.
 
+use crate::clock::{Day, Timestamp};
 use crate::ids::{BatchId, MessageId, TenantId};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -54,8 +55,8 @@ pub fn rate_window(tenant: &TenantId, epoch_second: u64) -> Key {
     }
 }
 
-/// One UTC day (`YYYY-MM-DD`) of a tenant's sends.
-pub fn quota_day(tenant: &TenantId, day: &str) -> Key {
+/// One UTC day of a tenant's sends.
+pub fn quota_day(tenant: &TenantId, day: Day) -> Key {
     Key {
         pk: format!("TENANT#{tenant}#QUOTA#{day}"),
         sk: "QUOTA".into(),
@@ -72,14 +73,14 @@ pub fn quota_reservation(tenant: &TenantId, batch: BatchId) -> Key {
 }
 
 /// One audit entry; a day of a tenant's entries shares a partition, newest last.
-pub fn audit(tenant: &TenantId, day: &str, at: &str, id: &str) -> Key {
+pub fn audit(tenant: &TenantId, at: Timestamp, id: &str) -> Key {
     Key {
-        pk: audit_partition(tenant, day),
+        pk: audit_partition(tenant, at.day()),
         sk: format!("{at}#{id}"),
     }
 }
 
-pub fn audit_partition(tenant: &TenantId, day: &str) -> String {
+pub fn audit_partition(tenant: &TenantId, day: Day) -> String {
     format!("TENANT#{tenant}#AUDIT#{day}")
 }
 

@@ -1,7 +1,7 @@
 //! `herald`: the domain and the AWS-facing services every Herald function shares.
 //!
 //! AWS SDK types stay inside this crate: functions speak `TenantId`, `MessageId`,
-//! `Recipient`, `ChunkEnvelope`, and the repositories here translate.
+//! `Recipient`, `ChunkEnvelope` (`domain`), and the repositories here translate.
 
 pub mod address;
 pub mod auth;
@@ -9,8 +9,12 @@ pub mod aws;
 pub mod client_sweep;
 pub mod clock;
 pub mod config;
+pub mod domain;
 pub mod idempotency;
+pub mod identity;
 pub mod ids;
+pub mod intake;
+mod item;
 pub mod keys;
 pub mod metrics;
 pub mod phone;
@@ -19,7 +23,6 @@ pub mod provider;
 pub mod queue;
 pub mod redrive;
 pub mod secrets;
-pub mod status;
 pub mod store;
 pub mod sweeper;
 pub mod telemetry;
@@ -27,6 +30,7 @@ pub mod template;
 pub mod token;
 
 pub use address::{Address, EmailAddress};
+pub use clock::{Day, Timestamp};
+pub use domain::MessageStatus;
 pub use ids::{BatchId, CorrelationId, MessageId, TenantId};
 pub use phone::PhoneNumber;
-pub use status::MessageStatus;

@@ -50,17 +50,19 @@ impl PhoneNumber {
     }
 }
 
-/// Masks anything that looks like a phone number for logging.
+/// Masks anything that looks like a phone number for logging: the first three and
+/// last two characters survive. Counted in characters, because what is logged may be
+/// any text a client sent.
 pub fn mask_phone(raw: &str) -> String {
-    let keep_head = raw.len().min(3);
-    let keep_tail = raw.len().saturating_sub(keep_head).min(2);
-    let hidden = raw.len() - keep_head - keep_tail;
-    format!(
-        "{}{}{}",
-        &raw[..keep_head],
-        "*".repeat(hidden),
-        &raw[raw.len() - keep_tail..]
-    )
+    let chars: Vec<char> = raw.chars().collect();
+    let keep_head = chars.len().min(3);
+    let keep_tail = (chars.len() - keep_head).min(2);
+    let hidden = chars.len() - keep_head - keep_tail;
+    chars[..keep_head]
+        .iter()
+        .chain(std::iter::repeat_n(&'*', hidden))
+        .chain(&chars[chars.len() - keep_tail..])
+        .collect()
 }
 
 impl TryFrom<String> for PhoneNumber {
@@ -123,5 +125,6 @@ mod tests {
     fn masks_all_but_prefix_and_last_two_digits() {
         assert_eq!(mask_phone("+14155550100"), "+14*******00");
         assert_eq!(mask_phone("+1"), "+1");
+        assert_eq!(mask_phone("+4é😀123"), "+4é**23");
     }
 }

@@ -1,4 +1,5 @@
-//! RFC 9457 problem details: the one shape every error answer takes.
+//! RFC 9457 problem details: the one shape every error answer takes. Which problems
+//! exist, and their statuses, types and titles, is the API's `ApiError`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -60,39 +61,6 @@ impl Problem {
     pub fn header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self
-    }
-
-    pub fn unauthorized(detail: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
-            .detail(detail)
-            .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
-    }
-
-    pub fn forbidden(detail: &str) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").detail(detail)
-    }
-
-    pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not Found")
-    }
-
-    pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal Server Error",
-        )
-        .detail("The error was logged; retry with the same Idempotency-Key or contact support with the correlation id.")
-    }
-
-    pub fn unavailable() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Service Unavailable",
-        )
-        .detail("A dependency is temporarily unavailable; retry later.")
-        .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
     }
 }
 

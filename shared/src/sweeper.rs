@@ -1,9 +1,10 @@
 //! The sweeper finishes intake that died between writing a batch and enqueuing it
-//! (and whose client never retried): it enqueues every chunk of each batch still
-//! unqueued after a grace period and marks it enqueued. Enqueuing a chunk twice is
-//! harmless: the sender claims each message once.
+//! (and whose client never retried): it runs intake's tail (`intake::enqueue`) for
+//! each batch still unqueued after a grace period.
 
-use crate::queue::{ChunkEnvelope, QueueError, SendQueue};
+use crate::clock::Timestamp;
+use crate::intake::{self, IntakeError};
+use crate::queue::SendQueue;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -22,8 +23,6 @@ pub struct SweepReport {
 pub enum SweepError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Queue(#[from] QueueError),
 }
 
 pub struct Sweeper {
@@ -36,27 +35,28 @@ impl Sweeper {
         Self { store, queue }
     }
 
-    /// Enqueues every batch created before `cutoff` (RFC 3339) that is not enqueued.
-    /// `now` stamps `enqueued_at`.
-    pub async fn sweep(&self, cutoff: &str, now: &str) -> Result<SweepReport, SweepError> {
+    /// Enqueues every batch created before `cutoff` that is not enqueued. `now` stamps
+    /// `enqueued_at`.
+    pub async fn sweep(
+        &self,
+        cutoff: Timestamp,
+        now: Timestamp,
+    ) -> Result<SweepReport, SweepError> {
         let stuck = self.store.unqueued_batches(cutoff).await?;
         let mut report = SweepReport {
             found: stuck.len(),
             ..SweepReport::default()
         };
         for batch in stuck {
-            let envelopes: Vec<ChunkEnvelope> = (0..batch.chunk_count)
-                .map(|chunk| {
-                    ChunkEnvelope::new(&batch.tenant, batch.batch, chunk, &batch.correlation_id)
-                })
-                .collect();
-            let result = async {
-                self.queue.enqueue(&envelopes).await?;
-                self.store
-                    .mark_enqueued(&batch.tenant, batch.batch, now)
-                    .await?;
-                Ok::<_, SweepError>(())
-            }
+            let result: Result<(), IntakeError> = intake::enqueue(
+                &self.store,
+                &self.queue,
+                &batch.tenant,
+                batch.batch,
+                batch.chunk_count,
+                &batch.correlation_id,
+                now,
+            )
             .await;
             match result {
                 Ok(()) => {
@@ -69,10 +69,10 @@ impl Sweeper {
                         "sweeper enqueued a batch its request left unqueued"
                     );
                     report.enqueued += 1;
-                    report.chunks += envelopes.len();
+                    report.chunks += batch.chunk_count as usize;
                 }
                 Err(e) => {
-                    tracing::error!(tenant_id = %batch.tenant, batch_id = %batch.batch, error = %e, "sweeper could not enqueue a batch");
+                    tracing::error!(tenant_id = %batch.tenant, batch_id = %batch.batch, error = %crate::telemetry::error_chain(&e), "sweeper could not enqueue a batch");
                     report.failed += 1;
                 }
             }

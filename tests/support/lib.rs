@@ -3,6 +3,7 @@
 //! seeing each other's data.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -13,8 +14,12 @@ use herald_local::{CloudOptions, LocalCloud, emulator, project_root, seed};
 use serde_json::Value;
 
 pub use herald_local;
+pub mod bad_request;
 
-use herald::store::Limits;
+use herald::domain::{Limits, Plan};
+use herald::provider::Provider;
+use herald::provider::twilio::TwilioProvider;
+use herald::secrets::SecretsCache;
 
 /// Limits of the tenants tests register: far above what any test but the limit tests
 /// reaches.
@@ -87,9 +92,14 @@ impl TestCloud {
 
     /// Registers `tenant` with `limits`, unless it exists.
     pub async fn register_tenant(&self, tenant: &str, limits: Limits) {
-        seed::tenant(&self.cloud.sender.store, tenant, "enterprise", Some(limits))
-            .await
-            .expect("tenant registered");
+        seed::tenant(
+            &self.cloud.sender.store,
+            tenant,
+            Plan::Enterprise,
+            Some(limits),
+        )
+        .await
+        .expect("tenant registered");
     }
 
     /// Registers a machine client for the admin's tenant; answers `(client_id, secret)`.
@@ -490,6 +500,67 @@ impl TestCloud {
             .collect();
         ids.sort();
         ids
+    }
+
+    /// The Twilio-compatible adapter as the stack's sender builds it (the sandbox, the
+    /// stack's provider secret), for tests that wrap it in some misbehaviour.
+    pub fn twilio_adapter(&self) -> TwilioProvider {
+        let config = &self.cloud.sender.config;
+        let secrets = Arc::new(SecretsCache::new(
+            herald::aws::SecretsManagerClient::new(&self.cloud.sdk),
+            Duration::from_secs(300),
+        ));
+        TwilioProvider::new(
+            &config.sms_api_base,
+            &config.provider_secret_id,
+            secrets,
+            config.provider_timeout,
+        )
+        .expect("the sandbox adapter")
+    }
+
+    /// A sender like the stack's own (its configuration, table, DLQ and clock), with
+    /// `provider` for every channel and tenant; its metrics go where the stack's go.
+    pub fn sender_with(&self, provider: Arc<dyn Provider>) -> herald_sender::Deps {
+        let sender = &self.cloud.sender;
+        herald_sender::Deps::new(
+            sender.config.clone(),
+            sender.store.clone(),
+            sender.dead_letters.clone(),
+            herald_sender::Providers::all(provider),
+            sender.clock.clone(),
+        )
+        .with_metrics(self.cloud.metrics.clone())
+    }
+
+    /// Deletes the stack's send queue: intake then fails between writing a batch and
+    /// enqueuing it, as a crash there would leave it. `restore_send_queue` undoes it.
+    pub async fn break_send_queue(&self) {
+        let url = self.cloud.stack.reference("SendQueue").expect("send queue");
+        self.cloud
+            .clients
+            .sqs
+            .delete_queue()
+            .queue_url(url)
+            .send()
+            .await
+            .expect("the send queue is deleted");
+    }
+
+    /// Creates the send queue again under its name, so at its old URL.
+    pub async fn restore_send_queue(&self) {
+        let url = self.cloud.stack.reference("SendQueue").expect("send queue");
+        let name = url.rsplit('/').next().expect("a queue name");
+        let restored = self
+            .cloud
+            .clients
+            .sqs
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .expect("the send queue is created again");
+        assert_eq!(restored.queue_url(), Some(url), "the same queue URL");
     }
 
     /// Visible plus in-flight messages of a queue of this stack.

@@ -7,36 +7,28 @@
 
 use std::sync::Arc;
 
-use aws_sdk_cognitoidentityprovider::types::{
-    OAuthFlowType, TimeUnitsType, TokenValidityUnitsType,
-};
-use axum::Extension;
-use axum::body::Bytes;
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use herald::auth::{Principal, Scope};
-use herald::client_sweep::{MACHINE_CLIENT_PREFIX, delete_client};
+use axum::http::StatusCode;
+use axum::response::Response;
+use herald::Timestamp;
+use herald::auth::Scope;
+use herald::domain::{MachineClient, Registration, Revocation};
 use herald::idempotency::StoredResponse;
-use herald::problem::Problem;
-use herald::store::{MachineClient, Registration, Revocation};
+use herald::identity::MachineClients;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::intake::{self, FieldErrors, IdempotencyKeyHeader};
-use crate::openapi::{
-    BodyTooLarge, IdempotencyKeyReused, InvalidRequest, NotFound, RequestInProgress,
-    UnsupportedMediaType,
-};
-use crate::{ApiError, App, Correlation};
+use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
+use crate::intake;
+use crate::openapi::{ClientRegisterProblems, ClientRevokeProblems};
+use crate::{ApiError, App, FieldErrors};
 
 const MAX_NAME_CHARS: usize = 64;
-/// Machine tokens live an hour, like users' (Cognito allows 5 minutes to a day).
-const ACCESS_TOKEN_MINUTES: i32 = 60;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RegisterClient {
+pub(crate) struct RegisterClient {
     /// What the client is, for people reading the list: letters, digits, space, `.`,
     /// `_` and `-`, at most 64 characters.
     name: String,
@@ -47,16 +39,18 @@ struct RegisterClient {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-struct ClientBody {
+pub(crate) struct ClientBody {
     client_id: String,
     name: String,
     #[schema(value_type = Vec<String>)]
     scopes: Vec<Scope>,
-    created_at: String,
+    #[schema(value_type = String)]
+    created_at: Timestamp,
     /// Who registered it.
     created_by: String,
     /// When it was revoked; its tokens are refused from then on.
-    revoked_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    revoked_at: Option<Timestamp>,
 }
 
 impl From<MachineClient> for ClientBody {
@@ -73,7 +67,7 @@ impl From<MachineClient> for ClientBody {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-struct RegisteredClient {
+pub(crate) struct RegisteredClient {
     #[serde(flatten)]
     client: ClientBody,
     /// The client's secret, for the token request. Absent once the client is revoked.
@@ -85,7 +79,7 @@ struct RegisteredClient {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-struct ClientList {
+pub(crate) struct ClientList {
     /// Oldest first, revoked ones included.
     clients: Vec<ClientBody>,
 }
@@ -106,25 +100,15 @@ struct ClientList {
             ("Location" = String, description = "The client's URL."),
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
         )),
-        (status = 400, response = InvalidRequest),
-        (status = 409, description = "`client-limit-reached`: the tenant holds as many \
-            active clients as it may; revoke one first. `request-in-progress`: a request \
-            with this `Idempotency-Key` has not finished.", body = herald::problem::Problem,
-            content_type = "application/problem+json"),
-        (status = 413, response = BodyTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = IdempotencyKeyReused),
+        ClientRegisterProblems,
     ),
 )]
 pub async fn register(
     State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
-    Extension(Correlation(correlation)): Extension<Correlation>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Response> {
-    let key = intake::idempotency_key(&headers)?;
-    let request: RegisterClient = intake::parse_json(&headers, &body, app.config.max_body_bytes)?;
+    caller: Caller,
+    idempotent: Idempotent,
+    JsonBody(request): JsonBody<RegisterClient>,
+) -> Result<Response, ApiError> {
     let mut errors = FieldErrors::default();
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
@@ -162,66 +146,54 @@ pub async fn register(
         "name": name,
         "scopes": scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
     });
-    let (app, principal, correlation) = (&app, &principal, &correlation);
-    let (stored, replayed) = intake::once_stored(
-        app,
-        principal,
-        &key,
-        "POST /v1/clients",
-        &canonical,
-        |_| async move {
-            let client_id = create_cognito_client(app, principal, name, &scopes).await?;
-            let audit =
-                intake::audit_entry(app, principal, correlation, "client.registered", &client_id);
-            let client = MachineClient {
-                client_id: client_id.clone(),
-                tenant: principal.tenant().clone(),
-                name: name.to_owned(),
-                scopes,
-                created_at: audit.at.clone(),
-                created_by: principal.subject().to_owned(),
-                revoked_at: None,
-            };
-            let limit = app.config.auth.max_clients_per_tenant;
-            let registered = app
-                .store
-                .register_client(&client, limit, &audit, app.clock.epoch_seconds())
-                .await;
-            match registered {
-                Ok(Registration::Registered) => {}
-                Ok(Registration::LimitReached { limit }) => {
-                    delete_cognito_client(app, &client_id).await?;
-                    return Err(Problem::new(
-                        StatusCode::CONFLICT,
-                        "client-limit-reached",
-                        "Client limit reached",
-                    )
-                    .detail(format!(
-                        "Your tenant may hold {limit} active machine clients; revoke one first."
-                    ))
-                    .into_response());
-                }
-                Err(e) => {
-                    // Unrecorded, the client's tokens would be refused anyway; deleting
-                    // it keeps Cognito's shared client limit for clients in use.
-                    if let Err(cleanup) = delete_cognito_client(app, &client_id).await {
-                        tracing::warn!(%client_id, "could not delete an unrecorded client: {cleanup:?}");
-                    }
-                    return Err(ApiError::from(e).into_response());
-                }
+    let (app, caller) = (&app, &caller);
+    let (stored, replayed) = intake::once_stored(app, caller, &idempotent, &canonical, |_| async move {
+        let principal = &caller.principal;
+        let client_id = machine_clients(app)
+            .create(principal.tenant(), name, &scopes)
+            .await
+            .map_err(ApiError::Identity)?;
+        let audit = intake::audit_entry(app, caller, "client.registered", &client_id);
+        let client = MachineClient {
+            client_id: client_id.clone(),
+            tenant: principal.tenant().clone(),
+            name: name.to_owned(),
+            scopes,
+            created_at: audit.at,
+            created_by: principal.subject().to_owned(),
+            revoked_at: None,
+        };
+        let limit = app.config.auth.max_clients_per_tenant;
+        let registered = app
+            .store
+            .register_client(&client, limit, &audit, app.clock.epoch_seconds())
+            .await;
+        match registered {
+            Ok(Registration::Registered) => {}
+            Ok(Registration::LimitReached { limit }) => {
+                delete_cognito_client(app, &client_id).await?;
+                return Err(ApiError::ClientLimitReached { limit });
             }
-            let body = RegisteredClient {
-                client: ClientBody::from(client),
-                client_secret: None,
-                token_url: app.config.auth.token_url.clone(),
-            };
-            Ok(intake::stored_json(
-                StatusCode::CREATED,
-                &body,
-                Some(format!("/v1/clients/{client_id}")),
-            ))
-        },
-    )
+            Err(e) => {
+                // Unrecorded, the client's tokens would be refused anyway; deleting
+                // it keeps Cognito's shared client limit for clients in use.
+                if let Err(cleanup) = delete_cognito_client(app, &client_id).await {
+                    tracing::warn!(%client_id, "could not delete an unrecorded client: {cleanup:?}");
+                }
+                return Err(e.into());
+            }
+        }
+        let body = RegisteredClient {
+            client: ClientBody::from(client),
+            client_secret: None,
+            token_url: app.config.auth.token_url.clone(),
+        };
+        Ok(intake::stored_json(
+            StatusCode::CREATED,
+            &body,
+            Some(format!("/v1/clients/{client_id}")),
+        ))
+    })
     .await?;
     with_secret(app, stored)
         .await
@@ -229,72 +201,31 @@ pub async fn register(
 }
 
 /// Adds the client's secret, read from Cognito, to the stored answer.
-async fn with_secret(app: &App, mut stored: StoredResponse) -> Result<StoredResponse, Response> {
+async fn with_secret(app: &App, mut stored: StoredResponse) -> Result<StoredResponse, ApiError> {
     let mut body: serde_json::Value =
         serde_json::from_str(&stored.body).expect("the stored answer is this route's JSON");
     let client_id = body["client_id"].as_str().unwrap_or_default().to_owned();
-    let described = app
-        .cognito
-        .describe_user_pool_client()
-        .user_pool_id(&app.config.auth.user_pool_id)
-        .client_id(&client_id)
-        .send()
-        .await;
-    match described {
-        Ok(out) => {
-            let secret = out.user_pool_client.and_then(|c| c.client_secret);
-            body["client_secret"] = secret.map_or(serde_json::Value::Null, Into::into);
-        }
-        // Revoked since: the replay answers without a secret, as the client has none.
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) => {}
-        Err(e) => return Err(ApiError::Identity(Box::new(e)).into_response()),
-    }
+    // Revoked since: the replay answers without a secret, as the client has none.
+    let secret = machine_clients(app)
+        .secret(&client_id)
+        .await
+        .map_err(ApiError::Identity)?;
+    body["client_secret"] = secret.map_or(serde_json::Value::Null, Into::into);
     stored.body = body.to_string();
     Ok(stored)
 }
 
-async fn create_cognito_client(
-    app: &App,
-    principal: &Principal,
-    name: &str,
-    scopes: &[Scope],
-) -> Result<String, Response> {
-    let out = app
-        .cognito
-        .create_user_pool_client()
-        .user_pool_id(&app.config.auth.user_pool_id)
-        .client_name(format!(
-            "{MACHINE_CLIENT_PREFIX}{}-{}",
-            principal.tenant(),
-            name.replace(' ', "_")
-        ))
-        .generate_secret(true)
-        .allowed_o_auth_flows_user_pool_client(true)
-        .allowed_o_auth_flows(OAuthFlowType::ClientCredentials)
-        .set_allowed_o_auth_scopes(Some(scopes.iter().map(|s| s.oauth_name()).collect()))
-        .access_token_validity(ACCESS_TOKEN_MINUTES)
-        .token_validity_units(
-            TokenValidityUnitsType::builder()
-                .access_token(TimeUnitsType::Minutes)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| ApiError::Identity(Box::new(e)).into_response())?;
-    out.user_pool_client
-        .and_then(|c| c.client_id)
-        .ok_or_else(|| {
-            ApiError::Identity("Cognito created a client without an id".into()).into_response()
-        })
+/// The user pool's machine clients, through `herald::identity`.
+fn machine_clients(app: &App) -> MachineClients {
+    MachineClients::new(app.cognito.clone(), &app.config.auth.user_pool_id)
 }
 
 /// Deletes the Cognito client; one already gone counts as deleted.
-async fn delete_cognito_client(app: &App, client_id: &str) -> Result<(), Response> {
-    delete_client(&app.cognito, &app.config.auth.user_pool_id, client_id)
+async fn delete_cognito_client(app: &App, client_id: &str) -> Result<(), ApiError> {
+    machine_clients(app)
+        .delete(client_id)
         .await
-        .map_err(|e| ApiError::Identity(e).into_response())
+        .map_err(ApiError::Identity)
 }
 
 #[utoipa::path(
@@ -308,17 +239,12 @@ async fn delete_cognito_client(app: &App, client_id: &str) -> Result<(), Respons
 )]
 pub async fn list(
     State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
-) -> Result<Response, Response> {
-    let clients = app
-        .store
-        .list_clients(principal.tenant())
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
-    Ok(axum::Json(ClientList {
+    caller: Caller,
+) -> Result<Json<ClientList>, ApiError> {
+    let clients = app.store.list_clients(caller.principal.tenant()).await?;
+    Ok(Json(ClientList {
         clients: clients.into_iter().map(ClientBody::from).collect(),
-    })
-    .into_response())
+    }))
 }
 
 #[utoipa::path(
@@ -334,52 +260,36 @@ pub async fn list(
         (status = 200, description = "The client, revoked.", body = ClientBody, headers(
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
         )),
-        (status = 400, response = InvalidRequest),
-        (status = 404, response = NotFound),
-        (status = 409, response = RequestInProgress),
-        (status = 422, response = IdempotencyKeyReused),
+        ClientRevokeProblems,
     ),
 )]
 pub async fn revoke(
     State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
-    Extension(Correlation(correlation)): Extension<Correlation>,
+    caller: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Response> {
-    let key = intake::idempotency_key(&headers)?;
+    idempotent: Idempotent,
+) -> Result<Response, ApiError> {
     let canonical = serde_json::json!({ "client_id": id });
-    let (app, principal, correlation, id) = (&app, &principal, &correlation, &id);
-    intake::once(
-        app,
-        principal,
-        &key,
-        "POST /v1/clients/{id}/revoke",
-        &canonical,
-        |_| async move {
-            let audit = intake::audit_entry(app, principal, correlation, "client.revoked", id);
-            let revocation = app
-                .store
-                .revoke_client(principal.tenant(), id, &audit, app.clock.epoch_seconds())
-                .await
-                .map_err(|e| ApiError::from(e).into_response())?;
-            let client = match revocation {
-                Revocation::NotFound => {
-                    return Err(Problem::not_found()
-                        .detail("No such client.")
-                        .into_response());
-                }
-                Revocation::Revoked(client) | Revocation::AlreadyRevoked(client) => client,
-            };
-            // Herald refuses the client's tokens from the store's mark on; deleting it
-            // in Cognito stops new tokens. A failure here is retried by the next revoke.
-            delete_cognito_client(app, id).await?;
-            Ok(intake::stored_json(
-                StatusCode::OK,
-                &ClientBody::from(client),
-                None,
-            ))
-        },
-    )
+    let (app, caller, id) = (&app, &caller, &id);
+    intake::once(app, caller, &idempotent, &canonical, |_| async move {
+        let audit = intake::audit_entry(app, caller, "client.revoked", id);
+        let tenant = caller.principal.tenant();
+        let revocation = app
+            .store
+            .revoke_client(tenant, id, &audit, app.clock.epoch_seconds())
+            .await?;
+        let client = match revocation {
+            Revocation::NotFound => return Err(ApiError::NotFound("No such client.")),
+            Revocation::Revoked(client) | Revocation::AlreadyRevoked(client) => client,
+        };
+        // Herald refuses the client's tokens from the store's mark on; deleting it
+        // in Cognito stops new tokens. A failure here is retried by the next revoke.
+        delete_cognito_client(app, id).await?;
+        Ok(intake::stored_json(
+            StatusCode::OK,
+            &ClientBody::from(client),
+            None,
+        ))
+    })
     .await
 }

@@ -1,130 +1,38 @@
-//! What every state-changing request shares: the Idempotency-Key, the JSON body read
-//! under its limits, field errors as problem+json, and the path from a validated
-//! batch to the queue (write chunks, enqueue, mark enqueued, complete the key).
+//! What every state-changing request shares: running it at most once per
+//! Idempotency-Key, its audit entry, and `herald::intake` as this function runs it.
 
-use herald::metrics::Record;
 use std::future::Future;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use herald::auth::Principal;
-use herald::idempotency::{Begin, IdempotencyKey, StoredResponse, request_hash};
-use herald::problem::Problem;
-use herald::queue::ChunkEnvelope;
-use herald::store::{AuditEntry, NewBatch, Reservation, TenantProfile};
-use herald::{BatchId, CorrelationId};
-use serde_path_to_error::Segment;
+use herald::BatchId;
+use herald::domain::AuditEntry;
+use herald::idempotency::{Begin, StoredResponse, request_hash};
+use herald::intake::{Intake, IntakeError};
+use herald::metrics::Record;
 
+use crate::extract::{Caller, Idempotent};
 use crate::{ApiError, App};
 
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
-
-/// Field errors listed in one answer; past this, the detail says how many more.
-const MAX_LISTED_ERRORS: usize = 100;
-
-/// Collects every failing field of a request, in JSON Pointer form.
-#[derive(Default)]
-pub struct FieldErrors {
-    errors: Vec<(String, String)>,
-}
-
-impl FieldErrors {
-    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.errors.push((field.into(), message.into()));
-    }
-
-    pub fn len(&self) -> usize {
-        self.errors.len()
-    }
-
-    /// The failures collected, as (field, message) pairs.
-    pub fn into_inner(self) -> Vec<(String, String)> {
-        self.errors
-    }
-
-    pub fn add_validator(&mut self, errors: &validator::ValidationErrors) {
-        for (field, errs) in errors.field_errors() {
-            for e in errs {
-                let message = e.message.as_deref().unwrap_or("is invalid");
-                self.add(format!("/{field}"), message);
-            }
-        }
-    }
-
-    /// `Ok` when nothing failed; otherwise a 400 listing the failures.
-    pub fn check(self) -> Result<(), Response> {
-        if self.errors.is_empty() {
-            return Ok(());
-        }
-        let total = self.errors.len();
-        let mut detail = "The request has invalid fields; see errors.".to_owned();
-        if total > MAX_LISTED_ERRORS {
-            detail = format!(
-                "The request has {total} invalid fields; the first {MAX_LISTED_ERRORS} are listed in errors."
-            );
-        }
-        let mut problem = Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-request",
-            "Invalid request",
-        )
-        .detail(detail);
-        for (field, message) in self.errors.into_iter().take(MAX_LISTED_ERRORS) {
-            problem = problem.field(field, message);
-        }
-        Err(problem.into_response())
-    }
-}
-
-/// The `Idempotency-Key` header as the OpenAPI document describes it; `idempotency_key`
-/// is what reads it.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Header)]
-pub struct IdempotencyKeyHeader {
-    /// 1–255 visible ASCII characters, unique per request and scoped to your tenant;
-    /// reuse it only to retry the same request. Keys are kept for 24 hours.
-    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255)]
-    #[expect(
-        dead_code,
-        reason = "described, never built: `idempotency_key` reads the header"
-    )]
-    idempotency_key: String,
-}
-
-pub fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, Response> {
-    let problem = |message: &str| {
-        Problem::new(StatusCode::BAD_REQUEST, "idempotency-key", "Idempotency-Key required")
-            .detail("Every POST needs an Idempotency-Key header: a unique value per request, reused only to retry it.")
-            .field("Idempotency-Key", message)
-            .into_response()
-    };
-    let raw = headers
-        .get(IDEMPOTENCY_KEY)
-        .ok_or_else(|| problem("is missing"))?
-        .to_str()
-        .map_err(|_| problem("must be visible ASCII"))?;
-    IdempotencyKey::parse(raw).map_err(|e| problem(&e.to_string()))
-}
 
 /// Runs `work` at most once per Idempotency-Key and request: a replay answers with the
 /// stored response, a different request under the same key gets 422, a request still
 /// running gets 409. `work` gets the batch id pinned to the key (the same one when a
 /// retry takes over a request that died), and answers with the response to store or
-/// with an error response, which releases the key so a retry can run again.
+/// with an error, which releases the key so a retry can run again.
 pub async fn once<F, Fut>(
     app: &App,
-    principal: &Principal,
-    key: &IdempotencyKey,
-    route: &str,
+    caller: &Caller,
+    idempotent: &Idempotent,
     canonical: &serde_json::Value,
     work: F,
-) -> Result<Response, Response>
+) -> Result<Response, ApiError>
 where
     F: FnOnce(BatchId) -> Fut,
-    Fut: Future<Output = Result<StoredResponse, Response>>,
+    Fut: Future<Output = Result<StoredResponse, ApiError>>,
 {
-    once_stored(app, principal, key, route, canonical, work)
+    once_stored(app, caller, idempotent, canonical, work)
         .await
         .map(|(stored, replayed)| answer_with(stored, replayed))
 }
@@ -133,60 +41,37 @@ where
 /// that adds to the answer what must not be stored.
 pub async fn once_stored<F, Fut>(
     app: &App,
-    principal: &Principal,
-    key: &IdempotencyKey,
-    route: &str,
+    caller: &Caller,
+    idempotent: &Idempotent,
     canonical: &serde_json::Value,
     work: F,
-) -> Result<(StoredResponse, bool), Response>
+) -> Result<(StoredResponse, bool), ApiError>
 where
     F: FnOnce(BatchId) -> Fut,
-    Fut: Future<Output = Result<StoredResponse, Response>>,
+    Fut: Future<Output = Result<StoredResponse, ApiError>>,
 {
-    let tenant = principal.tenant();
-    let hash = request_hash(route, canonical);
+    let tenant = caller.principal.tenant();
+    let Idempotent { key, scope } = idempotent;
+    let hash = request_hash(scope, canonical);
     let now_epoch = app.clock.epoch_seconds();
     let lock_until = now_epoch + app.config.idempotency_lock.as_secs();
     let begin = app
         .idempotency
         .begin(tenant, key, &hash, now_epoch, lock_until)
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
+        .await?;
     let batch = match begin {
         Begin::Proceed { batch } => batch,
         Begin::Replay(stored) => {
             app.metrics.emit(
                 Record::new("api")
                     .count("IdempotentReplays", 1)
-                    .property("route", route)
+                    .property("route", scope.as_str())
                     .property("tenant_id", tenant.as_str()),
             );
             return Ok((stored, true));
         }
-        Begin::InFlight => {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "request-in-progress",
-                "Request in progress",
-            )
-            .detail("A request with this Idempotency-Key is still being processed; retry shortly.")
-            .field(
-                "Idempotency-Key",
-                "in use by a request that has not finished",
-            )
-            .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
-            .into_response());
-        }
-        Begin::Mismatch => {
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reused",
-                "Idempotency-Key reused",
-            )
-            .detail("This Idempotency-Key was used for a different request; use a new key for a new request.")
-            .field("Idempotency-Key", "already used for a different request")
-            .into_response());
-        }
+        Begin::InFlight => return Err(ApiError::RequestInProgress),
+        Begin::Mismatch => return Err(ApiError::IdempotencyKeyReused),
     };
     let outcome = match work(batch).await {
         Ok(stored) => app
@@ -194,126 +79,73 @@ where
             .complete(tenant, key, &hash, &stored)
             .await
             .map(|()| stored)
-            .map_err(|e| ApiError::from(e).into_response()),
-        Err(response) => Err(response),
+            .map_err(ApiError::from),
+        Err(error) => Err(error),
     };
-    match outcome {
-        Ok(stored) => Ok((stored, false)),
-        Err(response) => {
-            // Let the client's retry (same key) take over now.
-            if let Err(release) = app.idempotency.release(tenant, key, &hash).await {
-                tracing::warn!(error = %release, "could not release the idempotency key");
-            }
-            Err(response)
+    if outcome.is_err() {
+        // Let the client's retry (same key) take over now.
+        if let Err(release) = app.idempotency.release(tenant, key, &hash).await {
+            tracing::warn!(error = %release, "could not release the idempotency key");
+        }
+    }
+    outcome.map(|stored| (stored, false))
+}
+
+/// Intake as this function runs it.
+pub fn intake(app: &App) -> Intake<'_> {
+    Intake {
+        store: &app.store,
+        queue: &app.queue,
+        clock: app.clock.as_ref(),
+        metrics: &app.metrics,
+    }
+}
+
+impl From<IntakeError> for ApiError {
+    fn from(error: IntakeError) -> Self {
+        match error {
+            IntakeError::QuotaExceeded {
+                limit,
+                used,
+                requested,
+                retry_after_secs,
+            } => ApiError::QuotaExceeded {
+                limit,
+                left: limit.saturating_sub(used),
+                count: requested,
+                retry_after_secs,
+            },
+            IntakeError::Store(e) => e.into(),
+            IntakeError::Queue(e) => e.into(),
         }
     }
 }
 
-/// Makes a validated batch durable and queued: chunks and batch record first, then
-/// one queue message per chunk, then the batch is marked enqueued. A failure part-way
-/// leaves the batch `accepted`; a retry with the same key (or the sweeper) finishes it.
-pub async fn enqueue_batch(
-    app: &App,
-    batch: &NewBatch,
-    correlation: &CorrelationId,
-) -> Result<(), ApiError> {
-    app.store.create_batch(batch).await?;
-    let envelopes: Vec<ChunkEnvelope> = batch
-        .chunks
-        .iter()
-        .map(|chunk| ChunkEnvelope::new(&batch.tenant, batch.id, chunk.index, correlation))
-        .collect();
-    app.queue.enqueue(&envelopes).await?;
-    app.store
-        .mark_enqueued(&batch.tenant, batch.id, &app.clock.rfc3339())
-        .await?;
-    Ok(())
-}
-
-/// Counts a new batch's messages against the tenant's daily quota, all or nothing. A
-/// retry finishing the same batch was counted already and passes.
-pub async fn reserve_quota(
-    app: &App,
-    profile: &TenantProfile,
-    batch: BatchId,
-    count: usize,
-) -> Result<(), Response> {
-    let now = app.clock.rfc3339();
-    let day = &now[..10];
-    let limit = profile.limits.sends_per_day;
-    let count = u32::try_from(count).unwrap_or(u32::MAX);
-    let reservation = app
-        .store
-        .reserve_sends(
-            &profile.tenant,
-            batch,
-            count,
-            limit,
-            day,
-            app.clock.epoch_seconds(),
-        )
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
-    match reservation {
-        Reservation::Reserved { .. } | Reservation::AlreadyReserved => Ok(()),
-        Reservation::Exceeded { used } => {
-            let left = limit.saturating_sub(used);
-            let until_midnight = 86_400 - app.clock.epoch_seconds() % 86_400;
-            Err(Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "quota-exceeded",
-                "Daily quota exceeded",
-            )
-            .detail(format!(
-                "Your tenant may send {limit} messages per UTC day and has {left} left today; this request has {count}. Nothing was accepted."
-            ))
-            .header(header::RETRY_AFTER, HeaderValue::from(until_midnight))
-            .into_response())
-        }
-    }
-}
-
-/// The audit entry of a state change made by `principal` in this request, now.
-pub fn audit_entry(
-    app: &App,
-    principal: &Principal,
-    correlation: &CorrelationId,
-    action: &str,
-    target: &str,
-) -> AuditEntry {
+/// The audit entry of a state change made by the caller in this request, now.
+pub fn audit_entry(app: &App, caller: &Caller, action: &str, target: &str) -> AuditEntry {
     AuditEntry {
-        at: app.clock.rfc3339(),
-        actor: principal.subject().to_owned(),
+        at: app.clock.timestamp(),
+        actor: caller.principal.subject().to_owned(),
         action: action.to_owned(),
         target: target.to_owned(),
-        request_id: correlation.as_str().to_owned(),
+        request_id: caller.correlation.as_str().to_owned(),
     }
 }
 
-/// Writes the audit entry of a state change made by `principal` in this request.
+/// Writes the audit entry of a state change the caller made in `tenant`: its own, or
+/// (operators) the tenant it acted on.
 pub async fn audit(
     app: &App,
     tenant: &herald::TenantId,
-    principal: &Principal,
-    correlation: &CorrelationId,
+    caller: &Caller,
     action: &str,
     target: &str,
-) -> Result<(), Response> {
-    let entry = audit_entry(app, principal, correlation, action, target);
+) -> Result<(), ApiError> {
+    let entry = audit_entry(app, caller, action, target);
     app.store
         .record_audit(tenant, &entry, app.clock.epoch_seconds())
-        .await
-        .map_err(|e| ApiError::from(e).into_response())
-}
-
-/// Counts messages accepted, once the request that accepted them has done everything
-/// but answer (a retry that finishes a failed attempt counts them then, not twice).
-pub fn count_accepted(app: &App, tenant: &herald::TenantId, messages: usize) {
-    app.metrics.emit(
-        Record::new("api")
-            .count("MessagesAccepted", messages)
-            .property("tenant_id", tenant.as_str()),
-    );
+        .await?;
+    Ok(())
 }
 
 /// A JSON answer to store under the key and send back.
@@ -344,91 +176,4 @@ pub fn answer_with(stored: StoredResponse, replayed: bool) -> Response {
         headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     response
-}
-
-/// Reads a JSON body under the size limit, naming the failing field when serde can.
-pub fn parse_json<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: &[u8],
-    max_bytes: usize,
-) -> Result<T, Response> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported Media Type",
-        )
-        .detail("Send the request body as application/json.")
-        .field("content-type", "must be application/json")
-        .into_response());
-    }
-    if body.len() > max_bytes {
-        return Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            "Request body too large",
-        )
-        .detail(format!(
-            "The request body may be at most {max_bytes} bytes."
-        ))
-        .into_response());
-    }
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(bad_json(
-            "The request body is empty; send a JSON object.",
-            None,
-        ));
-    }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = json_pointer(e.path());
-        bad_json(&e.inner().to_string(), field)
-    })?;
-    de.end().map_err(|e| bad_json(&e.to_string(), None))?;
-    Ok(value)
-}
-
-/// `recipients[3].to` as `/recipients/3/to` (RFC 6901), or `None` for the whole body.
-fn json_pointer(path: &serde_path_to_error::Path) -> Option<String> {
-    let mut pointer = String::new();
-    for segment in path.iter() {
-        pointer.push('/');
-        match segment {
-            Segment::Seq { index } => pointer.push_str(&index.to_string()),
-            Segment::Map { key } => pointer.push_str(&key.replace('~', "~0").replace('/', "~1")),
-            Segment::Enum { variant } => pointer.push_str(variant),
-            Segment::Unknown => pointer.push('?'),
-        }
-    }
-    (!pointer.is_empty()).then_some(pointer)
-}
-
-fn bad_json(detail: &str, field: Option<String>) -> Response {
-    let mut problem = Problem::new(
-        StatusCode::BAD_REQUEST,
-        "malformed-json",
-        "Malformed JSON body",
-    )
-    .detail(detail);
-    if let Some(field) = field {
-        problem = problem.field(field, detail);
-    }
-    problem.into_response()
-}
-
-/// Rejects text with control characters other than newline, carriage return and tab.
-pub fn printable(text: &str) -> Result<(), validator::ValidationError> {
-    if text
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
-        return Err(validator::ValidationError::new("control")
-            .with_message("must not contain control characters".into()));
-    }
-    Ok(())
 }

@@ -4,47 +4,42 @@
 //! "Machine clients": API Gateway's JWT authorizer cannot know clients registered at
 //! run time).
 
-// Handlers answer early with a ready `Response`; it is built once per request, so
-// boxing it to shrink the `Err` variant would buy nothing.
-#![allow(clippy::result_large_err)]
-
-use herald::metrics::Metrics;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, header, header::HeaderName};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::{Extension, Router};
-use herald::CorrelationId;
-use herald::auth::{Access, Principal, Scope, route_access};
 use herald::aws::CognitoClient;
 use herald::clock::SharedClock;
 use herald::config::ApiConfig;
 use herald::idempotency::Idempotency;
-use herald::problem::Problem;
+use herald::metrics::Metrics;
 use herald::queue::SendQueue;
 use herald::redrive::Redriver;
-use herald::store::{Admission, Store, TenantStatus};
-use herald::token::{Rejection, Verified, Verifier};
-use lambda_http::RequestExt;
-use lambda_http::request::RequestContext;
-use tracing::Instrument;
+use herald::store::Store;
+use herald::token::Verifier;
+use tower::ServiceBuilder;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod audit;
 mod batches;
 mod clients;
 mod error;
+mod extract;
+mod fields;
 mod intake;
+mod layers;
 mod messages;
 mod openapi;
+mod redrive;
 mod tenants;
+mod usage;
 
-pub use error::ApiError;
-
-pub const CORRELATION_HEADER: &str = "x-correlation-id";
+pub use error::{ApiError, ProblemKind};
+pub use fields::FieldErrors;
+pub use layers::CORRELATION_HEADER;
 
 pub struct App {
     pub config: ApiConfig,
@@ -99,37 +94,39 @@ fn registered() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(messages::show))
         .routes(routes!(batches::create))
         .routes(routes!(batches::show))
-        .routes(routes!(batches::messages))
+        .routes(routes!(batches::listing::messages))
         .routes(routes!(batches::cancel))
-        .routes(routes!(tenants::usage))
-        .routes(routes!(tenants::own_audit))
+        .routes(routes!(usage::usage))
+        .routes(routes!(audit::own_audit))
         .routes(routes!(clients::register, clients::list))
         .routes(routes!(clients::revoke))
         .routes(routes!(tenants::create))
         .routes(routes!(tenants::show))
         .routes(routes!(tenants::suspend))
         .routes(routes!(tenants::resume))
-        .routes(routes!(tenants::audit))
-        .routes(routes!(tenants::redrive))
+        .routes(routes!(audit::any_tenant))
+        .routes(routes!(redrive::redrive))
 }
 
 pub fn router(app: Arc<App>) -> Router {
     let (routes, document) = registered().split_for_parts();
     let served = openapi::Served(render(openapi::apply_policy(document)).into());
     routes
-        .route_layer(middleware::from_fn_with_state(app.clone(), authorize))
-        .fallback(|| async { Problem::not_found().detail("No such route.") })
-        .method_not_allowed_fallback(|| async {
-            Problem::new(
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method Not Allowed",
-            )
-        })
+        // In the order listed, each one job (see `layers`).
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(from_fn(layers::policy))
+                .layer(from_fn_with_state(app.clone(), layers::authenticate))
+                .layer(from_fn(layers::authorize))
+                .layer(from_fn_with_state(app.clone(), layers::tenant))
+                .layer(from_fn_with_state(app.clone(), layers::rate_limit)),
+        )
+        .fallback(|| async { ApiError::NotFound("No such route.") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(Extension(served))
-        .layer(middleware::from_fn(correlate))
+        .layer(from_fn(layers::correlate))
         // The body is already in memory (it arrives inside the Lambda event, which API
-        // Gateway caps); the handlers check `max_body_bytes` and answer 413 as
+        // Gateway caps); `extract::JsonBody` checks `max_body_bytes` and answers 413 as
         // problem+json, which axum's own limit would answer as plain text.
         .layer(DefaultBodyLimit::disable())
         .with_state(app)
@@ -182,198 +179,4 @@ struct Health {
 )]
 async fn health() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
-}
-
-#[derive(Clone)]
-pub struct Correlation(pub CorrelationId);
-
-/// Gives every request a correlation id (the caller's `x-correlation-id` when it is
-/// well-formed), a span that carries it, and echoes it in the response.
-async fn correlate(mut request: Request, next: Next) -> Response {
-    let supplied = request
-        .headers()
-        .get(CORRELATION_HEADER)
-        .and_then(|v| v.to_str().ok());
-    let correlation = CorrelationId::from_header(supplied);
-    let span = tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        correlation_id = %correlation,
-        function_request_id = request_id(&request).unwrap_or_default(),
-        tenant_id = tracing::field::Empty,
-    );
-    request
-        .extensions_mut()
-        .insert(Correlation(correlation.clone()));
-    let mut response = next.run(request).instrument(span.clone()).await;
-    span.in_scope(|| tracing::info!(status = response.status().as_u16(), "answered"));
-    if let Ok(value) = HeaderValue::from_str(correlation.as_str()) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(CORRELATION_HEADER), value);
-    }
-    response
-}
-
-/// Who the token says the caller is. Every failure is a 401 naming the reason, except a
-/// valid user token without a usable tenant (403: signing in again will not help).
-async fn identify(app: &App, header: Option<&str>) -> Result<Principal, Response> {
-    let unauthorized = |rejection: Rejection| {
-        tracing::info!(reason = %rejection, "token rejected");
-        match rejection {
-            Rejection::KeysUnavailable => Problem::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "keys-unavailable",
-                "Service Unavailable",
-            )
-            .detail("The sign-in keys could not be fetched; retry shortly.")
-            .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
-            .into_response(),
-            other => Problem::unauthorized(&other.to_string()).into_response(),
-        }
-    };
-    let token = Verifier::bearer(header).map_err(unauthorized)?;
-    let user_clients = &app.config.auth.user_client_ids;
-    let claims = match app.verifier.verify(token).await.map_err(unauthorized)? {
-        Verified::User(claims) => {
-            let audience = claims
-                .get("aud")
-                .and_then(|a| a.as_str())
-                .unwrap_or_default();
-            if !user_clients.iter().any(|c| c == audience) {
-                return Err(unauthorized(Rejection::Audience));
-            }
-            claims
-        }
-        Verified::Access { client_id, claims } if user_clients.contains(&client_id) => claims,
-        Verified::Access { client_id, claims } => {
-            let client = app
-                .store
-                .machine_client(&client_id)
-                .await
-                .map_err(|e| ApiError::from(e).into_response())?;
-            let client = match client {
-                None => return Err(unauthorized(Rejection::Audience)),
-                Some(c) if c.revoked_at.is_some() => return Err(unauthorized(Rejection::Revoked)),
-                Some(c) => c,
-            };
-            // What the token was granted and the registration still allows.
-            let granted: Vec<Scope> = claims
-                .get("scope")
-                .and_then(|s| s.as_str())
-                .unwrap_or_default()
-                .split(' ')
-                .filter_map(Scope::from_oauth_name)
-                .filter(|scope| client.scopes.contains(scope))
-                .collect();
-            return Ok(Principal::machine(client.tenant, &client_id, granted));
-        }
-    };
-    Principal::from_claims(&claims).map_err(|e| Problem::forbidden(&e.to_string()).into_response())
-}
-
-fn request_id(request: &Request) -> Option<String> {
-    match request.request_context_ref()? {
-        RequestContext::ApiGatewayV2(ctx) => ctx.request_id.clone(),
-        _ => None,
-    }
-}
-
-/// Looks the matched route up in the policy table; a route without a policy is denied.
-/// The caller's identity comes only from a verified token: a user's id token, or a
-/// registered machine client's access token. A tenant route then needs an active tenant
-/// profile and a place in the tenant's request rate.
-async fn authorize(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let access = route_access(request.method().as_str(), &route);
-    let permission = match access {
-        Some(Access::Public) => return next.run(request).await,
-        Some(Access::Requires(permission)) => permission,
-        None => {
-            tracing::error!(%route, "route has no policy; denying");
-            return Problem::forbidden("This route is not open to anyone.").into_response();
-        }
-    };
-    let header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let principal = match identify(&app, header).await {
-        Ok(principal) => principal,
-        Err(response) => return response,
-    };
-    tracing::Span::current().record("tenant_id", principal.tenant().as_str());
-    if !principal.may(permission) {
-        return Problem::forbidden(
-            "Your role (or this client's scopes) does not allow this action.",
-        )
-        .into_response();
-    }
-    if permission.is_platform() {
-        request.extensions_mut().insert(principal);
-        return next.run(request).await;
-    }
-    let profile = match app.store.get_tenant(principal.tenant()).await {
-        Ok(Some(profile)) => profile,
-        Ok(None) => {
-            return Problem::forbidden("Your tenant is not registered with Herald.")
-                .into_response();
-        }
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    if profile.status == TenantStatus::Suspended {
-        return Problem::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "tenant-suspended",
-            "Tenant suspended",
-        )
-        .detail("Your tenant is suspended; its requests are refused and its queued messages are held. Contact support.")
-        .into_response();
-    }
-    let limit = profile.limits.api_requests_per_second;
-    let admission = app
-        .store
-        .admit_request(principal.tenant(), limit, app.clock.epoch_seconds())
-        .await;
-    let remaining = match admission {
-        Ok(Admission::Admitted { remaining, .. }) => remaining,
-        Ok(Admission::Limited {
-            retry_after_secs, ..
-        }) => {
-            let mut response = Problem::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                "Too many requests",
-            )
-            .detail(format!(
-                "Your tenant may make {limit} requests per second; retry after the Retry-After delay."
-            ))
-            .header(header::RETRY_AFTER, HeaderValue::from(retry_after_secs))
-            .into_response();
-            rate_limit_headers(&mut response, limit, 0);
-            return response;
-        }
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    request.extensions_mut().insert(principal);
-    request.extensions_mut().insert(profile);
-    let mut response = next.run(request).await;
-    rate_limit_headers(&mut response, limit, remaining);
-    response
-}
-
-/// The IETF draft's `RateLimit-*` fields: one-second windows.
-fn rate_limit_headers(response: &mut Response, limit: u32, remaining: u32) {
-    let headers = response.headers_mut();
-    headers.insert("ratelimit-limit", HeaderValue::from(limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
-    headers.insert("ratelimit-reset", HeaderValue::from_static("1"));
-    if let Ok(policy) = HeaderValue::from_str(&format!("{limit};w=1")) {
-        headers.insert("ratelimit-policy", policy);
-    }
 }

@@ -2,46 +2,26 @@
 
 use std::sync::Arc;
 
-use axum::Extension;
-use axum::body::Bytes;
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use herald::auth::Principal;
-use herald::problem::Problem;
-use herald::store::{Channel, Chunk, Content, MessageView, NewBatch, Recipient, TenantProfile};
-use herald::{Address, MessageId, MessageStatus};
+use axum::http::StatusCode;
+use axum::response::Response;
+use herald::domain::{Channel, Content, MessageText, MessageView, Recipient, Subject, Submission};
+use herald::{Address, MessageId, MessageStatus, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use validator::Validate;
 
-use crate::intake::{self, FieldErrors, IdempotencyKeyHeader};
-use crate::openapi::{
-    BodyTooLarge, IdempotencyKeyReused, InvalidRequest, NotFound, RequestInProgress,
-    UnsupportedMediaType,
-};
-use crate::{ApiError, App, Correlation};
+use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody, Profile};
+use crate::intake;
+use crate::openapi::{ReadProblems, SendProblems};
+use crate::{ApiError, App, FieldErrors};
 
-/// Longest text one SMS may carry (Twilio's limit; it splits it into segments).
-pub const MAX_BODY_CHARS: usize = 1600;
-/// Longest plain-text body of one email.
-pub const MAX_EMAIL_BODY_CHARS: usize = 10_000;
-/// Longest email subject.
-pub const MAX_SUBJECT_CHARS: usize = 256;
-
-/// The longest text a message of `channel` may carry, rendered.
-pub fn max_body_chars(channel: Channel) -> usize {
-    match channel {
-        Channel::Sms => MAX_BODY_CHARS,
-        Channel::Email => MAX_EMAIL_BODY_CHARS,
-    }
-}
-
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMessage {
+    /// How the message travels: `sms` (the default) or `email`.
     #[serde(default)]
-    pub channel: ChannelField,
+    pub channel: Channel,
     /// The recipient: for `sms` a number in E.164 (`+`, country code and number,
     /// nothing else); for `email` an address (ASCII, at most 254 characters, a domain
     /// with a dot).
@@ -53,93 +33,8 @@ pub struct CreateMessage {
     pub subject: Option<String>,
     /// The text (plain text for email): 1 to 1600 characters for `sms`, 1 to 10,000
     /// for `email`; no control characters other than newline, carriage return and tab.
-    #[validate(
-        length(min = 1, message = "must not be empty"),
-        custom(function = "intake::printable")
-    )]
     #[schema(min_length = 1, max_length = 10000)]
     pub body: String,
-}
-
-/// How the message travels: `sms` (the default) or `email`.
-#[derive(Debug, Default, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ChannelField {
-    #[default]
-    Sms,
-    Email,
-}
-
-impl From<ChannelField> for Channel {
-    fn from(field: ChannelField) -> Self {
-        match field {
-            ChannelField::Sms => Channel::Sms,
-            ChannelField::Email => Channel::Email,
-        }
-    }
-}
-
-/// Checks a text's length against its channel's limit (the shortest is checked by
-/// `validator`, with the other rules of the field).
-pub fn check_body_length(channel: Channel, path: &str, text: &str, errors: &mut FieldErrors) {
-    let max = max_body_chars(channel);
-    let chars = text.chars().count();
-    if chars > max {
-        let what = match channel {
-            Channel::Sms => "an SMS",
-            Channel::Email => "an email",
-        };
-        errors.add(
-            path,
-            format!("{what} text may be at most {max} characters; it has {chars}"),
-        );
-    }
-}
-
-/// The subject rules: required for email, refused for SMS, and as `check_subject_text`
-/// says. `None` when it is absent or invalid.
-pub fn check_subject<'a>(
-    channel: Channel,
-    subject: Option<&'a str>,
-    errors: &mut FieldErrors,
-) -> Option<&'a str> {
-    match (channel, subject) {
-        (Channel::Email, None) => {
-            errors.add("/subject", "is required for email");
-            None
-        }
-        (Channel::Sms, Some(_)) => {
-            errors.add(
-                "/subject",
-                "only email messages have a subject; remove it or send with \"channel\": \"email\"",
-            );
-            None
-        }
-        (Channel::Sms, None) => None,
-        (Channel::Email, Some(subject)) => {
-            let before = errors.len();
-            check_subject_text("/subject", subject, errors);
-            (errors.len() == before).then_some(subject)
-        }
-    }
-}
-
-/// 1 to `MAX_SUBJECT_CHARS` characters with no control characters at all: a line
-/// break in a subject would be a header break in the email.
-pub fn check_subject_text(path: &str, subject: &str, errors: &mut FieldErrors) {
-    let chars = subject.chars().count();
-    if chars == 0 || chars > MAX_SUBJECT_CHARS {
-        errors.add(
-            path,
-            format!("a subject is 1 to {MAX_SUBJECT_CHARS} characters; it has {chars}"),
-        );
-    }
-    if subject.chars().any(char::is_control) {
-        errors.add(
-            path,
-            "a subject must not contain control characters or line breaks",
-        );
-    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -147,8 +42,7 @@ pub fn check_subject_text(path: &str, subject: &str, errors: &mut FieldErrors) {
 struct Accepted {
     id: String,
     batch_id: String,
-    #[schema(value_type = MessageStatus)]
-    status: &'static str,
+    status: MessageStatus,
     status_url: String,
 }
 
@@ -168,83 +62,62 @@ struct Accepted {
             ("Location" = String, description = "The message's status URL."),
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
         )),
-        (status = 400, response = InvalidRequest),
-        (status = 409, response = RequestInProgress),
-        (status = 413, response = BodyTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = IdempotencyKeyReused),
+        SendProblems,
     ),
 )]
-
 pub async fn create(
     State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
-    Extension(profile): Extension<TenantProfile>,
-    Extension(Correlation(correlation)): Extension<Correlation>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Response> {
-    let key = intake::idempotency_key(&headers)?;
-    let request: CreateMessage = intake::parse_json(&headers, &body, app.config.max_body_bytes)?;
+    caller: Caller,
+    Profile(profile): Profile,
+    idempotent: Idempotent,
+    JsonBody(request): JsonBody<CreateMessage>,
+) -> Result<Response, ApiError> {
     let mut errors = FieldErrors::default();
-    if let Err(e) = request.validate() {
-        errors.add_validator(&e);
-    }
-    let channel = Channel::from(request.channel);
+    let channel = request.channel;
+    let text = MessageText::parse(channel, &request.body)
+        .inspect_err(|problems| errors.add_text("/body", problems.clone()))
+        .ok();
     let to = Address::parse(channel, &request.to)
         .inspect_err(|e| errors.add("/to", e.to_string()))
         .ok();
-    check_body_length(channel, "/body", &request.body, &mut errors);
-    let subject =
-        check_subject(channel, request.subject.as_deref(), &mut errors).map(str::to_owned);
+    let subject = Subject::for_channel(channel, request.subject.as_deref())
+        .inspect_err(|problems| errors.add_text("/subject", problems.clone()))
+        .ok()
+        .flatten();
     errors.check()?;
-    let to = to.expect("checked above");
+    let (to, text) = (to.expect("checked above"), text.expect("checked above"));
     let mut canonical = serde_json::json!({
-        "channel": channel.as_str(),
+        "channel": channel,
         "to": to.as_str(),
-        "body": request.body,
+        "body": text.as_str(),
     });
     // Only email has one, so an SMS request hashes as it always has.
     if let Some(subject) = &subject {
         canonical["subject"] = subject.as_str().into();
     }
-    let (app, principal, profile, correlation) = (&app, &principal, &profile, &correlation);
-    intake::once(app, principal, &key, "POST /v1/messages", &canonical, |batch_id| async move {
-        let now = app.clock.rfc3339();
+    let by = caller.submitter();
+    let (app, profile) = (&app, &profile);
+    intake::once(app, &caller, &idempotent, &canonical, |batch_id| async move {
         let masked = to.masked();
-        let batch = NewBatch {
-            tenant: principal.tenant().clone(),
-            id: batch_id,
+        let submission = Submission {
             channel,
-            created_by: principal.subject().to_owned(),
-            correlation_id: correlation.clone(),
-            created_at: now.clone(),
-            chunks: vec![Chunk {
-                index: 0,
-                channel,
-                content: Content::Text(request.body),
-                subject: subject.map(Content::Text),
-                recipients: vec![Recipient {
-                    to,
-                    variables: Default::default(),
-                }],
-                created_at: now,
+            content: Content::Text(text.into_inner()),
+            subject: subject.map(|s| Content::Text(s.into_inner())),
+            recipients: vec![Recipient {
+                to,
+                variables: Default::default(),
             }],
         };
-        intake::reserve_quota(app, profile, batch.id, 1).await?;
-        intake::enqueue_batch(app, &batch, correlation)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let target = batch.id.to_string();
-        intake::audit(app, &batch.tenant, principal, correlation, "batch.created", &target).await?;
-        let id = MessageId::new(batch.id, 0);
+        let accepted = intake::intake(app)
+            .accept(profile, &by, batch_id, submission)
+            .await?;
+        let id = MessageId::new(accepted.batch, 0);
         let status_url = format!("/v1/messages/{id}");
-        intake::count_accepted(app, &batch.tenant, 1);
-        tracing::info!(batch_id = %batch.id, message_id = %id, to = %masked, "message accepted");
+        tracing::info!(batch_id = %accepted.batch, message_id = %id, to = %masked, "message accepted");
         let answer = Accepted {
             id: id.to_string(),
-            batch_id: batch.id.to_string(),
-            status: "accepted",
+            batch_id: accepted.batch.to_string(),
+            status: MessageStatus::Accepted,
             status_url: status_url.clone(),
         };
         Ok(intake::stored_json(StatusCode::ACCEPTED, &answer, Some(status_url)))
@@ -262,53 +135,46 @@ pub async fn create(
     params(("id" = String, Path, description = "The message id: `{batch id}.{index}`.")),
     responses(
         (status = 200, description = "The message.", body = MessageBody),
-        (status = 400, response = InvalidRequest),
-        (status = 404, response = NotFound),
+        ReadProblems,
     ),
 )]
 pub async fn show(
     State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
+    caller: Caller,
     Path(id): Path<String>,
-) -> Result<Response, Response> {
-    let id: MessageId = id.parse().map_err(|e: herald::ids::InvalidId| {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-id", "Invalid message id")
-            .field("id", e.to_string())
-            .into_response()
-    })?;
+) -> Result<Json<MessageBody>, ApiError> {
+    let id: MessageId = id
+        .parse()
+        .map_err(|e: herald::ids::InvalidId| ApiError::InvalidId {
+            what: "message",
+            reason: e.to_string(),
+        })?;
     let message = app
         .store
-        .get_message(principal.tenant(), id)
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?
+        .get_message(caller.principal.tenant(), id)
+        .await?
         // Another tenant's message answers exactly like a missing one.
-        .ok_or_else(|| {
-            Problem::not_found()
-                .detail("No such message.")
-                .into_response()
-        })?;
-    Ok(axum::Json(MessageBody::from(message)).into_response())
+        .ok_or(ApiError::NotFound("No such message."))?;
+    Ok(Json(MessageBody::from(message)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Message)]
-struct MessageBody {
+pub(crate) struct MessageBody {
     id: String,
     batch_id: String,
-    #[schema(value_type = Channel)]
-    channel: &'static str,
+    channel: Channel,
     /// The recipient: an E.164 number (`sms`) or an email address (`email`).
     to: String,
-    #[schema(value_type = MessageStatus)]
-    status: &'static str,
+    status: MessageStatus,
     provider: Option<String>,
     provider_ref: Option<String>,
     attempts: u32,
     error: Option<ErrorBody>,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: Timestamp,
     history: Vec<HistoryBody>,
 }
 
@@ -323,10 +189,9 @@ struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = MessageHistoryEntry)]
 struct HistoryBody {
-    #[schema(value_type = MessageStatus)]
-    status: &'static str,
-    #[schema(format = DateTime)]
-    at: String,
+    status: MessageStatus,
+    #[schema(value_type = String, format = DateTime)]
+    at: Timestamp,
 }
 
 impl From<MessageView> for MessageBody {
@@ -334,9 +199,9 @@ impl From<MessageView> for MessageBody {
         Self {
             id: m.id.to_string(),
             batch_id: m.id.batch().to_string(),
-            channel: m.channel.as_str(),
+            channel: m.channel,
             to: m.to,
-            status: m.status.as_str(),
+            status: m.status,
             provider: m.provider,
             provider_ref: m.provider_ref,
             attempts: m.attempts,
@@ -350,7 +215,7 @@ impl From<MessageView> for MessageBody {
                 .history
                 .into_iter()
                 .map(|h| HistoryBody {
-                    status: h.status.as_str(),
+                    status: h.status,
                     at: h.at,
                 })
                 .collect(),
@@ -364,12 +229,11 @@ pub struct MessageSummary {
     id: String,
     /// The recipient: an E.164 number (`sms`) or an email address (`email`).
     to: String,
-    #[schema(value_type = MessageStatus)]
-    status: &'static str,
+    status: MessageStatus,
     provider_ref: Option<String>,
     error: Option<ErrorBody>,
-    #[schema(format = DateTime)]
-    updated_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: Timestamp,
 }
 
 impl From<MessageView> for MessageSummary {
@@ -377,7 +241,7 @@ impl From<MessageView> for MessageSummary {
         Self {
             id: m.id.to_string(),
             to: m.to,
-            status: m.status.as_str(),
+            status: m.status,
             provider_ref: m.provider_ref,
             error: m.error_reason.map(|reason| ErrorBody {
                 code: m.error_code,

@@ -1,220 +1,36 @@
-//! A tenant's own usage and audit log, and the operator routes that create, suspend and
-//! resume tenants and read any tenant's audit log. Operator routes name their tenant in
-//! the path: they are the platform-level exception to "the tenant comes from the token".
+//! The operator routes that create, show, suspend and resume tenants. Operator routes
+//! name their tenant in the path: they are the platform-level exception to "the tenant
+//! comes from the token".
 
 use std::sync::Arc;
 
-use axum::Extension;
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use herald::TenantId;
-use herald::auth::Principal;
-use herald::problem::Problem;
-use herald::provider::SmsProviderKind;
-use herald::redrive::RedriveReport;
-use herald::store::{AuditEntry, Limits, PLANS, TenantProfile, TenantStatus, plan_limits};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use herald::domain::{Limits, Plan, SmsProviderKind, TenantProfile, TenantStatus, one_of};
+use herald::{TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::Type;
-use utoipa::openapi::schema::{Object, ObjectBuilder};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-use crate::intake::{self, FieldErrors, IdempotencyKeyHeader};
-use crate::openapi::{
-    BodyTooLarge, IdempotencyKeyReused, InvalidRequest, NotFound, RequestInProgress,
-    UnsupportedMediaType,
-};
-use crate::{ApiError, App, Correlation};
+use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
+use crate::intake;
+use crate::openapi::{ReadProblems, TenantChangeProblems, TenantCreateProblems};
+use crate::{ApiError, App, FieldErrors};
 
-#[derive(Debug, Serialize, ToSchema)]
-struct Usage {
-    tenant_id: String,
-    #[schema(schema_with = plan_schema)]
-    plan: String,
-    /// The UTC day counted.
-    #[schema(format = Date)]
-    day: String,
-    sends: SendUsage,
-    rate_limit: RateLimit,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-struct SendUsage {
-    used: u32,
-    limit: u32,
-    remaining: u32,
-    /// The next UTC midnight.
-    #[schema(format = DateTime)]
-    resets_at: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-struct RateLimit {
-    requests_per_second: u32,
-}
-
-/// The plan names, from the plan table.
-fn plan_schema() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(PLANS.iter().map(|(name, _)| *name)))
-        .build()
-}
-
-/// `GET /v1/usage`: today's sends against the quota, and the request rate limit.
-#[utoipa::path(
-    get,
-    path = "/v1/usage",
-    tag = "tenant",
-    operation_id = "getUsage",
-    summary = "Today's usage and limits",
-    description = "Messages accepted today (UTC) against the daily quota, and the request rate limit.",
-    responses((status = 200, description = "Your tenant's usage.", body = Usage)),
-)]
-pub async fn usage(
-    State(app): State<Arc<App>>,
-    Extension(profile): Extension<TenantProfile>,
-) -> Result<Response, Response> {
-    let now = app.clock.rfc3339();
-    let day = now[..10].to_owned();
-    let used = app
-        .store
-        .sends_on(&profile.tenant, &day)
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
-    let midnight = (app.clock.epoch_seconds() / 86_400 + 1) * 86_400;
-    let limit = profile.limits.sends_per_day;
-    Ok(axum::Json(Usage {
-        tenant_id: profile.tenant.to_string(),
-        plan: profile.plan,
-        day,
-        sends: SendUsage {
-            used,
-            limit,
-            remaining: limit.saturating_sub(used),
-            resets_at: herald::clock::rfc3339(midnight * 1000),
-        },
-        rate_limit: RateLimit {
-            requests_per_second: profile.limits.api_requests_per_second,
-        },
+/// The tenant named in an operator route's path.
+pub(crate) fn path_tenant(id: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(id).map_err(|e| ApiError::InvalidId {
+        what: "tenant",
+        reason: e.to_string(),
     })
-    .into_response())
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct AuditQuery {
-    /// The UTC day to read; today when absent.
-    #[param(format = Date)]
-    day: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-struct AuditLog {
-    tenant_id: String,
-    #[schema(format = Date)]
-    day: String,
-    /// In time order; at most 500.
-    entries: Vec<AuditEntry>,
-}
-
-/// `GET /v1/audit?day=YYYY-MM-DD`: the caller's own tenant's log (admins).
-#[utoipa::path(
-    get,
-    path = "/v1/audit",
-    tag = "tenant",
-    operation_id = "getOwnAudit",
-    summary = "Your tenant's audit log",
-    description = "Who changed what in your tenant on one UTC day.",
-    params(AuditQuery),
-    responses(
-        (status = 200, description = "The day's entries.", body = AuditLog),
-        (status = 400, response = InvalidRequest),
-    ),
-)]
-pub async fn own_audit(
-    State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, Response> {
-    audit_of(&app, principal.tenant().clone(), query).await
-}
-
-/// `GET /v1/tenants/{id}/audit?day=YYYY-MM-DD`: any tenant's log (operators).
-#[utoipa::path(
-    get,
-    path = "/v1/tenants/{id}/audit",
-    tag = "operator",
-    operation_id = "getTenantAudit",
-    summary = "Any tenant's audit log",
-    description = "Who changed what in the tenant on one UTC day.",
-    params(("id" = String, Path, description = "The tenant id."), AuditQuery),
-    responses(
-        (status = 200, description = "The day's entries.", body = AuditLog),
-        (status = 400, response = InvalidRequest),
-    ),
-)]
-pub async fn audit(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, Response> {
-    let tenant = path_tenant(&id)?;
-    audit_of(&app, tenant, query).await
-}
-
-async fn audit_of(
-    app: &App,
-    tenant: TenantId,
-    query: Option<String>,
-) -> Result<Response, Response> {
-    let query: AuditQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
-        .map_err(|e| single_error("query", e.to_string()))?;
-    let day = match query.day {
-        None => app.clock.rfc3339()[..10].to_owned(),
-        Some(day) if is_day(&day) => day,
-        Some(_) => return Err(single_error("day", "must be a date as YYYY-MM-DD")),
-    };
-    let entries = app
-        .store
-        .audit_log(&tenant, &day)
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
-    Ok(axum::Json(AuditLog {
-        tenant_id: tenant.to_string(),
-        day,
-        entries,
-    })
-    .into_response())
-}
-
-fn is_day(raw: &str) -> bool {
-    let b = raw.as_bytes();
-    b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-}
-
-fn single_error(field: &str, message: impl Into<String>) -> Response {
-    let mut errors = FieldErrors::default();
-    errors.add(field, message);
-    errors.check().expect_err("an error was added")
-}
-
-fn path_tenant(id: &str) -> Result<TenantId, Response> {
-    TenantId::parse(id).map_err(|e| single_error("id", e.to_string()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateTenant {
+pub(crate) struct CreateTenant {
     tenant_id: String,
-    #[schema(schema_with = plan_schema)]
+    #[schema(value_type = Plan)]
     plan: String,
     /// Overrides of the plan's limits.
     #[serde(default)]
@@ -227,7 +43,7 @@ struct CreateTenant {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = LimitOverrides)]
-struct LimitsField {
+pub(crate) struct LimitsField {
     #[schema(minimum = 1)]
     api_requests_per_second: Option<u32>,
     #[schema(minimum = 1)]
@@ -236,23 +52,21 @@ struct LimitsField {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Tenant)]
-struct TenantBody {
+pub(crate) struct TenantBody {
     tenant_id: String,
-    #[schema(schema_with = plan_schema)]
-    plan: String,
-    #[schema(value_type = TenantStatus)]
-    status: &'static str,
+    plan: Plan,
+    status: TenantStatus,
     limits: LimitsBody,
-    sms_provider: &'static str,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
+    sms_provider: SmsProviderKind,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: Timestamp,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Limits)]
-struct LimitsBody {
+pub(crate) struct LimitsBody {
     api_requests_per_second: u32,
     sends_per_day: u32,
 }
@@ -262,12 +76,12 @@ impl From<TenantProfile> for TenantBody {
         Self {
             tenant_id: p.tenant.to_string(),
             plan: p.plan,
-            status: p.status.as_str(),
+            status: p.status,
             limits: LimitsBody {
                 api_requests_per_second: p.limits.api_requests_per_second,
                 sends_per_day: p.limits.sends_per_day,
             },
-            sms_provider: p.sms_provider.as_str(),
+            sms_provider: p.sms_provider,
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -289,35 +103,24 @@ impl From<TenantProfile> for TenantBody {
             ("Location" = String, description = "The tenant's URL."),
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
         )),
-        (status = 400, response = InvalidRequest),
-        (status = 409, description = "`tenant-exists`: the tenant id is taken. \
-            `request-in-progress`: a request with this `Idempotency-Key` has not finished; \
-            retry after `Retry-After`.", body = Problem, content_type = "application/problem+json", headers(
-            ("Retry-After" = u64, description = "With `request-in-progress`: seconds to wait before retrying."),
-        )),
-        (status = 413, response = BodyTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = IdempotencyKeyReused),
+        TenantCreateProblems,
     ),
 )]
 pub async fn create(
     State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
-    Extension(Correlation(correlation)): Extension<Correlation>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Response> {
-    let key = intake::idempotency_key(&headers)?;
-    let request: CreateTenant = intake::parse_json(&headers, &body, app.config.max_body_bytes)?;
+    caller: Caller,
+    idempotent: Idempotent,
+    JsonBody(request): JsonBody<CreateTenant>,
+) -> Result<Response, ApiError> {
     let mut errors = FieldErrors::default();
     let tenant = TenantId::parse(&request.tenant_id)
         .inspect_err(|e| errors.add("/tenant_id", e.to_string()))
         .ok();
-    let plan = plan_limits(&request.plan);
-    if plan.is_none() {
-        let names: Vec<_> = PLANS.iter().map(|(name, _)| *name).collect();
-        errors.add("/plan", format!("must be one of {}", names.join(", ")));
-    }
+    let plan = request
+        .plan
+        .parse::<Plan>()
+        .inspect_err(|_| errors.add("/plan", one_of::<Plan>()))
+        .ok();
     let overrides = request.limits.as_ref();
     for (field, value) in [
         (
@@ -332,80 +135,52 @@ pub async fn create(
     }
     let sms_provider = match request.sms_provider.as_deref() {
         None => Some(SmsProviderKind::default()),
-        Some(raw) => SmsProviderKind::parse(raw),
+        Some(raw) => raw.parse().ok(),
     };
     if sms_provider.is_none() {
-        let names: Vec<_> = SmsProviderKind::ALL.iter().map(|k| k.as_str()).collect();
-        errors.add(
-            "/sms_provider",
-            format!("must be one of {}", names.join(", ")),
-        );
+        errors.add("/sms_provider", one_of::<SmsProviderKind>());
     }
     errors.check()?;
     let (tenant, plan) = (tenant.expect("checked"), plan.expect("checked"));
     let sms_provider = sms_provider.expect("checked");
+    let defaults = plan.limits();
     let limits = Limits {
         api_requests_per_second: overrides
             .and_then(|l| l.api_requests_per_second)
-            .unwrap_or(plan.api_requests_per_second),
+            .unwrap_or(defaults.api_requests_per_second),
         sends_per_day: overrides
             .and_then(|l| l.sends_per_day)
-            .unwrap_or(plan.sends_per_day),
+            .unwrap_or(defaults.sends_per_day),
     };
     let canonical = serde_json::json!({
         "tenant_id": tenant.as_str(),
-        "plan": request.plan,
+        "plan": plan,
         "limits": [limits.api_requests_per_second, limits.sends_per_day],
-        "sms_provider": sms_provider.as_str(),
+        "sms_provider": sms_provider,
     });
-    let (app, principal, correlation) = (&app, &principal, &correlation);
-    intake::once(
-        app,
-        principal,
-        &key,
-        "POST /v1/tenants",
-        &canonical,
-        |_| async move {
-            let now = app.clock.rfc3339();
-            let profile = TenantProfile {
-                tenant: tenant.clone(),
-                plan: request.plan,
-                status: TenantStatus::Active,
-                limits,
-                sms_provider,
-                created_at: now.clone(),
-                updated_at: now,
-            };
-            let created = app
-                .store
-                .create_tenant(&profile)
-                .await
-                .map_err(|e| ApiError::from(e).into_response())?;
-            if !created {
-                return Err(
-                    Problem::new(StatusCode::CONFLICT, "tenant-exists", "Tenant exists")
-                        .detail("A tenant with this id exists already.")
-                        .field("/tenant_id", "is taken")
-                        .into_response(),
-                );
-            }
-            intake::audit(
-                app,
-                &tenant,
-                principal,
-                correlation,
-                "tenant.created",
-                tenant.as_str(),
-            )
-            .await?;
-            let location = format!("/v1/tenants/{tenant}");
-            Ok(intake::stored_json(
-                StatusCode::CREATED,
-                &TenantBody::from(profile),
-                Some(location),
-            ))
-        },
-    )
+    let (app, caller) = (&app, &caller);
+    intake::once(app, caller, &idempotent, &canonical, |_| async move {
+        let now = app.clock.timestamp();
+        let profile = TenantProfile {
+            tenant: tenant.clone(),
+            plan,
+            status: TenantStatus::Active,
+            limits,
+            sms_provider,
+            created_at: now,
+            updated_at: now,
+        };
+        if !app.store.create_tenant(&profile).await? {
+            return Err(ApiError::TenantExists);
+        }
+        intake::audit(app, &tenant, caller, "tenant.created", tenant.as_str()).await?;
+        let location = format!("/v1/tenants/{tenant}");
+        Ok(intake::stored_json(
+            StatusCode::CREATED,
+            &TenantBody::from(profile),
+            Some(location),
+        ))
+    })
     .await
 }
 
@@ -418,26 +193,20 @@ pub async fn create(
     params(("id" = String, Path, description = "The tenant id.")),
     responses(
         (status = 200, description = "The tenant.", body = TenantBody),
-        (status = 400, response = InvalidRequest),
-        (status = 404, response = NotFound),
+        ReadProblems,
     ),
 )]
 pub async fn show(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> Result<Response, Response> {
+) -> Result<Json<TenantBody>, ApiError> {
     let tenant = path_tenant(&id)?;
     let profile = app
         .store
         .get_tenant(&tenant)
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?
-        .ok_or_else(|| {
-            Problem::not_found()
-                .detail("No such tenant.")
-                .into_response()
-        })?;
-    Ok(axum::Json(TenantBody::from(profile)).into_response())
+        .await?
+        .ok_or(ApiError::NotFound("No such tenant."))?;
+    Ok(Json(TenantBody::from(profile)))
 }
 
 #[utoipa::path(
@@ -454,28 +223,16 @@ pub async fn show(
             ("Location" = String, description = "The tenant's URL."),
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
         )),
-        (status = 400, response = InvalidRequest),
-        (status = 404, response = NotFound),
-        (status = 409, response = RequestInProgress),
-        (status = 422, response = IdempotencyKeyReused),
+        TenantChangeProblems,
     ),
 )]
 pub async fn suspend(
-    state: State<Arc<App>>,
-    principal: Extension<Principal>,
-    correlation: Extension<Correlation>,
-    id: Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Response> {
-    set_status(
-        state,
-        principal,
-        correlation,
-        id,
-        headers,
-        TenantStatus::Suspended,
-    )
-    .await
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    idempotent: Idempotent,
+) -> Result<Response, ApiError> {
+    set_status(&app, &caller, &id, &idempotent, TenantStatus::Suspended).await
 }
 
 #[utoipa::path(
@@ -491,155 +248,44 @@ pub async fn suspend(
             ("Location" = String, description = "The tenant's URL."),
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
         )),
-        (status = 400, response = InvalidRequest),
-        (status = 404, response = NotFound),
-        (status = 409, response = RequestInProgress),
-        (status = 422, response = IdempotencyKeyReused),
+        TenantChangeProblems,
     ),
 )]
 pub async fn resume(
-    state: State<Arc<App>>,
-    principal: Extension<Principal>,
-    correlation: Extension<Correlation>,
-    id: Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Response> {
-    set_status(
-        state,
-        principal,
-        correlation,
-        id,
-        headers,
-        TenantStatus::Active,
-    )
-    .await
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    idempotent: Idempotent,
+) -> Result<Response, ApiError> {
+    set_status(&app, &caller, &id, &idempotent, TenantStatus::Active).await
 }
 
 async fn set_status(
-    State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
-    Extension(Correlation(correlation)): Extension<Correlation>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    idempotent: &Idempotent,
     status: TenantStatus,
-) -> Result<Response, Response> {
-    let key = intake::idempotency_key(&headers)?;
-    let tenant = path_tenant(&id)?;
-    let canonical = serde_json::json!({ "tenant_id": tenant.as_str(), "status": status.as_str() });
-    let route = match status {
-        TenantStatus::Suspended => "POST /v1/tenants/{id}/suspend",
-        TenantStatus::Active => "POST /v1/tenants/{id}/resume",
-    };
-    let (app, principal, correlation) = (&app, &principal, &correlation);
-    intake::once(app, principal, &key, route, &canonical, |_| async move {
+) -> Result<Response, ApiError> {
+    let tenant = path_tenant(id)?;
+    let canonical = serde_json::json!({ "tenant_id": tenant.as_str(), "status": status });
+    intake::once(app, caller, idempotent, &canonical, |_| async {
         let profile = app
             .store
-            .set_tenant_status(&tenant, status, &app.clock.rfc3339())
-            .await
-            .map_err(|e| ApiError::from(e).into_response())?
-            .ok_or_else(|| {
-                Problem::not_found()
-                    .detail("No such tenant.")
-                    .into_response()
-            })?;
+            .set_tenant_status(&tenant, status, app.clock.timestamp())
+            .await?
+            .ok_or(ApiError::NotFound("No such tenant."))?;
         let action = match status {
             TenantStatus::Suspended => "tenant.suspended",
             TenantStatus::Active => "tenant.resumed",
         };
         tracing::info!(target_tenant = %tenant, action, "tenant status changed");
-        intake::audit(
-            app,
-            &tenant,
-            principal,
-            correlation,
-            action,
-            tenant.as_str(),
-        )
-        .await?;
+        intake::audit(app, &tenant, caller, action, tenant.as_str()).await?;
         Ok(intake::stored_json(
             StatusCode::OK,
             &TenantBody::from(profile),
             Some(format!("/v1/tenants/{tenant}")),
         ))
     })
-    .await
-}
-
-/// Longest an operator's redrive runs inside one API request (API Gateway gives up at
-/// 30 s); what it did not reach waits for the next run or the schedule.
-const REDRIVE_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// `POST /v1/operator/redrive`: one redrive run of the send DLQ, now. Its report is
-/// the answer; a run with failures answers 502 with the report in the problem.
-#[utoipa::path(
-    post,
-    path = "/v1/operator/redrive",
-    tag = "operator",
-    operation_id = "redriveDeadLetters",
-    summary = "Redrive the send dead-letter queue now",
-    description = "One run of the redriver, bounded to 20 seconds: moves dead letters back to \
-        the send queue, and parks those already redriven too often.",
-    params(IdempotencyKeyHeader),
-    responses(
-        (status = 200, description = "What the run did.", body = RedriveReport),
-        (status = 400, response = InvalidRequest),
-        (status = 409, response = RequestInProgress),
-        (status = 422, response = IdempotencyKeyReused),
-        (status = 502, description = "`redrive-incomplete`: some messages could not be moved \
-            (or the DLQ could not be read); `detail` has the counts, and the failed messages are \
-            still in the DLQ.", body = Problem, content_type = "application/problem+json"),
-    ),
-)]
-pub async fn redrive(
-    State(app): State<Arc<App>>,
-    Extension(principal): Extension<Principal>,
-    Extension(Correlation(correlation)): Extension<Correlation>,
-    headers: HeaderMap,
-) -> Result<Response, Response> {
-    let key = intake::idempotency_key(&headers)?;
-    // Each run is new work: the key only guards against a retried request running twice.
-    let canonical = serde_json::json!({ "key": key.as_str() });
-    let (app, principal, correlation) = (&app, &principal, &correlation);
-    intake::once(
-        app,
-        principal,
-        &key,
-        "POST /v1/operator/redrive",
-        &canonical,
-        |_| async move {
-            let report = app
-                .redriver
-                .run(tokio::time::Instant::now() + REDRIVE_BUDGET)
-                .await;
-            tracing::info!(
-                moved = report.moved,
-                parked = report.parked,
-                failed = report.failed,
-                "operator redrive"
-            );
-            intake::audit(
-                app,
-                principal.tenant(),
-                principal,
-                correlation,
-                "dlq.redriven",
-                "SendDLQ",
-            )
-            .await?;
-            if !report.is_clean() {
-                return Err(Problem::new(
-                    StatusCode::BAD_GATEWAY,
-                    "redrive-incomplete",
-                    "Redrive incomplete",
-                )
-                .detail(format!(
-                    "{} moved, {} parked, {} failed; the failed messages are still in the DLQ.",
-                    report.moved, report.parked, report.failed
-                ))
-                .into_response());
-            }
-            Ok(intake::stored_json(StatusCode::OK, &report, None))
-        },
-    )
     .await
 }

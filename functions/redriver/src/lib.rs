@@ -147,11 +147,10 @@ pub enum ScheduledError {
 /// machine clients, then redrive. The redrive runs even when a sweep failed; the
 /// invocation then fails, so the errors alarm fires.
 pub async fn scheduled(deps: &Deps, deadline: Instant) -> Result<ScheduledReport, ScheduledError> {
-    let now_ms = deps.clock.epoch_millis();
-    let cutoff_ms = now_ms.saturating_sub(deps.config.sweep_after.as_millis() as u64);
+    let now = deps.clock.timestamp();
     let sweep = deps
         .sweeper
-        .sweep(&herald::clock::rfc3339(cutoff_ms), &deps.clock.rfc3339())
+        .sweep(now.minus(deps.config.sweep_after), now)
         .await;
     if let Ok(report) = &sweep {
         deps.metrics.emit(
@@ -170,7 +169,7 @@ pub async fn scheduled(deps: &Deps, deadline: Instant) -> Result<ScheduledReport
         ),
         Err(e) => tracing::error!(error = %e, "sweep failed"),
     }
-    let clients = deps.client_sweeper.sweep(now_ms / 1000).await;
+    let clients = deps.client_sweeper.sweep(now.epoch_seconds()).await;
     match &clients {
         Ok(report) => {
             deps.metrics.emit(

@@ -1,3 +1,6 @@
+//! The sender's Lambda entry point: builds the dependencies once per process and hands
+//! each SQS event to `herald_sender::handle` with the invocation's deadline.
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};

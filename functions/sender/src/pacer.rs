@@ -1,3 +1,6 @@
+//! Per-instance pacing of provider calls: this instance's share of the provider's
+//! rate (`docs/concurrency.md`), so all instances together stay under it.
+
 use std::sync::Mutex;
 use std::time::Duration;
 

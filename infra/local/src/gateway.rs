@@ -9,7 +9,6 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use herald::problem::Problem;
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
@@ -51,7 +50,12 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "gateway built an event lambda_http cannot read");
-            return Problem::internal().into_response();
+            // What API Gateway answers when its integration fails.
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({"message": "Internal Server Error"})),
+            )
+                .into_response();
         }
     };
     match gateway.api.clone().oneshot(request).await {
@@ -169,7 +173,7 @@ async fn to_event(
         "requestId": ulid::Ulid::new().to_string(),
         "routeKey": route_key,
         "stage": "$default",
-        "time": herald::clock::rfc3339(now_ms),
+        "time": herald::Timestamp::from_epoch_millis(now_ms).to_string(),
         "timeEpoch": now_ms,
     });
     Ok(json!({

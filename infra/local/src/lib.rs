@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 pub mod emulator;
 pub mod gateway;
+pub mod hostile;
 pub mod provision;
 pub mod requests;
 pub mod runner;
@@ -346,6 +347,46 @@ impl LocalCloud {
         match herald_redriver::handle(&self.redriver, deadline).await {
             Ok(report) | Err(herald_redriver::Incomplete(report)) => report,
         }
+    }
+
+    /// Registers `tenant` (an enterprise tenant with `limits`) and signs a new
+    /// `sender` of it in; answers the ID token its requests carry.
+    pub async fn sender_token(
+        &self,
+        tenant: &str,
+        limits: herald::domain::Limits,
+    ) -> Result<String> {
+        // Through the provisioning clients, which count no requests.
+        let store = herald::store::Store::new(
+            self.clients.dynamodb.clone(),
+            self.stack.reference("HeraldTable")?,
+        );
+        seed::tenant(
+            &store,
+            tenant,
+            herald::domain::Plan::Enterprise,
+            Some(limits),
+        )
+        .await?;
+        let cognito = &self.clients.cognito;
+        let user = seed::user(cognito, self.stack.reference("UserPool")?, tenant, "sender").await?;
+        let tokens = seed::sign_in(cognito, self.stack.reference("UserPoolClient")?, &user).await?;
+        Ok(tokens.id_token)
+    }
+
+    /// A new batch, as a client posts it through the gateway (with a fresh
+    /// Idempotency-Key): the HTTP status and the JSON answer.
+    pub async fn post_batch(&self, token: &str, body: Vec<u8>) -> Result<(u16, serde_json::Value)> {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/batches", self.gateway_url))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("idempotency-key", random_token(26))
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.context("the answer is JSON")?))
     }
 
     /// Stops the servers and pollers and waits for them.

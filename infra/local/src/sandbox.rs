@@ -17,6 +17,11 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+mod faults;
+
+use faults::Bucket;
+pub use faults::{Faults, Injected};
+
 /// Twilio's magic test number that is always rejected as invalid.
 pub const INVALID_NUMBER: &str = "+15005550001";
 
@@ -29,77 +34,6 @@ pub struct LedgerEntry {
     pub received_at: String,
     /// `received_at` in milliseconds since the epoch, for timing deliveries.
     pub received_at_ms: u64,
-}
-
-/// Misbehaviour to inject. Rates are probabilities per request, checked in the order
-/// throttle, error, timeout. `only_to`, when set, limits every fault to those numbers.
-/// The account rate limit is checked before them all and applies to every number.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Faults {
-    /// Messages per second the account accepts (0: no limit). Past it the sandbox
-    /// answers 429 with `Retry-After`, as a provider enforcing its account's rate does.
-    /// A token bucket holding one second of messages, so a sender at the rate with
-    /// some jitter is not refused, and one that bursts above it is.
-    pub rate_limit_per_second: f64,
-    pub error_rate: f64,
-    /// Status for injected errors (default 500).
-    pub error_status: Option<u16>,
-    pub throttle_rate: f64,
-    pub retry_after_secs: u64,
-    pub latency_ms: u64,
-    /// Accept the message (it is in the ledger) but answer only after `timeout_ms`,
-    /// later than the caller waits.
-    pub timeout_rate: f64,
-    pub timeout_ms: u64,
-    pub only_to: Vec<String>,
-}
-
-/// How many of each fault the sandbox has injected, so tests can predict outcomes
-/// exactly rather than statistically.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
-pub struct Injected {
-    pub throttles: usize,
-    pub errors: usize,
-    /// Messages accepted (in the ledger) whose answer came too late.
-    pub timeouts: usize,
-    /// Requests refused with 429 for going over `rate_limit_per_second`.
-    pub rate_limited: usize,
-}
-
-/// The account's token bucket: `capacity` tokens, refilled at `per_second`.
-struct Bucket {
-    per_second: f64,
-    capacity: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(per_second: f64, now: Instant) -> Self {
-        let capacity = per_second.max(1.0);
-        Self {
-            per_second,
-            capacity,
-            tokens: capacity,
-            at: now,
-        }
-    }
-
-    /// Takes a token at `now`, or says how long until one is there.
-    fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        let refill = now.duration_since(self.at).as_secs_f64() * self.per_second;
-        self.tokens = (self.tokens + refill).min(self.capacity);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - self.tokens) / self.per_second,
-            ))
-        }
-    }
 }
 
 pub struct Sandbox {
@@ -129,11 +63,11 @@ impl Sandbox {
     }
 
     pub fn injected(&self) -> Injected {
-        *self.injected.lock().expect("injected lock")
+        self.injected.lock().expect("injected lock").clone()
     }
 
-    fn count(&self, fault: impl FnOnce(&mut Injected)) {
-        fault(&mut self.injected.lock().expect("injected lock"));
+    fn count<T>(&self, fault: impl FnOnce(&mut Injected) -> T) -> T {
+        fault(&mut self.injected.lock().expect("injected lock"))
     }
 
     /// Replaces the faults; a rate limit starts again with a full bucket.
@@ -274,7 +208,7 @@ async fn create_message(
         to,
         from,
         body,
-        received_at: herald::clock::rfc3339(received_at_ms),
+        received_at: herald::Timestamp::from_epoch_millis(received_at_ms).to_string(),
         received_at_ms,
     };
     sandbox
@@ -282,6 +216,12 @@ async fn create_message(
         .lock()
         .expect("ledger lock")
         .push(entry.clone());
+    if applies && rand::random::<f64>() < faults.accept_then_error_rate {
+        let status =
+            sandbox.count(|i| i.next_accepted_then_error(&faults.accept_then_error_statuses));
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return twilio_error(status, 20500, "An internal server error has occurred");
+    }
     if applies && rand::random::<f64>() < faults.timeout_rate {
         sandbox.count(|i| i.timeouts += 1);
         tokio::time::sleep(Duration::from_millis(faults.timeout_ms)).await;
@@ -324,20 +264,8 @@ async fn get_faults(State(sandbox): State<Arc<Sandbox>>) -> Json<Faults> {
 }
 
 async fn put_faults(State(sandbox): State<Arc<Sandbox>>, Json(faults): Json<Faults>) -> Response {
-    let rates = [faults.error_rate, faults.throttle_rate, faults.timeout_rate];
-    if rates.iter().any(|r| !(0.0..=1.0).contains(r)) {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "rates must be between 0 and 1"})),
-        )
-            .into_response();
-    }
-    if !(faults.rate_limit_per_second.is_finite() && faults.rate_limit_per_second >= 0.0) {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "rate_limit_per_second must be a number of at least 0"})),
-        )
-            .into_response();
+    if let Err(error) = faults.check() {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response();
     }
     sandbox.set_faults(faults.clone());
     Json(faults).into_response()
@@ -346,32 +274,15 @@ async fn put_faults(State(sandbox): State<Arc<Sandbox>>, Json(faults): Json<Faul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
-    #[test]
-    fn the_rate_limit_allows_a_second_of_messages_then_the_rate() {
-        let start = Instant::now();
-        let mut bucket = Bucket::full(4.0, start);
-        for _ in 0..4 {
-            assert_eq!(bucket.take(start), Ok(()));
-        }
-        assert_eq!(bucket.take(start), Err(Duration::from_millis(250)));
-        let later = start + Duration::from_millis(250);
-        assert_eq!(bucket.take(later), Ok(()));
-        assert!(bucket.take(later).is_err());
-    }
-
-    #[tokio::test]
-    async fn past_the_account_rate_the_provider_answers_429_with_retry_after() {
+    /// Posts `count` messages to the sandbox's Messages API and returns its answers.
+    async fn post_messages(sandbox: &Arc<Sandbox>, count: usize) -> Vec<Response> {
         use tower::ServiceExt;
 
-        let sandbox = Sandbox::new("AC1", "secret");
-        sandbox.set_faults(Faults {
-            rate_limit_per_second: 2.0,
-            ..Faults::default()
-        });
         let auth = base64::engine::general_purpose::STANDARD.encode("AC1:secret");
         let mut answers = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..count {
             let request = axum::http::Request::post("/2010-04-01/Accounts/AC1/Messages.json")
                 .header(header::AUTHORIZATION, format!("Basic {auth}"))
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -381,6 +292,17 @@ mod tests {
                 .unwrap();
             answers.push(router(sandbox.clone()).oneshot(request).await.unwrap());
         }
+        answers
+    }
+
+    #[tokio::test]
+    async fn past_the_account_rate_the_provider_answers_429_with_retry_after() {
+        let sandbox = Sandbox::new("AC1", "secret");
+        sandbox.set_faults(Faults {
+            rate_limit_per_second: 2.0,
+            ..Faults::default()
+        });
+        let answers = post_messages(&sandbox, 3).await;
         let statuses: Vec<u16> = answers.iter().map(|a| a.status().as_u16()).collect();
         assert_eq!(statuses, [201, 201, 429]);
         assert_eq!(answers[2].headers()[header::RETRY_AFTER], "1");
@@ -388,11 +310,53 @@ mod tests {
         assert_eq!(sandbox.ledger().len(), 2);
     }
 
-    #[test]
-    fn a_rate_below_one_per_second_still_admits_one_message() {
-        let start = Instant::now();
-        let mut bucket = Bucket::full(0.5, start);
-        assert_eq!(bucket.take(start), Ok(()));
-        assert_eq!(bucket.take(start), Err(Duration::from_secs(2)));
+    #[tokio::test]
+    async fn accept_then_error_takes_the_message_and_answers_each_status_in_turn() {
+        let sandbox = Sandbox::new("AC1", "secret");
+        sandbox.set_faults(Faults {
+            accept_then_error_rate: 1.0,
+            accept_then_error_statuses: vec![500, 502, 504],
+            ..Faults::default()
+        });
+        let answers = post_messages(&sandbox, 4).await;
+        let statuses: Vec<u16> = answers.iter().map(|a| a.status().as_u16()).collect();
+        assert_eq!(statuses, [500, 502, 504, 500]);
+        assert_eq!(sandbox.ledger().len(), 4, "every one was taken");
+        let injected = sandbox.injected();
+        assert_eq!(
+            injected.accepted_then_errors,
+            BTreeMap::from([(500, 2), (502, 1), (504, 1)])
+        );
+        assert_eq!(injected.accepted_then_errors_total(), 4);
+        assert_eq!(injected.errors, 0);
+
+        // With no statuses named, a 500.
+        sandbox.set_faults(Faults {
+            accept_then_error_rate: 1.0,
+            ..Faults::default()
+        });
+        let answers = post_messages(&sandbox, 1).await;
+        assert_eq!(answers[0].status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(sandbox.ledger().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn fault_statuses_outside_5xx_are_refused() {
+        use tower::ServiceExt;
+
+        let sandbox = Sandbox::new("AC1", "secret");
+        for faults in [
+            json!({ "accept_then_error_rate": 0.5, "accept_then_error_statuses": [200] }),
+            json!({ "accept_then_error_rate": 0.5, "accept_then_error_statuses": [500, 429] }),
+            json!({ "accept_then_error_rate": 1.5 }),
+        ] {
+            let request = axum::http::Request::post("/sandbox/faults")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(faults.to_string()))
+                .unwrap();
+            let answer = router(sandbox.clone()).oneshot(request).await.unwrap();
+            assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{faults}");
+        }
+        assert_eq!(sandbox.faults.lock().unwrap().clone(), Faults::default());
     }
 }

@@ -3,12 +3,13 @@
 use anyhow::{Result, anyhow};
 use aws_sdk_cognitoidentityprovider as cognito;
 use aws_sdk_cognitoidentityprovider::types::{AttributeType, AuthFlowType, MessageActionType};
+use herald::domain::{Limits, Plan, TenantProfile, TenantStatus};
 use serde::{Deserialize, Serialize};
 
 pub const DEMO_TENANTS: &[&str] = &["acme", "globex"];
 pub const DEMO_ROLES: &[&str] = &["admin", "sender", "viewer"];
 /// Each demo tenant's plan.
-pub const DEMO_PLANS: &[(&str, &str)] = &[("acme", "growth"), ("globex", "starter")];
+pub const DEMO_PLANS: &[(&str, Plan)] = &[("acme", Plan::Growth), ("globex", Plan::Starter)];
 /// The tenant the platform's operators sign in under; it sends nothing itself.
 pub const PLATFORM_TENANT: &str = "herald";
 
@@ -17,21 +18,18 @@ pub const PLATFORM_TENANT: &str = "herald";
 pub async fn tenant(
     store: &herald::store::Store,
     tenant: &str,
-    plan: &str,
-    limits: Option<herald::store::Limits>,
+    plan: Plan,
+    limits: Option<Limits>,
 ) -> Result<()> {
-    let limits = limits
-        .or_else(|| herald::store::plan_limits(plan))
-        .ok_or_else(|| anyhow!("no plan {plan:?}"))?;
-    let now = herald::clock::system().rfc3339();
+    let now = herald::clock::system().timestamp();
     store
-        .create_tenant(&herald::store::TenantProfile {
+        .create_tenant(&TenantProfile {
             tenant: herald::TenantId::parse(tenant).map_err(|e| anyhow!("{e}"))?,
-            plan: plan.to_owned(),
-            status: herald::store::TenantStatus::Active,
-            limits,
+            plan,
+            status: TenantStatus::Active,
+            limits: limits.unwrap_or(plan.limits()),
             sms_provider: Default::default(),
-            created_at: now.clone(),
+            created_at: now,
             updated_at: now,
         })
         .await?;

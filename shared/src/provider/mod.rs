@@ -12,6 +12,10 @@ use crate::ids::MessageId;
 use crate::phone::PhoneNumber;
 
 mod aws_errors;
+pub mod retry_after;
+
+/// The tenant's choice of SMS provider, which the sender routes on.
+pub use crate::domain::SmsProviderKind;
 pub mod ses;
 pub mod sns;
 pub mod twilio;
@@ -62,39 +66,16 @@ pub enum SendOutcome {
     Accepted { provider_ref: String },
     /// The provider refused this message for good (invalid number, opted out...).
     Rejected { code: String, reason: String },
-    /// Known not sent; safe to try again later.
+    /// Known not taken (the provider turned the request away, or it never left);
+    /// safe to try again later, not before `retry_after` if the provider said so.
     Transient {
         reason: String,
         retry_after: Option<Duration>,
     },
-    /// The request may or may not have been sent (timeout after the request left, a
-    /// success answer that does not parse). Re-sending could send a duplicate.
+    /// The request may or may not have been taken (a timeout after the request left, a
+    /// 5xx other than 503, a success answer that does not parse). Re-sending could
+    /// send a duplicate, so it is never re-sent: the message becomes `unknown`.
     Ambiguous { reason: String },
-}
-
-/// Which SMS provider a tenant's messages go through (its profile's `sms_provider`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum SmsProviderKind {
-    /// The Twilio-compatible Messages API (the sandbox locally).
-    #[default]
-    Twilio,
-    /// Amazon SNS, with the sender's own IAM role.
-    Sns,
-}
-
-impl SmsProviderKind {
-    pub const ALL: [Self; 2] = [Self::Twilio, Self::Sns];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Twilio => "twilio",
-            Self::Sns => "sns",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == raw)
-    }
 }
 
 pub trait Provider: Send + Sync {

@@ -14,10 +14,12 @@ use crate::address::EmailAddress;
 /// SES error codes that mean this email can never be sent as it is: the content or an
 /// address was refused (`MessageRejected`, `BadRequestException`), or the sending
 /// identity, its MAIL FROM domain or a configuration set is not there to send with
-/// (`MailFromDomainNotVerifiedException`, `NotFoundException`). Everything else SES
-/// answers (`TooManyRequestsException`, `LimitExceededException`,
-/// `SendingPausedException`, `AccountSuspendedException`, 5xx) is known not sent and
-/// retried: the message is not at fault.
+/// (`MailFromDomainNotVerifiedException`, `NotFoundException`). Throttling
+/// (`TooManyRequestsException`, `LimitExceededException`, `ThrottlingException`), a
+/// 503 and the other 4xx refusals (`SendingPausedException`,
+/// `AccountSuspendedException`, `AccessDeniedException`) are known not sent and
+/// retried: the message is not at fault. Any other 5xx is `unknown`
+/// (`aws_errors::classify`).
 const PERMANENT: &[&str] = &[
     "MessageRejected",
     "MailFromDomainNotVerifiedException",
@@ -113,72 +115,62 @@ impl Provider for SesProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_sesv2::error::{ConnectorError, ErrorMetadata, SdkError};
+    use crate::provider::aws_errors::answers::answered;
     use aws_sdk_sesv2::operation::send_email::SendEmailError;
 
-    fn answered(code: &str) -> SdkError<SendEmailError, ()> {
-        let meta = ErrorMetadata::builder()
-            .code(code)
-            .message("what SES said")
-            .build();
-        SdkError::service_error(SendEmailError::generic(meta), ())
-    }
-
-    fn outcome(error: SdkError<SendEmailError, ()>) -> SendOutcome {
-        classify("SES", PERMANENT, error)
+    fn outcome(status: u16, code: &str) -> SendOutcome {
+        classify(
+            "SES",
+            PERMANENT,
+            answered(status, code, SendEmailError::generic),
+        )
     }
 
     #[test]
     fn a_refused_message_or_identity_fails_with_its_code() {
-        for code in PERMANENT {
+        for (status, code) in [
+            (400, "MessageRejected"),
+            (400, "MailFromDomainNotVerifiedException"),
+            (404, "NotFoundException"),
+            (400, "BadRequestException"),
+        ] {
             assert_eq!(
-                outcome(answered(code)),
+                outcome(status, code),
                 SendOutcome::Rejected {
-                    code: (*code).to_owned(),
-                    reason: "what SES said".into()
+                    code: code.to_owned(),
+                    reason: "what AWS said".into()
                 },
                 "{code}"
             );
         }
     }
 
+    /// `SendEmail`'s errors with the statuses SES documents for them, and the common
+    /// ones: each is a refusal, so the email was not taken.
     #[test]
-    fn throttling_quotas_pauses_and_server_errors_are_retried() {
-        for code in [
-            "TooManyRequestsException",
-            "LimitExceededException",
-            "SendingPausedException",
-            "AccountSuspendedException",
-            "InternalFailure",
-            "ServiceUnavailable",
-            "AccessDeniedException",
+    fn throttling_quotas_pauses_and_unavailability_are_retried() {
+        for (status, code) in [
+            (429, "TooManyRequestsException"),
+            (400, "LimitExceededException"),
+            (400, "ThrottlingException"),
+            (400, "SendingPausedException"),
+            (400, "AccountSuspendedException"),
+            (403, "AccessDeniedException"),
+            (503, "ServiceUnavailable"),
         ] {
             assert!(
-                matches!(outcome(answered(code)), SendOutcome::Transient { .. }),
+                matches!(outcome(status, code), SendOutcome::Transient { .. }),
                 "{code}"
             );
         }
     }
 
     #[test]
-    fn a_refused_connection_is_retried() {
-        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        let error = SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
-        assert!(matches!(outcome(error), SendOutcome::Transient { .. }));
-    }
-
-    #[test]
-    fn no_usable_answer_after_sending_is_unknown() {
-        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        for error in [
-            SdkError::timeout_error("operation timed out"),
-            SdkError::response_error("the answer does not parse", ()),
-            SdkError::dispatch_failure(ConnectorError::io(Box::new(reset))),
-            SdkError::dispatch_failure(ConnectorError::timeout("read timed out".into())),
-        ] {
+    fn an_internal_failure_may_have_sent_and_is_unknown() {
+        for (status, code) in [(500, "InternalFailure"), (502, ""), (504, "")] {
             assert!(
-                matches!(outcome(error), SendOutcome::Ambiguous { .. }),
-                "should be unknown"
+                matches!(outcome(status, code), SendOutcome::Ambiguous { .. }),
+                "{status} {code}"
             );
         }
     }

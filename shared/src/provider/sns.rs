@@ -11,8 +11,11 @@ use super::aws_errors::{classify, one_attempt};
 use super::{Outbound, OutboundSms, Provider, SendOutcome, wrong_channel};
 
 /// SNS error codes that mean this message can never be sent as it is.
+/// `ParameterValueInvalid` is the code SNS answers for its `InvalidParameterValue`
+/// error (the SDK matches on it); `InvalidParameterValue` is the common AWS one.
 const PERMANENT: &[&str] = &[
     "InvalidParameter",
+    "ParameterValueInvalid",
     "InvalidParameterValue",
     "ValidationException",
     "EndpointDisabled",
@@ -75,6 +78,71 @@ impl Provider for SnsProvider {
             Outbound::Email(_) => {
                 futures::future::ready(wrong_channel(self.name(), message)).boxed()
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::aws_errors::answers::answered;
+    use aws_sdk_sns::operation::publish::PublishError;
+
+    /// Publish's errors with the statuses SNS documents for them.
+    fn outcome(status: u16, code: &str) -> SendOutcome {
+        classify(
+            "SNS",
+            PERMANENT,
+            answered(status, code, PublishError::generic),
+        )
+    }
+
+    #[test]
+    fn a_number_sns_refuses_fails_with_its_code() {
+        for code in PERMANENT {
+            assert_eq!(
+                outcome(400, code),
+                SendOutcome::Rejected {
+                    code: (*code).to_owned(),
+                    reason: "what AWS said".into()
+                },
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn throttling_unavailability_and_account_refusals_are_retried() {
+        for (status, code) in [
+            (400, "Throttling"),
+            (400, "ThrottlingException"),
+            (429, "Throttled"),
+            (400, "KMSThrottling"),
+            (503, "ServiceUnavailable"),
+            (403, "AuthorizationError"),
+            (403, "InvalidSecurity"),
+            (400, "KMSDisabled"),
+            (400, "PlatformApplicationDisabled"),
+        ] {
+            assert!(
+                matches!(outcome(status, code), SendOutcome::Transient { .. }),
+                "{status} {code}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_internal_error_may_have_published_and_is_unknown() {
+        for (status, code) in [
+            (500, "InternalError"),
+            (500, "InternalFailure"),
+            (502, ""),
+            (504, ""),
+        ] {
+            assert!(
+                matches!(outcome(status, code), SendOutcome::Ambiguous { .. }),
+                "{status} {code}"
+            );
         }
     }
 }

@@ -1,14 +1,14 @@
 //! Twilio-compatible Messages API adapter (Twilio itself, or the local sandbox).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{Outbound, OutboundSms, Provider, SendOutcome, wrong_channel};
+use super::{Outbound, OutboundSms, Provider, SendOutcome, retry_after, wrong_channel};
 use crate::secrets::SecretsCache;
 
 /// The provider secret's JSON shape.
@@ -120,38 +120,46 @@ impl TwilioProvider {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) if (200..300).contains(&status) => {
-                return Attempt::Done(SendOutcome::Ambiguous {
-                    reason: format!("provider accepted but the answer was cut off: {e}"),
-                });
-            }
-            Err(e) => {
-                return Attempt::Done(SendOutcome::Transient {
-                    reason: format!("provider answer {status} unreadable: {e}"),
-                    retry_after,
-                });
-            }
-        };
-        Attempt::Done(match status {
-            200..=299 => match serde_json::from_slice::<MessageResource>(&body) {
-                Ok(m) if !m.sid.is_empty() => SendOutcome::Accepted {
-                    provider_ref: m.sid,
-                },
-                _ => SendOutcome::Ambiguous {
-                    reason: format!("provider answered {status} without a message sid"),
-                },
+            .and_then(|v| retry_after::parse(v, SystemTime::now()));
+        let body = response.bytes().await;
+        classify_answer(
+            status,
+            retry_after,
+            body.as_deref().map_err(|e| e.to_string()),
+        )
+    }
+}
+
+/// What an HTTP answer from the Messages API means for the message. Only an answer
+/// that proves the message was not taken is retried: 401/403 (the credentials), 429
+/// and 503 (the provider turned the request away). A 5xx other than 503 may come from
+/// a proxy after the provider stored the message, or from the provider after it did,
+/// so it is `Ambiguous`; so is any status Twilio does not answer this call with.
+fn classify_answer(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Result<&[u8], String>,
+) -> Attempt {
+    Attempt::Done(match status {
+        200..=299 => match body.map(serde_json::from_slice::<MessageResource>) {
+            Ok(Ok(m)) if !m.sid.is_empty() => SendOutcome::Accepted {
+                provider_ref: m.sid,
             },
-            401 | 403 => return Attempt::Unauthorized,
-            429 => SendOutcome::Transient {
-                reason: "provider throttled the request (429)".into(),
-                retry_after,
+            Ok(_) => SendOutcome::Ambiguous {
+                reason: format!("provider answered {status} without a message sid"),
             },
-            400..=499 => {
-                let error = serde_json::from_slice::<ErrorResource>(&body).unwrap_or_default();
+            Err(e) => SendOutcome::Ambiguous {
+                reason: format!("provider answered {status} but the answer was cut off: {e}"),
+            },
+        },
+        401 | 403 => return Attempt::Unauthorized,
+        429 | 503 => SendOutcome::Transient {
+            reason: format!("provider turned the request away ({status})"),
+            retry_after,
+        },
+        400..=499 => match body {
+            Ok(body) => {
+                let error = serde_json::from_slice::<ErrorResource>(body).unwrap_or_default();
                 SendOutcome::Rejected {
                     code: error
                         .code
@@ -162,12 +170,16 @@ impl TwilioProvider {
                         .unwrap_or_else(|| format!("provider answered {status}")),
                 }
             }
-            _ => SendOutcome::Transient {
-                reason: format!("provider answered {status}"),
+            // Refused, but without the reason: nothing was taken, so it can be tried again.
+            Err(e) => SendOutcome::Transient {
+                reason: format!("provider answer {status} unreadable: {e}"),
                 retry_after,
             },
-        })
-    }
+        },
+        _ => SendOutcome::Ambiguous {
+            reason: format!("provider answered {status} after the request was sent"),
+        },
+    })
 }
 
 /// A messaging service (`MG...`) is named with its own parameter; a number with `From`.
@@ -223,6 +235,128 @@ impl Provider for TwilioProvider {
             Outbound::Email(_) => {
                 futures::future::ready(wrong_channel(self.name(), message)).boxed()
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status: u16, retry_after: Option<Duration>, body: &str) -> SendOutcome {
+        match classify_answer(status, retry_after, Ok(body.as_bytes())) {
+            Attempt::Done(outcome) => outcome,
+            Attempt::Unauthorized => panic!("{status} read as a credentials problem"),
+        }
+    }
+
+    #[test]
+    fn a_created_message_is_accepted_with_its_sid() {
+        assert_eq!(
+            outcome(201, None, r#"{"sid": "SM1", "status": "queued"}"#),
+            SendOutcome::Accepted {
+                provider_ref: "SM1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_success_without_a_sid_or_cut_off_is_unknown() {
+        for body in ["", "{}", r#"{"sid": ""}"#, "<html>"] {
+            assert!(
+                matches!(outcome(201, None, body), SendOutcome::Ambiguous { .. }),
+                "{body:?}"
+            );
+        }
+        let cut = classify_answer(200, None, Err("connection reset".into()));
+        assert!(matches!(cut, Attempt::Done(SendOutcome::Ambiguous { .. })));
+    }
+
+    #[test]
+    fn throttled_or_unavailable_is_retried_with_the_providers_wait() {
+        let wait = Some(Duration::from_secs(3));
+        for status in [429, 503] {
+            for retry_after in [None, wait] {
+                assert_eq!(
+                    outcome(status, retry_after, r#"{"code": 20429}"#),
+                    SendOutcome::Transient {
+                        reason: format!("provider turned the request away ({status})"),
+                        retry_after,
+                    }
+                );
+            }
+        }
+        // Even when the body of the refusal is lost, the status says nothing was taken.
+        let cut = classify_answer(503, wait, Err("connection reset".into()));
+        assert!(matches!(
+            cut,
+            Attempt::Done(SendOutcome::Transient { retry_after, .. }) if retry_after == wait
+        ));
+    }
+
+    /// A 500 may be answered after the provider stored the message; a 502 or 504 comes
+    /// from a proxy that may have passed the request on. Sending again could text twice.
+    #[test]
+    fn any_other_server_error_is_unknown_never_retried() {
+        for status in [500, 501, 502, 504, 505, 507, 520, 599] {
+            assert!(
+                matches!(outcome(status, None, ""), SendOutcome::Ambiguous { .. }),
+                "{status}"
+            );
+            assert!(
+                matches!(
+                    classify_answer(status, None, Err("cut".into())),
+                    Attempt::Done(SendOutcome::Ambiguous { .. })
+                ),
+                "{status} unreadable"
+            );
+        }
+    }
+
+    #[test]
+    fn statuses_the_api_never_answers_with_are_unknown() {
+        for status in [100, 304, 307, 308, 600, 999] {
+            assert!(
+                matches!(outcome(status, None, ""), SendOutcome::Ambiguous { .. }),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_request_fails_with_twilios_code_or_the_status() {
+        assert_eq!(
+            outcome(
+                400,
+                None,
+                r#"{"code": 21211, "message": "The 'To' number is not valid."}"#
+            ),
+            SendOutcome::Rejected {
+                code: "21211".into(),
+                reason: "The 'To' number is not valid.".into()
+            }
+        );
+        assert_eq!(
+            outcome(404, None, "not json"),
+            SendOutcome::Rejected {
+                code: "404".into(),
+                reason: "provider answered 404".into()
+            }
+        );
+        // Refused without a readable reason: nothing was taken, so it is tried again.
+        assert!(matches!(
+            classify_answer(400, None, Err("cut".into())),
+            Attempt::Done(SendOutcome::Transient { .. })
+        ));
+    }
+
+    #[test]
+    fn unauthorized_or_forbidden_asks_for_fresh_credentials() {
+        for status in [401, 403] {
+            assert!(matches!(
+                classify_answer(status, None, Ok(b"{}")),
+                Attempt::Unauthorized
+            ));
         }
     }
 }

@@ -3,8 +3,11 @@
 
 use aws_sdk_dynamodb::types::Put;
 
-use super::{Item, Store, StoreError, dynamo, get_s, s, with_key};
+use super::{Store, StoreError};
+use crate::clock::Day;
+use crate::domain::AuditEntry;
 use crate::ids::TenantId;
+use crate::item::{Item, corrupt, dynamo, get_s, get_time, n, s, time, with_key};
 use crate::keys;
 
 /// Audit entries are kept for 400 days (TTL), past a yearly review.
@@ -12,20 +15,8 @@ const AUDIT_TTL_SECS: u64 = 400 * 24 * 3600;
 /// Entries returned by one read of a day.
 const MAX_ENTRIES: i32 = 500;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct AuditEntry {
-    pub at: String,
-    /// The token subject of whoever acted (a user or a machine client).
-    pub actor: String,
-    /// What they did, as `noun.verb`: `batch.created`, `tenant.suspended`...
-    pub action: String,
-    /// What it was done to: a batch id, a tenant id...
-    pub target: String,
-    /// The correlation id of the request, to find its logs.
-    pub request_id: String,
-}
-
 impl Store {
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, action = %entry.action))]
     pub async fn record_audit(
         &self,
         tenant: &TenantId,
@@ -58,11 +49,12 @@ impl Store {
             .map_err(dynamo)
     }
 
-    /// A tenant's entries of one UTC day (`YYYY-MM-DD`), oldest first.
+    /// A tenant's entries of one UTC day, oldest first.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, %day))]
     pub async fn audit_log(
         &self,
         tenant: &TenantId,
-        day: &str,
+        day: Day,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let out = self
             .client
@@ -74,39 +66,41 @@ impl Store {
             .send()
             .await
             .map_err(dynamo)?;
-        Ok(out
-            .items
+        out.items
             .unwrap_or_default()
             .iter()
             .map(parse_entry)
-            .collect())
+            .collect()
     }
 }
 
 fn audit_item(tenant: &TenantId, entry: &AuditEntry, now_epoch: u64) -> Item {
-    let day = &entry.at[..entry.at.len().min(10)];
-    let key = keys::audit(tenant, day, &entry.at, &ulid::Ulid::new().to_string());
+    let key = keys::audit(tenant, entry.at, &ulid::Ulid::new().to_string());
     with_key(
         &key,
         [
             ("tenant_id", s(tenant.as_str())),
-            ("at", s(&entry.at)),
+            ("at", time(entry.at)),
             ("actor", s(&entry.actor)),
             ("action", s(&entry.action)),
             ("target", s(&entry.target)),
             ("request_id", s(&entry.request_id)),
-            ("expires_at", super::n(now_epoch + AUDIT_TTL_SECS)),
+            ("expires_at", n(now_epoch + AUDIT_TTL_SECS)),
         ],
     )
 }
 
-fn parse_entry(item: &Item) -> AuditEntry {
+fn parse_entry(item: &Item) -> Result<AuditEntry, StoreError> {
     let field = |name: &str| get_s(item, name).unwrap_or_default().to_owned();
-    AuditEntry {
-        at: field("at"),
+    let key = crate::keys::Key {
+        pk: field("pk"),
+        sk: field("sk"),
+    };
+    Ok(AuditEntry {
+        at: get_time(item, "at").ok_or_else(|| corrupt(&key, "no time"))?,
         actor: field("actor"),
         action: field("action"),
         target: field("target"),
         request_id: field("request_id"),
-    }
+    })
 }

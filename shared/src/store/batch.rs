@@ -7,134 +7,113 @@ use aws_sdk_dynamodb::types::{
     ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
-use super::{
-    Cancelled, Channel, Item, Store, StoreError, dynamo, get_n, get_s, is_condition_failure,
-    key_item, n, s,
-};
+use super::{Store, StoreError};
+use crate::clock::Timestamp;
+use crate::domain::{BatchStatus, BatchView, CancelOutcome, ChunkCounts, NewBatch};
 use crate::ids::{BatchId, TenantId};
-use crate::keys;
-use crate::status::MessageStatus;
-
-// The API answers `as_str`, which is the lowercase variant name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum BatchStatus {
-    /// Written, not yet (entirely) on the queue.
-    Accepted,
-    /// Every chunk is on the queue.
-    Enqueued,
-    /// Every message reached a final status.
-    Completed,
-    /// Messages not yet claimed will not be sent.
-    Cancelled,
-}
-
-impl BatchStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Accepted => "accepted",
-            Self::Enqueued => "enqueued",
-            Self::Completed => "completed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    fn parse(raw: &str) -> Option<Self> {
-        [
-            Self::Accepted,
-            Self::Enqueued,
-            Self::Completed,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == raw)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchView {
-    pub id: BatchId,
-    pub channel: Channel,
-    pub status: BatchStatus,
-    pub total: u32,
-    pub chunk_count: u32,
-    pub sent: u32,
-    pub failed: u32,
-    pub unknown: u32,
-    pub cancelled: u32,
-    pub created_by: String,
-    pub created_at: String,
-    pub enqueued_at: Option<String>,
-    pub cancelled_at: Option<String>,
-    pub finished_at: Option<String>,
-}
-
-impl BatchView {
-    /// Messages that reached a final status (as far as the sender is concerned).
-    pub fn done(&self) -> u32 {
-        self.sent + self.failed + self.unknown + self.cancelled
-    }
-
-    /// Messages still waiting for, or in the middle of, their send.
-    pub fn pending(&self) -> u32 {
-        self.total.saturating_sub(self.done())
-    }
-}
-
-/// What a cancel request found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CancelOutcome {
-    Cancelled(BatchView),
-    AlreadyCancelled(BatchView),
-    /// Every message had already reached a final status: there is nothing to cancel.
-    AlreadyFinished(BatchView),
-    NotFound,
-}
-
-/// One chunk's outcomes, added to the batch counters in one write.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChunkCounts {
-    pub sent: u32,
-    pub failed: u32,
-    pub unknown: u32,
-    pub cancelled: u32,
-}
-
-impl ChunkCounts {
-    pub fn record(&mut self, status: MessageStatus) {
-        match status {
-            // A receipt may have moved a message on before its chunk was counted.
-            MessageStatus::Sent | MessageStatus::Delivered => self.sent += 1,
-            MessageStatus::Failed | MessageStatus::Undeliverable => self.failed += 1,
-            MessageStatus::Unknown => self.unknown += 1,
-            MessageStatus::Cancelled => self.cancelled += 1,
-            _ => {}
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
-}
+use crate::item::{
+    Cancelled, Item, corrupt, dynamo, get_n, get_named, get_s, get_time, is_condition_failure,
+    key_item, n, name, s, time, with_key,
+};
+use crate::keys::{self, SCHEMA_VERSION};
 
 impl Store {
+    /// Writes the chunks, then the batch record. Chunks first: a batch record only
+    /// exists once all its work is durable, so the sweeper can trust it. Both are
+    /// written only where they do not exist yet, so a retry that finishes the batch of
+    /// a request that died changes nothing the first attempt (or the sender) wrote.
+    #[tracing::instrument(skip_all, fields(tenant_id = %batch.tenant, batch_id = %batch.id))]
+    pub async fn create_batch(&self, batch: &NewBatch) -> Result<(), StoreError> {
+        self.write_chunks(batch).await?;
+        let key = keys::batch_meta(&batch.tenant, batch.id);
+        let item = with_key(
+            &key,
+            [
+                ("tenant_id", s(batch.tenant.as_str())),
+                ("batch_id", s(batch.id.to_string())),
+                ("channel", name(batch.channel)),
+                ("status", name(BatchStatus::Accepted)),
+                ("total", n(batch.total())),
+                ("chunk_count", n(batch.chunks.len())),
+                ("sent_count", n(0)),
+                ("failed_count", n(0)),
+                ("unknown_count", n(0)),
+                ("cancelled_count", n(0)),
+                ("created_by", s(&batch.created_by)),
+                ("created_at", time(batch.created_at)),
+                ("correlation_id", s(batch.correlation_id.as_str())),
+                ("schema_version", n(SCHEMA_VERSION)),
+                // Listed for the sweeper until `mark_enqueued` removes it.
+                ("gsi1pk", s(keys::unqueued_partition(batch.id))),
+                (
+                    "gsi1sk",
+                    s(format!(
+                        "{}#{}#{}",
+                        batch.created_at, batch.tenant, batch.id
+                    )),
+                ),
+            ],
+        );
+        // `false` for a retry finishing the batch of a request that died (same
+        // idempotency key and request): the record is already there, as wanted.
+        self.put_new(item).await?;
+        Ok(())
+    }
+
+    /// Records that every chunk of the batch is on the queue: `accepted` becomes
+    /// `enqueued` (a batch cancelled meanwhile stays cancelled) and the batch leaves the
+    /// sweeper's list.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch))]
+    pub async fn mark_enqueued(
+        &self,
+        tenant: &TenantId,
+        batch: BatchId,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let key = keys::batch_meta(tenant, batch);
+        let promoted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&key)))
+            .update_expression("SET #status = :enqueued")
+            .condition_expression("#status = :accepted")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":enqueued", name(BatchStatus::Enqueued))
+            .expression_attribute_values(":accepted", name(BatchStatus::Accepted))
+            .send()
+            .await;
+        match promoted {
+            // Already enqueued (a retry finishing the job) or cancelled.
+            Err(e) if is_condition_failure(&e) => {}
+            other => other.map(|_| ()).map_err(dynamo)?,
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&key)))
+            .update_expression(
+                "SET enqueued_at = if_not_exists(enqueued_at, :at) REMOVE gsi1pk, gsi1sk",
+            )
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", time(at))
+            .send()
+            .await
+            .map_err(dynamo)?;
+        Ok(())
+    }
+
     /// The batch record, read consistently (progress is read right after writes).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch))]
     pub async fn get_batch(
         &self,
         tenant: &TenantId,
         batch: BatchId,
     ) -> Result<Option<BatchView>, StoreError> {
         let key = keys::batch_meta(tenant, batch);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(&key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dynamo)?;
-        out.item.map(|item| parse_batch(batch, &item)).transpose()
+        let out = self.get(&key, true).await?;
+        out.map(|item| parse_batch(tenant, batch, &item))
+            .transpose()
     }
 
     /// Cancels a batch that has not finished. The sender checks the batch before each
@@ -144,7 +123,7 @@ impl Store {
         &self,
         tenant: &TenantId,
         batch: BatchId,
-        at: &str,
+        at: Timestamp,
     ) -> Result<CancelOutcome, StoreError> {
         let key = keys::batch_meta(tenant, batch);
         let result = self
@@ -155,16 +134,17 @@ impl Store {
             .update_expression("SET #status = :cancelled, cancelled_at = :at")
             .condition_expression("#status IN (:accepted, :enqueued)")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":cancelled", s("cancelled"))
-            .expression_attribute_values(":accepted", s("accepted"))
-            .expression_attribute_values(":enqueued", s("enqueued"))
-            .expression_attribute_values(":at", s(at))
+            .expression_attribute_values(":cancelled", name(BatchStatus::Cancelled))
+            .expression_attribute_values(":accepted", name(BatchStatus::Accepted))
+            .expression_attribute_values(":enqueued", name(BatchStatus::Enqueued))
+            .expression_attribute_values(":at", time(at))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(out) => Ok(CancelOutcome::Cancelled(parse_batch(
+                tenant,
                 batch,
                 &out.attributes.unwrap_or_default(),
             )?)),
@@ -175,7 +155,7 @@ impl Store {
                 let Some(old) = failure.item else {
                     return Ok(CancelOutcome::NotFound);
                 };
-                let view = parse_batch(batch, &old)?;
+                let view = parse_batch(tenant, batch, &old)?;
                 Ok(match view.status {
                     BatchStatus::Cancelled => CancelOutcome::AlreadyCancelled(view),
                     _ => CancelOutcome::AlreadyFinished(view),
@@ -190,24 +170,26 @@ impl Store {
     /// pass over the chunk (a duplicate delivery, a retry after a crash) adds nothing.
     /// One write per chunk, not per message, so a large batch does not hammer its batch
     /// item. Cancelled messages are given back to the daily quota they were reserved
-    /// from, in the same transaction. The count that brings the batch to its total also
+    /// from, in the same transaction, under a marker of their own on the batch's
+    /// reservation (`quota_refund`): a chunk is refunded at most once even if its
+    /// `counted_at` were lost. The count that brings the batch to its total also
     /// stamps `finished_at` (and `completed`, unless the batch was cancelled).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch, chunk = chunk))]
     pub async fn count_chunk(
         &self,
         tenant: &TenantId,
         batch: BatchId,
         chunk: u32,
         counts: ChunkCounts,
-        now_millis: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        let now = &crate::clock::rfc3339(now_millis);
         let meta = keys::batch_meta(tenant, batch);
         let mark = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key_item(&keys::chunk(tenant, batch, chunk))))
             .update_expression("SET counted_at = :now")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(counted_at)")
-            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":now", time(now))
             .build()
             .map_err(dynamo)?;
         let add = Update::builder()
@@ -227,7 +209,7 @@ impl Store {
         let refund = match counts.cancelled {
             0 => Vec::new(),
             cancelled => {
-                self.quota_refund(tenant, batch, cancelled, now_millis / 1000)
+                self.quota_refund(tenant, batch, chunk, cancelled, now)
                     .await?
             }
         };
@@ -235,6 +217,8 @@ impl Store {
             TransactWriteItem::builder().update(mark).build(),
             TransactWriteItem::builder().update(add).build(),
         ];
+        // `quota_refund` writes its marker last.
+        let refund_marker = (!refund.is_empty()).then(|| writes.len() + refund.len() - 1);
         writes.extend(refund);
         let result = self
             .client
@@ -244,8 +228,11 @@ impl Store {
             .await;
         if let Err(e) = result {
             let cancelled = Cancelled::from_error(e)?;
-            if cancelled.condition_failed(0) {
-                // Counted by an earlier pass.
+            // Counted by an earlier pass: the chunk says so, or (for a chunk with
+            // cancelled messages) the reservation's record of its refund does.
+            if cancelled.condition_failed(0)
+                || refund_marker.is_some_and(|marker| cancelled.condition_failed(marker))
+            {
                 return Ok(());
             }
             return Err(cancelled.into());
@@ -262,14 +249,14 @@ impl Store {
             .table_name(&self.table)
             .set_key(Some(key_item(&meta)))
             .condition_expression("attribute_not_exists(finished_at)")
-            .expression_attribute_values(":now", s(now));
+            .expression_attribute_values(":now", time(now));
         let finish = if view.status == BatchStatus::Cancelled {
             finish.update_expression("SET finished_at = :now")
         } else {
             finish
                 .update_expression("SET finished_at = :now, #status = :completed")
                 .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":completed", s("completed"))
+                .expression_attribute_values(":completed", name(BatchStatus::Completed))
         };
         match finish.send().await {
             Err(e) if is_condition_failure(&e) => Ok(()),
@@ -278,26 +265,15 @@ impl Store {
     }
 }
 
-fn parse_batch(id: BatchId, item: &Item) -> Result<BatchView, StoreError> {
-    let key = keys::Key {
-        pk: get_s(item, "pk").unwrap_or_default().to_owned(),
-        sk: "META".into(),
-    };
-    let corrupt = |reason: &str| StoreError::Corrupt {
-        pk: key.pk.clone(),
-        sk: key.sk.clone(),
-        reason: reason.to_owned(),
-    };
+fn parse_batch(tenant: &TenantId, id: BatchId, item: &Item) -> Result<BatchView, StoreError> {
+    let key = keys::batch_meta(tenant, id);
+    let corrupt = |reason: &str| corrupt(&key, reason);
     let count = |name: &str| get_n(item, name).unwrap_or(0);
     let opt = |name: &str| get_s(item, name).map(str::to_owned);
     Ok(BatchView {
         id,
-        channel: get_s(item, "channel")
-            .and_then(Channel::parse)
-            .ok_or_else(|| corrupt("unknown channel"))?,
-        status: get_s(item, "status")
-            .and_then(BatchStatus::parse)
-            .ok_or_else(|| corrupt("unknown status"))?,
+        channel: get_named(item, "channel").ok_or_else(|| corrupt("unknown channel"))?,
+        status: get_named(item, "status").ok_or_else(|| corrupt("unknown status"))?,
         total: get_n(item, "total").ok_or_else(|| corrupt("no total"))?,
         chunk_count: get_n(item, "chunk_count").ok_or_else(|| corrupt("no chunk count"))?,
         sent: count("sent_count"),
@@ -305,9 +281,9 @@ fn parse_batch(id: BatchId, item: &Item) -> Result<BatchView, StoreError> {
         unknown: count("unknown_count"),
         cancelled: count("cancelled_count"),
         created_by: opt("created_by").unwrap_or_default(),
-        created_at: opt("created_at").unwrap_or_default(),
-        enqueued_at: opt("enqueued_at"),
-        cancelled_at: opt("cancelled_at"),
-        finished_at: opt("finished_at"),
+        created_at: get_time(item, "created_at").ok_or_else(|| corrupt("no creation time"))?,
+        enqueued_at: get_time(item, "enqueued_at"),
+        cancelled_at: get_time(item, "cancelled_at"),
+        finished_at: get_time(item, "finished_at"),
     })
 }

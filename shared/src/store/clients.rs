@@ -5,48 +5,22 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
-use super::{
-    AuditEntry, Cancelled, Item, Store, StoreError, dynamo, get_s, key_item, n, s, with_key,
-};
+use super::{Store, StoreError};
 use crate::auth::Scope;
+use crate::domain::{AuditEntry, MachineClient, Registration, Revocation};
 use crate::ids::TenantId;
+use crate::item::{
+    Cancelled, Item, corrupt, dynamo, get_s, get_time, key_item, n, s, time, with_key,
+};
 use crate::keys::{self, SCHEMA_VERSION};
 
 /// Most clients one listing page returns; a tenant holds at most its limit anyway.
 const MAX_LISTED: i32 = 100;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MachineClient {
-    pub client_id: String,
-    pub tenant: TenantId,
-    pub name: String,
-    pub scopes: Vec<Scope>,
-    pub created_at: String,
-    /// The subject of whoever registered it.
-    pub created_by: String,
-    pub revoked_at: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Registration {
-    Registered,
-    /// The tenant already has `limit` active clients; nothing was written.
-    LimitReached {
-        limit: u32,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Revocation {
-    Revoked(MachineClient),
-    AlreadyRevoked(MachineClient),
-    /// No such client, or another tenant's: the same answer.
-    NotFound,
-}
-
 impl Store {
     /// Records a new client, counts it against the tenant's `limit` of active clients
     /// and writes `audit`: all or nothing.
+    #[tracing::instrument(skip_all, fields(tenant_id = %client.tenant, client_id = %client.client_id))]
     pub async fn register_client(
         &self,
         client: &MachineClient,
@@ -72,7 +46,7 @@ impl Store {
                 ("client_id", s(&client.client_id)),
                 ("name", s(&client.name)),
                 ("scopes", scopes_value(&client.scopes)),
-                ("created_at", s(&client.created_at)),
+                ("created_at", time(client.created_at)),
                 ("created_by", s(&client.created_by)),
                 ("gsi1pk", s(keys::machine_clients_partition(&client.tenant))),
                 (
@@ -111,6 +85,7 @@ impl Store {
 
     /// The client a token names, whatever its tenant: the caller learns the tenant
     /// from it. Revoked clients are returned too, marked.
+    #[tracing::instrument(skip_all, fields(%client_id))]
     pub async fn machine_client(
         &self,
         client_id: &str,
@@ -118,19 +93,12 @@ impl Store {
         if !well_formed(client_id) {
             return Ok(None);
         }
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(&keys::machine_client(client_id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dynamo)?;
-        out.item.map(|item| parse_client(&item)).transpose()
+        let out = self.get(&keys::machine_client(client_id), true).await?;
+        out.map(|item| parse_client(&item)).transpose()
     }
 
     /// One of `tenant`'s clients; another tenant's is `None`, like a missing one.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, %client_id))]
     pub async fn tenant_client(
         &self,
         tenant: &TenantId,
@@ -143,6 +111,7 @@ impl Store {
     }
 
     /// The tenant's clients, oldest first, revoked ones included.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
     pub async fn list_clients(&self, tenant: &TenantId) -> Result<Vec<MachineClient>, StoreError> {
         let out = self
             .client
@@ -165,6 +134,7 @@ impl Store {
 
     /// Marks the client revoked, frees its place in the tenant's limit and writes
     /// `audit`, once: all or nothing.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, %client_id))]
     pub async fn revoke_client(
         &self,
         tenant: &TenantId,
@@ -172,7 +142,7 @@ impl Store {
         audit: &AuditEntry,
         now_epoch: u64,
     ) -> Result<Revocation, StoreError> {
-        let at = audit.at.as_str();
+        let at = audit.at;
         let Some(mut client) = self.tenant_client(tenant, client_id).await? else {
             return Ok(Revocation::NotFound);
         };
@@ -184,7 +154,7 @@ impl Store {
             .set_key(Some(key_item(&keys::machine_client(client_id))))
             .update_expression("SET revoked_at = :at")
             .condition_expression("tenant_id = :tenant AND attribute_not_exists(revoked_at)")
-            .expression_attribute_values(":at", s(at))
+            .expression_attribute_values(":at", time(at))
             .expression_attribute_values(":tenant", s(tenant.as_str()))
             .build()
             .map_err(dynamo)?;
@@ -209,7 +179,7 @@ impl Store {
             .await;
         match result {
             Ok(_) => {
-                client.revoked_at = Some(at.to_owned());
+                client.revoked_at = Some(at);
                 Ok(Revocation::Revoked(client))
             }
             Err(e) => {
@@ -239,14 +209,8 @@ fn scopes_value(scopes: &[Scope]) -> AttributeValue {
 
 fn parse_client(item: &Item) -> Result<MachineClient, StoreError> {
     let client_id = get_s(item, "client_id").unwrap_or_default().to_owned();
-    let corrupt = |reason: &str| {
-        let key = keys::machine_client(&client_id);
-        StoreError::Corrupt {
-            pk: key.pk,
-            sk: key.sk,
-            reason: reason.to_owned(),
-        }
-    };
+    let key = keys::machine_client(&client_id);
+    let corrupt = |reason: &str| corrupt(&key, reason);
     let tenant = get_s(item, "tenant_id")
         .and_then(|t| TenantId::parse(t).ok())
         .ok_or_else(|| corrupt("no valid tenant"))?;
@@ -262,9 +226,9 @@ fn parse_client(item: &Item) -> Result<MachineClient, StoreError> {
         tenant,
         name: get_s(item, "name").unwrap_or_default().to_owned(),
         scopes,
-        created_at: get_s(item, "created_at").unwrap_or_default().to_owned(),
+        created_at: get_time(item, "created_at").ok_or_else(|| corrupt("no creation time"))?,
         created_by: get_s(item, "created_by").unwrap_or_default().to_owned(),
-        revoked_at: get_s(item, "revoked_at").map(str::to_owned),
+        revoked_at: get_time(item, "revoked_at"),
         client_id,
     })
 }

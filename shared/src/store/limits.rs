@@ -2,10 +2,13 @@
 //! updates so they hold across every concurrent Lambda instance.
 
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 
-use super::{Cancelled, Store, StoreError, dynamo, get_n, get_s, key_item, n, s, with_key};
+use super::{Store, StoreError};
+use crate::clock::{Day, Timestamp};
+use crate::domain::{Admission, Reservation};
 use crate::ids::{BatchId, TenantId};
+use crate::item::{Cancelled, corrupt, dynamo, get_n, get_s, key_item, n, s, with_key};
 use crate::keys;
 
 /// How long a rate window's counter is kept after its second (TTL sweeps it).
@@ -13,34 +16,10 @@ const RATE_WINDOW_TTL_SECS: u64 = 120;
 /// Quota counters outlive their day by a week, for usage questions.
 const QUOTA_TTL_SECS: u64 = 8 * 24 * 3600;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    Admitted {
-        limit: u32,
-        remaining: u32,
-    },
-    /// The window is full; the next one opens in `retry_after_secs`.
-    Limited {
-        limit: u32,
-        retry_after_secs: u64,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reservation {
-    Reserved {
-        used: u32,
-    },
-    /// A retry of the request that created the batch: counted the first time.
-    AlreadyReserved,
-    Exceeded {
-        used: u32,
-    },
-}
-
 impl Store {
     /// Counts one request in the tenant's current one-second window, unless the window
     /// already holds `limit` requests.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
     pub async fn admit_request(
         &self,
         tenant: &TenantId,
@@ -84,18 +63,19 @@ impl Store {
         }
     }
 
-    /// Counts a batch's `count` sends against the tenant's quota for `day`, all or
-    /// nothing, once per batch: the counter and a per-batch marker are written in one
-    /// transaction, so a retry that finishes the same batch finds the marker.
+    /// Counts a batch's `count` sends against the tenant's quota for today (UTC), all
+    /// or nothing, once per batch: the counter and a per-batch marker are written in
+    /// one transaction, so a retry that finishes the same batch finds the marker.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch, count = count))]
     pub async fn reserve_sends(
         &self,
         tenant: &TenantId,
         batch: BatchId,
         count: u32,
         limit: u32,
-        day: &str,
-        now_epoch: u64,
+        now: Timestamp,
     ) -> Result<Reservation, StoreError> {
+        let (day, now_epoch) = (now.day(), now.epoch_seconds());
         if count > limit {
             return Ok(Reservation::Exceeded {
                 used: self.sends_on(tenant, day).await?,
@@ -120,7 +100,7 @@ impl Store {
                 &marker,
                 [
                     ("tenant_id", s(tenant.as_str())),
-                    ("day", s(day)),
+                    ("day", s(day.to_string())),
                     ("sends", n(count)),
                 ],
             )))
@@ -153,30 +133,28 @@ impl Store {
         }
     }
 
-    /// The writes that give `count` cancelled sends of `batch` back to the day they were
-    /// reserved on, and note them on the batch's reservation; nothing for a batch that
-    /// reserved none. For the transaction that counts them, so each is given back once.
+    /// The writes that give `count` cancelled sends of `batch`'s `chunk` back to the
+    /// day they were reserved on, and note the chunk on the batch's reservation; nothing
+    /// for a batch that reserved none. The note is the refund's own guard: it is
+    /// written only if the chunk is not noted yet, so the transaction that counts the
+    /// chunk gives its cancellations back once, whatever happened to the chunk's own
+    /// `counted_at` marker. The note is the last write.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch, chunk = chunk))]
     pub(super) async fn quota_refund(
         &self,
         tenant: &TenantId,
         batch: BatchId,
+        chunk: u32,
         count: u32,
-        now_epoch: u64,
+        now: Timestamp,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let marker = keys::quota_reservation(tenant, batch);
-        let reservation = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(&marker)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dynamo)?
-            .item;
-        let Some(day) = reservation.as_ref().and_then(|r| get_s(r, "day")) else {
+        let Some(reservation) = self.get(&marker, true).await? else {
             return Ok(Vec::new());
         };
+        let day = get_s(&reservation, "day")
+            .and_then(|day| Day::parse(day).ok())
+            .ok_or_else(|| corrupt(&marker, "a reservation without its day"))?;
         let counter = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key_item(&keys::quota_day(tenant, day))))
@@ -186,15 +164,18 @@ impl Store {
                  tenant_id = :tenant",
             )
             .expression_attribute_values(":minus", n(-i64::from(count)))
-            .expression_attribute_values(":expires", n(now_epoch + QUOTA_TTL_SECS))
+            .expression_attribute_values(":expires", n(now.epoch_seconds() + QUOTA_TTL_SECS))
             .expression_attribute_values(":tenant", s(tenant.as_str()))
             .build()
             .map_err(dynamo)?;
         let noted = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key_item(&marker)))
-            .update_expression("ADD returned :count")
+            .update_expression("ADD returned :count, refunded_chunks :chunk_set")
+            .condition_expression("NOT contains(refunded_chunks, :chunk)")
             .expression_attribute_values(":count", n(count))
+            .expression_attribute_values(":chunk_set", AttributeValue::Ns(vec![chunk.to_string()]))
+            .expression_attribute_values(":chunk", n(chunk))
             .build()
             .map_err(dynamo)?;
         Ok(vec![
@@ -204,17 +185,10 @@ impl Store {
     }
 
     /// Sends counted against the tenant's quota on `day`.
-    pub async fn sends_on(&self, tenant: &TenantId, day: &str) -> Result<u32, StoreError> {
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, %day))]
+    pub async fn sends_on(&self, tenant: &TenantId, day: Day) -> Result<u32, StoreError> {
         let key = keys::quota_day(tenant, day);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_item(&key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dynamo)?;
-        Ok(out.item.and_then(|i| get_n(&i, "sends")).unwrap_or(0))
+        let out = self.get(&key, true).await?;
+        Ok(out.and_then(|i| get_n(&i, "sends")).unwrap_or(0))
     }
 }

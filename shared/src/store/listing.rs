@@ -7,25 +7,19 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::KeysAndAttributes;
 
-use super::{
-    BatchView, Item, MessageView, Store, StoreError, dynamo, key_item, parse_chunk, parse_message,
-    unclaimed,
-};
+use super::chunk::parse_chunk;
+use super::message::parse_message;
+use super::{Store, StoreError};
+use crate::domain::{BatchView, MessagePage, MessageStatus};
 use crate::ids::{MessageId, TenantId};
+use crate::item::{Item, corrupt, dynamo, key_item};
 use crate::keys::{self, CHUNK_SIZE};
-use crate::status::MessageStatus;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessagePage {
-    pub messages: Vec<MessageView>,
-    /// Where the next page starts; `None` once the batch is exhausted.
-    pub next_cursor: Option<u32>,
-}
 
 impl Store {
     /// Up to `limit` messages of `batch` from index `from`, only those in `status` when
     /// given. At most `max_chunks` chunks are read per call, so a filtered page may be
     /// short, even empty, while more follow: `next_cursor` says where to go on.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch.id, from = from))]
     pub async fn list_messages(
         &self,
         tenant: &TenantId,
@@ -43,21 +37,11 @@ impl Store {
         while chunk_index <= last_chunk && from < batch.total {
             let key = keys::chunk(tenant, batch.id, chunk_index);
             let chunk = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(key_item(&key)))
-                .send()
-                .await
-                .map_err(dynamo)?
-                .item
+                .get(&key, false)
+                .await?
                 .map(|item| parse_chunk(&key, &item))
                 .transpose()?
-                .ok_or_else(|| StoreError::Corrupt {
-                    pk: key.pk.clone(),
-                    sk: key.sk.clone(),
-                    reason: "chunk of an existing batch is missing".into(),
-                })?;
+                .ok_or_else(|| corrupt(&key, "chunk of an existing batch is missing"))?;
             let wanted: Vec<_> = chunk
                 .messages(batch.id)
                 .filter(|(id, _)| id.index() >= from)
@@ -69,7 +53,7 @@ impl Store {
                 let message_key = keys::message(tenant, id);
                 let view = match items.remove(&message_key.pk) {
                     Some(item) => parse_message(&message_key, id, &item)?,
-                    None => unclaimed(&chunk, id, recipient),
+                    None => chunk.unclaimed(id, recipient),
                 };
                 if status.is_none_or(|s| s == view.status) {
                     messages.push(view);
@@ -92,6 +76,7 @@ impl Store {
     }
 
     /// The message items that exist among `ids` (at most 100), by partition key.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
     async fn get_messages(
         &self,
         tenant: &TenantId,

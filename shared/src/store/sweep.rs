@@ -1,26 +1,20 @@
 //! The sweeper's work list: batches written but not (entirely) enqueued, found through
 //! a sparse gsi1 partition that `mark_enqueued` removes them from.
 
-use super::{Store, StoreError, dynamo, get_n, get_s, s};
-use crate::ids::{BatchId, CorrelationId, TenantId};
+use super::{Store, StoreError};
+use crate::clock::Timestamp;
+use crate::domain::UnqueuedBatch;
+use crate::ids::{CorrelationId, TenantId};
+use crate::item::{dynamo, get_n, get_s, get_time, s, time};
 use crate::keys;
 
-/// A batch whose chunks may not all be on the queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnqueuedBatch {
-    pub tenant: TenantId,
-    pub batch: BatchId,
-    pub chunk_count: u32,
-    pub correlation_id: CorrelationId,
-    pub created_at: String,
-}
-
 impl Store {
-    /// Batches created before `cutoff` (RFC 3339) and still not marked enqueued. A
-    /// platform-level read across tenants: only the sweeper calls it.
+    /// Batches created before `cutoff` and still not marked enqueued. A platform-level
+    /// read across tenants: only the sweeper calls it.
+    #[tracing::instrument(skip_all, fields(%cutoff))]
     pub(crate) async fn unqueued_batches(
         &self,
-        cutoff: &str,
+        cutoff: Timestamp,
     ) -> Result<Vec<UnqueuedBatch>, StoreError> {
         let mut found = Vec::new();
         for partition in keys::unqueued_shards() {
@@ -33,7 +27,7 @@ impl Store {
                     .index_name("gsi1")
                     .key_condition_expression("gsi1pk = :p AND gsi1sk < :cutoff")
                     .expression_attribute_values(":p", s(&partition))
-                    .expression_attribute_values(":cutoff", s(cutoff))
+                    .expression_attribute_values(":cutoff", time(cutoff))
                     .set_exclusive_start_key(start)
                     .send()
                     .await
@@ -48,7 +42,7 @@ impl Store {
                                 &item,
                                 "correlation_id",
                             )),
-                            created_at: get_s(&item, "created_at")?.to_owned(),
+                            created_at: get_time(&item, "created_at")?,
                         })
                     })();
                     match parsed {

@@ -11,14 +11,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
-use herald::keys::CHUNK_SIZE;
-use herald::store::{
-    BatchStatus, Channel, Chunk, ClaimOutcome, Content, Lease, Limits, Settlement, Store,
+use herald::domain::{
+    BatchStatus, Channel, Chunk, ClaimOutcome, Content, Lease, Limits, Settlement,
 };
+use herald::keys::CHUNK_SIZE;
+use herald::store::Store;
 use herald::{Address, BatchId, MessageId, PhoneNumber, TenantId};
 use herald_local::requests::{RequestCounter, RequestCounts};
 use herald_local::sandbox::Faults;
-use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex, seed};
+use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -209,7 +210,7 @@ async fn drive_claims(cloud: &LocalCloud, args: &Args) -> Result<Ceiling> {
         content: Content::Text("ceiling".into()),
         subject: None,
         recipients: Vec::new(),
-        created_at: clock.rfc3339(),
+        created_at: clock.timestamp(),
     };
     let to = Address::Phone(PhoneNumber::parse(&number(0)).map_err(|e| anyhow!("{e}"))?);
     let next = AtomicU32::new(0);
@@ -220,12 +221,7 @@ async fn drive_claims(cloud: &LocalCloud, args: &Args) -> Result<Ceiling> {
         while Instant::now() < end {
             let index = next.fetch_add(1, Ordering::Relaxed);
             let id = MessageId::new(batch, index);
-            let now_epoch = clock.epoch_seconds();
-            let lease = Lease {
-                now: clock.rfc3339(),
-                now_epoch,
-                until_epoch: now_epoch + 60,
-            };
+            let lease = Lease::starting(clock.timestamp(), Duration::from_secs(60));
             let ClaimOutcome::Claimed { token } =
                 store.claim(&tenant, id, &chunk, &to, &lease).await?
             else {
@@ -236,7 +232,7 @@ async fn drive_claims(cloud: &LocalCloud, args: &Args) -> Result<Ceiling> {
                 provider_ref: format!("SM{index}"),
             };
             let settled = store
-                .settle(&tenant, id, &token, &sent, &clock.rfc3339())
+                .settle(&tenant, id, &token, &sent, clock.timestamp())
                 .await?;
             ensure!(settled, "the claim on {id} was lost before its settle");
             done.fetch_add(1, Ordering::Relaxed);
@@ -298,18 +294,7 @@ async fn deliver(
         api_requests_per_second: 1_000,
         sends_per_day: u32::try_from(n)?.saturating_mul(2),
     };
-    seed::tenant(&store, TENANT, "enterprise", Some(limits)).await?;
-    let cognito = &cloud.clients.cognito;
-    let user = seed::user(
-        cognito,
-        cloud.stack.reference("UserPool")?,
-        TENANT,
-        "sender",
-    )
-    .await?;
-    let token = seed::sign_in(cognito, cloud.stack.reference("UserPoolClient")?, &user)
-        .await?
-        .id_token;
+    let token = cloud.sender_token(TENANT, limits).await?;
 
     let recipients: Vec<Value> = (0..n)
         .map(|i| json!({ "to": number(i), "variables": { "code": format!("{i:05}") } }))
@@ -327,20 +312,10 @@ async fn deliver(
         config.max_instances,
         config.instance_rate_per_second()
     );
-    let http = reqwest::Client::new();
     let before = counter.snapshot();
     let posted_at_ms = epoch_ms();
     let started = Instant::now();
-    let response = http
-        .post(format!("{}/v1/batches", cloud.gateway_url))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .header("idempotency-key", ulid::Ulid::new().to_string())
-        .body(body)
-        .send()
-        .await?;
-    let status = response.status();
-    let answer: Value = response.json().await?;
+    let (status, answer) = cloud.post_batch(&token, body).await?;
     let accept_latency = started.elapsed();
     let accepted = counter.snapshot();
     ensure!(status == 202, "the batch was refused: {status} {answer}");
@@ -396,9 +371,7 @@ async fn deliver(
             .await
             .context("listing the batch's messages")?;
         for message in &page.messages {
-            *statuses
-                .entry(message.status.as_str().to_owned())
-                .or_default() += 1;
+            *statuses.entry(message.status.to_string()).or_default() += 1;
         }
         match page.next_cursor {
             Some(cursor) => from = cursor,
@@ -407,7 +380,11 @@ async fn deliver(
     }
     let settled: usize = statuses
         .iter()
-        .filter(|(status, _)| herald::MessageStatus::parse(status).is_some_and(|s| s.is_settled()))
+        .filter(|(status, _)| {
+            status
+                .parse::<herald::MessageStatus>()
+                .is_ok_and(|s| s.is_settled())
+        })
         .map(|(_, count)| count)
         .sum();
 

@@ -8,11 +8,17 @@ use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use herald::auth::{Access, Permission, Role, Scope, route_access};
-use herald::problem::{self, FieldError, Problem};
+use herald::problem::{FieldError, Problem};
+use utoipa::PartialSchema;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{Components, ContentBuilder, Header, OpenApi, Ref, RefOr, ResponseBuilder};
-use utoipa::{PartialSchema, ToResponse, ToSchema};
+use utoipa::openapi::{Components, Header, OpenApi, RefOr};
+
+use crate::ProblemKind;
+
+mod problems;
+
+pub(crate) use problems::*;
 
 /// The security scheme's name in the document.
 const BEARER: &str = "bearer";
@@ -27,22 +33,7 @@ const BEARER: &str = "bearer";
             registers. Errors are RFC 9457 \
             `application/problem+json`; every answer carries `x-correlation-id`."
     ),
-    components(
-        schemas(Problem, FieldError),
-        responses(
-            InvalidRequest,
-            Unauthorized,
-            Forbidden,
-            NotFound,
-            RequestInProgress,
-            BodyTooLarge,
-            UnsupportedMediaType,
-            IdempotencyKeyReused,
-            TooManyRequests,
-            InternalError,
-            Unavailable,
-        )
-    ),
+    components(schemas(Problem, FieldError)),
     tags(
         (name = "messages", description = "One SMS or email to one recipient."),
         (name = "batches", description = "One template to many recipients, with progress and cancel."),
@@ -58,6 +49,7 @@ pub(crate) struct ApiDoc;
 /// groups and scopes that may call it, and the answers of token checks (401, 403, the tenant's
 /// rate limit, and the dependency failures it can meet).
 pub(crate) fn apply_policy(mut document: OpenApi) -> OpenApi {
+    add_problem_components(&mut document);
     document
         .components
         .get_or_insert_with(Components::new)
@@ -103,15 +95,16 @@ fn require(operation: &mut Operation, permission: Permission) {
     if !scopes.is_empty() {
         note.push_str(&format!(" Machine client scopes: {}.", scopes.join(", ")));
     }
-    let mut answers = vec![
-        ("401", Unauthorized::response().0),
-        ("403", Forbidden::response().0),
-        ("500", InternalError::response().0),
-        ("503", Unavailable::response().0),
+    let mut kinds = vec![
+        ProblemKind::Unauthorized,
+        ProblemKind::Forbidden,
+        ProblemKind::Internal,
+        ProblemKind::Unavailable,
+        ProblemKind::KeysUnavailable,
     ];
     if !permission.is_platform() {
         note.push_str(" Counts against your tenant's request rate; answers carry `RateLimit-*`.");
-        answers.push(("429", TooManyRequests::response().0));
+        kinds.extend([ProblemKind::TenantSuspended, ProblemKind::RateLimited]);
         for (status, answer) in operation.responses.responses.iter_mut() {
             if let RefOr::T(answer) = answer
                 && status.starts_with('2')
@@ -120,13 +113,7 @@ fn require(operation: &mut Operation, permission: Permission) {
             }
         }
     }
-    for (status, name) in answers {
-        operation
-            .responses
-            .responses
-            .entry(status.to_owned())
-            .or_insert_with(|| Ref::from_response_name(name).into());
-    }
+    add_problems(operation, &kinds);
     operation.description = Some(match operation.description.take() {
         Some(description) => format!("{description}\n\n{note}"),
         None => note,
@@ -194,10 +181,6 @@ fn header_of<T: PartialSchema>(description: &str) -> Header {
     header
 }
 
-fn retry_after(description: &str) -> (String, Header) {
-    ("Retry-After".to_owned(), header_of::<u64>(description))
-}
-
 fn rate_limit_headers() -> [(String, Header); 4] {
     [
         (
@@ -220,111 +203,13 @@ fn rate_limit_headers() -> [(String, Header); 4] {
     .map(|(name, header)| (name.to_owned(), header))
 }
 
-/// A problem+json answer; `headers` are sent with it.
-fn problem_response(
-    description: &str,
-    headers: impl IntoIterator<Item = (String, Header)>,
-) -> RefOr<utoipa::openapi::Response> {
-    let mut builder = ResponseBuilder::new().description(description).content(
-        problem::CONTENT_TYPE,
-        ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name(Problem::name())))
-            .build(),
-    );
-    for (name, header) in headers {
-        builder = builder.header(name, header);
-    }
-    builder.build().into()
-}
-
-/// Declares reusable problem answers. The types are names the handlers' annotations
-/// refer to (`response = NotFound`); nothing builds them.
-macro_rules! problem_responses {
-    ($($name:ident => $build:expr;)+) => {$(
-        pub(crate) enum $name {}
-
-        impl<'s> ToResponse<'s> for $name {
-            fn response() -> (&'s str, RefOr<utoipa::openapi::Response>) {
-                (stringify!($name), $build)
-            }
-        }
-    )+};
-}
-
-problem_responses! {
-    InvalidRequest => problem_response(
-        "The request is not valid: malformed JSON, unknown fields, invalid values, a \
-         missing or malformed `Idempotency-Key`, or an invalid id or query parameter. \
-         `errors` lists every failing field: a JSON Pointer into the body, or the header \
-         or parameter name. Nothing was written.",
-        [],
-    );
-    Unauthorized => problem_response(
-        "No valid bearer token: missing, malformed, expired, not issued by Herald's user \
-         pool, or issued to a client that is not registered or was revoked. `detail` says \
-         which.",
-        [(
-            "WWW-Authenticate".to_owned(),
-            header_of::<String>("`Bearer`."),
-        )],
-    );
-    Forbidden => problem_response(
-        "The token is valid but may not do this: its groups or scopes lack the permission, its tenant \
-         is not registered, or its tenant is suspended (`tenant-suspended`).",
-        [],
-    );
-    NotFound => problem_response(
-        "No such resource for your tenant. Another tenant's resource answers exactly like a \
-         missing one.",
-        [],
-    );
-    RequestInProgress => problem_response(
-        "`request-in-progress`: a request with this `Idempotency-Key` has not finished; \
-         retry after `Retry-After`.",
-        [retry_after("Seconds to wait before retrying: 1.")],
-    );
-    BodyTooLarge => problem_response(
-        "The body is larger than the API accepts (5 MiB unless configured otherwise).",
-        [],
-    );
-    UnsupportedMediaType => problem_response(
-        "The body is not sent as `application/json`.",
-        [],
-    );
-    IdempotencyKeyReused => problem_response(
-        "`idempotency-key-reused`: this `Idempotency-Key` was used for a different request; \
-         use a new key for a new request.",
-        [],
-    );
-    TooManyRequests => problem_response(
-        "`rate-limited`: your tenant made more requests this second than its limit. \
-         `quota-exceeded` (sending routes): the request would pass your tenant's daily send \
-         quota; nothing was accepted.",
-        rate_limit_headers().into_iter().chain([retry_after(
-            "Seconds to wait: to the next second when rate limited, to UTC midnight when \
-             over the daily quota.",
-        )]),
-    );
-    InternalError => problem_response(
-        "Stored data could not be read. The error was logged; contact support with the \
-         correlation id.",
-        [],
-    );
-    Unavailable => problem_response(
-        "A dependency is temporarily unavailable. Retry later, with the same \
-         `Idempotency-Key` for a POST: the retry finishes the same work instead of \
-         starting it twice.",
-        [retry_after("Seconds to wait before retrying: 1.")],
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
 
     use herald::MessageStatus;
     use herald::auth::{Access, ROUTE_POLICY, route_access};
-    use herald::store::{BatchStatus, Channel, TenantStatus};
+    use herald::domain::{BatchStatus, Channel, Plan, SmsProviderKind, TenantStatus, names};
     use serde_json::Value;
 
     const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
@@ -421,29 +306,16 @@ mod tests {
 
     #[test]
     fn status_names_in_the_document_are_the_ones_the_api_answers() {
-        fn names<T: utoipa::PartialSchema>() -> Vec<String> {
+        fn documented<T: utoipa::PartialSchema>() -> Vec<String> {
             let schema = serde_json::to_value(T::schema()).unwrap();
             serde_json::from_value(schema["enum"].clone()).unwrap()
         }
-        assert_eq!(
-            names::<MessageStatus>(),
-            MessageStatus::ALL.map(MessageStatus::as_str)
-        );
-        assert_eq!(
-            names::<BatchStatus>(),
-            [
-                BatchStatus::Accepted,
-                BatchStatus::Enqueued,
-                BatchStatus::Completed,
-                BatchStatus::Cancelled
-            ]
-            .map(BatchStatus::as_str)
-        );
-        assert_eq!(
-            names::<TenantStatus>(),
-            [TenantStatus::Active, TenantStatus::Suspended].map(TenantStatus::as_str)
-        );
-        assert_eq!(names::<Channel>(), Channel::ALL.map(Channel::as_str));
+        assert_eq!(documented::<MessageStatus>(), names::<MessageStatus>());
+        assert_eq!(documented::<BatchStatus>(), names::<BatchStatus>());
+        assert_eq!(documented::<TenantStatus>(), names::<TenantStatus>());
+        assert_eq!(documented::<Channel>(), names::<Channel>());
+        assert_eq!(documented::<Plan>(), names::<Plan>());
+        assert_eq!(documented::<SmsProviderKind>(), names::<SmsProviderKind>());
     }
 
     #[test]

@@ -1,0 +1,168 @@
+//! One chunk's run: load the chunk, its tenant and its batch; send (or cancel) every
+//! recipient with bounded parallelism; and count the chunk into its batch once every
+//! recipient is final.
+
+use futures::{StreamExt, stream};
+use herald::domain::{BatchStatus, Chunk, ChunkCounts, Recipient, TenantStatus};
+use herald::metrics::{Record, Unit};
+use herald::provider::Provider;
+use herald::queue::ChunkEnvelope;
+use herald::store::StoreError;
+use herald::{BatchId, MessageId, TenantId};
+use tokio::time::Instant;
+
+use crate::Deps;
+use crate::claim::{self, Done};
+use crate::record::RecordError;
+use crate::retry::ProviderStats;
+
+/// What every recipient of one chunk shares while the chunk runs: the one value the
+/// claim and the retry loop are handed.
+pub(crate) struct ChunkRun<'a> {
+    pub deps: &'a Deps,
+    pub tenant: &'a TenantId,
+    pub chunk: &'a Chunk,
+    /// The adapter for this chunk's channel and tenant.
+    pub provider: &'a dyn Provider,
+    /// The invocation's end: no claim is made that could not be settled before it.
+    pub deadline: Instant,
+    pub stats: ProviderStats,
+}
+
+pub(crate) async fn run(
+    deps: &Deps,
+    envelope: &ChunkEnvelope,
+    deadline: Instant,
+) -> Result<(), RecordError> {
+    let tenant = &envelope.tenant_id;
+    let batch = envelope.batch_id;
+    let chunk = deps
+        .store
+        .load_chunk(tenant, batch, envelope.chunk)
+        .await?
+        .ok_or_else(|| RecordError::MissingChunk {
+            batch: batch.to_string(),
+            chunk: envelope.chunk,
+        })?;
+
+    // Read per chunk, not per message: a suspension or a cancel stops every chunk that
+    // starts after it.
+    let profile = deps.store.get_tenant(tenant).await?;
+    if profile
+        .as_ref()
+        .is_some_and(|p| p.status == TenantStatus::Suspended)
+    {
+        return Err(RecordError::TenantSuspended);
+    }
+    let provider = deps.providers.for_chunk(
+        chunk.channel,
+        profile.map(|p| p.sms_provider).unwrap_or_default(),
+    );
+    let cancelled = deps
+        .store
+        .get_batch(tenant, batch)
+        .await?
+        .ok_or_else(|| RecordError::MissingBatch {
+            batch: batch.to_string(),
+        })?
+        .status
+        == BatchStatus::Cancelled;
+
+    let run = ChunkRun {
+        deps,
+        tenant,
+        chunk: &chunk,
+        provider,
+        deadline,
+        stats: ProviderStats::default(),
+    };
+    // Owned pairs: a stream over borrowed ones trips the compiler's `Send` analysis.
+    let recipients: Vec<(MessageId, Recipient)> = chunk
+        .messages(batch)
+        .map(|(id, r)| (id, r.clone()))
+        .collect();
+    let run = &run;
+    let outcomes: Vec<Result<Done, StoreError>> = stream::iter(recipients)
+        .map(|(id, recipient)| async move {
+            if cancelled {
+                claim::cancel_one(run, id, &recipient.to).await
+            } else {
+                claim::send_one(run, id, &recipient).await
+            }
+        })
+        .buffer_unordered(deps.config.parallelism)
+        .collect()
+        .await;
+    count(run, batch, outcomes).await
+}
+
+/// Counted once per chunk, when every recipient is final: the pass that finishes the
+/// chunk knows every status (its own outcomes and those found settled), and the store
+/// adds them to the batch under a per-chunk marker, so neither a crash mid-way nor a
+/// duplicate delivery can skew the batch's counts.
+async fn count(
+    run: &ChunkRun<'_>,
+    batch: BatchId,
+    outcomes: Vec<Result<Done, StoreError>>,
+) -> Result<(), RecordError> {
+    let deps = run.deps;
+    let mut counts = ChunkCounts::default();
+    // Only what this pass settled: a redelivered chunk must not count its messages again.
+    let mut settled_now = ChunkCounts::default();
+    let mut unfinished = 0;
+    let mut store_error = None;
+    for outcome in outcomes {
+        match outcome {
+            Ok(Done::Final(status)) => counts.record(status),
+            Ok(Done::Settled(status)) => {
+                counts.record(status);
+                settled_now.record(status);
+            }
+            Ok(Done::Retry) => unfinished += 1,
+            Err(e) => {
+                unfinished += 1;
+                store_error = Some(e);
+            }
+        }
+    }
+    tracing::info!(
+        sent = counts.sent,
+        failed = counts.failed,
+        unknown = counts.unknown,
+        cancelled = counts.cancelled,
+        unfinished,
+        "chunk processed"
+    );
+    deps.metrics.emit(
+        Record::new("sender")
+            .count("Sent", settled_now.sent as usize)
+            .count("Failed", settled_now.failed as usize)
+            .count("Unknown", settled_now.unknown as usize)
+            .count("Cancelled", settled_now.cancelled as usize)
+            .count("ProviderRetries", run.stats.retries())
+            .samples(
+                "ProviderLatency",
+                Unit::Milliseconds,
+                run.stats.take_latencies(),
+            )
+            .property("tenant_id", run.tenant.as_str())
+            .property("batch_id", batch.to_string())
+            .property("chunk", run.chunk.index),
+    );
+    match (store_error, unfinished) {
+        (Some(e), _) => Err(e.into()),
+        (None, 0) => {
+            deps.store
+                .count_chunk(
+                    run.tenant,
+                    batch,
+                    run.chunk.index,
+                    counts,
+                    deps.clock.timestamp(),
+                )
+                .await?;
+            Ok(())
+        }
+        (None, n) => Err(RecordError::Unfinished(n)),
+    }
+}

@@ -1,0 +1,184 @@
+//! The claim around one recipient: claim the message (or find it final, or held by
+//! another delivery), send it through the retry loop, then settle the outcome while
+//! the claim is still ours, or release the claim when nothing was sent. A cancelled
+//! batch's recipient is ended `cancelled` instead.
+
+use herald::domain::{ClaimOutcome, Lease, Recipient, Settlement};
+use herald::provider::{Outbound, OutboundEmail, OutboundSms};
+use herald::store::StoreError;
+use herald::{Address, MessageId, MessageStatus};
+
+use crate::chunk::ChunkRun;
+use crate::retry::{self, Attempted};
+
+/// What became of one recipient in this pass.
+pub(crate) enum Done {
+    /// This pass put the message in this final status.
+    Settled(MessageStatus),
+    /// The message was found in this final status.
+    Final(MessageStatus),
+    /// Not final yet (not sent, or held by another delivery); the chunk must come back.
+    Retry,
+}
+
+#[tracing::instrument(skip_all, fields(tenant_id = %run.tenant, message_id = %id))]
+pub(crate) async fn cancel_one(
+    run: &ChunkRun<'_>,
+    id: MessageId,
+    to: &Address,
+) -> Result<Done, StoreError> {
+    let deps = run.deps;
+    let outcome = deps
+        .store
+        .cancel_message(run.tenant, id, run.chunk, to, deps.clock.timestamp())
+        .await?;
+    Ok(match outcome {
+        None => Done::Settled(MessageStatus::Cancelled),
+        Some(status) if status.is_settled() => Done::Final(status),
+        // Claimed before the cancel landed: its sender finishes it, and a later pass
+        // over the chunk counts it.
+        Some(_) => Done::Retry,
+    })
+}
+
+#[tracing::instrument(skip_all, fields(tenant_id = %run.tenant, message_id = %id))]
+pub(crate) async fn send_one(
+    run: &ChunkRun<'_>,
+    id: MessageId,
+    recipient: &Recipient,
+) -> Result<Done, StoreError> {
+    // A claim made now must be settled before the invocation ends: a provider call at
+    // its longest, then the settle write. Past that point, leave the message unclaimed
+    // for the chunk's redelivery (a claim cut off by the timeout would become unknown).
+    // The permit is taken first, so an invocation holding several chunks never has
+    // more claims outstanding than it can send at once.
+    let _permit = run
+        .deps
+        .in_flight
+        .acquire()
+        .await
+        .expect("semaphore is never closed");
+    if !retry::time_to_send(run.deps, run.deadline) {
+        return Ok(Done::Retry);
+    }
+    let token = match claim(run, id, &recipient.to).await? {
+        Claim::Held(token) => token,
+        Claim::Done(done) => return Ok(done),
+    };
+    let message = match outbound(run, id, recipient) {
+        Ok(message) => message,
+        Err(failed) => return settle(run, id, &token, failed).await,
+    };
+    match retry::send(run, &message).await {
+        Attempted::Answered(settlement) => settle(run, id, &token, settlement).await,
+        Attempted::NotSent { reason } => {
+            // Known not sent: give the claim back for the chunk's redelivery.
+            run.deps
+                .store
+                .release(run.tenant, id, &token, &reason, run.deps.clock.timestamp())
+                .await?;
+            Ok(Done::Retry)
+        }
+    }
+}
+
+enum Claim {
+    /// This pass holds the message with this token.
+    Held(String),
+    /// Nothing to send in this pass.
+    Done(Done),
+}
+
+async fn claim(run: &ChunkRun<'_>, id: MessageId, to: &Address) -> Result<Claim, StoreError> {
+    let deps = run.deps;
+    let lease = Lease::starting(deps.clock.timestamp(), deps.config.lease);
+    Ok(
+        match deps
+            .store
+            .claim(run.tenant, id, run.chunk, to, &lease)
+            .await?
+        {
+            ClaimOutcome::Claimed { token } => Claim::Held(token),
+            ClaimOutcome::Settled(status) => Claim::Done(Done::Final(status)),
+            ClaimOutcome::HeldElsewhere {
+                lease_expired: false,
+                ..
+            } => Claim::Done(Done::Retry),
+            ClaimOutcome::HeldElsewhere {
+                lease_expired: true,
+                token,
+            } => {
+                // The holder stopped after claiming and never settled: it may or may not
+                // have sent. Re-sending could text someone twice, so it becomes unknown.
+                let unknown = Settlement::Unknown {
+                    reason: "the sender stopped between claiming and recording the outcome".into(),
+                };
+                Claim::Done(settle(run, id, &token, unknown).await?)
+            }
+        },
+    )
+}
+
+/// The message to send to this recipient, or why nothing can be sent for it.
+fn outbound(
+    run: &ChunkRun<'_>,
+    id: MessageId,
+    recipient: &Recipient,
+) -> Result<Outbound, Settlement> {
+    let chunk = run.chunk;
+    let rendered = chunk
+        .body_for(recipient)
+        .and_then(|body| Ok((body, chunk.subject_for(recipient)?)));
+    let (body, subject) = match rendered {
+        Ok(rendered) => rendered,
+        // The API renders every recipient before accepting a batch, so only a chunk
+        // written some other way gets here; it must not send a half-filled text.
+        Err(missing) => {
+            return Err(Settlement::Failed {
+                code: "template".into(),
+                reason: missing.to_string(),
+            });
+        }
+    };
+    match (&recipient.to, subject) {
+        (Address::Phone(to), None) => Ok(Outbound::Sms(OutboundSms {
+            message_id: id,
+            to: to.clone(),
+            body,
+        })),
+        (Address::Email(to), Some(subject)) => Ok(Outbound::Email(OutboundEmail {
+            message_id: id,
+            to: to.clone(),
+            subject,
+            body,
+        })),
+        // The chunk's reader checks that only email chunks carry a subject and parses
+        // each address for the chunk's channel, so this is a chunk written some other
+        // way: nothing can be sent for it.
+        (to, _) => Err(Settlement::Failed {
+            code: "channel".into(),
+            reason: format!("a {} address in a {} chunk", to.channel(), chunk.channel),
+        }),
+    }
+}
+
+async fn settle(
+    run: &ChunkRun<'_>,
+    id: MessageId,
+    token: &str,
+    settlement: Settlement,
+) -> Result<Done, StoreError> {
+    let deps = run.deps;
+    let settled = deps
+        .store
+        .settle(run.tenant, id, token, &settlement, deps.clock.timestamp())
+        .await?;
+    if settled {
+        tracing::info!(status = %settlement.status(), "message settled");
+        Ok(Done::Settled(settlement.status()))
+    } else {
+        // The claim was taken over (its lease ran out): whoever took it records the
+        // outcome, and a later pass reads and counts it.
+        Ok(Done::Retry)
+    }
+}

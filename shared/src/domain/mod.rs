@@ -1,0 +1,57 @@
+//! The domain: what Herald sends, to whom, in what state, for which tenant. Plain
+//! types with no AWS SDK in sight; `store` maps them to items and back, the API to
+//! JSON and back.
+
+/// The derives every stored enum shares: one name per variant, the same in JSON
+/// (serde), in items and query strings (strum) and in the OpenAPI document (utoipa
+/// reads serde's renaming). Each module's tests check that the names agree.
+macro_rules! stored_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($body:tt)* }) => {
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash,
+            serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+            strum::Display, strum::EnumString, strum::IntoStaticStr, strum::VariantArray,
+        )]
+        #[serde(rename_all = "snake_case")]
+        #[strum(serialize_all = "snake_case")]
+        $(#[$meta])*
+        $vis enum $name { $($body)* }
+    };
+}
+
+mod batch;
+mod client;
+mod message;
+mod status;
+mod tenant;
+mod text;
+
+pub use batch::{
+    BatchStatus, BatchView, CancelOutcome, ChunkCounts, MessagePage, NewBatch, Submission,
+    Submitter, UnqueuedBatch,
+};
+pub use client::{MachineClient, Registration, Revocation};
+pub use message::{
+    Channel, Chunk, ClaimOutcome, Content, HistoryEntry, Lease, MessageView, Recipient, Settlement,
+};
+pub use status::MessageStatus;
+pub use tenant::{
+    Admission, AuditEntry, Limits, Plan, Reservation, SmsProviderKind, TenantProfile, TenantStatus,
+};
+pub use text::{MAX_SUBJECT_CHARS, MessageText, Subject, TextProblem, printable};
+
+/// The names of `T`'s variants, in order, as stored and answered.
+pub fn names<T>() -> Vec<&'static str>
+where
+    T: strum::VariantArray + Copy + Into<&'static str>,
+{
+    T::VARIANTS.iter().map(|v| (*v).into()).collect()
+}
+
+/// `must be one of a, b, c`: what to tell a request that named no variant of `T`.
+pub fn one_of<T>() -> String
+where
+    T: strum::VariantArray + Copy + Into<&'static str>,
+{
+    format!("must be one of {}", names::<T>().join(", "))
+}

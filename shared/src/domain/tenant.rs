@@ -1,0 +1,149 @@
+//! Tenants: their plan and limits, whether they may use Herald at all, which SMS
+//! provider carries their texts, how their requests and sends are admitted, and the
+//! audit log of what was done in their name.
+
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+
+stored_enum! {
+    pub enum TenantStatus {
+        Active,
+        /// Requests get 403 and queued work is held, not sent.
+        Suspended,
+    }
+}
+
+stored_enum! {
+    /// The plans a tenant can be created on; an operator may override either limit.
+    pub enum Plan {
+        Starter,
+        Growth,
+        Enterprise,
+    }
+}
+
+stored_enum! {
+    /// Which SMS provider a tenant's messages go through (its profile's `sms_provider`);
+    /// Twilio unless the profile says otherwise.
+    #[derive(Default)]
+    #[schema(as = SmsProvider)]
+    pub enum SmsProviderKind {
+        /// The Twilio-compatible Messages API (the sandbox locally).
+        #[default]
+        Twilio,
+        /// Amazon SNS, with the sender's own IAM role.
+        Sns,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// API requests per second, across every Lambda instance.
+    pub api_requests_per_second: u32,
+    /// Messages accepted per UTC day.
+    pub sends_per_day: u32,
+}
+
+impl Plan {
+    pub fn limits(self) -> Limits {
+        let (api_requests_per_second, sends_per_day) = match self {
+            Plan::Starter => (10, 10_000),
+            Plan::Growth => (50, 250_000),
+            Plan::Enterprise => (200, 5_000_000),
+        };
+        Limits {
+            api_requests_per_second,
+            sends_per_day,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantProfile {
+    pub tenant: TenantId,
+    pub plan: Plan,
+    pub status: TenantStatus,
+    pub limits: Limits,
+    pub sms_provider: SmsProviderKind,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admitted {
+        limit: u32,
+        remaining: u32,
+    },
+    /// The window is full; the next one opens in `retry_after_secs`.
+    Limited {
+        limit: u32,
+        retry_after_secs: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    Reserved {
+        used: u32,
+    },
+    /// A retry of the request that created the batch: counted the first time.
+    AlreadyReserved,
+    Exceeded {
+        used: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    /// The token subject of whoever acted (a user or a machine client).
+    pub actor: String,
+    /// What they did, as `noun.verb`: `batch.created`, `tenant.suspended`...
+    pub action: String,
+    /// What it was done to: a batch id, a tenant id...
+    pub target: String,
+    /// The correlation id of the request, to find its logs.
+    pub request_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::VariantArray as _;
+
+    fn names_agree<T>()
+    where
+        T: strum::VariantArray + Copy + Into<&'static str> + Serialize + std::str::FromStr,
+        T: std::fmt::Debug + PartialEq,
+    {
+        for value in T::VARIANTS {
+            let name: &'static str = (*value).into();
+            assert_eq!(serde_json::to_value(value).unwrap(), name);
+            assert_eq!(name.parse::<T>().ok(), Some(*value));
+        }
+    }
+
+    #[test]
+    fn tenant_values_have_one_name_in_json_and_in_items() {
+        names_agree::<TenantStatus>();
+        names_agree::<Plan>();
+        names_agree::<SmsProviderKind>();
+        assert_eq!(SmsProviderKind::default(), SmsProviderKind::Twilio);
+        assert!("platinum".parse::<Plan>().is_err());
+    }
+
+    #[test]
+    fn plans_grow_in_every_limit() {
+        let limits: Vec<_> = Plan::VARIANTS.iter().map(|p| p.limits()).collect();
+        assert_eq!(limits[0].sends_per_day, 10_000);
+        assert_eq!(limits[2].api_requests_per_second, 200);
+        assert!(limits.windows(2).all(|w| {
+            w[0].sends_per_day < w[1].sends_per_day
+                && w[0].api_requests_per_second < w[1].api_requests_per_second
+        }));
+    }
+}

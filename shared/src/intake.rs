@@ -1,0 +1,147 @@
+//! Intake: the one path from a validated submission to the queue, for the API's single
+//! messages and batches alike, and its tail for the sweeper. Build the batch, count it
+//! against the tenant's quota, write its chunks and record, put every chunk on the
+//! queue, mark it enqueued, audit it, count it accepted. A failure part-way leaves the
+//! batch `accepted`: a retry with the same idempotency key (the same batch id) or the
+//! sweeper finishes it, and every step is safe to repeat.
+
+use crate::clock::{Clock, Timestamp};
+use crate::domain::{AuditEntry, NewBatch, Reservation, Submission, Submitter, TenantProfile};
+use crate::ids::{BatchId, CorrelationId, TenantId};
+use crate::metrics::{Metrics, Record};
+use crate::queue::{ChunkEnvelope, QueueError, SendQueue};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// Nothing was written: the batch would take the tenant past its daily quota.
+    #[error("{requested} sends would pass the daily quota of {limit} ({used} used)")]
+    QuotaExceeded {
+        limit: u32,
+        used: u32,
+        requested: u32,
+        /// Until the quota resets, at the next UTC midnight (at least one second).
+        retry_after_secs: u64,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// A batch that is written, queued and audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub batch: BatchId,
+    pub total: usize,
+    pub chunks: usize,
+}
+
+/// What intake works with, borrowed from the function that runs it.
+pub struct Intake<'a> {
+    pub store: &'a Store,
+    pub queue: &'a SendQueue,
+    pub clock: &'a dyn Clock,
+    pub metrics: &'a Metrics,
+}
+
+impl Intake<'_> {
+    /// Takes `submission` from `by` as batch `id` (the id the request's idempotency
+    /// key pins, so a retry finishes the same batch).
+    #[tracing::instrument(skip_all, fields(tenant_id = %profile.tenant, batch_id = %id))]
+    pub async fn accept(
+        &self,
+        profile: &TenantProfile,
+        by: &Submitter,
+        id: BatchId,
+        submission: Submission,
+    ) -> Result<Accepted, IntakeError> {
+        let now = self.clock.timestamp();
+        let batch = NewBatch::new(id, by, submission, now);
+        let total = batch.total();
+        self.reserve(profile, id, total, now).await?;
+        self.store.create_batch(&batch).await?;
+        let chunks = batch.chunks.len() as u32;
+        enqueue(
+            self.store,
+            self.queue,
+            &batch.tenant,
+            id,
+            chunks,
+            &by.correlation_id,
+            self.clock.timestamp(),
+        )
+        .await?;
+        let audit = AuditEntry {
+            at: self.clock.timestamp(),
+            actor: by.subject.clone(),
+            action: "batch.created".to_owned(),
+            target: id.to_string(),
+            request_id: by.correlation_id.as_str().to_owned(),
+        };
+        self.store
+            .record_audit(&batch.tenant, &audit, self.clock.epoch_seconds())
+            .await?;
+        // Counted once the request has done everything but answer: a retry that
+        // finishes a failed attempt counts them then, not twice.
+        self.metrics.emit(
+            Record::new("api")
+                .count("MessagesAccepted", total)
+                .property("tenant_id", batch.tenant.as_str()),
+        );
+        tracing::info!(total, chunks, "batch accepted");
+        Ok(Accepted {
+            batch: id,
+            total,
+            chunks: batch.chunks.len(),
+        })
+    }
+
+    /// Counts the batch's sends against the tenant's daily quota, all or nothing. A
+    /// retry finishing the same batch was counted already and passes.
+    async fn reserve(
+        &self,
+        profile: &TenantProfile,
+        batch: BatchId,
+        total: usize,
+        now: Timestamp,
+    ) -> Result<(), IntakeError> {
+        let limit = profile.limits.sends_per_day;
+        let requested = u32::try_from(total).unwrap_or(u32::MAX);
+        let reservation = self
+            .store
+            .reserve_sends(&profile.tenant, batch, requested, limit, now)
+            .await?;
+        match reservation {
+            Reservation::Reserved { .. } | Reservation::AlreadyReserved => Ok(()),
+            Reservation::Exceeded { used } => Err(IntakeError::QuotaExceeded {
+                limit,
+                used,
+                requested,
+                retry_after_secs: now.until(now.day().next_midnight()).as_secs().max(1),
+            }),
+        }
+    }
+}
+
+/// Puts every chunk of a written batch on the queue, then marks it enqueued (stamped
+/// `now`): the tail of `Intake::accept`, and all the sweeper does for a batch its
+/// request left behind. Enqueuing a chunk twice is harmless: the sender claims each
+/// message once and counts each chunk once.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch, chunks = chunk_count))]
+pub async fn enqueue(
+    store: &Store,
+    queue: &SendQueue,
+    tenant: &TenantId,
+    batch: BatchId,
+    chunk_count: u32,
+    correlation: &CorrelationId,
+    now: Timestamp,
+) -> Result<(), IntakeError> {
+    let envelopes: Vec<ChunkEnvelope> = (0..chunk_count)
+        .map(|chunk| ChunkEnvelope::new(tenant, batch, chunk, correlation))
+        .collect();
+    queue.enqueue(&envelopes).await?;
+    store.mark_enqueued(tenant, batch, now).await?;
+    Ok(())
+}

@@ -1,0 +1,398 @@
+//! Message items: created by the sender's claim (or by a cancel), moved on by the
+//! settle, and read back with their history. A status only moves forward: every
+//! status write names the statuses it may find (`MessageStatus::replaceable`) in its
+//! condition, so a duplicated or late write changes nothing.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+
+use super::{Store, StoreError};
+use crate::address::Address;
+use crate::clock::Timestamp;
+use crate::domain::{
+    Chunk, ClaimOutcome, HistoryEntry, Lease, MessageStatus, MessageView, Settlement,
+};
+use crate::ids::{MessageId, TenantId};
+use crate::item::{
+    Item, corrupt, dynamo, get_n, get_named, get_s, get_time, is_condition_failure, key_item, n,
+    name, s, time,
+};
+use crate::keys::{self, Key, SCHEMA_VERSION};
+
+impl Store {
+    /// Takes exclusive hold of one message for sending: creates it as `sending`, or
+    /// takes it over if the previous holder released it (known not sent). Anything
+    /// else is reported, never overwritten.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, message_id = %id))]
+    pub async fn claim(
+        &self,
+        tenant: &TenantId,
+        id: MessageId,
+        chunk: &Chunk,
+        to: &Address,
+        lease: &Lease,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let key = keys::message(tenant, id);
+        let token = ulid::Ulid::new().to_string();
+        let request = self.update(&key);
+        let (request, forward) = forward_only(request, MessageStatus::Sending);
+        let result = request
+            .update_expression(
+                "SET #status = :sending, claim_token = :token, lease_until = :lease, \
+                 tenant_id = :tenant, batch_id = :batch, recipient = :to, channel = :channel, \
+                 created_at = if_not_exists(created_at, :created), updated_at = :now, \
+                 gsi1pk = :gsi1pk, gsi1sk = :gsi1sk, schema_version = :v, \
+                 history = list_append(if_not_exists(history, :accepted), :entry) \
+                 ADD attempts :one",
+            )
+            .condition_expression(format!(
+                "attribute_not_exists(pk) OR ({forward} AND #status = :sending \
+                 AND attribute_not_exists(claim_token))"
+            ))
+            .expression_attribute_values(":sending", name(MessageStatus::Sending))
+            .expression_attribute_values(":token", s(&token))
+            .expression_attribute_values(":lease", n(lease.until.epoch_seconds()))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":now", time(lease.now))
+            .expression_attribute_values(":gsi1sk", s(format!("sending#{id}")))
+            .expression_attribute_values(":entry", history_entry(MessageStatus::Sending, lease.now))
+            .expression_attribute_values(":one", n(1));
+        let result = created_from_chunk(result, tenant, id, chunk)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(ClaimOutcome::Claimed { token }),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                let UpdateItemError::ConditionalCheckFailedException(failure) = e.into_err() else {
+                    unreachable!("checked above")
+                };
+                let old = failure.item.unwrap_or_default();
+                let status: Option<MessageStatus> = get_named(&old, "status");
+                if let Some(status) = status.filter(|s| s.is_settled()) {
+                    return Ok(ClaimOutcome::Settled(status));
+                }
+                let lease_until: u64 = get_n(&old, "lease_until").unwrap_or(0);
+                match get_s(&old, "claim_token") {
+                    Some(token) => Ok(ClaimOutcome::HeldElsewhere {
+                        lease_expired: lease_until < lease.now.epoch_seconds(),
+                        token: token.to_owned(),
+                    }),
+                    None => Err(corrupt(
+                        &key,
+                        format!("message is {status:?} without a claim"),
+                    )),
+                }
+            }
+            Err(e) => Err(dynamo(e)),
+        }
+    }
+
+    /// Ends a claim with the message's outcome, only if the claim is still ours.
+    /// Returns false when it was not (the lease was taken over): the outcome is then
+    /// not ours to record.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, message_id = %id, status = %settlement.status()))]
+    pub async fn settle(
+        &self,
+        tenant: &TenantId,
+        id: MessageId,
+        token: &str,
+        settlement: &Settlement,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let status = settlement.status();
+        let key = keys::message(tenant, id);
+        let (mut request, forward) = forward_only(self.update(&key), status);
+        request = request
+            .condition_expression(format!(
+                "claim_token = :token AND #status = :sending AND {forward}"
+            ))
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":sending", name(MessageStatus::Sending))
+            .expression_attribute_values(":status", name(status))
+            .expression_attribute_values(":now", time(now))
+            .expression_attribute_values(":gsi1sk", s(format!("{status}#{id}")))
+            .expression_attribute_values(":entry", history_entry(status, now));
+        let outcome_fields = match settlement {
+            Settlement::Sent {
+                provider,
+                provider_ref,
+            } => {
+                request = request
+                    .expression_attribute_values(":provider", s(provider))
+                    .expression_attribute_values(":ref", s(provider_ref));
+                "provider = :provider, provider_ref = :ref"
+            }
+            Settlement::Failed { code, reason } => {
+                request = request
+                    .expression_attribute_values(":code", s(code))
+                    .expression_attribute_values(":reason", s(reason));
+                "error_code = :code, error_reason = :reason"
+            }
+            Settlement::Unknown { reason } => {
+                request = request.expression_attribute_values(":reason", s(reason));
+                "error_reason = :reason"
+            }
+        };
+        let result = request
+            .update_expression(format!(
+                "SET #status = :status, updated_at = :now, gsi1sk = :gsi1sk, \
+                 history = list_append(history, :entry), {outcome_fields} \
+                 REMOVE claim_token, lease_until"
+            ))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(dynamo(e)),
+        }
+    }
+
+    /// Gives a claim back after a failure known to have sent nothing, so a later
+    /// delivery of the chunk may claim the message again. The status stays `sending`.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, message_id = %id))]
+    pub async fn release(
+        &self,
+        tenant: &TenantId,
+        id: MessageId,
+        token: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let key = keys::message(tenant, id);
+        let (request, forward) = forward_only(self.update(&key), MessageStatus::Sending);
+        let result = request
+            .update_expression(
+                "SET last_error = :reason, updated_at = :now REMOVE claim_token, lease_until",
+            )
+            .condition_expression(format!("claim_token = :token AND {forward}"))
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":now", time(now))
+            .send()
+            .await;
+        match result {
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            other => other.map(|_| ()).map_err(dynamo),
+        }
+    }
+
+    /// Ends a message of a cancelled batch as `cancelled`, unless a sender claimed it
+    /// first (a claim in flight finishes on its own). `None` when it was cancelled;
+    /// otherwise the status it has.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, message_id = %id))]
+    pub async fn cancel_message(
+        &self,
+        tenant: &TenantId,
+        id: MessageId,
+        chunk: &Chunk,
+        to: &Address,
+        now: Timestamp,
+    ) -> Result<Option<MessageStatus>, StoreError> {
+        let key = keys::message(tenant, id);
+        let (request, forward) = forward_only(self.update(&key), MessageStatus::Cancelled);
+        let request = request
+            .update_expression(
+                "SET #status = :cancelled, tenant_id = :tenant, batch_id = :batch, \
+                 recipient = :to, channel = :channel, created_at = if_not_exists(created_at, :created), \
+                 updated_at = :now, gsi1pk = :gsi1pk, gsi1sk = :gsi1sk, schema_version = :v, \
+                 history = list_append(if_not_exists(history, :accepted), :entry)",
+            )
+            .condition_expression(format!(
+                "attribute_not_exists(pk) OR ({forward} AND #status = :sending \
+                 AND attribute_not_exists(claim_token))"
+            ))
+            .expression_attribute_values(":cancelled", name(MessageStatus::Cancelled))
+            .expression_attribute_values(":sending", name(MessageStatus::Sending))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":now", time(now))
+            .expression_attribute_values(":gsi1sk", s(format!("cancelled#{id}")))
+            .expression_attribute_values(":entry", history_entry(MessageStatus::Cancelled, now));
+        let result = created_from_chunk(request, tenant, id, chunk)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                let UpdateItemError::ConditionalCheckFailedException(failure) = e.into_err() else {
+                    unreachable!("checked above")
+                };
+                let old = failure.item.unwrap_or_default();
+                Ok(Some(
+                    get_named(&old, "status").unwrap_or(MessageStatus::Sending),
+                ))
+            }
+            Err(e) => Err(dynamo(e)),
+        }
+    }
+
+    /// One message as its tenant sees it. Before the sender has claimed it the message
+    /// exists only inside its chunk, and is reported as `accepted`.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, message_id = %id))]
+    pub async fn get_message(
+        &self,
+        tenant: &TenantId,
+        id: MessageId,
+    ) -> Result<Option<MessageView>, StoreError> {
+        let key = keys::message(tenant, id);
+        let out = self.get(&key, false).await?;
+        if let Some(item) = out {
+            return parse_message(&key, id, &item).map(Some);
+        }
+        let chunk = self
+            .load_chunk(tenant, id.batch(), keys::chunk_of(id))
+            .await?;
+        Ok(chunk.and_then(|chunk| {
+            chunk
+                .messages(id.batch())
+                .find(|(m, _)| *m == id)
+                .map(|(id, r)| chunk.unclaimed(id, r))
+        }))
+    }
+
+    fn update(&self, key: &Key) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key)))
+    }
+}
+
+/// `#status IN (...)`, the statuses a write of `to` may find, with their values bound
+/// on `request`: the condition that keeps a status from moving backward.
+fn forward_only(
+    request: UpdateItemFluentBuilder,
+    to: MessageStatus,
+) -> (UpdateItemFluentBuilder, String) {
+    let mut request = request.expression_attribute_names("#status", "status");
+    let mut placeholders = Vec::new();
+    for (i, status) in to.replaceable().enumerate() {
+        let placeholder = format!(":from{i}");
+        request = request.expression_attribute_values(&placeholder, name(status));
+        placeholders.push(placeholder);
+    }
+    (request, format!("#status IN ({})", placeholders.join(", ")))
+}
+
+/// The attributes a write that may create a message item sets from its chunk.
+fn created_from_chunk(
+    request: UpdateItemFluentBuilder,
+    tenant: &TenantId,
+    id: MessageId,
+    chunk: &Chunk,
+) -> UpdateItemFluentBuilder {
+    request
+        .expression_attribute_values(":tenant", s(tenant.as_str()))
+        .expression_attribute_values(":batch", s(id.batch().to_string()))
+        .expression_attribute_values(":channel", name(chunk.channel))
+        .expression_attribute_values(":created", time(chunk.created_at))
+        .expression_attribute_values(":gsi1pk", s(keys::batch_messages_partition(tenant, id)))
+        .expression_attribute_values(":v", n(SCHEMA_VERSION))
+        .expression_attribute_values(
+            ":accepted",
+            history_entry(MessageStatus::Accepted, chunk.created_at),
+        )
+}
+
+pub(super) fn parse_message(
+    key: &Key,
+    id: MessageId,
+    item: &Item,
+) -> Result<MessageView, StoreError> {
+    let corrupt = |reason: &str| corrupt(key, reason);
+    let history = item
+        .get("history")
+        .and_then(|v| v.as_l().ok())
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|e| {
+                    let m = e.as_m().ok()?;
+                    Some(HistoryEntry {
+                        status: get_named(m, "status")?,
+                        at: get_time(m, "at")?,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let opt = |name: &str| get_s(item, name).map(str::to_owned);
+    let required_time = |name: &str| get_time(item, name).ok_or_else(|| corrupt(name));
+    Ok(MessageView {
+        id,
+        channel: get_named(item, "channel").ok_or_else(|| corrupt("unknown channel"))?,
+        to: opt("recipient").ok_or_else(|| corrupt("no recipient"))?,
+        status: get_named(item, "status").ok_or_else(|| corrupt("unknown status"))?,
+        provider: opt("provider"),
+        provider_ref: opt("provider_ref"),
+        attempts: get_n(item, "attempts").unwrap_or(0),
+        error_code: opt("error_code"),
+        error_reason: opt("error_reason"),
+        created_at: required_time("created_at")?,
+        updated_at: required_time("updated_at")?,
+        history,
+    })
+}
+
+fn history_entry(status: MessageStatus, at: Timestamp) -> AttributeValue {
+    AttributeValue::L(vec![AttributeValue::M(HashMap::from([
+        ("status".to_owned(), name(status)),
+        ("at".to_owned(), time(at)),
+    ]))])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::BatchId;
+
+    #[test]
+    fn a_message_item_reads_back_with_its_history() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let id = MessageId::new(BatchId::new(), 7);
+        let key = keys::message(&tenant, id);
+        let at = |ms| Timestamp::from_epoch_millis(ms);
+        let mut history = Vec::new();
+        for (status, ms) in [
+            (MessageStatus::Accepted, 1_000),
+            (MessageStatus::Sending, 2_000),
+        ] {
+            let AttributeValue::L(entry) = history_entry(status, at(ms)) else {
+                unreachable!()
+            };
+            history.extend(entry);
+        }
+        let item: Item = HashMap::from([
+            ("channel".to_owned(), s("sms")),
+            ("recipient".to_owned(), s("+14155550100")),
+            ("status".to_owned(), s("sending")),
+            ("attempts".to_owned(), n(1)),
+            ("created_at".to_owned(), time(at(1_000))),
+            ("updated_at".to_owned(), time(at(2_000))),
+            ("history".to_owned(), AttributeValue::L(history)),
+        ]);
+        let view = parse_message(&key, id, &item).unwrap();
+        assert_eq!(view.status, MessageStatus::Sending);
+        assert_eq!(view.attempts, 1);
+        assert_eq!(view.updated_at, at(2_000));
+        assert_eq!(
+            view.history,
+            [
+                HistoryEntry {
+                    status: MessageStatus::Accepted,
+                    at: at(1_000)
+                },
+                HistoryEntry {
+                    status: MessageStatus::Sending,
+                    at: at(2_000)
+                },
+            ]
+        );
+    }
+}
