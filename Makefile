@@ -11,6 +11,7 @@ PYTHON      ?= python3
 VENV        := .venv
 VENV_LINT   := .venv-lint
 VENV_DEPLOY := .venv-deploy
+VENV_CHECKOV := .venv-checkov
 SAM         := $(VENV_LINT)/bin/sam
 SAM_CONFIG  := infra/samconfig.toml
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
@@ -23,7 +24,7 @@ OFFLINE_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN \
 	AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
 	AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help venv venv-lint venv-deploy lint lint-template dev test openapi bench bench-bodies sam-build clean
+.PHONY: help venv venv-lint venv-checkov venv-deploy lint lint-template dev test openapi bench bench-bodies sam-build clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +47,10 @@ venv-lint: $(VENV_LINT)/.installed ## Lint/SAM virtualenv (.venv-lint, cfn-lint 
 $(VENV_LINT)/.installed: infra/requirements-lint.txt
 	$(call make-venv,$(VENV_LINT),$<)
 
+venv-checkov: $(VENV_CHECKOV)/.installed ## Policy scan virtualenv (.venv-checkov, checkov)
+$(VENV_CHECKOV)/.installed: infra/requirements-checkov.txt
+	$(call make-venv,$(VENV_CHECKOV),$<)
+
 venv-deploy: $(VENV_DEPLOY)/.installed ## Cross-build virtualenv (.venv-deploy, cargo-lambda + zig)
 $(VENV_DEPLOY)/.installed: infra/requirements-deploy.txt
 	$(call make-venv,$(VENV_DEPLOY),$<)
@@ -55,15 +60,22 @@ lint: ## rustfmt check, clippy with warnings as errors, then lint-template
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory lint-template
 
-# cfn-lint checks the SAM template against SAM's schema; the last two steps expand it
+# cfn-lint checks the SAM template against SAM's schema; the next two steps expand it
 # with the SAM translator (offline) and lint the CloudFormation that would be deployed,
-# where generated roles, aliases and deployment groups live.
-lint-template: venv-lint ## cfn-lint + sam validate on template.yaml (offline)
+# where generated roles, aliases and deployment groups live. checkov then scans both:
+# the SAM template, where each skipped check's reason is written
+# (Metadata.checkov.skip), and the expanded one, whose generated IAM roles and stage only
+# exist there. --skip-download keeps it offline (no guidelines or policies fetched).
+CHECKOV := $(OFFLINE_AWS) $(VENV_CHECKOV)/bin/checkov --framework cloudformation \
+	--skip-download --compact --quiet
+lint-template: venv-lint venv-checkov ## cfn-lint, sam validate and checkov on template.yaml (offline)
 	$(OFFLINE_AWS) $(VENV_LINT)/bin/cfn-lint template.yaml
 	$(OFFLINE_AWS) $(SAM) validate --lint --template template.yaml --config-file $(SAM_CONFIG)
 	$(OFFLINE_AWS) $(SAM) validate --template template.yaml --config-file $(SAM_CONFIG)
 	$(OFFLINE_AWS) $(VENV_LINT)/bin/python infra/sam_to_cfn.py template.yaml .aws-sam/lint/template.json
 	$(OFFLINE_AWS) $(VENV_LINT)/bin/cfn-lint .aws-sam/lint/template.json
+	$(CHECKOV) --file template.yaml
+	$(CHECKOV) --file .aws-sam/lint/template.json
 
 dev: venv ## Start the local cloud (emulator, gateway, queue runners)
 	HERALD_VENV="$(CURDIR)/$(VENV)" cargo run -p herald-local -- up

@@ -5,11 +5,18 @@ resources SAM generates (roles and their policies, aliases, CodeDeploy groups, H
 API routes). Those are where dependency cycles and invalid IAM actions show up, so
 `make lint-template` also lints the expanded template written by this script.
 
+checkov scans the expanded template too (its IAM checks read the generated roles). A
+resource SAM generates carries no Metadata of its own, so the checkov skips written on a
+SAM resource (`Metadata.checkov.skip`, each with its reason) are copied to the resources
+generated from it, which SAM names with the source's logical id as prefix
+(SenderFunction -> SenderFunctionRole, HttpApi -> HttpApiApiGatewayDefaultStage).
+
 Usage: python infra/sam_to_cfn.py template.yaml OUT.json
 Needs aws-sam-translator (installed with aws-sam-cli in .venv-lint). No AWS calls:
 managed policy names resolve from the translator's bundled map.
 """
 
+import copy
 import json
 import logging
 import os
@@ -31,6 +38,23 @@ class OfflinePolicyLoader(ManagedPolicyLoader):
         return {}
 
 
+def carry_checkov_skips(source: dict, expanded: dict) -> None:
+    """Copies each source resource's checkov skips to the resources generated from it."""
+    source_ids = set(source.get("Resources", {}))
+    skips = {
+        logical_id: resource["Metadata"]["checkov"]
+        for logical_id, resource in source.get("Resources", {}).items()
+        if isinstance(resource.get("Metadata"), dict) and "checkov" in resource["Metadata"]
+    }
+    for logical_id, resource in expanded.get("Resources", {}).items():
+        if logical_id in source_ids:
+            continue
+        owners = [s for s in skips if logical_id.startswith(s)]
+        if owners:
+            owner = max(owners, key=len)
+            resource.setdefault("Metadata", {})["checkov"] = skips[owner]
+
+
 def main() -> int:
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -47,12 +71,15 @@ def main() -> int:
             resource.setdefault("Properties", {})["CodeUri"] = "s3://lint-placeholder/code.zip"
 
     pseudo = {"AWS::Region": os.environ["AWS_DEFAULT_REGION"], "AWS::Partition": "aws"}
+    source = copy.deepcopy(template)
     try:
         expanded = transform(template, pseudo, OfflinePolicyLoader())
     except InvalidDocumentException as e:
         for cause in e.causes:
             print(f"{source}: {cause.message}", file=sys.stderr)
         return 1
+
+    carry_checkov_skips(source, expanded)
 
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:

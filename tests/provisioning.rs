@@ -340,3 +340,63 @@ async fn the_api_routes_are_the_templates_and_each_has_a_policy() {
         );
     }
 }
+
+#[test]
+fn every_template_resource_type_is_provisioned_or_not_emulated_with_a_reason() {
+    use herald_tests::herald_local::provision::{Local, local_treatment};
+    let template = template();
+    let unknown: Vec<String> = template
+        .resources()
+        .filter_map(|(id, resource)| {
+            let kind = resource["Type"].as_str().unwrap_or_default();
+            match local_treatment(kind) {
+                None => Some(format!("{id} ({kind})")),
+                Some(Local::NotEmulated(reason)) if reason.trim().is_empty() => {
+                    Some(format!("{id} ({kind}, not emulated without a reason)"))
+                }
+                Some(_) => None,
+            }
+        })
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "neither provisioned nor listed as not emulated in provision::RESOURCE_TYPES: {unknown:?}"
+    );
+}
+
+/// A throttle keyed by a route the API does not have would be ignored by the
+/// template's tests and refused by API Gateway at deploy time.
+#[test]
+fn each_route_throttle_names_a_route_of_the_api() {
+    let template = template();
+    let routes: BTreeSet<String> =
+        template.resource("ApiFunction").unwrap()["Properties"]["Events"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|event| event["Type"] == "HttpApi")
+            .map(|event| {
+                format!(
+                    "{} {}",
+                    event["Properties"]["Method"]
+                        .as_str()
+                        .unwrap()
+                        .to_uppercase(),
+                    event["Properties"]["Path"].as_str().unwrap()
+                )
+            })
+            .collect();
+    let throttled: Vec<&String> =
+        template.resource("HttpApi").unwrap()["Properties"]["RouteSettings"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+    assert!(!throttled.is_empty());
+    for route in throttled {
+        assert!(
+            routes.contains(route),
+            "RouteSettings names {route}, which is no route: {routes:?}"
+        );
+    }
+}
