@@ -27,9 +27,6 @@ impl PhoneNumber {
     /// is valid for its country (which no pattern can say).
     pub const PATTERN: &str = r"\+[1-9][0-9]{1,14}";
 
-    /// A `string` of format `e164` (not a JSON Schema format: tools that know it can
-    /// generate numbers; others check the pattern).
-
     pub fn parse(raw: &str) -> Result<Self, InvalidPhoneNumber> {
         let digits = raw.strip_prefix('+').ok_or(InvalidPhoneNumber::NotE164)?;
         if !(2..=15).contains(&digits.len())
@@ -63,6 +60,8 @@ impl PhoneNumber {
     }
 }
 
+/// A `string` of format `e164` (not a JSON Schema format: tools that know it can
+/// generate numbers; others check the pattern).
 impl PartialSchema for PhoneNumber {
     fn schema() -> RefOr<Schema> {
         schema::done(
