@@ -7,6 +7,10 @@ use std::time::Duration;
 use crate::address::EmailAddress;
 use crate::redrive::RedriveLimits;
 
+/// Recipients one batch request may hold unless `HERALD_MAX_RECIPIENTS` says otherwise
+/// (the OpenAPI document states this default).
+pub const DEFAULT_MAX_RECIPIENTS: usize = 10_000;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("configuration {0} is not set")]
@@ -96,7 +100,7 @@ impl ApiConfig {
             // Under Lambda's 6 MB request payload limit, and room for 10,000
             // recipients with variables.
             max_body_bytes: settings.number("HERALD_MAX_BODY_BYTES", 5 * 1024 * 1024)?,
-            max_recipients: settings.number("HERALD_MAX_RECIPIENTS", 10_000)?,
+            max_recipients: settings.number("HERALD_MAX_RECIPIENTS", DEFAULT_MAX_RECIPIENTS)?,
             idempotency_lock: Duration::from_secs(
                 settings.number("HERALD_IDEMPOTENCY_LOCK_SECONDS", 35)?,
             ),

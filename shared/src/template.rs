@@ -18,12 +18,13 @@ pub const NAME_PATTERN: &str = "[A-Za-z_][A-Za-z0-9_]{0,63}";
 
 /// A template's source whose literal text is made of `text_class` characters (one
 /// character class, `schema::PRINTABLE` or `schema::ONE_LINE`): text with `{{name}}`
-/// placeholders, spaces or tabs allowed inside the braces, every `{{` closed.
-pub fn pattern(text_class: &str) -> String {
+/// placeholders, every `{{` closed, a name padded inside its braces with `padding`
+/// characters (spaces and tabs in a text, spaces alone in a one-line subject).
+pub fn pattern(text_class: &str, padding: &str) -> String {
     // `[^{…` is the class without `{`: a literal, a lone `{` before another literal,
     // a placeholder, or a lone `{` at the very end.
     let literal = text_class.replacen("[^", "[^{", 1);
-    format!(r"(?:{literal}|\{{{literal}|\{{\{{[ \t]*{NAME_PATTERN}[ \t]*\}}\}})*\{{?")
+    format!(r"(?:{literal}|\{{{literal}|\{{\{{{padding}*{NAME_PATTERN}{padding}*\}}\}})*\{{?")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,11 @@ fn nearby() -> impl Strategy<Value = String> {
 }
 
 fn text_template_pattern() -> String {
-    template::pattern(PRINTABLE)
+    template::pattern(PRINTABLE, r"[ \t]")
+}
+
+fn subject_template_pattern() -> String {
+    template::pattern(ONE_LINE, " ")
 }
 
 proptest! {
@@ -91,9 +95,13 @@ proptest! {
         raw in "[a-z {}\t\u{1}]{0,24}",
     ) {
         let pattern = anchored(&text_template_pattern());
+        let subject = anchored(&subject_template_pattern());
         for candidate in [&generated, &raw] {
             let parses = Template::parse(candidate).is_ok() && herald::domain::printable(candidate);
             prop_assert_eq!(parses, pattern.is_match(candidate), "{:?}", candidate);
+            let subject_parses = Template::parse(candidate).is_ok()
+                && (candidate.is_empty() || Subject::parse(candidate).is_ok());
+            prop_assert_eq!(subject_parses, subject.is_match(candidate), "{:?}", candidate);
         }
     }
 }

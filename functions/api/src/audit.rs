@@ -63,7 +63,7 @@ pub async fn own_audit(
     operation_id = "getTenantAudit",
     summary = "Any tenant's audit log",
     description = "Who changed what in the tenant on one UTC day.",
-    params(("id" = String, Path, description = "The tenant id."), AuditQuery),
+    params(("id" = herald::TenantId, Path, description = "The tenant id."), AuditQuery),
     responses(
         (status = 200, description = "The day's entries.", body = AuditLog),
         TenantAuditProblems,

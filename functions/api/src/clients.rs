@@ -17,7 +17,7 @@ use herald::domain::{MachineClient, Registration, Revocation, one_of};
 use herald::idempotency::StoredResponse;
 use herald::identity::MachineClients;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
 use crate::intake;
@@ -30,12 +30,25 @@ const MAX_NAME_CHARS: usize = 64;
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterClient {
     /// What the client is, for people reading the list: letters, digits, space, `.`,
-    /// `_` and `-`, at most 64 characters.
+    /// `_` and `-`, at most 64 characters, not starting or ending with a space.
+    #[schema(pattern = "^[A-Za-z0-9._-](?:[A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?$")]
     name: String,
-    /// What its tokens may do: `messages:send` (send and cancel), `messages:read`
-    /// (messages, batches and usage).
-    #[schema(value_type = Vec<Scope>, example = json!(["messages:send", "messages:read"]))]
+    #[schema(schema_with = scopes_schema)]
     scopes: Vec<String>,
+}
+
+/// At least one scope, each at most once.
+fn scopes_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(Scope::schema())
+        .min_items(Some(1))
+        .unique_items(true)
+        .description(Some(
+            "What its tokens may do: `messages:send` (send and cancel), `messages:read` \
+             (messages, batches and usage).",
+        ))
+        .examples([serde_json::json!(["messages:send", "messages:read"])])
+        .build()
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -109,7 +122,7 @@ pub async fn register(
     JsonBody(request): JsonBody<RegisterClient>,
 ) -> Result<Response, ApiError> {
     let mut errors = FieldErrors::default();
-    let name = request.name.trim();
+    let name = request.name.as_str();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         errors.add("/name", format!("must be 1 to {MAX_NAME_CHARS} characters"));
     } else if !name
@@ -120,6 +133,8 @@ pub async fn register(
             "/name",
             "may hold only letters, digits, space, '.', '_' and '-'",
         );
+    } else if name.starts_with(' ') || name.ends_with(' ') {
+        errors.add("/name", "must not start or end with a space");
     }
     let mut scopes = Vec::new();
     if request.scopes.is_empty() {

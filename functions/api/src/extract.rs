@@ -121,7 +121,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Idempotent {
 pub struct IdempotencyKeyHeader {
     /// 1–255 visible ASCII characters, unique per request and scoped to your tenant;
     /// reuse it only to retry the same request. Keys are kept for 24 hours.
-    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255)]
+    #[param(rename = "Idempotency-Key", value_type = IdempotencyKey)]
     #[expect(
         dead_code,
         reason = "described, never built: `Idempotent` reads the header"

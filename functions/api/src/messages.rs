@@ -16,24 +16,15 @@ use crate::intake;
 use crate::openapi::{ReadProblems, SendProblems};
 use crate::{ApiError, App, FieldErrors};
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// `POST /v1/messages` as the API reads it; the document's description of it, which
+/// depends on the channel, is `openapi::values::create_message`.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMessage {
-    /// How the message travels: `sms` (the default) or `email`.
     #[serde(default)]
     pub channel: Channel,
-    /// The recipient: for `sms` a number in E.164 (`+`, country code and number,
-    /// nothing else); for `email` an address (ASCII, at most 254 characters, a domain
-    /// with a dot).
-    #[schema(example = "+14155550100")]
     pub to: String,
-    /// The email's subject: required for `email`, refused for `sms`. 1 to 256
-    /// characters, no control characters or line breaks.
-    #[schema(min_length = 1, max_length = 256, example = "Your code")]
     pub subject: Option<String>,
-    /// The text (plain text for email): 1 to 1600 characters for `sms`, 1 to 10,000
-    /// for `email`; no control characters other than newline, carriage return and tab.
-    #[schema(min_length = 1, max_length = 10000)]
     pub body: String,
 }
 
@@ -132,7 +123,7 @@ pub async fn create(
     operation_id = "getMessage",
     summary = "A message's status",
     description = "Its status, provider reference, attempts, last error and status history.",
-    params(("id" = String, Path, description = "The message id: `{batch id}.{index}`.")),
+    params(("id" = herald::MessageId, Path, description = "The message id: `{batch id}.{index}`.")),
     responses(
         (status = 200, description = "The message.", body = MessageBody),
         ReadProblems,

@@ -29,6 +29,7 @@ pub(crate) fn path_tenant(id: &str) -> Result<TenantId, ApiError> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateTenant {
+    #[schema(value_type = herald::TenantId)]
     tenant_id: String,
     #[schema(value_type = Plan)]
     plan: String,
@@ -44,9 +45,9 @@ pub(crate) struct CreateTenant {
 #[serde(deny_unknown_fields)]
 #[schema(as = LimitOverrides)]
 pub(crate) struct LimitsField {
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 10_000)]
     api_requests_per_second: Option<u32>,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     sends_per_day: Option<u32>,
 }
 
@@ -122,15 +123,20 @@ pub async fn create(
         .inspect_err(|_| errors.add("/plan", one_of::<Plan>()))
         .ok();
     let overrides = request.limits.as_ref();
-    for (field, value) in [
+    for (field, value, max) in [
         (
             "api_requests_per_second",
             overrides.and_then(|l| l.api_requests_per_second),
+            Limits::MAX_API_REQUESTS_PER_SECOND,
         ),
-        ("sends_per_day", overrides.and_then(|l| l.sends_per_day)),
+        (
+            "sends_per_day",
+            overrides.and_then(|l| l.sends_per_day),
+            Limits::MAX_SENDS_PER_DAY,
+        ),
     ] {
-        if value == Some(0) {
-            errors.add(format!("/limits/{field}"), "must be at least 1");
+        if value.is_some_and(|v| v == 0 || v > max) {
+            errors.add(format!("/limits/{field}"), format!("must be 1 to {max}"));
         }
     }
     let sms_provider = match request.sms_provider.as_deref() {
@@ -190,7 +196,7 @@ pub async fn create(
     tag = "operator",
     operation_id = "getTenant",
     summary = "A tenant's profile",
-    params(("id" = String, Path, description = "The tenant id.")),
+    params(("id" = herald::TenantId, Path, description = "The tenant id.")),
     responses(
         (status = 200, description = "The tenant.", body = TenantBody),
         ReadProblems,
@@ -217,7 +223,7 @@ pub async fn show(
     summary = "Suspend a tenant",
     description = "Its requests are refused with 403 and its queued messages are held, not \
         sent, until it is resumed.",
-    params(("id" = String, Path, description = "The tenant id."), IdempotencyKeyHeader),
+    params(("id" = herald::TenantId, Path, description = "The tenant id."), IdempotencyKeyHeader),
     responses(
         (status = 200, description = "The tenant, suspended.", body = TenantBody, headers(
             ("Location" = String, description = "The tenant's URL."),
@@ -242,7 +248,7 @@ pub async fn suspend(
     operation_id = "resumeTenant",
     summary = "Resume a suspended tenant",
     description = "Its requests are served again and its held messages are sent.",
-    params(("id" = String, Path, description = "The tenant id."), IdempotencyKeyHeader),
+    params(("id" = herald::TenantId, Path, description = "The tenant id."), IdempotencyKeyHeader),
     responses(
         (status = 200, description = "The tenant, active.", body = TenantBody, headers(
             ("Location" = String, description = "The tenant's URL."),

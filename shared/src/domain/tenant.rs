@@ -46,6 +46,13 @@ pub struct Limits {
     pub sends_per_day: u32,
 }
 
+impl Limits {
+    /// The most an operator may set: far above any plan, low enough that a typo does not
+    /// switch a tenant's limits off.
+    pub const MAX_API_REQUESTS_PER_SECOND: u32 = 10_000;
+    pub const MAX_SENDS_PER_DAY: u32 = 1_000_000_000;
+}
+
 impl Plan {
     pub fn limits(self) -> Limits {
         let (api_requests_per_second, sends_per_day) = match self {

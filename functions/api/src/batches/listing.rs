@@ -28,7 +28,9 @@ struct ListQuery {
     /// Only messages in this status.
     #[param(value_type = Option<MessageStatus>)]
     status: Option<String>,
-    /// Where to go on: the `next_cursor` of the previous page.
+    /// Where to go on: the `next_cursor` of the previous page (any other value is
+    /// refused).
+    #[param(pattern = "^(0|[1-9][0-9]{0,8})$")]
     cursor: Option<String>,
     /// Messages per page.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 50)]
@@ -50,7 +52,7 @@ pub(crate) struct Page {
     tag = "batches",
     operation_id = "listBatchMessages",
     summary = "A batch's messages, a page at a time",
-    params(("id" = String, Path, description = "The batch id."), ListQuery),
+    params(("id" = herald::BatchId, Path, description = "The batch id."), ListQuery),
     responses(
         (status = 200, description = "One page of messages, in batch order.", body = Page),
         ListProblems,

@@ -18,7 +18,7 @@ use crate::openapi::{CancelProblems, ReadProblems, SendProblems};
 use crate::{ApiError, App};
 
 pub(crate) mod listing;
-mod validate;
+pub(crate) mod validate;
 
 use validate::{CreateBatch, Valid, validate};
 
@@ -177,7 +177,7 @@ impl From<BatchView> for Progress {
     tag = "batches",
     operation_id = "getBatch",
     summary = "A batch's progress",
-    params(("id" = String, Path, description = "The batch id.")),
+    params(("id" = herald::BatchId, Path, description = "The batch id.")),
     responses(
         (status = 200, description = "The batch.", body = Progress),
         ReadProblems,
@@ -214,7 +214,7 @@ async fn find(app: &App, tenant: &TenantId, id: &str) -> Result<BatchView, ApiEr
     summary = "Cancel a batch",
     description = "Messages not yet claimed by a sender are cancelled; those being sent \
         finish. Cancelling a cancelled batch answers its progress again.",
-    params(("id" = String, Path, description = "The batch id."), IdempotencyKeyHeader),
+    params(("id" = herald::BatchId, Path, description = "The batch id."), IdempotencyKeyHeader),
     responses(
         (status = 200, description = "The batch, cancelled.", body = Progress, headers(
             ("Location" = String, description = "The batch's status URL."),

@@ -8,7 +8,6 @@ use herald::Address;
 use herald::domain::{Channel, MAX_SUBJECT_CHARS, MessageText, Recipient, Subject, printable};
 use herald::template::{self, RenderError, Template, TemplateError, Variables};
 use serde::Deserialize;
-use utoipa::ToSchema;
 
 use crate::{ApiError, FieldErrors};
 
@@ -18,41 +17,22 @@ pub const MAX_VALUE_CHARS: usize = 1024;
 /// `CHUNK_SIZE` recipients well under DynamoDB's 400 KB item limit.
 pub const MAX_VARIABLE_BYTES: usize = 2048;
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// `POST /v1/batches` as the API reads it; the document's description of it, which
+/// depends on the channel, is `openapi::values::create_batch`.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBatch {
-    /// How the messages travel: `sms` (the default) or `email`.
     #[serde(default)]
     pub channel: Channel,
-    /// The email's subject (required for `email`, refused for `sms`), with `{{name}}`
-    /// placeholders like the template. Rendered, 1 to 256 characters with no control
-    /// characters or line breaks.
-    #[schema(min_length = 1, max_length = 256, example = "Your code, {{name}}")]
     pub subject: Option<String>,
-    /// The text (plain text for email), with `{{name}}` placeholders each recipient's
-    /// variables fill in. The template and each rendered text may be at most 1600
-    /// characters for `sms`, 10,000 for `email`.
-    #[schema(
-        min_length = 1,
-        max_length = 10000,
-        example = "Hi {{name}}, your code is {{code}}"
-    )]
     pub template: String,
-    /// 1 to the configured maximum (10,000 by default); each address at most once
-    /// (email addresses compared without regard to case).
-    #[schema(min_items = 1)]
     pub recipients: Vec<RecipientField>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(as = Recipient)]
 pub struct RecipientField {
-    /// The recipient: an E.164 number for `sms`, an email address for `email`.
-    #[schema(example = "+14155550100")]
     pub to: String,
-    /// At most 20; names are letters, digits or `_`, values at most 1024 characters, and
-    /// names and values together at most 2048 bytes.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
 }

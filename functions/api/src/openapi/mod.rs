@@ -18,6 +18,7 @@ use utoipa::openapi::{Components, Header, OpenApi, RefOr};
 use crate::ProblemKind;
 
 mod problems;
+mod values;
 
 pub(crate) use problems::*;
 
@@ -51,6 +52,7 @@ pub(crate) struct ApiDoc;
 /// rate limit, and the dependency failures it can meet).
 pub(crate) fn apply_policy(mut document: OpenApi) -> OpenApi {
     add_problem_components(&mut document);
+    values::add_value_components(document.components.get_or_insert_with(Components::new));
     document
         .components
         .get_or_insert_with(Components::new)
