@@ -16,6 +16,7 @@ pub mod ids;
 pub mod intake;
 mod item;
 pub mod keys;
+pub mod lease;
 pub mod metrics;
 pub mod phone;
 pub mod problem;

@@ -13,6 +13,7 @@ use herald::aws::CognitoClient;
 use herald::clock::SharedClock;
 use herald::config::ApiConfig;
 use herald::idempotency::Idempotency;
+use herald::lease::RedriveLease;
 use herald::metrics::Metrics;
 use herald::queue::SendQueue;
 use herald::redrive::Redriver;
@@ -47,6 +48,8 @@ pub struct App {
     pub idempotency: Idempotency,
     pub queue: SendQueue,
     pub redriver: Redriver,
+    /// Taken by the operator's redrive, so it never runs beside the scheduled one.
+    pub redrive_lease: RedriveLease,
     pub clock: SharedClock,
     pub metrics: Metrics,
     pub verifier: Verifier,
@@ -58,8 +61,10 @@ impl App {
         // One client (one connection pool) for every DynamoDB repository.
         let dynamodb = clients.dynamodb();
         let sqs = clients.sqs();
+        let store = Store::new(dynamodb.clone(), &config.table);
         Self {
-            store: Store::new(dynamodb.clone(), &config.table),
+            redrive_lease: RedriveLease::new(store.clone(), clock.clone()),
+            store,
             idempotency: Idempotency::new(dynamodb, &config.table),
             queue: SendQueue::new(sqs.clone(), &config.send_queue_url),
             redriver: Redriver::new(

@@ -22,6 +22,7 @@ macro_rules! stored_enum {
 mod batch;
 mod client;
 mod message;
+mod platform;
 mod status;
 mod tenant;
 mod text;
@@ -34,6 +35,7 @@ pub use client::{MachineClient, Registration, Revocation};
 pub use message::{
     Channel, Chunk, ClaimOutcome, Content, HistoryEntry, Lease, MessageView, Recipient, Settlement,
 };
+pub use platform::{JobLease, LeaseTake};
 pub use status::MessageStatus;
 pub use tenant::{
     Admission, AuditEntry, Limits, Plan, Reservation, SmsProviderKind, TenantProfile, TenantStatus,

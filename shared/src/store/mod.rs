@@ -8,6 +8,7 @@ mod audit;
 mod batch;
 mod chunk;
 mod clients;
+mod lease;
 mod limits;
 mod listing;
 mod message;
