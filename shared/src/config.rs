@@ -62,6 +62,8 @@ pub struct ApiConfig {
     pub send_dlq_url: String,
     /// For the operator's redrive route.
     pub redrive: RedriveLimits,
+    /// The secret whose value signs listing cursors.
+    pub cursor_secret_id: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Most recipients one batch request may name.
@@ -100,6 +102,7 @@ impl ApiConfig {
             idempotency_lock: Duration::from_secs(
                 settings.number("HERALD_IDEMPOTENCY_LOCK_SECONDS", 35)?,
             ),
+            cursor_secret_id: settings.required("HERALD_CURSOR_SECRET_ID")?,
             auth: AuthConfig {
                 tokens: crate::token::TokenSettings {
                     issuer: settings.required("HERALD_TOKEN_ISSUER")?,

@@ -9,6 +9,7 @@ pub mod aws;
 pub mod client_sweep;
 pub mod clock;
 pub mod config;
+pub mod cursor;
 pub mod domain;
 pub mod idempotency;
 pub mod identity;

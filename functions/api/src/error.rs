@@ -214,6 +214,9 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// Secrets Manager, reading the cursor key.
+    #[error(transparent)]
+    Secrets(#[from] herald::secrets::SecretsError),
     /// Cognito, registering or deleting a machine client.
     #[error("cognito: {0}")]
     Identity(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -253,9 +256,10 @@ impl ApiError {
             ApiError::Misrouted(_) | ApiError::Store(StoreError::Corrupt { .. }) => {
                 ProblemKind::Internal
             }
-            ApiError::Store(_) | ApiError::Queue(_) | ApiError::Identity(_) => {
-                ProblemKind::Unavailable
-            }
+            ApiError::Store(_)
+            | ApiError::Queue(_)
+            | ApiError::Secrets(_)
+            | ApiError::Identity(_) => ProblemKind::Unavailable,
         }
     }
 
@@ -365,7 +369,10 @@ impl ApiError {
             )),
             ApiError::Misrouted(_) | ApiError::Store(StoreError::Corrupt { .. }) => problem
                 .detail("The error was logged; retry with the same Idempotency-Key or contact support with the correlation id."),
-            ApiError::Store(_) | ApiError::Queue(_) | ApiError::Identity(_) => problem
+            ApiError::Store(_)
+            | ApiError::Queue(_)
+            | ApiError::Secrets(_)
+            | ApiError::Identity(_) => problem
                 .detail("A dependency is temporarily unavailable; retry later.")
                 .header(header::RETRY_AFTER, HeaderValue::from_static("1")),
         }

@@ -34,6 +34,7 @@ mod intake;
 mod layers;
 mod messages;
 mod openapi;
+mod paging;
 mod redrive;
 mod tenants;
 mod usage;
@@ -54,6 +55,8 @@ pub struct App {
     pub metrics: Metrics,
     pub verifier: Verifier,
     pub cognito: CognitoClient,
+    /// The key listing cursors are sealed with.
+    pub cursors: paging::Cursors,
 }
 
 impl App {
@@ -75,6 +78,7 @@ impl App {
             ),
             verifier: Verifier::new(config.auth.tokens.clone(), clock.clone()),
             cognito: clients.cognito(),
+            cursors: paging::Cursors::new(clients.secrets_manager(), &config.cursor_secret_id),
             config,
             metrics: Metrics::stdout(clock.clone()),
             clock,

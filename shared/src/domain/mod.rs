@@ -21,6 +21,7 @@ macro_rules! stored_enum {
 
 mod batch;
 mod client;
+mod listing;
 mod message;
 mod platform;
 mod status;
@@ -32,6 +33,7 @@ pub use batch::{
     Submitter, UnqueuedBatch,
 };
 pub use client::{MachineClient, Registration, Revocation};
+pub use listing::{ClientFilter, Page};
 pub use message::{
     Channel, Chunk, ClaimOutcome, Content, HistoryEntry, Lease, MessageView, Recipient, Settlement,
 };

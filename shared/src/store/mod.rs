@@ -12,6 +12,7 @@ mod lease;
 mod limits;
 mod listing;
 mod message;
+mod page;
 mod sweep;
 mod tenant;
 
