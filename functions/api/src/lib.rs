@@ -36,6 +36,7 @@ mod messages;
 mod openapi;
 mod paging;
 mod redrive;
+mod sms_policy;
 mod tenants;
 mod usage;
 
@@ -113,6 +114,7 @@ fn registered() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(tenants::show))
         .routes(routes!(tenants::suspend))
         .routes(routes!(tenants::resume))
+        .routes(routes!(sms_policy::set))
         .routes(routes!(audit::any_tenant))
         .routes(routes!(redrive::redrive))
 }

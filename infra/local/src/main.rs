@@ -156,7 +156,8 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
     let pool = cloud.stack.reference("UserPool")?.to_owned();
     let mut tenants = BTreeMap::new();
     for (tenant, plan) in DEMO_PLANS {
-        seed::tenant(&cloud.sender.store, tenant, *plan, None).await?;
+        let policy = seed::demo_sms_policy();
+        seed::tenant_with(&cloud.sender.store, tenant, *plan, None, policy).await?;
     }
     tenants.insert(
         PLATFORM_TENANT.to_owned(),

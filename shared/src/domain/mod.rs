@@ -24,6 +24,7 @@ mod client;
 mod listing;
 mod message;
 mod platform;
+mod sms_policy;
 mod status;
 mod tenant;
 mod text;
@@ -38,6 +39,9 @@ pub use message::{
     Channel, Chunk, ClaimOutcome, Content, HistoryEntry, Lease, MessageView, Recipient, Settlement,
 };
 pub use platform::{JobLease, LeaseTake};
+pub use sms_policy::{
+    Country, DEFAULT_NUMBER_TYPES, InvalidCountry, NumberType, SmsPolicy, SmsRefusal, SmsRules,
+};
 pub use status::MessageStatus;
 pub use tenant::{
     Admission, AuditEntry, Limits, Plan, Reservation, SmsProviderKind, TenantProfile, TenantStatus,

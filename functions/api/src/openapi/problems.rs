@@ -174,6 +174,8 @@ problems! {
     TenantChangeProblems: [InvalidId, NotFound, IdempotencyKeyRequired,
         RequestInProgress, IdempotencyKeyReused];
     TenantAuditProblems: [InvalidId, InvalidRequest];
+    SmsPolicyProblems: [InvalidId, InvalidRequest, MalformedJson, BodyTooLarge,
+        UnsupportedMediaType, NotFound];
     ClientRegisterProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired,
         BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused,
         ClientLimitReached];
