@@ -89,16 +89,20 @@ mod tests {
         TenantId::parse(name).unwrap()
     }
 
+    fn scope<'a>(listing: &'a str, tenant: &'a TenantId, query: &'a str) -> CursorScope<'a> {
+        CursorScope {
+            listing,
+            tenant,
+            query,
+        }
+    }
+
     #[test]
     fn a_cursor_opens_only_in_the_scope_and_under_the_key_that_sealed_it() {
         let key = CursorKey::new(b"secret one");
         let acme = tenant("acme");
         let globex = tenant("globex");
-        let scope = CursorScope {
-            listing: "/v1/audit",
-            tenant: &acme,
-            query: "day=2025-01-15",
-        };
+        let scope = scope("/v1/audit", &acme, "day=2025-01-15");
         let cursor = key.seal(scope, "2025-01-15T10:00:00.000Z#01J");
         assert_eq!(
             key.open(scope, &cursor).as_deref(),
@@ -131,11 +135,7 @@ mod tests {
     fn a_cursor_with_any_byte_changed_or_malformed_is_refused() {
         let key = CursorKey::new(b"k");
         let acme = tenant("acme");
-        let scope = CursorScope {
-            listing: "/v1/clients",
-            tenant: &acme,
-            query: "",
-        };
+        let scope = scope("/v1/clients", &acme, "");
         let cursor = key.seal(scope, "position");
         for i in 0..cursor.len() {
             let mut bytes = cursor.clone().into_bytes();

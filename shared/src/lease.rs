@@ -1,7 +1,7 @@
-//! One redrive of the send DLQ at a time. The scheduled redriver (reserved concurrency
-//! 1) and the operator's route inside the API both move dead letters; each runs under
-//! a lease item, so a second run is told who holds it instead of doubling the redrive
-//! rate. The lease is a platform-level item (named by no tenant), and this is the only
+//! One redrive of the send DLQ at a time. The scheduled redriver (its reserved
+//! concurrency is one) and the operator's route inside the API both move dead letters;
+//! each runs under a lease item, so a second run is told who holds it instead of
+//! doubling the redrive rate. The lease is a platform-level item (named by no tenant), and this is the only
 //! type that reaches it: only the redriver and the operator-only route build one.
 
 use std::future::Future;

@@ -58,41 +58,26 @@ impl Store {
         limit: usize,
     ) -> Result<Page<AuditEntry>, StoreError> {
         let partition = keys::audit_partition(tenant, day);
-        let start_after = |sk: &str| {
-            key_item(&keys::Key {
-                pk: partition.clone(),
-                sk: sk.to_owned(),
-            })
-        };
-        let page = self
+        let (items, after) = self
             .page(
-                |start, read| {
-                    self.client
-                        .query()
-                        .table_name(&self.table)
+                |query| {
+                    query
                         .key_condition_expression("pk = :pk")
                         .expression_attribute_values(":pk", s(&partition))
-                        .scan_index_forward(false)
-                        .set_exclusive_start_key(start)
-                        .limit(read)
                 },
-                after.map(start_after),
+                after,
                 limit,
-                |item| start_after(get_s(item, "sk").unwrap_or_default()),
+                "sk",
+                |sk| {
+                    key_item(&keys::Key {
+                        pk: partition.clone(),
+                        sk: sk.to_owned(),
+                    })
+                },
             )
             .await?;
-        Ok(Page {
-            items: page
-                .items
-                .iter()
-                .map(parse_entry)
-                .collect::<Result<_, _>>()?,
-            after: page
-                .next
-                .as_ref()
-                .and_then(|key| get_s(key, "sk"))
-                .map(str::to_owned),
-        })
+        let items = items.iter().map(parse_entry).collect::<Result<_, _>>()?;
+        Ok(Page { items, after })
     }
 }
 

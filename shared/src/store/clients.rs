@@ -118,53 +118,40 @@ impl Store {
         limit: usize,
     ) -> Result<Page<MachineClient>, StoreError> {
         let partition = keys::machine_clients_partition(tenant);
-        // The index's sort key is `{created_at}#{client_id}`; a start key on an index
-        // also names the item's own key.
-        let start_after = |position: &str| {
-            let client_id = position.rsplit_once('#').map_or(position, |(_, id)| id);
-            let mut key = key_item(&keys::machine_client(client_id));
-            key.insert("gsi1pk".to_owned(), s(&partition));
-            key.insert("gsi1sk".to_owned(), s(position));
-            key
-        };
         let revoked = match filter {
             ClientFilter::All => None,
             ClientFilter::Active => Some("attribute_not_exists(revoked_at)"),
             ClientFilter::Revoked => Some("attribute_exists(revoked_at)"),
         };
-        let page = self
+        let (items, after) = self
             .page(
-                |start, read| {
-                    self.client
-                        .query()
-                        .table_name(&self.table)
+                |query| {
+                    query
                         .index_name("gsi1")
                         .key_condition_expression("gsi1pk = :p")
                         .set_filter_expression(revoked.map(str::to_owned))
                         .expression_attribute_values(":p", s(&partition))
-                        .scan_index_forward(false)
-                        .set_exclusive_start_key(start)
-                        .limit(read)
                 },
-                after.map(start_after),
+                after,
                 limit,
-                |item| start_after(get_s(item, "gsi1sk").unwrap_or_default()),
+                // `{created_at}#{client_id}`; a start key on an index also names the
+                // item's own key.
+                "gsi1sk",
+                |position| {
+                    let client_id = position.rsplit_once('#').map_or(position, |(_, id)| id);
+                    let mut key = key_item(&keys::machine_client(client_id));
+                    key.insert("gsi1pk".to_owned(), s(&partition));
+                    key.insert("gsi1sk".to_owned(), s(position));
+                    key
+                },
             )
             .await?;
-        let clients = page
-            .items
+        let items = items
             .iter()
             .map(parse_client)
             .filter(|c| c.as_ref().map_or(true, |c| &c.tenant == tenant))
             .collect::<Result<_, _>>()?;
-        Ok(Page {
-            items: clients,
-            after: page
-                .next
-                .as_ref()
-                .and_then(|key| get_s(key, "gsi1sk"))
-                .map(str::to_owned),
-        })
+        Ok(Page { items, after })
     }
 
     /// Marks the client revoked, frees its place in the tenant's limit and writes

@@ -7,45 +7,49 @@
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 
 use super::{Store, StoreError};
-use crate::item::{Item, dynamo};
+use crate::item::{Item, dynamo, get_s};
 
 /// Reads of one page, at most.
 const MAX_READS: usize = 10;
 
-/// A page of items, and the key to start the next page after (absent on the last).
-pub(super) struct ItemPage {
-    pub items: Vec<Item>,
-    pub next: Option<Item>,
-}
-
 impl Store {
-    /// Up to `limit` items of the query `build` makes for a start key and a read limit,
-    /// from after `start`. `key_of` gives the start key that follows an item.
+    /// Up to `limit` items of the table's query that `query` completes (an index, the
+    /// key condition, a filter), newest first, from after the item whose position is `after`, and the position of the
+    /// last one when more follow. An item's position is its `position` attribute (the
+    /// sort key the listing reads by); `start_after` makes the start key from one.
     pub(super) async fn page(
         &self,
-        build: impl Fn(Option<Item>, i32) -> QueryFluentBuilder,
-        start: Option<Item>,
+        query: impl Fn(QueryFluentBuilder) -> QueryFluentBuilder,
+        after: Option<&str>,
         limit: usize,
-        key_of: impl Fn(&Item) -> Item,
-    ) -> Result<ItemPage, StoreError> {
+        position: &str,
+        start_after: impl Fn(&str) -> Item,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
         let mut items = Vec::with_capacity(limit + 1);
-        let mut start = start;
+        let mut start = after.map(&start_after);
+        let position_of = |item: &Item| get_s(item, position).unwrap_or_default().to_owned();
         for _ in 0..MAX_READS {
             let wanted = i32::try_from(limit + 1 - items.len()).unwrap_or(i32::MAX);
-            let out = build(start, wanted).send().await.map_err(dynamo)?;
+            let out = query(self.client.query().table_name(&self.table))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start)
+                .limit(wanted)
+                .send()
+                .await
+                .map_err(dynamo)?;
             items.extend(out.items.unwrap_or_default());
             if items.len() > limit {
                 items.truncate(limit);
-                let next = items.last().map(&key_of);
-                return Ok(ItemPage { items, next });
+                let next = items.last().map(position_of);
+                return Ok((items, next));
             }
             start = out.last_evaluated_key;
             if start.is_none() {
-                return Ok(ItemPage { items, next: None });
+                return Ok((items, None));
             }
         }
-        // The filter dropped most of what was read: a short page, and go on from the
+        // The filter dropped most of what was read: a short page, going on from the
         // last item read.
-        Ok(ItemPage { items, next: start })
+        Ok((items, start.as_ref().map(position_of)))
     }
 }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{Store, StoreError};
@@ -92,11 +94,7 @@ impl Store {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(out) => parse_tenant(tenant, &out.attributes.unwrap_or_default()).map(Some),
-            Err(e) if is_condition_failure(&e) => Ok(None),
-            Err(e) => Err(dynamo(e)),
-        }
+        updated_profile(tenant, result)
     }
 
     /// Suspends or resumes an existing tenant; `None` when there is no such tenant.
@@ -121,11 +119,23 @@ impl Store {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(out) => parse_tenant(tenant, &out.attributes.unwrap_or_default()).map(Some),
-            Err(e) if is_condition_failure(&e) => Ok(None),
-            Err(e) => Err(dynamo(e)),
-        }
+        updated_profile(tenant, result)
+    }
+}
+
+/// The profile an update of an existing tenant wrote, or `None` when its
+/// `attribute_exists(pk)` condition found no such tenant.
+fn updated_profile<R>(
+    tenant: &TenantId,
+    result: Result<UpdateItemOutput, SdkError<UpdateItemError, R>>,
+) -> Result<Option<TenantProfile>, StoreError>
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(out) => parse_tenant(tenant, &out.attributes.unwrap_or_default()).map(Some),
+        Err(e) if is_condition_failure(&e) => Ok(None),
+        Err(e) => Err(dynamo(e)),
     }
 }
 
