@@ -373,7 +373,7 @@ impl Provider for KilledAfterSend {
         async move {
             let outcome = self.inner.send(message).await;
             if self.victims.contains(&message.message_id().index()) {
-                panic!("killed between send and commit");
+                panic!("killed between send and settle");
             }
             outcome
         }
@@ -382,7 +382,7 @@ impl Provider for KilledAfterSend {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sender_killed_between_send_and_commit_leaves_unknown_never_a_second_text() {
+async fn a_sender_killed_between_send_and_settle_leaves_unknown_never_a_second_text() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let test = TestCloud::start_with("fault-kill", |o| {
         fast(o);

@@ -3,36 +3,24 @@
 
 use serde_json::{Map, Value};
 
+use crate::domain::stored_enum;
 use crate::ids::TenantId;
 
 /// The claim that carries a user's tenant (a Cognito custom attribute).
 pub const TENANT_CLAIM: &str = "custom:tenant_id";
 pub const GROUPS_CLAIM: &str = "cognito:groups";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    Admin,
-    Sender,
-    Viewer,
-    Operator,
+stored_enum! {
+    /// A person's role: the Cognito group of the same name.
+    pub enum Role {
+        Admin,
+        Sender,
+        Viewer,
+        Operator,
+    }
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Sender, Role::Viewer, Role::Operator];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Sender => "sender",
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Role> {
-        Self::ALL.into_iter().find(|r| r.as_str() == raw)
-    }
-
     pub fn permissions(self) -> &'static [Permission] {
         use Permission::*;
         match self {
@@ -195,42 +183,32 @@ pub enum AuthError {
     NoSubject,
 }
 
-/// The OAuth scopes a machine client can hold. Cognito names them
-/// `{RESOURCE_SERVER}/{scope}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Scope {
-    #[serde(rename = "messages:send")]
-    MessagesSend,
-    #[serde(rename = "messages:read")]
-    MessagesRead,
+stored_enum! {
+    /// The OAuth scopes a machine client can hold. Cognito and tokens name them
+    /// `herald/{scope}` (`RESOURCE_SERVER`).
+    pub enum Scope {
+        #[serde(rename = "messages:send")]
+        #[strum(serialize = "messages:send")]
+        MessagesSend,
+        #[serde(rename = "messages:read")]
+        #[strum(serialize = "messages:read")]
+        MessagesRead,
+    }
 }
 
 /// The user pool's resource server for Herald's scopes.
 pub const RESOURCE_SERVER: &str = "herald";
 
 impl Scope {
-    pub const ALL: [Scope; 2] = [Scope::MessagesSend, Scope::MessagesRead];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::MessagesSend => "messages:send",
-            Scope::MessagesRead => "messages:read",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Scope> {
-        Self::ALL.into_iter().find(|s| s.as_str() == raw)
-    }
-
     /// The name in Cognito and in tokens: `herald/messages:send`.
     pub fn oauth_name(self) -> String {
-        format!("{RESOURCE_SERVER}/{}", self.as_str())
+        format!("{RESOURCE_SERVER}/{self}")
     }
 
     pub fn from_oauth_name(raw: &str) -> Option<Scope> {
         raw.strip_prefix(RESOURCE_SERVER)
             .and_then(|rest| rest.strip_prefix('/'))
-            .and_then(Scope::parse)
+            .and_then(|name| name.parse().ok())
     }
 
     /// A machine client never manages clients, tenants or audit: those stay with people.
@@ -278,7 +256,7 @@ impl Principal {
             .into_iter()
             .flatten()
             .filter_map(Value::as_str)
-            .filter_map(Role::parse)
+            .filter_map(|group| group.parse::<Role>().ok())
             .collect();
         Ok(Self {
             tenant,
@@ -323,6 +301,7 @@ impl Principal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::VariantArray;
 
     fn claims(value: Value) -> Map<String, Value> {
         value.as_object().unwrap().clone()
@@ -404,7 +383,7 @@ mod tests {
         assert!(!client.may(Permission::SendMessages));
         assert!(!client.may(Permission::ManageClients));
         assert_eq!(client.subject(), "client:abc");
-        assert!(Scope::ALL.iter().all(|s| {
+        assert!(Scope::VARIANTS.iter().all(|s| {
             s.permissions().iter().all(|p| {
                 !p.is_platform() && *p != Permission::ManageClients && *p != Permission::ReadAudit
             })

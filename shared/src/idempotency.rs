@@ -10,6 +10,8 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use sha2::{Digest, Sha256};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::ids::{BatchId, TenantId};
 use crate::item::{dynamo, n, s};
@@ -27,6 +29,9 @@ pub struct InvalidKey;
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
+    /// 1 to 255 visible ASCII characters.
+    pub const PATTERN: &str = "[!-~]{1,255}";
+
     pub fn parse(raw: &str) -> Result<Self, InvalidKey> {
         let ok = (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
         ok.then(|| Self(raw.to_owned())).ok_or(InvalidKey)
@@ -36,6 +41,14 @@ impl IdempotencyKey {
         &self.0
     }
 }
+
+impl PartialSchema for IdempotencyKey {
+    fn schema() -> RefOr<Schema> {
+        crate::schema::done(crate::schema::string(1, 255, Self::PATTERN))
+    }
+}
+
+impl ToSchema for IdempotencyKey {}
 
 impl fmt::Display for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -5,6 +5,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
+
+use crate::schema;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{0}")]
@@ -18,6 +22,9 @@ pub struct InvalidId(&'static str);
 pub struct TenantId(String);
 
 impl TenantId {
+    /// What `parse` accepts, for the OpenAPI document.
+    pub const PATTERN: &str = "[a-z0-9][a-z0-9-]{0,63}";
+
     pub fn parse(raw: &str) -> Result<Self, InvalidId> {
         let ok_len = (1..=64).contains(&raw.len());
         let ok_chars = raw
@@ -37,6 +44,14 @@ impl TenantId {
         &self.0
     }
 }
+
+impl PartialSchema for TenantId {
+    fn schema() -> RefOr<Schema> {
+        schema::done(schema::string(1, 64, Self::PATTERN).examples(["acme"]))
+    }
+}
+
+impl ToSchema for TenantId {}
 
 impl TryFrom<String> for TenantId {
     type Error = InvalidId;
@@ -63,6 +78,10 @@ impl fmt::Display for TenantId {
 pub struct BatchId(ulid::Ulid);
 
 impl BatchId {
+    /// A ULID in its canonical spelling (Crockford base 32, upper case, first character
+    /// at most 7): the only spelling `from_str` accepts.
+    pub const PATTERN: &str = "[0-7][0-9A-HJKMNP-TV-Z]{25}";
+
     pub fn ulid(self) -> ulid::Ulid {
         self.0
     }
@@ -71,6 +90,14 @@ impl BatchId {
         Self(ulid::Ulid::new())
     }
 }
+
+impl PartialSchema for BatchId {
+    fn schema() -> RefOr<Schema> {
+        schema::done(schema::string(26, 26, Self::PATTERN).examples(["01KB2F6VNS4H9T3C5QJ8W7XR0M"]))
+    }
+}
+
+impl ToSchema for BatchId {}
 
 impl Default for BatchId {
     fn default() -> Self {
@@ -122,6 +149,10 @@ pub struct MessageId {
 }
 
 impl MessageId {
+    /// `{batch id}.{index}`, the index without leading zeros. The document stops at nine
+    /// digits (a batch holds far fewer messages); `from_str` reads any `u32`.
+    pub const PATTERN: &str = r"[0-7][0-9A-HJKMNP-TV-Z]{25}\.(?:0|[1-9][0-9]{0,8})";
+
     pub fn new(batch: BatchId, index: u32) -> Self {
         Self { batch, index }
     }
@@ -132,6 +163,16 @@ impl MessageId {
         self.index
     }
 }
+
+impl PartialSchema for MessageId {
+    fn schema() -> RefOr<Schema> {
+        schema::done(
+            schema::string(28, 36, Self::PATTERN).examples(["01KB2F6VNS4H9T3C5QJ8W7XR0M.0"]),
+        )
+    }
+}
+
+impl ToSchema for MessageId {}
 
 impl FromStr for MessageId {
     type Err = InvalidId;

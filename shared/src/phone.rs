@@ -4,8 +4,11 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::domain::{Country, NumberType};
+use crate::schema;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidPhoneNumber {
@@ -28,6 +31,10 @@ pub struct PhoneNumber {
 }
 
 impl PhoneNumber {
+    /// The E.164 form `parse` requires before it asks libphonenumber whether the number
+    /// is valid for its country (which no pattern can say).
+    pub const PATTERN: &str = r"\+[1-9][0-9]{1,14}";
+
     pub fn parse(raw: &str) -> Result<Self, InvalidPhoneNumber> {
         let digits = raw.strip_prefix('+').ok_or(InvalidPhoneNumber::NotE164)?;
         if !(2..=15).contains(&digits.len())
@@ -36,7 +43,9 @@ impl PhoneNumber {
         {
             return Err(InvalidPhoneNumber::NotE164);
         }
-        let parsed = phonenumber::parse(None, raw).map_err(|_| InvalidPhoneNumber::NotE164)?;
+        // In E.164 form already: a number libphonenumber cannot read (no such country
+        // code, too short for its country) is not a valid number, not a bad spelling.
+        let parsed = phonenumber::parse(None, raw).map_err(|_| InvalidPhoneNumber::NotValid)?;
         if !phonenumber::is_valid(&parsed) {
             return Err(InvalidPhoneNumber::NotValid);
         }
@@ -78,6 +87,23 @@ impl PhoneNumber {
         mask_phone(&self.e164)
     }
 }
+
+/// A `string` of format `e164` (not a JSON Schema format: tools that know it can
+/// generate numbers; others check the pattern).
+impl PartialSchema for PhoneNumber {
+    fn schema() -> RefOr<Schema> {
+        schema::done(
+            schema::custom_format(3, 16, Self::PATTERN, "e164")
+                .description(Some(
+                    "A phone number in E.164 form that libphonenumber finds valid for its \
+                     country.",
+                ))
+                .examples(["+14155550100"]),
+        )
+    }
+}
+
+impl ToSchema for PhoneNumber {}
 
 /// Masks anything that looks like a phone number for logging: the first three and
 /// last two characters survive. Counted in characters, because what is logged may be

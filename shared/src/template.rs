@@ -13,6 +13,19 @@ use std::collections::BTreeMap;
 /// Longest variable name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
+/// A variable name, as `is_name` checks it.
+pub const NAME_PATTERN: &str = "[A-Za-z_][A-Za-z0-9_]{0,63}";
+
+/// A template's source whose literal text is made of `text_class` characters (one
+/// character class, `schema::PRINTABLE` or `schema::ONE_LINE`): text with `{{name}}`
+/// placeholders, spaces or tabs allowed inside the braces, every `{{` closed.
+pub fn pattern(text_class: &str) -> String {
+    // `[^{…` is the class without `{`: a literal, a lone `{` before another literal,
+    // a placeholder, or a lone `{` at the very end.
+    let literal = text_class.replacen("[^", "[^{", 1);
+    format!(r"(?:{literal}|\{{{literal}|\{{\{{[ \t]*{NAME_PATTERN}[ \t]*\}}\}})*\{{?")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     /// Literal text and its length in characters (counted once, at parse time).
@@ -84,7 +97,8 @@ impl Template {
             let after = &rest[open + 2..];
             let close = after.find("}}").ok_or(TemplateError::Unclosed(at))?;
             let inner = &after[..close];
-            let name = inner.trim();
+            // Only spaces and tabs around a name, as the document's pattern says.
+            let name = inner.trim_matches([' ', '\t']);
             if !is_name(name) {
                 return Err(TemplateError::BadName(at));
             }

@@ -35,7 +35,7 @@ pub(crate) struct RegisterClient {
     name: String,
     /// What its tokens may do: `messages:send` (send and cancel), `messages:read`
     /// (messages, batches and usage).
-    #[schema(value_type = Vec<String>, example = json!(["messages:send", "messages:read"]))]
+    #[schema(value_type = Vec<Scope>, example = json!(["messages:send", "messages:read"]))]
     scopes: Vec<String>,
 }
 
@@ -43,14 +43,13 @@ pub(crate) struct RegisterClient {
 pub(crate) struct ClientBody {
     client_id: String,
     name: String,
-    #[schema(value_type = Vec<String>)]
     scopes: Vec<Scope>,
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
     /// Who registered it.
     created_by: String,
     /// When it was revoked; its tokens are refused from then on.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     revoked_at: Option<Timestamp>,
 }
 
@@ -145,14 +144,8 @@ pub async fn register(
         errors.add("/scopes", "must name at least one scope");
     }
     for (i, raw) in request.scopes.iter().enumerate() {
-        match Scope::parse(raw) {
-            None => {
-                let names: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
-                errors.add(
-                    format!("/scopes/{i}"),
-                    format!("must be one of {}", names.join(", ")),
-                );
-            }
+        match raw.parse::<Scope>().ok() {
+            None => errors.add(format!("/scopes/{i}"), one_of::<Scope>()),
             Some(scope) if scopes.contains(&scope) => {
                 errors.add(format!("/scopes/{i}"), "is listed twice");
             }
@@ -162,7 +155,7 @@ pub async fn register(
     errors.check()?;
     let canonical = serde_json::json!({
         "name": name,
-        "scopes": scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "scopes": scopes,
     });
     let (app, caller) = (&app, &caller);
     let (stored, replayed) = intake::once_stored(app, caller, &idempotent, &canonical, |_| async move {

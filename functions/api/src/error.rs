@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use herald::problem::Problem;
 use herald::queue::QueueError;
 use herald::store::StoreError;
-use herald::token::Rejection;
+use herald::token::{FAILED_FETCH_BACKOFF, Rejection};
 
 use crate::FieldErrors;
 
@@ -301,7 +301,11 @@ impl ApiError {
                 .field("id", reason),
             ApiError::Unauthorized(Rejection::KeysUnavailable) => problem
                 .detail("The sign-in keys could not be fetched; retry shortly.")
-                .header(header::RETRY_AFTER, HeaderValue::from_static("5")),
+                // The verifier asks the JWKS endpoint again only after its backoff.
+                .header(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(FAILED_FETCH_BACKOFF.as_secs()),
+                ),
             ApiError::Unauthorized(rejection) => problem
                 .detail(rejection.to_string())
                 .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")),

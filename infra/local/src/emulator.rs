@@ -43,6 +43,24 @@ fn venv_python(root: &Path) -> PathBuf {
     venv.join("bin").join("python")
 }
 
+/// The emulator at `endpoint`: the one already answering there (`None`), or one
+/// started now with its output in `log`, which stops when the returned child is dropped.
+pub async fn reuse_or_start(
+    root: &Path,
+    endpoint: &str,
+    log: &Path,
+) -> Result<Option<tokio::process::Child>> {
+    if is_up(endpoint).await {
+        eprintln!("Using the emulator already answering at {endpoint}.");
+        return Ok(None);
+    }
+    eprintln!(
+        "Starting an emulator at {endpoint} (log: {})...",
+        log.display()
+    );
+    start(root, endpoint, log, false).await.map(Some)
+}
+
 /// Starts the emulator for `endpoint` (which must be on loopback) and waits until it
 /// answers. Its output goes to `log`, never to the caller's terminal or pipes, so a
 /// left-over emulator cannot hold a CI log open.

@@ -138,13 +138,8 @@ async fn main() -> Result<()> {
 async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<()> {
     let endpoint = emulator::endpoint();
     let root = project_root();
-    let _own_emulator = if emulator::is_up(&endpoint).await {
-        eprintln!("Using the emulator already answering at {endpoint}.");
-        None
-    } else {
-        eprintln!("Starting the emulator at {endpoint} (log: .herald/emulator.log)...");
-        Some(emulator::start(&root, &endpoint, &herald_dir().join("emulator.log"), false).await?)
-    };
+    let _own_emulator =
+        emulator::reuse_or_start(&root, &endpoint, &herald_dir().join("emulator.log")).await?;
 
     let mut options = CloudOptions::ephemeral(&stack);
     options.gateway_addr = gateway;

@@ -19,6 +19,8 @@ macro_rules! stored_enum {
     };
 }
 
+pub(crate) use stored_enum;
+
 mod batch;
 mod client;
 mod listing;

@@ -2,7 +2,11 @@
 //! subject. Parsed once into `MessageText` and `Subject`; every rule a value breaks is
 //! reported, so a request hears about all of them at once.
 
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
+
 use super::Channel;
+use crate::schema::{self, ONE_LINE, PRINTABLE};
 
 /// Longest text one SMS may carry (Twilio's limit; it splits it into segments).
 pub const MAX_SMS_CHARS: usize = 1600;
@@ -64,6 +68,15 @@ pub fn printable(text: &str) -> bool {
 pub struct MessageText(String);
 
 impl MessageText {
+    /// A `channel` message's text as the document describes it.
+    pub fn schema_for(channel: Channel) -> RefOr<Schema> {
+        schema::done(schema::string(
+            1,
+            channel.max_text_chars(),
+            &format!("{PRINTABLE}*"),
+        ))
+    }
+
     pub fn parse(channel: Channel, text: &str) -> Result<Self, Vec<TextProblem>> {
         let mut problems = Vec::new();
         if text.is_empty() {
@@ -138,6 +151,18 @@ impl Subject {
         self.0
     }
 }
+
+impl PartialSchema for Subject {
+    fn schema() -> RefOr<Schema> {
+        schema::done(schema::string(
+            1,
+            MAX_SUBJECT_CHARS,
+            &format!("{ONE_LINE}*"),
+        ))
+    }
+}
+
+impl ToSchema for Subject {}
 
 #[cfg(test)]
 mod tests {

@@ -226,7 +226,7 @@ fn well_formed(client_id: &str) -> bool {
 }
 
 fn scopes_value(scopes: &[Scope]) -> AttributeValue {
-    AttributeValue::L(scopes.iter().map(|scope| s(scope.as_str())).collect())
+    AttributeValue::L(scopes.iter().map(|scope| s(scope.to_string())).collect())
 }
 
 fn parse_client(item: &Item) -> Result<MachineClient, StoreError> {
@@ -239,7 +239,7 @@ fn parse_client(item: &Item) -> Result<MachineClient, StoreError> {
     let scopes = match item.get("scopes") {
         Some(AttributeValue::L(list)) => list
             .iter()
-            .map(|v| v.as_s().ok().and_then(|raw| Scope::parse(raw)))
+            .map(|v| v.as_s().ok().and_then(|raw| raw.parse::<Scope>().ok()))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| corrupt("unknown scope"))?,
         _ => return Err(corrupt("no scopes")),

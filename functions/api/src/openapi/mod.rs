@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use herald::auth::{Access, Permission, Role, Scope, route_access};
 use herald::problem::{FieldError, Problem};
+use strum::VariantArray;
 use utoipa::PartialSchema;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -82,12 +83,12 @@ pub(crate) fn apply_policy(mut document: OpenApi) -> OpenApi {
 
 fn require(operation: &mut Operation, permission: Permission) {
     operation.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
-    let groups: Vec<String> = Role::ALL
+    let groups: Vec<String> = Role::VARIANTS
         .iter()
         .filter(|role| role.permissions().contains(&permission))
-        .map(|role| format!("`{}`", role.as_str()))
+        .map(|role| format!("`{role}`"))
         .collect();
-    let scopes: Vec<String> = Scope::ALL
+    let scopes: Vec<String> = Scope::VARIANTS
         .iter()
         .filter(|scope| scope.permissions().contains(&permission))
         .map(|scope| format!("`{}`", scope.oauth_name()))

@@ -71,21 +71,9 @@ async fn main() -> Result<()> {
     );
     let endpoint = emulator::endpoint();
     let root = project_root();
-    let own_emulator = if emulator::is_up(&endpoint).await {
-        eprintln!("Using the emulator already answering at {endpoint}.");
-        None
-    } else {
-        eprintln!("Starting an emulator at {endpoint} (log: .herald/bench-emulator.log)...");
-        Some(
-            emulator::start(
-                &root,
-                &endpoint,
-                &root.join(".herald/bench-emulator.log"),
-                false,
-            )
-            .await?,
-        )
-    };
+    let own_emulator =
+        emulator::reuse_or_start(&root, &endpoint, &root.join(".herald/bench-emulator.log"))
+            .await?;
     let result = run(&args, &endpoint, own_emulator.is_some()).await;
     if let Some(mut child) = own_emulator {
         let _ = child.kill().await;

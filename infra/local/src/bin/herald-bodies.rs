@@ -52,21 +52,9 @@ async fn main() -> Result<()> {
     anyhow::ensure!(args.repeat > 0, "--repeat must be at least 1");
     let endpoint = emulator::endpoint();
     let root = project_root();
-    let own_emulator = if emulator::is_up(&endpoint).await {
-        eprintln!("Using the emulator already answering at {endpoint}.");
-        None
-    } else {
-        eprintln!("Starting an emulator at {endpoint} (log: .herald/bodies-emulator.log)...");
-        Some(
-            emulator::start(
-                &root,
-                &endpoint,
-                &root.join(".herald/bodies-emulator.log"),
-                false,
-            )
-            .await?,
-        )
-    };
+    let own_emulator =
+        emulator::reuse_or_start(&root, &endpoint, &root.join(".herald/bodies-emulator.log"))
+            .await?;
     let result = run(&args, &endpoint).await;
     if let Some(mut child) = own_emulator {
         let _ = child.kill().await;
