@@ -286,23 +286,25 @@ async fn operators_run_tenants_and_a_suspended_tenants_work_is_held() {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
+    // Newest first.
     assert_eq!(
         actions,
         [
-            "tenant.created",
-            "batch.created",
+            "tenant.resumed",
             "tenant.suspended",
-            "tenant.resumed"
+            "batch.created",
+            "tenant.created"
         ]
     );
-    assert_eq!(entries[1]["target"], batch_id);
+    assert_eq!(log.body["next_cursor"], serde_json::Value::Null);
+    assert_eq!(entries[2]["target"], batch_id);
     assert!(
         entries
             .iter()
             .all(|e| e["actor"].is_string() && e["request_id"].is_string())
     );
     assert_ne!(
-        entries[0]["actor"], entries[1]["actor"],
+        entries[3]["actor"], entries[2]["actor"],
         "operator, then newco's sender"
     );
 

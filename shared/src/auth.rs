@@ -49,7 +49,7 @@ pub enum Permission {
     ReadAudit,
     /// Register and revoke the tenant's machine clients.
     ManageClients,
-    /// Platform-wide: create, suspend and resume any tenant.
+    /// Platform-wide: create, suspend and resume any tenant, and set where it may text.
     ManageTenants,
     /// Platform-wide: any tenant's audit log.
     ReadAnyAudit,
@@ -147,6 +147,11 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
     (
         "POST",
         "/v1/tenants/{id}/resume",
+        Access::Requires(Permission::ManageTenants),
+    ),
+    (
+        "PUT",
+        "/v1/tenants/{id}/sms-policy",
         Access::Requires(Permission::ManageTenants),
     ),
     (

@@ -1,10 +1,11 @@
 //! Typed configuration, read once at cold start. A missing or malformed setting stops
 //! the function with a message naming it, instead of failing later on a request.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::address::EmailAddress;
+use crate::domain::Country;
 use crate::redrive::RedriveLimits;
 
 /// Recipients one batch request may hold unless `HERALD_MAX_RECIPIENTS` says otherwise
@@ -66,6 +67,10 @@ pub struct ApiConfig {
     pub send_dlq_url: String,
     /// For the operator's redrive route.
     pub redrive: RedriveLimits,
+    /// The secret whose value signs listing cursors.
+    pub cursor_secret_id: String,
+    /// The countries a tenant may text unless its profile names its own.
+    pub default_sms_countries: BTreeSet<Country>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Most recipients one batch request may name.
@@ -104,6 +109,8 @@ impl ApiConfig {
             idempotency_lock: Duration::from_secs(
                 settings.number("HERALD_IDEMPOTENCY_LOCK_SECONDS", 35)?,
             ),
+            cursor_secret_id: settings.required("HERALD_CURSOR_SECRET_ID")?,
+            default_sms_countries: countries(settings, "HERALD_DEFAULT_SMS_COUNTRIES")?,
             auth: AuthConfig {
                 tokens: crate::token::TokenSettings {
                     issuer: settings.required("HERALD_TOKEN_ISSUER")?,
@@ -231,6 +238,23 @@ impl RedriverConfig {
     }
 }
 
+/// A comma-separated list of ISO 3166-1 alpha-2 codes (`US,CA`); required, and may
+/// not be empty (a platform that texts nowhere by default says so per tenant).
+fn countries(
+    settings: &impl Settings,
+    key: &'static str,
+) -> Result<BTreeSet<Country>, ConfigError> {
+    let raw = settings.required(key)?;
+    raw.split(',')
+        .map(|code| {
+            Country::parse(code.trim()).map_err(|e| ConfigError::Invalid {
+                key,
+                reason: format!("{code:?} {e}"),
+            })
+        })
+        .collect()
+}
+
 /// The redrive's rate, run size and limit, shared by the scheduled redriver and the
 /// API's operator route.
 pub fn redrive_limits(settings: &impl Settings) -> Result<RedriveLimits, ConfigError> {
@@ -287,6 +311,23 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("HERALD_MAX_BODY_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn default_sms_countries_are_a_list_of_country_codes() {
+        let key = "HERALD_DEFAULT_SMS_COUNTRIES";
+        let read = |raw: &str| countries(&settings(&[(key, raw)]), key);
+        let codes: Vec<String> = read("US, ca,GB")
+            .unwrap()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(codes, ["CA", "GB", "US"]);
+        assert_eq!(read("").unwrap_err(), ConfigError::Missing(key));
+        for bad in ["US,", "USA", "US;CA", "ZZ"] {
+            let err = read(bad).unwrap_err();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]

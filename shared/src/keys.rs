@@ -138,6 +138,15 @@ pub fn machine_client_count(tenant: &TenantId) -> Key {
     }
 }
 
+/// A platform-level lease (one redrive at a time): named by the job it guards, not
+/// by any tenant. Only `herald::lease`, the operator-only type, reads or writes it.
+pub fn platform_lease(name: &str) -> Key {
+    Key {
+        pk: format!("PLATFORM#LEASE#{name}"),
+        sk: "LEASE".into(),
+    }
+}
+
 fn batch_pk(tenant: &TenantId, batch: BatchId) -> String {
     format!("TENANT#{tenant}#BATCH#{batch}")
 }

@@ -1,4 +1,5 @@
-//! E.164 phone numbers, parsed with libphonenumber's metadata (not a regex).
+//! E.164 phone numbers, parsed with libphonenumber's metadata (not a regex), with the
+//! country and the kind of line the metadata gives them (for the tenant's SMS policy).
 
 use std::fmt;
 
@@ -6,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{PartialSchema, ToSchema};
 
+use crate::domain::{Country, NumberType};
 use crate::schema;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -20,7 +22,13 @@ pub enum InvalidPhoneNumber {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct PhoneNumber(String);
+pub struct PhoneNumber {
+    e164: String,
+    /// Found while parsing, which has the metadata at hand: a batch of 10,000 numbers
+    /// is not parsed twice to check its policy.
+    country: Option<Country>,
+    kind: NumberType,
+}
 
 impl PhoneNumber {
     /// The E.164 form `parse` requires before it asks libphonenumber whether the number
@@ -47,16 +55,36 @@ impl PhoneNumber {
         if e164 != raw {
             return Err(InvalidPhoneNumber::NotE164);
         }
-        Ok(Self(e164))
+        let country = parsed
+            .country()
+            .id()
+            .and_then(|id| Country::parse(id.as_ref()).ok());
+        let kind = parsed.number_type(&phonenumber::metadata::DATABASE).into();
+        Ok(Self {
+            e164,
+            country,
+            kind,
+        })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.e164
+    }
+
+    /// The country (or territory) the number is in; `None` for international networks
+    /// and services (+800, +882, +883...).
+    pub fn country(&self) -> Option<Country> {
+        self.country
+    }
+
+    /// The kind of line the number's range was given out as.
+    pub fn kind(&self) -> NumberType {
+        self.kind
     }
 
     /// For logs: country code and the last two digits survive, the rest is hidden.
     pub fn masked(&self) -> String {
-        mask_phone(&self.0)
+        mask_phone(&self.e164)
     }
 }
 
@@ -101,13 +129,13 @@ impl TryFrom<String> for PhoneNumber {
 
 impl From<PhoneNumber> for String {
     fn from(value: PhoneNumber) -> Self {
-        value.0
+        value.e164
     }
 }
 
 impl fmt::Display for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.e164)
     }
 }
 
@@ -146,6 +174,34 @@ mod tests {
             PhoneNumber::parse("+11234567890"),
             Err(InvalidPhoneNumber::NotValid)
         );
+    }
+
+    #[test]
+    fn a_number_knows_its_country_and_kind_of_line() {
+        for (raw, country, kind) in [
+            ("+14155550100", Some("US"), NumberType::FixedLineOrMobile),
+            ("+16132345678", Some("CA"), NumberType::FixedLineOrMobile),
+            ("+18762101234", Some("JM"), NumberType::Mobile),
+            ("+447400123456", Some("GB"), NumberType::Mobile),
+            ("+449012345678", Some("GB"), NumberType::PremiumRate),
+            ("+448001234567", Some("GB"), NumberType::TollFree),
+            ("+447012345678", Some("GB"), NumberType::PersonalNumber),
+            ("+4918012345", Some("DE"), NumberType::SharedCost),
+            ("+445512345678", Some("GB"), NumberType::Uan),
+            ("+49177991234567", Some("DE"), NumberType::Voicemail),
+            ("+447640123456", Some("GB"), NumberType::Pager),
+            ("+19002345678", Some("US"), NumberType::PremiumRate),
+            ("+15005550001", Some("US"), NumberType::PersonalNumber),
+            ("+80012340000", None, NumberType::TollFree),
+        ] {
+            let phone = PhoneNumber::parse(raw).unwrap();
+            assert_eq!(
+                phone.country().as_ref().map(Country::as_str),
+                country,
+                "{raw}"
+            );
+            assert_eq!(phone.kind(), kind, "{raw}");
+        }
     }
 
     #[test]

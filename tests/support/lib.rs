@@ -563,6 +563,28 @@ impl TestCloud {
         assert_eq!(restored.queue_url(), Some(url), "the same queue URL");
     }
 
+    /// Puts a message on one of this stack's queues (`SendDLQ`...) with these
+    /// attributes, each `(name, data type, value)`.
+    pub async fn put_on_queue(&self, queue: &str, body: &str, attributes: &[(&str, &str, &str)]) {
+        let url = self.cloud.stack.reference(queue).expect("queue");
+        let mut request = self
+            .cloud
+            .clients
+            .sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body);
+        for (name, data_type, value) in attributes {
+            let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type(*data_type)
+                .string_value(*value)
+                .build()
+                .expect("attribute");
+            request = request.message_attributes(*name, value);
+        }
+        request.send().await.expect("message sent");
+    }
+
     /// Visible plus in-flight messages of a queue of this stack.
     pub async fn queue_depth(&self, logical_id: &str) -> usize {
         use aws_sdk_sqs::types::QueueAttributeName as A;

@@ -8,20 +8,21 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{MatchedPath, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use herald::Timestamp;
 use herald::auth::Scope;
-use herald::domain::{MachineClient, Registration, Revocation, one_of};
+use herald::domain::{ClientFilter, MachineClient, Registration, Revocation, one_of};
 use herald::idempotency::StoredResponse;
 use herald::identity::MachineClients;
 use serde::{Deserialize, Serialize};
-use utoipa::{PartialSchema, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
-use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
+use crate::extract::{self, Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
 use crate::intake;
-use crate::openapi::{ClientRegisterProblems, ClientRevokeProblems};
+use crate::openapi::{ClientRegisterProblems, ClientRevokeProblems, QueryProblems};
+use crate::paging::{self, Listing};
 use crate::{ApiError, App, FieldErrors};
 
 const MAX_NAME_CHARS: usize = 64;
@@ -90,10 +91,27 @@ pub(crate) struct RegisteredClient {
     token_url: String,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// `active` (tokens accepted), `revoked`, or `all` (the default).
+    #[param(value_type = Option<ClientFilter>)]
+    status: Option<String>,
+    /// Where to go on: the `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Clients per page.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 50)]
+    limit: Option<String>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ClientList {
-    /// Oldest first, revoked ones included.
+    /// Newest first; revoked ones too unless `status` says otherwise.
     clients: Vec<ClientBody>,
+    /// Absent on the last page. A page filtered by `status` may be short before the end.
+    next_cursor: Option<String>,
+    next_url: Option<String>,
 }
 
 #[utoipa::path(
@@ -242,16 +260,46 @@ async fn delete_cognito_client(app: &App, client_id: &str) -> Result<(), ApiErro
     tag = "clients",
     operation_id = "listClients",
     summary = "The tenant's machine clients",
-    description = "Without secrets.",
-    responses((status = 200, description = "The clients.", body = ClientList)),
+    description = "Newest first, a page at a time, without secrets; revoked ones included \
+        unless `status` filters them out.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of clients.", body = ClientList),
+        QueryProblems,
+    ),
 )]
 pub async fn list(
     State(app): State<Arc<App>>,
     caller: Caller,
+    route: MatchedPath,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<ClientList>, ApiError> {
-    let clients = app.store.list_clients(caller.principal.tenant()).await?;
+    let query: ListQuery = extract::query(query.as_deref())?;
+    let mut errors = FieldErrors::default();
+    let filter = match query.status.as_deref().map(str::parse::<ClientFilter>) {
+        None => ClientFilter::default(),
+        Some(Ok(filter)) => filter,
+        Some(Err(_)) => {
+            errors.add("status", one_of::<ClientFilter>());
+            ClientFilter::default()
+        }
+    };
+    let limit = paging::page_size(query.limit.as_deref(), &mut errors);
+    errors.check()?;
+    let tenant = caller.principal.tenant();
+    let params = vec![("status", filter.to_string())];
+    let path = route.as_str().to_owned();
+    let listing = Listing::new(&route, tenant.clone(), path, params, limit, query.cursor);
+    let after = listing.start(&app.cursors).await?;
+    let page = app
+        .store
+        .client_page(tenant, filter, after.as_deref(), limit)
+        .await?;
+    let (next_cursor, next_url) = listing.next(&app.cursors, page.after.as_deref()).await?;
     Ok(Json(ClientList {
-        clients: clients.into_iter().map(ClientBody::from).collect(),
+        clients: page.items.into_iter().map(ClientBody::from).collect(),
+        next_cursor,
+        next_url,
     }))
 }
 

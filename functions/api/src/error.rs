@@ -92,6 +92,10 @@ problem_kinds! {
         "The tenant id is taken.";
     ClientLimitReached => CONFLICT, "client-limit-reached", "Client limit reached",
         "The tenant holds as many active machine clients as it may; revoke one first.";
+    RedriveRunning => CONFLICT, "redrive-running", "Redrive running",
+        "Another redrive of the dead-letter queue (the scheduled one, or another \
+         operator's) is running; nothing was moved. Retry after `Retry-After`, by when its \
+         lease has run out.";
     BodyTooLarge => PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large",
         "The body is larger than the API accepts (5 MiB unless configured otherwise).";
     UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported Media Type",
@@ -131,6 +135,7 @@ impl ProblemKind {
                 "RateLimit-Policy",
             ],
             ProblemKind::RequestInProgress
+            | ProblemKind::RedriveRunning
             | ProblemKind::QuotaExceeded
             | ProblemKind::Unavailable
             | ProblemKind::KeysUnavailable => &["Retry-After"],
@@ -175,6 +180,12 @@ pub enum ApiError {
     TenantExists,
     #[error("the tenant holds {limit} active machine clients")]
     ClientLimitReached { limit: u32 },
+    #[error("a redrive is running: {holder}")]
+    RedriveRunning {
+        holder: String,
+        until: herald::Timestamp,
+        retry_after_secs: u64,
+    },
     #[error("the body is over {max_bytes} bytes")]
     BodyTooLarge { max_bytes: usize },
     #[error("the body is not application/json")]
@@ -203,6 +214,9 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// Secrets Manager, reading the cursor key.
+    #[error(transparent)]
+    Secrets(#[from] herald::secrets::SecretsError),
     /// Cognito, registering or deleting a machine client.
     #[error("cognito: {0}")]
     Identity(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -232,6 +246,7 @@ impl ApiError {
             ApiError::BatchFinished => ProblemKind::BatchFinished,
             ApiError::TenantExists => ProblemKind::TenantExists,
             ApiError::ClientLimitReached { .. } => ProblemKind::ClientLimitReached,
+            ApiError::RedriveRunning { .. } => ProblemKind::RedriveRunning,
             ApiError::BodyTooLarge { .. } => ProblemKind::BodyTooLarge,
             ApiError::UnsupportedMediaType => ProblemKind::UnsupportedMediaType,
             ApiError::IdempotencyKeyReused => ProblemKind::IdempotencyKeyReused,
@@ -241,9 +256,10 @@ impl ApiError {
             ApiError::Misrouted(_) | ApiError::Store(StoreError::Corrupt { .. }) => {
                 ProblemKind::Internal
             }
-            ApiError::Store(_) | ApiError::Queue(_) | ApiError::Identity(_) => {
-                ProblemKind::Unavailable
-            }
+            ApiError::Store(_)
+            | ApiError::Queue(_)
+            | ApiError::Secrets(_)
+            | ApiError::Identity(_) => ProblemKind::Unavailable,
         }
     }
 
@@ -312,6 +328,15 @@ impl ApiError {
             ApiError::ClientLimitReached { limit } => problem.detail(format!(
                 "Your tenant may hold {limit} active machine clients; revoke one first."
             )),
+            ApiError::RedriveRunning {
+                holder,
+                until,
+                retry_after_secs,
+            } => problem
+                .detail(format!(
+                    "Another redrive is running ({holder}); its lease runs out at {until} at the latest. Nothing was moved."
+                ))
+                .header(header::RETRY_AFTER, HeaderValue::from(retry_after_secs)),
             ApiError::BodyTooLarge { max_bytes } => {
                 problem.detail(format!("The request body may be at most {max_bytes} bytes."))
             }
@@ -348,7 +373,10 @@ impl ApiError {
             )),
             ApiError::Misrouted(_) | ApiError::Store(StoreError::Corrupt { .. }) => problem
                 .detail("The error was logged; retry with the same Idempotency-Key or contact support with the correlation id."),
-            ApiError::Store(_) | ApiError::Queue(_) | ApiError::Identity(_) => problem
+            ApiError::Store(_)
+            | ApiError::Queue(_)
+            | ApiError::Secrets(_)
+            | ApiError::Identity(_) => problem
                 .detail("A dependency is temporarily unavailable; retry later.")
                 .header(header::RETRY_AFTER, HeaderValue::from_static("1")),
         }
@@ -402,6 +430,11 @@ mod tests {
                 retry_after_secs: 60,
             },
             ApiError::RequestInProgress,
+            ApiError::RedriveRunning {
+                holder: "scheduled redriver (run 1)".into(),
+                until: herald::Timestamp::from_epoch_millis(0),
+                retry_after_secs: 90,
+            },
             ApiError::Store(StoreError::Unprocessed(3)),
             ApiError::Store(StoreError::Corrupt {
                 pk: "p".into(),

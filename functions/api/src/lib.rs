@@ -13,6 +13,7 @@ use herald::aws::CognitoClient;
 use herald::clock::SharedClock;
 use herald::config::ApiConfig;
 use herald::idempotency::Idempotency;
+use herald::lease::RedriveLease;
 use herald::metrics::Metrics;
 use herald::queue::SendQueue;
 use herald::redrive::Redriver;
@@ -33,7 +34,9 @@ mod intake;
 mod layers;
 mod messages;
 mod openapi;
+mod paging;
 mod redrive;
+mod sms_policy;
 mod tenants;
 mod usage;
 
@@ -47,10 +50,14 @@ pub struct App {
     pub idempotency: Idempotency,
     pub queue: SendQueue,
     pub redriver: Redriver,
+    /// Taken by the operator's redrive, so it never runs beside the scheduled one.
+    pub redrive_lease: RedriveLease,
     pub clock: SharedClock,
     pub metrics: Metrics,
     pub verifier: Verifier,
     pub cognito: CognitoClient,
+    /// The key listing cursors are sealed with.
+    pub cursors: paging::Cursors,
 }
 
 impl App {
@@ -58,8 +65,10 @@ impl App {
         // One client (one connection pool) for every DynamoDB repository.
         let dynamodb = clients.dynamodb();
         let sqs = clients.sqs();
+        let store = Store::new(dynamodb.clone(), &config.table);
         Self {
-            store: Store::new(dynamodb.clone(), &config.table),
+            redrive_lease: RedriveLease::new(store.clone(), clock.clone()),
+            store,
             idempotency: Idempotency::new(dynamodb, &config.table),
             queue: SendQueue::new(sqs.clone(), &config.send_queue_url),
             redriver: Redriver::new(
@@ -70,6 +79,7 @@ impl App {
             ),
             verifier: Verifier::new(config.auth.tokens.clone(), clock.clone()),
             cognito: clients.cognito(),
+            cursors: paging::Cursors::new(clients.secrets_manager(), &config.cursor_secret_id),
             config,
             metrics: Metrics::stdout(clock.clone()),
             clock,
@@ -104,6 +114,7 @@ fn registered() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(tenants::show))
         .routes(routes!(tenants::suspend))
         .routes(routes!(tenants::resume))
+        .routes(routes!(sms_policy::set))
         .routes(routes!(audit::any_tenant))
         .routes(routes!(redrive::redrive))
 }

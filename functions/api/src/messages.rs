@@ -71,6 +71,11 @@ pub async fn create(
     let to = Address::parse(channel, &request.to)
         .inspect_err(|e| errors.add("/to", e.to_string()))
         .ok();
+    // Where and to what kind of number the tenant may text (SMS pumping).
+    let rules = profile.sms_policy.rules(&app.config.default_sms_countries);
+    for refusal in to.iter().flat_map(|to| rules.refusals_for(to)) {
+        errors.add("/to", refusal.to_string());
+    }
     let subject = Subject::for_channel(channel, request.subject.as_deref())
         .inspect_err(|problems| errors.add_text("/subject", problems.clone()))
         .ok()

@@ -1,14 +1,15 @@
-//! The operator routes that create, show, suspend and resume tenants. Operator routes
-//! name their tenant in the path: they are the platform-level exception to "the tenant
-//! comes from the token".
+//! The operator routes that create, show, suspend and resume tenants (and, in
+//! `sms_policy`, set where one may text). Operator routes name their tenant in the
+//! path: they are the platform-level exception to "the tenant comes from the token".
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use herald::domain::{Limits, Plan, SmsProviderKind, TenantProfile, TenantStatus, one_of};
+use herald::domain::{Country, Limits, Plan, SmsProviderKind, TenantProfile, TenantStatus, one_of};
 use herald::{TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -16,6 +17,7 @@ use utoipa::ToSchema;
 use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
 use crate::intake;
 use crate::openapi::{ReadProblems, TenantChangeProblems, TenantCreateProblems};
+use crate::sms_policy::{self, SmsPolicyBody, SmsPolicyField};
 use crate::{ApiError, App, FieldErrors};
 
 /// The tenant named in an operator route's path.
@@ -39,6 +41,9 @@ pub(crate) struct CreateTenant {
     /// `twilio` (the default) or `sns`.
     #[serde(default)]
     sms_provider: Option<String>,
+    /// Where it may send texts; absent: the platform's default.
+    #[serde(default)]
+    sms_policy: Option<SmsPolicyField>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -59,6 +64,7 @@ pub(crate) struct TenantBody {
     status: TenantStatus,
     limits: LimitsBody,
     sms_provider: SmsProviderKind,
+    sms_policy: SmsPolicyBody,
     #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
@@ -72,8 +78,10 @@ pub(crate) struct LimitsBody {
     sends_per_day: u32,
 }
 
-impl From<TenantProfile> for TenantBody {
-    fn from(p: TenantProfile) -> Self {
+impl TenantBody {
+    /// The profile as answered, its SMS policy in force (the platform's default
+    /// countries where it names none).
+    pub(crate) fn new(p: TenantProfile, default_countries: &BTreeSet<Country>) -> Self {
         Self {
             tenant_id: p.tenant.to_string(),
             plan: p.plan,
@@ -83,6 +91,7 @@ impl From<TenantProfile> for TenantBody {
                 sends_per_day: p.limits.sends_per_day,
             },
             sms_provider: p.sms_provider,
+            sms_policy: SmsPolicyBody::new(&p.sms_policy, default_countries),
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -146,6 +155,11 @@ pub async fn create(
     if sms_provider.is_none() {
         errors.add("/sms_provider", one_of::<SmsProviderKind>());
     }
+    let sms_policy = request
+        .sms_policy
+        .as_ref()
+        .map(|field| field.parse("/sms_policy", &mut errors))
+        .unwrap_or_default();
     errors.check()?;
     let (tenant, plan) = (tenant.expect("checked"), plan.expect("checked"));
     let sms_provider = sms_provider.expect("checked");
@@ -158,12 +172,16 @@ pub async fn create(
             .and_then(|l| l.sends_per_day)
             .unwrap_or(defaults.sends_per_day),
     };
-    let canonical = serde_json::json!({
+    let mut canonical = serde_json::json!({
         "tenant_id": tenant.as_str(),
         "plan": plan,
         "limits": [limits.api_requests_per_second, limits.sends_per_day],
         "sms_provider": sms_provider,
     });
+    // Only when given, so a request without one hashes as it always has.
+    if request.sms_policy.is_some() {
+        canonical["sms_policy"] = sms_policy::canonical(&sms_policy);
+    }
     let (app, caller) = (&app, &caller);
     intake::once(app, caller, &idempotent, &canonical, |_| async move {
         let now = app.clock.timestamp();
@@ -173,6 +191,7 @@ pub async fn create(
             status: TenantStatus::Active,
             limits,
             sms_provider,
+            sms_policy,
             created_at: now,
             updated_at: now,
         };
@@ -183,7 +202,7 @@ pub async fn create(
         let location = format!("/v1/tenants/{tenant}");
         Ok(intake::stored_json(
             StatusCode::CREATED,
-            &TenantBody::from(profile),
+            &TenantBody::new(profile, &app.config.default_sms_countries),
             Some(location),
         ))
     })
@@ -212,7 +231,10 @@ pub async fn show(
         .get_tenant(&tenant)
         .await?
         .ok_or(ApiError::NotFound("No such tenant."))?;
-    Ok(Json(TenantBody::from(profile)))
+    Ok(Json(TenantBody::new(
+        profile,
+        &app.config.default_sms_countries,
+    )))
 }
 
 #[utoipa::path(
@@ -289,7 +311,7 @@ async fn set_status(
         intake::audit(app, &tenant, caller, action, tenant.as_str()).await?;
         Ok(intake::stored_json(
             StatusCode::OK,
-            &TenantBody::from(profile),
+            &TenantBody::new(profile, &app.config.default_sms_countries),
             Some(format!("/v1/tenants/{tenant}")),
         ))
     })

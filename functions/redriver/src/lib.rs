@@ -2,7 +2,9 @@
 //! DLQ's messages back to the send queue at a bounded rate, parking the ones that keep
 //! coming back. The moving itself is `herald::redrive`, shared with the API's operator
 //! route. Each scheduled run first sweeps: it enqueues batches their request wrote but
-//! never enqueued (`herald::sweeper`).
+//! never enqueued (`herald::sweeper`). Every redrive runs under the redrive lease
+//! (`herald::lease`): while the operator's route is redriving, a run skips its redrive
+//! and says so in its report.
 
 use herald::metrics::{Metrics, Record};
 use std::time::Duration;
@@ -10,9 +12,10 @@ use std::time::Duration;
 use herald::client_sweep::{ClientSweepError, ClientSweepReport, ClientSweeper};
 use herald::clock::SharedClock;
 use herald::config::RedriverConfig;
+use herald::lease::{Busy, RedriveLease};
 use herald::queue::SendQueue;
 use herald::redrive::{RedriveReport, Redriver};
-use herald::store::Store;
+use herald::store::{Store, StoreError};
 use herald::sweeper::{SweepError, SweepReport, Sweeper};
 use tokio::time::Instant;
 
@@ -25,6 +28,7 @@ pub struct Deps {
     pub redriver: Redriver,
     pub sweeper: Sweeper,
     pub client_sweeper: ClientSweeper,
+    pub lease: RedriveLease,
     pub clock: SharedClock,
     pub metrics: Metrics,
 }
@@ -46,6 +50,7 @@ impl Deps {
         );
         let store = Store::new(clients.dynamodb(), &config.table);
         let sweeper = Sweeper::new(store.clone(), SendQueue::new(sqs, &config.send_queue_url));
+        let lease = RedriveLease::new(store.clone(), clock.clone());
         let client_sweeper = ClientSweeper::new(
             clients.cognito(),
             store,
@@ -57,6 +62,7 @@ impl Deps {
             redriver,
             sweeper,
             client_sweeper,
+            lease,
             metrics: Metrics::stdout(clock.clone()),
             clock,
         }
@@ -78,13 +84,74 @@ impl Deps {
 )]
 pub struct Incomplete(pub RedriveReport);
 
-/// One redrive of the send DLQ. The event is not read: a schedule's event and an
-/// operator's `{}` ask for the same thing.
-pub async fn handle(deps: &Deps, deadline: Instant) -> Result<RedriveReport, Incomplete> {
-    let report = deps.redriver.run(deadline).await;
+#[derive(Debug, thiserror::Error)]
+pub enum RedriveError {
+    #[error(transparent)]
+    Incomplete(#[from] Incomplete),
+    /// The lease could not be read or written: no redrive ran.
+    #[error("the redrive lease could not be taken")]
+    Lease(#[from] StoreError),
+}
+
+/// What one redrive did: ran, or skipped because another run held the lease.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RedriveRun {
+    Ran(RedriveReport),
+    /// Another redrive (the operator's route) was running; nothing was moved.
+    Skipped {
+        holder: String,
+        until: herald::Timestamp,
+    },
+}
+
+impl RedriveRun {
+    /// The report of a run that ran.
+    pub fn report(&self) -> Option<&RedriveReport> {
+        match self {
+            RedriveRun::Ran(report) => Some(report),
+            RedriveRun::Skipped { .. } => None,
+        }
+    }
+}
+
+/// One redrive of the send DLQ, under the redrive lease. The event is not read: a
+/// schedule's event and an operator's `{}` ask for the same thing.
+pub async fn handle(deps: &Deps, deadline: Instant) -> Result<RedriveRun, RedriveError> {
+    let budget = deadline.saturating_duration_since(Instant::now());
+    let run = deps
+        .lease
+        .run("scheduled redriver", budget, deps.redriver.run(deadline))
+        .await?;
+    let report = match run {
+        Ok(report) => report,
+        Err(Busy { lease, .. }) => {
+            deps.metrics
+                .emit(Record::new("redriver").count("RedriveSkipped", 1));
+            tracing::warn!(
+                holder = %lease.holder,
+                until = %lease.until,
+                "redrive skipped: another redrive holds the lease"
+            );
+            return Ok(RedriveRun::Skipped {
+                holder: lease.holder,
+                until: lease.until,
+            });
+        }
+    };
+    report_run(deps, &report);
+    if report.is_clean() {
+        Ok(RedriveRun::Ran(report))
+    } else {
+        Err(Incomplete(report).into())
+    }
+}
+
+/// Logs the run's report as one line and counts it in metrics.
+fn report_run(deps: &Deps, report: &RedriveReport) {
     let limits = deps.redriver.limits();
     // One line an operator (or a metric filter) can read the whole run from.
-    let line = serde_json::to_string(&report).unwrap_or_default();
+    let line = serde_json::to_string(report).unwrap_or_default();
     deps.metrics.emit(
         Record::new("redriver")
             .count("Redriven", report.moved)
@@ -104,7 +171,6 @@ pub async fn handle(deps: &Deps, deadline: Instant) -> Result<RedriveReport, Inc
             report = %line,
             "redrive finished"
         );
-        Ok(report)
     } else {
         tracing::error!(
             moved = report.moved,
@@ -117,7 +183,6 @@ pub async fn handle(deps: &Deps, deadline: Instant) -> Result<RedriveReport, Inc
             report = %line,
             "redrive finished with failures"
         );
-        Err(Incomplete(report))
     }
 }
 
@@ -126,7 +191,7 @@ pub async fn handle(deps: &Deps, deadline: Instant) -> Result<RedriveReport, Inc
 pub struct ScheduledReport {
     pub sweep: SweepReport,
     pub clients: ClientSweepReport,
-    pub redrive: RedriveReport,
+    pub redrive: RedriveRun,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,11 +205,12 @@ pub enum ScheduledError {
     #[error("machine client sweep could not check or delete {0} clients")]
     ClientSweepIncomplete(usize),
     #[error(transparent)]
-    Redrive(#[from] Incomplete),
+    Redrive(#[from] RedriveError),
 }
 
 /// The scheduled run: sweep unqueued batches older than `sweep_after` and orphaned
-/// machine clients, then redrive. The redrive runs even when a sweep failed; the
+/// machine clients, then redrive (or skip the redrive, while the operator's route holds
+/// the lease: the report says so). The redrive runs even when a sweep failed; the
 /// invocation then fails, so the errors alarm fires.
 pub async fn scheduled(deps: &Deps, deadline: Instant) -> Result<ScheduledReport, ScheduledError> {
     let now = deps.clock.timestamp();

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use futures::FutureExt;
 use herald::config::{ApiConfig, RedriverConfig, SenderConfig};
 use herald::redrive::RedriveReport;
+use herald_redriver::{RedriveError, RedriveRun};
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -339,14 +340,27 @@ impl LocalCloud {
 
     /// One redrive of the send DLQ, as a scheduled invocation would run it (same
     /// handler, same deadline), returning its report whether or not it was clean.
+    /// Panics if it could not run: another redrive held the lease, or the lease could
+    /// not be read (tests hold their stack's only redriver).
     pub async fn redrive(&self) -> RedriveReport {
+        match self.redrive_run().await {
+            Ok(RedriveRun::Ran(report))
+            | Err(RedriveError::Incomplete(herald_redriver::Incomplete(report))) => report,
+            Ok(skipped @ RedriveRun::Skipped { .. }) => {
+                panic!("the redrive did not run: {skipped:?}")
+            }
+            Err(e @ RedriveError::Lease(_)) => panic!("the redrive did not run: {e}"),
+        }
+    }
+
+    /// One redrive of the send DLQ under the redrive lease, as a scheduled invocation
+    /// runs it: what it did, or that another redrive held the lease.
+    pub async fn redrive_run(&self) -> Result<RedriveRun, RedriveError> {
         let deadline = tokio::time::Instant::now()
             + self
                 .redriver_timeout
                 .saturating_sub(herald_redriver::DEADLINE_MARGIN);
-        match herald_redriver::handle(&self.redriver, deadline).await {
-            Ok(report) | Err(herald_redriver::Incomplete(report)) => report,
-        }
+        herald_redriver::handle(&self.redriver, deadline).await
     }
 
     /// Registers `tenant` (an enterprise tenant with `limits`) and signs a new

@@ -43,7 +43,7 @@ enum Command {
     },
     /// Run one redrive of the running stack's send DLQ into its send queue, as the
     /// scheduled redriver does in AWS, and print the report as JSON. Exits non-zero if
-    /// a send or delete failed.
+    /// a send or delete failed, or if another redrive held the lease (nothing moved).
     Redrive {
         /// Messages to try to move this run (default: the template's RedriveMaxMessages).
         #[arg(long)]
@@ -151,7 +151,8 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
     let pool = cloud.stack.reference("UserPool")?.to_owned();
     let mut tenants = BTreeMap::new();
     for (tenant, plan) in DEMO_PLANS {
-        seed::tenant(&cloud.sender.store, tenant, *plan, None).await?;
+        let policy = seed::demo_sms_policy();
+        seed::tenant_with(&cloud.sender.store, tenant, *plan, None, policy).await?;
     }
     tenants.insert(
         PLATFORM_TENANT.to_owned(),
@@ -275,12 +276,22 @@ async fn redrive(max_messages: Option<usize>, rate: Option<f64>, limit: Option<u
         tokio::time::Instant::now() + std::time::Duration::from_secs_f64((run + 30.0).min(3600.0));
     let clients = herald::aws::Clients::new(herald::aws::for_emulator(&description.emulator).await);
     let deps = herald_redriver::Deps::from_config(config, &clients, herald::clock::system());
-    let result = herald_redriver::handle(&deps, deadline).await;
-    let report = match &result {
-        Ok(report) | Err(herald_redriver::Incomplete(report)) => report,
-    };
-    println!("{}", serde_json::to_string_pretty(report)?);
-    result.map(|_| ()).map_err(Into::into)
+    match herald_redriver::handle(&deps, deadline).await {
+        Ok(run) => {
+            println!("{}", serde_json::to_string_pretty(&run)?);
+            match run {
+                herald_redriver::RedriveRun::Ran(_) => Ok(()),
+                herald_redriver::RedriveRun::Skipped { .. } => {
+                    bail!("another redrive is running; nothing was moved")
+                }
+            }
+        }
+        Err(herald_redriver::RedriveError::Incomplete(incomplete)) => {
+            println!("{}", serde_json::to_string_pretty(&incomplete.0)?);
+            Err(incomplete.into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn token(tenant: &str, role: &str) -> Result<()> {

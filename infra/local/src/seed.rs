@@ -3,7 +3,9 @@
 use anyhow::{Result, anyhow};
 use aws_sdk_cognitoidentityprovider as cognito;
 use aws_sdk_cognitoidentityprovider::types::{AttributeType, AuthFlowType, MessageActionType};
-use herald::domain::{Limits, Plan, TenantProfile, TenantStatus};
+use herald::domain::{
+    DEFAULT_NUMBER_TYPES, Limits, NumberType, Plan, SmsPolicy, TenantProfile, TenantStatus,
+};
 use serde::{Deserialize, Serialize};
 
 pub const DEMO_TENANTS: &[&str] = &["acme", "globex"];
@@ -13,13 +15,37 @@ pub const DEMO_PLANS: &[(&str, Plan)] = &[("acme", Plan::Growth), ("globex", Pla
 /// The tenant the platform's operators sign in under; it sends nothing itself.
 pub const PLATFORM_TENANT: &str = "herald";
 
-/// Registers `tenant` on `plan` (with `limits` instead of the plan's, when given).
-/// An existing tenant is left as it is.
+/// Registers `tenant` on `plan` (with `limits` instead of the plan's, when given),
+/// with the platform's SMS policy. An existing tenant is left as it is.
 pub async fn tenant(
     store: &herald::store::Store,
     tenant: &str,
     plan: Plan,
     limits: Option<Limits>,
+) -> Result<()> {
+    tenant_with(store, tenant, plan, limits, SmsPolicy::default()).await
+}
+
+/// The demo tenants' SMS policy: the platform's, plus personal numbers, because the
+/// sandbox's magic numbers (Twilio's test numbers, such as the always-invalid
+/// `+15005550001`) are US 500 numbers, which the phone library calls personal numbers.
+pub fn demo_sms_policy() -> SmsPolicy {
+    let mut number_types: std::collections::BTreeSet<NumberType> =
+        DEFAULT_NUMBER_TYPES.iter().copied().collect();
+    number_types.insert(NumberType::PersonalNumber);
+    SmsPolicy {
+        countries: None,
+        number_types: Some(number_types),
+    }
+}
+
+/// `tenant`, with its own SMS policy.
+pub async fn tenant_with(
+    store: &herald::store::Store,
+    tenant: &str,
+    plan: Plan,
+    limits: Option<Limits>,
+    sms_policy: SmsPolicy,
 ) -> Result<()> {
     let now = herald::clock::system().timestamp();
     store
@@ -29,6 +55,7 @@ pub async fn tenant(
             status: TenantStatus::Active,
             limits: limits.unwrap_or(plan.limits()),
             sms_provider: Default::default(),
+            sms_policy,
             created_at: now,
             updated_at: now,
         })

@@ -23,7 +23,10 @@ pub(crate) use stored_enum;
 
 mod batch;
 mod client;
+mod listing;
 mod message;
+mod platform;
+mod sms_policy;
 mod status;
 mod tenant;
 mod text;
@@ -33,8 +36,13 @@ pub use batch::{
     Submitter, UnqueuedBatch,
 };
 pub use client::{MachineClient, Registration, Revocation};
+pub use listing::{ClientFilter, Page};
 pub use message::{
     Channel, Chunk, ClaimOutcome, Content, HistoryEntry, Lease, MessageView, Recipient, Settlement,
+};
+pub use platform::{JobLease, LeaseTake};
+pub use sms_policy::{
+    Country, DEFAULT_NUMBER_TYPES, InvalidCountry, NumberType, SmsPolicy, SmsRefusal, SmsRules,
 };
 pub use status::MessageStatus;
 pub use tenant::{

@@ -74,6 +74,8 @@ pub struct TenantProfile {
     pub status: TenantStatus,
     pub limits: Limits,
     pub sms_provider: SmsProviderKind,
+    /// Where, and to what kind of number, it may send texts.
+    pub sms_policy: super::SmsPolicy,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

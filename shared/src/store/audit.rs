@@ -1,19 +1,17 @@
 //! The audit log: who changed what, when, under which request. One partition per
-//! tenant and UTC day, entries sorted by time.
+//! tenant and UTC day, entries sorted by time and read newest first, a page at a time.
 
 use aws_sdk_dynamodb::types::Put;
 
 use super::{Store, StoreError};
 use crate::clock::Day;
-use crate::domain::AuditEntry;
+use crate::domain::{AuditEntry, Page};
 use crate::ids::TenantId;
-use crate::item::{Item, corrupt, dynamo, get_s, get_time, n, s, time, with_key};
+use crate::item::{Item, corrupt, dynamo, get_s, get_time, key_item, n, s, time, with_key};
 use crate::keys;
 
 /// Audit entries are kept for 400 days (TTL), past a yearly review.
 const AUDIT_TTL_SECS: u64 = 400 * 24 * 3600;
-/// Entries returned by one read of a day.
-const MAX_ENTRIES: i32 = 500;
 
 impl Store {
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant, action = %entry.action))]
@@ -49,28 +47,37 @@ impl Store {
             .map_err(dynamo)
     }
 
-    /// A tenant's entries of one UTC day, oldest first.
+    /// Up to `limit` of a tenant's entries of one UTC day, newest first, from after
+    /// the entry whose sort key is `after` (a page's `after`).
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant, %day))]
-    pub async fn audit_log(
+    pub async fn audit_page(
         &self,
         tenant: &TenantId,
         day: Day,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(keys::audit_partition(tenant, day)))
-            .limit(MAX_ENTRIES)
-            .send()
-            .await
-            .map_err(dynamo)?;
-        out.items
-            .unwrap_or_default()
-            .iter()
-            .map(parse_entry)
-            .collect()
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        let partition = keys::audit_partition(tenant, day);
+        let (items, after) = self
+            .page(
+                |query| {
+                    query
+                        .key_condition_expression("pk = :pk")
+                        .expression_attribute_values(":pk", s(&partition))
+                },
+                after,
+                limit,
+                "sk",
+                |sk| {
+                    key_item(&keys::Key {
+                        pk: partition.clone(),
+                        sk: sk.to_owned(),
+                    })
+                },
+            )
+            .await?;
+        let items = items.iter().map(parse_entry).collect::<Result<_, _>>()?;
+        Ok(Page { items, after })
     }
 }
 

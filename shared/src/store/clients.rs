@@ -7,15 +7,12 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
 use super::{Store, StoreError};
 use crate::auth::Scope;
-use crate::domain::{AuditEntry, MachineClient, Registration, Revocation};
+use crate::domain::{AuditEntry, ClientFilter, MachineClient, Page, Registration, Revocation};
 use crate::ids::TenantId;
 use crate::item::{
     Cancelled, Item, corrupt, dynamo, get_s, get_time, key_item, n, s, time, with_key,
 };
 use crate::keys::{self, SCHEMA_VERSION};
-
-/// Most clients one listing page returns; a tenant holds at most its limit anyway.
-const MAX_LISTED: i32 = 100;
 
 impl Store {
     /// Records a new client, counts it against the tenant's `limit` of active clients
@@ -110,26 +107,51 @@ impl Store {
             .filter(|c| &c.tenant == tenant))
     }
 
-    /// The tenant's clients, oldest first, revoked ones included.
-    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
-    pub async fn list_clients(&self, tenant: &TenantId) -> Result<Vec<MachineClient>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("gsi1")
-            .key_condition_expression("gsi1pk = :p")
-            .expression_attribute_values(":p", s(keys::machine_clients_partition(tenant)))
-            .limit(MAX_LISTED)
-            .send()
-            .await
-            .map_err(dynamo)?;
-        out.items
-            .unwrap_or_default()
+    /// Up to `limit` of the tenant's clients that pass `filter`, newest first, from
+    /// after the one whose listing position is `after` (a page's `after`).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, %filter))]
+    pub async fn client_page(
+        &self,
+        tenant: &TenantId,
+        filter: ClientFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<MachineClient>, StoreError> {
+        let partition = keys::machine_clients_partition(tenant);
+        let revoked = match filter {
+            ClientFilter::All => None,
+            ClientFilter::Active => Some("attribute_not_exists(revoked_at)"),
+            ClientFilter::Revoked => Some("attribute_exists(revoked_at)"),
+        };
+        let (items, after) = self
+            .page(
+                |query| {
+                    query
+                        .index_name("gsi1")
+                        .key_condition_expression("gsi1pk = :p")
+                        .set_filter_expression(revoked.map(str::to_owned))
+                        .expression_attribute_values(":p", s(&partition))
+                },
+                after,
+                limit,
+                // `{created_at}#{client_id}`; a start key on an index also names the
+                // item's own key.
+                "gsi1sk",
+                |position| {
+                    let client_id = position.rsplit_once('#').map_or(position, |(_, id)| id);
+                    let mut key = key_item(&keys::machine_client(client_id));
+                    key.insert("gsi1pk".to_owned(), s(&partition));
+                    key.insert("gsi1sk".to_owned(), s(position));
+                    key
+                },
+            )
+            .await?;
+        let items = items
             .iter()
             .map(parse_client)
             .filter(|c| c.as_ref().map_or(true, |c| &c.tenant == tenant))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, after })
     }
 
     /// Marks the client revoked, frees its place in the tenant's limit and writes

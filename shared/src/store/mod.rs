@@ -8,9 +8,11 @@ mod audit;
 mod batch;
 mod chunk;
 mod clients;
+mod lease;
 mod limits;
 mod listing;
 mod message;
+mod page;
 mod sweep;
 mod tenant;
 

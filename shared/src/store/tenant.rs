@@ -1,11 +1,15 @@
-//! Tenant profiles: the plan and limits every request and send is held to, and
-//! whether the tenant may use Herald at all.
+//! Tenant profiles: the plan and limits every request and send is held to, whether
+//! the tenant may use Herald at all, and where it may send texts.
 
-use aws_sdk_dynamodb::types::ReturnValue;
+use std::collections::BTreeSet;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
-use crate::domain::{Limits, TenantProfile, TenantStatus};
+use crate::domain::{Country, Limits, NumberType, SmsPolicy, TenantProfile, TenantStatus};
 use crate::ids::TenantId;
 use crate::item::{
     Item, corrupt, dynamo, get_n, get_named, get_s, get_time, is_condition_failure, key_item, n,
@@ -25,7 +29,7 @@ impl Store {
     #[tracing::instrument(skip_all, fields(tenant_id = %profile.tenant))]
     pub async fn create_tenant(&self, profile: &TenantProfile) -> Result<bool, StoreError> {
         let key = keys::tenant_profile(&profile.tenant);
-        let item = with_key(
+        let mut item = with_key(
             &key,
             [
                 ("tenant_id", s(profile.tenant.as_str())),
@@ -42,7 +46,55 @@ impl Store {
                 ("schema_version", n(SCHEMA_VERSION)),
             ],
         );
+        // A part the policy leaves unset is not written: it follows the platform's default.
+        for (name, value) in sms_policy_values(&profile.sms_policy) {
+            if let Some(value) = value {
+                item.insert(name.to_owned(), value);
+            }
+        }
         self.put_new(item).await
+    }
+
+    /// Replaces an existing tenant's SMS policy (a part set to `None` goes back to the
+    /// platform's default); `None` when there is no such tenant.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn set_sms_policy(
+        &self,
+        tenant: &TenantId,
+        policy: &SmsPolicy,
+        at: Timestamp,
+    ) -> Result<Option<TenantProfile>, StoreError> {
+        let key = keys::tenant_profile(tenant);
+        let mut set = vec!["updated_at = :at".to_owned()];
+        let mut remove = Vec::new();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&key)))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", time(at));
+        let placeholders = [":countries", ":types"];
+        for ((name, value), placeholder) in sms_policy_values(policy).into_iter().zip(placeholders)
+        {
+            match value {
+                Some(value) => {
+                    set.push(format!("{name} = {placeholder}"));
+                    request = request.expression_attribute_values(placeholder, value);
+                }
+                None => remove.push(name),
+            }
+        }
+        let mut update = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            update.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let result = request
+            .update_expression(update)
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        updated_profile(tenant, result)
     }
 
     /// Suspends or resumes an existing tenant; `None` when there is no such tenant.
@@ -67,11 +119,23 @@ impl Store {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(out) => parse_tenant(tenant, &out.attributes.unwrap_or_default()).map(Some),
-            Err(e) if is_condition_failure(&e) => Ok(None),
-            Err(e) => Err(dynamo(e)),
-        }
+        updated_profile(tenant, result)
+    }
+}
+
+/// The profile an update of an existing tenant wrote, or `None` when its
+/// `attribute_exists(pk)` condition found no such tenant.
+fn updated_profile<R>(
+    tenant: &TenantId,
+    result: Result<UpdateItemOutput, SdkError<UpdateItemError, R>>,
+) -> Result<Option<TenantProfile>, StoreError>
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(out) => parse_tenant(tenant, &out.attributes.unwrap_or_default()).map(Some),
+        Err(e) if is_condition_failure(&e) => Ok(None),
+        Err(e) => Err(dynamo(e)),
     }
 }
 
@@ -92,7 +156,45 @@ fn parse_tenant(tenant: &TenantId, item: &Item) -> Result<TenantProfile, StoreEr
             None => Default::default(),
             Some(raw) => raw.parse().map_err(|_| corrupt("unknown SMS provider"))?,
         },
+        // Profiles written before SMS policies existed have none: the platform's default.
+        sms_policy: SmsPolicy {
+            countries: names(item, "sms_countries", |raw| Country::parse(raw).ok())
+                .map_err(|_| corrupt("unknown SMS country"))?,
+            number_types: names(item, "sms_number_types", |raw| {
+                raw.parse::<NumberType>().ok()
+            })
+            .map_err(|_| corrupt("unknown SMS number type"))?,
+        },
         created_at: get_time(item, "created_at").ok_or_else(|| corrupt("no creation time"))?,
         updated_at: get_time(item, "updated_at").ok_or_else(|| corrupt("no update time"))?,
     })
+}
+
+/// The policy's parts as the attributes that hold them; `None` for a part left unset.
+/// Lists, not string sets: an empty list (text nowhere, text no kind) is a choice.
+fn sms_policy_values(policy: &SmsPolicy) -> [(&'static str, Option<AttributeValue>); 2] {
+    fn list<T: ToString>(items: &BTreeSet<T>) -> AttributeValue {
+        AttributeValue::L(items.iter().map(|item| s(item.to_string())).collect())
+    }
+    [
+        ("sms_countries", policy.countries.as_ref().map(list)),
+        ("sms_number_types", policy.number_types.as_ref().map(list)),
+    ]
+}
+
+/// A list attribute of names read through `parse`: `Ok(None)` when absent, `Err` when
+/// it holds something `parse` does not know.
+fn names<T: Ord>(
+    item: &Item,
+    attribute: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<BTreeSet<T>>, ()> {
+    let Some(value) = item.get(attribute) else {
+        return Ok(None);
+    };
+    let list = value.as_l().map_err(|_| ())?;
+    list.iter()
+        .map(|v| v.as_s().ok().and_then(|raw| parse(raw)).ok_or(()))
+        .collect::<Result<BTreeSet<T>, ()>>()
+        .map(Some)
 }

@@ -1,10 +1,11 @@
 //! `GET /v1/batches/{id}/messages`: a batch's messages a page at a time, in batch
-//! order, optionally only those in one status.
+//! order, optionally only those in one status. The cursor (`paging`) holds the next
+//! recipient's index, sealed to the batch and the status asked for.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{MatchedPath, Path, RawQuery, State};
 use herald::MessageStatus;
 use herald::domain::one_of;
 use serde::{Deserialize, Serialize};
@@ -14,10 +15,9 @@ use super::find;
 use crate::extract::{self, Caller};
 use crate::messages::MessageSummary;
 use crate::openapi::ListProblems;
+use crate::paging::{self, Listing};
 use crate::{ApiError, App, FieldErrors};
 
-const MAX_PAGE: usize = 100;
-const DEFAULT_PAGE: usize = 50;
 /// Chunks read by one listing request (a filtered page may be short).
 const LISTING_CHUNKS: u32 = 10;
 
@@ -61,6 +61,7 @@ pub(crate) struct Page {
 pub async fn messages(
     State(app): State<Arc<App>>,
     caller: Caller,
+    route: MatchedPath,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Page>, ApiError> {
@@ -71,53 +72,39 @@ pub async fn messages(
             .inspect_err(|_| errors.add("status", one_of::<MessageStatus>()))
             .ok()
     });
-    let limit = match query.limit.as_deref().map(str::parse::<usize>) {
-        None => DEFAULT_PAGE,
-        Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
-        Some(_) => {
-            errors.add(
-                "limit",
-                format!("must be a whole number from 1 to {MAX_PAGE}"),
-            );
-            0
-        }
-    };
-    let cursor = query.cursor.as_deref().map(str::parse::<u32>);
-    if matches!(cursor, Some(Err(_))) {
-        errors.add("cursor", "is not a cursor this listing returned");
-    }
+    let limit = paging::page_size(query.limit.as_deref(), &mut errors);
     errors.check()?;
     let tenant = caller.principal.tenant();
     let batch = find(&app, tenant, &id).await?;
-    let from = match cursor {
-        Some(Ok(n)) if n < batch.total => n,
-        Some(_) => {
-            let errors = FieldErrors::one("cursor", "is not a cursor this listing returned");
-            return Err(ApiError::InvalidFields(errors));
-        }
+    let params = status
+        .map(|status| ("status", status.to_string()))
+        .into_iter()
+        .collect();
+    let path = format!("/v1/batches/{}/messages", batch.id);
+    let listing = Listing::new(&route, tenant.clone(), path, params, limit, query.cursor);
+    let from = match listing.start(&app.cursors).await? {
         None => 0,
+        Some(position) => match position.parse::<u32>() {
+            Ok(n) if n < batch.total => n,
+            _ => {
+                let errors = FieldErrors::one("cursor", "is not a cursor this listing returned");
+                return Err(ApiError::InvalidFields(errors));
+            }
+        },
     };
     let page = app
         .store
         .list_messages(tenant, &batch, from, status, limit, LISTING_CHUNKS)
         .await?;
-    let next_url = page.next_cursor.map(|cursor| {
-        let mut url = format!(
-            "/v1/batches/{}/messages?cursor={cursor}&limit={limit}",
-            batch.id
-        );
-        if let Some(status) = status {
-            url.push_str(&format!("&status={status}"));
-        }
-        url
-    });
+    let after = page.next_cursor.map(|next| next.to_string());
+    let (next_cursor, next_url) = listing.next(&app.cursors, after.as_deref()).await?;
     Ok(Json(Page {
         messages: page
             .messages
             .into_iter()
             .map(MessageSummary::from)
             .collect(),
-        next_cursor: page.next_cursor.map(|c| c.to_string()),
+        next_cursor,
         next_url,
     }))
 }

@@ -61,7 +61,12 @@ pub async fn create(
         template,
         subject,
         recipients,
-    } = validate(&request, channel, app.config.max_recipients)?;
+    } = validate(
+        &request,
+        channel,
+        app.config.max_recipients,
+        &profile.sms_policy.rules(&app.config.default_sms_countries),
+    )?;
     let mut canonical = serde_json::json!({
         "channel": channel,
         "template": template.source(),

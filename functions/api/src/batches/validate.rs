@@ -1,11 +1,14 @@
 //! Everything a batch request is checked for before anything is written: every
-//! recipient's address (for the channel), variables, rendered text and subject, and
-//! duplicates. Every failure is listed with its field path.
+//! recipient's address (for the channel, and for SMS the tenant's policy), variables,
+//! rendered text and subject, and duplicates. Every failure is listed with its field
+//! path.
 
 use std::collections::{BTreeMap, HashMap};
 
 use herald::Address;
-use herald::domain::{Channel, MAX_SUBJECT_CHARS, MessageText, Recipient, Subject, printable};
+use herald::domain::{
+    Channel, MAX_SUBJECT_CHARS, MessageText, Recipient, SmsRules, Subject, printable,
+};
 use herald::template::{self, RenderError, Template, TemplateError, Variables};
 use serde::Deserialize;
 
@@ -45,12 +48,13 @@ pub(super) struct Valid {
 }
 
 /// Checks everything before anything is written: every recipient's address (for the
-/// channel), variables, rendered text and subject, and duplicates. Every failure is
-/// listed with its field path.
+/// channel, and a number against the tenant's SMS `rules`), variables, rendered text
+/// and subject, and duplicates. Every failure is listed with its field path.
 pub(super) fn validate(
     request: &CreateBatch,
     channel: Channel,
     max_recipients: usize,
+    rules: &SmsRules,
 ) -> Result<Valid, ApiError> {
     let mut errors = FieldErrors::default();
     if let Err(problems) = MessageText::parse(channel, &request.template) {
@@ -97,6 +101,9 @@ pub(super) fn validate(
                 continue;
             }
         };
+        for refusal in rules.refusals_for(&to) {
+            errors.add(format!("{at}/to"), refusal.to_string());
+        }
         if let Some(first) = first_seen.insert(to.folded(), i) {
             // Rejected, not silently merged: a list with duplicates is usually a bug
             // upstream that the caller wants to hear about.
@@ -222,9 +229,15 @@ mod tests {
         }
     }
 
+    /// The platform's defaults: US and Canadian mobiles and the numbers that may be.
+    fn default_rules() -> SmsRules {
+        let home = ["US", "CA"].map(|c| herald::domain::Country::parse(c).unwrap());
+        herald::domain::SmsPolicy::default().rules(&home.into())
+    }
+
     /// The fields a refused request names, in the order they were found.
     fn refused(request: &CreateBatch, max_recipients: usize) -> Vec<(String, String)> {
-        match validate(request, request.channel, max_recipients) {
+        match validate(request, request.channel, max_recipients, &default_rules()) {
             Err(ApiError::InvalidFields(errors)) => errors.into_inner(),
             Err(other) => panic!("expected invalid fields, got {other:?}"),
             Ok(_) => panic!("expected the request to be refused"),
@@ -244,7 +257,7 @@ mod tests {
                 recipient("+14155550102", &[("name", "Bo")]),
             ],
         );
-        let valid = validate(&request, Channel::Sms, 10).expect("valid");
+        let valid = validate(&request, Channel::Sms, 10, &default_rules()).expect("valid");
         assert_eq!(valid.template.source(), "Hi {{name}}");
         assert!(valid.subject.is_none());
         let to: Vec<&str> = valid.recipients.iter().map(|r| r.to.as_str()).collect();
@@ -279,6 +292,29 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[1].1.contains("duplicates /recipients/0/to"));
+    }
+
+    #[test]
+    fn numbers_outside_the_tenants_sms_policy_are_named_each_at_its_recipient() {
+        let request = sms(
+            "Hi",
+            vec![
+                recipient("+14155550101", &[]),
+                recipient("+18762101234", &[]),
+                recipient("+19002345678", &[]),
+                recipient("+447400123456", &[]),
+                recipient("+16132345678", &[]),
+            ],
+        );
+        let errors = refused(&request, 10);
+        assert_eq!(
+            fields(&errors),
+            ["/recipients/1/to", "/recipients/2/to", "/recipients/3/to"],
+            "{errors:?}"
+        );
+        assert!(errors[0].1.contains("in JM"), "{errors:?}");
+        assert!(errors[1].1.contains("premium_rate"), "{errors:?}");
+        assert!(errors[2].1.contains("in GB"), "{errors:?}");
     }
 
     #[test]

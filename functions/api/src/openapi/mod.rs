@@ -35,7 +35,8 @@ const BEARER: &str = "bearer";
             registers. Errors are RFC 9457 \
             `application/problem+json`; every answer carries `x-correlation-id`."
     ),
-    components(schemas(Problem, FieldError)),
+    // ClientFilter is a query parameter's type only; no body names it.
+    components(schemas(Problem, FieldError, herald::domain::ClientFilter)),
     tags(
         (name = "messages", description = "One SMS or email to one recipient."),
         (name = "batches", description = "One template to many recipients, with progress and cancel."),

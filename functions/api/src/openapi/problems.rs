@@ -22,7 +22,7 @@ fn problem_header(name: &str) -> Header {
     match name {
         "Retry-After" => header_of::<u64>(
             "Seconds to wait before retrying: to the next second when rate limited, to UTC \
-             midnight when over the daily quota.",
+             midnight when over the daily quota, to the end of the running redrive's lease.",
         ),
         "WWW-Authenticate" => header_of::<String>("`Bearer`."),
         other => rate_limit_headers()
@@ -174,11 +174,13 @@ problems! {
     TenantChangeProblems: [InvalidId, NotFound, IdempotencyKeyRequired,
         RequestInProgress, IdempotencyKeyReused];
     TenantAuditProblems: [InvalidId, InvalidRequest];
+    SmsPolicyProblems: [InvalidId, InvalidRequest, MalformedJson, BodyTooLarge,
+        UnsupportedMediaType, NotFound];
     ClientRegisterProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired,
         BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused,
         ClientLimitReached];
     ClientRevokeProblems: [NotFound, IdempotencyKeyRequired, RequestInProgress,
         IdempotencyKeyReused];
     RedriveProblems: [IdempotencyKeyRequired, RequestInProgress, IdempotencyKeyReused,
-        RedriveIncomplete];
+        RedriveRunning, RedriveIncomplete];
 }
