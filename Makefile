@@ -12,6 +12,7 @@ VENV        := .venv
 VENV_LINT   := .venv-lint
 VENV_DEPLOY := .venv-deploy
 VENV_CHECKOV := .venv-checkov
+VENV_CONTRACT := .venv-contract
 SAM         := $(VENV_LINT)/bin/sam
 SAM_CONFIG  := infra/samconfig.toml
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
@@ -24,7 +25,7 @@ OFFLINE_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN \
 	AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
 	AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help venv venv-lint venv-checkov venv-deploy lint lint-template dev test openapi bench bench-bodies sam-build clean
+.PHONY: help venv venv-lint venv-checkov venv-contract venv-deploy lint lint-template dev test openapi bench bench-bodies sam-build clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +51,10 @@ $(VENV_LINT)/.installed: infra/requirements-lint.txt
 venv-checkov: $(VENV_CHECKOV)/.installed ## Policy scan virtualenv (.venv-checkov, checkov)
 $(VENV_CHECKOV)/.installed: infra/requirements-checkov.txt
 	$(call make-venv,$(VENV_CHECKOV),$<)
+
+venv-contract: $(VENV_CONTRACT)/.installed ## API tester virtualenv (.venv-contract, schemathesis)
+$(VENV_CONTRACT)/.installed: infra/requirements-contract.txt
+	$(call make-venv,$(VENV_CONTRACT),$<)
 
 venv-deploy: $(VENV_DEPLOY)/.installed ## Cross-build virtualenv (.venv-deploy, cargo-lambda + zig)
 $(VENV_DEPLOY)/.installed: infra/requirements-deploy.txt
@@ -82,8 +87,8 @@ dev: venv ## Start the local cloud (emulator, gateway, queue runners)
 
 # The emulator started by the tests is stopped on every exit (pass, fail, Ctrl-C).
 # The exit code is the tests' own; a failed stop only turns a pass into a failure.
-test: venv ## cargo test --workspace against the local cloud, then stop its emulator
-	@export HERALD_VENV="$(CURDIR)/$(VENV)"; \
+test: venv venv-contract ## cargo test --workspace against the local cloud, then stop its emulator
+	@export HERALD_VENV="$(CURDIR)/$(VENV)" HERALD_CONTRACT_VENV="$(CURDIR)/$(VENV_CONTRACT)"; \
 	trap 'rc=$$?; cargo run -q -p herald-local -- emulator stop --started-by-tests \
 	      || { [ $$rc -ne 0 ] || rc=1; }; exit $$rc' EXIT; \
 	mkdir -p .herald; status=0; \

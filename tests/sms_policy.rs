@@ -122,7 +122,7 @@ async fn operators_set_a_tenants_sms_policy_audited_and_it_holds_from_the_next_r
 
     let path = "/v1/tenants/acme/sms-policy";
     let widened = json!({
-        "countries": ["us", "CA", "GB"],
+        "countries": ["US", "CA", "GB"],
         "number_types": ["mobile", "fixed_line_or_mobile", "toll_free"],
     });
     let answer = put_json(&test, path, &operator, &widened).await;
@@ -150,6 +150,7 @@ async fn operators_set_a_tenants_sms_policy_audited_and_it_holds_from_the_next_r
         (json!({ "countries": ["USA"] }), "/countries/0"),
         (json!({ "countries": ["US", "ZZ"] }), "/countries/1"),
         (json!({ "countries": ["US", "us"] }), "/countries/1"),
+        (json!({ "countries": ["US", "US"] }), "/countries/1"),
         (json!({ "number_types": ["premium"] }), "/number_types/0"),
         (json!({ "countries": "US" }), "/countries"),
         (json!({ "regions": ["US"] }), "/regions"),

@@ -4,7 +4,7 @@
 //! its parser checks, so the document states what the API enforces and a client
 //! generated from it learns the rules before its first 400.
 
-use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{Object, RefOr, Schema};
 
 /// Characters a text may hold: anything but control characters, except tab, line feed
@@ -21,11 +21,6 @@ pub fn string(min: usize, max: usize, pattern: &str) -> ObjectBuilder {
         .min_length(Some(min))
         .max_length(Some(max))
         .pattern(Some(format!("^{pattern}$")))
-}
-
-/// `string` with a known format (`email`, `date`).
-pub fn formatted(min: usize, max: usize, pattern: &str, format: KnownFormat) -> ObjectBuilder {
-    string(min, max, pattern).format(Some(SchemaFormat::KnownFormat(format)))
 }
 
 /// `string` with a format the JSON Schema vocabulary does not know (`e164`): tools

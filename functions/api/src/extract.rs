@@ -129,7 +129,7 @@ pub struct IdempotencyKeyHeader {
     idempotency_key: String,
 }
 
-/// A JSON body of `T`: `application/json`, at most the configured size, one value with
+/// A JSON body of `T`: `application/json`, at most the configured size, one object with
 /// nothing after it, unknown fields refused (by `T`'s serde attributes).
 pub struct JsonBody<T>(pub T);
 
@@ -165,6 +165,14 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(malformed(
             "The request body is empty; send a JSON object.".to_owned(),
+            None,
+        ));
+    }
+    // serde reads a struct from an array of its fields in order too (`[null, null]`);
+    // every body the API takes is an object, as the document says.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(malformed(
+            "The request body must be a JSON object.".to_owned(),
             None,
         ));
     }
@@ -232,6 +240,9 @@ mod tests {
             Some("/recipients/0/cc")
         );
         assert_eq!(field_of("   ").as_deref(), None);
+        // Would be a `Body` to serde: one field, in order.
+        assert_eq!(field_of(r#"[[{"to":"+1"}]]"#).as_deref(), None);
+        assert_eq!(field_of(r#" "recipients" "#).as_deref(), None);
         assert_eq!(field_of(r#"{"recipients":[]} trailing"#).as_deref(), None);
     }
 

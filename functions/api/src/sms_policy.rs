@@ -25,13 +25,38 @@ pub(crate) struct SmsPolicyField {
     /// The countries the tenant may text, as ISO 3166-1 alpha-2 codes (`US`, `GB`).
     /// Absent or `null`: the platform's default. An empty list: it texts nowhere.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>, example = json!(["US", "CA"]))]
+    #[schema(schema_with = countries_schema)]
     countries: Option<Vec<String>>,
     /// The kinds of number it may text. Absent or `null`: `mobile` and
     /// `fixed_line_or_mobile`.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<NumberType>>)]
+    #[schema(schema_with = number_types_schema)]
     number_types: Option<Vec<String>>,
+}
+
+fn countries_schema() -> utoipa::openapi::schema::Array {
+    set_of::<Country>(
+        "The countries the tenant may text. Absent or `null`: the platform's default. An \
+         empty list: it texts nowhere.",
+    )
+}
+
+fn number_types_schema() -> utoipa::openapi::schema::Array {
+    set_of::<NumberType>(
+        "The kinds of number it may text. Absent or `null`: `mobile` and \
+         `fixed_line_or_mobile`.",
+    )
+}
+
+/// A list without repeats, or `null`.
+fn set_of<T: utoipa::PartialSchema>(description: &str) -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(T::schema())
+        .unique_items(true)
+        .description(Some(description))
+        .build()
 }
 
 impl SmsPolicyField {

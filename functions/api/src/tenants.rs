@@ -40,6 +40,7 @@ pub(crate) struct CreateTenant {
     limits: Option<LimitsField>,
     /// `twilio` (the default) or `sns`.
     #[serde(default)]
+    #[schema(value_type = Option<SmsProviderKind>)]
     sms_provider: Option<String>,
     /// Where it may send texts; absent: the platform's default.
     #[serde(default)]
@@ -50,10 +51,32 @@ pub(crate) struct CreateTenant {
 #[serde(deny_unknown_fields)]
 #[schema(as = LimitOverrides)]
 pub(crate) struct LimitsField {
+    #[serde(default, deserialize_with = "whole_number")]
     #[schema(minimum = 1, maximum = 10_000)]
     api_requests_per_second: Option<u32>,
+    #[serde(default, deserialize_with = "whole_number")]
     #[schema(minimum = 1, maximum = 1_000_000_000)]
     sends_per_day: Option<u32>,
+}
+
+/// A count as JSON Schema's `integer` reads it: `2721.0` is the integer 2721, as a
+/// client's JSON library may well write it; `2721.5` is not an integer.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = match (number.as_u64(), number.as_f64()) {
+        (Some(n), _) => Some(n),
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
+            Some(f as u64)
+        }
+        _ => None,
+    };
+    whole
+        .and_then(|n| u32::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("must be a whole number from 1 to {}", u32::MAX)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -316,4 +339,25 @@ async fn set_status(
         ))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(body: &str) -> Result<LimitsField, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+
+    #[test]
+    fn a_limit_is_any_json_integer_and_nothing_else() {
+        let read = limits(r#"{"api_requests_per_second": 2721.0, "sends_per_day": 5}"#).unwrap();
+        assert_eq!(read.api_requests_per_second, Some(2721));
+        assert_eq!(read.sends_per_day, Some(5));
+        assert_eq!(limits("{}").unwrap().sends_per_day, None);
+        for bad in ["2721.5", "-1", "4294967296", "\"5\"", "1e300"] {
+            let body = format!(r#"{{"sends_per_day": {bad}}}"#);
+            assert!(limits(&body).is_err(), "{bad}");
+        }
+    }
 }

@@ -79,16 +79,27 @@ pub struct Country([u8; 2]);
 pub struct InvalidCountry;
 
 impl Country {
-    /// A code in either case, kept in capitals.
+    /// A code as ISO 3166-1 writes it, in capitals (`us` is not one: the API states
+    /// its rules rather than guessing past them).
     pub fn parse(raw: &str) -> Result<Self, InvalidCountry> {
-        let upper = raw.to_ascii_uppercase();
-        let bytes: [u8; 2] = upper.as_bytes().try_into().map_err(|_| InvalidCountry)?;
+        let bytes: [u8; 2] = raw.as_bytes().try_into().map_err(|_| InvalidCountry)?;
         if !bytes.iter().all(u8::is_ascii_uppercase)
-            || phonenumber::metadata::DATABASE.by_id(&upper).is_none()
+            || phonenumber::metadata::DATABASE.by_id(raw).is_none()
         {
             return Err(InvalidCountry);
         }
         Ok(Self(bytes))
+    }
+
+    /// Every code `parse` takes, in order.
+    pub fn all() -> Vec<Country> {
+        let mut all: Vec<Country> = phonenumber::metadata::DATABASE
+            .iter()
+            .filter_map(|region| Country::parse(region.id()).ok())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
     }
 
     pub fn as_str(&self) -> &str {
@@ -113,6 +124,24 @@ impl serde::Serialize for Country {
         serializer.serialize_str(self.as_str())
     }
 }
+
+impl utoipa::PartialSchema for Country {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        let codes: Vec<String> = Country::all().iter().map(Country::to_string).collect();
+        crate::schema::done(
+            utoipa::openapi::schema::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String)
+                .enum_values(Some(codes))
+                .description(Some(
+                    "An ISO 3166-1 alpha-2 country code, in capitals, of a country or \
+                     territory with a telephone numbering plan.",
+                ))
+                .examples(["US"]),
+        )
+    }
+}
+
+impl utoipa::ToSchema for Country {}
 
 /// A tenant's own SMS policy, as its profile holds it: a part left `None` follows the
 /// platform's default.
@@ -216,11 +245,18 @@ mod tests {
 
     #[test]
     fn countries_are_two_letter_codes_the_phone_library_knows() {
-        assert_eq!(Country::parse("us").unwrap().as_str(), "US");
+        assert_eq!(Country::parse("US").unwrap().as_str(), "US");
         assert_eq!(Country::parse("JM").unwrap().to_string(), "JM");
-        for bad in ["", "U", "USA", "U1", "ZZ", "001", "é1"] {
+        for bad in ["", "U", "us", "Us", "USA", "U1", "ZZ", "001", "é1"] {
             assert_eq!(Country::parse(bad), Err(InvalidCountry), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn every_listed_code_parses_and_the_list_is_the_world() {
+        let all = Country::all();
+        assert!(all.len() > 200, "{}", all.len());
+        assert!(all.contains(&Country::parse("GB").unwrap()));
     }
 
     #[test]

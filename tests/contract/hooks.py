@@ -1,0 +1,150 @@
+"""What a client does with Herald's OpenAPI document that JSON Schema cannot say.
+
+Loaded by schemathesis (SCHEMATHESIS_HOOKS) in `tests/contract.rs`. Each hook is the
+executable form of a rule the document states in words, and acts only on the cases
+schemathesis means as valid (its positive mode); the invalid ones go out untouched.
+
+- `format: e164`: a phone number libphonenumber finds valid for its country; no
+  pattern can say which numbers exist, so valid ones are drawn from real number ranges.
+- `Idempotency-Key`: unique per request (the document: reuse a key only to retry the
+  same request), so each well-formed one is replaced by a fresh one as it is sent.
+- `POST /v1/batches`, "rules across fields": every placeholder has a value in each
+  recipient's variables, each rendered text and subject is within its limits, and no
+  address appears twice.
+- `cursor`: only a cursor the listing returned is valid; generated ones are dropped
+  (the stateful phase follows the documented `next_cursor`).
+"""
+
+import re
+import uuid
+
+import schemathesis
+from hypothesis import strategies as st
+
+# Area codes of real US ranges, and exchanges that libphonenumber holds valid there.
+_AREA_CODES = ["212", "305", "312", "415", "617", "646", "702", "718", "818"]
+schemathesis.openapi.format(
+    "e164",
+    st.builds(
+        lambda area, exchange, line: f"+1{area}{exchange}{line:04d}",
+        st.sampled_from(_AREA_CODES),
+        st.integers(min_value=200, max_value=999).map(str).filter(lambda x: x[1:] != "11"),
+        st.integers(min_value=0, max_value=9999),
+    ),
+)
+
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+
+
+def _real_number(generated: str) -> str:
+    """A number from the real ranges above, chosen by the generated one (so shrinking
+    and replays stay deterministic)."""
+    digits = int(generated[1:])
+    area = _AREA_CODES[digits % len(_AREA_CODES)]
+    return f"+1{area}{200 + digits % 700}{digits % 10000:04d}"
+
+
+def _real_numbers(body: dict) -> None:
+    if body.get("channel", "sms") != "sms":
+        return
+    targets = [body] + [r for r in body.get("recipients", []) if isinstance(r, dict)]
+    for target in targets:
+        to = target.get("to")
+        if isinstance(to, str) and _E164.match(to):
+            target["to"] = _real_number(to)
+
+
+_PLACEHOLDER = re.compile(r"\{\{[ \t]*([A-Za-z_][A-Za-z0-9_]{0,63})[ \t]*\}\}")
+_KEY = re.compile(r"^[!-~]{1,255}$")
+_SUBJECT_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_LIMITS = {"sms": 1600, "email": 10000}
+
+
+def _positive(case) -> bool:
+    return case.meta is not None and case.meta.generation.mode.is_positive
+
+
+def _render(template: str, variables: dict) -> str:
+    return _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), ""), template)
+
+
+def _fit_batch(body: dict) -> None:
+    channel = body.get("channel", "sms")
+    template = body.get("template", "")
+    subject = body.get("subject")
+    names = set(_PLACEHOLDER.findall(template))
+    subject_names = set(_PLACEHOLDER.findall(subject or ""))
+    seen = set()
+    recipients = []
+    for recipient in body.get("recipients", []):
+        to = recipient.get("to", "")
+        folded = to.lower() if channel == "email" else to
+        if folded in seen:
+            continue
+        seen.add(folded)
+        variables = recipient.setdefault("variables", {})
+        for name in names | subject_names:
+            variables.setdefault(name, "x")
+        # At most 20 variables (the document's maxProperties): the placeholders' first.
+        for extra in [n for n in variables if n not in names | subject_names]:
+            if len(variables) <= 20:
+                break
+            del variables[extra]
+        for name in subject_names:
+            variables[name] = _SUBJECT_BREAKS.sub("", variables[name]) or "x"
+        # Shorten values until the texts fit (the document: each rendered text within
+        # its channel's length, each rendered subject within 256 characters).
+        while len(_render(template, variables)) > _LIMITS[channel] or (
+            subject is not None and len(_render(subject, variables)) > 256
+        ):
+            longest = max(variables, key=lambda n: len(variables[n]))
+            variables[longest] = variables[longest][: len(variables[longest]) // 2] or "x"
+        while sum(len(k.encode()) + len(v.encode()) for k, v in variables.items()) > 2048:
+            longest = max(variables, key=lambda n: len(variables[n]))
+            variables[longest] = variables[longest][: len(variables[longest]) // 2] or "x"
+        recipients.append(recipient)
+    body["recipients"] = recipients
+
+
+def _as_a_client_would(case):
+    if case.query and "cursor" in case.query:
+        del case.query["cursor"]
+    if isinstance(case.body, dict) and case.method.upper() == "POST":
+        if case.operation.path in ("/v1/messages", "/v1/batches"):
+            _real_numbers(case.body)
+        if case.operation.path == "/v1/batches":
+            _fit_batch(case.body)
+    return case
+
+
+@schemathesis.hook
+def map_case(context, case):
+    return _as_a_client_would(case) if _positive(case) else case
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    # Every phase, the stateful one too (whose cases no `map_case` sees): a well-formed
+    # key is replaced by a fresh one, so no two requests share one by chance.
+    headers = case.headers or {}
+    if _KEY.match(str(headers.get("Idempotency-Key", ""))):
+        headers["Idempotency-Key"] = str(uuid.uuid4())
+
+
+@schemathesis.hook
+def before_add_examples(context, examples):
+    # The examples phase sends the document's examples, which are valid; hooks that
+    # map cases do not run on them.
+    for case in examples:
+        _as_a_client_would(case)
+
+
+@schemathesis.hook
+def filter_case(context, case):
+    # A template naming more placeholders than a recipient may carry variables can
+    # never be valid: not a request a client following the document would send.
+    if _positive(case) and case.operation.path == "/v1/batches" and isinstance(case.body, dict):
+        names = set(_PLACEHOLDER.findall(case.body.get("template", "")))
+        names |= set(_PLACEHOLDER.findall(case.body.get("subject") or ""))
+        return len(names) <= 20
+    return True
