@@ -7,6 +7,9 @@ use std::time::Duration;
 use crate::address::EmailAddress;
 use crate::redrive::RedriveLimits;
 
+/// The backup check's, kept beside the drill it configures.
+pub use crate::restore::BackupCheckConfig;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("configuration {0} is not set")]

@@ -22,6 +22,7 @@ pub mod problem;
 pub mod provider;
 pub mod queue;
 pub mod redrive;
+pub mod restore;
 pub mod secrets;
 pub mod store;
 pub mod sweeper;

@@ -22,6 +22,7 @@ macro_rules! stored_enum {
 mod batch;
 mod client;
 mod message;
+mod restore;
 mod status;
 mod tenant;
 mod text;
@@ -33,6 +34,10 @@ pub use batch::{
 pub use client::{MachineClient, Registration, Revocation};
 pub use message::{
     Channel, Chunk, ClaimOutcome, Content, HistoryEntry, Lease, MessageView, Recipient, Settlement,
+};
+pub use restore::{
+    Canary, CanaryRef, Cursor, Drill, DrillChecks, DrillSchedule, DrillState, Expectations,
+    ItemKind, KindCounts, RecoveryJob, RecoveryState, SampledItem, SchemaCheck, Tally,
 };
 pub use status::MessageStatus;
 pub use tenant::{
