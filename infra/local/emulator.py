@@ -316,7 +316,7 @@ def main() -> None:
     parser.add_argument(
         "--restore-seconds",
         type=float,
-        default=3.0,
+        default=5.0,
         help="how long a restored table is CREATING (AWS: 20 minutes or more)",
     )
     args = parser.parse_args()

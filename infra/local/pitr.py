@@ -60,7 +60,7 @@ class Settings:
 
     lag_seconds = 1.0
     window_seconds = 3600.0
-    restore_seconds = 3.0
+    restore_seconds = 5.0
 
 
 class InvalidRestoreTime(JsonRESTError):

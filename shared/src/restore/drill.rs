@@ -14,9 +14,6 @@
 //! 4. every run deletes scratch tables no running drill or recovery owns, and reports
 //!    them as left behind.
 
-use std::time::Duration;
-
-use futures::StreamExt;
 use serde::Serialize;
 
 use super::config::BackupCheckConfig;
@@ -317,13 +314,7 @@ impl Drills {
         &self,
         sample: &[SampledItem],
     ) -> Result<(Vec<SampledItem>, usize), StoreError> {
-        let now: Vec<Option<String>> = futures::stream::iter(sample)
-            .map(|item| self.store.item_digest(&item.pk, &item.sk))
-            .buffered(8)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+        let now = digests(&self.store, sample).await?;
         let kept: Vec<SampledItem> = sample
             .iter()
             .zip(now)
@@ -443,13 +434,7 @@ impl Drills {
                 absent.confirmed += 1;
             }
         }
-        let restored: Vec<Option<String>> = futures::stream::iter(&expected.items)
-            .map(|item| scratch.item_digest(&item.pk, &item.sk))
-            .buffered(8)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+        let restored = digests(&scratch, &expected.items).await?;
         let mut items = Tally {
             expected: expected.items.len(),
             confirmed: 0,
@@ -519,6 +504,19 @@ impl Drills {
     }
 }
 
-/// How long a caller that drives a drill to its end (the local cloud, tests) waits
-/// between steps while the scratch table is restored.
-pub const STEP_PAUSE: Duration = Duration::from_millis(250);
+/// The digest of each item now in `store`'s table (`None` for one that is not there),
+/// eight reads at a time. Joined in groups rather than through a stream with a
+/// borrowing closure, which would not be `Send` (rust-lang/rust#102211).
+async fn digests(store: &Store, items: &[SampledItem]) -> Result<Vec<Option<String>>, StoreError> {
+    let mut found = Vec::with_capacity(items.len());
+    for group in items.chunks(8) {
+        let reads: Vec<_> = group
+            .iter()
+            .map(|item| store.item_digest(&item.pk, &item.sk))
+            .collect();
+        for digest in futures::future::join_all(reads).await {
+            found.push(digest?);
+        }
+    }
+    Ok(found)
+}

@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::recovery_prefix;
@@ -270,13 +269,19 @@ impl Recoveries {
     async fn put_back(&self, job: &mut RecoveryJob, items: Vec<Item>) -> Result<(), RecoveryError> {
         let (tenant, dry_run) = (job.tenant.clone(), job.dry_run);
         let now = self.clock.epoch_seconds();
-        let found: Vec<Found> = futures::stream::iter(items)
-            .map(|item| self.put_back_one(&tenant, dry_run, now, item))
-            .buffer_unordered(PARALLEL_ITEMS)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+        // In groups, each joined whole: the futures borrow `self` and are collected
+        // first, which keeps them `Send` for the Lambda runtime (a stream combinator
+        // with a borrowing closure is not, rust-lang/rust#102211).
+        let mut found = Vec::with_capacity(items.len());
+        for group in items.chunks(PARALLEL_ITEMS) {
+            let lookups: Vec<_> = group
+                .iter()
+                .map(|item| self.put_back_one(&tenant, dry_run, now, item))
+                .collect();
+            for outcome in futures::future::join_all(lookups).await {
+                found.push(outcome?);
+            }
+        }
         for outcome in found {
             let (kind, count): (ItemKind, fn(&mut KindCounts)) = match outcome {
                 Found::Foreign => continue,
@@ -297,24 +302,24 @@ impl Recoveries {
         tenant: &TenantId,
         dry_run: bool,
         now_epoch: u64,
-        item: Item,
+        item: &Item,
     ) -> Result<Found, StoreError> {
         let key = Key {
-            pk: get_s(&item, "pk").unwrap_or_default().to_owned(),
-            sk: get_s(&item, "sk").unwrap_or_default().to_owned(),
+            pk: get_s(item, "pk").unwrap_or_default().to_owned(),
+            sk: get_s(item, "sk").unwrap_or_default().to_owned(),
         };
         let Some(kind) = keys::tenant_item_kind(tenant, &key.pk, &key.sk) else {
             return Ok(Found::Foreign);
         };
         // An item past its TTL would be deleted again by DynamoDB: not put back.
-        let expired = get_n::<u64>(&item, "expires_at").is_some_and(|at| at <= now_epoch);
+        let expired = get_n::<u64>(item, "expires_at").is_some_and(|at| at <= now_epoch);
         if !kind.restorable() || expired {
             return Ok(Found::Skipped(kind));
         }
         let missing = if dry_run {
             !self.store.item_exists(&key).await?
         } else {
-            self.store.put_back(item).await?
+            self.store.put_back(item.clone()).await?
         };
         Ok(if missing {
             Found::Missing(kind)

@@ -3,8 +3,6 @@
 //! plane (restorable window, restore, describe, TTL, tags, delete, list) behind domain
 //! answers, the way `store` keeps the data plane.
 
-use std::time::Duration;
-
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::primitives::DateTime;
@@ -367,6 +365,3 @@ fn indexes(table: &TableDescription) -> Vec<String> {
     described.sort();
     described
 }
-
-/// How long to wait between looks at a table being restored, when a caller waits.
-pub const POLL: Duration = Duration::from_millis(500);
