@@ -140,8 +140,16 @@ fn herald_dir() -> PathBuf {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    herald::telemetry::init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // The restore commands print their report as JSON on standard output: only
+    // warnings and errors are logged beside it (unless RUST_LOG says otherwise).
+    match cli.command {
+        Command::BackupCheck { .. } | Command::RecoverTenant { .. } => {
+            herald::telemetry::init_with_default("warn")
+        }
+        _ => herald::telemetry::init(),
+    }
+    match cli.command {
         Command::Up {
             stack,
             gateway,
@@ -348,12 +356,13 @@ async fn running_backup_check() -> Result<herald_local::restores::BackupCheck> {
         description.backup_check_environment.into_iter().collect();
     let config = BackupCheckConfig::load(&environment)?;
     let clients = herald::aws::Clients::new(herald::aws::for_emulator(&description.emulator).await);
+    let clock = herald::clock::system();
     Ok(herald_local::restores::BackupCheck {
-        deps: std::sync::Arc::new(herald_backup_check::Deps::from_config(
-            config,
-            &clients,
-            herald::clock::system(),
-        )),
+        // The report carries what the metrics would; locally nothing collects them.
+        deps: std::sync::Arc::new(
+            herald_backup_check::Deps::from_config(config, &clients, clock.clone())
+                .with_metrics(herald::metrics::Metrics::in_memory(clock)),
+        ),
         // The template's timeout (a recovery here runs until it has finished).
         timeout: std::time::Duration::from_secs(900),
     })

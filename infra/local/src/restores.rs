@@ -89,10 +89,10 @@ impl BackupCheck {
             loop {
                 tokio::select! {
                     _ = shutdown.changed() => break,
+                    // The function logs its report; a failed run's error as well.
                     _ = ticks.tick() => {
-                        match self.scheduled().await {
-                            Ok(report) => tracing::info!(%report, "scheduled backup check"),
-                            Err(e) => tracing::error!(error = %e, "scheduled backup check failed"),
+                        if let Err(e) = self.scheduled().await {
+                            tracing::error!(error = %e, "scheduled backup check failed");
                         }
                     }
                 }

@@ -33,39 +33,44 @@ impl Store {
         Store::new(self.client.clone(), table)
     }
 
-    /// Up to `size` items of one of `segments` parts of the table, picked at random
-    /// (a parallel scan's segment), each with its digest. A platform-level read across
-    /// tenants: only the backup check calls it, and it keeps keys and digests, never
-    /// the content.
+    /// Up to `size` items, each with its digest, from the first page of a parallel
+    /// scan's segments (the table split `segments` ways), starting at a random one and
+    /// going on to the next while the sample is short (a small table leaves most
+    /// segments empty). A platform-level read across tenants: only the backup check
+    /// calls it, and it keeps keys and digests, never the content.
     #[tracing::instrument(skip_all, fields(size, segments))]
     pub async fn sample_items(
         &self,
         size: i32,
         segments: i32,
     ) -> Result<Vec<SampledItem>, StoreError> {
-        let segment = rand::rng().random_range(0..segments.max(1));
-        let out = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .segment(segment)
-            .total_segments(segments.max(1))
-            .limit(size)
-            .send()
-            .await
-            .map_err(dynamo)?;
-        Ok(out
-            .items
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|item| {
+        let segments = segments.max(1);
+        let first = rand::rng().random_range(0..segments);
+        let mut sample = Vec::new();
+        for offset in 0..segments {
+            let wanted = size - sample.len() as i32;
+            if wanted <= 0 {
+                break;
+            }
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .segment((first + offset) % segments)
+                .total_segments(segments)
+                .limit(wanted)
+                .send()
+                .await
+                .map_err(dynamo)?;
+            sample.extend(out.items.unwrap_or_default().iter().filter_map(|item| {
                 Some(SampledItem {
                     pk: get_s(item, "pk")?.to_owned(),
                     sk: get_s(item, "sk")?.to_owned(),
                     digest: digest(item),
                 })
-            })
-            .collect())
+            }));
+        }
+        Ok(sample)
     }
 
     /// The digest of the item at `pk`/`sk` now, or `None` when there is none.
