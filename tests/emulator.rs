@@ -212,6 +212,7 @@ async fn a_cancelled_transaction_leaves_every_item_it_named_as_it_was() {
 // The launcher keeps a journal of item versions (`infra/local/pitr.py`) so a restore
 // holds each item as it was at the time asked for, as DynamoDB's does.
 
+use aws_sdk_dynamodb::operation::restore_table_to_point_in_time::RestoreTableToPointInTimeError;
 use aws_sdk_dynamodb::primitives::DateTime;
 use aws_sdk_dynamodb::types::{
     PointInTimeRecoverySpecification, SseSpecification, SseType, TableStatus,
@@ -265,6 +266,26 @@ async fn restorable(client: &Client, table: &str, point: DateTime) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{point} never became restorable");
+}
+
+/// The error of a restore of `source` into `target` at `at` (the latest restorable
+/// time when `None`) that must be refused.
+async fn refused_restore(
+    client: &Client,
+    source: &str,
+    target: &str,
+    at: Option<DateTime>,
+) -> RestoreTableToPointInTimeError {
+    client
+        .restore_table_to_point_in_time()
+        .source_table_name(source)
+        .target_table_name(target)
+        .set_restore_date_time(at)
+        .set_use_latest_restorable_time(at.is_none().then_some(true))
+        .send()
+        .await
+        .expect_err("the restore must be refused")
+        .into_service_error()
 }
 
 async fn table_status(client: &Client, table: &str) -> TableStatus {
@@ -405,52 +426,22 @@ async fn the_restorable_window_advances_and_bounds_every_restore() {
         DateTime::from_millis(earliest.to_millis().unwrap() - 60_000),
         DateTime::from_millis(now().to_millis().unwrap() + 60_000),
     ];
+    let never = format!("{table}-never");
     for at in outside {
-        let refused = client
-            .restore_table_to_point_in_time()
-            .source_table_name(&table)
-            .target_table_name(format!("{table}-never"))
-            .restore_date_time(at)
-            .send()
-            .await
-            .unwrap_err();
+        let refused = refused_restore(&client, &table, &never, Some(at)).await;
         assert!(
-            refused
-                .as_service_error()
-                .unwrap()
-                .is_invalid_restore_time_exception(),
+            refused.is_invalid_restore_time_exception(),
             "{at}: {refused:?}"
         );
     }
     // Nothing to restore into a name that is taken, or from a table without recovery.
     let (_, taken) = scratch_table().await;
-    let refused = client
-        .restore_table_to_point_in_time()
-        .source_table_name(&table)
-        .target_table_name(&taken)
-        .use_latest_restorable_time(true)
-        .send()
-        .await
-        .unwrap_err();
+    let refused = refused_restore(&client, &table, &taken, None).await;
+    assert!(refused.is_table_already_exists_exception(), "{refused:?}");
+    let refused = refused_restore(&client, &taken, &format!("{taken}-never"), None).await;
     assert!(
-        refused
-            .as_service_error()
-            .unwrap()
-            .is_table_already_exists_exception()
-    );
-    let refused = client
-        .restore_table_to_point_in_time()
-        .source_table_name(&taken)
-        .target_table_name(format!("{taken}-never"))
-        .use_latest_restorable_time(true)
-        .send()
-        .await
-        .unwrap_err();
-    assert!(
-        refused
-            .as_service_error()
-            .unwrap()
-            .is_point_in_time_recovery_unavailable_exception()
+        refused.is_point_in_time_recovery_unavailable_exception(),
+        "{refused:?}"
     );
     let tables = client
         .list_tables()
