@@ -13,6 +13,10 @@
 //!    result; one that finds the drill older than its timeout fails it;
 //! 4. every run deletes scratch tables no running drill or recovery owns, and reports
 //!    them as left behind.
+//!
+//! One file, longer than most: these steps share the drill's record and its
+//! conditions, and read best as the one sequence they are (`tests/restores.rs` runs
+//! them against the local cloud).
 
 use serde::Serialize;
 
