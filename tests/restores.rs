@@ -2,7 +2,8 @@
 //! as it was at a point in time (`tests/emulator.rs` tests that itself): the restore
 //! drill through all its steps; a drill that must fail because a canary is missing,
 //! and one that never finishes; the recovery of one tenant after a wrong DELETE; the
-//! whole-table runbook; and requests that are refused with nothing changed. One file
+//! whole-table runbook (and that every template reference to the table follows its
+//! `RestoredTableName`); and requests that are refused with nothing changed. One file
 //! for the whole proof (hence its length); the harness is in
 //! `support/restores.rs`.
 
@@ -661,5 +662,67 @@ async fn a_whole_table_restored_to_a_new_table_serves_the_stack_pointed_at_it() 
     assert_eq!(
         answer.status, 404,
         "the message sent after the point is not there"
+    );
+}
+
+/// Where `value` names `HeraldTable` outside an `Fn::If` on `UseRestoredTable`, as
+/// paths from the template's root.
+fn unconditional_table_references(value: &Value, path: String, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Array(args)) = map.get("Fn::If")
+                && args.first() == Some(&json!("UseRestoredTable"))
+            {
+                return;
+            }
+            let names_table = map.get("Ref") == Some(&json!("HeraldTable"))
+                || map
+                    .get("Fn::GetAtt")
+                    .and_then(|g| g.get(0))
+                    .is_some_and(|r| r == "HeraldTable")
+                || map.get("Fn::Sub").is_some_and(|sub| {
+                    let text = sub.get(0).unwrap_or(sub);
+                    text.as_str().is_some_and(|t| t.contains("${HeraldTable"))
+                });
+            if names_table {
+                found.push(path.clone());
+            }
+            for (key, inner) in map {
+                unconditional_table_references(inner, format!("{path}/{key}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, inner) in items.iter().enumerate() {
+                unconditional_table_references(inner, format!("{path}/{i}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The whole-table runbook points the stack at a restored table with one parameter; a
+/// function given `HeraldTable` itself (an environment variable, a policy statement)
+/// would go on using the lost table, or lose its rights on the new one. So every
+/// reference to the table goes through `UseRestoredTable` (a branch adding a plain
+/// `!GetAtt HeraldTable.Arn` fails here).
+#[test]
+fn every_reference_to_the_table_follows_the_restored_table_parameter() {
+    let path = herald_tests::herald_local::project_root().join("template.yaml");
+    let template = herald_tests::herald_local::template::Template::load(&path).unwrap();
+    let mut found = Vec::new();
+    for section in ["Globals", "Resources", "Outputs"] {
+        unconditional_table_references(&template.body[section], section.to_owned(), &mut found);
+    }
+    assert_eq!(found, Vec::<String>::new());
+    // The check sees the references it lets through.
+    let mut conditional = Vec::new();
+    unconditional_table_references(
+        &json!({"Fn::GetAtt": ["HeraldTable", "Arn"], "Sub": {"Fn::Sub": "${HeraldTable.Arn}/index/gsi1"}}),
+        "probe".into(),
+        &mut conditional,
+    );
+    assert_eq!(
+        conditional,
+        vec!["probe".to_owned(), "probe/Sub".to_owned()]
     );
 }
