@@ -1,7 +1,16 @@
-//! The emulator keeps DynamoDB's transaction guarantee: a cancelled TransactWriteItems
-//! leaves every item it names as it was. The launcher backs up only those items
-//! (moto's copy of whole tables stalled every request once a table was large), so
-//! these cases check the rollback it does instead, in the shapes Herald writes.
+//! The emulator's own behaviour where the launcher (`infra/local/emulator.py`) changes
+//! moto's, tested directly through the SDK. Two parts, one file (longer than most,
+//! because both are what every other test relies on the emulator to do):
+//!
+//! - DynamoDB's transaction guarantee: a cancelled TransactWriteItems leaves every item
+//!   it names as it was. The launcher backs up only those items (moto's copy of whole
+//!   tables stalled every request once a table was large), so these cases check the
+//!   rollback it does instead, in the shapes Herald writes.
+//! - Point-in-time restores (`infra/local/pitr.py`): an item written after the point is
+//!   absent from the restore, one deleted after it is present, an update shows its
+//!   value at the point; the restorable window advances and bounds every restore; a
+//!   restored table is CREATING for a while, then ACTIVE with the source's keys and the
+//!   encryption asked for, and without TTL or deletion protection, as in AWS.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -197,4 +206,333 @@ async fn a_cancelled_transaction_leaves_every_item_it_named_as_it_was() {
     );
     assert!(get(&client, &table, "second-marker").await.is_some());
     assert_eq!(get(&client, &table, "counter").await.unwrap()["n"], n(2));
+}
+
+// ---------------------------------------------------------------- point-in-time restores
+// The launcher keeps a journal of item versions (`infra/local/pitr.py`) so a restore
+// holds each item as it was at the time asked for, as DynamoDB's does.
+
+use aws_sdk_dynamodb::operation::restore_table_to_point_in_time::RestoreTableToPointInTimeError;
+use aws_sdk_dynamodb::primitives::DateTime;
+use aws_sdk_dynamodb::types::{
+    PointInTimeRecoverySpecification, SseSpecification, SseType, TableStatus,
+};
+use std::time::Duration;
+
+async fn recoverable_table() -> (Client, String) {
+    let (client, table) = scratch_table().await;
+    client
+        .update_continuous_backups()
+        .table_name(&table)
+        .point_in_time_recovery_specification(
+            PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("recovery switched on");
+    (client, table)
+}
+
+/// The restorable window as the table describes it now: (earliest, latest).
+async fn window(client: &Client, table: &str) -> (DateTime, DateTime) {
+    let described = client
+        .describe_continuous_backups()
+        .table_name(table)
+        .send()
+        .await
+        .expect("described")
+        .continuous_backups_description
+        .and_then(|d| d.point_in_time_recovery_description)
+        .expect("a recovery description");
+    (
+        described.earliest_restorable_date_time.expect("earliest"),
+        described.latest_restorable_date_time.expect("latest"),
+    )
+}
+
+fn now() -> DateTime {
+    DateTime::from(std::time::SystemTime::now())
+}
+
+/// Waits (no timing asserted) until `point` is restorable.
+async fn restorable(client: &Client, table: &str, point: DateTime) {
+    for _ in 0..100 {
+        if window(client, table).await.1.to_millis().unwrap() >= point.to_millis().unwrap() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{point} never became restorable");
+}
+
+/// The error of a restore of `source` into `target` at `at` (the latest restorable
+/// time when `None`) that must be refused.
+async fn refused_restore(
+    client: &Client,
+    source: &str,
+    target: &str,
+    at: Option<DateTime>,
+) -> RestoreTableToPointInTimeError {
+    client
+        .restore_table_to_point_in_time()
+        .source_table_name(source)
+        .target_table_name(target)
+        .set_restore_date_time(at)
+        .set_use_latest_restorable_time(at.is_none().then_some(true))
+        .send()
+        .await
+        .expect_err("the restore must be refused")
+        .into_service_error()
+}
+
+async fn table_status(client: &Client, table: &str) -> TableStatus {
+    client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .expect("described")
+        .table
+        .and_then(|t| t.table_status)
+        .expect("a status")
+}
+
+async fn pks(client: &Client, table: &str) -> Vec<String> {
+    let mut pks: Vec<String> = client
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .expect("scan")
+        .items()
+        .iter()
+        .map(|i| i["pk"].as_s().unwrap().clone())
+        .collect();
+    pks.sort();
+    pks
+}
+
+#[tokio::test]
+async fn a_restore_holds_each_item_as_it_was_at_the_point_in_time() {
+    let (client, table) = recoverable_table().await;
+    put(&client, &table, "kept", &[]).await;
+    put(&client, &table, "deleted-later", &[]).await;
+    put(&client, &table, "updated-later", &[("n", n(1))]).await;
+    // A cancelled transaction before the point leaves no version behind.
+    assert!(
+        cancelled(
+            &client,
+            vec![put_new(&table, "never"), put_new(&table, "kept")]
+        )
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let point = now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    put(&client, &table, "written-later", &[]).await;
+    client
+        .delete_item()
+        .table_name(&table)
+        .key("pk", s("deleted-later"))
+        .key("sk", s("X"))
+        .send()
+        .await
+        .expect("deleted");
+    put(&client, &table, "updated-later", &[("n", n(2))]).await;
+
+    restorable(&client, &table, point).await;
+    let target = format!("{table}-restored");
+    let restored = client
+        .restore_table_to_point_in_time()
+        .source_table_name(&table)
+        .target_table_name(&target)
+        .restore_date_time(point)
+        .send()
+        .await
+        .expect("restore started")
+        .table_description
+        .unwrap();
+    assert_eq!(restored.table_status, Some(TableStatus::Creating));
+    let summary = restored.restore_summary.unwrap();
+    assert!(summary.restore_in_progress);
+    // Epoch seconds with a fraction on the wire: equal to the millisecond's rounding.
+    let asked = point.to_millis().unwrap();
+    assert!((summary.restore_date_time.to_millis().unwrap() - asked).abs() <= 1);
+
+    // Not ACTIVE yet: no reads, and no deleting it either.
+    let read = client.scan().table_name(&target).send().await.unwrap_err();
+    assert!(
+        read.as_service_error()
+            .unwrap()
+            .is_resource_not_found_exception()
+    );
+    let delete = client
+        .delete_table()
+        .table_name(&target)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        delete
+            .as_service_error()
+            .unwrap()
+            .is_resource_in_use_exception()
+    );
+
+    for _ in 0..100 {
+        if table_status(&client, &target).await == TableStatus::Active {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(table_status(&client, &target).await, TableStatus::Active);
+    assert_eq!(
+        pks(&client, &target).await,
+        ["deleted-later", "kept", "updated-later"]
+    );
+    assert_eq!(
+        get(&client, &target, "updated-later").await.unwrap()["n"],
+        n(1)
+    );
+    // The source is as it is now.
+    assert_eq!(
+        pks(&client, &table).await,
+        ["kept", "updated-later", "written-later"]
+    );
+    assert_eq!(
+        get(&client, &table, "updated-later").await.unwrap()["n"],
+        n(2)
+    );
+}
+
+#[tokio::test]
+async fn the_restorable_window_advances_and_bounds_every_restore() {
+    let (client, table) = recoverable_table().await;
+    // The latest restorable time trails now; once it has passed the earliest, it moves.
+    restorable(&client, &table, now()).await;
+    let (earliest, first_latest) = window(&client, &table).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (same_earliest, later_latest) = window(&client, &table).await;
+    assert_eq!(
+        earliest, same_earliest,
+        "recovery has been on for less than the window"
+    );
+    assert!(later_latest.to_millis().unwrap() > first_latest.to_millis().unwrap());
+
+    let outside = [
+        DateTime::from_millis(earliest.to_millis().unwrap() - 60_000),
+        DateTime::from_millis(now().to_millis().unwrap() + 60_000),
+    ];
+    let never = format!("{table}-never");
+    for at in outside {
+        let refused = refused_restore(&client, &table, &never, Some(at)).await;
+        assert!(
+            refused.is_invalid_restore_time_exception(),
+            "{at}: {refused:?}"
+        );
+    }
+    // Nothing to restore into a name that is taken, or from a table without recovery.
+    let (_, taken) = scratch_table().await;
+    let refused = refused_restore(&client, &table, &taken, None).await;
+    assert!(refused.is_table_already_exists_exception(), "{refused:?}");
+    let refused = refused_restore(&client, &taken, &format!("{taken}-never"), None).await;
+    assert!(
+        refused.is_point_in_time_recovery_unavailable_exception(),
+        "{refused:?}"
+    );
+    let tables = client
+        .list_tables()
+        .send()
+        .await
+        .unwrap()
+        .table_names
+        .unwrap_or_default();
+    assert!(!tables.iter().any(|t| t.ends_with("-never")));
+}
+
+#[tokio::test]
+async fn a_restored_table_has_the_keys_and_the_encryption_asked_for_but_no_ttl_or_protection() {
+    let (client, table) = recoverable_table().await;
+    client
+        .update_time_to_live()
+        .table_name(&table)
+        .time_to_live_specification(
+            aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                .attribute_name("expires_at")
+                .enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let key = "arn:aws:kms:us-east-1:123456789012:key/restores";
+    let target = format!("{table}-encrypted");
+    client
+        .restore_table_to_point_in_time()
+        .source_table_name(&table)
+        .target_table_name(&target)
+        .use_latest_restorable_time(true)
+        .sse_specification_override(
+            SseSpecification::builder()
+                .enabled(true)
+                .sse_type(SseType::Kms)
+                .kms_master_key_id(key)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("restore started");
+    let described = client
+        .describe_table()
+        .table_name(&target)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let names = |t: &aws_sdk_dynamodb::types::TableDescription| {
+        t.key_schema()
+            .iter()
+            .map(|k| (k.attribute_name.clone(), k.key_type.clone()))
+            .collect::<Vec<_>>()
+    };
+    let source = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    assert_eq!(names(&described), names(&source));
+    assert_eq!(
+        described
+            .sse_description
+            .and_then(|d| d.kms_master_key_arn)
+            .as_deref(),
+        Some(key)
+    );
+    assert_eq!(described.deletion_protection_enabled, Some(false));
+    for _ in 0..100 {
+        if table_status(&client, &target).await == TableStatus::Active {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&target)
+        .send()
+        .await
+        .unwrap()
+        .time_to_live_description
+        .and_then(|d| d.time_to_live_status);
+    assert_eq!(
+        ttl,
+        Some(aws_sdk_dynamodb::types::TimeToLiveStatus::Disabled)
+    );
 }

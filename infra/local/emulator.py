@@ -1,4 +1,4 @@
-"""Herald's AWS emulator: moto in server mode, with three fixes and two additions.
+"""Herald's AWS emulator: moto in server mode, with the fixes and additions below.
 
 Real DynamoDB applies a conditional write atomically. moto checks the condition and
 then writes, with nothing in between to stop a concurrent request, so two concurrent
@@ -27,6 +27,10 @@ Tests count what SES accepted: `GET /_herald/ses/sent?domain=example.test` answe
 the emails SES (v1 or v2) took for recipients at that domain, as JSON. moto's own
 `/moto-api/data.json` has them too, but it renders every model moto holds (every
 DynamoDB item of every test's table), so it slows down with the data.
+
+DynamoDB's point-in-time recovery is made honest by `pitr.py` (beside this file): a
+journal of item versions, a restorable window that advances, restores of the items as
+they were at the time asked for, and restored tables that take a while to be ACTIVE.
 """
 
 import argparse
@@ -55,6 +59,8 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import run_simple
 from werkzeug.wrappers import Request, Response
+
+import pitr
 
 _dynamodb = threading.Lock()
 
@@ -295,8 +301,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=4566)
+    parser.add_argument(
+        "--pitr-lag-seconds",
+        type=float,
+        default=1.0,
+        help="how far LatestRestorableDateTime trails now (AWS: about 300)",
+    )
+    parser.add_argument(
+        "--pitr-window-seconds",
+        type=float,
+        default=3600.0,
+        help="how far back a table can be restored (AWS: RecoveryPeriodInDays)",
+    )
+    parser.add_argument(
+        "--restore-seconds",
+        type=float,
+        default=5.0,
+        help="how long a restored table is CREATING (AWS: 20 minutes or more)",
+    )
     args = parser.parse_args()
     _back_up_items_not_tables()
+    pitr.install(args.pitr_lag_seconds, args.pitr_window_seconds, args.restore_seconds)
     _date_user_pool_clients()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))

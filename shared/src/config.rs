@@ -12,6 +12,9 @@ use crate::redrive::RedriveLimits;
 /// (the OpenAPI document states this default).
 pub const DEFAULT_MAX_RECIPIENTS: usize = 10_000;
 
+/// The backup check's, kept beside the drill it configures.
+pub use crate::restore::BackupCheckConfig;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("configuration {0} is not set")]
@@ -317,14 +320,14 @@ mod tests {
     fn default_sms_countries_are_a_list_of_country_codes() {
         let key = "HERALD_DEFAULT_SMS_COUNTRIES";
         let read = |raw: &str| countries(&settings(&[(key, raw)]), key);
-        let codes: Vec<String> = read("US, ca,GB")
+        let codes: Vec<String> = read("US, CA,GB")
             .unwrap()
             .iter()
             .map(|c| c.to_string())
             .collect();
         assert_eq!(codes, ["CA", "GB", "US"]);
         assert_eq!(read("").unwrap_err(), ConfigError::Missing(key));
-        for bad in ["US,", "USA", "US;CA", "ZZ"] {
+        for bad in ["US,", "USA", "US;CA", "ZZ", "us"] {
             let err = read(bad).unwrap_err();
             assert!(err.to_string().contains(key), "{bad}: {err}");
         }

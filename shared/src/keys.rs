@@ -1,7 +1,11 @@
 //! The only place DynamoDB keys are built. Every tenant-owned key takes a `TenantId`,
-//! so no item can be read or written without naming its tenant.
+//! so no item can be read or written without naming its tenant. Platform-level items
+//! (restore drills and their canaries, tenant recovery jobs) belong to no tenant: their
+//! keys take a `Platform` instead, which only Herald's own operations hold, and no
+//! tenant key builder accepts one.
 
 use crate::clock::{Day, Timestamp};
+use crate::domain::ItemKind;
 use crate::ids::{BatchId, MessageId, TenantId};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -151,6 +155,116 @@ fn batch_pk(tenant: &TenantId, batch: BatchId) -> String {
     format!("TENANT#{tenant}#BATCH#{batch}")
 }
 
+// ---------------------------------------------------------------- platform items
+
+/// The right to build platform-level keys. Held by Herald's own operations (the
+/// scheduled backup check, the operator's tenant recovery), never built from a
+/// request: no API handler creates one, so no tenant's token can reach these items.
+#[derive(Debug, Clone, Copy)]
+pub struct Platform(());
+
+impl Platform {
+    /// For a platform operation that no tenant asked for.
+    pub fn operations() -> Self {
+        Self(())
+    }
+}
+
+const CANARIES: &str = "PLATFORM#CANARY";
+const DRILLS: &str = "PLATFORM#DRILL";
+const RECOVERIES: &str = "PLATFORM#RECOVERY";
+
+/// One restore-drill canary; a partition of canaries sorted by when they were written.
+pub fn canary(_: Platform, written_at: Timestamp, id: &str) -> Key {
+    Key {
+        pk: CANARIES.into(),
+        sk: format!("{written_at}#{id}"),
+    }
+}
+
+pub fn canary_partition(_: Platform) -> &'static str {
+    CANARIES
+}
+
+/// The first sort key of canaries written at or after `at`, and (with `canaries_until`)
+/// the last one written at or before it: canary ids sort below `~`.
+pub fn canaries_from(_: Platform, at: Timestamp) -> String {
+    format!("{at}#")
+}
+
+pub fn canaries_until(_: Platform, at: Timestamp) -> String {
+    format!("{at}#~")
+}
+
+/// Which drill runs now, and when the last one started and succeeded.
+pub fn drill_state(_: Platform) -> Key {
+    Key {
+        pk: DRILLS.into(),
+        sk: "STATE".into(),
+    }
+}
+
+pub fn drill(_: Platform, id: &str) -> Key {
+    Key {
+        pk: DRILLS.into(),
+        sk: format!("DRILL#{id}"),
+    }
+}
+
+pub fn recovery_job(_: Platform, id: &str) -> Key {
+    Key {
+        pk: RECOVERIES.into(),
+        sk: format!("JOB#{id}"),
+    }
+}
+
+/// Held by a tenant's running recovery: one at a time per tenant.
+pub fn recovery_lock(_: Platform, tenant: &TenantId) -> Key {
+    Key {
+        pk: RECOVERIES.into(),
+        sk: format!("{RECOVERY_LOCKS}{tenant}"),
+    }
+}
+
+pub fn recoveries_partition(_: Platform) -> &'static str {
+    RECOVERIES
+}
+
+/// The sort keys of the recovery locks begin with this.
+pub const RECOVERY_LOCKS: &str = "LOCK#";
+
+/// What an item of `tenant` is, read from its key; `None` when the key is not
+/// `tenant`'s (another tenant's, a platform item, a machine client keyed by its id).
+/// The tenant recovery counts what it finds by these kinds.
+pub fn tenant_item_kind(tenant: &TenantId, pk: &str, sk: &str) -> Option<ItemKind> {
+    let rest = pk.strip_prefix("TENANT#")?.strip_prefix(tenant.as_str())?;
+    if rest.is_empty() {
+        return Some(match sk {
+            "PROFILE" => ItemKind::Tenant,
+            "CLIENTS" => ItemKind::ClientCount,
+            _ => ItemKind::Other,
+        });
+    }
+    let (kind, _) = rest.strip_prefix('#')?.split_once('#')?;
+    Some(match (kind, sk) {
+        ("BATCH", "META") => ItemKind::Batch,
+        ("BATCH", "QUOTA") => ItemKind::BatchQuota,
+        ("BATCH", sk) if sk.starts_with("CHUNK#") => ItemKind::Chunk,
+        ("MSG", "MSG") => ItemKind::Message,
+        ("IDEM", "IDEM") => ItemKind::Idempotency,
+        ("RATE", "RATE") => ItemKind::RateWindow,
+        ("QUOTA", "QUOTA") => ItemKind::QuotaDay,
+        ("AUDIT", _) => ItemKind::Audit,
+        _ => ItemKind::Other,
+    })
+}
+
+/// The start every key of `tenant` shares (also `TENANT#{tenant}2...`'s: check each
+/// key with `tenant_item_kind`).
+pub fn tenant_key_prefix(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +281,50 @@ mod tests {
             batch_messages_partition(&t, m),
             format!("TENANT#acme#BATCH#{b}#S#5")
         );
+    }
+
+    #[test]
+    fn a_key_names_its_kind_only_for_its_own_tenant() {
+        let acme = TenantId::parse("acme").unwrap();
+        let b: BatchId = "01JQ0000000000000000000000".parse().unwrap();
+        let m = MessageId::new(b, 7);
+        let day = Day::parse("2026-05-01").unwrap();
+        let at = Timestamp::parse("2026-05-01T10:00:00Z").unwrap();
+        let kind = |key: Key| tenant_item_kind(&acme, &key.pk, &key.sk);
+        assert_eq!(kind(tenant_profile(&acme)), Some(ItemKind::Tenant));
+        assert_eq!(kind(batch_meta(&acme, b)), Some(ItemKind::Batch));
+        assert_eq!(kind(chunk(&acme, b, 0)), Some(ItemKind::Chunk));
+        assert_eq!(
+            kind(quota_reservation(&acme, b)),
+            Some(ItemKind::BatchQuota)
+        );
+        assert_eq!(kind(message(&acme, m)), Some(ItemKind::Message));
+        assert_eq!(kind(idempotency(&acme, "k#1")), Some(ItemKind::Idempotency));
+        assert_eq!(kind(rate_window(&acme, 1)), Some(ItemKind::RateWindow));
+        assert_eq!(kind(quota_day(&acme, day)), Some(ItemKind::QuotaDay));
+        assert_eq!(kind(audit(&acme, at, "x")), Some(ItemKind::Audit));
+        assert_eq!(
+            kind(machine_client_count(&acme)),
+            Some(ItemKind::ClientCount)
+        );
+        // Not acme's: a longer tenant id, another tenant, a client, a platform item.
+        let acme2 = TenantId::parse("acme2").unwrap();
+        assert_eq!(kind(batch_meta(&acme2, b)), None);
+        assert_eq!(
+            kind(tenant_profile(&TenantId::parse("globex").unwrap())),
+            None
+        );
+        assert_eq!(kind(machine_client("abc")), None);
+        assert_eq!(kind(drill_state(Platform::operations())), None);
+    }
+
+    #[test]
+    fn canaries_sort_by_time_between_their_bounds() {
+        let platform = Platform::operations();
+        let at = Timestamp::parse("2026-05-01T10:00:00Z").unwrap();
+        let sk = canary(platform, at, "01JQ0000000000000000000000").sk;
+        assert!(canaries_from(platform, at) <= sk && sk <= canaries_until(platform, at));
+        let later = at.plus(std::time::Duration::from_millis(1));
+        assert!(sk < canaries_from(platform, later));
     }
 }

@@ -24,6 +24,7 @@ pub mod problem;
 pub mod provider;
 pub mod queue;
 pub mod redrive;
+pub mod restore;
 pub mod schema;
 pub mod secrets;
 pub mod store;

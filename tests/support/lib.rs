@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub use herald_local;
 pub mod bad_request;
+pub mod restores;
 
 use herald::domain::{Limits, Plan};
 use herald::provider::Provider;
@@ -629,7 +630,7 @@ pub fn quick_redelivery(options: &mut CloudOptions, visibility: u32) {
 /// A valid US number for test recipient `i` (distinct for every `i` below 8,000).
 /// An attribute value rendered with every map's keys in order, so equal values render
 /// equally (the SDK's maps have no order).
-fn canonical(value: &AttributeValue) -> String {
+pub fn canonical(value: &AttributeValue) -> String {
     match value {
         AttributeValue::M(map) => {
             let sorted: std::collections::BTreeMap<_, _> =

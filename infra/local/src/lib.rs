@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::FutureExt;
-use herald::config::{ApiConfig, RedriverConfig, SenderConfig};
+use herald::config::{ApiConfig, BackupCheckConfig, RedriverConfig, SenderConfig};
 use herald::redrive::RedriveReport;
 use herald_redriver::{RedriveError, RedriveRun};
 use rand::Rng;
@@ -23,6 +23,7 @@ pub mod gateway;
 pub mod hostile;
 pub mod provision;
 pub mod requests;
+pub mod restores;
 pub mod runner;
 pub mod sandbox;
 pub mod seed;
@@ -106,6 +107,9 @@ pub struct CloudOptions {
     /// Counts every AWS request the functions and the queue's event source make, per
     /// caller, service and operation (the benchmark's requests per message).
     pub count_requests: Option<requests::RequestCounter>,
+    /// Replaces the backup check's template schedule when schedules run (`make dev`
+    /// compresses it: `restores::compress_for_dev`).
+    pub backup_check_period: Option<Duration>,
 }
 
 impl CloudOptions {
@@ -121,6 +125,7 @@ impl CloudOptions {
             env_overrides: HashMap::new(),
             parameters: HashMap::new(),
             count_requests: None,
+            backup_check_period: None,
         }
     }
 }
@@ -146,6 +151,9 @@ pub struct LocalCloud {
     /// schedule when `run_schedules` is set, and once by `redrive`/`scheduled_run`.
     pub redriver: Arc<herald_redriver::Deps>,
     redriver_timeout: Duration,
+    /// The backup check (restore drill, tenant recoveries), built from its template
+    /// environment; on its schedule when `run_schedules` is set.
+    pub backup_check: Arc<restores::BackupCheck>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -298,6 +306,29 @@ impl LocalCloud {
             ));
         }
 
+        let backup_check = Arc::new(restores::BackupCheck {
+            deps: Arc::new(
+                herald_backup_check::Deps::from_config(
+                    BackupCheckConfig::load(&function_env(
+                        &stack,
+                        "BackupCheckFunction",
+                        &options,
+                    )?)?,
+                    &clients_of("backup-check"),
+                    herald::clock::system(),
+                )
+                .with_metrics(metrics.clone()),
+            ),
+            timeout: Duration::from_secs(stack.function_timeout_secs("BackupCheckFunction")?),
+        });
+        if options.run_schedules
+            && let Some(period) = options
+                .backup_check_period
+                .or(stack.schedule_period("BackupCheckFunction")?)
+        {
+            tasks.push(backup_check.clone().schedule(period, shutdown_rx.clone()));
+        }
+
         Ok(Self {
             emulator: emulator.to_owned(),
             sdk,
@@ -314,6 +345,7 @@ impl LocalCloud {
             metrics,
             redriver,
             redriver_timeout,
+            backup_check,
             shutdown,
             tasks,
         })

@@ -1,6 +1,7 @@
 //! `herald-local`: runs Herald's local cloud (`up`), prints tokens for its demo users
-//! (`token`), redrives its send DLQ (`redrive`), and manages the emulator the tests
-//! start (`emulator`).
+//! (`token`), redrives its send DLQ (`redrive`), runs a step of the restore drill
+//! (`backup-check`) and a tenant recovery (`recover-tenant`), and manages the emulator
+//! the tests start (`emulator`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
-use herald::config::RedriverConfig;
+use herald::config::{BackupCheckConfig, RedriverConfig};
 use herald_local::seed::{self, DEMO_PLANS, DEMO_ROLES, DEMO_TENANTS, PLATFORM_TENANT, User};
 use herald_local::{CloudOptions, LocalCloud, emulator, project_root};
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,36 @@ enum Command {
         #[arg(long)]
         limit: Option<u32>,
     },
+    /// Run the backup check once on the running stack, as its schedule does in AWS:
+    /// write a canary, take the restore drill's next step (start it when due, check
+    /// and delete its scratch table once restored), move running tenant recoveries on.
+    /// Prints the report as JSON; exits non-zero when the drill failed or a scratch
+    /// table was left behind.
+    BackupCheck {
+        /// Start a drill now rather than when due (refused while one runs).
+        #[arg(long)]
+        start: bool,
+    },
+    /// Recover one tenant's items as they were at a point in time: restore the table
+    /// into a scratch table, put back the tenant's items missing from the live table
+    /// (never overwriting one), delete the scratch table. The same function and events
+    /// as in AWS (docs/runbooks/restore.md), run to the end. Prints the job as JSON.
+    RecoverTenant {
+        #[arg(long)]
+        tenant: String,
+        /// The point in time, RFC 3339 (e.g. 2026-05-01T10:00:00Z).
+        #[arg(long)]
+        at: String,
+        /// Count what would be put back, by kind; write nothing of the tenant's.
+        #[arg(long)]
+        dry_run: bool,
+        /// The scratch table's name (default: the recovery prefix and the job id).
+        #[arg(long)]
+        scratch_table: Option<String>,
+        /// Who asks, for the tenant's audit log (default: $USER).
+        #[arg(long)]
+        requested_by: Option<String>,
+    },
     /// Start or stop a background emulator.
     Emulator {
         #[command(subcommand)]
@@ -96,6 +127,9 @@ struct LocalDescription {
     /// configured for this stack.
     #[serde(default)]
     redriver_environment: BTreeMap<String, String>,
+    /// The backup check's, as `up` runs it (its drill schedule compressed).
+    #[serde(default)]
+    backup_check_environment: BTreeMap<String, String>,
     tenants: BTreeMap<String, BTreeMap<String, User>>,
     get_a_token: String,
 }
@@ -106,8 +140,16 @@ fn herald_dir() -> PathBuf {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    herald::telemetry::init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // The restore commands print their report as JSON on standard output: only
+    // warnings and errors are logged beside it (unless RUST_LOG says otherwise).
+    match cli.command {
+        Command::BackupCheck { .. } | Command::RecoverTenant { .. } => {
+            herald::telemetry::init_with_default("warn")
+        }
+        _ => herald::telemetry::init(),
+    }
+    match cli.command {
         Command::Up {
             stack,
             gateway,
@@ -119,6 +161,14 @@ async fn main() -> Result<()> {
             rate,
             limit,
         } => redrive(max_messages, rate, limit).await,
+        Command::BackupCheck { start } => backup_check(start).await,
+        Command::RecoverTenant {
+            tenant,
+            at,
+            dry_run,
+            scratch_table,
+            requested_by,
+        } => recover_tenant(tenant, at, dry_run, scratch_table, requested_by).await,
         Command::Emulator {
             action: EmulatorAction::Start,
         } => emulator::ensure_for_tests(&project_root(), &emulator::endpoint()).await,
@@ -146,6 +196,8 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
     options.sandbox_addr = sandbox;
     options.run_schedules = true;
     options.keep_metrics = false;
+    herald_local::restores::compress_for_dev(&mut options);
+    let overrides = options.env_overrides.clone();
     let cloud = LocalCloud::start(&endpoint, options).await?;
 
     let pool = cloud.stack.reference("UserPool")?.to_owned();
@@ -190,6 +242,12 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
             .stack
             .function_env("RedriverFunction")?
             .into_iter()
+            .collect(),
+        backup_check_environment: cloud
+            .stack
+            .function_env("BackupCheckFunction")?
+            .into_iter()
+            .chain(overrides)
             .collect(),
         tenants,
         get_a_token: "cargo run -q -p herald-local -- token --tenant acme --role sender".into(),
@@ -289,6 +347,81 @@ async fn redrive(max_messages: Option<usize>, rate: Option<f64>, limit: Option<u
         Err(herald_redriver::RedriveError::Incomplete(incomplete)) => {
             println!("{}", serde_json::to_string_pretty(&incomplete.0)?);
             Err(incomplete.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The running stack's backup check, as `up` configured it.
+async fn running_backup_check() -> Result<herald_local::restores::BackupCheck> {
+    let description = running_stack()?;
+    if description.backup_check_environment.is_empty() {
+        bail!("the running stack predates the backup check: restart `make dev`");
+    }
+    let environment: HashMap<String, String> =
+        description.backup_check_environment.into_iter().collect();
+    let config = BackupCheckConfig::load(&environment)?;
+    let clients = herald::aws::Clients::new(herald::aws::for_emulator(&description.emulator).await);
+    let clock = herald::clock::system();
+    Ok(herald_local::restores::BackupCheck {
+        // The report carries what the metrics would; locally nothing collects them.
+        deps: std::sync::Arc::new(
+            herald_backup_check::Deps::from_config(config, &clients, clock.clone())
+                .with_metrics(herald::metrics::Metrics::in_memory(clock)),
+        ),
+        // The template's timeout (a recovery here runs until it has finished).
+        timeout: std::time::Duration::from_secs(900),
+    })
+}
+
+async fn backup_check(start: bool) -> Result<()> {
+    let check = running_backup_check().await?;
+    let event = if start {
+        serde_json::json!({ "start_drill": true })
+    } else {
+        serde_json::json!({})
+    };
+    match check.invoke(event).await {
+        Ok(report) => {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Err(
+            herald_backup_check::BackupCheckError::DrillFailed { report }
+            | herald_backup_check::BackupCheckError::LeftBehind { report },
+        ) => {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            bail!("the backup check failed: {}", report.drill_failures())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn recover_tenant(
+    tenant: String,
+    at: String,
+    dry_run: bool,
+    scratch_table: Option<String>,
+    requested_by: Option<String>,
+) -> Result<()> {
+    let request = herald::restore::RecoveryRequest {
+        tenant: herald::TenantId::parse(&tenant).map_err(|e| anyhow!("--tenant: {e}"))?,
+        at: herald::Timestamp::parse(&at).map_err(|e| anyhow!("--at: {e}"))?,
+        dry_run,
+        scratch_table,
+        requested_by: requested_by
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "operator".into()),
+    };
+    let check = running_backup_check().await?;
+    match check.recover_tenant(&request).await {
+        Ok(job) => {
+            println!("{}", serde_json::to_string_pretty(&job)?);
+            Ok(())
+        }
+        Err(herald_backup_check::BackupCheckError::RecoveryFailed(job)) => {
+            println!("{}", serde_json::to_string_pretty(&job)?);
+            bail!("the recovery failed: {}", job.failure.unwrap_or_default())
         }
         Err(e) => Err(e.into()),
     }

@@ -99,6 +99,25 @@ pub const RESOURCE_TYPES: &[(&str, Local)] = &[
         "AWS::Serverless::Function",
         Local::NotEmulated("run in-process by the gateway and the queue runner"),
     ),
+    // Restores (issue 13): the emulator has no AWS Backup, and checks no IAM.
+    (
+        "AWS::Backup::BackupVault",
+        Local::NotEmulated(
+            "the emulator has no AWS Backup; point-in-time restores, which the drill and the tenant recovery use, are emulated",
+        ),
+    ),
+    (
+        "AWS::Backup::BackupPlan",
+        Local::NotEmulated("the emulator has no AWS Backup (no scheduled backup jobs run locally)"),
+    ),
+    (
+        "AWS::Backup::BackupSelection",
+        Local::NotEmulated("the emulator has no AWS Backup"),
+    ),
+    (
+        "AWS::IAM::Role",
+        Local::NotEmulated("the emulator enforces no IAM; only AWS Backup assumes this role"),
+    ),
     (
         "AWS::Serverless::HttpApi",
         Local::NotEmulated(

@@ -26,6 +26,7 @@ mod client;
 mod listing;
 mod message;
 mod platform;
+mod restore;
 mod sms_policy;
 mod status;
 mod tenant;
@@ -41,6 +42,10 @@ pub use message::{
     Channel, Chunk, ClaimOutcome, Content, HistoryEntry, Lease, MessageView, Recipient, Settlement,
 };
 pub use platform::{JobLease, LeaseTake};
+pub use restore::{
+    Canary, CanaryRef, Cursor, Drill, DrillChecks, DrillSchedule, DrillState, Expectations,
+    ItemKind, KindCounts, RecoveryJob, RecoveryState, SampledItem, SchemaCheck, Tally,
+};
 pub use sms_policy::{
     Country, DEFAULT_NUMBER_TYPES, InvalidCountry, NumberType, SmsPolicy, SmsRefusal, SmsRules,
 };

@@ -1,6 +1,7 @@
 //! The DynamoDB repositories, one file per kind of item with its mapping: batches,
 //! chunks, messages and their listing, tenants, limits, machine clients, the audit log
-//! and the sweeper's list. `Store` is the one handle they share. Every write that
+//! and the sweeper's list, and the platform's restore drills and tenant recovery jobs.
+//! `Store` is the one handle they share. Every write that
 //! creates or moves state carries a condition, and a failed condition comes back as a
 //! domain outcome (`crate::domain`), not an error.
 
@@ -8,13 +9,17 @@ mod audit;
 mod batch;
 mod chunk;
 mod clients;
+mod drill;
 mod lease;
 mod limits;
 mod listing;
 mod message;
 mod page;
+mod recovery;
 mod sweep;
 mod tenant;
+
+pub use recovery::Lease;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
