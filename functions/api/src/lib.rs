@@ -121,7 +121,8 @@ fn registered() -> OpenApiRouter<Arc<App>> {
 
 pub fn router(app: Arc<App>) -> Router {
     let (routes, document) = registered().split_for_parts();
-    let served = openapi::Served(render(openapi::apply_policy(document)).into());
+    let served =
+        openapi::Served(render(openapi::apply_policy(document, &app.config.auth.token_url)).into());
     routes
         // In the order listed, each one job (see `layers`).
         .route_layer(
@@ -145,7 +146,7 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// The OpenAPI document of the router, with the policy table's security applied.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    openapi::apply_policy(registered().into_openapi())
+    openapi::apply_policy(registered().into_openapi(), openapi::TOKEN_URL_IN_DOCS)
 }
 
 /// The document as `GET /v1/openapi.json` serves it and `docs/openapi.json` holds it.

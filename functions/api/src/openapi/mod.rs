@@ -12,7 +12,10 @@ use herald::problem::{FieldError, Problem};
 use strum::VariantArray;
 use utoipa::PartialSchema;
 use utoipa::openapi::path::{Operation, PathItem};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{
+    ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes, SecurityRequirement,
+    SecurityScheme,
+};
 use utoipa::openapi::{Components, Header, OpenApi, RefOr};
 
 use crate::ProblemKind;
@@ -22,8 +25,15 @@ mod values;
 
 pub(crate) use problems::*;
 
-/// The security scheme's name in the document.
+/// The security schemes' names in the document.
 const BEARER: &str = "bearer";
+const MACHINE_CLIENT: &str = "machineClient";
+
+/// The token endpoint `docs/openapi.json` names: the committed document belongs to no
+/// deployment, so it names Cognito's endpoint in its documented form; the document a
+/// running API serves names its own pool's (`HERALD_TOKEN_URL`).
+pub(crate) const TOKEN_URL_IN_DOCS: &str =
+    "https://your-domain.auth.us-east-1.amazoncognito.com/oauth2/token";
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -48,10 +58,11 @@ const BEARER: &str = "bearer";
 )]
 pub(crate) struct ApiDoc;
 
-/// Fills in what the policy table decides for every operation: the bearer token, the
-/// groups and scopes that may call it, and the answers of token checks (401, 403, the tenant's
-/// rate limit, and the dependency failures it can meet).
-pub(crate) fn apply_policy(mut document: OpenApi) -> OpenApi {
+/// Fills in what the policy table decides for every operation: the bearer token (and
+/// the machine client scopes that may stand for it), the groups and scopes that may call
+/// it, and the answers of token checks (401, 403, the tenant's rate limit, and the
+/// dependency failures it can meet). `token_url` is where machine clients get tokens.
+pub(crate) fn apply_policy(mut document: OpenApi, token_url: &str) -> OpenApi {
     add_problem_components(&mut document);
     values::add_value_components(document.components.get_or_insert_with(Components::new));
     document
@@ -73,6 +84,10 @@ pub(crate) fn apply_policy(mut document: OpenApi) -> OpenApi {
                     .build(),
             ),
         );
+    document
+        .components
+        .get_or_insert_with(Components::new)
+        .add_security_scheme(MACHINE_CLIENT, machine_client_scheme(token_url));
     for (path, item) in document.paths.paths.iter_mut() {
         for (method, operation) in operations_mut(item) {
             if let Some(Access::Requires(permission)) = route_access(method, path) {
@@ -83,8 +98,40 @@ pub(crate) fn apply_policy(mut document: OpenApi) -> OpenApi {
     document
 }
 
+/// OAuth2 client credentials at the pool's token endpoint, with every scope a machine
+/// client can hold.
+fn machine_client_scheme(token_url: &str) -> SecurityScheme {
+    let scopes = Scope::VARIANTS.iter().map(|&scope| {
+        let allows = match scope {
+            Scope::MessagesSend => "Send messages and batches, and cancel batches.",
+            Scope::MessagesRead => "Read messages, batches and usage.",
+        };
+        (scope.oauth_name(), allows.to_owned())
+    });
+    let mut scheme = OAuth2::new([Flow::ClientCredentials(ClientCredentials::new(
+        token_url,
+        Scopes::from_iter(scopes),
+    ))]);
+    scheme.description = Some(
+        "A tenant's machine client (registered with `POST /v1/clients`) asks the token \
+         endpoint for an access token with HTTP Basic authentication (client id and secret) \
+         and sends it as the bearer token. The tenant is the one the client is registered to."
+            .to_owned(),
+    );
+    SecurityScheme::OAuth2(scheme)
+}
+
 fn require(operation: &mut Operation, permission: Permission) {
-    operation.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+    let machine_scopes: Vec<String> = Scope::VARIANTS
+        .iter()
+        .filter(|scope| scope.permissions().contains(&permission))
+        .map(|scope| scope.oauth_name())
+        .collect();
+    let mut security = vec![SecurityRequirement::new(BEARER, Vec::<String>::new())];
+    if !machine_scopes.is_empty() {
+        security.push(SecurityRequirement::new(MACHINE_CLIENT, machine_scopes));
+    }
+    operation.security = Some(security);
     let groups: Vec<String> = Role::VARIANTS
         .iter()
         .filter(|role| role.permissions().contains(&permission))
