@@ -53,10 +53,14 @@ async fn another_tenants_ids_answer_as_missing_ones_on_every_route() {
             let test = &test;
             let intruder = &intruder;
             async move {
-                if method == "POST" {
-                    test.post_json(&target, intruder, "").await
-                } else {
-                    test.get(&target, intruder).await
+                match method {
+                    "GET" => test.get(&target, intruder).await,
+                    _ => {
+                        let body = Some(b"{}".to_vec());
+                        let json = Some("application/json");
+                        test.request(method, &target, Some(intruder), json, body)
+                            .await
+                    }
                 }
             }
         };
