@@ -142,6 +142,9 @@ pub struct SenderConfig {
     pub lease: Duration,
     /// Longest wait for one provider request; past it the outcome is ambiguous.
     pub provider_timeout: Duration,
+    /// The public base URL of Herald's webhook receiver (`https://hooks.example.com`),
+    /// for each text's status callback; `None` (unset or empty) asks for no receipts.
+    pub webhooks_base_url: Option<String>,
 }
 
 impl SenderConfig {
@@ -165,6 +168,7 @@ impl SenderConfig {
             provider_timeout: Duration::from_millis(
                 settings.number("HERALD_PROVIDER_TIMEOUT_MS", 10_000)?,
             ),
+            webhooks_base_url: public_base_url(settings)?,
         };
         if config.parallelism == 0 {
             return Err(ConfigError::Invalid {
@@ -190,6 +194,64 @@ impl SenderConfig {
     /// This instance's share of the provider's rate.
     pub fn instance_rate_per_second(&self) -> f64 {
         self.provider_rate_per_second / f64::from(self.max_instances)
+    }
+}
+
+/// `HERALD_WEBHOOKS_BASE_URL`: an http(s) URL without a query, or nothing.
+fn public_base_url(settings: &impl Settings) -> Result<Option<String>, ConfigError> {
+    let Some(raw) = settings.get("HERALD_WEBHOOKS_BASE_URL").filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let scheme_ok = raw.starts_with("https://") || raw.starts_with("http://");
+    if !scheme_ok || raw.contains(['?', '#', ' ']) {
+        return Err(ConfigError::Invalid {
+            key: "HERALD_WEBHOOKS_BASE_URL",
+            reason: format!("{raw:?} is not an http(s) URL without query or fragment"),
+        });
+    }
+    Ok(Some(raw.trim_end_matches('/').to_owned()))
+}
+
+/// The webhook receiver: verify, then enqueue.
+#[derive(Debug, Clone)]
+pub struct WebhooksConfig {
+    pub events_queue_url: String,
+    pub provider_secret_id: String,
+    /// The public base URL providers call (the signed URL is this and the path).
+    pub public_base_url: String,
+    /// Largest request body accepted, in bytes (a provider's callback is a few KiB).
+    pub max_body_bytes: usize,
+}
+
+impl WebhooksConfig {
+    pub fn load(settings: &impl Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            events_queue_url: settings.required("HERALD_EVENTS_QUEUE_URL")?,
+            provider_secret_id: settings.required("HERALD_PROVIDER_SECRET_ID")?,
+            public_base_url: public_base_url(settings)?
+                .ok_or(ConfigError::Missing("HERALD_WEBHOOKS_BASE_URL"))?,
+            max_body_bytes: settings.number("HERALD_WEBHOOK_MAX_BODY_BYTES", 16 * 1024)?,
+        })
+    }
+}
+
+/// The events function: receipts and inbound texts applied to the table.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    pub table: String,
+    /// Where records that can never succeed go directly.
+    pub dead_letter_queue_url: String,
+    /// The platform's provider secret: its `from` is the shared sender number.
+    pub provider_secret_id: String,
+}
+
+impl EventsConfig {
+    pub fn load(settings: &impl Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: settings.required("HERALD_TABLE")?,
+            dead_letter_queue_url: settings.required("HERALD_EVENTS_DLQ_URL")?,
+            provider_secret_id: settings.required("HERALD_PROVIDER_SECRET_ID")?,
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! The only place DynamoDB keys are built. Every tenant-owned key takes a `TenantId`,
 //! so no item can be read or written without naming its tenant.
 
+use crate::address::Address;
 use crate::clock::{Day, Timestamp};
 use crate::ids::{BatchId, MessageId, TenantId};
 
@@ -138,6 +139,74 @@ pub fn machine_client_count(tenant: &TenantId) -> Key {
     }
 }
 
+/// Shards of a batch's receipt counters. Receipts come one message at a time, up to
+/// thousands a second for one batch; each goes to the shard of its message's index, so
+/// no one item takes more than a sixteenth of them (DynamoDB allows about 1,000 writes
+/// a second per partition, and a transaction conflicts with another on the same item).
+pub const RECEIPT_SHARDS: u32 = 16;
+
+/// One shard of a batch's receipt counters: its own partition, so the shards of one
+/// batch do not share a partition's write capacity.
+pub fn receipt_shard(tenant: &TenantId, batch: BatchId, shard: u32) -> Key {
+    Key {
+        pk: format!("{}#RECEIPTS#{shard}", batch_pk(tenant, batch)),
+        sk: "RECEIPTS".into(),
+    }
+}
+
+/// The receipt shard a message's receipts count on.
+pub fn receipt_shard_of(tenant: &TenantId, message: MessageId) -> Key {
+    receipt_shard(tenant, message.batch(), message.index() % RECEIPT_SHARDS)
+}
+
+/// The record that a provider's event was seen (deduplication), by the provider's
+/// own identity of it: a platform-level key, as an event names its tenant only once
+/// it is parsed (an inbound text names none).
+pub fn provider_event(source: &str, event_id: &str) -> Key {
+    Key {
+        pk: format!("EVENT#{source}#{event_id}"),
+        sk: "EVENT".into(),
+    }
+}
+
+/// An event Herald could not match to a message, kept for people to look at: a
+/// platform-level partition per UTC day, oldest first.
+pub fn orphan(at: Timestamp, source: &str, event_id: &str) -> Key {
+    Key {
+        pk: orphan_partition(at.day()),
+        sk: format!("{at}#{source}#{event_id}"),
+    }
+}
+
+pub fn orphan_partition(day: Day) -> String {
+    format!("ORPHAN#{day}")
+}
+
+/// A tenant's suppression entry for one address (email addresses folded to lower
+/// case, so one entry stands for every spelling).
+pub fn suppression(tenant: &TenantId, address: &Address) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}#SUPPRESSION#{}", address.folded()),
+        sk: "SUPPRESSION".into(),
+    }
+}
+
+/// gsi1 partition listing a tenant's active suppressions; the sort key
+/// (`suppression_listing`) orders them by channel, then reason, then address.
+pub fn suppressions_partition(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}#SUPPRESSIONS")
+}
+
+pub fn suppression_listing(channel: &str, reason: &str, address: &Address) -> String {
+    format!("{channel}#{reason}#{}", address.folded())
+}
+
+/// gsi1 partition listing the tenants whose texts go out from `sender`; `None` is the
+/// platform's own sender, shared by every tenant without one.
+pub fn sms_sender_partition(sender: Option<&str>) -> String {
+    format!("SMS_SENDER#{}", sender.unwrap_or("platform"))
+}
+
 fn batch_pk(tenant: &TenantId, batch: BatchId) -> String {
     format!("TENANT#{tenant}#BATCH#{batch}")
 }
@@ -157,6 +226,15 @@ mod tests {
         assert_eq!(
             batch_messages_partition(&t, m),
             format!("TENANT#acme#BATCH#{b}#S#5")
+        );
+        assert_eq!(
+            receipt_shard_of(&t, m).pk,
+            format!("TENANT#acme#BATCH#{b}#RECEIPTS#13")
+        );
+        let email = Address::Email(crate::address::EmailAddress::parse("Ada@Example.com").unwrap());
+        assert_eq!(
+            suppression(&t, &email).pk,
+            "TENANT#acme#SUPPRESSION#ada@example.com"
         );
     }
 }

@@ -8,7 +8,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use herald::domain::{Limits, Plan, SmsProviderKind, TenantProfile, TenantStatus, one_of};
+use herald::domain::{
+    Limits, Plan, SmsProviderKind, SmsSender, TenantProfile, TenantStatus, one_of,
+};
 use herald::{TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -38,6 +40,11 @@ pub(crate) struct CreateTenant {
     /// `twilio` (the default) or `sns`.
     #[serde(default)]
     sms_provider: Option<String>,
+    /// The tenant's own SMS sender: a number in E.164 form or a Twilio messaging
+    /// service id (`MG...`). Without one, its texts go out from the platform's number,
+    /// shared with other tenants (a STOP to it then stops texts of every tenant on it).
+    #[serde(default)]
+    sms_sender: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -58,6 +65,9 @@ pub(crate) struct TenantBody {
     status: TenantStatus,
     limits: LimitsBody,
     sms_provider: SmsProviderKind,
+    /// Its own SMS sender; `null`: the platform's shared one.
+    #[schema(value_type = Option<String>)]
+    sms_sender: Option<SmsSender>,
     #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
@@ -82,6 +92,7 @@ impl From<TenantProfile> for TenantBody {
                 sends_per_day: p.limits.sends_per_day,
             },
             sms_provider: p.sms_provider,
+            sms_sender: p.sms_sender,
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -140,6 +151,14 @@ pub async fn create(
     if sms_provider.is_none() {
         errors.add("/sms_provider", one_of::<SmsProviderKind>());
     }
+    let sms_sender = request
+        .sms_sender
+        .as_deref()
+        .map(SmsSender::parse)
+        .transpose()
+        .inspect_err(|e| errors.add("/sms_sender", e.to_string()))
+        .ok()
+        .flatten();
     errors.check()?;
     let (tenant, plan) = (tenant.expect("checked"), plan.expect("checked"));
     let sms_provider = sms_provider.expect("checked");
@@ -157,6 +176,7 @@ pub async fn create(
         "plan": plan,
         "limits": [limits.api_requests_per_second, limits.sends_per_day],
         "sms_provider": sms_provider,
+        "sms_sender": sms_sender,
     });
     let (app, caller) = (&app, &caller);
     intake::once(app, caller, &idempotent, &canonical, |_| async move {
@@ -167,6 +187,7 @@ pub async fn create(
             status: TenantStatus::Active,
             limits,
             sms_provider,
+            sms_sender,
             created_at: now,
             updated_at: now,
         };

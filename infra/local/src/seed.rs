@@ -29,6 +29,7 @@ pub async fn tenant(
             status: TenantStatus::Active,
             limits: limits.unwrap_or(plan.limits()),
             sms_provider: Default::default(),
+            sms_sender: None,
             created_at: now,
             updated_at: now,
         })

@@ -22,21 +22,30 @@ macro_rules! stored_enum {
 mod batch;
 mod client;
 mod message;
+mod receipt;
 mod status;
+mod suppression;
 mod tenant;
 mod text;
 
 pub use batch::{
-    BatchStatus, BatchView, CancelOutcome, ChunkCounts, MessagePage, NewBatch, Submission,
-    Submitter, UnqueuedBatch,
+    BatchCounts, BatchStatus, BatchView, CancelOutcome, ChunkCounts, MessagePage, NewBatch,
+    ReceiptDeltas, Submission, Submitter, UnqueuedBatch,
 };
 pub use client::{MachineClient, Registration, Revocation};
 pub use message::{
     Channel, Chunk, ClaimOutcome, Content, HistoryEntry, Lease, MessageView, Recipient, Settlement,
 };
+pub use receipt::{
+    EventSource, InboundText, OptKeyword, ProviderEvent, Receipt, ReceiptOutcome,
+};
 pub use status::MessageStatus;
+pub use suppression::{
+    LiftOutcome, SuppressOutcome, Suppression, SuppressionPage, SuppressionReason,
+};
 pub use tenant::{
-    Admission, AuditEntry, Limits, Plan, Reservation, SmsProviderKind, TenantProfile, TenantStatus,
+    Admission, AuditEntry, InvalidSmsSender, Limits, Plan, Reservation, SmsProviderKind, SmsSender,
+    TenantProfile, TenantStatus,
 };
 pub use text::{MAX_SUBJECT_CHARS, MessageText, Subject, TextProblem, printable};
 

@@ -1,6 +1,6 @@
 //! The DynamoDB repositories, one file per kind of item with its mapping: batches,
 //! chunks, messages and their listing, tenants, limits, machine clients, the audit log
-//! and the sweeper's list. `Store` is the one handle they share. Every write that
+//! the sweeper's list, receipts and suppression lists. `Store` is the one handle they share. Every write that
 //! creates or moves state carries a condition, and a failed condition comes back as a
 //! domain outcome (`crate::domain`), not an error.
 
@@ -11,8 +11,13 @@ mod clients;
 mod limits;
 mod listing;
 mod message;
+mod receipt;
+mod suppression;
 mod sweep;
 mod tenant;
+
+pub use message::Unsent;
+pub use receipt::OrphanEvent;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +31,11 @@ pub enum StoreError {
     },
     #[error("DynamoDB left {0} writes unprocessed after retries")]
     Unprocessed(usize),
+    #[error("a write lost to concurrent writes {0} times in a row")]
+    Contended(u32),
+    /// A listing cursor that no listing of this tenant gave out.
+    #[error("the cursor is not one this listing gave")]
+    InvalidCursor,
 }
 
 use aws_sdk_dynamodb::error::SdkError;
