@@ -173,6 +173,35 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
     ),
 ];
 
+/// How a webhook route (`functions/webhooks`) is let in. Providers hold no Herald
+/// token, so these routes take none; each is public to the internet and verified by
+/// its provider's signature instead, and anything else is refused with 403 before
+/// anything is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookAccess {
+    /// `X-Twilio-Signature`: HMAC-SHA1 with the account's auth token (or the previous
+    /// one while it is rotated) over the URL as called and the sorted form.
+    TwilioSignature,
+}
+
+/// The webhook receiver's routes and how each is verified. A route not listed is not
+/// served; `template.yaml`'s events for the function name exactly these (a test checks).
+pub const WEBHOOK_POLICY: &[(&str, &str, WebhookAccess)] = &[
+    // A message's delivery status, at the per-message URL the sender gave Twilio.
+    (
+        "POST",
+        crate::webhook::twilio::STATUS_PATH,
+        WebhookAccess::TwilioSignature,
+    ),
+    // A text a recipient sent to a sender number (STOP, START...): the number's (or
+    // messaging service's) incoming-message webhook.
+    (
+        "POST",
+        crate::webhook::twilio::INBOUND_PATH,
+        WebhookAccess::TwilioSignature,
+    ),
+];
+
 pub fn route_access(method: &str, path: &str) -> Option<Access> {
     ROUTE_POLICY
         .iter()

@@ -217,8 +217,9 @@ fn public_base_url(settings: &impl Settings) -> Result<Option<String>, ConfigErr
 pub struct WebhooksConfig {
     pub events_queue_url: String,
     pub provider_secret_id: String,
-    /// The public base URL providers call (the signed URL is this and the path).
-    pub public_base_url: String,
+    /// The public base URL providers call (the signed URL is this and the path);
+    /// `None`: `https://` and the domain the request came to (the API's own).
+    pub public_base_url: Option<String>,
     /// Largest request body accepted, in bytes (a provider's callback is a few KiB).
     pub max_body_bytes: usize,
 }
@@ -228,8 +229,7 @@ impl WebhooksConfig {
         Ok(Self {
             events_queue_url: settings.required("HERALD_EVENTS_QUEUE_URL")?,
             provider_secret_id: settings.required("HERALD_PROVIDER_SECRET_ID")?,
-            public_base_url: public_base_url(settings)?
-                .ok_or(ConfigError::Missing("HERALD_WEBHOOKS_BASE_URL"))?,
+            public_base_url: public_base_url(settings)?,
             max_body_bytes: settings.number("HERALD_WEBHOOK_MAX_BODY_BYTES", 16 * 1024)?,
         })
     }
@@ -261,6 +261,9 @@ pub struct RedriverConfig {
     pub table: String,
     pub send_queue_url: String,
     pub dead_letter_queue_url: String,
+    /// The events queue and its DLQ, redriven after the send DLQ with the same limits.
+    pub events_queue_url: String,
+    pub events_dlq_url: String,
     pub limits: RedriveLimits,
     /// How old an unqueued batch must be before the sweeper enqueues it: longer than
     /// the API's timeout, so a request still running is never raced.
@@ -279,6 +282,8 @@ impl RedriverConfig {
             table: settings.required("HERALD_TABLE")?,
             send_queue_url: settings.required("HERALD_SEND_QUEUE_URL")?,
             dead_letter_queue_url: settings.required("HERALD_SEND_DLQ_URL")?,
+            events_queue_url: settings.required("HERALD_EVENTS_QUEUE_URL")?,
+            events_dlq_url: settings.required("HERALD_EVENTS_DLQ_URL")?,
             limits,
             sweep_after: Duration::from_secs(settings.number("HERALD_SWEEP_AFTER_SECONDS", 120)?),
             user_pool_id: settings.required("HERALD_USER_POOL_ID")?,
@@ -385,6 +390,8 @@ mod tests {
             ("HERALD_SEND_QUEUE_URL", "q"),
             ("HERALD_SEND_DLQ_URL", "d"),
             ("HERALD_USER_POOL_ID", "pool"),
+            ("HERALD_EVENTS_QUEUE_URL", "eq"),
+            ("HERALD_EVENTS_DLQ_URL", "ed"),
         ];
         let config = RedriverConfig::load(&settings(&base)).unwrap();
         assert_eq!(config.limits.redrive_limit, 3);

@@ -23,6 +23,8 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 pub struct Deps {
     pub config: RedriverConfig,
     pub redriver: Redriver,
+    /// The events DLQ back to the events queue (issue 12), with the same limits.
+    pub events_redriver: Redriver,
     pub sweeper: Sweeper,
     pub client_sweeper: ClientSweeper,
     pub clock: SharedClock,
@@ -44,6 +46,12 @@ impl Deps {
             &config.send_queue_url,
             config.limits,
         );
+        let events_redriver = Redriver::new(
+            sqs.clone(),
+            &config.events_dlq_url,
+            &config.events_queue_url,
+            config.limits,
+        );
         let store = Store::new(clients.dynamodb(), &config.table);
         let sweeper = Sweeper::new(store.clone(), SendQueue::new(sqs, &config.send_queue_url));
         let client_sweeper = ClientSweeper::new(
@@ -55,6 +63,7 @@ impl Deps {
         Self {
             config,
             redriver,
+            events_redriver,
             sweeper,
             client_sweeper,
             metrics: Metrics::stdout(clock.clone()),
@@ -121,12 +130,32 @@ pub async fn handle(deps: &Deps, deadline: Instant) -> Result<RedriveReport, Inc
     }
 }
 
-/// What a scheduled run did: the sweeps, then the redrive.
+/// What a scheduled run did: the sweeps, then the redrives.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ScheduledReport {
     pub sweep: SweepReport,
     pub clients: ClientSweepReport,
     pub redrive: RedriveReport,
+    /// The events DLQ's redrive.
+    pub events: RedriveReport,
+}
+
+/// One redrive of the events DLQ into the events queue (provider events whose
+/// message was not recorded in time, or that failed for a while).
+pub async fn handle_events(deps: &Deps, deadline: Instant) -> Result<RedriveReport, Incomplete> {
+    let report = deps.events_redriver.run(deadline).await;
+    deps.metrics.emit(
+        Record::new("redriver")
+            .count("EventsRedriven", report.moved)
+            .count("EventsParked", report.parked)
+            .count("EventsRedriveFailed", report.failed),
+    );
+    tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "events redrive finished");
+    if report.is_clean() {
+        Ok(report)
+    } else {
+        Err(Incomplete(report))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +216,7 @@ pub async fn scheduled(deps: &Deps, deadline: Instant) -> Result<ScheduledReport
         Err(e) => tracing::error!(error = %e, "machine client sweep failed"),
     }
     let redrive = handle(deps, deadline).await;
+    let events = handle_events(deps, deadline).await;
     let (sweep, clients) = (sweep?, clients?);
     if sweep.failed > 0 {
         return Err(ScheduledError::SweepIncomplete(sweep.failed));
@@ -198,5 +228,6 @@ pub async fn scheduled(deps: &Deps, deadline: Instant) -> Result<ScheduledReport
         sweep,
         clients,
         redrive: redrive?,
+        events: events?,
     })
 }

@@ -28,6 +28,9 @@ pub struct QueueRunner {
     /// Invocations stopped at the function timeout; each may leave claims that later
     /// turn `unknown`, so tests that expect none can say why when they find some.
     pub timed_out: AtomicUsize,
+    /// While set, the pollers receive nothing (the function is "down"): messages
+    /// wait on the queue, as they do in SQS while a function is throttled or broken.
+    pub paused: std::sync::atomic::AtomicBool,
 }
 
 impl QueueRunner {
@@ -39,6 +42,12 @@ impl QueueRunner {
                 let mut shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     while !*shutdown.borrow() {
+                        if runner.paused.load(Ordering::Relaxed) {
+                            tokio::select! {
+                                _ = shutdown.changed() => break,
+                                _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                            }
+                        }
                         tokio::select! {
                             _ = shutdown.changed() => break,
                             result = runner.poll_once() => {

@@ -18,6 +18,7 @@ mod tenant;
 
 pub use message::Unsent;
 pub use receipt::OrphanEvent;
+pub use suppression::Lifter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
