@@ -43,6 +43,7 @@ impl Role {
                 ReadUsage,
                 ReadAudit,
                 ManageClients,
+                ManageSuppressions,
             ],
             Role::Sender => &[SendMessages, ReadMessages, CancelBatches, ReadUsage],
             Role::Viewer => &[ReadMessages, ReadUsage],
@@ -61,6 +62,8 @@ pub enum Permission {
     ReadAudit,
     /// Register and revoke the tenant's machine clients.
     ManageClients,
+    /// Add addresses to the tenant's suppression list and lift what it may.
+    ManageSuppressions,
     /// Platform-wide: create, suspend and resume any tenant.
     ManageTenants,
     /// Platform-wide: any tenant's audit log.
@@ -140,6 +143,22 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
         "POST",
         "/v1/clients/{id}/revoke",
         Access::Requires(Permission::ManageClients),
+    ),
+    // Who is suppressed, and why, is message data: whoever reads messages reads it.
+    (
+        "GET",
+        "/v1/suppressions",
+        Access::Requires(Permission::ReadMessages),
+    ),
+    (
+        "POST",
+        "/v1/suppressions",
+        Access::Requires(Permission::ManageSuppressions),
+    ),
+    (
+        "DELETE",
+        "/v1/suppressions/{address}",
+        Access::Requires(Permission::ManageSuppressions),
     ),
     (
         "POST",

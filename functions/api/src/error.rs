@@ -92,6 +92,10 @@ problem_kinds! {
         "The tenant id is taken.";
     ClientLimitReached => CONFLICT, "client-limit-reached", "Client limit reached",
         "The tenant holds as many active machine clients as it may; revoke one first.";
+    SuppressionExists => CONFLICT, "suppression-exists", "Already suppressed",
+        "The address is on the suppression list already; `detail` says why.";
+    OptOutLocked => CONFLICT, "opt-out-locked", "Opt-out cannot be lifted",
+        "The recipient opted out (texted STOP): only the recipient can lift it, by texting START.";
     BodyTooLarge => PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large",
         "The body is larger than the API accepts (5 MiB unless configured otherwise).";
     UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported Media Type",
@@ -175,6 +179,14 @@ pub enum ApiError {
     TenantExists,
     #[error("the tenant holds {limit} active machine clients")]
     ClientLimitReached { limit: u32 },
+    #[error("the address is suppressed already ({reason})")]
+    SuppressionExists {
+        reason: herald::domain::SuppressionReason,
+    },
+    #[error("the suppression ({reason}) is the recipient's to lift")]
+    OptOutLocked {
+        reason: herald::domain::SuppressionReason,
+    },
     #[error("the body is over {max_bytes} bytes")]
     BodyTooLarge { max_bytes: usize },
     #[error("the body is not application/json")]
@@ -232,6 +244,8 @@ impl ApiError {
             ApiError::BatchFinished => ProblemKind::BatchFinished,
             ApiError::TenantExists => ProblemKind::TenantExists,
             ApiError::ClientLimitReached { .. } => ProblemKind::ClientLimitReached,
+            ApiError::SuppressionExists { .. } => ProblemKind::SuppressionExists,
+            ApiError::OptOutLocked { .. } => ProblemKind::OptOutLocked,
             ApiError::BodyTooLarge { .. } => ProblemKind::BodyTooLarge,
             ApiError::UnsupportedMediaType => ProblemKind::UnsupportedMediaType,
             ApiError::IdempotencyKeyReused => ProblemKind::IdempotencyKeyReused,
@@ -307,6 +321,12 @@ impl ApiError {
                 .field("/tenant_id", "is taken"),
             ApiError::ClientLimitReached { limit } => problem.detail(format!(
                 "Your tenant may hold {limit} active machine clients; revoke one first."
+            )),
+            ApiError::SuppressionExists { reason } => problem
+                .detail(format!("The address is on the suppression list already, for reason {reason}."))
+                .field("/address", "is suppressed already"),
+            ApiError::OptOutLocked { reason } => problem.detail(format!(
+                "The address is suppressed for reason {reason}: the recipient opted out, and only their START lifts it."
             )),
             ApiError::BodyTooLarge { max_bytes } => {
                 problem.detail(format!("The request body may be at most {max_bytes} bytes."))

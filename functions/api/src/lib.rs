@@ -34,6 +34,7 @@ mod layers;
 mod messages;
 mod openapi;
 mod redrive;
+mod suppressions;
 mod tenants;
 mod usage;
 
@@ -100,6 +101,8 @@ fn registered() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(audit::own_audit))
         .routes(routes!(clients::register, clients::list))
         .routes(routes!(clients::revoke))
+        .routes(routes!(suppressions::list, suppressions::add))
+        .routes(routes!(suppressions::remove))
         .routes(routes!(tenants::create))
         .routes(routes!(tenants::show))
         .routes(routes!(tenants::suspend))

@@ -51,10 +51,13 @@ impl Store {
         let channel = entry.channel();
         let request = self
             .update(&key)
+            .set_expression_attribute_names(Some(attribute_names(&[
+                "address", "channel", "reason", "source", "detail", "active",
+            ])))
             .update_expression(
-                "SET tenant_id = :tenant, address = :address, channel = :channel, \
-                 reason = :reason, source = :source, detail = :detail, \
-                 created_at = if_not_exists(created_at, :at), changed_at = :at, active = :yes, \
+                "SET tenant_id = :tenant, #address = :address, #channel = :channel, \
+                 #reason = :reason, #source = :source, #detail = :detail, \
+                 created_at = if_not_exists(created_at, :at), changed_at = :at, #active = :yes, \
                  gsi1pk = :gsi1pk, gsi1sk = :gsi1sk, schema_version = :v \
                  REMOVE expires_at, lifted_at, lifted_by",
             )
@@ -83,13 +86,13 @@ impl Store {
             request
                 .condition_expression(
                     "attribute_not_exists(pk) OR (changed_at < :at AND \
-                     (active = :no OR reason <> :optout OR :reason = :optout))",
+                     (#active = :no OR #reason <> :optout OR :reason = :optout))",
                 )
                 .expression_attribute_values(":no", AttributeValue::Bool(false))
                 .expression_attribute_values(":optout", name(SuppressionReason::OptOut))
         } else {
             request
-                .condition_expression("attribute_not_exists(pk) OR active = :no")
+                .condition_expression("attribute_not_exists(pk) OR #active = :no")
                 .expression_attribute_values(":no", AttributeValue::Bool(false))
         };
         let result = request
@@ -129,10 +132,13 @@ impl Store {
         };
         let request = self
             .update(&key)
+            .set_expression_attribute_names(Some(attribute_names(&[
+                "address", "channel", "reason", "source", "active",
+            ])))
             .update_expression(
-                "SET tenant_id = :tenant, address = :address, channel = :channel, \
-                 reason = if_not_exists(reason, :optout), source = if_not_exists(source, :by), \
-                 created_at = if_not_exists(created_at, :at), changed_at = :at, active = :no, \
+                "SET tenant_id = :tenant, #address = :address, #channel = :channel, \
+                 #reason = if_not_exists(#reason, :optout), #source = if_not_exists(#source, :by), \
+                 created_at = if_not_exists(created_at, :at), changed_at = :at, #active = :no, \
                  lifted_at = :at, lifted_by = :by, expires_at = :expires, schema_version = :v \
                  REMOVE gsi1pk, gsi1sk",
             )
@@ -149,10 +155,10 @@ impl Store {
         // still on its way must not win over it); an admin lifts only what is there.
         let request = match by {
             Lifter::Recipient { .. } => request.condition_expression(
-                "attribute_not_exists(pk) OR (changed_at < :at AND reason = :optout)",
+                "attribute_not_exists(pk) OR (changed_at < :at AND #reason = :optout)",
             ),
             Lifter::Admin { .. } => request
-                .condition_expression("active = :yes AND reason <> :optout")
+                .condition_expression("#active = :yes AND #reason <> :optout")
                 .expression_attribute_values(":yes", AttributeValue::Bool(true)),
         };
         let result = request
@@ -269,14 +275,20 @@ impl Store {
             .query()
             .table_name(&self.table)
             .index_name("gsi1")
-            .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
             .expression_attribute_values(":pk", s(&partition))
-            .expression_attribute_values(":prefix", s(prefix))
             .limit(limit);
+        // DynamoDB refuses an empty prefix: no channel, no prefix.
+        query = match prefix.is_empty() {
+            true => query.key_condition_expression("gsi1pk = :pk"),
+            false => query
+                .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
+                .expression_attribute_values(":prefix", s(prefix)),
+        };
         // A reason without a channel is filtered, so such a page may be short.
         if let (None, Some(reason)) = (channel, reason) {
             query = query
-                .filter_expression("reason = :reason")
+                .set_expression_attribute_names(Some(attribute_names(&["reason"])))
+                .filter_expression("#reason = :reason")
                 .expression_attribute_values(":reason", name(reason));
         }
         if let Some(after) = after {
@@ -302,6 +314,15 @@ impl Store {
             .map(|sk| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk));
         Ok(SuppressionPage { entries, next })
     }
+}
+
+/// The placeholders of `names` (several of the entry's attributes are DynamoDB
+/// reserved words); DynamoDB refuses a placeholder an expression does not use.
+fn attribute_names(names: &[&str]) -> HashMap<String, String> {
+    names
+        .iter()
+        .map(|name| (format!("#{name}"), (*name).to_owned()))
+        .collect()
 }
 
 /// The item a failed conditional update found (empty when there was none).

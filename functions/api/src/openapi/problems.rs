@@ -181,4 +181,9 @@ problems! {
         IdempotencyKeyReused];
     RedriveProblems: [IdempotencyKeyRequired, RequestInProgress, IdempotencyKeyReused,
         RedriveIncomplete];
+    SuppressionListProblems: [InvalidRequest];
+    SuppressionAddProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired,
+        BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused,
+        SuppressionExists];
+    SuppressionRemoveProblems: [InvalidId, NotFound, OptOutLocked];
 }
