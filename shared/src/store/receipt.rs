@@ -198,8 +198,11 @@ impl Store {
         let mut adds = Vec::new();
         for (status, delta) in deltas.named() {
             if delta != 0 {
-                update = update.expression_attribute_values(format!(":{status}"), n(delta));
-                adds.push(format!("{status} :{status}"));
+                // Named: `unknown` is one of DynamoDB's reserved words.
+                update = update
+                    .expression_attribute_names(format!("#{status}"), status)
+                    .expression_attribute_values(format!(":{status}"), n(delta));
+                adds.push(format!("#{status} :{status}"));
             }
         }
         update
