@@ -29,7 +29,10 @@ async fn a_text_moves_on_to_delivered_by_its_receipt_once() {
     let token = test.token("acme", "sender").await;
     let id = test.send_sms(&token, &number(1), "hello").await;
     let message = test.wait_for_status(&token, &id, "delivered").await;
-    assert_eq!(statuses(&message), ["accepted", "sending", "sent", "delivered"]);
+    assert_eq!(
+        statuses(&message),
+        ["accepted", "sending", "sent", "delivered"]
+    );
     assert_eq!(message["provider_ref"], test.ledger()[0].sid.as_str());
     assert!(message["error"].is_null(), "{message}");
     // Both callbacks (sent, delivered) were answered, and counted for what they did.
@@ -39,12 +42,17 @@ async fn a_text_moves_on_to_delivered_by_its_receipt_once() {
     .await;
     let metrics = &test.cloud.metrics;
     eventually("both events applied or found stale", || async {
-        let done = metrics.total("events", "ReceiptsApplied") + metrics.total("events", "ReceiptsStale");
+        let done =
+            metrics.total("events", "ReceiptsApplied") + metrics.total("events", "ReceiptsStale");
         (done == 2.0).then_some(())
     })
     .await;
     assert_eq!(metrics.total("events", "ReceiptsApplied"), 1.0);
-    assert_eq!(metrics.total("events", "ReceiptsStale"), 1.0, "`sent` after `sent`");
+    assert_eq!(
+        metrics.total("events", "ReceiptsStale"),
+        1.0,
+        "`sent` after `sent`"
+    );
     assert_eq!(metrics.total("webhooks", "WebhooksAccepted"), 2.0);
     assert_eq!(metrics.total("webhooks", "WebhooksRejected"), 0.0);
     let batch = id.split('.').next().unwrap();
@@ -62,7 +70,10 @@ async fn the_undelivered_magic_number_ends_undelivered_with_the_carriers_code() 
     let message = test.wait_for_status(&token, &id, "undelivered").await;
     assert_eq!(message["error"]["code"], "30006", "{message}");
     assert!(message["error"]["reason"].is_string(), "{message}");
-    assert_eq!(statuses(&message).last().map(String::as_str), Some("undelivered"));
+    assert_eq!(
+        statuses(&message).last().map(String::as_str),
+        Some("undelivered")
+    );
 }
 
 /// Duplicates and reordering: each status callback three times, in any order. The
@@ -93,7 +104,10 @@ async fn duplicated_and_reordered_callbacks_change_a_message_once() {
     })
     .await;
     let message = test.get(&format!("/v1/messages/{id}"), &token).await.body;
-    assert_eq!(statuses(&message), ["accepted", "sending", "sent", "delivered"]);
+    assert_eq!(
+        statuses(&message),
+        ["accepted", "sending", "sent", "delivered"]
+    );
     assert_eq!(metrics.total("events", "ReceiptsApplied"), 1.0);
     // The first copy of each status is new (applied or stale), the others duplicates.
     assert_eq!(metrics.total("events", "ReceiptsDuplicate"), 4.0);
@@ -117,17 +131,29 @@ async fn an_unknown_message_is_resolved_by_receipts_that_came_before_it_was_sett
     let history = statuses(&message);
     assert!(history.contains(&"unknown".to_owned()), "{history:?}");
     assert_eq!(history.iter().filter(|s| *s == "delivered").count(), 1);
-    assert_eq!(message["provider_ref"], test.ledger()[0].sid.as_str(), "learnt from the receipt");
+    assert_eq!(
+        message["provider_ref"],
+        test.ledger()[0].sid.as_str(),
+        "learnt from the receipt"
+    );
     let metrics = &test.cloud.metrics;
-    assert!(metrics.total("events", "ReceiptsEarly") >= 1.0, "the receipts came first");
+    assert!(
+        metrics.total("events", "ReceiptsEarly") >= 1.0,
+        "the receipts came first"
+    );
     eventually("both receipts read", || async {
-        let read = metrics.total("events", "ReceiptsApplied") + metrics.total("events", "ReceiptsStale");
+        let read =
+            metrics.total("events", "ReceiptsApplied") + metrics.total("events", "ReceiptsStale");
         (read == 2.0).then_some(())
     })
     .await;
     let batch = id.split('.').next().unwrap();
     let counts = test.get(&format!("/v1/batches/{batch}"), &token).await.body["counts"].clone();
-    assert_eq!((counts["delivered"].as_u64(), counts["unknown"].as_u64()), (Some(1), Some(0)), "{counts}");
+    assert_eq!(
+        (counts["delivered"].as_u64(), counts["unknown"].as_u64()),
+        (Some(1), Some(0)),
+        "{counts}"
+    );
     assert_eq!(test.queue_depth("EventsDLQ").await, 0);
 }
 
@@ -149,14 +175,18 @@ async fn a_receipt_for_no_message_of_ours_is_kept_once() {
     }
     let metrics = &test.cloud.metrics;
     eventually("both copies read", || async {
-        let read = metrics.total("events", "EventsOrphaned") + metrics.total("events", "ReceiptsDuplicate");
+        let read = metrics.total("events", "EventsOrphaned")
+            + metrics.total("events", "ReceiptsDuplicate");
         (read == 2.0).then_some(())
     })
     .await;
     assert_eq!(metrics.total("events", "EventsOrphaned"), 1.0);
     let today = herald::clock::system().timestamp().day();
     let orphans = test.cloud.sender.store.orphans(today).await.unwrap();
-    let ours: Vec<_> = orphans.iter().filter(|o| o.message.as_deref() == Some(nobody.as_str())).collect();
+    let ours: Vec<_> = orphans
+        .iter()
+        .filter(|o| o.message.as_deref() == Some(nobody.as_str()))
+        .collect();
     assert_eq!(ours.len(), 1, "{orphans:?}");
     assert_eq!(ours[0].tenant.as_deref(), Some("acme"));
 }

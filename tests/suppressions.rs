@@ -85,17 +85,37 @@ async fn stop_suppresses_every_tenant_on_the_number_and_start_lifts_it() {
     let progress = test.wait_for_batch(&acme, &batch, "completed").await;
     assert_eq!(progress["counts"]["suppressed"], 1, "{progress}");
     let ledger: Vec<String> = test.ledger().into_iter().map(|m| m.to).collect();
-    assert_eq!(ledger, [number(6)], "the provider never got the stopper's text");
-    let message = test.get(&format!("/v1/messages/{batch}.0"), &acme).await.body;
+    assert_eq!(
+        ledger,
+        [number(6)],
+        "the provider never got the stopper's text"
+    );
+    let message = test
+        .get(&format!("/v1/messages/{batch}.0"), &acme)
+        .await
+        .body;
     assert_eq!(message["status"], "suppressed");
-    assert!(message["error"]["reason"].as_str().unwrap().contains("opt_out"), "{message}");
+    assert!(
+        message["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("opt_out"),
+        "{message}"
+    );
 
     // An admin cannot lift an opt-out.
     let admin = test.token("acme", "admin").await;
     let path = format!("/v1/suppressions/{}", stopper.replace('+', "%2B"));
-    let answer = test.request("DELETE", &path, Some(&admin), None, None).await;
+    let answer = test
+        .request("DELETE", &path, Some(&admin), None, None)
+        .await;
     assert_eq!(answer.status, 409, "{}", answer.body);
-    assert!(answer.body["type"].as_str().unwrap().ends_with("opt-out-locked"));
+    assert!(
+        answer.body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("opt-out-locked")
+    );
 
     // START lifts it, and the next text to them is sent.
     text(&test, &stopper, PLATFORM_NUMBER, "START").await;
@@ -153,30 +173,62 @@ async fn admins_add_list_filter_and_remove_entries_audited() {
     let viewer = test.token("acme", "viewer").await;
     let add = |address: &str| json!({ "address": address, "note": "asked by phone" }).to_string();
     for address in [number(1), number(2), "Ada@Example.com".to_owned()] {
-        let answer = test.post_json("/v1/suppressions", &admin, &add(&address)).await;
+        let answer = test
+            .post_json("/v1/suppressions", &admin, &add(&address))
+            .await;
         assert_eq!(answer.status, 201, "{}", answer.body);
         assert_eq!(answer.body["reason"], "manual");
     }
-    let again = test.post_json("/v1/suppressions", &admin, &add("ada@example.com")).await;
-    assert_eq!(again.status, 409, "the same address in another case: {}", again.body);
-    let refused = test.post_json("/v1/suppressions", &viewer, &add(&number(3))).await;
+    let again = test
+        .post_json("/v1/suppressions", &admin, &add("ada@example.com"))
+        .await;
+    assert_eq!(
+        again.status, 409,
+        "the same address in another case: {}",
+        again.body
+    );
+    let refused = test
+        .post_json("/v1/suppressions", &viewer, &add(&number(3)))
+        .await;
     assert_eq!(refused.status, 403);
-    let bad = test.post_json("/v1/suppressions", &admin, &add("not an address")).await;
+    let bad = test
+        .post_json("/v1/suppressions", &admin, &add("not an address"))
+        .await;
     assert_eq!(bad.status, 400);
     assert_eq!(bad.body["errors"][0]["field"], "/address");
 
     // Paged, and filtered by channel and reason.
     let first = test.get("/v1/suppressions?limit=2", &viewer).await.body;
-    assert_eq!(first["suppressions"].as_array().unwrap().len(), 2, "{first}");
+    assert_eq!(
+        first["suppressions"].as_array().unwrap().len(),
+        2,
+        "{first}"
+    );
     let next = first["next_url"].as_str().expect("a next page").to_owned();
     let second = test.get(&next, &viewer).await.body;
-    assert_eq!(second["suppressions"].as_array().unwrap().len(), 1, "{second}");
-    let emails = test.get("/v1/suppressions?channel=email", &viewer).await.body;
+    assert_eq!(
+        second["suppressions"].as_array().unwrap().len(),
+        1,
+        "{second}"
+    );
+    let emails = test
+        .get("/v1/suppressions?channel=email", &viewer)
+        .await
+        .body;
     assert_eq!(emails["suppressions"][0]["address"], "Ada@Example.com");
     assert_eq!(emails["suppressions"].as_array().unwrap().len(), 1);
-    let opt_outs = test.get("/v1/suppressions?reason=opt_out", &viewer).await.body;
+    let opt_outs = test
+        .get("/v1/suppressions?reason=opt_out", &viewer)
+        .await
+        .body;
     assert_eq!(opt_outs["suppressions"], Value::Array(vec![]));
-    for query in ["?channel=fax", "?reason=maybe", "?limit=0", "?cursor=nope", "?colour=red"] {
+    for query in [
+        "?channel=fax",
+        "?reason=maybe",
+        "?limit=0",
+        "?cursor=nope",
+        "?colour=red",
+    ] {
         let answer = test.get(&format!("/v1/suppressions{query}"), &viewer).await;
         assert_eq!(answer.status, 400, "{query}: {}", answer.body);
     }
@@ -195,10 +247,19 @@ async fn admins_add_list_filter_and_remove_entries_audited() {
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(
-        actions.iter().filter(|a| **a == "suppression.added").count(),
+        actions
+            .iter()
+            .filter(|a| **a == "suppression.added")
+            .count(),
         3,
         "{audit}"
     );
-    assert_eq!(actions.iter().filter(|a| **a == "suppression.removed").count(), 1);
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "suppression.removed")
+            .count(),
+        1
+    );
     assert_eq!(suppressed(&test, &viewer).await.len(), 2);
 }

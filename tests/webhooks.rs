@@ -32,11 +32,28 @@ async fn forged_or_malformed_callbacks_are_refused_and_nothing_is_stored() {
     let items_before = test.table_items().await;
 
     let big = form(&[("MessageSid", &sid), ("Body", &"x".repeat(17 * 1024))]);
-    let repeated = format!("{}&MessageStatus=undelivered", String::from_utf8(encode(&delivered)).unwrap());
+    let repeated = format!(
+        "{}&MessageStatus=undelivered",
+        String::from_utf8(encode(&delivered)).unwrap()
+    );
     let empty = callback("", "delivered");
     let cases: Vec<(&str, &str, Vec<u8>, &str, Option<String>, u16)> = vec![
-        ("wrong signature", &path, encode(&delivered), FORM, Some("dGhpcyBpcyBub3QgaXQ=".into()), 403),
-        ("missing signature", &path, encode(&delivered), FORM, None, 403),
+        (
+            "wrong signature",
+            &path,
+            encode(&delivered),
+            FORM,
+            Some("dGhpcyBpcyBub3QgaXQ=".into()),
+            403,
+        ),
+        (
+            "missing signature",
+            &path,
+            encode(&delivered),
+            FORM,
+            None,
+            403,
+        ),
         (
             "signed over other params",
             &path,
@@ -45,13 +62,24 @@ async fn forged_or_malformed_callbacks_are_refused_and_nothing_is_stored() {
             Some(test.twilio_signature(&test.webhook_url(&path), &callback(&sid, "undelivered"))),
             403,
         ),
-        ("message id altered in the URL", &other_path, encode(&delivered), FORM, Some(signed.clone()), 403),
+        (
+            "message id altered in the URL",
+            &other_path,
+            encode(&delivered),
+            FORM,
+            Some(signed.clone()),
+            403,
+        ),
         (
             "signed with another token",
             &path,
             encode(&delivered),
             FORM,
-            Some(herald::webhook::twilio::signature("not-the-token", &test.webhook_url(&path), &delivered)),
+            Some(herald::webhook::twilio::signature(
+                "not-the-token",
+                &test.webhook_url(&path),
+                &delivered,
+            )),
             403,
         ),
         (
@@ -62,8 +90,22 @@ async fn forged_or_malformed_callbacks_are_refused_and_nothing_is_stored() {
             Some(test.twilio_signature(&test.webhook_url(&path), &big)),
             413,
         ),
-        ("not a form", &path, b"{\"MessageSid\":\"x\"}".to_vec(), "application/json", Some(signed.clone()), 415),
-        ("a repeated field", &path, repeated.into_bytes(), FORM, Some(signed.clone()), 400),
+        (
+            "not a form",
+            &path,
+            b"{\"MessageSid\":\"x\"}".to_vec(),
+            "application/json",
+            Some(signed.clone()),
+            415,
+        ),
+        (
+            "a repeated field",
+            &path,
+            repeated.into_bytes(),
+            FORM,
+            Some(signed.clone()),
+            400,
+        ),
         (
             "an empty message sid, signed",
             &path,
@@ -72,12 +114,21 @@ async fn forged_or_malformed_callbacks_are_refused_and_nothing_is_stored() {
             Some(test.twilio_signature(&test.webhook_url(&path), &empty)),
             400,
         ),
-        ("an unsigned inbound text", "/webhooks/twilio/inbound", encode(&delivered), FORM, None, 403),
+        (
+            "an unsigned inbound text",
+            "/webhooks/twilio/inbound",
+            encode(&delivered),
+            FORM,
+            None,
+            403,
+        ),
     ];
     let total = cases.len();
     let mut wrong = Vec::new();
     for (name, path, body, content_type, signature, status) in cases {
-        let answer = test.post_webhook(path, body, content_type, signature.as_deref()).await;
+        let answer = test
+            .post_webhook(path, body, content_type, signature.as_deref())
+            .await;
         if answer.status != status || answer.body["status"] != status {
             wrong.push(format!("{name}: {} {}", answer.status, answer.body));
         }
@@ -136,7 +187,11 @@ async fn a_rotated_auth_token_is_taken_and_the_previous_one_too() {
     let answer = test
         .post_webhook(&path, encode(&delivered), FORM, Some(&by_new))
         .await;
-    assert_eq!(answer.status, 204, "the new token (read again on a mismatch): {}", answer.body);
+    assert_eq!(
+        answer.status, 204,
+        "the new token (read again on a mismatch): {}",
+        answer.body
+    );
     test.wait_for_status(&token, &id, "delivered").await;
     let undelivered = callback(&sid, "undelivered");
     let by_old = herald::webhook::twilio::signature(&old, &url, &undelivered);

@@ -44,13 +44,18 @@ impl TestCloud {
             status,
             content_type,
             headers,
-            body: serde_json::from_slice(&bytes)
-                .unwrap_or(serde_json::Value::String(String::from_utf8_lossy(&bytes).into())),
+            body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::String(
+                String::from_utf8_lossy(&bytes).into(),
+            )),
         }
     }
 
     /// Posts `form` signed as Twilio would sign it.
-    pub async fn post_signed_webhook(&self, path_and_query: &str, form: &[(String, String)]) -> Answer {
+    pub async fn post_signed_webhook(
+        &self,
+        path_and_query: &str,
+        form: &[(String, String)],
+    ) -> Answer {
         let signature = self.twilio_signature(&self.webhook_url(path_and_query), form);
         let body = encode(form);
         self.post_webhook(

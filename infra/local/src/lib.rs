@@ -260,8 +260,15 @@ impl LocalCloud {
         ));
 
         let mut sender_env = function_env(&stack, "SenderFunction", &options)?;
-        if !options.env_overrides.contains_key("HERALD_WEBHOOKS_BASE_URL") {
-            let base = if options.receipts { gateway_url.as_str() } else { "" };
+        if !options
+            .env_overrides
+            .contains_key("HERALD_WEBHOOKS_BASE_URL")
+        {
+            let base = if options.receipts {
+                gateway_url.as_str()
+            } else {
+                ""
+            };
             sender_env.insert("HERALD_WEBHOOKS_BASE_URL".into(), base.into());
         }
         let sender_config = SenderConfig::load(&sender_env)?;
@@ -324,8 +331,9 @@ impl LocalCloud {
         );
         let mut events_trigger = stack.queue_trigger("EventsFunction")?;
         if let Some(visibility) = options.visibility_timeout {
-            events_trigger.function_timeout_secs =
-                events_trigger.function_timeout_secs.min(u64::from(visibility));
+            events_trigger.function_timeout_secs = events_trigger
+                .function_timeout_secs
+                .min(u64::from(visibility));
         }
         let events_pollers = events_trigger.max_concurrency.clamp(1, LOCAL_EVENT_POLLERS);
         let handler_deps = events.clone();

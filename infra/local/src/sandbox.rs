@@ -84,7 +84,8 @@ impl Sandbox {
 
     /// Where inbound texts go: the receiver's base URL (`http://127.0.0.1:3000`).
     pub fn set_webhooks_base(&self, base: &str) {
-        *self.webhooks_base.lock().expect("webhooks lock") = Some(base.trim_end_matches('/').to_owned());
+        *self.webhooks_base.lock().expect("webhooks lock") =
+            Some(base.trim_end_matches('/').to_owned());
     }
 
     /// Sends a text from `from` to `to` as Twilio posts one to a number's webhook,
@@ -338,7 +339,10 @@ struct InboundText {
 
 /// `POST /sandbox/inbound {from, to, body}`: a recipient's text, posted to the
 /// receiver signed as Twilio's.
-async fn post_inbound(State(sandbox): State<Arc<Sandbox>>, Json(text): Json<InboundText>) -> Response {
+async fn post_inbound(
+    State(sandbox): State<Arc<Sandbox>>,
+    Json(text): Json<InboundText>,
+) -> Response {
     match sandbox.inbound(&text.from, &text.to, &text.body).await {
         Ok(status) => Json(json!({ "webhook_status": status })).into_response(),
         Err(error) => (StatusCode::BAD_GATEWAY, Json(json!({ "error": error }))).into_response(),

@@ -56,7 +56,14 @@ impl Default for Callbacks {
 }
 
 /// One message's callbacks, as the faults shape them.
-pub(super) fn schedule(sandbox: &Arc<Sandbox>, faults: &Faults, sid: &str, to: &str, from: &str, url: &str) {
+pub(super) fn schedule(
+    sandbox: &Arc<Sandbox>,
+    faults: &Faults,
+    sid: &str,
+    to: &str,
+    from: &str,
+    url: &str,
+) {
     let undelivered = to == UNDELIVERED_NUMBER || faults.undelivered_to.iter().any(|n| n == to);
     if undelivered {
         sandbox.log(|log| log.undelivered_messages += 1);
@@ -84,7 +91,9 @@ pub(super) fn schedule(sandbox: &Arc<Sandbox>, faults: &Faults, sid: &str, to: &
         // In order, each a little after the one before; reordered, at random within
         // the delay, so copies and statuses overtake each other.
         let delay = match faults.callback_reorder {
-            true => faults.callback_delay_ms + rand::random_range(0..=faults.callback_delay_ms.max(1)),
+            true => {
+                faults.callback_delay_ms + rand::random_range(0..=faults.callback_delay_ms.max(1))
+            }
             false => faults.callback_delay_ms + (order * 10 + position) as u64,
         };
         let mut form = vec![
@@ -104,7 +113,9 @@ pub(super) fn schedule(sandbox: &Arc<Sandbox>, faults: &Faults, sid: &str, to: &
         let url = url.to_owned();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(delay)).await;
-            let delivered = post_signed(&sandbox, &url, &form).await.is_ok_and(|s| s < 300);
+            let delivered = post_signed(&sandbox, &url, &form)
+                .await
+                .is_ok_and(|s| s < 300);
             sandbox.log(|log| match delivered {
                 true => log.delivered += 1,
                 false => log.failed += 1,
@@ -138,7 +149,9 @@ pub(super) async fn post_signed(
             .form(form)
             .send()
             .await;
-        last = answer.map(|a| a.status().as_u16()).map_err(|e| e.to_string());
+        last = answer
+            .map(|a| a.status().as_u16())
+            .map_err(|e| e.to_string());
         match &last {
             Ok(status) if *status < 500 => return last,
             _ => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
