@@ -199,7 +199,10 @@ impl SenderConfig {
 
 /// `HERALD_WEBHOOKS_BASE_URL`: an http(s) URL without a query, or nothing.
 fn public_base_url(settings: &impl Settings) -> Result<Option<String>, ConfigError> {
-    let Some(raw) = settings.get("HERALD_WEBHOOKS_BASE_URL").filter(|v| !v.is_empty()) else {
+    let Some(raw) = settings
+        .get("HERALD_WEBHOOKS_BASE_URL")
+        .filter(|v| !v.is_empty())
+    else {
         return Ok(None);
     };
     let scheme_ok = raw.starts_with("https://") || raw.starts_with("http://");

@@ -118,7 +118,10 @@ pub async fn list(
         None => DEFAULT_PAGE,
         Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
         Some(_) => {
-            errors.add("limit", format!("must be a whole number from 1 to {MAX_PAGE}"));
+            errors.add(
+                "limit",
+                format!("must be a whole number from 1 to {MAX_PAGE}"),
+            );
             0
         }
     };
@@ -146,7 +149,11 @@ pub async fn list(
         url
     });
     Ok(Json(Page {
-        suppressions: page.entries.into_iter().map(SuppressionBody::from).collect(),
+        suppressions: page
+            .entries
+            .into_iter()
+            .map(SuppressionBody::from)
+            .collect(),
         next_cursor: page.next,
         next_url,
     }))
@@ -189,7 +196,11 @@ pub async fn add(
     let address = parse_address(&request.address)
         .inspect_err(|e| errors.add("/address", e.clone()))
         .ok();
-    let note = request.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    let note = request
+        .note
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
     if let Some(note) = note
         && (note.chars().count() > MAX_NOTE_CHARS || note.chars().any(char::is_control))
     {
@@ -215,8 +226,14 @@ pub async fn add(
         let tenant = caller.principal.tenant();
         match app.store.suppress(tenant, &entry, false).await? {
             SuppressOutcome::Suppressed(entry) => {
-                intake::audit(app, tenant, caller, "suppression.added", entry.address.as_str())
-                    .await?;
+                intake::audit(
+                    app,
+                    tenant,
+                    caller,
+                    "suppression.added",
+                    entry.address.as_str(),
+                )
+                .await?;
                 Ok(intake::stored_json(
                     StatusCode::CREATED,
                     &SuppressionBody::from(entry),
@@ -226,7 +243,9 @@ pub async fn add(
             SuppressOutcome::AlreadySuppressed(existing) => Err(ApiError::SuppressionExists {
                 reason: existing.reason,
             }),
-            SuppressOutcome::Superseded => Err(ApiError::Misrouted("an admin's addition is never superseded")),
+            SuppressOutcome::Superseded => Err(ApiError::Misrouted(
+                "an admin's addition is never superseded",
+            )),
         }
     })
     .await
@@ -260,9 +279,20 @@ pub async fn remove(
         subject: caller.principal.subject().to_owned(),
         at: app.clock.timestamp(),
     };
-    match app.store.lift_suppression(tenant, &address, &lifter).await? {
+    match app
+        .store
+        .lift_suppression(tenant, &address, &lifter)
+        .await?
+    {
         LiftOutcome::Lifted(entry) => {
-            intake::audit(&app, tenant, &caller, "suppression.removed", address.as_str()).await?;
+            intake::audit(
+                &app,
+                tenant,
+                &caller,
+                "suppression.removed",
+                address.as_str(),
+            )
+            .await?;
             Ok(Json(SuppressionBody::from(entry)).into_response())
         }
         LiftOutcome::NotSuppressed | LiftOutcome::Superseded => {

@@ -220,7 +220,9 @@ async fn apply_keyword(
             let lifter = Lifter::Recipient {
                 at: text.received_at,
             };
-            deps.store.lift_suppression(tenant, &address, &lifter).await?;
+            deps.store
+                .lift_suppression(tenant, &address, &lifter)
+                .await?;
         }
     }
     Ok(())

@@ -71,8 +71,7 @@ impl Deps {
 pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     // A batch holds at most `BatchSize` (10) records: all of them at once.
     let results =
-        futures::future::join_all(event.records.iter().map(|record| process(deps, record)))
-            .await;
+        futures::future::join_all(event.records.iter().map(|record| process(deps, record))).await;
     let mut tally = Tally::default();
     let mut response = SqsBatchResponse::default();
     for (failed, counted) in results {
@@ -164,6 +163,10 @@ async fn park(
         .filter_map(|(name, value)| Some((name.clone(), value.string_value.clone()?)))
         .collect();
     deps.dead_letters
-        .park(record.body.as_deref().unwrap_or_default(), &attributes, reason)
+        .park(
+            record.body.as_deref().unwrap_or_default(),
+            &attributes,
+            reason,
+        )
         .await
 }

@@ -98,7 +98,10 @@ pub(crate) async fn run(
             let unsent = match suppressed.get(&recipient.to.folded()) {
                 _ if cancelled => Some(Unsent::Cancelled),
                 Some(entry) => Some(Unsent::Suppressed {
-                    reason: format!("the recipient is on the suppression list ({})", entry.reason),
+                    reason: format!(
+                        "the recipient is on the suppression list ({})",
+                        entry.reason
+                    ),
                 }),
                 None => None,
             };

@@ -10,12 +10,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
+use herald::CorrelationId;
 use herald::auth::{WEBHOOK_POLICY, WebhookAccess};
 use herald::clock::SharedClock;
 use herald::config::WebhooksConfig;
@@ -26,7 +27,6 @@ use herald::provider::twilio::TwilioCredentials;
 use herald::secrets::SecretsCache;
 use herald::webhook::twilio;
 use herald::webhook::{ENVELOPE_VERSION, EventEnvelope, EventKind, EventsQueue};
-use herald::CorrelationId;
 use secrecy::ExposeSecret;
 use tokio::sync::Mutex;
 
@@ -127,15 +127,35 @@ async fn twilio_event(
     // API Gateway has the whole body in the event already; the limit is checked below.
     let body: Bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(body) => body,
-        Err(_) => return refuse(StatusCode::BAD_REQUEST, "webhook-refused", "The body could not be read."),
+        Err(_) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "webhook-refused",
+                "The body could not be read.",
+            );
+        }
     };
     let correlation = CorrelationId::new();
-    let span = tracing::info_span!("webhook", source = "twilio", ?kind, correlation_id = %correlation);
+    let span =
+        tracing::info_span!("webhook", source = "twilio", ?kind, correlation_id = %correlation);
     let _entered = span.enter();
-    match receive(&app, kind, &uri, &headers, &body, correlation, domain.as_deref()).await {
+    match receive(
+        &app,
+        kind,
+        &uri,
+        &headers,
+        &body,
+        correlation,
+        domain.as_deref(),
+    )
+    .await
+    {
         Ok(answer) => {
-            app.metrics
-                .emit(Record::new("webhooks").count("WebhooksAccepted", 1).property("source", "twilio"));
+            app.metrics.emit(
+                Record::new("webhooks")
+                    .count("WebhooksAccepted", 1)
+                    .property("source", "twilio"),
+            );
             answer
         }
         Err((rejection, detail)) => {
@@ -165,7 +185,10 @@ async fn receive(
 ) -> Result<Response, Refusal> {
     let max = app.config.max_body_bytes;
     if body.len() > max {
-        return Err((Rejection::TooLarge, format!("The body may be at most {max} bytes.")));
+        return Err((
+            Rejection::TooLarge,
+            format!("The body may be at most {max} bytes."),
+        ));
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -173,12 +196,18 @@ async fn receive(
         .unwrap_or_default();
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        return Err((Rejection::NotForm, "Send the form as application/x-www-form-urlencoded.".into()));
+        return Err((
+            Rejection::NotForm,
+            "Send the form as application/x-www-form-urlencoded.".into(),
+        ));
     }
     let form = twilio::parse_form(body).map_err(|e| (Rejection::Malformed, e.to_string()))?;
     let query = twilio::parse_form(uri.query().unwrap_or_default().as_bytes())
         .map_err(|e| (Rejection::Malformed, format!("query: {e}")))?;
-    let Some(signature) = headers.get(twilio::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()) else {
+    let Some(signature) = headers
+        .get(twilio::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+    else {
         return Err((Rejection::Unsigned, "The request is not signed.".into()));
     };
     let base = match (&app.config.public_base_url, domain) {
@@ -186,7 +215,10 @@ async fn receive(
         (None, Some(domain)) => format!("https://{domain}"),
         (None, None) => {
             tracing::error!("no public base URL configured and none in the request");
-            return Err((Rejection::BadSignature, "The signature cannot be checked.".into()));
+            return Err((
+                Rejection::BadSignature,
+                "The signature cannot be checked.".into(),
+            ));
         }
     };
     let url = match uri.query() {
@@ -194,7 +226,10 @@ async fn receive(
         None => format!("{base}{}", uri.path()),
     };
     if !signed(app, &url, &form, signature).await? {
-        return Err((Rejection::BadSignature, "The signature does not match the request.".into()));
+        return Err((
+            Rejection::BadSignature,
+            "The signature does not match the request.".into(),
+        ));
     }
     let envelope = EventEnvelope {
         v: ENVELOPE_VERSION,
@@ -207,11 +242,17 @@ async fn receive(
     };
     // Verified, but it must also be an event Herald can read: one that is not would
     // only be parked by the events function.
-    envelope.event().map_err(|e| (Rejection::Invalid, e.to_string()))?;
+    envelope
+        .event()
+        .map_err(|e| (Rejection::Invalid, e.to_string()))?;
     if let Err(e) = app.queue.enqueue(&envelope).await {
         tracing::error!(error = %herald::telemetry::error_chain(&e), "the event could not be queued");
         // Twilio retries an answer it did not take; nothing was stored.
-        return Ok(refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again shortly."));
+        return Ok(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Try again shortly.",
+        ));
     }
     Ok(match kind {
         EventKind::Status => StatusCode::NO_CONTENT.into_response(),
@@ -240,7 +281,10 @@ async fn signed(
         })?;
         let credentials = TwilioCredentials::parse(&secret).map_err(|e| {
             tracing::error!(error = %e, "provider secret is not Twilio credentials");
-            (Rejection::BadSignature, "The signature cannot be checked now.".to_owned())
+            (
+                Rejection::BadSignature,
+                "The signature cannot be checked now.".to_owned(),
+            )
         })?;
         let previous = credentials.previous_auth_token.as_ref();
         let tokens: Vec<&str> = std::iter::once(credentials.auth_token.expose_secret())
@@ -277,5 +321,7 @@ fn domain_name(request: &axum::extract::Request) -> Option<String> {
 
 fn refuse(status: StatusCode, slug: &str, detail: &str) -> Response {
     let title = status.canonical_reason().unwrap_or("Refused");
-    Problem::new(status, slug, title).detail(detail).into_response()
+    Problem::new(status, slug, title)
+        .detail(detail)
+        .into_response()
 }

@@ -128,7 +128,8 @@ impl BatchView {
     /// the total (the counts always add up to it). Once every chunk is counted, each
     /// count is exact.
     pub fn counts(&self) -> BatchCounts {
-        let add = |base: u32, delta: i64| (i64::from(base) + delta).clamp(0, i64::from(u32::MAX)) as u32;
+        let add =
+            |base: u32, delta: i64| (i64::from(base) + delta).clamp(0, i64::from(u32::MAX)) as u32;
         let r = &self.receipts;
         let mut counts = BatchCounts {
             pending: 0,
@@ -357,7 +358,13 @@ mod tests {
         // The chunk is counted: 9 sent, 1 unknown; 3 delivered and 1 undelivered since.
         let counts = view(10, 9, 1, receipts).counts();
         assert_eq!(
-            (counts.sent, counts.delivered, counts.undelivered, counts.unknown, counts.pending),
+            (
+                counts.sent,
+                counts.delivered,
+                counts.undelivered,
+                counts.unknown,
+                counts.pending
+            ),
             (6, 3, 1, 0, 0)
         );
         // Before the chunk is counted, the receipts alone: nothing shows below zero and
@@ -365,7 +372,11 @@ mod tests {
         let early = view(10, 0, 0, receipts).counts();
         assert_eq!((early.sent, early.unknown, early.delivered), (0, 0, 3));
         assert_eq!(early.pending + early.total_final(), 10);
-        assert_eq!(view(10, 0, 0, receipts).done(), 0, "receipts finish nothing");
+        assert_eq!(
+            view(10, 0, 0, receipts).done(),
+            0,
+            "receipts finish nothing"
+        );
     }
 
     #[test]

@@ -36,9 +36,7 @@ pub use client::{MachineClient, Registration, Revocation};
 pub use message::{
     Channel, Chunk, ClaimOutcome, Content, HistoryEntry, Lease, MessageView, Recipient, Settlement,
 };
-pub use receipt::{
-    EventSource, InboundText, OptKeyword, ProviderEvent, Receipt, ReceiptOutcome,
-};
+pub use receipt::{EventSource, InboundText, OptKeyword, ProviderEvent, Receipt, ReceiptOutcome};
 pub use status::MessageStatus;
 pub use suppression::{
     LiftOutcome, SuppressOutcome, Suppression, SuppressionPage, SuppressionReason,

@@ -24,7 +24,9 @@ pub enum ProviderEvent {
     Receipt(Receipt),
     Inbound(InboundText),
     /// Something Herald keeps no record of (an intermediate status such as `queued`).
-    Ignored { what: String },
+    Ignored {
+        what: String,
+    },
 }
 
 /// A provider's word on one message it took.
@@ -130,13 +132,30 @@ mod tests {
 
     #[test]
     fn only_a_whole_keyword_opts_in_or_out() {
-        for body in ["STOP", "stop", "  Stop\n", "STOPALL", "unsubscribe", "Cancel", "end", "QUIT"] {
+        for body in [
+            "STOP",
+            "stop",
+            "  Stop\n",
+            "STOPALL",
+            "unsubscribe",
+            "Cancel",
+            "end",
+            "QUIT",
+        ] {
             assert_eq!(OptKeyword::of(body), Some(OptKeyword::OptOut), "{body:?}");
         }
         for body in ["START", "unstop", " yes "] {
             assert_eq!(OptKeyword::of(body), Some(OptKeyword::OptIn), "{body:?}");
         }
-        for body in ["", "STOP!", "please stop", "HELP", "stop stop", "STOPP", "yes please"] {
+        for body in [
+            "",
+            "STOP!",
+            "please stop",
+            "HELP",
+            "stop stop",
+            "STOPP",
+            "yes please",
+        ] {
             assert_eq!(OptKeyword::of(body), None, "{body:?}");
         }
     }

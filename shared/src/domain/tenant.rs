@@ -68,7 +68,9 @@ impl Plan {
 pub struct SmsSender(String);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("an SMS sender is a phone number in E.164 form or a messaging service id (MG and 32 hex digits)")]
+#[error(
+    "an SMS sender is a phone number in E.164 form or a messaging service id (MG and 32 hex digits)"
+)]
 pub struct InvalidSmsSender;
 
 impl SmsSender {
@@ -194,7 +196,13 @@ mod tests {
         );
         let service = format!("MG{}", "a1".repeat(16));
         assert_eq!(SmsSender::parse(&service).unwrap().as_str(), service);
-        for bad in ["", "4155550100", "MG123", "MGzz", &format!("MG{}", "g".repeat(32))] {
+        for bad in [
+            "",
+            "4155550100",
+            "MG123",
+            "MGzz",
+            &format!("MG{}", "g".repeat(32)),
+        ] {
             assert_eq!(SmsSender::parse(bad), Err(InvalidSmsSender), "{bad:?}");
         }
     }

@@ -286,7 +286,9 @@ impl Store {
 pub enum Unsent {
     Cancelled,
     /// The recipient is on the tenant's suppression list, for this reason.
-    Suppressed { reason: String },
+    Suppressed {
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for Unsent {

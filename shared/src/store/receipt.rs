@@ -13,7 +13,9 @@ use super::message::{forward_only, history_entry};
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::domain::{MessageStatus, Receipt, ReceiptDeltas, ReceiptOutcome};
-use crate::item::{Cancelled, Item, dynamo, get_named, get_s, key_item, n, name, s, time, with_key};
+use crate::item::{
+    Cancelled, Item, dynamo, get_named, get_s, key_item, n, name, s, time, with_key,
+};
 use crate::keys;
 
 /// How long an event's dedupe record is kept: providers retry a callback for hours at
@@ -48,9 +50,7 @@ impl Store {
                 if self.get(&batch, true).await?.is_some() {
                     return Ok(ReceiptOutcome::Early);
                 }
-                return self
-                    .orphan(receipt, "no such message for the tenant")
-                    .await;
+                return self.orphan(receipt, "no such message for the tenant").await;
             };
             let current: MessageStatus = get_named(&item, "status")
                 .ok_or_else(|| crate::item::corrupt(&key, "unknown status"))?;
@@ -133,7 +133,11 @@ impl Store {
 
     /// The message's move from `current` to the receipt's status, conditional on
     /// `current` (and the rank list, as every status write).
-    fn receipt_move(&self, receipt: &Receipt, current: MessageStatus) -> Result<Update, StoreError> {
+    fn receipt_move(
+        &self,
+        receipt: &Receipt,
+        current: MessageStatus,
+    ) -> Result<Update, StoreError> {
         let status = receipt.status;
         let key = keys::message(&receipt.tenant, receipt.message);
         let (request, forward) = forward_only(self.update(&key), status);
@@ -188,7 +192,11 @@ impl Store {
     }
 
     /// The receipt's move, added to its message's receipt shard.
-    fn receipt_count(&self, receipt: &Receipt, deltas: ReceiptDeltas) -> Result<Update, StoreError> {
+    fn receipt_count(
+        &self,
+        receipt: &Receipt,
+        deltas: ReceiptDeltas,
+    ) -> Result<Update, StoreError> {
         let key = keys::receipt_shard_of(&receipt.tenant, receipt.message);
         let mut update = Update::builder()
             .table_name(&self.table)
@@ -222,7 +230,10 @@ impl Store {
             event_id: receipt.event_id.clone(),
             tenant: Some(receipt.tenant.to_string()),
             message: Some(receipt.message.to_string()),
-            reason: format!("{reason} (provider reference {}, status {})", receipt.provider_ref, receipt.status),
+            reason: format!(
+                "{reason} (provider reference {}, status {})",
+                receipt.provider_ref, receipt.status
+            ),
             at: receipt.received_at,
         };
         Ok(match self.record_orphan(&event).await? {
@@ -346,7 +357,10 @@ fn seen_item(source: &str, receipt: &Receipt, outcome: &str) -> Item {
             ("outcome", s(outcome)),
             ("tenant_id", s(receipt.tenant.as_str())),
             ("message_id", s(receipt.message.to_string())),
-            ("expires_at", n(receipt.received_at.plus(EVENT_TTL).epoch_seconds())),
+            (
+                "expires_at",
+                n(receipt.received_at.plus(EVENT_TTL).epoch_seconds()),
+            ),
         ],
     )
 }

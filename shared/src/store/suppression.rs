@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
+};
 use base64::Engine as _;
 
 use super::{Store, StoreError};
@@ -68,7 +70,10 @@ impl Store {
             .expression_attribute_values(":source", s(&entry.source))
             .expression_attribute_values(
                 ":detail",
-                entry.detail.as_deref().map_or(AttributeValue::Null(true), s),
+                entry
+                    .detail
+                    .as_deref()
+                    .map_or(AttributeValue::Null(true), s),
             )
             .expression_attribute_values(":at", time(entry.changed_at))
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
@@ -177,7 +182,8 @@ impl Store {
             }
             Err(e) => {
                 let old = old_item(e)?;
-                if old.is_empty() || old.get("active").and_then(|v| v.as_bool().ok()) != Some(&true) {
+                if old.is_empty() || old.get("active").and_then(|v| v.as_bool().ok()) != Some(&true)
+                {
                     return Ok(match by {
                         Lifter::Admin { .. } => LiftOutcome::NotSuppressed,
                         Lifter::Recipient { .. } => LiftOutcome::Superseded,
@@ -185,7 +191,9 @@ impl Store {
                 }
                 let existing = parse(&key, &old)?;
                 Ok(match by {
-                    Lifter::Recipient { at } if existing.changed_at >= *at => LiftOutcome::Superseded,
+                    Lifter::Recipient { at } if existing.changed_at >= *at => {
+                        LiftOutcome::Superseded
+                    }
                     _ => LiftOutcome::Refused(existing),
                 })
             }

@@ -179,7 +179,8 @@ pub fn parse_status(
         message,
         provider_ref: sid.to_owned(),
         status,
-        suppress: (error_code.as_deref() == Some(UNSUBSCRIBED)).then_some(SuppressionReason::OptOut),
+        suppress: (error_code.as_deref() == Some(UNSUBSCRIBED))
+            .then_some(SuppressionReason::OptOut),
         error_code,
         error_reason,
         received_at,
@@ -280,7 +281,12 @@ mod tests {
             signature(token, url, &params),
             "GvWf1cFY/Q7PnoempGyD5oXAezc="
         );
-        assert!(verify(&[token], url, &params, "GvWf1cFY/Q7PnoempGyD5oXAezc="));
+        assert!(verify(
+            &[token],
+            url,
+            &params,
+            "GvWf1cFY/Q7PnoempGyD5oXAezc="
+        ));
     }
 
     #[test]
@@ -312,7 +318,10 @@ mod tests {
     fn the_url_is_accepted_with_and_without_its_default_port() {
         assert_eq!(
             url_variants("https://h.example.com/a?b=1"),
-            ["https://h.example.com/a?b=1", "https://h.example.com:443/a?b=1"]
+            [
+                "https://h.example.com/a?b=1",
+                "https://h.example.com:443/a?b=1"
+            ]
         );
         assert_eq!(
             url_variants("https://h.example.com:443/a"),
@@ -328,9 +337,19 @@ mod tests {
         );
         let params = pairs(&[("MessageSid", "SM1")]);
         let signed_with_port = signature("t", "https://h.example.com:443/a", &params);
-        assert!(verify(&["t"], "https://h.example.com/a", &params, &signed_with_port));
+        assert!(verify(
+            &["t"],
+            "https://h.example.com/a",
+            &params,
+            &signed_with_port
+        ));
         let signed_without = signature("t", "https://h.example.com/a", &params);
-        assert!(verify(&["t"], "https://h.example.com:443/a", &params, &signed_without));
+        assert!(verify(
+            &["t"],
+            "https://h.example.com:443/a",
+            &params,
+            &signed_without
+        ));
     }
 
     #[test]
@@ -339,10 +358,7 @@ mod tests {
             parse_form(b"To=%2B14155550100&Body=hi+there").unwrap(),
             pairs(&[("To", "+14155550100"), ("Body", "hi there")])
         );
-        assert_eq!(
-            parse_form(b"A=1&A=2"),
-            Err(FormError::Repeated("A".into()))
-        );
+        assert_eq!(parse_form(b"A=1&A=2"), Err(FormError::Repeated("A".into())));
         assert_eq!(parse_form(b"=1"), Err(FormError::Unnamed));
         assert_eq!(parse_form(b"A=%FF"), Err(FormError::NotForm));
         assert_eq!(parse_form(&[0x41, 0x3d, 0xff]), Err(FormError::NotForm));
@@ -366,7 +382,8 @@ mod tests {
                 ("ErrorCode", code),
             ])
         };
-        let ProviderEvent::Receipt(delivered) = parse_status(&query, &form("delivered", ""), at).unwrap()
+        let ProviderEvent::Receipt(delivered) =
+            parse_status(&query, &form("delivered", ""), at).unwrap()
         else {
             panic!("a receipt")
         };
@@ -374,14 +391,19 @@ mod tests {
         assert_eq!(delivered.event_id, "SM9:delivered");
         assert_eq!(delivered.message, message);
         assert_eq!((delivered.error_code, delivered.suppress), (None, None));
-        let ProviderEvent::Receipt(lost) = parse_status(&query, &form("undelivered", "30003"), at).unwrap()
+        let ProviderEvent::Receipt(lost) =
+            parse_status(&query, &form("undelivered", "30003"), at).unwrap()
         else {
             panic!("a receipt")
         };
         assert_eq!(lost.status, MessageStatus::Undelivered);
         assert_eq!(lost.error_code.as_deref(), Some("30003"));
-        assert_eq!(lost.error_reason.as_deref(), Some("the handset is unreachable"));
-        let ProviderEvent::Receipt(opted_out) = parse_status(&query, &form("failed", "21610"), at).unwrap()
+        assert_eq!(
+            lost.error_reason.as_deref(),
+            Some("the handset is unreachable")
+        );
+        let ProviderEvent::Receipt(opted_out) =
+            parse_status(&query, &form("failed", "21610"), at).unwrap()
         else {
             panic!("a receipt")
         };
@@ -394,7 +416,11 @@ mod tests {
         }
         let no_sid = map(&[("MessageStatus", "sent"), ("AccountSid", "AC1")]);
         assert!(parse_status(&query, &no_sid, at).is_err());
-        let empty_sid = map(&[("MessageSid", ""), ("MessageStatus", "sent"), ("AccountSid", "AC1")]);
+        let empty_sid = map(&[
+            ("MessageSid", ""),
+            ("MessageStatus", "sent"),
+            ("AccountSid", "AC1"),
+        ]);
         assert!(parse_status(&query, &empty_sid, at).is_err());
         let bad_message = map(&[("tenant", "acme"), ("message", "nope")]);
         assert!(parse_status(&bad_message, &form("sent", ""), at).is_err());
@@ -413,14 +439,16 @@ mod tests {
                 ("FromCity", ""),
             ])
         };
-        let ProviderEvent::Inbound(stop) = parse_inbound(&form(" Stop ", "+14155550100"), at).unwrap()
+        let ProviderEvent::Inbound(stop) =
+            parse_inbound(&form(" Stop ", "+14155550100"), at).unwrap()
         else {
             panic!("an inbound text")
         };
         assert_eq!(stop.keyword, Some(OptKeyword::OptOut));
         assert_eq!(stop.from.as_str(), "+14155550100");
         assert_eq!(stop.senders().collect::<Vec<_>>(), ["+15005550006"]);
-        let ProviderEvent::Inbound(chat) = parse_inbound(&form("thanks!", "+14155550100"), at).unwrap()
+        let ProviderEvent::Inbound(chat) =
+            parse_inbound(&form("thanks!", "+14155550100"), at).unwrap()
         else {
             panic!("an inbound text")
         };
