@@ -18,6 +18,10 @@ fn callback(sid: &str, status: &str) -> Vec<(String, String)> {
     ])
 }
 
+/// A refused webhook: what it is, its path, body, content type, signature header and
+/// the status it must get.
+type ForgedCase<'a> = (&'a str, &'a str, Vec<u8>, &'a str, Option<String>, u16);
+
 #[tokio::test]
 async fn forged_or_malformed_callbacks_are_refused_and_nothing_is_stored() {
     let test = TestCloud::start("hooks-bad").await;
@@ -37,7 +41,7 @@ async fn forged_or_malformed_callbacks_are_refused_and_nothing_is_stored() {
         String::from_utf8(encode(&delivered)).unwrap()
     );
     let empty = callback("", "delivered");
-    let cases: Vec<(&str, &str, Vec<u8>, &str, Option<String>, u16)> = vec![
+    let cases: Vec<ForgedCase> = vec![
         (
             "wrong signature",
             &path,

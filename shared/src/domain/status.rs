@@ -139,11 +139,10 @@ mod tests {
     fn a_receipt_moves_only_what_the_provider_took_and_only_forward() {
         for receipt in [Sent, Delivered, Undelivered] {
             for current in MessageStatus::VARIANTS {
-                let expected = match (receipt, current) {
-                    (Sent, Unknown) => true,
-                    (Delivered | Undelivered, Sent | Unknown) => true,
-                    _ => false,
-                };
+                let expected = matches!(
+                    (receipt, current),
+                    (Sent, Unknown) | (Delivered | Undelivered, Sent | Unknown)
+                );
                 assert_eq!(
                     receipt.receipt_may_replace(*current),
                     expected,
