@@ -157,16 +157,5 @@ async fn park(
     record: &SqsMessage,
     reason: &str,
 ) -> Result<(), herald::queue::QueueError> {
-    let attributes: Vec<(String, String)> = record
-        .message_attributes
-        .iter()
-        .filter_map(|(name, value)| Some((name.clone(), value.string_value.clone()?)))
-        .collect();
-    deps.dead_letters
-        .park(
-            record.body.as_deref().unwrap_or_default(),
-            &attributes,
-            reason,
-        )
-        .await
+    deps.dead_letters.park_record(record, reason).await
 }
