@@ -413,6 +413,7 @@ async fn a_sender_killed_between_send_and_settle_leaves_unknown_never_a_second_t
             async move { herald_sender::handle(&deps, event, deadline).await }.boxed()
         }),
         timed_out: Default::default(),
+        paused: Default::default(),
     };
     eventually_every(
         "the batch to finish despite the crashes",

@@ -31,6 +31,7 @@ impl Role {
                 ReadUsage,
                 ReadAudit,
                 ManageClients,
+                ManageSuppressions,
             ],
             Role::Sender => &[SendMessages, ReadMessages, CancelBatches, ReadUsage],
             Role::Viewer => &[ReadMessages, ReadUsage],
@@ -49,6 +50,8 @@ pub enum Permission {
     ReadAudit,
     /// Register and revoke the tenant's machine clients.
     ManageClients,
+    /// Add addresses to the tenant's suppression list and lift what it may.
+    ManageSuppressions,
     /// Platform-wide: create, suspend and resume any tenant, and set where it may text.
     ManageTenants,
     /// Platform-wide: any tenant's audit log.
@@ -129,6 +132,22 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
         "/v1/clients/{id}/revoke",
         Access::Requires(Permission::ManageClients),
     ),
+    // Who is suppressed, and why, is message data: whoever reads messages reads it.
+    (
+        "GET",
+        "/v1/suppressions",
+        Access::Requires(Permission::ReadMessages),
+    ),
+    (
+        "POST",
+        "/v1/suppressions",
+        Access::Requires(Permission::ManageSuppressions),
+    ),
+    (
+        "DELETE",
+        "/v1/suppressions/{address}",
+        Access::Requires(Permission::ManageSuppressions),
+    ),
     (
         "POST",
         "/v1/tenants",
@@ -163,6 +182,35 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
         "POST",
         "/v1/operator/redrive",
         Access::Requires(Permission::RedriveDeadLetters),
+    ),
+];
+
+/// How a webhook route (`functions/webhooks`) is let in. Providers hold no Herald
+/// token, so these routes take none; each is public to the internet and verified by
+/// its provider's signature instead, and anything else is refused with 403 before
+/// anything is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookAccess {
+    /// `X-Twilio-Signature`: HMAC-SHA1 with the account's auth token (or the previous
+    /// one while it is rotated) over the URL as called and the sorted form.
+    TwilioSignature,
+}
+
+/// The webhook receiver's routes and how each is verified. A route not listed is not
+/// served; `template.yaml`'s events for the function name exactly these (a test checks).
+pub const WEBHOOK_POLICY: &[(&str, &str, WebhookAccess)] = &[
+    // A message's delivery status, at the per-message URL the sender gave Twilio.
+    (
+        "POST",
+        crate::webhook::twilio::STATUS_PATH,
+        WebhookAccess::TwilioSignature,
+    ),
+    // A text a recipient sent to a sender number (STOP, START...): the number's (or
+    // messaging service's) incoming-message webhook.
+    (
+        "POST",
+        crate::webhook::twilio::INBOUND_PATH,
+        WebhookAccess::TwilioSignature,
     ),
 ];
 

@@ -156,6 +156,9 @@ pub struct SenderConfig {
     pub lease: Duration,
     /// Longest wait for one provider request; past it the outcome is ambiguous.
     pub provider_timeout: Duration,
+    /// The public base URL of Herald's webhook receiver (`https://hooks.example.com`),
+    /// for each text's status callback; `None` (unset or empty) asks for no receipts.
+    pub webhooks_base_url: Option<String>,
 }
 
 impl SenderConfig {
@@ -179,6 +182,7 @@ impl SenderConfig {
             provider_timeout: Duration::from_millis(
                 settings.number("HERALD_PROVIDER_TIMEOUT_MS", 10_000)?,
             ),
+            webhooks_base_url: public_base_url(settings)?,
         };
         if config.parallelism == 0 {
             return Err(ConfigError::Invalid {
@@ -207,12 +211,76 @@ impl SenderConfig {
     }
 }
 
+/// `HERALD_WEBHOOKS_BASE_URL`: an http(s) URL without a query, or nothing.
+fn public_base_url(settings: &impl Settings) -> Result<Option<String>, ConfigError> {
+    let Some(raw) = settings
+        .get("HERALD_WEBHOOKS_BASE_URL")
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    let scheme_ok = raw.starts_with("https://") || raw.starts_with("http://");
+    if !scheme_ok || raw.contains(['?', '#', ' ']) {
+        return Err(ConfigError::Invalid {
+            key: "HERALD_WEBHOOKS_BASE_URL",
+            reason: format!("{raw:?} is not an http(s) URL without query or fragment"),
+        });
+    }
+    Ok(Some(raw.trim_end_matches('/').to_owned()))
+}
+
+/// The webhook receiver: verify, then enqueue.
+#[derive(Debug, Clone)]
+pub struct WebhooksConfig {
+    pub events_queue_url: String,
+    pub provider_secret_id: String,
+    /// The public base URL providers call (the signed URL is this and the path);
+    /// `None`: `https://` and the domain the request came to (the API's own).
+    pub public_base_url: Option<String>,
+    /// Largest request body accepted, in bytes (a provider's callback is a few KiB).
+    pub max_body_bytes: usize,
+}
+
+impl WebhooksConfig {
+    pub fn load(settings: &impl Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            events_queue_url: settings.required("HERALD_EVENTS_QUEUE_URL")?,
+            provider_secret_id: settings.required("HERALD_PROVIDER_SECRET_ID")?,
+            public_base_url: public_base_url(settings)?,
+            max_body_bytes: settings.number("HERALD_WEBHOOK_MAX_BODY_BYTES", 16 * 1024)?,
+        })
+    }
+}
+
+/// The events function: receipts and inbound texts applied to the table.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    pub table: String,
+    /// Where records that can never succeed go directly.
+    pub dead_letter_queue_url: String,
+    /// The platform's provider secret: its `from` is the shared sender number.
+    pub provider_secret_id: String,
+}
+
+impl EventsConfig {
+    pub fn load(settings: &impl Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: settings.required("HERALD_TABLE")?,
+            dead_letter_queue_url: settings.required("HERALD_EVENTS_DLQ_URL")?,
+            provider_secret_id: settings.required("HERALD_PROVIDER_SECRET_ID")?,
+        })
+    }
+}
+
 /// The scheduled redrive of the send DLQ into the send queue.
 #[derive(Debug, Clone)]
 pub struct RedriverConfig {
     pub table: String,
     pub send_queue_url: String,
     pub dead_letter_queue_url: String,
+    /// The events queue and its DLQ, redriven after the send DLQ with the same limits.
+    pub events_queue_url: String,
+    pub events_dlq_url: String,
     pub limits: RedriveLimits,
     /// How old an unqueued batch must be before the sweeper enqueues it: longer than
     /// the API's timeout, so a request still running is never raced.
@@ -231,6 +299,8 @@ impl RedriverConfig {
             table: settings.required("HERALD_TABLE")?,
             send_queue_url: settings.required("HERALD_SEND_QUEUE_URL")?,
             dead_letter_queue_url: settings.required("HERALD_SEND_DLQ_URL")?,
+            events_queue_url: settings.required("HERALD_EVENTS_QUEUE_URL")?,
+            events_dlq_url: settings.required("HERALD_EVENTS_DLQ_URL")?,
             limits,
             sweep_after: Duration::from_secs(settings.number("HERALD_SWEEP_AFTER_SECONDS", 120)?),
             user_pool_id: settings.required("HERALD_USER_POOL_ID")?,
@@ -371,6 +441,8 @@ mod tests {
             ("HERALD_SEND_QUEUE_URL", "q"),
             ("HERALD_SEND_DLQ_URL", "d"),
             ("HERALD_USER_POOL_ID", "pool"),
+            ("HERALD_EVENTS_QUEUE_URL", "eq"),
+            ("HERALD_EVENTS_DLQ_URL", "ed"),
         ];
         let config = RedriverConfig::load(&settings(&base)).unwrap();
         assert_eq!(config.limits.redrive_limit, 3);

@@ -4,6 +4,7 @@
 //! keys take a `Platform` instead, which only Herald's own operations hold, and no
 //! tenant key builder accepts one.
 
+use crate::address::Address;
 use crate::clock::{Day, Timestamp};
 use crate::domain::ItemKind;
 use crate::ids::{BatchId, MessageId, TenantId};
@@ -151,6 +152,74 @@ pub fn platform_lease(name: &str) -> Key {
     }
 }
 
+/// Shards of a batch's receipt counters. Receipts come one message at a time, up to
+/// thousands a second for one batch; each goes to the shard of its message's index, so
+/// no one item takes more than a sixteenth of them (DynamoDB allows about 1,000 writes
+/// a second per partition, and a transaction conflicts with another on the same item).
+pub const RECEIPT_SHARDS: u32 = 16;
+
+/// One shard of a batch's receipt counters: its own partition, so the shards of one
+/// batch do not share a partition's write capacity.
+pub fn receipt_shard(tenant: &TenantId, batch: BatchId, shard: u32) -> Key {
+    Key {
+        pk: format!("{}#RECEIPTS#{shard}", batch_pk(tenant, batch)),
+        sk: "RECEIPTS".into(),
+    }
+}
+
+/// The receipt shard a message's receipts count on.
+pub fn receipt_shard_of(tenant: &TenantId, message: MessageId) -> Key {
+    receipt_shard(tenant, message.batch(), message.index() % RECEIPT_SHARDS)
+}
+
+/// The record that a provider's event was seen (deduplication), by the provider's
+/// own identity of it: a platform-level key, as an event names its tenant only once
+/// it is parsed (an inbound text names none).
+pub fn provider_event(source: &str, event_id: &str) -> Key {
+    Key {
+        pk: format!("EVENT#{source}#{event_id}"),
+        sk: "EVENT".into(),
+    }
+}
+
+/// An event Herald could not match to a message, kept for people to look at: a
+/// platform-level partition per UTC day, oldest first.
+pub fn orphan(at: Timestamp, source: &str, event_id: &str) -> Key {
+    Key {
+        pk: orphan_partition(at.day()),
+        sk: format!("{at}#{source}#{event_id}"),
+    }
+}
+
+pub fn orphan_partition(day: Day) -> String {
+    format!("ORPHAN#{day}")
+}
+
+/// A tenant's suppression entry for one address (email addresses folded to lower
+/// case, so one entry stands for every spelling).
+pub fn suppression(tenant: &TenantId, address: &Address) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}#SUPPRESSION#{}", address.folded()),
+        sk: "SUPPRESSION".into(),
+    }
+}
+
+/// gsi1 partition listing a tenant's active suppressions; the sort key
+/// (`suppression_listing`) orders them by channel, then reason, then address.
+pub fn suppressions_partition(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}#SUPPRESSIONS")
+}
+
+pub fn suppression_listing(channel: &str, reason: &str, address: &Address) -> String {
+    format!("{channel}#{reason}#{}", address.folded())
+}
+
+/// gsi1 partition listing the tenants whose texts go out from `sender`; `None` is the
+/// platform's own sender, shared by every tenant without one.
+pub fn sms_sender_partition(sender: Option<&str>) -> String {
+    format!("SMS_SENDER#{}", sender.unwrap_or("platform"))
+}
+
 fn batch_pk(tenant: &TenantId, batch: BatchId) -> String {
     format!("TENANT#{tenant}#BATCH#{batch}")
 }
@@ -250,6 +319,8 @@ pub fn tenant_item_kind(tenant: &TenantId, pk: &str, sk: &str) -> Option<ItemKin
         ("BATCH", "META") => ItemKind::Batch,
         ("BATCH", "QUOTA") => ItemKind::BatchQuota,
         ("BATCH", sk) if sk.starts_with("CHUNK#") => ItemKind::Chunk,
+        ("BATCH", "RECEIPTS") => ItemKind::ReceiptCount,
+        ("SUPPRESSION", "SUPPRESSION") => ItemKind::Suppression,
         ("MSG", "MSG") => ItemKind::Message,
         ("IDEM", "IDEM") => ItemKind::Idempotency,
         ("RATE", "RATE") => ItemKind::RateWindow,
@@ -281,6 +352,15 @@ mod tests {
             batch_messages_partition(&t, m),
             format!("TENANT#acme#BATCH#{b}#S#5")
         );
+        assert_eq!(
+            receipt_shard_of(&t, m).pk,
+            format!("TENANT#acme#BATCH#{b}#RECEIPTS#13")
+        );
+        let email = Address::Email(crate::address::EmailAddress::parse("Ada@Example.com").unwrap());
+        assert_eq!(
+            suppression(&t, &email).pk,
+            "TENANT#acme#SUPPRESSION#ada@example.com"
+        );
     }
 
     #[test]
@@ -306,6 +386,15 @@ mod tests {
         assert_eq!(
             kind(machine_client_count(&acme)),
             Some(ItemKind::ClientCount)
+        );
+        assert_eq!(
+            kind(receipt_shard_of(&acme, m)),
+            Some(ItemKind::ReceiptCount)
+        );
+        let phone = Address::Phone(crate::phone::PhoneNumber::parse("+14155550100").unwrap());
+        assert_eq!(
+            kind(suppression(&acme, &phone)),
+            Some(ItemKind::Suppression)
         );
         // Not acme's: a longer tenant id, another tenant, a client, a platform item.
         let acme2 = TenantId::parse("acme2").unwrap();

@@ -137,6 +137,25 @@ impl DeadLetterQueue {
         }
     }
 
+    /// Parks an SQS record as it came (body and string attributes), with `reason`.
+    pub async fn park_record(
+        &self,
+        record: &aws_lambda_events::event::sqs::SqsMessage,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        let attributes: Vec<(String, String)> = record
+            .message_attributes
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), value.string_value.clone()?)))
+            .collect();
+        self.park(
+            record.body.as_deref().unwrap_or_default(),
+            &attributes,
+            reason,
+        )
+        .await
+    }
+
     /// Puts the record's body and string attributes on the DLQ, adding `herald_reason`.
     pub async fn park(
         &self,

@@ -16,6 +16,7 @@ use serde_json::Value;
 pub use herald_local;
 pub mod bad_request;
 pub mod restores;
+pub mod webhooks;
 
 use herald::domain::{Limits, Plan};
 use herald::provider::Provider;

@@ -96,6 +96,10 @@ problem_kinds! {
         "Another redrive of the dead-letter queue (the scheduled one, or another \
          operator's) is running; nothing was moved. Retry after `Retry-After`, by when its \
          lease has run out.";
+    SuppressionExists => CONFLICT, "suppression-exists", "Already suppressed",
+        "The address is on the suppression list already; `detail` says why.";
+    OptOutLocked => CONFLICT, "opt-out-locked", "Opt-out cannot be lifted",
+        "The recipient opted out (texted STOP): only the recipient can lift it, by texting START.";
     BodyTooLarge => PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large",
         "The body is larger than the API accepts (5 MiB unless configured otherwise).";
     UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported Media Type",
@@ -186,6 +190,14 @@ pub enum ApiError {
         until: herald::Timestamp,
         retry_after_secs: u64,
     },
+    #[error("the address is suppressed already ({reason})")]
+    SuppressionExists {
+        reason: herald::domain::SuppressionReason,
+    },
+    #[error("the suppression ({reason}) is the recipient's to lift")]
+    OptOutLocked {
+        reason: herald::domain::SuppressionReason,
+    },
     #[error("the body is over {max_bytes} bytes")]
     BodyTooLarge { max_bytes: usize },
     #[error("the body is not application/json")]
@@ -247,6 +259,8 @@ impl ApiError {
             ApiError::TenantExists => ProblemKind::TenantExists,
             ApiError::ClientLimitReached { .. } => ProblemKind::ClientLimitReached,
             ApiError::RedriveRunning { .. } => ProblemKind::RedriveRunning,
+            ApiError::SuppressionExists { .. } => ProblemKind::SuppressionExists,
+            ApiError::OptOutLocked { .. } => ProblemKind::OptOutLocked,
             ApiError::BodyTooLarge { .. } => ProblemKind::BodyTooLarge,
             ApiError::UnsupportedMediaType => ProblemKind::UnsupportedMediaType,
             ApiError::IdempotencyKeyReused => ProblemKind::IdempotencyKeyReused,
@@ -337,6 +351,12 @@ impl ApiError {
                     "Another redrive is running ({holder}); its lease runs out at {until} at the latest. Nothing was moved."
                 ))
                 .header(header::RETRY_AFTER, HeaderValue::from(retry_after_secs)),
+            ApiError::SuppressionExists { reason } => problem
+                .detail(format!("The address is on the suppression list already, for reason {reason}."))
+                .field("/address", "is suppressed already"),
+            ApiError::OptOutLocked { reason } => problem.detail(format!(
+                "The address is suppressed for reason {reason}: the recipient opted out, and only their START lifts it."
+            )),
             ApiError::BodyTooLarge { max_bytes } => {
                 problem.detail(format!("The request body may be at most {max_bytes} bytes."))
             }

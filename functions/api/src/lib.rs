@@ -37,6 +37,7 @@ mod openapi;
 mod paging;
 mod redrive;
 mod sms_policy;
+mod suppressions;
 mod tenants;
 mod usage;
 
@@ -110,6 +111,8 @@ fn registered() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(audit::own_audit))
         .routes(routes!(clients::register, clients::list))
         .routes(routes!(clients::revoke))
+        .routes(routes!(suppressions::list, suppressions::add))
+        .routes(routes!(suppressions::remove))
         .routes(routes!(tenants::create))
         .routes(routes!(tenants::show))
         .routes(routes!(tenants::suspend))

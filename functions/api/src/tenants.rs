@@ -9,7 +9,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use herald::domain::{Country, Limits, Plan, SmsProviderKind, TenantProfile, TenantStatus, one_of};
+use herald::domain::{
+    Country, Limits, Plan, SmsProviderKind, SmsSender, TenantProfile, TenantStatus, one_of,
+};
 use herald::{TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -45,6 +47,11 @@ pub(crate) struct CreateTenant {
     /// Where it may send texts; absent: the platform's default.
     #[serde(default)]
     sms_policy: Option<SmsPolicyField>,
+    /// The tenant's own SMS sender: a number in E.164 form or a Twilio messaging
+    /// service id (`MG...`). Without one, its texts go out from the platform's number,
+    /// shared with other tenants (a STOP to it then stops texts of every tenant on it).
+    #[serde(default)]
+    sms_sender: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -88,6 +95,9 @@ pub(crate) struct TenantBody {
     limits: LimitsBody,
     sms_provider: SmsProviderKind,
     sms_policy: SmsPolicyBody,
+    /// Its own SMS sender; `null`: the platform's shared one.
+    #[schema(value_type = Option<String>)]
+    sms_sender: Option<SmsSender>,
     #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
@@ -115,6 +125,7 @@ impl TenantBody {
             },
             sms_provider: p.sms_provider,
             sms_policy: SmsPolicyBody::new(&p.sms_policy, default_countries),
+            sms_sender: p.sms_sender,
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -183,6 +194,14 @@ pub async fn create(
         .as_ref()
         .map(|field| field.parse("/sms_policy", &mut errors))
         .unwrap_or_default();
+    let sms_sender = request
+        .sms_sender
+        .as_deref()
+        .map(SmsSender::parse)
+        .transpose()
+        .inspect_err(|e| errors.add("/sms_sender", e.to_string()))
+        .ok()
+        .flatten();
     errors.check()?;
     let (tenant, plan) = (tenant.expect("checked"), plan.expect("checked"));
     let sms_provider = sms_provider.expect("checked");
@@ -200,6 +219,7 @@ pub async fn create(
         "plan": plan,
         "limits": [limits.api_requests_per_second, limits.sends_per_day],
         "sms_provider": sms_provider,
+        "sms_sender": sms_sender,
     });
     // Only when given, so a request without one hashes as it always has.
     if request.sms_policy.is_some() {
@@ -215,6 +235,7 @@ pub async fn create(
             limits,
             sms_provider,
             sms_policy,
+            sms_sender,
             created_at: now,
             updated_at: now,
         };

@@ -26,6 +26,8 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 pub struct Deps {
     pub config: RedriverConfig,
     pub redriver: Redriver,
+    /// The events DLQ back to the events queue (issue 12), with the same limits.
+    pub events_redriver: Redriver,
     pub sweeper: Sweeper,
     pub client_sweeper: ClientSweeper,
     pub lease: RedriveLease,
@@ -48,6 +50,12 @@ impl Deps {
             &config.send_queue_url,
             config.limits,
         );
+        let events_redriver = Redriver::new(
+            sqs.clone(),
+            &config.events_dlq_url,
+            &config.events_queue_url,
+            config.limits,
+        );
         let store = Store::new(clients.dynamodb(), &config.table);
         let sweeper = Sweeper::new(store.clone(), SendQueue::new(sqs, &config.send_queue_url));
         let lease = RedriveLease::new(store.clone(), clock.clone());
@@ -60,6 +68,7 @@ impl Deps {
         Self {
             config,
             redriver,
+            events_redriver,
             sweeper,
             client_sweeper,
             lease,
@@ -186,12 +195,32 @@ fn report_run(deps: &Deps, report: &RedriveReport) {
     }
 }
 
-/// What a scheduled run did: the sweeps, then the redrive.
+/// What a scheduled run did: the sweeps, then the redrives.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ScheduledReport {
     pub sweep: SweepReport,
     pub clients: ClientSweepReport,
     pub redrive: RedriveRun,
+    /// The events DLQ's redrive.
+    pub events: RedriveReport,
+}
+
+/// One redrive of the events DLQ into the events queue (provider events whose
+/// message was not recorded in time, or that failed for a while).
+pub async fn handle_events(deps: &Deps, deadline: Instant) -> Result<RedriveReport, Incomplete> {
+    let report = deps.events_redriver.run(deadline).await;
+    deps.metrics.emit(
+        Record::new("redriver")
+            .count("EventsRedriven", report.moved)
+            .count("EventsParked", report.parked)
+            .count("EventsRedriveFailed", report.failed),
+    );
+    tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "events redrive finished");
+    if report.is_clean() {
+        Ok(report)
+    } else {
+        Err(Incomplete(report))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +235,8 @@ pub enum ScheduledError {
     ClientSweepIncomplete(usize),
     #[error(transparent)]
     Redrive(#[from] RedriveError),
+    #[error("events {0}")]
+    EventsRedrive(Incomplete),
 }
 
 /// The scheduled run: sweep unqueued batches older than `sweep_after` and orphaned
@@ -253,6 +284,7 @@ pub async fn scheduled(deps: &Deps, deadline: Instant) -> Result<ScheduledReport
         Err(e) => tracing::error!(error = %e, "machine client sweep failed"),
     }
     let redrive = handle(deps, deadline).await;
+    let events = handle_events(deps, deadline).await;
     let (sweep, clients) = (sweep?, clients?);
     if sweep.failed > 0 {
         return Err(ScheduledError::SweepIncomplete(sweep.failed));
@@ -264,5 +296,6 @@ pub async fn scheduled(deps: &Deps, deadline: Instant) -> Result<ScheduledReport
         sweep,
         clients,
         redrive: redrive?,
+        events: events.map_err(ScheduledError::EventsRedrive)?,
     })
 }

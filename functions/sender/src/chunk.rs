@@ -3,12 +3,12 @@
 //! recipient is final.
 
 use futures::{StreamExt, stream};
-use herald::domain::{BatchStatus, Chunk, ChunkCounts, Recipient, TenantStatus};
+use herald::domain::{BatchStatus, Chunk, ChunkCounts, Recipient, SmsSender, TenantStatus};
 use herald::metrics::{Record, Unit};
 use herald::provider::Provider;
 use herald::queue::ChunkEnvelope;
-use herald::store::StoreError;
-use herald::{BatchId, MessageId, TenantId};
+use herald::store::{StoreError, Unsent};
+use herald::{Address, BatchId, MessageId, TenantId};
 use tokio::time::Instant;
 
 use crate::Deps;
@@ -24,6 +24,8 @@ pub(crate) struct ChunkRun<'a> {
     pub chunk: &'a Chunk,
     /// The adapter for this chunk's channel and tenant.
     pub provider: &'a dyn Provider,
+    /// The tenant's own SMS sender, when it has one.
+    pub sms_sender: Option<&'a SmsSender>,
     /// The invocation's end: no claim is made that could not be settled before it.
     pub deadline: Instant,
     pub stats: ProviderStats,
@@ -56,11 +58,11 @@ pub(crate) async fn run(
     }
     let provider = deps.providers.for_chunk(
         chunk.channel,
-        profile.map(|p| p.sms_provider).unwrap_or_default(),
+        profile.as_ref().map(|p| p.sms_provider).unwrap_or_default(),
     );
     let cancelled = deps
         .store
-        .get_batch(tenant, batch)
+        .batch_record(tenant, batch)
         .await?
         .ok_or_else(|| RecordError::MissingBatch {
             batch: batch.to_string(),
@@ -68,11 +70,20 @@ pub(crate) async fn run(
         .status
         == BatchStatus::Cancelled;
 
+    // Read per chunk in one request: a recipient who opted out a moment ago is not
+    // sent to by any chunk that starts after it.
+    let suppressed = if cancelled {
+        Default::default()
+    } else {
+        let addresses: Vec<&Address> = chunk.recipients.iter().map(|r| &r.to).collect();
+        deps.store.suppressed_among(tenant, &addresses).await?
+    };
     let run = ChunkRun {
         deps,
         tenant,
         chunk: &chunk,
         provider,
+        sms_sender: profile.as_ref().and_then(|p| p.sms_sender.as_ref()),
         deadline,
         stats: ProviderStats::default(),
     };
@@ -81,13 +92,22 @@ pub(crate) async fn run(
         .messages(batch)
         .map(|(id, r)| (id, r.clone()))
         .collect();
-    let run = &run;
+    let (run, suppressed) = (&run, &suppressed);
     let outcomes: Vec<Result<Done, StoreError>> = stream::iter(recipients)
         .map(|(id, recipient)| async move {
-            if cancelled {
-                claim::cancel_one(run, id, &recipient.to).await
-            } else {
-                claim::send_one(run, id, &recipient).await
+            let unsent = match suppressed.get(&recipient.to.folded()) {
+                _ if cancelled => Some(Unsent::Cancelled),
+                Some(entry) => Some(Unsent::Suppressed {
+                    reason: format!(
+                        "the recipient is on the suppression list ({})",
+                        entry.reason
+                    ),
+                }),
+                None => None,
+            };
+            match unsent {
+                Some(why) => claim::end_unsent(run, id, &recipient.to, why).await,
+                None => claim::send_one(run, id, &recipient).await,
             }
         })
         .buffer_unordered(deps.config.parallelism)
@@ -130,6 +150,7 @@ async fn count(
         failed = counts.failed,
         unknown = counts.unknown,
         cancelled = counts.cancelled,
+        suppressed = counts.suppressed,
         unfinished,
         "chunk processed"
     );
@@ -139,6 +160,7 @@ async fn count(
             .count("Failed", settled_now.failed as usize)
             .count("Unknown", settled_now.unknown as usize)
             .count("Cancelled", settled_now.cancelled as usize)
+            .count("Suppressed", settled_now.suppressed as usize)
             .count("ProviderRetries", run.stats.retries())
             .samples(
                 "ProviderLatency",

@@ -5,7 +5,8 @@
 
 use herald::domain::{ClaimOutcome, Lease, Recipient, Settlement};
 use herald::provider::{Outbound, OutboundEmail, OutboundSms};
-use herald::store::StoreError;
+use herald::store::{StoreError, Unsent};
+use herald::webhook::twilio;
 use herald::{Address, MessageId, MessageStatus};
 
 use crate::chunk::ChunkRun;
@@ -21,22 +22,29 @@ pub(crate) enum Done {
     Retry,
 }
 
-#[tracing::instrument(skip_all, fields(tenant_id = %run.tenant, message_id = %id))]
-pub(crate) async fn cancel_one(
+/// Ends a recipient the chunk does not send (its batch was cancelled, or the
+/// recipient is suppressed) without a provider call.
+#[tracing::instrument(skip_all, fields(tenant_id = %run.tenant, message_id = %id, %why))]
+pub(crate) async fn end_unsent(
     run: &ChunkRun<'_>,
     id: MessageId,
     to: &Address,
+    why: Unsent,
 ) -> Result<Done, StoreError> {
     let deps = run.deps;
+    let ended = match why {
+        Unsent::Cancelled => MessageStatus::Cancelled,
+        Unsent::Suppressed { .. } => MessageStatus::Suppressed,
+    };
     let outcome = deps
         .store
-        .cancel_message(run.tenant, id, run.chunk, to, deps.clock.timestamp())
+        .end_unsent(run.tenant, id, run.chunk, to, why, deps.clock.timestamp())
         .await?;
     Ok(match outcome {
-        None => Done::Settled(MessageStatus::Cancelled),
+        None => Done::Settled(ended),
         Some(status) if status.is_settled() => Done::Final(status),
-        // Claimed before the cancel landed: its sender finishes it, and a later pass
-        // over the chunk counts it.
+        // Claimed before this pass: its sender finishes it, and a later pass over the
+        // chunk counts it.
         Some(_) => Done::Retry,
     })
 }
@@ -145,6 +153,13 @@ fn outbound(
             message_id: id,
             to: to.clone(),
             body,
+            from: run.sms_sender.map(|s| s.as_str().to_owned()),
+            status_callback: run
+                .deps
+                .config
+                .webhooks_base_url
+                .as_deref()
+                .map(|base| twilio::status_callback(base, run.tenant, id)),
         })),
         (Address::Email(to), Some(subject)) => Ok(Outbound::Email(OutboundEmail {
             message_id: id,

@@ -113,16 +113,5 @@ async fn run(deps: &Deps, record: &SqsMessage, deadline: Instant) -> Result<(), 
 }
 
 async fn park(deps: &Deps, record: &SqsMessage, reason: &str) -> Result<(), QueueError> {
-    let attributes: Vec<(String, String)> = record
-        .message_attributes
-        .iter()
-        .filter_map(|(name, value)| Some((name.clone(), value.string_value.clone()?)))
-        .collect();
-    deps.dead_letters
-        .park(
-            record.body.as_deref().unwrap_or_default(),
-            &attributes,
-            reason,
-        )
-        .await
+    deps.dead_letters.park_record(record, reason).await
 }

@@ -1,6 +1,7 @@
-//! The local API Gateway: matches the template's routes and calls the `api` function
-//! in-process with an API Gateway v2 (payload 2.0) event, as the template's HTTP API
-//! (which has no authorizer: the API verifies tokens) does.
+//! The local API Gateway: matches the template's routes and calls the function each
+//! route belongs to (`api`, `webhooks`) in-process with an API Gateway v2 (payload 2.0)
+//! event, as the template's HTTP API (which has no authorizer: the API verifies
+//! tokens, the receiver providers' signatures) does.
 
 use std::sync::Arc;
 
@@ -18,8 +19,8 @@ use crate::stack::HttpRoute;
 pub const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
 
 pub struct Gateway {
-    pub routes: Vec<HttpRoute>,
-    pub api: axum::Router,
+    /// Each template route and the function (router) it integrates with.
+    pub routes: Vec<(HttpRoute, axum::Router)>,
 }
 
 pub fn router(gateway: Arc<Gateway>) -> axum::Router {
@@ -29,10 +30,10 @@ pub fn router(gateway: Arc<Gateway>) -> axum::Router {
 async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
-    let Some((route, path_parameters)) = gateway
+    let Some(((route, function), path_parameters)) = gateway
         .routes
         .iter()
-        .find_map(|r| match_route(r, &method, &path).map(|params| (r, params)))
+        .find_map(|r| match_route(&r.0, &method, &path).map(|params| (r, params)))
     else {
         // What API Gateway itself answers for a route it does not have.
         return (
@@ -58,7 +59,7 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
                 .into_response();
         }
     };
-    match gateway.api.clone().oneshot(request).await {
+    match function.clone().oneshot(request).await {
         Ok(response) => response.map(Body::new),
         Err(never) => match never {},
     }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::FutureExt;
-use herald::config::{ApiConfig, BackupCheckConfig, RedriverConfig, SenderConfig};
+use herald::config::{
+    ApiConfig, BackupCheckConfig, EventsConfig, RedriverConfig, SenderConfig, WebhooksConfig,
+};
 use herald::redrive::RedriveReport;
 use herald_redriver::{RedriveError, RedriveRun};
 use rand::Rng;
@@ -110,6 +112,10 @@ pub struct CloudOptions {
     /// Replaces the backup check's template schedule when schedules run (`make dev`
     /// compresses it: `restores::compress_for_dev`).
     pub backup_check_period: Option<Duration>,
+    /// Whether the sender asks the provider for status callbacks (receipts) at the
+    /// gateway (`up` does; tests that count receipts turn it on, others leave messages
+    /// `sent` as the sender left them).
+    pub receipts: bool,
 }
 
 impl CloudOptions {
@@ -126,9 +132,14 @@ impl CloudOptions {
             parameters: HashMap::new(),
             count_requests: None,
             backup_check_period: None,
+            receipts: false,
         }
     }
 }
+
+/// Pollers of the events queue locally: the template allows 20 concurrent invocations,
+/// but every idle poller costs the one emulator a long poll a second.
+const LOCAL_EVENT_POLLERS: usize = 4;
 
 /// One running stack and every local piece around it.
 pub struct LocalCloud {
@@ -144,6 +155,12 @@ pub struct LocalCloud {
     pub api_config: ApiConfig,
     pub sender: Arc<herald_sender::Deps>,
     pub send_runner: Arc<runner::QueueRunner>,
+    /// The events function (receipts, STOP and START) and its queue's poller, which
+    /// tests pause (`pause_events`) to keep events waiting on the queue.
+    pub events: Arc<herald_events::Deps>,
+    pub events_runner: Arc<runner::QueueRunner>,
+    /// Where providers call Herald's webhooks (the gateway).
+    pub webhooks_base_url: String,
     /// The API's and every sender instance's metric lines.
     pub metrics: herald::metrics::Metrics,
     send_runners: Vec<Arc<runner::QueueRunner>>,
@@ -201,6 +218,14 @@ impl LocalCloud {
         )
         .await?;
 
+        // Bound first: the gateway's address is the webhooks' public base URL, which
+        // the sender and the receiver are configured with.
+        let gateway_listener = TcpListener::bind(options.gateway_addr)
+            .await
+            .with_context(|| format!("binding the gateway to {}", options.gateway_addr))?;
+        let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
+        sandbox.set_webhooks_base(&gateway_url);
+
         let api_config = ApiConfig::load(&api_env(&stack, emulator, &options)?)?;
         // Each function's clients, as its `main` builds them, counted under its name
         // when asked.
@@ -222,21 +247,42 @@ impl LocalCloud {
             herald::clock::system(),
         )
         .with_metrics(metrics.clone());
-        let gateway = Arc::new(gateway::Gateway {
-            routes: stack.http_routes("ApiFunction")?,
-            api: herald_api::router(Arc::new(api)),
-        });
-        let gateway_listener = TcpListener::bind(options.gateway_addr)
-            .await
-            .with_context(|| format!("binding the gateway to {}", options.gateway_addr))?;
-        let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
+        let mut webhooks_env = function_env(&stack, "WebhooksFunction", &options)?;
+        webhooks_env.insert("HERALD_WEBHOOKS_BASE_URL".into(), gateway_url.clone());
+        let webhooks = herald_webhooks::App::new(
+            WebhooksConfig::load(&webhooks_env)?,
+            &clients_of("webhooks"),
+            herald::clock::system(),
+        )
+        .with_metrics(metrics.clone());
+        let api = herald_api::router(Arc::new(api));
+        let webhooks = herald_webhooks::router(Arc::new(webhooks));
+        let mut routes = Vec::new();
+        for (function, router) in [("ApiFunction", &api), ("WebhooksFunction", &webhooks)] {
+            for route in stack.http_routes(function)? {
+                routes.push((route, router.clone()));
+            }
+        }
+        let gateway = Arc::new(gateway::Gateway { routes });
         tasks.push(serve(
             gateway_listener,
             gateway::router(gateway),
             shutdown_rx.clone(),
         ));
 
-        let sender_config = SenderConfig::load(&function_env(&stack, "SenderFunction", &options)?)?;
+        let mut sender_env = function_env(&stack, "SenderFunction", &options)?;
+        if !options
+            .env_overrides
+            .contains_key("HERALD_WEBHOOKS_BASE_URL")
+        {
+            let base = if options.receipts {
+                gateway_url.as_str()
+            } else {
+                ""
+            };
+            sender_env.insert("HERALD_WEBHOOKS_BASE_URL".into(), base.into());
+        }
+        let sender_config = SenderConfig::load(&sender_env)?;
         let mut trigger = stack.queue_trigger("SenderFunction")?;
         // AWS requires a queue's visibility timeout to cover its function's timeout, or
         // a record would be redelivered while its invocation still runs. A test that
@@ -270,6 +316,7 @@ impl LocalCloud {
                     async move { herald_sender::handle(&deps, event, deadline).await }.boxed()
                 }),
                 timed_out: Default::default(),
+                paused: Default::default(),
             }));
             senders.push(deps);
         }
@@ -284,6 +331,40 @@ impl LocalCloud {
         }
         let sender = senders[0].clone();
         let send_runner = send_runners[0].clone();
+
+        let events = Arc::new(
+            herald_events::Deps::from_config(
+                EventsConfig::load(&function_env(&stack, "EventsFunction", &options)?)?,
+                &clients_of("events"),
+                herald::clock::system(),
+            )
+            .with_metrics(metrics.clone()),
+        );
+        let mut events_trigger = stack.queue_trigger("EventsFunction")?;
+        if let Some(visibility) = options.visibility_timeout {
+            events_trigger.function_timeout_secs = events_trigger
+                .function_timeout_secs
+                .min(u64::from(visibility));
+        }
+        let events_pollers = events_trigger.max_concurrency.clamp(1, LOCAL_EVENT_POLLERS);
+        let handler_deps = events.clone();
+        let events_runner = Arc::new(runner::QueueRunner {
+            sqs: event_source_sqs.clone(),
+            trigger: events_trigger,
+            handler: Arc::new(move |event, _deadline| {
+                let deps = handler_deps.clone();
+                async move { herald_events::handle(&deps, event).await }.boxed()
+            }),
+            timed_out: Default::default(),
+            paused: Default::default(),
+        });
+        if options.run_queues {
+            let runner = events_runner.clone();
+            let rx = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                runner::QueueRunner::run(runner, events_pollers, rx).await;
+            }));
+        }
 
         let redriver = Arc::new(
             herald_redriver::Deps::from_config(
@@ -337,10 +418,13 @@ impl LocalCloud {
             credentials,
             sandbox,
             sandbox_url,
-            gateway_url,
+            gateway_url: gateway_url.clone(),
             api_config,
             sender,
             send_runner,
+            events,
+            events_runner,
+            webhooks_base_url: gateway_url,
             send_runners,
             metrics,
             redriver,
@@ -349,6 +433,20 @@ impl LocalCloud {
             shutdown,
             tasks,
         })
+    }
+
+    /// Stops the events function taking events (they wait on the queue, as in SQS
+    /// while the function is down); `resume_events` starts it again.
+    pub fn pause_events(&self) {
+        self.events_runner
+            .paused
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn resume_events(&self) {
+        self.events_runner
+            .paused
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Sender invocations the local event source stopped at the function timeout.

@@ -122,6 +122,13 @@ struct LocalDescription {
     table: String,
     send_queue_url: String,
     send_dlq_url: String,
+    /// Where providers call Herald's webhooks (status callbacks, inbound texts).
+    #[serde(default)]
+    webhooks_base_url: String,
+    #[serde(default)]
+    events_queue_url: String,
+    #[serde(default)]
+    events_dlq_url: String,
     provider_secret_id: String,
     /// The redriver's template-derived environment, so `redrive` runs it exactly as
     /// configured for this stack.
@@ -198,6 +205,7 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
     options.keep_metrics = false;
     herald_local::restores::compress_for_dev(&mut options);
     let overrides = options.env_overrides.clone();
+    options.receipts = true;
     let cloud = LocalCloud::start(&endpoint, options).await?;
 
     let pool = cloud.stack.reference("UserPool")?.to_owned();
@@ -237,6 +245,9 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
         table: cloud.stack.reference("HeraldTable")?.to_owned(),
         send_queue_url: cloud.stack.reference("SendQueue")?.to_owned(),
         send_dlq_url: cloud.stack.reference("SendDLQ")?.to_owned(),
+        webhooks_base_url: cloud.webhooks_base_url.clone(),
+        events_queue_url: cloud.stack.reference("EventsQueue")?.to_owned(),
+        events_dlq_url: cloud.stack.reference("EventsDLQ")?.to_owned(),
         provider_secret_id: cloud.stack.reference("ProviderSecret")?.to_owned(),
         redriver_environment: cloud
             .stack

@@ -28,6 +28,9 @@ pub struct QueueRunner {
     /// Invocations stopped at the function timeout; each may leave claims that later
     /// turn `unknown`, so tests that expect none can say why when they find some.
     pub timed_out: AtomicUsize,
+    /// While set, the pollers receive nothing (the function is "down"): messages
+    /// wait on the queue, as they do in SQS while a function is throttled or broken.
+    pub paused: std::sync::atomic::AtomicBool,
 }
 
 impl QueueRunner {
@@ -39,6 +42,12 @@ impl QueueRunner {
                 let mut shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     while !*shutdown.borrow() {
+                        if runner.paused.load(Ordering::Relaxed) {
+                            tokio::select! {
+                                _ = shutdown.changed() => break,
+                                _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                            }
+                        }
                         tokio::select! {
                             _ = shutdown.changed() => break,
                             result = runner.poll_once() => {
@@ -80,6 +89,30 @@ impl QueueRunner {
         Ok(event)
     }
 
+    /// Makes received records visible again at once.
+    async fn hand_back(&self, receipts: &HashMap<String, String>) -> Result<(), String> {
+        let entries: Vec<_> = receipts
+            .values()
+            .enumerate()
+            .map(|(i, receipt)| {
+                sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .build()
+                    .expect("id and receipt are set")
+            })
+            .collect();
+        self.sqs
+            .change_message_visibility_batch()
+            .queue_url(&self.trigger.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sqs::error::DisplayErrorContext(e).to_string())
+    }
+
     /// One receive → invoke → delete cycle. Returns how many records were received.
     pub async fn poll_once(&self) -> Result<usize, String> {
         let event = self.receive().await?;
@@ -92,6 +125,12 @@ impl QueueRunner {
             .filter_map(|m| Some((m.message_id.clone()?, m.receipt_handle.clone()?)))
             .collect();
         let count = event.records.len();
+        if self.paused.load(Ordering::Relaxed) {
+            // Paused while this receive waited: the function is down, so the records
+            // go back to the queue untouched.
+            self.hand_back(&receipts).await?;
+            return Ok(0);
+        }
         let timeout = Duration::from_secs(self.trigger.function_timeout_secs);
         // Lambda stops the invocation at its timeout; every record then comes back
         // after its visibility timeout, as for a failed batch.

@@ -1,6 +1,9 @@
 //! The sandbox SMS provider: a Twilio-compatible Messages API with a ledger of every
 //! message it accepted, switchable faults, and an optional account rate limit, so tests
 //! and the benchmark can count duplicates and losses while the provider misbehaves.
+//! Like Twilio it calls back: signed status callbacks for what it took (when the
+//! message names a `StatusCallback`), and inbound texts on request
+//! (`POST /sandbox/inbound`), see `callbacks`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,8 +20,10 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+mod callbacks;
 mod faults;
 
+pub use callbacks::{CallbackLog, UNDELIVERED_CODE, UNDELIVERED_NUMBER};
 use faults::Bucket;
 pub use faults::{Faults, Injected};
 
@@ -34,6 +39,9 @@ pub struct LedgerEntry {
     pub received_at: String,
     /// `received_at` in milliseconds since the epoch, for timing deliveries.
     pub received_at_ms: u64,
+    /// Where its status callbacks go, when it asked for them.
+    #[serde(default)]
+    pub status_callback: Option<String>,
 }
 
 pub struct Sandbox {
@@ -44,6 +52,10 @@ pub struct Sandbox {
     injected: Mutex<Injected>,
     /// The rate limit's state; `None` while there is no limit.
     bucket: Mutex<Option<Bucket>>,
+    callbacks: callbacks::Callbacks,
+    callback_log: Mutex<CallbackLog>,
+    /// The receiver's base URL inbound texts are posted to.
+    webhooks_base: Mutex<Option<String>>,
 }
 
 impl Sandbox {
@@ -55,7 +67,53 @@ impl Sandbox {
             faults: Mutex::new(Faults::default()),
             injected: Mutex::new(Injected::default()),
             bucket: Mutex::new(None),
+            callbacks: Default::default(),
+            callback_log: Mutex::new(CallbackLog::default()),
+            webhooks_base: Mutex::new(None),
         })
+    }
+
+    /// What its webhooks did so far.
+    pub fn callback_log(&self) -> CallbackLog {
+        self.callback_log.lock().expect("callback log lock").clone()
+    }
+
+    fn log(&self, change: impl FnOnce(&mut CallbackLog)) {
+        change(&mut self.callback_log.lock().expect("callback log lock"));
+    }
+
+    /// Where inbound texts go: the receiver's base URL (`http://127.0.0.1:3000`).
+    pub fn set_webhooks_base(&self, base: &str) {
+        *self.webhooks_base.lock().expect("webhooks lock") =
+            Some(base.trim_end_matches('/').to_owned());
+    }
+
+    /// Sends a text from `from` to `to` as Twilio posts one to a number's webhook,
+    /// signed; the receiver's status.
+    pub async fn inbound(&self, from: &str, to: &str, body: &str) -> Result<u16, String> {
+        let base = self
+            .webhooks_base
+            .lock()
+            .expect("webhooks lock")
+            .clone()
+            .ok_or("no webhooks base URL is set")?;
+        let url = format!("{base}{}", herald::webhook::twilio::INBOUND_PATH);
+        let form: Vec<(String, String)> = [
+            ("AccountSid", self.account_sid.as_str()),
+            ("ApiVersion", "2010-04-01"),
+            ("Body", body),
+            ("From", from),
+            ("FromCity", ""),
+            ("MessageSid", &format!("SM{}", crate::random_hex(32))),
+            ("NumMedia", "0"),
+            ("NumSegments", "1"),
+            ("SmsStatus", "received"),
+            ("To", to),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        callbacks::post_signed(self, &url, &form).await
     }
 
     pub fn ledger(&self) -> Vec<LedgerEntry> {
@@ -97,6 +155,8 @@ pub fn router(sandbox: Arc<Sandbox>) -> Router {
             get(list_messages).delete(clear_messages),
         )
         .route("/sandbox/faults", get(get_faults).post(put_faults))
+        .route("/sandbox/callbacks", get(get_callbacks))
+        .route("/sandbox/inbound", post(post_inbound))
         .with_state(sandbox)
 }
 
@@ -107,6 +167,7 @@ struct CreateMessageForm {
     from: Option<String>,
     messaging_service_sid: Option<String>,
     body: Option<String>,
+    status_callback: Option<String>,
 }
 
 fn twilio_error(status: StatusCode, code: u32, message: &str) -> Response {
@@ -210,12 +271,17 @@ async fn create_message(
         body,
         received_at: herald::Timestamp::from_epoch_millis(received_at_ms).to_string(),
         received_at_ms,
+        status_callback: form.status_callback.filter(|u| !u.is_empty()),
     };
     sandbox
         .ledger
         .lock()
         .expect("ledger lock")
         .push(entry.clone());
+    // Taken: whatever the answer below, the message goes on and its statuses are told.
+    if let Some(url) = &entry.status_callback {
+        callbacks::schedule(&sandbox, &faults, &entry.sid, &entry.to, &entry.from, url);
+    }
     if applies && rand::random::<f64>() < faults.accept_then_error_rate {
         let status =
             sandbox.count(|i| i.next_accepted_then_error(&faults.accept_then_error_statuses));
@@ -257,6 +323,30 @@ async fn list_messages(State(sandbox): State<Arc<Sandbox>>) -> Json<serde_json::
 async fn clear_messages(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
     sandbox.ledger.lock().expect("ledger lock").clear();
     StatusCode::NO_CONTENT
+}
+
+async fn get_callbacks(State(sandbox): State<Arc<Sandbox>>) -> Json<CallbackLog> {
+    Json(sandbox.callback_log())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboundText {
+    from: String,
+    to: String,
+    body: String,
+}
+
+/// `POST /sandbox/inbound {from, to, body}`: a recipient's text, posted to the
+/// receiver signed as Twilio's.
+async fn post_inbound(
+    State(sandbox): State<Arc<Sandbox>>,
+    Json(text): Json<InboundText>,
+) -> Response {
+    match sandbox.inbound(&text.from, &text.to, &text.body).await {
+        Ok(status) => Json(json!({ "webhook_status": status })).into_response(),
+        Err(error) => (StatusCode::BAD_GATEWAY, Json(json!({ "error": error }))).into_response(),
+    }
 }
 
 async fn get_faults(State(sandbox): State<Arc<Sandbox>>) -> Json<Faults> {

@@ -56,6 +56,7 @@ pub async fn tenant_with(
             limits: limits.unwrap_or(plan.limits()),
             sms_provider: Default::default(),
             sms_policy,
+            sms_sender: None,
             created_at: now,
             updated_at: now,
         })

@@ -98,6 +98,9 @@ pub struct BatchView {
     pub failed: u32,
     pub unknown: u32,
     pub cancelled: u32,
+    pub suppressed: u32,
+    /// What receipts moved since, summed over the batch's receipt shards.
+    pub receipts: ReceiptDeltas,
     pub created_by: String,
     pub created_at: Timestamp,
     pub enqueued_at: Option<Timestamp>,
@@ -106,14 +109,118 @@ pub struct BatchView {
 }
 
 impl BatchView {
-    /// Messages that reached a final status (as far as the sender is concerned).
+    /// Messages that reached a final status (as far as the sender is concerned): the
+    /// chunks counted so far. Receipts move messages between statuses, never in or
+    /// out of this sum.
     pub fn done(&self) -> u32 {
-        self.sent + self.failed + self.unknown + self.cancelled
+        self.sent + self.failed + self.unknown + self.cancelled + self.suppressed
     }
 
     /// Messages still waiting for, or in the middle of, their send.
     pub fn pending(&self) -> u32 {
         self.total.saturating_sub(self.done())
+    }
+
+    /// Messages per status, as the API shows them. The sender's counts move a chunk at
+    /// a time and receipts one message at a time, so until a message's chunk is counted
+    /// its receipt can take it out of `sent` before the chunk puts it in: such a
+    /// status shows 0 rather than a negative count, and `pending` is what is left of
+    /// the total (the counts always add up to it). Once every chunk is counted, each
+    /// count is exact.
+    pub fn counts(&self) -> BatchCounts {
+        let add =
+            |base: u32, delta: i64| (i64::from(base) + delta).clamp(0, i64::from(u32::MAX)) as u32;
+        let r = &self.receipts;
+        let mut counts = BatchCounts {
+            pending: 0,
+            sent: add(self.sent, r.sent),
+            delivered: add(0, r.delivered),
+            undelivered: add(0, r.undelivered),
+            failed: self.failed,
+            unknown: add(self.unknown, r.unknown),
+            suppressed: self.suppressed,
+            cancelled: self.cancelled,
+        };
+        counts.pending = self.total.saturating_sub(counts.total_final());
+        counts
+    }
+}
+
+/// A batch's messages per status (see `BatchView::counts`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    pub pending: u32,
+    pub sent: u32,
+    pub delivered: u32,
+    pub undelivered: u32,
+    pub failed: u32,
+    pub unknown: u32,
+    pub suppressed: u32,
+    pub cancelled: u32,
+}
+
+impl BatchCounts {
+    /// Every count but `pending`.
+    pub fn total_final(&self) -> u32 {
+        self.sent
+            + self.delivered
+            + self.undelivered
+            + self.failed
+            + self.unknown
+            + self.suppressed
+            + self.cancelled
+    }
+}
+
+/// How receipts moved a batch's messages, one receipt shard or their sum: out of the
+/// status the sender left them in (`sent`, `unknown`: negative) and into the
+/// receipt's (positive). Every applied receipt adds one move, so the four always sum
+/// to zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiptDeltas {
+    pub sent: i64,
+    pub unknown: i64,
+    pub delivered: i64,
+    pub undelivered: i64,
+}
+
+impl ReceiptDeltas {
+    /// One message moved by a receipt from `from` to `to`; `None` for a move a
+    /// receipt never makes.
+    pub fn moved(from: MessageStatus, to: MessageStatus) -> Option<Self> {
+        let mut deltas = Self::default();
+        *deltas.slot(from)? -= 1;
+        *deltas.slot(to)? += 1;
+        Some(deltas)
+    }
+
+    fn slot(&mut self, status: MessageStatus) -> Option<&mut i64> {
+        match status {
+            MessageStatus::Sent => Some(&mut self.sent),
+            MessageStatus::Unknown => Some(&mut self.unknown),
+            MessageStatus::Delivered => Some(&mut self.delivered),
+            MessageStatus::Undelivered => Some(&mut self.undelivered),
+            _ => None,
+        }
+    }
+
+    /// The pairs (status, delta) stored on a receipt shard.
+    pub fn named(&self) -> [(&'static str, i64); 4] {
+        [
+            ("sent", self.sent),
+            ("unknown", self.unknown),
+            ("delivered", self.delivered),
+            ("undelivered", self.undelivered),
+        ]
+    }
+}
+
+impl std::ops::AddAssign for ReceiptDeltas {
+    fn add_assign(&mut self, other: Self) {
+        self.sent += other.sent;
+        self.unknown += other.unknown;
+        self.delivered += other.delivered;
+        self.undelivered += other.undelivered;
     }
 }
 
@@ -134,17 +241,22 @@ pub struct ChunkCounts {
     pub failed: u32,
     pub unknown: u32,
     pub cancelled: u32,
+    pub suppressed: u32,
 }
 
 impl ChunkCounts {
+    /// Counts one message by how the sender left it. A receipt may have moved it on
+    /// since (the store answers the sender's outcome, `settled_as`, for such a
+    /// message); the receipt's own move is counted on the batch's receipt shards.
     pub fn record(&mut self, status: MessageStatus) {
         match status {
-            // A receipt may have moved a message on before its chunk was counted.
+            // Items settled before `settled_as` existed have no receipt.
             MessageStatus::Sent | MessageStatus::Delivered => self.sent += 1,
-            MessageStatus::Failed | MessageStatus::Undeliverable => self.failed += 1,
+            MessageStatus::Failed | MessageStatus::Undelivered => self.failed += 1,
             MessageStatus::Unknown => self.unknown += 1,
             MessageStatus::Cancelled => self.cancelled += 1,
-            _ => {}
+            MessageStatus::Suppressed => self.suppressed += 1,
+            MessageStatus::Accepted | MessageStatus::Sending => {}
         }
     }
 
@@ -211,6 +323,60 @@ mod tests {
         assert_eq!(id.index(), 200);
         assert_eq!(first_of_last, &recipients[200]);
         assert!(batch.chunks.iter().all(|c| c.created_at == now));
+    }
+
+    fn view(total: u32, sent: u32, unknown: u32, receipts: ReceiptDeltas) -> BatchView {
+        BatchView {
+            id: BatchId::new(),
+            channel: Channel::Sms,
+            status: BatchStatus::Enqueued,
+            total,
+            chunk_count: 1,
+            sent,
+            failed: 0,
+            unknown,
+            cancelled: 0,
+            suppressed: 0,
+            receipts,
+            created_by: "u".into(),
+            created_at: Timestamp::from_epoch_millis(0),
+            enqueued_at: None,
+            cancelled_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn receipts_move_counts_between_statuses_and_never_below_zero() {
+        use MessageStatus::*;
+        let mut receipts = ReceiptDeltas::default();
+        for _ in 0..3 {
+            receipts += ReceiptDeltas::moved(Sent, Delivered).unwrap();
+        }
+        receipts += ReceiptDeltas::moved(Unknown, Undelivered).unwrap();
+        assert_eq!(ReceiptDeltas::moved(Failed, Delivered), None);
+        // The chunk is counted: 9 sent, 1 unknown; 3 delivered and 1 undelivered since.
+        let counts = view(10, 9, 1, receipts).counts();
+        assert_eq!(
+            (
+                counts.sent,
+                counts.delivered,
+                counts.undelivered,
+                counts.unknown,
+                counts.pending
+            ),
+            (6, 3, 1, 0, 0)
+        );
+        // Before the chunk is counted, the receipts alone: nothing shows below zero and
+        // the counts still add up to the total.
+        let early = view(10, 0, 0, receipts).counts();
+        assert_eq!((early.sent, early.unknown, early.delivered), (0, 0, 3));
+        assert_eq!(early.pending + early.total_final(), 10);
+        assert_eq!(
+            view(10, 0, 0, receipts).done(),
+            0,
+            "receipts finish nothing"
+        );
     }
 
     #[test]

@@ -26,15 +26,17 @@ mod client;
 mod listing;
 mod message;
 mod platform;
+mod receipt;
 mod restore;
 mod sms_policy;
 mod status;
+mod suppression;
 mod tenant;
 mod text;
 
 pub use batch::{
-    BatchStatus, BatchView, CancelOutcome, ChunkCounts, MessagePage, NewBatch, Submission,
-    Submitter, UnqueuedBatch,
+    BatchCounts, BatchStatus, BatchView, CancelOutcome, ChunkCounts, MessagePage, NewBatch,
+    ReceiptDeltas, Submission, Submitter, UnqueuedBatch,
 };
 pub use client::{MachineClient, Registration, Revocation};
 pub use listing::{ClientFilter, Page};
@@ -42,6 +44,7 @@ pub use message::{
     Channel, Chunk, ClaimOutcome, Content, HistoryEntry, Lease, MessageView, Recipient, Settlement,
 };
 pub use platform::{JobLease, LeaseTake};
+pub use receipt::{EventSource, InboundText, OptKeyword, ProviderEvent, Receipt, ReceiptOutcome};
 pub use restore::{
     Canary, CanaryRef, Cursor, Drill, DrillChecks, DrillSchedule, DrillState, Expectations,
     ItemKind, KindCounts, RecoveryJob, RecoveryState, SampledItem, SchemaCheck, Tally,
@@ -50,8 +53,12 @@ pub use sms_policy::{
     Country, DEFAULT_NUMBER_TYPES, InvalidCountry, NumberType, SmsPolicy, SmsRefusal, SmsRules,
 };
 pub use status::MessageStatus;
+pub use suppression::{
+    LiftOutcome, SuppressOutcome, Suppression, SuppressionPage, SuppressionReason,
+};
 pub use tenant::{
-    Admission, AuditEntry, Limits, Plan, Reservation, SmsProviderKind, TenantProfile, TenantStatus,
+    Admission, AuditEntry, InvalidSmsSender, Limits, Plan, Reservation, SmsProviderKind, SmsSender,
+    TenantProfile, TenantStatus,
 };
 pub use text::{MAX_SUBJECT_CHARS, MessageText, Subject, TextProblem, printable};
 

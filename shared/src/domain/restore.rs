@@ -149,6 +149,11 @@ stored_enum! {
         Idempotency,
         QuotaDay,
         Audit,
+        /// One shard of a batch's receipt counts.
+        ReceiptCount,
+        /// An address on the tenant's suppression list: put back, so a wrongly deleted
+        /// opt-out is honoured again.
+        Suppression,
         /// A per-second request counter: gone in seconds, never restored.
         RateWindow,
         /// The count of active machine clients: it must match the clients Cognito

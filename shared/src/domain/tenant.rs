@@ -67,6 +67,56 @@ impl Plan {
     }
 }
 
+/// The number (E.164) or messaging service (`MG` and 32 hex digits) a tenant's texts
+/// go out from when it has its own; tenants without one share the platform's. Inbound
+/// texts (STOP, START) find their tenants by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SmsSender(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "an SMS sender is a phone number in E.164 form or a messaging service id (MG and 32 hex digits)"
+)]
+pub struct InvalidSmsSender;
+
+impl SmsSender {
+    pub fn parse(raw: &str) -> Result<Self, InvalidSmsSender> {
+        let service = raw.len() == 34
+            && raw.starts_with("MG")
+            && raw[2..].bytes().all(|b| b.is_ascii_hexdigit());
+        if service {
+            return Ok(Self(raw.to_owned()));
+        }
+        crate::phone::PhoneNumber::parse(raw)
+            .map(|phone| Self(phone.as_str().to_owned()))
+            .map_err(|_| InvalidSmsSender)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SmsSender {
+    type Error = InvalidSmsSender;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<SmsSender> for String {
+    fn from(sender: SmsSender) -> Self {
+        sender.0
+    }
+}
+
+impl std::fmt::Display for SmsSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantProfile {
     pub tenant: TenantId,
@@ -76,6 +126,8 @@ pub struct TenantProfile {
     pub sms_provider: SmsProviderKind,
     /// Where, and to what kind of number, it may send texts.
     pub sms_policy: super::SmsPolicy,
+    /// Its own SMS sender, set by operators; `None`: the platform's.
+    pub sms_sender: Option<SmsSender>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -143,6 +195,25 @@ mod tests {
         names_agree::<SmsProviderKind>();
         assert_eq!(SmsProviderKind::default(), SmsProviderKind::Twilio);
         assert!("platinum".parse::<Plan>().is_err());
+    }
+
+    #[test]
+    fn an_sms_sender_is_a_number_or_a_messaging_service() {
+        assert_eq!(
+            SmsSender::parse("+14155550100").unwrap().as_str(),
+            "+14155550100"
+        );
+        let service = format!("MG{}", "a1".repeat(16));
+        assert_eq!(SmsSender::parse(&service).unwrap().as_str(), service);
+        for bad in [
+            "",
+            "4155550100",
+            "MG123",
+            "MGzz",
+            &format!("MG{}", "g".repeat(32)),
+        ] {
+            assert_eq!(SmsSender::parse(bad), Err(InvalidSmsSender), "{bad:?}");
+        }
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub struct OutboundSms {
     pub message_id: MessageId,
     pub to: PhoneNumber,
     pub body: String,
+    /// The tenant's own sender number or messaging service; `None`: the platform's.
+    pub from: Option<String>,
+    /// Where the provider reports this message's delivery (Twilio's per-message
+    /// `StatusCallback`); `None` asks for no receipts.
+    pub status_callback: Option<String>,
 }
 
 /// A plain-text email.

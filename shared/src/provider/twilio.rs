@@ -16,7 +16,12 @@ use crate::secrets::SecretsCache;
 pub struct TwilioCredentials {
     pub account_sid: String,
     pub auth_token: SecretString,
-    /// Sender number or messaging service (`MG...`) messages go out from.
+    /// The auth token before the last rotation, kept in the secret while Twilio may
+    /// still sign webhooks with it; webhooks signed with either are accepted.
+    #[serde(default)]
+    pub previous_auth_token: Option<SecretString>,
+    /// The platform's sender number or messaging service (`MG...`): texts of tenants
+    /// without their own go out from it.
     pub from: String,
 }
 
@@ -94,6 +99,15 @@ impl TwilioProvider {
             "{}/2010-04-01/Accounts/{}/Messages.json",
             self.api_base, credentials.account_sid
         );
+        let from = message.from.as_deref().unwrap_or(&credentials.from);
+        let mut form = vec![
+            ("To", message.to.as_str()),
+            (sender_parameter(from), from),
+            ("Body", message.body.as_str()),
+        ];
+        if let Some(callback) = &message.status_callback {
+            form.push(("StatusCallback", callback.as_str()));
+        }
         let response = self
             .http
             .post(url)
@@ -101,14 +115,7 @@ impl TwilioProvider {
                 &credentials.account_sid,
                 Some(credentials.auth_token.expose_secret()),
             )
-            .form(&[
-                ("To", message.to.as_str()),
-                (
-                    sender_parameter(&credentials.from),
-                    credentials.from.as_str(),
-                ),
-                ("Body", message.body.as_str()),
-            ])
+            .form(&form)
             .send()
             .await;
         let response = match response {

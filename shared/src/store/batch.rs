@@ -4,12 +4,12 @@
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
-use crate::domain::{BatchStatus, BatchView, CancelOutcome, ChunkCounts, NewBatch};
+use crate::domain::{BatchStatus, BatchView, CancelOutcome, ChunkCounts, NewBatch, ReceiptDeltas};
 use crate::ids::{BatchId, TenantId};
 use crate::item::{
     Cancelled, Item, corrupt, dynamo, get_n, get_named, get_s, get_time, is_condition_failure,
@@ -39,6 +39,7 @@ impl Store {
                 ("failed_count", n(0)),
                 ("unknown_count", n(0)),
                 ("cancelled_count", n(0)),
+                ("suppressed_count", n(0)),
                 ("created_by", s(&batch.created_by)),
                 ("created_at", time(batch.created_at)),
                 ("correlation_id", s(batch.correlation_id.as_str())),
@@ -103,9 +104,24 @@ impl Store {
         Ok(())
     }
 
-    /// The batch record, read consistently (progress is read right after writes).
+    /// The batch record with its receipt shards summed, read consistently (progress
+    /// is read right after writes): what the API shows.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch))]
     pub async fn get_batch(
+        &self,
+        tenant: &TenantId,
+        batch: BatchId,
+    ) -> Result<Option<BatchView>, StoreError> {
+        let Some(mut view) = self.batch_record(tenant, batch).await? else {
+            return Ok(None);
+        };
+        view.receipts = self.receipt_deltas(tenant, batch).await?;
+        Ok(Some(view))
+    }
+
+    /// The batch record alone (no receipts): what the sender decides with.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch))]
+    pub async fn batch_record(
         &self,
         tenant: &TenantId,
         batch: BatchId,
@@ -114,6 +130,56 @@ impl Store {
         let out = self.get(&key, true).await?;
         out.map(|item| parse_batch(tenant, batch, &item))
             .transpose()
+    }
+
+    /// The batch's receipt shards, summed: one BatchGetItem of `RECEIPT_SHARDS` small
+    /// items (shards no receipt reached yet do not exist).
+    async fn receipt_deltas(
+        &self,
+        tenant: &TenantId,
+        batch: BatchId,
+    ) -> Result<ReceiptDeltas, StoreError> {
+        let mut pending: Vec<Item> = (0..keys::RECEIPT_SHARDS)
+            .map(|shard| key_item(&keys::receipt_shard(tenant, batch, shard)))
+            .collect();
+        let mut total = ReceiptDeltas::default();
+        for attempt in 0..5u32 {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(dynamo)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(dynamo)?;
+            for item in out
+                .responses
+                .and_then(|mut r| r.remove(&self.table))
+                .unwrap_or_default()
+            {
+                let delta = |name: &str| get_n::<i64>(&item, name).unwrap_or(0);
+                total += ReceiptDeltas {
+                    sent: delta("sent"),
+                    unknown: delta("unknown"),
+                    delivered: delta("delivered"),
+                    undelivered: delta("undelivered"),
+                };
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(total);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+        }
+        Err(StoreError::Unprocessed(pending.len()))
     }
 
     /// Cancels a batch that has not finished. The sender checks the batch before each
@@ -197,13 +263,14 @@ impl Store {
             .set_key(Some(key_item(&meta)))
             .update_expression(
                 "ADD sent_count :sent, failed_count :failed, unknown_count :unknown, \
-                 cancelled_count :cancelled",
+                 cancelled_count :cancelled, suppressed_count :suppressed",
             )
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":sent", n(counts.sent))
             .expression_attribute_values(":failed", n(counts.failed))
             .expression_attribute_values(":unknown", n(counts.unknown))
             .expression_attribute_values(":cancelled", n(counts.cancelled))
+            .expression_attribute_values(":suppressed", n(counts.suppressed))
             .build()
             .map_err(dynamo)?;
         let refund = match counts.cancelled {
@@ -237,7 +304,7 @@ impl Store {
             }
             return Err(cancelled.into());
         }
-        let Some(view) = self.get_batch(tenant, batch).await? else {
+        let Some(view) = self.batch_record(tenant, batch).await? else {
             return Ok(());
         };
         if view.done() < view.total || view.finished_at.is_some() {
@@ -280,6 +347,8 @@ fn parse_batch(tenant: &TenantId, id: BatchId, item: &Item) -> Result<BatchView,
         failed: count("failed_count"),
         unknown: count("unknown_count"),
         cancelled: count("cancelled_count"),
+        suppressed: count("suppressed_count"),
+        receipts: ReceiptDeltas::default(),
         created_by: opt("created_by").unwrap_or_default(),
         created_at: get_time(item, "created_at").ok_or_else(|| corrupt("no creation time"))?,
         enqueued_at: get_time(item, "enqueued_at"),

@@ -73,8 +73,8 @@ impl Store {
                 };
                 let old = failure.item.unwrap_or_default();
                 let status: Option<MessageStatus> = get_named(&old, "status");
-                if let Some(status) = status.filter(|s| s.is_settled()) {
-                    return Ok(ClaimOutcome::Settled(status));
+                if status.is_some_and(|s| s.is_settled()) {
+                    return Ok(ClaimOutcome::Settled(sender_outcome(&old)));
                 }
                 let lease_until: u64 = get_n(&old, "lease_until").unwrap_or(0);
                 match get_s(&old, "claim_token") {
@@ -140,8 +140,8 @@ impl Store {
         };
         let result = request
             .update_expression(format!(
-                "SET #status = :status, updated_at = :now, gsi1sk = :gsi1sk, \
-                 history = list_append(history, :entry), {outcome_fields} \
+                "SET #status = :status, settled_as = :status, updated_at = :now, \
+                 gsi1sk = :gsi1sk, history = list_append(history, :entry), {outcome_fields} \
                  REMOVE claim_token, lease_until"
             ))
             .send()
@@ -182,37 +182,50 @@ impl Store {
         }
     }
 
-    /// Ends a message of a cancelled batch as `cancelled`, unless a sender claimed it
-    /// first (a claim in flight finishes on its own). `None` when it was cancelled;
-    /// otherwise the status it has.
-    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, message_id = %id))]
-    pub async fn cancel_message(
+    /// Ends a message that is not to be sent (its batch was cancelled, or its
+    /// recipient is suppressed) as `status`, unless a sender claimed it first (a claim
+    /// in flight finishes on its own). `None` when it was ended so; otherwise the
+    /// status the sender left it in.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, message_id = %id, %status))]
+    pub async fn end_unsent(
         &self,
         tenant: &TenantId,
         id: MessageId,
         chunk: &Chunk,
         to: &Address,
+        status: Unsent,
         now: Timestamp,
     ) -> Result<Option<MessageStatus>, StoreError> {
         let key = keys::message(tenant, id);
-        let (request, forward) = forward_only(self.update(&key), MessageStatus::Cancelled);
-        let request = request
-            .update_expression(
-                "SET #status = :cancelled, tenant_id = :tenant, batch_id = :batch, \
-                 recipient = :to, channel = :channel, created_at = if_not_exists(created_at, :created), \
-                 updated_at = :now, gsi1pk = :gsi1pk, gsi1sk = :gsi1sk, schema_version = :v, \
-                 history = list_append(if_not_exists(history, :accepted), :entry)",
-            )
+        let (ended, reason) = match &status {
+            Unsent::Cancelled => (MessageStatus::Cancelled, None),
+            Unsent::Suppressed { reason } => (MessageStatus::Suppressed, Some(reason.as_str())),
+        };
+        let (request, forward) = forward_only(self.update(&key), ended);
+        let mut request = request
             .condition_expression(format!(
                 "attribute_not_exists(pk) OR ({forward} AND #status = :sending \
                  AND attribute_not_exists(claim_token))"
             ))
-            .expression_attribute_values(":cancelled", name(MessageStatus::Cancelled))
+            .expression_attribute_values(":ended", name(ended))
             .expression_attribute_values(":sending", name(MessageStatus::Sending))
             .expression_attribute_values(":to", s(to.as_str()))
             .expression_attribute_values(":now", time(now))
-            .expression_attribute_values(":gsi1sk", s(format!("cancelled#{id}")))
-            .expression_attribute_values(":entry", history_entry(MessageStatus::Cancelled, now));
+            .expression_attribute_values(":gsi1sk", s(format!("{ended}#{id}")))
+            .expression_attribute_values(":entry", history_entry(ended, now));
+        let mut fields = String::new();
+        if let Some(reason) = reason {
+            request = request
+                .expression_attribute_values(":code", s("suppressed"))
+                .expression_attribute_values(":reason", s(reason));
+            fields.push_str(", error_code = :code, error_reason = :reason");
+        }
+        let request = request.update_expression(format!(
+            "SET #status = :ended, settled_as = :ended, tenant_id = :tenant, batch_id = :batch, \
+             recipient = :to, channel = :channel, created_at = if_not_exists(created_at, :created), \
+             updated_at = :now, gsi1pk = :gsi1pk, gsi1sk = :gsi1sk, schema_version = :v, \
+             history = list_append(if_not_exists(history, :accepted), :entry){fields}"
+        ));
         let result = created_from_chunk(request, tenant, id, chunk)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -224,9 +237,13 @@ impl Store {
                     unreachable!("checked above")
                 };
                 let old = failure.item.unwrap_or_default();
-                Ok(Some(
-                    get_named(&old, "status").unwrap_or(MessageStatus::Sending),
-                ))
+                let status: MessageStatus =
+                    get_named(&old, "status").unwrap_or(MessageStatus::Sending);
+                Ok(Some(if status.is_settled() {
+                    sender_outcome(&old)
+                } else {
+                    status
+                }))
             }
             Err(e) => Err(dynamo(e)),
         }
@@ -256,7 +273,7 @@ impl Store {
         }))
     }
 
-    fn update(&self, key: &Key) -> UpdateItemFluentBuilder {
+    pub(super) fn update(&self, key: &Key) -> UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -264,9 +281,36 @@ impl Store {
     }
 }
 
+/// How a message the sender does not send ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsent {
+    Cancelled,
+    /// The recipient is on the tenant's suppression list, for this reason.
+    Suppressed {
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for Unsent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Cancelled => "cancelled",
+            Self::Suppressed { .. } => "suppressed",
+        })
+    }
+}
+
+/// How the sender left a settled message (`settled_as`), which a receipt may have
+/// moved on since; items settled before `settled_as` was written have their status.
+pub(super) fn sender_outcome(item: &Item) -> MessageStatus {
+    get_named(item, "settled_as")
+        .or_else(|| get_named(item, "status"))
+        .unwrap_or(MessageStatus::Unknown)
+}
+
 /// `#status IN (...)`, the statuses a write of `to` may find, with their values bound
 /// on `request`: the condition that keeps a status from moving backward.
-fn forward_only(
+pub(super) fn forward_only(
     request: UpdateItemFluentBuilder,
     to: MessageStatus,
 ) -> (UpdateItemFluentBuilder, String) {
@@ -340,7 +384,7 @@ pub(super) fn parse_message(
     })
 }
 
-fn history_entry(status: MessageStatus, at: Timestamp) -> AttributeValue {
+pub(super) fn history_entry(status: MessageStatus, at: Timestamp) -> AttributeValue {
     AttributeValue::L(vec![AttributeValue::M(HashMap::from([
         ("status".to_owned(), name(status)),
         ("at".to_owned(), time(at)),

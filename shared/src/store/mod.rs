@@ -1,7 +1,7 @@
 //! The DynamoDB repositories, one file per kind of item with its mapping: batches,
 //! chunks, messages and their listing, tenants, limits, machine clients, the audit log
-//! and the sweeper's list, and the platform's restore drills and tenant recovery jobs.
-//! `Store` is the one handle they share. Every write that
+//! and the sweeper's list, receipts and suppression lists, and the platform's restore
+//! drills and tenant recovery jobs. `Store` is the one handle they share. Every write that
 //! creates or moves state carries a condition, and a failed condition comes back as a
 //! domain outcome (`crate::domain`), not an error.
 
@@ -15,11 +15,16 @@ mod limits;
 mod listing;
 mod message;
 mod page;
+mod receipt;
 mod recovery;
+mod suppression;
 mod sweep;
 mod tenant;
 
+pub use message::Unsent;
+pub use receipt::OrphanEvent;
 pub use recovery::Lease;
+pub use suppression::Lifter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -33,6 +38,11 @@ pub enum StoreError {
     },
     #[error("DynamoDB left {0} writes unprocessed after retries")]
     Unprocessed(usize),
+    #[error("a write lost to concurrent writes {0} times in a row")]
+    Contended(u32),
+    /// A listing cursor that no listing of this tenant gave out.
+    #[error("the cursor is not one this listing gave")]
+    InvalidCursor,
 }
 
 use aws_sdk_dynamodb::error::SdkError;

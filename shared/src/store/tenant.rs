@@ -9,7 +9,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
-use crate::domain::{Country, Limits, NumberType, SmsPolicy, TenantProfile, TenantStatus};
+use crate::domain::{
+    Country, Limits, NumberType, SmsPolicy, SmsSender, TenantProfile, TenantStatus,
+};
 use crate::ids::TenantId;
 use crate::item::{
     Item, corrupt, dynamo, get_n, get_named, get_s, get_time, is_condition_failure, key_item, n,
@@ -44,6 +46,14 @@ impl Store {
                 ("created_at", time(profile.created_at)),
                 ("updated_at", time(profile.updated_at)),
                 ("schema_version", n(SCHEMA_VERSION)),
+                // Listed under its SMS sender, for inbound texts to find it.
+                (
+                    "gsi1pk",
+                    s(keys::sms_sender_partition(
+                        profile.sms_sender.as_ref().map(SmsSender::as_str),
+                    )),
+                ),
+                ("gsi1sk", s(profile.tenant.as_str())),
             ],
         );
         // A part the policy leaves unset is not written: it follows the platform's default.
@@ -51,6 +61,9 @@ impl Store {
             if let Some(value) = value {
                 item.insert(name.to_owned(), value);
             }
+        }
+        if let Some(sender) = &profile.sms_sender {
+            item.insert("sms_sender".into(), s(sender.as_str()));
         }
         self.put_new(item).await
     }
@@ -95,6 +108,79 @@ impl Store {
             .send()
             .await;
         updated_profile(tenant, result)
+    }
+
+    /// Sets (or, with `None`, clears) the tenant's own SMS sender; `None` when there is
+    /// no such tenant.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+    pub async fn set_sms_sender(
+        &self,
+        tenant: &TenantId,
+        sender: Option<&SmsSender>,
+        at: Timestamp,
+    ) -> Result<Option<TenantProfile>, StoreError> {
+        let key = keys::tenant_profile(tenant);
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&key)))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", time(at))
+            .expression_attribute_values(
+                ":gsi1pk",
+                s(keys::sms_sender_partition(sender.map(SmsSender::as_str))),
+            )
+            .expression_attribute_values(":gsi1sk", s(tenant.as_str()));
+        let request = match sender {
+            Some(sender) => request
+                .update_expression(
+                    "SET sms_sender = :sender, updated_at = :at, gsi1pk = :gsi1pk, gsi1sk = :gsi1sk",
+                )
+                .expression_attribute_values(":sender", s(sender.as_str())),
+            None => request.update_expression(
+                "SET updated_at = :at, gsi1pk = :gsi1pk, gsi1sk = :gsi1sk REMOVE sms_sender",
+            ),
+        };
+        match request.return_values(ReturnValue::AllNew).send().await {
+            Ok(out) => parse_tenant(tenant, &out.attributes.unwrap_or_default()).map(Some),
+            Err(e) if is_condition_failure(&e) => Ok(None),
+            Err(e) => Err(dynamo(e)),
+        }
+    }
+
+    /// The tenants whose texts go out from `sender` (`None`: the platform's own
+    /// sender, shared by every tenant without one of its own).
+    #[tracing::instrument(skip_all, fields(sender = sender.unwrap_or("platform")))]
+    pub async fn tenants_sending_from(
+        &self,
+        sender: Option<&str>,
+    ) -> Result<Vec<TenantId>, StoreError> {
+        let mut tenants = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi1")
+                .key_condition_expression("gsi1pk = :pk")
+                .expression_attribute_values(":pk", s(keys::sms_sender_partition(sender)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(dynamo)?;
+            tenants.extend(
+                out.items()
+                    .iter()
+                    .filter_map(|item| get_s(item, "gsi1sk"))
+                    .filter_map(|t| TenantId::parse(t).ok()),
+            );
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(tenants);
+            }
+        }
     }
 
     /// Suspends or resumes an existing tenant; `None` when there is no such tenant.
@@ -165,6 +251,9 @@ fn parse_tenant(tenant: &TenantId, item: &Item) -> Result<TenantProfile, StoreEr
             })
             .map_err(|_| corrupt("unknown SMS number type"))?,
         },
+        sms_sender: get_s(item, "sms_sender")
+            .map(|raw| SmsSender::parse(raw).map_err(|_| corrupt("invalid SMS sender")))
+            .transpose()?,
         created_at: get_time(item, "created_at").ok_or_else(|| corrupt("no creation time"))?,
         updated_at: get_time(item, "updated_at").ok_or_else(|| corrupt("no update time"))?,
     })

@@ -140,9 +140,16 @@ pub(crate) struct Progress {
 struct Counts {
     /// Not yet final: waiting on the queue or being sent.
     pending: u32,
+    /// Taken by the provider, no receipt yet.
     sent: u32,
+    /// The provider's or carrier's receipt says it arrived.
+    delivered: u32,
+    /// The receipt says it never will.
+    undelivered: u32,
     failed: u32,
     unknown: u32,
+    /// Not sent: the recipient is on the suppression list.
+    suppressed: u32,
     cancelled: u32,
 }
 
@@ -159,12 +166,18 @@ impl From<BatchView> for Progress {
             channel: b.channel,
             status: b.status,
             total: b.total,
-            counts: Counts {
-                pending: b.pending(),
-                sent: b.sent,
-                failed: b.failed,
-                unknown: b.unknown,
-                cancelled: b.cancelled,
+            counts: {
+                let c = b.counts();
+                Counts {
+                    pending: c.pending,
+                    sent: c.sent,
+                    delivered: c.delivered,
+                    undelivered: c.undelivered,
+                    failed: c.failed,
+                    unknown: c.unknown,
+                    suppressed: c.suppressed,
+                    cancelled: c.cancelled,
+                }
             },
             percent_done,
             created_at: b.created_at,

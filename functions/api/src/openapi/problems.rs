@@ -183,4 +183,9 @@ problems! {
         IdempotencyKeyReused];
     RedriveProblems: [IdempotencyKeyRequired, RequestInProgress, IdempotencyKeyReused,
         RedriveRunning, RedriveIncomplete];
+    SuppressionListProblems: [InvalidRequest];
+    SuppressionAddProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired,
+        BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused,
+        SuppressionExists];
+    SuppressionRemoveProblems: [InvalidId, NotFound, OptOutLocked];
 }

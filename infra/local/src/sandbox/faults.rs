@@ -38,6 +38,17 @@ pub struct Faults {
     /// The statuses those answers use, in turn (default: 500 alone).
     pub accept_then_error_statuses: Vec<u16>,
     pub only_to: Vec<String>,
+    /// Each status callback is sent this many times (0 and 1: once).
+    pub callback_copies: u32,
+    /// Each callback waits this long before it is sent.
+    pub callback_delay_ms: u64,
+    /// A message's callbacks (statuses and copies) go in random order, each at a
+    /// random time within a second `callback_delay_ms`.
+    pub callback_reorder: bool,
+    /// Share of callback requests never sent.
+    pub callback_drop_rate: f64,
+    /// Numbers whose messages end `undelivered` (besides `UNDELIVERED_NUMBER`).
+    pub undelivered_to: Vec<String>,
 }
 
 /// How many of each fault the sandbox has injected, so tests can predict outcomes
@@ -119,6 +130,7 @@ impl Faults {
             self.throttle_rate,
             self.timeout_rate,
             self.accept_then_error_rate,
+            self.callback_drop_rate,
         ];
         if rates.iter().any(|r| !(0.0..=1.0).contains(r)) {
             return Err("rates must be between 0 and 1");

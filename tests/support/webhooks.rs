@@ -1,0 +1,86 @@
+//! Webhook requests as a provider sends them (signed with the stack's auth token), or
+//! as an attacker would (unsigned, signed otherwise), for the receipt tests.
+
+use herald::webhook::twilio;
+
+use crate::{Answer, TestCloud};
+
+impl TestCloud {
+    /// The URL the receiver is called at for `path_and_query`.
+    pub fn webhook_url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.cloud.webhooks_base_url)
+    }
+
+    /// Twilio's signature of a POST of `form` to `url`, with the stack's auth token.
+    pub fn twilio_signature(&self, url: &str, form: &[(String, String)]) -> String {
+        twilio::signature(&self.cloud.credentials.auth_token, url, form)
+    }
+
+    /// Posts `body` (form-encoded, as given) to the receiver with `signature`.
+    pub async fn post_webhook(
+        &self,
+        path_and_query: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        signature: Option<&str>,
+    ) -> Answer {
+        let mut request = reqwest::Client::new()
+            .post(self.webhook_url(path_and_query))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header(twilio::SIGNATURE_HEADER, signature);
+        }
+        let response = request.send().await.expect("the gateway answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = response.bytes().await.expect("body");
+        Answer {
+            status,
+            content_type,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::String(
+                String::from_utf8_lossy(&bytes).into(),
+            )),
+        }
+    }
+
+    /// Posts `form` signed as Twilio would sign it.
+    pub async fn post_signed_webhook(
+        &self,
+        path_and_query: &str,
+        form: &[(String, String)],
+    ) -> Answer {
+        let signature = self.twilio_signature(&self.webhook_url(path_and_query), form);
+        let body = encode(form);
+        self.post_webhook(
+            path_and_query,
+            body,
+            "application/x-www-form-urlencoded",
+            Some(&signature),
+        )
+        .await
+    }
+}
+
+/// `form` as a request body.
+pub fn encode(form: &[(String, String)]) -> Vec<u8> {
+    let mut encoder = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in form {
+        encoder.append_pair(name, value);
+    }
+    encoder.finish().into_bytes()
+}
+
+/// Pairs from `(&str, &str)`s.
+pub fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
