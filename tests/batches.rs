@@ -54,7 +54,8 @@ async fn a_batch_reaches_every_recipient_once_with_their_own_text() {
     assert_eq!(progress["total"], 250);
     assert_eq!(
         progress["counts"],
-        json!({ "pending": 0, "sent": 250, "failed": 0, "unknown": 0, "cancelled": 0 })
+        json!({ "pending": 0, "sent": 250, "failed": 0, "unknown": 0, "cancelled": 0,
+                "delivered": 0, "undelivered": 0, "suppressed": 0 })
     );
     assert_eq!(progress["percent_done"], 100.0);
     assert_eq!(test.cloud.metrics.total("api", "MessagesAccepted"), 250.0);
@@ -177,7 +178,8 @@ async fn cancelling_stops_every_message_not_yet_claimed() {
     assert_eq!(progress["status"], "cancelled");
     assert_eq!(
         progress["counts"],
-        json!({ "pending": 0, "sent": 100, "failed": 0, "unknown": 0, "cancelled": 50 })
+        json!({ "pending": 0, "sent": 100, "failed": 0, "unknown": 0, "cancelled": 50,
+                "delivered": 0, "undelivered": 0, "suppressed": 0 })
     );
     assert!(progress["finished_at"].is_string());
     assert_eq!(

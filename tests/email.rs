@@ -47,7 +47,8 @@ async fn an_email_batch_reaches_every_recipient_once_with_their_own_subject_and_
     assert_eq!(progress["total"], 150);
     assert_eq!(
         progress["counts"],
-        json!({ "pending": 0, "sent": 150, "failed": 0, "unknown": 0, "cancelled": 0 })
+        json!({ "pending": 0, "sent": 150, "failed": 0, "unknown": 0, "cancelled": 0,
+                "delivered": 0, "undelivered": 0, "suppressed": 0 })
     );
     assert_eq!(progress["percent_done"], 100.0);
     assert_eq!(test.cloud.metrics.total("sender", "Sent"), 150.0);

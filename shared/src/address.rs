@@ -133,6 +133,22 @@ pub enum Address {
     Email(EmailAddress),
 }
 
+/// Either kind: an E.164 number or an email address (the two never read alike: only
+/// an email address has an `@`).
+impl PartialSchema for Address {
+    fn schema() -> RefOr<Schema> {
+        RefOr::T(Schema::OneOf(
+            utoipa::openapi::schema::OneOfBuilder::new()
+                .item(PhoneNumber::schema())
+                .item(EmailAddress::schema())
+                .description(Some("An E.164 number (SMS) or an email address."))
+                .build(),
+        ))
+    }
+}
+
+impl ToSchema for Address {}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidAddress {
     #[error(transparent)]

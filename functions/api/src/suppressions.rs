@@ -155,6 +155,7 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub(crate) struct AddSuppression {
     /// An E.164 number (SMS) or an email address.
+    #[schema(value_type = herald::Address)]
     address: String,
     /// Why, for people reading the list: at most 256 characters.
     #[serde(default)]
@@ -251,7 +252,7 @@ pub async fn add(
     summary = "Lift a suppression",
     description = "Messages to the address are sent again. An opt-out (`opt_out`) is the \
         recipient's and is refused here: only their START lifts it. Audited.",
-    params(("address" = String, Path, description = "The E.164 number (`%2B` for `+`) or email address.")),
+    params(("address" = herald::Address, Path, description = "The E.164 number (`%2B` for `+`) or email address.")),
     responses(
         (status = 200, description = "Lifted; the entry as it was.", body = SuppressionBody),
         SuppressionRemoveProblems,

@@ -51,6 +51,7 @@ pub(crate) struct CreateTenant {
     /// service id (`MG...`). Without one, its texts go out from the platform's number,
     /// shared with other tenants (a STOP to it then stops texts of every tenant on it).
     #[serde(default)]
+    #[schema(value_type = Option<SmsSender>)]
     sms_sender: Option<String>,
 }
 

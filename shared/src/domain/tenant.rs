@@ -82,6 +82,7 @@ pub struct InvalidSmsSender;
 
 impl SmsSender {
     pub fn parse(raw: &str) -> Result<Self, InvalidSmsSender> {
+        // Self::SERVICE_PATTERN.
         let service = raw.len() == 34
             && raw.starts_with("MG")
             && raw[2..].bytes().all(|b| b.is_ascii_hexdigit());
@@ -97,6 +98,33 @@ impl SmsSender {
         &self.0
     }
 }
+
+impl SmsSender {
+    /// What a Twilio messaging service id looks like.
+    pub const SERVICE_PATTERN: &str = "MG[0-9A-Fa-f]{32}";
+}
+
+impl utoipa::PartialSchema for SmsSender {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::OneOfBuilder;
+        utoipa::openapi::RefOr::T(utoipa::openapi::Schema::OneOf(
+            OneOfBuilder::new()
+                .item(crate::phone::PhoneNumber::schema())
+                .item(crate::schema::done(crate::schema::string(
+                    34,
+                    34,
+                    Self::SERVICE_PATTERN,
+                )))
+                .description(Some(
+                    "A sender number in E.164 form, or a Twilio messaging service id (`MG` and \
+                     32 hex digits).",
+                ))
+                .build(),
+        ))
+    }
+}
+
+impl utoipa::ToSchema for SmsSender {}
 
 impl TryFrom<String> for SmsSender {
     type Error = InvalidSmsSender;
