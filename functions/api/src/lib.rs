@@ -39,6 +39,7 @@ mod redrive;
 mod sms_policy;
 mod tenants;
 mod usage;
+mod users;
 
 pub use error::{ApiError, ProblemKind};
 pub use fields::FieldErrors;
@@ -110,6 +111,10 @@ fn registered() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(audit::own_audit))
         .routes(routes!(clients::register, clients::list))
         .routes(routes!(clients::revoke))
+        .routes(routes!(users::invite, users::list))
+        .routes(routes!(users::show))
+        .routes(routes!(users::change_role))
+        .routes(routes!(users::remove))
         .routes(routes!(tenants::create))
         .routes(routes!(tenants::show))
         .routes(routes!(tenants::suspend))

@@ -31,6 +31,7 @@ mod sms_policy;
 mod status;
 mod tenant;
 mod text;
+mod user;
 
 pub use batch::{
     BatchStatus, BatchView, CancelOutcome, ChunkCounts, MessagePage, NewBatch, Submission,
@@ -54,6 +55,7 @@ pub use tenant::{
     Admission, AuditEntry, Limits, Plan, Reservation, SmsProviderKind, TenantProfile, TenantStatus,
 };
 pub use text::{MAX_SUBJECT_CHARS, MessageText, Subject, TextProblem, printable};
+pub use user::{TenantRole, TenantUser, UserChange, UserStatus};
 
 /// The names of `T`'s variants, in order, as stored and answered.
 pub fn names<T>() -> Vec<&'static str>

@@ -18,6 +18,7 @@ mod page;
 mod recovery;
 mod sweep;
 mod tenant;
+mod users;
 
 pub use recovery::Lease;
 

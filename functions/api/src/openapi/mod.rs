@@ -52,6 +52,7 @@ pub(crate) const TOKEN_URL_IN_DOCS: &str =
         (name = "batches", description = "One template to many recipients, with progress and cancel."),
         (name = "tenant", description = "Your tenant's usage and audit log."),
         (name = "clients", description = "Your tenant's machine clients (client-credentials tokens for backends)."),
+        (name = "users", description = "Your tenant's people: invite, change roles, remove."),
         (name = "operator", description = "Platform-wide actions for Herald's operators."),
         (name = "meta", description = "Liveness and this document; no token needed."),
     )

@@ -1,7 +1,8 @@
-//! Machine clients as Cognito holds them: created for a tenant with the
+//! Every call Herald makes to Cognito's user pool API. Machine clients (here) as
+//! Cognito holds them: created for a tenant with the
 //! client-credentials grant and Herald's scopes and nothing else, asked for their
-//! secret, listed, and deleted. The one place Herald calls Cognito's user pool API, for
-//! the API's client routes and the redriver's client sweep alike.
+//! secret, listed, and deleted, for the API's client routes and the redriver's client
+//! sweep alike; a tenant's people in `users`.
 
 use aws_sdk_cognitoidentityprovider::types::{
     ExplicitAuthFlowsType, OAuthFlowType, PreventUserExistenceErrorTypes, TimeUnitsType,
@@ -11,6 +12,10 @@ use aws_sdk_cognitoidentityprovider::types::{
 use crate::auth::Scope;
 use crate::aws::CognitoClient;
 use crate::ids::TenantId;
+
+mod users;
+
+pub use users::{Invitation, TenantUsers};
 
 /// Every machine client's Cognito name starts with this; the console's client does not.
 pub const MACHINE_CLIENT_PREFIX: &str = "herald-m2m-";

@@ -1,0 +1,454 @@
+//! A tenant admin's people: invite by email with a role, list, read, change the role,
+//! remove. Cognito holds the sign-in (through `herald::identity`); the table holds the
+//! record every request of a person is checked against (`layers::tenant`), so a role
+//! change or a removal refuses the tokens issued before it on the next request.
+//!
+//! Cognito is changed first and the record second: a token issued between the two
+//! carries the new groups and an `iat` the record then refuses, so no moment exists in
+//! which a lowered role still acts with the old one once the answer is sent. When the
+//! record refuses the change (the last admin, taken by a concurrent request), Cognito
+//! is put back as the record says.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{MatchedPath, Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use herald::domain::{TenantRole, TenantUser, UserChange, UserStatus, one_of, printable};
+use herald::identity::{Invitation, TenantUsers};
+use herald::{EmailAddress, Timestamp};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{self, Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
+use crate::intake;
+use crate::openapi::{
+    QueryProblems, UserInviteProblems, UserReadProblems, UserRemoveProblems, UserRoleProblems,
+};
+use crate::paging::{self, Listing};
+use crate::{ApiError, App, FieldErrors};
+
+const MAX_NAME_CHARS: usize = 100;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InviteUser {
+    /// Where Cognito sends the invitation with a temporary password; the user signs
+    /// in with it. Compared and kept in lower case.
+    #[schema(value_type = EmailAddress)]
+    email: String,
+    #[schema(value_type = TenantRole)]
+    role: String,
+    /// How the user is shown in the list: 1 to 100 characters, no control characters.
+    #[schema(pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]{1,100}$")]
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangeRole {
+    #[schema(value_type = TenantRole)]
+    role: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UserBody {
+    user_id: String,
+    email: String,
+    name: Option<String>,
+    role: TenantRole,
+    /// `removed` users are disabled in Cognito and all their tokens refused.
+    status: UserStatus,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: Timestamp,
+    /// Who invited them.
+    created_by: String,
+    /// When their role last changed or they were removed: their tokens from before
+    /// are refused.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    changed_at: Option<Timestamp>,
+}
+
+impl From<TenantUser> for UserBody {
+    fn from(u: TenantUser) -> Self {
+        Self {
+            user_id: u.user_id,
+            email: u.email,
+            name: u.name,
+            role: u.role,
+            status: u.status,
+            created_at: u.created_at,
+            created_by: u.created_by,
+            changed_at: u.changed_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Where to go on: the `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Users per page.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 50)]
+    limit: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UserList {
+    /// Newest first, removed ones too.
+    users: Vec<UserBody>,
+    /// Absent on the last page.
+    next_cursor: Option<String>,
+    next_url: Option<String>,
+}
+
+/// The role a request names, or the failure added to `errors` (`operator` is no
+/// tenant role).
+fn role(raw: &str, errors: &mut FieldErrors) -> Option<TenantRole> {
+    let parsed = raw.parse::<TenantRole>().ok();
+    if parsed.is_none() {
+        errors.add("/role", one_of::<TenantRole>());
+    }
+    parsed
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "users",
+    operation_id = "inviteUser",
+    summary = "Invite a person",
+    description = "Creates the user in your tenant with the role given; Cognito emails them \
+        a temporary password, which they replace when they first sign in. An email address \
+        signs in to one tenant.",
+    params(IdempotencyKeyHeader),
+    request_body = InviteUser,
+    responses(
+        (status = 201, description = "Invited.", body = UserBody, headers(
+            ("Location" = String, description = "The user's URL."),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
+        )),
+        UserInviteProblems,
+    ),
+)]
+pub async fn invite(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    idempotent: Idempotent,
+    JsonBody(request): JsonBody<InviteUser>,
+) -> Result<Response, ApiError> {
+    let mut errors = FieldErrors::default();
+    let email = match EmailAddress::parse(&request.email) {
+        Ok(email) => Some(email.folded()),
+        Err(e) => {
+            errors.add("/email", e.to_string());
+            None
+        }
+    };
+    let role = role(&request.role, &mut errors);
+    if let Some(name) = &request.name {
+        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+            errors.add("/name", format!("must be 1 to {MAX_NAME_CHARS} characters"));
+        } else if !printable(name) || name.contains(['\n', '\r', '\t']) {
+            errors.add("/name", "must hold no control characters");
+        }
+    }
+    errors.check()?;
+    let (Some(email), Some(role)) = (email, role) else {
+        return Err(ApiError::Misrouted("field errors checked above"));
+    };
+    let name = request.name;
+    let canonical = serde_json::json!({ "email": email, "role": role, "name": name });
+    let (app, caller) = (&app, &caller);
+    intake::once(app, caller, &idempotent, &canonical, |_| async move {
+        let tenant = caller.principal.tenant();
+        let invitation = tenant_users(app)
+            .invite(tenant, &email, role)
+            .await
+            .map_err(ApiError::Identity)?;
+        let user_id = match invitation {
+            Invitation::Sent { user_id } => user_id,
+            Invitation::EmailTaken => return Err(ApiError::UserExists),
+        };
+        let audit = intake::audit_entry(app, caller, "user.invited", &user_id);
+        let user = TenantUser {
+            user_id: user_id.clone(),
+            tenant: tenant.clone(),
+            email: email.clone(),
+            name,
+            role,
+            status: UserStatus::Active,
+            created_at: audit.at,
+            created_by: caller.principal.subject().to_owned(),
+            tokens_after: 0,
+            changed_at: None,
+        };
+        let recorded = app
+            .store
+            .record_user(&user, Some(&audit), app.clock.epoch_seconds())
+            .await;
+        if !matches!(recorded, Ok(true)) {
+            // Unrecorded, the user must not be able to sign in: a retry invites anew.
+            if let Err(cleanup) = tenant_users(app).delete(&email).await {
+                tracing::warn!(%user_id, "could not delete an unrecorded user: {cleanup}");
+            }
+            recorded?;
+            return Err(ApiError::Misrouted(
+                "a new Cognito user was recorded already",
+            ));
+        }
+        Ok(intake::stored_json(
+            StatusCode::CREATED,
+            &UserBody::from(user),
+            Some(format!("/v1/users/{user_id}")),
+        ))
+    })
+    .await
+}
+
+/// The user pool's users, through `herald::identity`.
+fn tenant_users(app: &App) -> TenantUsers {
+    TenantUsers::new(app.cognito.clone(), &app.config.auth.user_pool_id)
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/users",
+    tag = "users",
+    operation_id = "listUsers",
+    summary = "Your tenant's people",
+    description = "Newest first, a page at a time; removed users included.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of users.", body = UserList),
+        QueryProblems,
+    ),
+)]
+pub async fn list(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    route: MatchedPath,
+    RawQuery(query): RawQuery,
+) -> Result<Json<UserList>, ApiError> {
+    let query: ListQuery = extract::query(query.as_deref())?;
+    let mut errors = FieldErrors::default();
+    let limit = paging::page_size(query.limit.as_deref(), &mut errors);
+    errors.check()?;
+    let tenant = caller.principal.tenant();
+    let path = route.as_str().to_owned();
+    let listing = Listing::new(
+        &route,
+        tenant.clone(),
+        path,
+        Vec::new(),
+        limit,
+        query.cursor,
+    );
+    let after = listing.start(&app.cursors).await?;
+    let page = app.store.user_page(tenant, after.as_deref(), limit).await?;
+    let (next_cursor, next_url) = listing.next(&app.cursors, page.after.as_deref()).await?;
+    Ok(Json(UserList {
+        users: page.items.into_iter().map(UserBody::from).collect(),
+        next_cursor,
+        next_url,
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}",
+    tag = "users",
+    operation_id = "getUser",
+    summary = "One of your tenant's people",
+    params(("id" = String, Path, description = "The user id.")),
+    responses(
+        (status = 200, description = "The user.", body = UserBody),
+        UserReadProblems,
+    ),
+)]
+pub async fn show(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<UserBody>, ApiError> {
+    let user = app
+        .store
+        .tenant_user(caller.principal.tenant(), &id)
+        .await?
+        .ok_or(ApiError::NotFound("No such user."))?;
+    Ok(Json(UserBody::from(user)))
+}
+
+/// The user an admin acts on: in the caller's tenant, and not the caller.
+async fn target(app: &App, caller: &Caller, id: &str) -> Result<TenantUser, ApiError> {
+    if caller.principal.subject() == id {
+        return Err(ApiError::OwnAccount);
+    }
+    app.store
+        .tenant_user(caller.principal.tenant(), id)
+        .await?
+        .ok_or(ApiError::NotFound("No such user."))
+}
+
+/// Refuses early (before Cognito is touched) to take the role from the last admin;
+/// the record's transaction checks it again against concurrent changes.
+async fn keep_an_admin(app: &App, user: &TenantUser) -> Result<(), ApiError> {
+    if user.role == TenantRole::Admin && app.store.admin_count(&user.tenant).await? < 2 {
+        return Err(ApiError::LastAdmin);
+    }
+    Ok(())
+}
+
+/// Puts Cognito back the way the record says, after the record refused a change
+/// Cognito already made.
+async fn restore_cognito(app: &App, user: &TenantUser) -> Result<(), ApiError> {
+    let users = tenant_users(app);
+    let restored = match user.status {
+        UserStatus::Active => match users.set_role(&user.email, user.role).await {
+            Ok(()) => users.enable(&user.email).await,
+            Err(e) => Err(e),
+        },
+        UserStatus::Removed => users.disable(&user.email).await,
+    };
+    restored.map_err(ApiError::Identity)
+}
+
+/// The answer to a role change or removal, from what the record came to.
+async fn settled(app: &App, change: UserChange) -> Result<TenantUser, ApiError> {
+    match change {
+        UserChange::Changed(user) => Ok(user),
+        UserChange::Unchanged(current) => {
+            // A concurrent request changed the user first: Cognito follows the record.
+            restore_cognito(app, &current).await?;
+            Ok(current)
+        }
+        UserChange::LastAdmin => Err(ApiError::LastAdmin),
+        UserChange::NotFound => Err(ApiError::NotFound("No such user.")),
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/role",
+    tag = "users",
+    operation_id = "changeUserRole",
+    summary = "Change a person's role",
+    description = "Moves the user to the role's group and signs them out everywhere; the \
+        tokens they hold are refused from this answer on, and they sign in again for the \
+        new role. The last active admin keeps the role; an admin cannot change their own.",
+    params(("id" = String, Path, description = "The user id."), IdempotencyKeyHeader),
+    request_body = ChangeRole,
+    responses(
+        (status = 200, description = "The user, with the role.", body = UserBody, headers(
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
+        )),
+        UserRoleProblems,
+    ),
+)]
+pub async fn change_role(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    idempotent: Idempotent,
+    JsonBody(request): JsonBody<ChangeRole>,
+) -> Result<Response, ApiError> {
+    let mut errors = FieldErrors::default();
+    let role = role(&request.role, &mut errors);
+    errors.check()?;
+    let Some(role) = role else {
+        return Err(ApiError::Misrouted("field errors checked above"));
+    };
+    let canonical = serde_json::json!({ "user_id": id, "role": role });
+    let (app, caller, id) = (&app, &caller, &id);
+    intake::once(app, caller, &idempotent, &canonical, |_| async move {
+        let user = target(app, caller, id).await?;
+        if user.status == UserStatus::Removed {
+            return Err(ApiError::UserRemoved);
+        }
+        let user = if user.role == role {
+            user
+        } else {
+            if role != TenantRole::Admin {
+                keep_an_admin(app, &user).await?;
+            }
+            tenant_users(app)
+                .set_role(&user.email, role)
+                .await
+                .map_err(ApiError::Identity)?;
+            let action = format!("user.role_changed:{}->{role}", user.role);
+            let audit = intake::audit_entry(app, caller, &action, id);
+            let change = app
+                .store
+                .change_user_role(&user, role, &audit, app.clock.epoch_seconds())
+                .await?;
+            if change == UserChange::LastAdmin {
+                restore_cognito(app, &user).await?;
+            }
+            settled(app, change).await?
+        };
+        Ok(intake::stored_json(
+            StatusCode::OK,
+            &UserBody::from(user),
+            None,
+        ))
+    })
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/remove",
+    tag = "users",
+    operation_id = "removeUser",
+    summary = "Remove a person",
+    description = "Disables the user in Cognito and signs them out everywhere: they cannot \
+        sign in or refresh, and every token they hold is refused from this answer on. The \
+        last active admin cannot be removed; an admin cannot remove themselves. Removing a \
+        removed user answers the same.",
+    params(("id" = String, Path, description = "The user id."), IdempotencyKeyHeader),
+    responses(
+        (status = 200, description = "The user, removed.", body = UserBody, headers(
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
+        )),
+        UserRemoveProblems,
+    ),
+)]
+pub async fn remove(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    idempotent: Idempotent,
+) -> Result<Response, ApiError> {
+    let canonical = serde_json::json!({ "user_id": id });
+    let (app, caller, id) = (&app, &caller, &id);
+    intake::once(app, caller, &idempotent, &canonical, |_| async move {
+        let user = target(app, caller, id).await?;
+        let user = if user.status == UserStatus::Removed {
+            user
+        } else {
+            keep_an_admin(app, &user).await?;
+            tenant_users(app)
+                .disable(&user.email)
+                .await
+                .map_err(ApiError::Identity)?;
+            let audit = intake::audit_entry(app, caller, "user.removed", id);
+            let change = app
+                .store
+                .remove_user(&user, &audit, app.clock.epoch_seconds())
+                .await?;
+            if change == UserChange::LastAdmin {
+                restore_cognito(app, &user).await?;
+            }
+            settled(app, change).await?
+        };
+        Ok(intake::stored_json(
+            StatusCode::OK,
+            &UserBody::from(user),
+            None,
+        ))
+    })
+    .await
+}
