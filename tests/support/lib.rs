@@ -86,6 +86,10 @@ impl TestCloud {
         let user = seed::user(cognito, self.pool(), tenant, role)
             .await
             .expect("user created");
+        let store = &self.cloud.sender.store;
+        seed::record_user(store, cognito, self.pool(), tenant, role, &user)
+            .await
+            .expect("user recorded");
         seed::sign_in(cognito, self.client_id(), &user)
             .await
             .expect("signed in")

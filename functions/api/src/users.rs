@@ -361,6 +361,8 @@ pub async fn change_role(
     let Some(role) = role else {
         return Err(ApiError::Misrouted("field errors checked above"));
     };
+    // Before the key is taken: a missing user or the caller's own leaves nothing.
+    target(&app, &caller, &id).await?;
     let canonical = serde_json::json!({ "user_id": id, "role": role });
     let (app, caller, id) = (&app, &caller, &id);
     intake::once(app, caller, &idempotent, &canonical, |_| async move {
@@ -422,6 +424,7 @@ pub async fn remove(
     Path(id): Path<String>,
     idempotent: Idempotent,
 ) -> Result<Response, ApiError> {
+    target(&app, &caller, &id).await?;
     let canonical = serde_json::json!({ "user_id": id });
     let (app, caller, id) = (&app, &caller, &id);
     intake::once(app, caller, &idempotent, &canonical, |_| async move {
