@@ -438,10 +438,20 @@ pub async fn remove(
                 .await
                 .map_err(ApiError::Identity)?;
             let audit = intake::audit_entry(app, caller, "user.removed", id);
-            let change = app
+            let mut change = app
                 .store
                 .remove_user(&user, &audit, app.clock.epoch_seconds())
                 .await?;
+            // A concurrent role change moved the user first: remove them as they are now.
+            if let UserChange::Unchanged(current) = &change {
+                if current.status == UserStatus::Active {
+                    keep_an_admin(app, current).await?;
+                    change = app
+                        .store
+                        .remove_user(current, &audit, app.clock.epoch_seconds())
+                        .await?;
+                }
+            }
             if change == UserChange::LastAdmin {
                 restore_cognito(app, &user).await?;
             }
