@@ -6,6 +6,10 @@
 //! The emulator's Cognito (moto, extended in `infra/local/emulator.py`) creates users
 //! with a generated temporary password and keeps the invitation it would email, so a
 //! test reads it as the invited person reads their mailbox.
+//!
+//! Longer than most: the sessions a person goes through (first sign-in with the
+//! emailed password, refresh, sign-in again) are this file's own, and each rule of the
+//! issue is one test beside them.
 
 use aws_sdk_cognitoidentityprovider::types::{AuthFlowType, ChallengeNameType};
 use herald::domain::{TenantRole, UserChange};

@@ -5,7 +5,7 @@
 use aws_sdk_cognitoidentityprovider::types::{AttributeType, DeliveryMediumType};
 use strum::VariantArray;
 
-use super::IdentityError;
+use super::{IdentityError, unless_missing};
 use crate::auth::TENANT_CLAIM;
 use crate::aws::CognitoClient;
 use crate::domain::TenantRole;
@@ -95,21 +95,15 @@ impl TenantUsers {
             .username(email)
             .send()
             .await;
-        match got {
-            Ok(out) => Ok(out
-                .user_attributes()
-                .iter()
-                .find(|a| a.name() == "sub")
-                .and_then(|a| a.value())
-                .map(str::to_owned)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_user_not_found_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(Box::new(e)),
-        }
+        Ok(
+            unless_missing(got, |e| e.is_user_not_found_exception())?.and_then(|out| {
+                out.user_attributes()
+                    .iter()
+                    .find(|a| a.name() == "sub")
+                    .and_then(|a| a.value())
+                    .map(str::to_owned)
+            }),
+        )
     }
 
     /// Puts the user in `role`'s group and no other role's, and signs them out
@@ -163,16 +157,7 @@ impl TenantUsers {
             .username(email)
             .send()
             .await;
-        match deleted {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_user_not_found_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(Box::new(e)),
-        }
+        unless_missing(deleted, |e| e.is_user_not_found_exception()).map(|_| ())
     }
 
     async fn add_to_group(&self, email: &str, role: TenantRole) -> Result<(), IdentityError> {
