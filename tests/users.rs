@@ -1,7 +1,8 @@
 //! Tenant teams (issue 19): an admin invites people with a role, changes it and removes
 //! them; a change refuses the tokens issued before it on the next request, a removed
 //! user can neither refresh nor sign in, the last admin stays, another tenant's users
-//! read as missing, and bad requests change nothing in Cognito or the table.
+//! read as missing, and bad requests change nothing in Cognito or the table. An
+//! operator creates a tenant together with its first admin.
 //!
 //! The emulator's Cognito (moto, extended in `infra/local/emulator.py`) creates users
 //! with a generated temporary password and keeps the invitation it would email, so a
@@ -560,4 +561,89 @@ async fn bad_invitations_and_role_changes_change_nothing() {
     );
     assert_eq!(cognito_users(&test).await, users_before);
     assert!(invitations(&test, "new@acme.example").await.is_empty());
+}
+
+#[tokio::test]
+async fn an_operator_creates_a_tenant_with_its_first_admin_in_one_request() {
+    let test = TestCloud::start("users-first-admin").await;
+    let operator = test.token("herald", "operator").await;
+    let body = json!({
+        "tenant_id": "initech",
+        "plan": "starter",
+        "first_admin": { "email": "Bill@Initech.example", "name": "Bill" },
+    });
+    let created = test
+        .post_json("/v1/tenants", &operator, &body.to_string())
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(created.body["tenant_id"], "initech");
+    let admin = &created.body["first_admin"];
+    assert_eq!(admin["email"], "bill@initech.example");
+    assert_eq!(admin["role"], "admin");
+    let id = admin["user_id"].as_str().unwrap();
+
+    // One audit entry names the tenant and its admin.
+    let audit = test.get("/v1/tenants/initech/audit", &operator).await;
+    let entries = audit.body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(
+        entries[0]["action"],
+        format!("tenant.created_with_admin:{id}")
+    );
+
+    // The admin signs in with the emailed password and runs their tenant.
+    let bill = first_sign_in(&test, "bill@initech.example").await;
+    assert_eq!(
+        listed_id(&test, &bill.id_token, "bill@initech.example").await,
+        id
+    );
+    invite(&test, &bill.id_token, "peter@initech.example", "sender").await;
+
+    // A taken address or a taken tenant id creates nothing, in Cognito or the table.
+    let users_before = cognito_users(&test).await;
+    let taken_email = json!({
+        "tenant_id": "initrode",
+        "plan": "starter",
+        "first_admin": { "email": "peter@initech.example" },
+    });
+    let refused = test
+        .post_json("/v1/tenants", &operator, &taken_email.to_string())
+        .await;
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+    assert_eq!(refused.body["errors"][0]["field"], "/first_admin/email");
+    assert_eq!(
+        test.get("/v1/tenants/initrode", &operator).await.status,
+        404
+    );
+    let taken_tenant = json!({
+        "tenant_id": "initech",
+        "plan": "starter",
+        "first_admin": { "email": "milton@initech.example" },
+    });
+    let refused = test
+        .post_json("/v1/tenants", &operator, &taken_tenant.to_string())
+        .await;
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+    assert!(
+        refused.body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("tenant-exists")
+    );
+    assert_eq!(cognito_users(&test).await, users_before);
+    assert!(
+        invitations(&test, "milton@initech.example")
+            .await
+            .is_empty()
+    );
+    let bad = test
+        .post_json(
+            "/v1/tenants",
+            &operator,
+            &json!({ "tenant_id": "x1", "plan": "starter", "first_admin": { "email": "nope" } })
+                .to_string(),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["errors"][0]["field"], "/first_admin/email");
 }

@@ -192,7 +192,10 @@ pub enum ApiError {
     #[error("the tenant holds {limit} active machine clients")]
     ClientLimitReached { limit: u32 },
     #[error("the email is a user already")]
-    UserExists,
+    UserExists {
+        /// Where the address is in the request.
+        field: &'static str,
+    },
     #[error("the user is the tenant's last admin")]
     LastAdmin,
     #[error("an admin acted on their own account")]
@@ -265,7 +268,7 @@ impl ApiError {
             ApiError::BatchFinished => ProblemKind::BatchFinished,
             ApiError::TenantExists => ProblemKind::TenantExists,
             ApiError::ClientLimitReached { .. } => ProblemKind::ClientLimitReached,
-            ApiError::UserExists => ProblemKind::UserExists,
+            ApiError::UserExists { .. } => ProblemKind::UserExists,
             ApiError::LastAdmin => ProblemKind::LastAdmin,
             ApiError::OwnAccount => ProblemKind::OwnAccount,
             ApiError::UserRemoved => ProblemKind::UserRemoved,
@@ -351,9 +354,9 @@ impl ApiError {
             ApiError::ClientLimitReached { limit } => problem.detail(format!(
                 "Your tenant may hold {limit} active machine clients; revoke one first."
             )),
-            ApiError::UserExists => problem
+            ApiError::UserExists { field } => problem
                 .detail("This email address is a Herald user already; nothing was changed.")
-                .field("/email", "is a user already"),
+                .field(field, "is a user already"),
             ApiError::LastAdmin => problem.detail(
                 "This user is the tenant's last active admin; make another user an admin first.",
             ),

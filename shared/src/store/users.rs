@@ -33,6 +33,62 @@ impl Store {
         audit: Option<&AuditEntry>,
         now_epoch: u64,
     ) -> Result<bool, StoreError> {
+        let mut writes = self.user_writes(user)?;
+        if let Some(audit) = audit {
+            let audit = self.audit_put(&user.tenant, audit, now_epoch)?;
+            writes.push(TransactWriteItem::builder().put(audit).build());
+        }
+        self.write_new(writes).await
+    }
+
+    /// A new tenant with its first admin and `audit`, all or nothing: an operator's
+    /// one request. `false` when the tenant exists (nothing written).
+    #[tracing::instrument(skip_all, fields(tenant_id = %profile.tenant))]
+    pub async fn create_tenant_with_admin(
+        &self,
+        profile: &TenantProfile,
+        admin: &TenantUser,
+        audit: &AuditEntry,
+        now_epoch: u64,
+    ) -> Result<bool, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(super::tenant::profile_item(profile)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(dynamo)?;
+        let mut writes = vec![TransactWriteItem::builder().put(put).build()];
+        writes.extend(self.user_writes(admin)?);
+        let audit = self.audit_put(&profile.tenant, audit, now_epoch)?;
+        writes.push(TransactWriteItem::builder().put(audit).build());
+        self.write_new(writes).await
+    }
+
+    /// Writes all of `writes` or none; `false` when the first, which creates an item,
+    /// found it there already.
+    async fn write_new(&self, writes: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let cancelled = Cancelled::from_error(e)?;
+                if cancelled.condition_failed(0) {
+                    Ok(false)
+                } else {
+                    Err(cancelled.into())
+                }
+            }
+        }
+    }
+
+    /// The writes that record a new user: their item, and the admin count for an
+    /// active admin.
+    fn user_writes(&self, user: &TenantUser) -> Result<Vec<TransactWriteItem>, StoreError> {
         let mut item = with_key(
             &keys::tenant_user(&user.tenant, &user.user_id),
             [
@@ -62,27 +118,7 @@ impl Store {
         if user.role == TenantRole::Admin && user.status == UserStatus::Active {
             writes.push(self.admin_count_change(&user.tenant, 1)?);
         }
-        if let Some(audit) = audit {
-            let audit = self.audit_put(&user.tenant, audit, now_epoch)?;
-            writes.push(TransactWriteItem::builder().put(audit).build());
-        }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(writes))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let cancelled = Cancelled::from_error(e)?;
-                if cancelled.condition_failed(0) {
-                    Ok(false)
-                } else {
-                    Err(cancelled.into())
-                }
-            }
-        }
+        Ok(writes)
     }
 
     /// One of `tenant`'s users; another tenant's is `None`, like a missing one.

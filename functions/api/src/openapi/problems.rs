@@ -170,7 +170,7 @@ problems! {
         IdempotencyKeyReused, BatchFinished];
     TenantCreateProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired,
         BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused,
-        TenantExists];
+        TenantExists, UserExists];
     TenantChangeProblems: [InvalidId, NotFound, IdempotencyKeyRequired,
         RequestInProgress, IdempotencyKeyReused];
     TenantAuditProblems: [InvalidId, InvalidRequest];

@@ -10,9 +10,10 @@ use axum::Json;
 use axum::extract::{MatchedPath, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use herald::domain::AuditEntry;
 use herald::domain::{TenantRole, TenantUser, UserStatus, one_of, printable};
 use herald::identity::{Invitation, TenantUsers};
-use herald::{EmailAddress, Timestamp};
+use herald::{EmailAddress, TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -129,21 +130,8 @@ pub async fn invite(
     JsonBody(request): JsonBody<InviteUser>,
 ) -> Result<Response, ApiError> {
     let mut errors = FieldErrors::default();
-    let email = match EmailAddress::parse(&request.email) {
-        Ok(email) => Some(email.folded()),
-        Err(e) => {
-            errors.add("/email", e.to_string());
-            None
-        }
-    };
+    let email = person("", &request.email, request.name.as_deref(), &mut errors);
     let role = role(&request.role, &mut errors);
-    if let Some(name) = &request.name {
-        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-            errors.add("/name", format!("must be 1 to {MAX_NAME_CHARS} characters"));
-        } else if !printable(name) || name.contains(['\n', '\r', '\t']) {
-            errors.add("/name", "must hold no control characters");
-        }
-    }
     errors.check()?;
     let (Some(email), Some(role)) = (email, role) else {
         return Err(ApiError::Misrouted("field errors checked above"));
@@ -153,36 +141,23 @@ pub async fn invite(
     let (app, caller) = (&app, &caller);
     intake::once(app, caller, &idempotent, &canonical, |_| async move {
         let tenant = caller.principal.tenant();
-        let invitation = tenant_users(app)
-            .invite(tenant, &email, role)
-            .await
-            .map_err(ApiError::Identity)?;
-        let user_id = match invitation {
-            Invitation::Sent { user_id } => user_id,
-            Invitation::EmailTaken => return Err(ApiError::UserExists),
-        };
+        let user_id = send_invitation(app, tenant, &email, role, "/email").await?;
         let audit = intake::audit_entry(app, caller, "user.invited", &user_id);
-        let user = TenantUser {
-            user_id: user_id.clone(),
-            tenant: tenant.clone(),
-            email: email.clone(),
+        let user = invited(
+            caller,
+            tenant,
+            user_id.clone(),
+            email.clone(),
             name,
             role,
-            status: UserStatus::Active,
-            created_at: audit.at,
-            created_by: caller.principal.subject().to_owned(),
-            tokens_after: 0,
-            changed_at: None,
-        };
+            &audit,
+        );
         let recorded = app
             .store
             .record_user(&user, Some(&audit), app.clock.epoch_seconds())
             .await;
         if !matches!(recorded, Ok(true)) {
-            // Unrecorded, the user must not be able to sign in: a retry invites anew.
-            if let Err(cleanup) = tenant_users(app).delete(&email).await {
-                tracing::warn!(%user_id, "could not delete an unrecorded user: {cleanup}");
-            }
+            forget(app, &user).await;
             recorded?;
             return Err(ApiError::Misrouted(
                 "a new Cognito user was recorded already",
@@ -195,6 +170,82 @@ pub async fn invite(
         ))
     })
     .await
+}
+
+/// A person's address (answered folded, for Cognito and the record) and display name,
+/// checked; the failures go to `errors` under `{at}/email` and `{at}/name`.
+pub(crate) fn person(
+    at: &str,
+    email: &str,
+    name: Option<&str>,
+    errors: &mut FieldErrors,
+) -> Option<String> {
+    if let Some(name) = name {
+        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+            errors.add(
+                format!("{at}/name"),
+                format!("must be 1 to {MAX_NAME_CHARS} characters"),
+            );
+        } else if !printable(name) || name.contains(['\n', '\r', '\t']) {
+            errors.add(format!("{at}/name"), "must hold no control characters");
+        }
+    }
+    EmailAddress::parse(email)
+        .inspect_err(|e| errors.add(format!("{at}/email"), e.to_string()))
+        .ok()
+        .map(|email| email.folded())
+}
+
+/// Creates the person in Cognito (emailing the invitation); answers their user id. An
+/// address already a user is a 409 naming `field`.
+pub(crate) async fn send_invitation(
+    app: &App,
+    tenant: &TenantId,
+    email: &str,
+    role: TenantRole,
+    field: &'static str,
+) -> Result<String, ApiError> {
+    let invitation = tenant_users(app)
+        .invite(tenant, email, role)
+        .await
+        .map_err(ApiError::Identity)?;
+    match invitation {
+        Invitation::Sent { user_id } => Ok(user_id),
+        Invitation::EmailTaken => Err(ApiError::UserExists { field }),
+    }
+}
+
+/// The record of a person the caller invited now (`audit`'s time).
+pub(crate) fn invited(
+    caller: &Caller,
+    tenant: &TenantId,
+    user_id: String,
+    email: String,
+    name: Option<String>,
+    role: TenantRole,
+    audit: &AuditEntry,
+) -> TenantUser {
+    TenantUser {
+        user_id,
+        tenant: tenant.clone(),
+        email,
+        name,
+        role,
+        status: UserStatus::Active,
+        created_at: audit.at,
+        created_by: caller.principal.subject().to_owned(),
+        tokens_after: 0,
+        changed_at: None,
+    }
+}
+
+/// Deletes an invited person the record does not hold, so they cannot sign in; a
+/// retry invites them anew.
+pub(crate) async fn forget(app: &App, user: &TenantUser) {
+    if let Err(cleanup) = tenant_users(app).delete(&user.email).await {
+        let user_id = &user.user_id;
+        tracing::warn!(%user_id, "could not delete an unrecorded user: {cleanup}");
+    }
 }
 
 /// The user pool's users, through `herald::identity`.
