@@ -48,7 +48,10 @@ fn run_schemathesis(test: &TestCloud, token: &str, tag_filter: &[&str], report: 
     let root = project_root();
     let contract = root.join("tests/contract");
     let report_dir = root.join(".herald/contract");
+    // Its working directory takes its cache of failures found: under .herald, not tests/.
+    std::fs::create_dir_all(&report_dir).expect("report directory");
     let output = Command::new(schemathesis())
+        .current_dir(&report_dir)
         .arg("--config-file")
         .arg(contract.join("schemathesis.toml"))
         .arg("run")

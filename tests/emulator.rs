@@ -6,6 +6,9 @@
 //!   it names as it was. The launcher backs up only those items (moto's copy of whole
 //!   tables stalled every request once a table was large), so these cases check the
 //!   rollback it does instead, in the shapes Herald writes.
+//! - Cognito's invitations: AdminCreateUser without a temporary password generates one
+//!   (moto leaves the user without any) and keeps the invitation Cognito would email;
+//!   a suppressed invitation is neither generated nor kept.
 //! - Point-in-time restores (`infra/local/pitr.py`): an item written after the point is
 //!   absent from the restore, one deleted after it is present, an update shows its
 //!   value at the point; the restorable window advances and bounds every restore; a
@@ -535,4 +538,98 @@ async fn a_restored_table_has_the_keys_and_the_encryption_asked_for_but_no_ttl_o
         ttl,
         Some(aws_sdk_dynamodb::types::TimeToLiveStatus::Disabled)
     );
+}
+
+// ---------------------------------------------------------------- Cognito invitations
+
+mod invitations {
+    use aws_sdk_cognitoidentityprovider::Client;
+    use aws_sdk_cognitoidentityprovider::types::{
+        AttributeType, AuthFlowType, ChallengeNameType, ExplicitAuthFlowsType, MessageActionType,
+    };
+    use herald_tests::herald_local::{emulator, project_root, random_hex};
+    use serde_json::Value;
+
+    async fn kept(endpoint: &str, email: &str, pool: &str) -> Vec<Value> {
+        let url = format!("{endpoint}/_herald/cognito/invitations?email={email}");
+        let all: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
+        all.into_iter()
+            .filter(|i| i["user_pool_id"] == pool)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_invitation_without_a_password_gets_one_that_signs_in_once() {
+        let endpoint = emulator::endpoint();
+        emulator::ensure_for_tests(&project_root(), &endpoint)
+            .await
+            .expect("the emulator runs");
+        let client = Client::new(&herald::aws::for_emulator(&endpoint).await);
+        let pool = client
+            .create_user_pool()
+            .pool_name(format!("t-invitations-{}", random_hex(8)))
+            .send()
+            .await
+            .unwrap()
+            .user_pool
+            .unwrap()
+            .id
+            .unwrap();
+        let app = client
+            .create_user_pool_client()
+            .user_pool_id(&pool)
+            .client_name("app")
+            .explicit_auth_flows(ExplicitAuthFlowsType::AllowUserPasswordAuth)
+            .send()
+            .await
+            .unwrap()
+            .user_pool_client
+            .unwrap()
+            .client_id
+            .unwrap();
+        let email_of = |name: &str| format!("{name}-{}@invited.example", random_hex(4));
+        let (invited, suppressed) = (email_of("ada"), email_of("bob"));
+        for (email, action) in [
+            (&invited, None),
+            (&suppressed, Some(MessageActionType::Suppress)),
+        ] {
+            client
+                .admin_create_user()
+                .user_pool_id(&pool)
+                .username(email)
+                .set_message_action(action)
+                .user_attributes(
+                    AttributeType::builder()
+                        .name("email")
+                        .value(email)
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        assert!(kept(&endpoint, &suppressed, &pool).await.is_empty());
+        let found = kept(&endpoint, &invited.to_uppercase(), &pool).await;
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0]["username"], invited.as_str());
+        let password = found[0]["temporary_password"].as_str().unwrap();
+        for class in [char::is_uppercase, char::is_lowercase, char::is_numeric] {
+            assert!(password.chars().any(class), "{password}");
+        }
+        // The temporary password signs in, and asks for a new one first.
+        let answer = client
+            .initiate_auth()
+            .client_id(&app)
+            .auth_flow(AuthFlowType::UserPasswordAuth)
+            .auth_parameters("USERNAME", &invited)
+            .auth_parameters("PASSWORD", password)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.challenge_name,
+            Some(ChallengeNameType::NewPasswordRequired)
+        );
+    }
 }

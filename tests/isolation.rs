@@ -14,17 +14,34 @@ fn recipients(count: usize) -> Vec<Value> {
         .collect()
 }
 
-/// `path` with `{id}` standing for `batch`'s resource: a message id on message routes,
-/// the tenant on tenant routes, the client on client routes, the batch elsewhere.
-fn with_id(path: &str, batch: &str, tenant: &str, client: &str) -> String {
+/// The ids the owner holds, one of each kind a route can take.
+struct Ids<'a> {
+    batch: &'a str,
+    tenant: &'a str,
+    client: &'a str,
+    user: &'a str,
+}
+
+/// `path` with `{id}` standing for one of `ids`: a message id on message routes, the
+/// tenant on tenant routes, the client on client routes, the user on user routes, the
+/// batch elsewhere.
+fn with_id(path: &str, ids: &Ids<'_>) -> String {
+    let Ids {
+        batch,
+        tenant,
+        client,
+        user,
+    } = ids;
     let id = if path.starts_with("/v1/messages/") {
         format!("{batch}.0")
     } else if path.starts_with("/v1/tenants/") {
-        tenant.to_owned()
+        tenant.to_string()
     } else if path.starts_with("/v1/clients/") {
-        client.to_owned()
+        client.to_string()
+    } else if path.starts_with("/v1/users/") {
+        user.to_string()
     } else {
-        batch.to_owned()
+        batch.to_string()
     };
     path.replace("{id}", &id)
 }
@@ -36,7 +53,24 @@ async fn another_tenants_ids_answer_as_missing_ones_on_every_route() {
     let intruder = test.token("globex", "admin").await;
     let batch = test.send_batch(&owner, TEMPLATE, &recipients(3)).await;
     let (client, _) = test.machine_client(&owner, &["messages:send"]).await;
+    let invited = json!({ "email": "ada@acme.example", "role": "sender" }).to_string();
+    let invited = test.post_json("/v1/users", &owner, &invited).await;
+    assert_eq!(invited.status, 201, "{:?}", invited.body);
+    let user = invited.body["user_id"].as_str().unwrap().to_owned();
+    let theirs_ids = Ids {
+        batch: &batch,
+        tenant: "acme",
+        client: &client,
+        user: &user,
+    };
     let missing = ulid::Ulid::new().to_string();
+    let missing_client = missing.to_lowercase();
+    let absent_ids = Ids {
+        batch: &missing,
+        tenant: "no-such-tenant",
+        client: &missing_client,
+        user: "6f1c2a3e-0b7d-4f7e-9c55-3a1d2e4b5c6d",
+    };
     let before = test.tenant_items("acme").await;
 
     let routes = herald_api::routes();
@@ -47,20 +81,26 @@ async fn another_tenants_ids_answer_as_missing_ones_on_every_route() {
         .collect();
     assert!(id_routes.len() >= 8, "{id_routes:?}");
     for (method, path) in id_routes {
-        let theirs = with_id(path, &batch, "acme", &client);
-        let absent = with_id(path, &missing, "no-such-tenant", &missing.to_lowercase());
+        let theirs = with_id(path, &theirs_ids);
+        let absent = with_id(path, &absent_ids);
+        // A body the route would take from the owner: only the id is wrong.
+        let body = if path.ends_with("/role") {
+            r#"{"role": "viewer"}"#
+        } else {
+            ""
+        };
         let ask = |target: String| {
             let test = &test;
             let intruder = &intruder;
             async move {
-                match method {
-                    "GET" => test.get(&target, intruder).await,
-                    _ => {
-                        let body = Some(b"{}".to_vec());
-                        let json = Some("application/json");
-                        test.request(method, &target, Some(intruder), json, body)
-                            .await
-                    }
+                if method == "GET" {
+                    test.get(&target, intruder).await
+                } else {
+                    // POST and PUT alike, each with its own method.
+                    let body = Some(body.as_bytes().to_vec());
+                    let json = Some("application/json");
+                    test.request(method, &target, Some(intruder), json, body)
+                        .await
                 }
             }
         };
@@ -97,9 +137,7 @@ async fn another_tenants_ids_answer_as_missing_ones_on_every_route() {
         let owned =
             matches!(route_access(method, path), Some(Access::Requires(p)) if !p.is_platform());
         if method == "GET" && owned && path.contains("{id}") {
-            let answer = test
-                .get(&with_id(path, &batch, "acme", &client), &owner)
-                .await;
+            let answer = test.get(&with_id(path, &theirs_ids), &owner).await;
             assert_eq!(answer.status, 200, "{path}: {:?}", answer.body);
         }
     }

@@ -23,6 +23,13 @@ user pool domain does: it checks the app client's id, secret, flows and scopes i
 moto's own user pool and signs the access token with the pool's key, which the pool's
 JWKS publishes, so the token verifies exactly as a user's does.
 
+moto's Cognito creates a user without a temporary password when AdminCreateUser names
+none, so an invited user could never sign in; Cognito generates one that meets the
+pool's password policy and emails it. The launcher does the same, and keeps the
+invitation instead of emailing it: `GET /_herald/cognito/invitations?email=a@b.example`
+answers the invitations sent to that address (pool, user name, temporary password), as
+a person would read them in their mailbox.
+
 Tests count what SES accepted: `GET /_herald/ses/sent?domain=example.test` answers
 the emails SES (v1 or v2) took for recipients at that domain, as JSON. moto's own
 `/moto-api/data.json` has them too, but it renders every model moto holds (every
@@ -46,7 +53,11 @@ import threading
 import types
 
 from joserfc import jwt
-from moto.cognitoidp.models import CognitoIdpUserPoolClient, cognitoidp_backends
+from moto.cognitoidp.models import (
+    CognitoIdpBackend,
+    CognitoIdpUserPoolClient,
+    cognitoidp_backends,
+)
 from moto.core.utils import utcnow
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models.dynamo_type import DynamoType
@@ -222,6 +233,65 @@ def _serve_ses_sent(app):
     return wrapped
 
 
+INVITATIONS_PATH = "/_herald/cognito/invitations"
+
+# Invitations Cognito would have emailed: (email, pool id, user name, password).
+_invitations = []
+_invitations_lock = threading.Lock()
+
+
+def _temporary_password():
+    """A password meeting any policy Cognito allows (upper, lower, digit, symbol),
+    as Cognito generates for an invitation."""
+    return "Tmp-" + uuid.uuid4().hex[:12] + "-A9a!"
+
+
+def _email_invitations():
+    create = CognitoIdpBackend.admin_create_user
+
+    def admin_create_user(
+        self, user_pool_id, username, message_action, temporary_password, attributes
+    ):
+        invited = not temporary_password and message_action not in ("SUPPRESS", "RESEND")
+        if invited:
+            temporary_password = _temporary_password()
+        user = create(
+            self, user_pool_id, username, message_action, temporary_password, attributes
+        )
+        email = next(
+            (a.get("Value") for a in attributes or [] if a.get("Name") == "email"), None
+        )
+        if invited and email:
+            with _invitations_lock:
+                _invitations.append(
+                    {
+                        "email": email.lower(),
+                        "user_pool_id": user_pool_id,
+                        "username": user.username,
+                        "temporary_password": temporary_password,
+                    }
+                )
+        return user
+
+    CognitoIdpBackend.admin_create_user = admin_create_user
+
+
+def _serve_invitations(app):
+    def wrapped(environ, start_response):
+        if environ.get("PATH_INFO") != INVITATIONS_PATH:
+            return app(environ, start_response)
+        email = Request(environ).args.get("email", "").lower()
+        if not email:
+            response = Response("email is required", status=400)
+        else:
+            with _invitations_lock:
+                found = [i for i in _invitations if i["email"] == email]
+            response = Response(json.dumps(found), mimetype="application/json")
+        return response(environ, start_response)
+
+    return wrapped
+
+
 def _backup(backend, entry):
     """The table, key and a copy of the item one transaction entry names, or None when
     it names none (moto then refuses the entry without writing anything)."""
@@ -323,13 +393,16 @@ def main() -> None:
     _back_up_items_not_tables()
     pitr.install(args.pitr_lag_seconds, args.pitr_window_seconds, args.restore_seconds)
     _date_user_pool_clients()
+    _email_invitations()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         args.host,
         args.port,
-        _serve_ses_sent(_serve_token_endpoint(_serialise_dynamodb(app))),
+        _serve_invitations(
+            _serve_ses_sent(_serve_token_endpoint(_serialise_dynamodb(app)))
+        ),
         threaded=True,
         request_handler=MotoRequestHandler,
     )

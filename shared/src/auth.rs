@@ -32,6 +32,7 @@ impl Role {
                 ReadAudit,
                 ManageClients,
                 ManageSuppressions,
+                ManageUsers,
             ],
             Role::Sender => &[SendMessages, ReadMessages, CancelBatches, ReadUsage],
             Role::Viewer => &[ReadMessages, ReadUsage],
@@ -52,6 +53,8 @@ pub enum Permission {
     ManageClients,
     /// Add addresses to the tenant's suppression list and lift what it may.
     ManageSuppressions,
+    /// Invite the tenant's people, change their roles and remove them.
+    ManageUsers,
     /// Platform-wide: create, suspend and resume any tenant, and set where it may text.
     ManageTenants,
     /// Platform-wide: any tenant's audit log.
@@ -147,6 +150,31 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
         "DELETE",
         "/v1/suppressions/{address}",
         Access::Requires(Permission::ManageSuppressions),
+    ),
+    (
+        "POST",
+        "/v1/users",
+        Access::Requires(Permission::ManageUsers),
+    ),
+    (
+        "GET",
+        "/v1/users",
+        Access::Requires(Permission::ManageUsers),
+    ),
+    (
+        "GET",
+        "/v1/users/{id}",
+        Access::Requires(Permission::ManageUsers),
+    ),
+    (
+        "POST",
+        "/v1/users/{id}/role",
+        Access::Requires(Permission::ManageUsers),
+    ),
+    (
+        "POST",
+        "/v1/users/{id}/remove",
+        Access::Requires(Permission::ManageUsers),
     ),
     (
         "POST",
@@ -282,6 +310,9 @@ pub struct Principal {
     tenant: TenantId,
     subject: String,
     caller: Caller,
+    /// A user token's `iat` (epoch seconds): checked against the user's record, which
+    /// refuses tokens issued before their role changed or they were removed.
+    issued_at: Option<u64>,
 }
 
 impl Principal {
@@ -310,6 +341,7 @@ impl Principal {
             tenant,
             subject,
             caller: Caller::User { roles },
+            issued_at: claims.get("iat").and_then(Value::as_u64),
         })
     }
 
@@ -320,6 +352,7 @@ impl Principal {
             tenant,
             subject: format!("client:{client_id}"),
             caller: Caller::Client { scopes },
+            issued_at: None,
         }
     }
 
@@ -334,6 +367,15 @@ impl Principal {
 
     pub fn caller(&self) -> &Caller {
         &self.caller
+    }
+
+    /// For a person: when their token was issued (epoch seconds; `0` when it does not
+    /// say, which no user record accepts). `None` for a machine client.
+    pub fn user_token_issued_at(&self) -> Option<u64> {
+        match self.caller {
+            Caller::User { .. } => Some(self.issued_at.unwrap_or(0)),
+            Caller::Client { .. } => None,
+        }
     }
 
     pub fn may(&self, permission: Permission) -> bool {
@@ -433,7 +475,11 @@ mod tests {
         assert_eq!(client.subject(), "client:abc");
         assert!(Scope::VARIANTS.iter().all(|s| {
             s.permissions().iter().all(|p| {
-                !p.is_platform() && *p != Permission::ManageClients && *p != Permission::ReadAudit
+                !p.is_platform()
+                    && !matches!(
+                        p,
+                        Permission::ManageClients | Permission::ManageUsers | Permission::ReadAudit
+                    )
             })
         }));
         assert_eq!(

@@ -143,6 +143,27 @@ pub fn machine_client_count(tenant: &TenantId) -> Key {
     }
 }
 
+/// One of the tenant's people, by their Cognito `sub`.
+pub fn tenant_user(tenant: &TenantId, user_id: &str) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}#USER#{user_id}"),
+        sk: "USER".into(),
+    }
+}
+
+/// gsi1 partition listing a tenant's people.
+pub fn tenant_users_partition(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}#USERS")
+}
+
+/// How many of a tenant's people are active admins: the last one cannot go.
+pub fn admin_count(tenant: &TenantId) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}"),
+        sk: "ADMINS".into(),
+    }
+}
+
 /// A platform-level lease (one redrive at a time): named by the job it guards, not
 /// by any tenant. Only `herald::lease`, the operator-only type, reads or writes it.
 pub fn platform_lease(name: &str) -> Key {
@@ -311,6 +332,7 @@ pub fn tenant_item_kind(tenant: &TenantId, pk: &str, sk: &str) -> Option<ItemKin
         return Some(match sk {
             "PROFILE" => ItemKind::Tenant,
             "CLIENTS" => ItemKind::ClientCount,
+            "ADMINS" => ItemKind::AdminCount,
             _ => ItemKind::Other,
         });
     }
@@ -326,6 +348,7 @@ pub fn tenant_item_kind(tenant: &TenantId, pk: &str, sk: &str) -> Option<ItemKin
         ("RATE", "RATE") => ItemKind::RateWindow,
         ("QUOTA", "QUOTA") => ItemKind::QuotaDay,
         ("AUDIT", _) => ItemKind::Audit,
+        ("USER", "USER") => ItemKind::User,
         _ => ItemKind::Other,
     })
 }
@@ -383,6 +406,8 @@ mod tests {
         assert_eq!(kind(rate_window(&acme, 1)), Some(ItemKind::RateWindow));
         assert_eq!(kind(quota_day(&acme, day)), Some(ItemKind::QuotaDay));
         assert_eq!(kind(audit(&acme, at, "x")), Some(ItemKind::Audit));
+        assert_eq!(kind(tenant_user(&acme, "u-1")), Some(ItemKind::User));
+        assert_eq!(kind(admin_count(&acme)), Some(ItemKind::AdminCount));
         assert_eq!(
             kind(machine_client_count(&acme)),
             Some(ItemKind::ClientCount)

@@ -60,6 +60,10 @@ pub enum Rejection {
     Audience,
     #[error("the token's machine client was revoked")]
     Revoked,
+    #[error("the token was issued before the user's role changed; sign in again")]
+    Superseded,
+    #[error("the token's user was removed from the tenant")]
+    UserRemoved,
     #[error("the token is neither an id nor an access token")]
     TokenUse,
     #[error("the user pool's keys could not be fetched")]

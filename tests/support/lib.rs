@@ -87,6 +87,10 @@ impl TestCloud {
         let user = seed::user(cognito, self.pool(), tenant, role)
             .await
             .expect("user created");
+        let store = &self.cloud.sender.store;
+        seed::record_user(store, cognito, self.pool(), tenant, role, &user)
+            .await
+            .expect("user recorded");
         seed::sign_in(cognito, self.client_id(), &user)
             .await
             .expect("signed in")
@@ -389,8 +393,9 @@ impl TestCloud {
         self.cloud.sandbox.ledger()
     }
 
-    /// Items in this stack's table, apart from tenant profiles and request-rate
-    /// windows (every request counts in its window, even one refused as bad input).
+    /// Items in this stack's table, apart from tenant profiles, seeded users (with
+    /// their admin count) and request-rate windows (every request counts in its
+    /// window, even one refused as bad input).
     pub async fn table_items(&self) -> usize {
         let table = self.cloud.stack.reference("HeraldTable").expect("table");
         let out = self
@@ -399,10 +404,20 @@ impl TestCloud {
             .dynamodb
             .scan()
             .table_name(table)
-            .filter_expression("NOT (sk IN (:profile, :rate))")
+            // The tenant's registration and its seeded people (`tokens`) are the
+            // test's setup, not what its requests wrote.
+            .filter_expression("NOT (sk IN (:profile, :rate, :user, :admins))")
             .expression_attribute_values(
                 ":profile",
                 aws_sdk_dynamodb::types::AttributeValue::S("PROFILE".into()),
+            )
+            .expression_attribute_values(
+                ":user",
+                aws_sdk_dynamodb::types::AttributeValue::S("USER".into()),
+            )
+            .expression_attribute_values(
+                ":admins",
+                aws_sdk_dynamodb::types::AttributeValue::S("ADMINS".into()),
             )
             .expression_attribute_values(
                 ":rate",

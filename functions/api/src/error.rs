@@ -92,6 +92,17 @@ problem_kinds! {
         "The tenant id is taken.";
     ClientLimitReached => CONFLICT, "client-limit-reached", "Client limit reached",
         "The tenant holds as many active machine clients as it may; revoke one first.";
+    UserExists => CONFLICT, "user-exists", "User exists",
+        "The email address is a Herald user already (of your tenant or another: an \
+         address signs in to one tenant). Nothing was changed.";
+    LastAdmin => CONFLICT, "last-admin", "Last admin",
+        "The user is the tenant's last active admin: promote another admin first. Nothing \
+         was changed.";
+    OwnAccount => CONFLICT, "own-account", "Own account",
+        "An admin cannot change their own role or remove themselves; another admin must. \
+         Nothing was changed.";
+    UserRemoved => CONFLICT, "user-removed", "User removed",
+        "The user was removed; a removed user's role cannot change.";
     RedriveRunning => CONFLICT, "redrive-running", "Redrive running",
         "Another redrive of the dead-letter queue (the scheduled one, or another \
          operator's) is running; nothing was moved. Retry after `Retry-After`, by when its \
@@ -184,6 +195,17 @@ pub enum ApiError {
     TenantExists,
     #[error("the tenant holds {limit} active machine clients")]
     ClientLimitReached { limit: u32 },
+    #[error("the email is a user already")]
+    UserExists {
+        /// Where the address is in the request.
+        field: &'static str,
+    },
+    #[error("the user is the tenant's last admin")]
+    LastAdmin,
+    #[error("an admin acted on their own account")]
+    OwnAccount,
+    #[error("the user was removed")]
+    UserRemoved,
     #[error("a redrive is running: {holder}")]
     RedriveRunning {
         holder: String,
@@ -229,7 +251,7 @@ pub enum ApiError {
     /// Secrets Manager, reading the cursor key.
     #[error(transparent)]
     Secrets(#[from] herald::secrets::SecretsError),
-    /// Cognito, registering or deleting a machine client.
+    /// Cognito: machine clients and users.
     #[error("cognito: {0}")]
     Identity(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -258,6 +280,10 @@ impl ApiError {
             ApiError::BatchFinished => ProblemKind::BatchFinished,
             ApiError::TenantExists => ProblemKind::TenantExists,
             ApiError::ClientLimitReached { .. } => ProblemKind::ClientLimitReached,
+            ApiError::UserExists { .. } => ProblemKind::UserExists,
+            ApiError::LastAdmin => ProblemKind::LastAdmin,
+            ApiError::OwnAccount => ProblemKind::OwnAccount,
+            ApiError::UserRemoved => ProblemKind::UserRemoved,
             ApiError::RedriveRunning { .. } => ProblemKind::RedriveRunning,
             ApiError::SuppressionExists { .. } => ProblemKind::SuppressionExists,
             ApiError::OptOutLocked { .. } => ProblemKind::OptOutLocked,
@@ -342,6 +368,18 @@ impl ApiError {
             ApiError::ClientLimitReached { limit } => problem.detail(format!(
                 "Your tenant may hold {limit} active machine clients; revoke one first."
             )),
+            ApiError::UserExists { field } => problem
+                .detail("This email address is a Herald user already; nothing was changed.")
+                .field(field, "is a user already"),
+            ApiError::LastAdmin => problem.detail(
+                "This user is the tenant's last active admin; make another user an admin first.",
+            ),
+            ApiError::OwnAccount => problem
+                .detail("You cannot change your own role or remove yourself; ask another admin.")
+                .field("id", "is your own user"),
+            ApiError::UserRemoved => {
+                problem.detail("This user was removed; their role cannot change.")
+            }
             ApiError::RedriveRunning {
                 holder,
                 until,

@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use herald::CorrelationId;
 use herald::auth::{Access, Permission, Principal, Scope, route_access};
-use herald::domain::{Admission, TenantProfile, TenantStatus};
+use herald::domain::{Admission, TenantProfile, TenantStatus, UserStatus};
 use herald::token::{Rejection, Verified, Verifier};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
@@ -168,7 +168,10 @@ fn tenant_route(request: &Request) -> Result<bool, ApiError> {
 }
 
 /// The caller's tenant profile, for tenant routes: a tenant Herald does not know is
-/// refused, and so is a suspended one.
+/// refused, and so is a suspended one. A person's token is checked against their
+/// record, read at the same time: refused when they were removed, or when it was
+/// issued before their role last changed (a user Herald holds no record of, made
+/// outside the API, is governed by Cognito alone).
 pub async fn tenant(
     State(app): State<Arc<App>>,
     mut request: Request,
@@ -177,12 +180,30 @@ pub async fn tenant(
     if !tenant_route(&request)? {
         return Ok(next.run(request).await);
     }
-    let tenant = principal(&request)?.tenant().clone();
-    let profile = app
-        .store
-        .get_tenant(&tenant)
-        .await?
-        .ok_or_else(|| ApiError::forbidden("Your tenant is not registered with Herald."))?;
+    let caller = principal(&request)?;
+    let tenant = caller.tenant().clone();
+    let profile = match caller.user_token_issued_at() {
+        // A person: their record is read with the profile, and refuses a token issued
+        // before their role changed or they were removed.
+        Some(issued_at) => {
+            let (profile, user) = app
+                .store
+                .tenant_with_user(&tenant, caller.subject())
+                .await?;
+            match user {
+                Some(user) if user.status == UserStatus::Removed => {
+                    return Err(Rejection::UserRemoved.into());
+                }
+                Some(user) if !user.accepts_token_issued_at(issued_at) => {
+                    return Err(Rejection::Superseded.into());
+                }
+                _ => profile,
+            }
+        }
+        None => app.store.get_tenant(&tenant).await?,
+    };
+    let profile =
+        profile.ok_or_else(|| ApiError::forbidden("Your tenant is not registered with Herald."))?;
     if profile.status == TenantStatus::Suspended {
         return Err(ApiError::TenantSuspended);
     }

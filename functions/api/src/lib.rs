@@ -40,6 +40,7 @@ mod sms_policy;
 mod suppressions;
 mod tenants;
 mod usage;
+mod users;
 
 pub use error::{ApiError, ProblemKind};
 pub use fields::FieldErrors;
@@ -113,6 +114,10 @@ fn registered() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(clients::revoke))
         .routes(routes!(suppressions::list, suppressions::add))
         .routes(routes!(suppressions::remove))
+        .routes(routes!(users::invite, users::list))
+        .routes(routes!(users::show))
+        .routes(routes!(users::change::change_role))
+        .routes(routes!(users::change::remove))
         .routes(routes!(tenants::create))
         .routes(routes!(tenants::show))
         .routes(routes!(tenants::suspend))

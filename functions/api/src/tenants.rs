@@ -10,7 +10,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use herald::domain::{
-    Country, Limits, Plan, SmsProviderKind, SmsSender, TenantProfile, TenantStatus, one_of,
+    Country, Limits, Plan, SmsProviderKind, SmsSender, TenantProfile, TenantRole, TenantStatus,
+    TenantUser, one_of,
 };
 use herald::{TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,7 @@ use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
 use crate::intake;
 use crate::openapi::{ReadProblems, TenantChangeProblems, TenantCreateProblems};
 use crate::sms_policy::{self, SmsPolicyBody, SmsPolicyField};
+use crate::users::{self, UserBody};
 use crate::{ApiError, App, FieldErrors};
 
 /// The tenant named in an operator route's path.
@@ -53,6 +55,29 @@ pub(crate) struct CreateTenant {
     #[serde(default)]
     #[schema(value_type = Option<SmsSender>)]
     sms_sender: Option<String>,
+    /// The tenant's first admin, invited with the tenant: Cognito emails them a
+    /// temporary password.
+    #[serde(default)]
+    first_admin: Option<FirstAdmin>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FirstAdmin {
+    #[schema(value_type = herald::EmailAddress)]
+    email: String,
+    /// 1 to 100 characters, no control characters.
+    #[schema(pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]{1,100}$")]
+    name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CreatedTenant)]
+pub(crate) struct CreatedTenantBody {
+    #[serde(flatten)]
+    tenant: TenantBody,
+    /// The first admin invited with it, when the request named one.
+    first_admin: Option<UserBody>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -140,11 +165,12 @@ impl TenantBody {
     tag = "operator",
     operation_id = "createTenant",
     summary = "Create a tenant",
-    description = "A new tenant on a plan, with optional overrides of the plan's limits.",
+    description = "A new tenant on a plan, with optional overrides of the plan's limits, \
+        and optionally its first admin, invited in the same request (one audit entry).",
     params(IdempotencyKeyHeader),
     request_body = CreateTenant,
     responses(
-        (status = 201, description = "Created.", body = TenantBody, headers(
+        (status = 201, description = "Created.", body = CreatedTenantBody, headers(
             ("Location" = String, description = "The tenant's URL."),
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
         )),
@@ -203,6 +229,15 @@ pub async fn create(
         .inspect_err(|e| errors.add("/sms_sender", e.to_string()))
         .ok()
         .flatten();
+    let first_admin = request.first_admin.map(|admin| {
+        let email = users::person(
+            "/first_admin",
+            &admin.email,
+            admin.name.as_deref(),
+            &mut errors,
+        );
+        (email.unwrap_or_default(), admin.name)
+    });
     errors.check()?;
     let (tenant, plan) = (tenant.expect("checked"), plan.expect("checked"));
     let sms_provider = sms_provider.expect("checked");
@@ -226,6 +261,9 @@ pub async fn create(
     if request.sms_policy.is_some() {
         canonical["sms_policy"] = sms_policy::canonical(&sms_policy);
     }
+    if let Some((email, name)) = &first_admin {
+        canonical["first_admin"] = serde_json::json!({ "email": email, "name": name });
+    }
     let (app, caller) = (&app, &caller);
     intake::once(app, caller, &idempotent, &canonical, |_| async move {
         let now = app.clock.timestamp();
@@ -240,18 +278,66 @@ pub async fn create(
             created_at: now,
             updated_at: now,
         };
-        if !app.store.create_tenant(&profile).await? {
-            return Err(ApiError::TenantExists);
-        }
-        intake::audit(app, &tenant, caller, "tenant.created", tenant.as_str()).await?;
+        let admin = match first_admin {
+            None => {
+                if !app.store.create_tenant(&profile).await? {
+                    return Err(ApiError::TenantExists);
+                }
+                intake::audit(app, &tenant, caller, "tenant.created", tenant.as_str()).await?;
+                None
+            }
+            Some((email, name)) => {
+                Some(with_first_admin(app, caller, &profile, email, name).await?)
+            }
+        };
         let location = format!("/v1/tenants/{tenant}");
+        let body = CreatedTenantBody {
+            tenant: TenantBody::new(profile, &app.config.default_sms_countries),
+            first_admin: admin.map(UserBody::from),
+        };
         Ok(intake::stored_json(
             StatusCode::CREATED,
-            &TenantBody::new(profile, &app.config.default_sms_countries),
+            &body,
             Some(location),
         ))
     })
     .await
+}
+
+/// Creates `profile` with its first admin: Cognito's user first (the tenant is checked
+/// free before), then the profile, the admin's record and one audit entry in one
+/// transaction. A Cognito user the transaction does not record is deleted again.
+async fn with_first_admin(
+    app: &App,
+    caller: &Caller,
+    profile: &TenantProfile,
+    email: String,
+    name: Option<String>,
+) -> Result<TenantUser, ApiError> {
+    let tenant = &profile.tenant;
+    if app.store.get_tenant(tenant).await?.is_some() {
+        return Err(ApiError::TenantExists);
+    }
+    let role = TenantRole::Admin;
+    let user_id = users::send_invitation(app, tenant, &email, role, "/first_admin/email").await?;
+    let action = format!("tenant.created_with_admin:{user_id}");
+    let audit = intake::audit_entry(app, caller, &action, tenant.as_str());
+    let admin = users::invited(caller, tenant, user_id, email, name, role, &audit);
+    let created = app
+        .store
+        .create_tenant_with_admin(profile, &admin, &audit, app.clock.epoch_seconds())
+        .await;
+    match created {
+        Ok(true) => Ok(admin),
+        Ok(false) => {
+            users::forget(app, &admin).await;
+            Err(ApiError::TenantExists)
+        }
+        Err(e) => {
+            users::forget(app, &admin).await;
+            Err(e.into())
+        }
+    }
 }
 
 #[utoipa::path(

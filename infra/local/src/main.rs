@@ -224,10 +224,10 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
     for tenant in DEMO_TENANTS {
         let mut users = BTreeMap::new();
         for role in DEMO_ROLES {
-            users.insert(
-                role.to_string(),
-                seed::user(&cloud.clients.cognito, &pool, tenant, role).await?,
-            );
+            let cognito = &cloud.clients.cognito;
+            let user = seed::user(cognito, &pool, tenant, role).await?;
+            seed::record_user(&cloud.sender.store, cognito, &pool, tenant, role, &user).await?;
+            users.insert(role.to_string(), user);
         }
         tenants.insert(tenant.to_string(), users);
     }

@@ -4,7 +4,8 @@ use anyhow::{Result, anyhow};
 use aws_sdk_cognitoidentityprovider as cognito;
 use aws_sdk_cognitoidentityprovider::types::{AttributeType, AuthFlowType, MessageActionType};
 use herald::domain::{
-    DEFAULT_NUMBER_TYPES, Limits, NumberType, Plan, SmsPolicy, TenantProfile, TenantStatus,
+    DEFAULT_NUMBER_TYPES, Limits, NumberType, Plan, SmsPolicy, TenantProfile, TenantRole,
+    TenantStatus, TenantUser, UserStatus,
 };
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +61,46 @@ pub async fn tenant_with(
             created_at: now,
             updated_at: now,
         })
+        .await?;
+    Ok(())
+}
+
+/// Records a seeded user of a tenant role in the table, as an invitation through the
+/// API would (without its audit entry): the user then appears in `GET /v1/users`,
+/// counts as an admin, and their tokens are checked against the record. An operator
+/// (no tenant role) is left to Cognito alone; a recorded user is left as it is.
+pub async fn record_user(
+    store: &herald::store::Store,
+    cognito: &cognito::Client,
+    pool: &str,
+    tenant: &str,
+    role: &str,
+    user: &User,
+) -> Result<()> {
+    let Ok(role) = role.parse::<TenantRole>() else {
+        return Ok(());
+    };
+    let users = herald::identity::TenantUsers::new(cognito.clone(), pool);
+    let user_id = users
+        .user_id(&user.username)
+        .await
+        .map_err(|e| anyhow!("{e}"))?
+        .ok_or_else(|| anyhow!("seeded user {} is not in the pool", user.username))?;
+    let clock = herald::clock::system();
+    let record = TenantUser {
+        user_id,
+        tenant: herald::TenantId::parse(tenant).map_err(|e| anyhow!("{e}"))?,
+        email: user.username.to_lowercase(),
+        name: None,
+        role,
+        status: UserStatus::Active,
+        created_at: clock.timestamp(),
+        created_by: "seed".to_owned(),
+        tokens_after: 0,
+        changed_at: None,
+    };
+    store
+        .record_user(&record, None, clock.epoch_seconds())
         .await?;
     Ok(())
 }

@@ -33,6 +33,7 @@ mod status;
 mod suppression;
 mod tenant;
 mod text;
+mod user;
 
 pub use batch::{
     BatchCounts, BatchStatus, BatchView, CancelOutcome, ChunkCounts, MessagePage, NewBatch,
@@ -61,6 +62,7 @@ pub use tenant::{
     TenantProfile, TenantStatus,
 };
 pub use text::{MAX_SUBJECT_CHARS, MessageText, Subject, TextProblem, printable};
+pub use user::{TenantRole, TenantUser, UserChange, UserStatus};
 
 /// The names of `T`'s variants, in order, as stored and answered.
 pub fn names<T>() -> Vec<&'static str>

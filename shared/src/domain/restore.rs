@@ -159,6 +159,10 @@ stored_enum! {
         /// The count of active machine clients: it must match the clients Cognito
         /// holds, which no table restore brings back, so it is never restored.
         ClientCount,
+        /// A person of the tenant, with their role and since when their tokens stand.
+        User,
+        /// How many of the tenant's users are active admins.
+        AdminCount,
         /// A key of the tenant's this version does not know (a newer item kind).
         Other,
     }

@@ -20,6 +20,7 @@ mod recovery;
 mod suppression;
 mod sweep;
 mod tenant;
+mod users;
 
 pub use message::Unsent;
 pub use receipt::OrphanEvent;

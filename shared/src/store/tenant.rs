@@ -30,42 +30,7 @@ impl Store {
     /// Creates the profile; `false` when the tenant already exists (left unchanged).
     #[tracing::instrument(skip_all, fields(tenant_id = %profile.tenant))]
     pub async fn create_tenant(&self, profile: &TenantProfile) -> Result<bool, StoreError> {
-        let key = keys::tenant_profile(&profile.tenant);
-        let mut item = with_key(
-            &key,
-            [
-                ("tenant_id", s(profile.tenant.as_str())),
-                ("plan", name(profile.plan)),
-                ("status", name(profile.status)),
-                (
-                    "api_requests_per_second",
-                    n(profile.limits.api_requests_per_second),
-                ),
-                ("sends_per_day", n(profile.limits.sends_per_day)),
-                ("sms_provider", name(profile.sms_provider)),
-                ("created_at", time(profile.created_at)),
-                ("updated_at", time(profile.updated_at)),
-                ("schema_version", n(SCHEMA_VERSION)),
-                // Listed under its SMS sender, for inbound texts to find it.
-                (
-                    "gsi1pk",
-                    s(keys::sms_sender_partition(
-                        profile.sms_sender.as_ref().map(SmsSender::as_str),
-                    )),
-                ),
-                ("gsi1sk", s(profile.tenant.as_str())),
-            ],
-        );
-        // A part the policy leaves unset is not written: it follows the platform's default.
-        for (name, value) in sms_policy_values(&profile.sms_policy) {
-            if let Some(value) = value {
-                item.insert(name.to_owned(), value);
-            }
-        }
-        if let Some(sender) = &profile.sms_sender {
-            item.insert("sms_sender".into(), s(sender.as_str()));
-        }
-        self.put_new(item).await
+        self.put_new(profile_item(profile)).await
     }
 
     /// Replaces an existing tenant's SMS policy (a part set to `None` goes back to the
@@ -223,6 +188,46 @@ where
         Err(e) if is_condition_failure(&e) => Ok(None),
         Err(e) => Err(dynamo(e)),
     }
+}
+
+/// The profile's item, as `create_tenant` writes it.
+pub(super) fn profile_item(profile: &TenantProfile) -> Item {
+    let key = keys::tenant_profile(&profile.tenant);
+    let mut item = with_key(
+        &key,
+        [
+            ("tenant_id", s(profile.tenant.as_str())),
+            ("plan", name(profile.plan)),
+            ("status", name(profile.status)),
+            (
+                "api_requests_per_second",
+                n(profile.limits.api_requests_per_second),
+            ),
+            ("sends_per_day", n(profile.limits.sends_per_day)),
+            ("sms_provider", name(profile.sms_provider)),
+            ("created_at", time(profile.created_at)),
+            ("updated_at", time(profile.updated_at)),
+            ("schema_version", n(SCHEMA_VERSION)),
+            // Listed under its SMS sender, for inbound texts to find it.
+            (
+                "gsi1pk",
+                s(keys::sms_sender_partition(
+                    profile.sms_sender.as_ref().map(SmsSender::as_str),
+                )),
+            ),
+            ("gsi1sk", s(profile.tenant.as_str())),
+        ],
+    );
+    // A part the policy leaves unset is not written: it follows the platform's default.
+    for (name, value) in sms_policy_values(&profile.sms_policy) {
+        if let Some(value) = value {
+            item.insert(name.to_owned(), value);
+        }
+    }
+    if let Some(sender) = &profile.sms_sender {
+        item.insert("sms_sender".into(), s(sender.as_str()));
+    }
+    item
 }
 
 fn parse_tenant(tenant: &TenantId, item: &Item) -> Result<TenantProfile, StoreError> {

@@ -53,6 +53,7 @@ pub(crate) const TOKEN_URL_IN_DOCS: &str =
         (name = "tenant", description = "Your tenant's usage and audit log."),
         (name = "clients", description = "Your tenant's machine clients (client-credentials tokens for backends)."),
         (name = "suppressions", description = "Your tenant's suppression list: addresses its messages are not sent to."),
+        (name = "users", description = "Your tenant's people: invite, change roles, remove."),
         (name = "operator", description = "Platform-wide actions for Herald's operators."),
         (name = "meta", description = "Liveness and this document; no token needed."),
     )

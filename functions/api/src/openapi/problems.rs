@@ -170,7 +170,7 @@ problems! {
         IdempotencyKeyReused, BatchFinished];
     TenantCreateProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired,
         BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused,
-        TenantExists];
+        TenantExists, UserExists];
     TenantChangeProblems: [InvalidId, NotFound, IdempotencyKeyRequired,
         RequestInProgress, IdempotencyKeyReused];
     TenantAuditProblems: [InvalidId, InvalidRequest];
@@ -181,6 +181,15 @@ problems! {
         ClientLimitReached];
     ClientRevokeProblems: [NotFound, IdempotencyKeyRequired, RequestInProgress,
         IdempotencyKeyReused];
+    UserInviteProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired,
+        BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused,
+        UserExists];
+    UserRoleProblems: [InvalidRequest, MalformedJson, BodyTooLarge, UnsupportedMediaType,
+        NotFound, IdempotencyKeyRequired, RequestInProgress, IdempotencyKeyReused, LastAdmin,
+        OwnAccount, UserRemoved];
+    UserRemoveProblems: [NotFound, IdempotencyKeyRequired, RequestInProgress,
+        IdempotencyKeyReused, LastAdmin, OwnAccount];
+    UserReadProblems: [NotFound];
     RedriveProblems: [IdempotencyKeyRequired, RequestInProgress, IdempotencyKeyReused,
         RedriveRunning, RedriveIncomplete];
     SuppressionListProblems: [InvalidRequest];

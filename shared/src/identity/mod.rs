@@ -1,16 +1,23 @@
-//! Machine clients as Cognito holds them: created for a tenant with the
+//! Every call Herald makes to Cognito's user pool API. Machine clients (here) as
+//! Cognito holds them: created for a tenant with the
 //! client-credentials grant and Herald's scopes and nothing else, asked for their
-//! secret, listed, and deleted. The one place Herald calls Cognito's user pool API, for
-//! the API's client routes and the redriver's client sweep alike.
+//! secret, listed, and deleted, for the API's client routes and the redriver's client
+//! sweep alike; a tenant's people in `users`.
 
 use aws_sdk_cognitoidentityprovider::types::{
     ExplicitAuthFlowsType, OAuthFlowType, PreventUserExistenceErrorTypes, TimeUnitsType,
     TokenValidityUnitsType, UserPoolClientType,
 };
 
+use aws_sdk_cognitoidentityprovider::error::SdkError;
+
 use crate::auth::Scope;
 use crate::aws::CognitoClient;
 use crate::ids::TenantId;
+
+mod users;
+
+pub use users::{Invitation, TenantUsers};
 
 /// Every machine client's Cognito name starts with this; the console's client does not.
 pub const MACHINE_CLIENT_PREFIX: &str = "herald-m2m-";
@@ -20,6 +27,23 @@ const ACCESS_TOKEN_MINUTES: i32 = 60;
 
 /// The failure of a Cognito call, as the SDK reports it.
 pub type IdentityError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A call's answer, `None` when Cognito says there is no such thing (as `missing`
+/// tells from the service's error).
+fn unless_missing<O, E, R>(
+    result: Result<O, SdkError<E, R>>,
+    missing: impl Fn(&E) -> bool,
+) -> Result<Option<O>, IdentityError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(e) if e.as_service_error().is_some_and(missing) => Ok(None),
+        Err(e) => Err(Box::new(e)),
+    }
+}
 
 #[derive(Clone)]
 pub struct MachineClients {
@@ -104,16 +128,10 @@ impl MachineClients {
             .client_id(client_id)
             .send()
             .await;
-        match described {
-            Ok(out) => Ok(out.user_pool_client),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(Box::new(e)),
-        }
+        Ok(
+            unless_missing(described, |e| e.is_resource_not_found_exception())?
+                .and_then(|out| out.user_pool_client),
+        )
     }
 
     /// Deletes the client; one already gone counts as deleted.
@@ -126,16 +144,7 @@ impl MachineClients {
             .client_id(client_id)
             .send()
             .await;
-        match deleted {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(Box::new(e)),
-        }
+        unless_missing(deleted, |e| e.is_resource_not_found_exception()).map(|_| ())
     }
 
     /// The ids of every machine client in the pool (by name; other app clients are
