@@ -188,7 +188,13 @@ async fn queues_and_redrive_policies_match_the_template() {
             Some(policy) => {
                 let actual: Value =
                     serde_json::from_str(&attributes[&QueueAttributeName::RedrivePolicy]).unwrap();
-                let dlq = &test.cloud.stack.resources["SendDLQ"].attributes["Arn"];
+                // Provider events have their own dead letters (redriven to their own queue).
+                let dlq_id = if id == "EventsQueue" {
+                    "EventsDLQ"
+                } else {
+                    "SendDLQ"
+                };
+                let dlq = &test.cloud.stack.resources[dlq_id].attributes["Arn"];
                 assert_eq!(
                     actual["deadLetterTargetArn"], policy["deadLetterTargetArn"],
                     "{id} DLQ"
@@ -196,7 +202,7 @@ async fn queues_and_redrive_policies_match_the_template() {
                 assert_eq!(
                     policy["deadLetterTargetArn"],
                     dlq.as_str(),
-                    "{id} redrives to SendDLQ"
+                    "{id} redrives to {dlq_id}"
                 );
                 assert_eq!(
                     actual["maxReceiveCount"].to_string(),

@@ -66,6 +66,7 @@ async fn a_text_moves_on_to_delivered_by_its_receipt_once() {
 async fn the_undelivered_magic_number_ends_undelivered_with_the_carriers_code() {
     let test = TestCloud::start_with("rcpt-undelivered", receipts).await;
     let token = test.token("acme", "sender").await;
+    test.allow_magic_numbers("acme").await;
     let id = test.send_sms(&token, UNDELIVERED_NUMBER, "hello").await;
     let message = test.wait_for_status(&token, &id, "undelivered").await;
     assert_eq!(message["error"]["code"], "30006", "{message}");

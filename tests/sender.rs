@@ -290,20 +290,7 @@ async fn the_longest_wait_a_provider_can_ask_for_does_not_panic_the_sender() {
 async fn a_number_the_provider_rejects_fails_for_good_without_retries() {
     let test = TestCloud::start("rejected").await;
     let token = test.token("acme", "sender").await;
-    // The sandbox's magic numbers are Twilio's, US 500 numbers: personal numbers, which
-    // a tenant may text only once an operator allows it.
-    let operator = test.token("herald", "operator").await;
-    let policy = r#"{"number_types": ["mobile", "fixed_line_or_mobile", "personal_number"]}"#;
-    let allowed = test
-        .request(
-            "PUT",
-            "/v1/tenants/acme/sms-policy",
-            Some(&operator),
-            Some("application/json"),
-            Some(policy.as_bytes().to_vec()),
-        )
-        .await;
-    assert_eq!(allowed.status, 200, "{:?}", allowed.body);
+    test.allow_magic_numbers("acme").await;
     let id = test
         .send_sms(
             &token,

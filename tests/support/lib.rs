@@ -156,6 +156,23 @@ impl TestCloud {
         }
     }
 
+    /// Lets `tenant` text the sandbox's magic numbers: Twilio's, US 500 numbers, which
+    /// are personal numbers, texted only once an operator allows them.
+    pub async fn allow_magic_numbers(&self, tenant: &str) {
+        let operator = self.token("herald", "operator").await;
+        let policy = r#"{"number_types": ["mobile", "fixed_line_or_mobile", "personal_number"]}"#;
+        let allowed = self
+            .request(
+                "PUT",
+                &format!("/v1/tenants/{tenant}/sms-policy"),
+                Some(&operator),
+                Some("application/json"),
+                Some(policy.as_bytes().to_vec()),
+            )
+            .await;
+        assert_eq!(allowed.status, 200, "{:?}", allowed.body);
+    }
+
     /// The ID token clients send as their bearer token.
     pub async fn token(&self, tenant: &str, role: &str) -> String {
         self.tokens(tenant, role).await.id_token
