@@ -5,7 +5,9 @@ executable form of a rule the document states in words, and acts only on the cas
 schemathesis means as valid (its positive mode); the invalid ones go out untouched.
 
 - `format: e164`: a phone number libphonenumber finds valid for its country; no
-  pattern can say which numbers exist, so valid ones are drawn from real number ranges.
+  pattern can say which numbers exist, so valid ones are drawn from real number ranges,
+  and an E.164-shaped value generated from the pattern alone (as the coverage phase
+  does, or inside a `oneOf`) is mapped into them.
 - `Idempotency-Key`: unique per request (the document: reuse a key only to retry the
   same request), so each well-formed one is replaced by a fresh one as it is sent.
 - `POST /v1/batches`, "rules across fields": every placeholder has a value in each
@@ -17,6 +19,7 @@ schemathesis means as valid (its positive mode); the invalid ones go out untouch
 
 import re
 import uuid
+from urllib.parse import unquote
 
 import schemathesis
 from hypothesis import strategies as st
@@ -38,20 +41,39 @@ _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 
 def _real_number(generated: str) -> str:
     """A number from the real ranges above, chosen by the generated one (so shrinking
-    and replays stay deterministic)."""
+    and replays stay deterministic); one from those ranges already is kept."""
+    exchange = generated[5:8]
+    if (
+        len(generated) == 12
+        and generated[2:5] in _AREA_CODES
+        and exchange[0] in "2345678"
+        and exchange[1:] != "11"
+    ):
+        return generated
     digits = int(generated[1:])
     area = _AREA_CODES[digits % len(_AREA_CODES)]
-    return f"+1{area}{200 + digits % 700}{digits % 10000:04d}"
+    exchange = 200 + digits % 700
+    if exchange % 100 == 11:  # N11 codes are service numbers, not exchanges
+        exchange += 1
+    return f"+1{area}{exchange}{digits % 10000:04d}"
+
+
+# Fields and path parameters that hold an E.164 number (or another kind of value).
+_NUMBER_FIELDS = ("to", "sms_sender", "address")
 
 
 def _real_numbers(body: dict) -> None:
     if body.get("channel", "sms") != "sms":
         return
-    targets = [body] + [r for r in body.get("recipients", []) if isinstance(r, dict)]
+    recipients = body.get("recipients")
+    if not isinstance(recipients, list):
+        recipients = []
+    targets = [body] + [r for r in recipients if isinstance(r, dict)]
     for target in targets:
-        to = target.get("to")
-        if isinstance(to, str) and _E164.match(to):
-            target["to"] = _real_number(to)
+        for field in _NUMBER_FIELDS:
+            value = target.get(field)
+            if isinstance(value, str) and _E164.match(value):
+                target[field] = _real_number(value)
 
 
 _PLACEHOLDER = re.compile(r"\{\{[ \t]*([A-Za-z_][A-Za-z0-9_]{0,63})[ \t]*\}\}")
@@ -110,8 +132,9 @@ def _as_a_client_would(case):
     if case.query and "cursor" in case.query:
         del case.query["cursor"]
     if isinstance(case.body, dict) and case.method.upper() == "POST":
-        if case.operation.path in ("/v1/messages", "/v1/batches"):
-            _real_numbers(case.body)
+        # Numbers first: two generated numbers may map to one real one, which the
+        # batch's fitting then sees as the duplicate it is.
+        _real_numbers(case.body)
         if case.operation.path == "/v1/batches":
             _fit_batch(case.body)
     return case
@@ -124,11 +147,19 @@ def map_case(context, case):
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
-    # Every phase, the stateful one too (whose cases no `map_case` sees): a well-formed
+    # Every phase, the stateful one too (whose cases no `map_case` sees). A well-formed
     # key is replaced by a fresh one, so no two requests share one by chance.
     headers = case.headers or {}
     if _KEY.match(str(headers.get("Idempotency-Key", ""))):
         headers["Idempotency-Key"] = str(uuid.uuid4())
+    # Every phase, valid and invalid cases alike: an E.164-shaped number (whichever
+    # phase drew it, from the format or the bare pattern) becomes a real one; a number
+    # of that shape is never what makes a case invalid.
+    for name, value in (case.path_parameters or {}).items():
+        if name in _NUMBER_FIELDS and isinstance(value, str) and _E164.match(unquote(value)):
+            case.path_parameters[name] = _real_number(unquote(value))
+    if isinstance(case.body, dict):
+        _real_numbers(case.body)
 
 
 @schemathesis.hook

@@ -157,9 +157,22 @@ pub(crate) struct AddSuppression {
     /// An E.164 number (SMS) or an email address.
     #[schema(value_type = herald::Address)]
     address: String,
-    /// Why, for people reading the list: at most 256 characters.
+    /// Why, for people reading the list: at most 256 characters on one line.
     #[serde(default)]
+    #[schema(schema_with = note_schema)]
     note: Option<String>,
+}
+
+/// What `add` checks of a note, or `null`.
+fn note_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    herald::schema::done(
+        herald::schema::string(0, MAX_NOTE_CHARS, herald::schema::ONE_LINE)
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .description(Some(
+                "Why, for people reading the list: at most 256 characters on one line.",
+            )),
+    )
 }
 
 #[utoipa::path(
@@ -189,11 +202,8 @@ pub async fn add(
     let address = parse_address(&request.address)
         .inspect_err(|e| errors.add("/address", e.clone()))
         .ok();
-    let note = request
-        .note
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty());
+    // Kept as written (no silent trim, as for every name): an empty note is none.
+    let note = request.note.as_deref().filter(|n| !n.is_empty());
     if let Some(note) = note
         && (note.chars().count() > MAX_NOTE_CHARS || note.chars().any(char::is_control))
     {
