@@ -6,8 +6,8 @@ schemathesis means as valid (its positive mode); the invalid ones go out untouch
 
 - `format: e164`: a phone number libphonenumber finds valid for its country; no
   pattern can say which numbers exist, so valid ones are drawn from real number ranges,
-  and an E.164-shaped value generated from the pattern alone (as the coverage phase
-  does, or inside a `oneOf`) is mapped into them.
+  and in valid cases an E.164-shaped value generated from the pattern alone (as the
+  coverage phase does, or inside a `oneOf`) is mapped into them.
 - `Idempotency-Key`: unique per request (the document: reuse a key only to retry the
   same request), so each well-formed one is replaced by a fresh one as it is sent.
 - `POST /v1/batches`, "rules across fields": every placeholder has a value in each
@@ -131,6 +131,12 @@ def _fit_batch(body: dict) -> None:
 def _as_a_client_would(case):
     if case.query and "cursor" in case.query:
         del case.query["cursor"]
+    # An E.164-shaped number drawn from the bare pattern (the coverage phase does, and a
+    # `oneOf` does not use the format's strategy) becomes a real one; path parameters
+    # may come percent-encoded.
+    for name, value in (case.path_parameters or {}).items():
+        if name in _NUMBER_FIELDS and isinstance(value, str) and _E164.match(unquote(value)):
+            case.path_parameters[name] = _real_number(unquote(value))
     if isinstance(case.body, dict) and case.method.upper() == "POST":
         # Numbers first: two generated numbers may map to one real one, which the
         # batch's fitting then sees as the duplicate it is.
@@ -147,19 +153,13 @@ def map_case(context, case):
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
-    # Every phase, the stateful one too (whose cases no `map_case` sees). A well-formed
-    # key is replaced by a fresh one, so no two requests share one by chance.
+    # Every phase, the stateful one too (whose cases no `map_case` sees): a well-formed
+    # key is replaced by a fresh one, so no two requests share one by chance. Nothing
+    # else is changed here: schemathesis judges a case again after this hook, so a
+    # change to an invalid case's body could be misread as its violation.
     headers = case.headers or {}
     if _KEY.match(str(headers.get("Idempotency-Key", ""))):
         headers["Idempotency-Key"] = str(uuid.uuid4())
-    # Every phase, valid and invalid cases alike: an E.164-shaped number (whichever
-    # phase drew it, from the format or the bare pattern) becomes a real one; a number
-    # of that shape is never what makes a case invalid.
-    for name, value in (case.path_parameters or {}).items():
-        if name in _NUMBER_FIELDS and isinstance(value, str) and _E164.match(unquote(value)):
-            case.path_parameters[name] = _real_number(unquote(value))
-    if isinstance(case.body, dict):
-        _real_numbers(case.body)
 
 
 @schemathesis.hook
