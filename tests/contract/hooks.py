@@ -179,3 +179,4 @@ def filter_case(context, case):
         names |= set(_PLACEHOLDER.findall(case.body.get("subject") or ""))
         return len(names) <= 20
     return True
+

@@ -167,7 +167,7 @@ pub(crate) struct AddSuppression {
 fn note_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
     use utoipa::openapi::schema::{SchemaType, Type};
     herald::schema::done(
-        herald::schema::string(0, MAX_NOTE_CHARS, herald::schema::ONE_LINE)
+        herald::schema::string(0, MAX_NOTE_CHARS, &format!("{}*", herald::schema::ONE_LINE))
             .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
             .description(Some(
                 "Why, for people reading the list: at most 256 characters on one line.",
