@@ -237,3 +237,55 @@ fn base64_url_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// Every test's answers are held to the document (`herald_tests::documented`): an
+/// undeclared status or problem type fails the test that met it, and a declared one
+/// passes. Paths the document does not describe are not its to judge.
+#[test]
+fn the_harness_fails_any_answer_the_document_does_not_declare() {
+    use herald_tests::documented::assert_documented;
+    let problem =
+        |slug: &str| serde_json::json!({ "type": format!("https://herald.dev/problems/{slug}") });
+    let fails = |method: &str, path: &str, status: u16, body: serde_json::Value| {
+        std::panic::catch_unwind(|| assert_documented(method, path, status, &body)).is_err()
+    };
+
+    assert!(!fails(
+        "GET",
+        "/v1/batches/01J0000000000000000000000A?x=1",
+        404,
+        problem("not-found")
+    ));
+    assert!(!fails("POST", "/v1/batches", 202, serde_json::json!({})));
+    assert!(fails(
+        "GET",
+        "/v1/batches/01J0000000000000000000000A",
+        418,
+        serde_json::json!({})
+    ));
+    assert!(
+        fails("POST", "/v1/batches", 404, problem("not-found")),
+        "no 404 declared"
+    );
+    assert!(
+        fails(
+            "GET",
+            "/v1/batches/01J0000000000000000000000A",
+            404,
+            problem("batch-finished")
+        ),
+        "a 404 of a type the document does not list for it"
+    );
+    assert!(!fails(
+        "GET",
+        "/v1/no-such-route",
+        404,
+        problem("not-found")
+    ));
+    assert!(!fails(
+        "POST",
+        "/webhooks/twilio/status",
+        403,
+        serde_json::json!({})
+    ));
+}

@@ -544,3 +544,70 @@ async fn a_sender_that_died_after_claiming_is_never_resent_but_recorded_as_unkno
     assert_eq!(meta["unknown_count"].as_n().unwrap(), "1");
     assert_eq!(meta["sent_count"].as_n().unwrap(), "0");
 }
+
+/// The SDK sends a write again when an attempt timed out, and the first attempt may
+/// have applied: the second then finds the claim already settled. That settle is still
+/// this sender's, so its outcome is counted once (the fault suite's metrics are exact);
+/// a sender holding another token is still refused.
+#[tokio::test]
+async fn a_settle_sent_again_after_it_applied_is_still_ours_and_nobody_elses() {
+    use herald::domain::{ClaimOutcome, Lease, Settlement};
+    use herald::store::Store;
+    use herald::{MessageId, TenantId};
+
+    let test = TestCloud::start_with("settle-retried", |o| o.run_queues = false).await;
+    let token = test.token("acme", "sender").await;
+    let id = test.send_sms(&token, "+14155550100", "settled once").await;
+    let table = test.cloud.stack.reference("HeraldTable").unwrap();
+    let store = Store::new(test.cloud.clients.dynamodb.clone(), table);
+    let tenant = TenantId::parse("acme").unwrap();
+    let message: MessageId = id.parse().unwrap();
+    let chunk = store
+        .load_chunk(&tenant, message.batch(), 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let to = chunk.recipients[0].to.clone();
+    let now = test.cloud.sender.clock.timestamp();
+    let lease = Lease {
+        now,
+        until: herald::Timestamp::from_epoch_millis((now.epoch_seconds() + 60) * 1000),
+    };
+    let ClaimOutcome::Claimed { token: claim } = store
+        .claim(&tenant, message, &chunk, &to, &lease)
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh message is claimed");
+    };
+    let sent = Settlement::Sent {
+        provider: "sandbox".into(),
+        provider_ref: "SM1".into(),
+    };
+
+    let settle = |token: String| {
+        let (store, tenant, sent) = (&store, &tenant, &sent);
+        async move {
+            store
+                .settle(tenant, message, &token, sent, now)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(settle(claim.clone()).await, "the first attempt settles");
+    assert!(
+        settle(claim).await,
+        "the same settle sent again is still ours"
+    );
+    assert!(
+        !settle("another-holder".into()).await,
+        "a different claim never settles it"
+    );
+    let listed = test.get(&format!("/v1/messages/{id}"), &token).await.body;
+    assert_eq!(listed["status"], "sent");
+    assert_eq!(
+        listed["history"].as_array().unwrap().len(),
+        3,
+        "accepted, sending, sent: the repeated settle wrote nothing: {listed}"
+    );
+}

@@ -217,6 +217,19 @@ async fn operators_run_tenants_and_a_suspended_tenants_work_is_held() {
             json!({ "tenant_id": "newco", "plan": "starter", "limits": { "sends_per_day": 0 } }),
             "/limits/sends_per_day",
         ),
+        // serde would read each of these structs from an array of its fields.
+        (
+            json!({ "tenant_id": "newco", "plan": "starter", "limits": [1000, null] }),
+            "/limits",
+        ),
+        (
+            json!({ "tenant_id": "newco", "plan": "starter", "sms_policy": [["US"], null] }),
+            "/sms_policy",
+        ),
+        (
+            json!({ "tenant_id": "newco", "plan": "starter", "first_admin": ["a@example.com", null] }),
+            "/first_admin",
+        ),
     ] {
         let answer = test
             .post_json("/v1/tenants", &operator, &body.to_string())

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub use herald_local;
 pub mod bad_request;
+pub mod documented;
 pub mod restores;
 pub mod webhooks;
 
@@ -227,6 +228,7 @@ impl TestCloud {
         let bytes = response.bytes().await.expect("body");
         let body = serde_json::from_slice(&bytes)
             .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        documented::assert_documented(method, path, status, &body);
         Answer {
             status,
             content_type,

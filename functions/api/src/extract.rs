@@ -183,6 +183,45 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// serde reads a struct from an array of its fields in order too, at any depth
+/// (`"limits": [5, null]`); a field declared `deserialize_with` one of these reads only
+/// an object, as the document says. The error names the field like any other.
+pub mod object {
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, MapAccess, Visitor, value::MapAccessDeserializer};
+
+    struct Object<T>(T);
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Only<T>(PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> Visitor<'de> for Only<T> {
+                type Value = T;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                    T::deserialize(MapAccessDeserializer::new(map))
+                }
+            }
+            d.deserialize_map(Only(PhantomData)).map(Object)
+        }
+    }
+
+    /// An optional object (`null` or absent reads as `None`; pair with `default`).
+    pub fn optional<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        Option::<Object<T>>::deserialize(d).map(|o| o.map(|Object(t)| t))
+    }
+
+    /// An array whose every item is an object.
+    pub fn each<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        Vec::<Object<T>>::deserialize(d).map(|v| v.into_iter().map(|Object(t)| t).collect())
+    }
+}
+
 /// `recipients[3].to` as `/recipients/3/to` (RFC 6901), or `None` for the whole body.
 fn json_pointer(path: &serde_path_to_error::Path) -> Option<String> {
     let mut pointer = String::new();
@@ -212,7 +251,10 @@ mod tests {
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Body {
+        #[serde(deserialize_with = "object::each")]
         recipients: Vec<Recipient>,
+        #[serde(default, deserialize_with = "object::optional")]
+        first: Option<Recipient>,
     }
 
     #[derive(Debug, serde::Deserialize)]
@@ -244,6 +286,22 @@ mod tests {
         assert_eq!(field_of(r#"[[{"to":"+1"}]]"#).as_deref(), None);
         assert_eq!(field_of(r#" "recipients" "#).as_deref(), None);
         assert_eq!(field_of(r#"{"recipients":[]} trailing"#).as_deref(), None);
+    }
+
+    #[test]
+    fn a_nested_struct_is_read_from_an_object_only_never_from_an_array_of_its_fields() {
+        assert_eq!(
+            field_of(r#"{"recipients":[{"to":"+1"},["+2"]]}"#).as_deref(),
+            Some("/recipients/1")
+        );
+        assert_eq!(
+            field_of(r#"{"recipients":[],"first":["+1"]}"#).as_deref(),
+            Some("/first")
+        );
+        let read = parse::<Body>(br#"{"recipients":[{"to":"+1"}],"first":null}"#).unwrap();
+        assert_eq!((read.recipients.len(), read.first.is_none()), (1, true));
+        let read = parse::<Body>(br#"{"recipients":[],"first":{"to":"+2"}}"#).unwrap();
+        assert_eq!(read.first.map(|r| r.to).as_deref(), Some("+2"));
     }
 
     #[test]

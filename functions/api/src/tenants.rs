@@ -20,7 +20,7 @@ use herald::{TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
+use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody, object};
 use crate::intake;
 use crate::openapi::{ReadProblems, TenantChangeProblems, TenantCreateProblems};
 use crate::sms_policy::{self, SmsPolicyBody, SmsPolicyField};
@@ -43,14 +43,14 @@ pub(crate) struct CreateTenant {
     #[schema(value_type = Plan)]
     plan: String,
     /// Overrides of the plan's limits.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object::optional")]
     limits: Option<LimitsField>,
     /// `twilio` (the default) or `sns`.
     #[serde(default)]
     #[schema(value_type = Option<SmsProviderKind>)]
     sms_provider: Option<String>,
     /// Where it may send texts; absent: the platform's default.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object::optional")]
     sms_policy: Option<SmsPolicyField>,
     /// The tenant's own SMS sender: a number in E.164 form or a Twilio messaging
     /// service id (`MG...`). Without one, its texts go out from the platform's number,
@@ -60,7 +60,7 @@ pub(crate) struct CreateTenant {
     sms_sender: Option<String>,
     /// The tenant's first admin, invited with the tenant: Cognito emails them a
     /// temporary password.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object::optional")]
     first_admin: Option<FirstAdmin>,
 }
 

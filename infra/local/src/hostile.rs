@@ -175,7 +175,9 @@ pub fn catalogue(limits: Limits) -> Vec<HostileRequest> {
         sender(
             "nested arrays, as deep as the body allows",
             nested.into_bytes(),
-            invalid("malformed-json", "/recipients/0/0"),
+            // A recipient is an object: the first nested array is refused where it
+            // stands, before any depth is read.
+            invalid("malformed-json", "/recipients/0"),
         ),
         HostileRequest {
             name: "400-digit number where a count is expected",

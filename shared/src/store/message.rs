@@ -94,7 +94,9 @@ impl Store {
 
     /// Ends a claim with the message's outcome, only if the claim is still ours.
     /// Returns false when it was not (the lease was taken over): the outcome is then
-    /// not ours to record.
+    /// not ours to record. The token stays on the item as `settled_by`, so a write the
+    /// SDK retried after an attempt timed out (the first attempt applied, the second
+    /// finds the claim gone) is still known as ours, and its outcome is counted once.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant, message_id = %id, status = %settlement.status()))]
     pub async fn settle(
         &self,
@@ -140,15 +142,22 @@ impl Store {
         };
         let result = request
             .update_expression(format!(
-                "SET #status = :status, settled_as = :status, updated_at = :now, \
-                 gsi1sk = :gsi1sk, history = list_append(history, :entry), {outcome_fields} \
-                 REMOVE claim_token, lease_until"
+                "SET #status = :status, settled_as = :status, settled_by = :token, \
+                 updated_at = :now, gsi1sk = :gsi1sk, history = list_append(history, :entry), \
+                 {outcome_fields} REMOVE claim_token, lease_until"
             ))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                let UpdateItemError::ConditionalCheckFailedException(failure) = e.into_err() else {
+                    unreachable!("checked above")
+                };
+                let old = failure.item.unwrap_or_default();
+                Ok(get_s(&old, "settled_by") == Some(token))
+            }
             Err(e) => Err(dynamo(e)),
         }
     }

@@ -29,6 +29,7 @@ pub struct CreateBatch {
     pub channel: Channel,
     pub subject: Option<String>,
     pub template: String,
+    #[serde(deserialize_with = "crate::extract::object::each")]
     pub recipients: Vec<RecipientField>,
 }
 
