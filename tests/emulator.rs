@@ -14,6 +14,8 @@
 //!   value at the point; the restorable window advances and bounds every restore; a
 //!   restored table is CREATING for a while, then ACTIVE with the source's keys and the
 //!   encryption asked for, and without TTL or deletion protection, as in AWS.
+//! - Late answers (`infra/local/late_answers.py`): a write applies at once and only its
+//!   answer waits.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -632,4 +634,63 @@ mod invitations {
             Some(ChallengeNameType::NewPasswordRequired)
         );
     }
+}
+
+/// A late answer (`infra/local/late_answers.py`): the write applies at once and only
+/// its answer waits, so a client that gave up on it finds the write done, other
+/// requests to the table are answered meanwhile, and the fault is used up after its
+/// count.
+#[tokio::test]
+async fn a_late_answer_comes_after_its_write_applied_and_holds_up_nothing_else() {
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
+    use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+    use herald_tests::herald_local::emulator::LateAnswers;
+
+    let (client, table) = scratch_table().await;
+    let endpoint = emulator::endpoint();
+    let late = LateAnswers {
+        table: &table,
+        operation: "UpdateItem",
+        contains: "late-marker",
+        seconds: 2.0,
+        count: 1,
+    };
+    emulator::answer_late(&endpoint, &late).await.unwrap();
+    let impatient = Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&herald::aws::for_emulator(&endpoint).await)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(std::time::Duration::from_millis(500))
+                    .build(),
+            )
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    );
+    let update = || {
+        impatient
+            .update_item()
+            .table_name(&table)
+            .key("pk", AttributeValue::S("late".into()))
+            .key("sk", AttributeValue::S("ITEM".into()))
+            .update_expression("SET v = :v")
+            .expression_attribute_values(":v", AttributeValue::S("late-marker".into()))
+            .send()
+    };
+
+    assert!(
+        update().await.is_err(),
+        "the answer missed the attempt timeout"
+    );
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("late".into()))
+        .key("sk", AttributeValue::S("ITEM".into()))
+        .send()
+        .await
+        .expect("answered while the late answer waits")
+        .item
+        .expect("the write applied before its answer");
+    assert_eq!(item["v"], AttributeValue::S("late-marker".into()));
+    assert!(update().await.is_ok(), "the fault was used up");
 }

@@ -35,6 +35,9 @@ the emails SES (v1 or v2) took for recipients at that domain, as JSON. moto's ow
 `/moto-api/data.json` has them too, but it renders every model moto holds (every
 DynamoDB item of every test's table), so it slows down with the data.
 
+A DynamoDB write whose answer misses the client's timeout, after the write applied,
+can be injected per table by `late_answers.py` (beside this file).
+
 DynamoDB's point-in-time recovery is made honest by `pitr.py` (beside this file): a
 journal of item versions, a restorable window that advances, restores of the items as
 they were at the time asked for, and restored tables that take a while to be ACTIVE.
@@ -71,6 +74,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import run_simple
 from werkzeug.wrappers import Request, Response
 
+import late_answers
 import pitr
 
 _dynamodb = threading.Lock()
@@ -401,7 +405,9 @@ def main() -> None:
         args.host,
         args.port,
         _serve_invitations(
-            _serve_ses_sent(_serve_token_endpoint(_serialise_dynamodb(app)))
+            _serve_ses_sent(
+                _serve_token_endpoint(late_answers.serve(_serialise_dynamodb(app)))
+            )
         ),
         threaded=True,
         request_handler=MotoRequestHandler,

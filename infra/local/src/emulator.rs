@@ -202,3 +202,35 @@ pub async fn sent_emails(endpoint: &str, domain: &str) -> Result<Vec<SentEmail>>
         .await
         .with_context(|| format!("reading {url}'s answer"))
 }
+
+/// A DynamoDB answer held back after its write applied (`late_answers.py`): the next
+/// `count` `operation` requests on `table` whose body contains `contains` answer
+/// `seconds` late, as a slow network can make them in AWS.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LateAnswers<'a> {
+    pub table: &'a str,
+    pub operation: &'a str,
+    pub contains: &'a str,
+    pub seconds: f64,
+    pub count: u32,
+}
+
+pub async fn answer_late(endpoint: &str, fault: &LateAnswers<'_>) -> Result<()> {
+    let mut url = reqwest::Url::parse(endpoint).context("HERALD_EMULATOR_URL is not a URL")?;
+    url.set_path("/_herald/dynamodb/late-answers");
+    let response = reqwest::Client::new()
+        .post(url.clone())
+        .json(fault)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .with_context(|| format!("asking {url} for late answers"))?;
+    let status = response.status();
+    if !status.is_success() {
+        bail!(
+            "{url} answered {status}: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}

@@ -72,6 +72,11 @@ impl Store {
                     unreachable!("checked above")
                 };
                 let old = failure.item.unwrap_or_default();
+                // The SDK sent the claim again after an attempt that timed out had
+                // applied: the claim found is this one, not another sender's.
+                if get_s(&old, "claim_token") == Some(token.as_str()) {
+                    return Ok(ClaimOutcome::Claimed { token });
+                }
                 let status: Option<MessageStatus> = get_named(&old, "status");
                 if status.is_some_and(|s| s.is_settled()) {
                     return Ok(ClaimOutcome::Settled(sender_outcome(&old)));
