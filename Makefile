@@ -87,14 +87,28 @@ dev: venv ## Start the local cloud (emulator, gateway, queue runners)
 
 # The emulator started by the tests is stopped on every exit (pass, fail, Ctrl-C).
 # The exit code is the tests' own; a failed stop only turns a pass into a failure.
-test: venv venv-contract ## cargo test --workspace against the local cloud, then stop its emulator
+# The fault suites (`test = false` in tests/Cargo.toml, so `cargo test --workspace`
+# leaves them out) run at the same time as the rest, on an emulator of their own at
+# FAULTS_EMULATOR_URL: each suite runs its batches one at a time against the
+# emulator's throughput, so beside the rest they take no longer, and the whole run
+# takes minutes less. Their output is printed after the rest's.
+FAULTS_EMULATOR_URL ?= http://127.0.0.1:4567
+FAULT_SUITES := --test faults --test receipt_faults
+test: venv venv-contract ## cargo test --workspace and the fault suites against the local cloud, then stop its emulators
 	@export HERALD_VENV="$(CURDIR)/$(VENV)" HERALD_CONTRACT_VENV="$(CURDIR)/$(VENV_CONTRACT)"; \
 	trap 'rc=$$?; cargo run -q -p herald-local -- emulator stop --started-by-tests \
 	      || { [ $$rc -ne 0 ] || rc=1; }; exit $$rc' EXIT; \
 	mkdir -p .herald; status=0; \
+	cargo test --workspace --no-run; \
+	cargo test -p herald-tests $(FAULT_SUITES) --no-run; \
+	HERALD_EMULATOR_URL="$(FAULTS_EMULATOR_URL)" cargo test -p herald-tests --no-fail-fast \
+	  $(FAULT_SUITES) >.herald/test-faults.log 2>&1 & faults=$$!; \
 	cargo test --workspace --no-fail-fast 2>&1 | tee .herald/test.log || status=$$?; \
+	wait $$faults || status=$$?; \
+	cat .herald/test-faults.log; \
 	awk '/^test result:/ { passed += $$4; failed += $$6 } \
-	     END { printf "tests: %d passed, %d failed\n", passed, failed }' .herald/test.log; \
+	     END { printf "tests: %d passed, %d failed\n", passed, failed }' \
+	  .herald/test.log .herald/test-faults.log; \
 	exit $$status
 
 # The document is written whole or not at all: a failed build leaves the committed copy.

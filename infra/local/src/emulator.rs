@@ -117,7 +117,13 @@ pub async fn start(
     )
 }
 
-const TEST_PID_FILE: &str = ".herald/emulator-tests.pid";
+/// Where the tests' emulator for `endpoint` keeps its pid, lock and log: one set per
+/// port, since `make test` runs the fault suites on an emulator of their own.
+fn test_file(root: &Path, endpoint: &str, suffix: &str) -> Result<PathBuf> {
+    let url = reqwest::Url::parse(endpoint).context("HERALD_EMULATOR_URL is not a URL")?;
+    let port = url.port().unwrap_or(4566);
+    Ok(root.join(format!(".herald/emulator-tests-{port}.{suffix}")))
+}
 
 /// Makes sure an emulator answers at `endpoint`, starting a detached one when none
 /// does. Test processes may race here; a file lock lets one start it and the others
@@ -127,22 +133,38 @@ pub async fn ensure_for_tests(root: &Path, endpoint: &str) -> Result<()> {
     if is_up(endpoint).await {
         return Ok(());
     }
-    let dir = root.join(".herald");
-    std::fs::create_dir_all(&dir)?;
-    let lock = std::fs::File::create(dir.join("emulator.lock"))?;
+    std::fs::create_dir_all(root.join(".herald"))?;
+    let lock = std::fs::File::create(test_file(root, endpoint, "lock")?)?;
     let lock = tokio::task::spawn_blocking(move || lock.lock().map(|_| lock)).await??;
     if !is_up(endpoint).await {
-        let child = start(root, endpoint, &dir.join("emulator-tests.log"), true).await?;
+        let child = start(root, endpoint, &test_file(root, endpoint, "log")?, true).await?;
         let pid = child.id().context("emulator has no pid")?;
-        std::fs::write(root.join(TEST_PID_FILE), pid.to_string())?;
+        std::fs::write(test_file(root, endpoint, "pid")?, pid.to_string())?;
     }
     drop(lock);
     Ok(())
 }
 
-pub fn stop_test_emulator(root: &Path) -> Result<()> {
-    let pid_file = root.join(TEST_PID_FILE);
-    let Ok(pid) = std::fs::read_to_string(&pid_file) else {
+/// Stops every emulator the tests started (one per port they used).
+pub fn stop_test_emulators(root: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(root.join(".herald"))
+        .into_iter()
+        .flatten()
+    {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("emulator-tests-") && name.ends_with(".pid") {
+            stop_test_emulator(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn stop_test_emulator(pid_file: &Path) -> Result<()> {
+    let Ok(pid) = std::fs::read_to_string(pid_file) else {
         return Ok(());
     };
     let pid = pid.trim();
@@ -162,7 +184,7 @@ pub fn stop_test_emulator(root: &Path) -> Result<()> {
                 .status();
         }
     }
-    std::fs::remove_file(&pid_file)?;
+    std::fs::remove_file(pid_file)?;
     Ok(())
 }
 

@@ -187,7 +187,7 @@ async fn main() -> Result<()> {
                     "only --started-by-tests is supported: `make dev` stops its own emulator on Ctrl-C"
                 );
             }
-            emulator::stop_test_emulator(&project_root())
+            emulator::stop_test_emulators(&project_root())
         }
     }
 }
