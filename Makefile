@@ -134,10 +134,13 @@ bench-bodies: venv ## Time the worst request bodies through the local gateway (d
 	  --bin herald-bodies -- $(BODIES_ARGS)
 
 # rust-cargolambda runs `cargo lambda build --release --arm64 --bin <Binary>` in the
-# workspace root; cargo-lambda and zig come from .venv-deploy.
+# workspace root; cargo-lambda and zig come from .venv-deploy. The commit and build time
+# are compiled in, for `GET /v1/version` and each function's first log line.
 sam-build: venv-lint venv-deploy ## Cross-compile the functions for arm64 into .aws-sam/build
 	rustup target add $(LAMBDA_TARGET)
-	PATH="$(CURDIR)/$(VENV_DEPLOY)/bin:$$PATH" $(SAM) build --config-file $(SAM_CONFIG)
+	PATH="$(CURDIR)/$(VENV_DEPLOY)/bin:$$PATH" \
+	  HERALD_COMMIT="$$(git rev-parse HEAD)" HERALD_BUILT_AT="$$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+	  $(SAM) build --config-file $(SAM_CONFIG)
 
 clean: ## Remove build output and local-cloud state (target/, .aws-sam/, .herald/)
 	rm -rf target .aws-sam .herald

@@ -173,6 +173,14 @@ async fn the_api_takes_tenant_and_roles_from_the_verified_claims() {
             .status,
         404
     );
+
+    // So does the version: the build (unknown outside `make sam-build`) and the
+    // stack's environment.
+    let version = test.request("GET", "/v1/version", None, None, None).await;
+    assert_eq!(version.status, 200, "{:?}", version.body);
+    assert_eq!(version.body["environment"], "dev");
+    assert_eq!(version.body["commit"], herald::version::COMMIT);
+    assert_eq!(version.body["built_at"], herald::version::BUILT_AT);
 }
 
 #[tokio::test]

@@ -88,6 +88,8 @@ pub enum Access {
 /// matched path directly.
 pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
     ("GET", "/v1/health", Access::Public),
+    // Which build answers, for deploy smoke tests and people: no tenant data.
+    ("GET", "/v1/version", Access::Public),
     // The document describes the API's shape, not anyone's data; clients and code
     // generators fetch it before they hold a token.
     ("GET", "/v1/openapi.json", Access::Public),

@@ -68,6 +68,8 @@ impl Settings for HashMap<String, String> {
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
+    /// The stack's environment (`dev`, `staging`, `prod`), as `GET /v1/version` says.
+    pub environment: String,
     pub table: String,
     pub send_queue_url: String,
     pub send_dlq_url: String,
@@ -104,6 +106,7 @@ pub struct AuthConfig {
 impl ApiConfig {
     pub fn load(settings: &impl Settings) -> Result<Self, ConfigError> {
         Ok(Self {
+            environment: settings.required("HERALD_ENV")?,
             table: settings.required("HERALD_TABLE")?,
             send_queue_url: settings.required("HERALD_SEND_QUEUE_URL")?,
             send_dlq_url: settings.required("HERALD_SEND_DLQ_URL")?,
@@ -377,9 +380,10 @@ mod tests {
     fn missing_and_malformed_settings_are_named() {
         assert_eq!(
             ApiConfig::load(&settings(&[])).unwrap_err(),
-            ConfigError::Missing("HERALD_TABLE")
+            ConfigError::Missing("HERALD_ENV")
         );
         let err = ApiConfig::load(&settings(&[
+            ("HERALD_ENV", "dev"),
             ("HERALD_TABLE", "t"),
             ("HERALD_SEND_QUEUE_URL", "q"),
             ("HERALD_SEND_DLQ_URL", "d"),

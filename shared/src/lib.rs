@@ -32,6 +32,7 @@ pub mod sweeper;
 pub mod telemetry;
 pub mod template;
 pub mod token;
+pub mod version;
 pub mod webhook;
 
 pub use address::{Address, EmailAddress};

@@ -25,6 +25,14 @@ pub fn init_with_default(level: &str) {
         .with_span_list(false)
         .flatten_event(true)
         .try_init();
+    // The first line of every cold start says which build this is.
+    tracing::info!(
+        commit = crate::version::COMMIT,
+        built_at = crate::version::BUILT_AT,
+        environment = %std::env::var("HERALD_ENV").unwrap_or_default(),
+        function_name = %std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default(),
+        "starting"
+    );
 }
 
 /// An error and every cause under it on one line (`outer: inner: root`), for logs and

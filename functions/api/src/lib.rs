@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::{Extension, Router};
 use herald::aws::CognitoClient;
@@ -101,6 +101,7 @@ impl App {
 fn registered() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health))
+        .routes(routes!(version))
         .routes(routes!(openapi::serve))
         .routes(routes!(messages::create))
         .routes(routes!(messages::show))
@@ -199,4 +200,32 @@ struct Health {
 )]
 async fn health() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Version {
+    /// The commit the running API was built from, or `unknown` for a build made
+    /// outside the deploy pipeline (`make sam-build`).
+    commit: &'static str,
+    /// When it was built (RFC 3339, UTC), or `unknown` likewise.
+    built_at: &'static str,
+    /// The stack's environment.
+    #[schema(example = "prod")]
+    environment: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/version",
+    tag = "meta",
+    operation_id = "getVersion",
+    summary = "Which build answers",
+    responses((status = 200, description = "The build and the environment.", body = Version)),
+)]
+async fn version(State(app): State<Arc<App>>) -> axum::Json<Version> {
+    axum::Json(Version {
+        commit: herald::version::COMMIT,
+        built_at: herald::version::BUILT_AT,
+        environment: app.config.environment.clone(),
+    })
 }
