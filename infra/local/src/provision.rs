@@ -96,6 +96,10 @@ pub const RESOURCE_TYPES: &[(&str, Local)] = &[
         Local::NotEmulated("only alarms publish to it"),
     ),
     (
+        "AWS::CloudWatch::Dashboard",
+        Local::NotEmulated("no metrics are collected locally"),
+    ),
+    (
         "AWS::Serverless::Function",
         Local::NotEmulated("run in-process by the gateway and the queue runner"),
     ),

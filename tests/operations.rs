@@ -1,16 +1,21 @@
-//! Every alarm in template.yaml names the runbook section that says what it means, how
-//! to look and what to do (`Runbook: docs/runbooks/<file>.md#<alarm>`), and every
-//! alarm section in `docs/runbooks/` belongs to an alarm that still exists: an alarm
-//! nobody can act on, or a section for an alarm long gone, fails here.
+//! What the on-call person relies on, held to the template. Every alarm names the
+//! runbook section that says what it means, how to look and what to do (`Runbook:
+//! docs/runbooks/<file>.md#<alarm>`), and every alarm section in `docs/runbooks/`
+//! belongs to an alarm that still exists. The dashboard graphs every function and every
+//! queue the template declares: a new one left off it fails here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use herald_tests::herald_local::project_root;
 use herald_tests::herald_local::template::Template;
 
+fn template() -> Template {
+    Template::load(&project_root().join("template.yaml")).unwrap()
+}
+
 /// Alarm logical id → the runbook reference its description ends with.
 fn alarms() -> BTreeMap<String, String> {
-    let template = Template::load(&project_root().join("template.yaml")).unwrap();
+    let template = template();
     template
         .resources_of_type("AWS::CloudWatch::Alarm")
         .map(|(id, alarm)| {
@@ -107,4 +112,30 @@ fn every_alarm_section_says_what_it_means_how_to_look_and_what_to_do() {
             assert!(section.contains(part), "{alarm}'s section lacks {part}");
         }
     }
+}
+
+#[test]
+fn the_dashboard_graphs_every_function_and_every_queue() {
+    let template = template();
+    let (_, dashboard) = template
+        .resources_of_type("AWS::CloudWatch::Dashboard")
+        .next()
+        .expect("a dashboard");
+    let body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .expect("the body is one !Sub string");
+    let parsed: serde_json::Value = serde_json::from_str(body).expect("the body is JSON");
+    assert!(parsed["widgets"].as_array().is_some_and(|w| w.len() >= 8));
+    let mut missing = Vec::new();
+    for (id, _) in template.resources_of_type("AWS::Serverless::Function") {
+        if !body.contains(&format!("\"${{{id}}}\"")) {
+            missing.push(id.clone());
+        }
+    }
+    for (id, _) in template.resources_of_type("AWS::SQS::Queue") {
+        if !body.contains(&format!("\"${{{id}.QueueName}}\"")) {
+            missing.push(id.clone());
+        }
+    }
+    assert!(missing.is_empty(), "not on the dashboard: {missing:?}");
 }
