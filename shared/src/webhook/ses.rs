@@ -116,8 +116,8 @@ pub fn parse_event(
             what: format!("SES {} of {mail_id}, not sent by Herald", record.event_type),
         });
     };
-    let tenant = TenantId::parse(tenant)
-        .map_err(|e| EventError::Invalid(format!("{TENANT_TAG}: {e}")))?;
+    let tenant =
+        TenantId::parse(tenant).map_err(|e| EventError::Invalid(format!("{TENANT_TAG}: {e}")))?;
     let message = message_from_tag(message)
         .ok_or_else(|| EventError::Invalid(format!("{MESSAGE_TAG}: not a message id")))?;
     let Some(reading) = read(&record) else {
@@ -245,7 +245,10 @@ mod tests {
         let delivered = receipt("Delivery", DELIVERY);
         assert_eq!(delivered.status, MessageStatus::Delivered);
         assert_eq!(delivered.tenant.as_str(), "acme");
-        assert_eq!(delivered.message.to_string(), "01KB2F6VNS4H9T3C5QJ8W7XR0M.7");
+        assert_eq!(
+            delivered.message.to_string(),
+            "01KB2F6VNS4H9T3C5QJ8W7XR0M.7"
+        );
         assert_eq!(
             delivered.provider_ref,
             "EXAMPLE7c191be45-e9aedb9a-02f9-4d12-a87d-dd0099a07f8a-000000"
@@ -262,7 +265,10 @@ mod tests {
         let bounced = receipt("Bounce", BOUNCE);
         assert_eq!(bounced.status, MessageStatus::Undelivered);
         assert_eq!(bounced.suppress, Some(SuppressionReason::Bounce));
-        assert_eq!(bounced.error_code.as_deref(), Some("bounce:Permanent:General"));
+        assert_eq!(
+            bounced.error_code.as_deref(),
+            Some("bounce:Permanent:General")
+        );
         assert_eq!(
             bounced.error_reason.as_deref(),
             Some("smtp; 550 5.1.1 user unknown")

@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{
-    AlgorithmIdentifier, CertificateDer, InvalidSignature, SignatureVerificationAlgorithm,
-    alg_id,
+    AlgorithmIdentifier, CertificateDer, InvalidSignature, SignatureVerificationAlgorithm, alg_id,
 };
 use serde::Deserialize;
 
@@ -100,10 +99,8 @@ impl SnsMessage {
     /// documented order; `Subject` only when the notification has one.
     pub fn string_to_sign(&self) -> Result<String, SnsError> {
         let kind = self.message_type()?;
-        let mut fields: Vec<(&str, &str)> = vec![
-            ("Message", &self.message),
-            ("MessageId", &self.message_id),
-        ];
+        let mut fields: Vec<(&str, &str)> =
+            vec![("Message", &self.message), ("MessageId", &self.message_id)];
         match kind {
             SnsType::Notification => {
                 if let Some(subject) = &self.subject {
@@ -136,8 +133,7 @@ impl SnsMessage {
 
     /// Checks the signature against `certificate` (PEM, as SNS serves it).
     pub fn verify(&self, certificate_pem: &[u8]) -> Result<(), SnsError> {
-        let algorithm: &dyn SignatureVerificationAlgorithm = match self.signature_version.as_str()
-        {
+        let algorithm: &dyn SignatureVerificationAlgorithm = match self.signature_version.as_str() {
             "1" => &RSA_SHA1,
             "2" => &RSA_SHA256,
             other => return Err(SnsError::SignatureVersion(other.to_owned())),
@@ -194,13 +190,10 @@ pub fn sns_host_url(url: &str) -> bool {
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let host = &rest[..end];
-    let Some(region) = host
-        .strip_prefix("sns.")
-        .and_then(|h| {
-            h.strip_suffix(".amazonaws.com")
-                .or_else(|| h.strip_suffix(".amazonaws.com.cn"))
-        })
-    else {
+    let Some(region) = host.strip_prefix("sns.").and_then(|h| {
+        h.strip_suffix(".amazonaws.com")
+            .or_else(|| h.strip_suffix(".amazonaws.com.cn"))
+    }) else {
         return false;
     };
     // A region is lower-case words and digits joined by dashes (`us-west-2`,
@@ -327,7 +320,8 @@ mod tests {
             assert_eq!(garbled.verify(CERT), Err(SnsError::Signature));
         }
         assert_eq!(
-            message(NOTIFICATION_V1).verify(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+            message(NOTIFICATION_V1)
+                .verify(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
             Err(SnsError::Certificate)
         );
     }
@@ -389,7 +383,10 @@ mod tests {
         assert!(SnsMessage::parse(extra.as_bytes()).is_err());
         let mut odd = message(NOTIFICATION_V1);
         odd.kind = "Other".into();
-        assert!(matches!(odd.string_to_sign(), Err(SnsError::UnknownType(_))));
+        assert!(matches!(
+            odd.string_to_sign(),
+            Err(SnsError::UnknownType(_))
+        ));
         let mut unsigned_token = message(CONFIRMATION_V1);
         unsigned_token.token = None;
         assert!(matches!(
