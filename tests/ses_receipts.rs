@@ -92,19 +92,7 @@ async fn bounces_and_complaints_suppress_and_the_next_batch_does_not_call_ses() 
 
     // The hard bounces (the simulator's bounce and its suppression list) and the
     // complaint are on the tenant's list; the delivered address is not.
-    let page = test.get("/v1/suppressions?limit=10", &token).await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    let listed: Vec<(String, String)> = page.body["suppressions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["address"].as_str().unwrap().to_owned(),
-                s["reason"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let listed = test.suppressions(&token).await;
     assert_eq!(
         {
             let mut listed = listed;

@@ -93,6 +93,24 @@ impl TestCloud {
             .expect("a signed message")
     }
 
+    /// The tenant's suppressed addresses and their reasons (the first page), as the API
+    /// lists them.
+    pub async fn suppressions(&self, token: &str) -> Vec<(String, String)> {
+        let page = self.get("/v1/suppressions", token).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        page.body["suppressions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["address"].as_str().unwrap().to_owned(),
+                    s["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
     /// Posts `body` to `/webhooks/ses` as SNS posts a message.
     pub async fn post_sns(&self, body: Vec<u8>) -> Answer {
         self.post_webhook(

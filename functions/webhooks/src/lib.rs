@@ -205,6 +205,18 @@ fn answer(app: &App, source: &str, result: Result<Response, Refusal>) -> Respons
 
 pub(crate) type Refusal = (Rejection, String);
 
+/// Refuses a body over `HERALD_WEBHOOK_MAX_BODY_BYTES` (413), whatever the provider.
+pub(crate) fn within_limit(app: &App, body: &[u8]) -> Result<(), Refusal> {
+    let max = app.config.max_body_bytes;
+    if body.len() > max {
+        return Err((
+            Rejection::TooLarge,
+            format!("The body may be at most {max} bytes."),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks one request and queues its event; the answer Twilio gets, or why not.
 async fn receive(
     app: &App,
@@ -215,13 +227,7 @@ async fn receive(
     correlation: CorrelationId,
     domain: Option<&str>,
 ) -> Result<Response, Refusal> {
-    let max = app.config.max_body_bytes;
-    if body.len() > max {
-        return Err((
-            Rejection::TooLarge,
-            format!("The body may be at most {max} bytes."),
-        ));
-    }
+    within_limit(app, body)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

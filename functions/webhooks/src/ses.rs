@@ -21,7 +21,7 @@ use herald::webhook::sns::{self, SnsMessage, SnsType};
 use herald::webhook::{ENVELOPE_VERSION, EventEnvelope, EventKind};
 use tokio::sync::Mutex;
 
-use crate::{App, Refusal, Rejection, refuse};
+use crate::{App, Refusal, Rejection, refuse, within_limit};
 
 /// How long a certificate fetch or a subscription confirmation may take: SNS waits 15
 /// seconds for an answer.
@@ -83,13 +83,7 @@ pub(crate) async fn receive(
     body: &[u8],
     correlation: CorrelationId,
 ) -> Result<Response, Refusal> {
-    let max = app.config.max_body_bytes;
-    if body.len() > max {
-        return Err((
-            Rejection::TooLarge,
-            format!("The body may be at most {max} bytes."),
-        ));
-    }
+    within_limit(app, body)?;
     let message = SnsMessage::parse(body).map_err(|e| (Rejection::Malformed, e.to_string()))?;
     let kind = message
         .message_type()
