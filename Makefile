@@ -141,11 +141,15 @@ openapi: ## Regenerate docs/openapi.json from the api's code (a test fails when 
 # The benchmark uses the emulator at HERALD_EMULATOR_URL (default port 4566) if one
 # answers there, and otherwise starts one and stops it at the end. It is built with the
 # optimised bench-local profile (the first build takes minutes). Arguments go in
-# BENCH_ARGS, e.g. `make bench BENCH_ARGS="--recipients 2000"` (see --help).
+# BENCH_ARGS, e.g. `make bench BENCH_ARGS="--recipients 2000"` (see --help). The
+# receipt phase (herald-receipts) takes RECEIPTS_ARGS, e.g. "--receipts 2000".
 BENCH_ARGS ?=
-bench: venv ## Delivery benchmark: emulator ceiling, then a 10,000-recipient batch (docs/performance.md)
+RECEIPTS_ARGS ?=
+bench: venv ## Delivery benchmark (emulator ceiling, a 10,000-recipient batch), then receipts (docs/performance.md)
 	HERALD_VENV="$(CURDIR)/$(VENV)" cargo run -q --profile bench-local -p herald-local \
 	  --bin herald-bench -- $(BENCH_ARGS)
+	HERALD_VENV="$(CURDIR)/$(VENV)" cargo run -q --profile bench-local -p herald-local \
+	  --bin herald-receipts -- $(RECEIPTS_ARGS)
 
 # Same build profile and emulator handling as `make bench`. BODIES_ARGS as for
 # BENCH_ARGS, e.g. `make bench-bodies BODIES_ARGS="--repeat 5"`.

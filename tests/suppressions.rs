@@ -18,19 +18,7 @@ fn receipts(options: &mut CloudOptions) {
 
 /// The tenant's suppressed addresses, as the API lists them.
 async fn suppressed(test: &TestCloud, token: &str) -> Vec<(String, String)> {
-    let page = test.get("/v1/suppressions", token).await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    page.body["suppressions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["address"].as_str().unwrap().to_owned(),
-                s["reason"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    test.suppressions(token).await
 }
 
 async fn text(test: &TestCloud, from: &str, to: &str, body: &str) {

@@ -38,6 +38,21 @@ DynamoDB item of every test's table), so it slows down with the data.
 A DynamoDB write whose answer misses the client's timeout, after the write applied,
 can be injected per table by `late_answers.py` (beside this file).
 
+SES event publishing (issue 12): moto's SESv2 ignores a send's configuration set and
+message tags, and its SNS signs HTTP deliveries with a new key per message under a
+certificate URL on AWS's host that nothing local serves. The launcher keeps the
+configuration sets' SNS event destinations (`POST /_herald/ses/event-destinations`,
+which the local cloud calls for the template's), and after SES accepts an email that
+names one it publishes the events SES would, a moment later as SES does: `Send`, then
+by the recipient's mailbox simulator address `Delivery` (`success@`), a permanent
+`Bounce` (`bounce@`), `Delivery` and `Complaint` (`complaint@`), or a permanent
+`Bounce` of subtype `OnAccountSuppressionList` (`suppressionlist@`), each with the
+email's tags. The emulator delivers no mail, so other addresses get no events. SNS deliveries to HTTP subscriptions are signed (version 1
+or 2, as the topic's `SignatureVersion` says; 1 by default, as AWS) with one local key
+whose certificate the launcher serves at `/_herald/sns/certificate.pem`; only a receiver
+configured to trust that URL accepts them. `POST /_herald/sns/sign` signs a message
+with that key, for tests of a receiver's other checks (topic, certificate URL).
+
 DynamoDB's point-in-time recovery is made honest by `pitr.py` (beside this file): a
 journal of item versions, a restorable window that advances, restores of the items as
 they were at the time asked for, and restored tables that take a while to be ACTIVE.
@@ -76,6 +91,7 @@ from werkzeug.wrappers import Request, Response
 
 import late_answers
 import pitr
+import ses_events
 
 _dynamodb = threading.Lock()
 
@@ -398,15 +414,18 @@ def main() -> None:
     pitr.install(args.pitr_lag_seconds, args.pitr_window_seconds, args.restore_seconds)
     _date_user_pool_clients()
     _email_invitations()
+    ses_events.install(f"http://{args.host}:{args.port}")
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         args.host,
         args.port,
-        _serve_invitations(
-            _serve_ses_sent(
-                _serve_token_endpoint(late_answers.serve(_serialise_dynamodb(app)))
+        ses_events.serve(
+            _serve_invitations(
+                _serve_ses_sent(
+                    _serve_token_endpoint(late_answers.serve(_serialise_dynamodb(app)))
+                )
             )
         ),
         threaded=True,

@@ -227,6 +227,9 @@ pub enum WebhookAccess {
     /// `X-Twilio-Signature`: HMAC-SHA1 with the account's auth token (or the previous
     /// one while it is rotated) over the URL as called and the sorted form.
     TwilioSignature,
+    /// SNS's message signature (RSA, version 1 or 2) under the certificate SNS serves
+    /// from its own host, for the one configured topic.
+    SnsSignature,
 }
 
 /// The webhook receiver's routes and how each is verified. A route not listed is not
@@ -244,6 +247,13 @@ pub const WEBHOOK_POLICY: &[(&str, &str, WebhookAccess)] = &[
         "POST",
         crate::webhook::twilio::INBOUND_PATH,
         WebhookAccess::TwilioSignature,
+    ),
+    // SES's events (Send, Delivery, Bounce, Complaint...), through the SNS topic its
+    // configuration set publishes to.
+    (
+        "POST",
+        crate::webhook::sns::SES_PATH,
+        WebhookAccess::SnsSignature,
     ),
 ];
 

@@ -165,6 +165,10 @@ pub struct SenderConfig {
     /// The public base URL of Herald's webhook receiver (`https://hooks.example.com`),
     /// for each text's status callback; `None` (unset or empty) asks for no receipts.
     pub webhooks_base_url: Option<String>,
+    /// The SES configuration set every email names, whose event destination publishes
+    /// its events (delivery, bounce, complaint...) to the receipts topic; `None` asks
+    /// for no email receipts.
+    pub ses_configuration_set: Option<String>,
 }
 
 impl SenderConfig {
@@ -189,6 +193,9 @@ impl SenderConfig {
                 settings.number("HERALD_PROVIDER_TIMEOUT_MS", 10_000)?,
             ),
             webhooks_base_url: public_base_url(settings)?,
+            ses_configuration_set: settings
+                .get("HERALD_SES_CONFIGURATION_SET")
+                .filter(|v| !v.is_empty()),
         };
         if config.parallelism == 0 {
             return Err(ConfigError::Invalid {
@@ -245,6 +252,12 @@ pub struct WebhooksConfig {
     pub public_base_url: Option<String>,
     /// Largest request body accepted, in bytes (a provider's callback is a few KiB).
     pub max_body_bytes: usize,
+    /// The SNS topic SES publishes its events to; `None`: `/webhooks/ses` takes nothing.
+    pub ses_topic_arn: Option<String>,
+    /// A URL prefix SNS signing certificates may also be fetched from besides
+    /// `https://sns.<region>.amazonaws.com`: the local emulator's, set by the local
+    /// cloud only (the template never sets it).
+    pub sns_local_cert_url: Option<String>,
 }
 
 impl WebhooksConfig {
@@ -254,6 +267,12 @@ impl WebhooksConfig {
             provider_secret_id: settings.required("HERALD_PROVIDER_SECRET_ID")?,
             public_base_url: public_base_url(settings)?,
             max_body_bytes: settings.number("HERALD_WEBHOOK_MAX_BODY_BYTES", 16 * 1024)?,
+            ses_topic_arn: settings
+                .get("HERALD_SES_TOPIC_ARN")
+                .filter(|v| !v.is_empty()),
+            sns_local_cert_url: settings
+                .get("HERALD_SNS_LOCAL_CERT_URL")
+                .filter(|v| !v.is_empty()),
         })
     }
 }

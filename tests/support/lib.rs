@@ -339,6 +339,14 @@ impl TestCloud {
             .expect("the emulator reports sent email")
     }
 
+    /// Every email SES accepted for `domain` (for a test of shared addresses, such as
+    /// SES's mailbox simulator's, which only its own subjects tell apart).
+    pub async fn sent_emails_at(&self, domain: &str) -> Vec<SentEmail> {
+        emulator::sent_emails(&self.cloud.emulator, domain)
+            .await
+            .expect("the emulator reports sent email")
+    }
+
     /// How many emails SES accepted for each recipient of this test's domain.
     pub async fn emails_per_recipient(&self) -> std::collections::HashMap<String, usize> {
         let mut counts = std::collections::HashMap::new();

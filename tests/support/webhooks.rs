@@ -68,6 +68,61 @@ impl TestCloud {
     }
 }
 
+impl TestCloud {
+    /// The SES events topic's ARN, as the receiver is configured with it.
+    pub fn ses_topic(&self) -> String {
+        self.cloud
+            .webhooks_config
+            .ses_topic_arn
+            .clone()
+            .expect("the local cloud configures the SES topic")
+    }
+
+    /// `message` (an SNS message without its signature) signed with the emulator's SNS
+    /// key, as the emulator's SNS signs its deliveries: a valid signature whatever the
+    /// message says, for tests of the receiver's other checks.
+    pub async fn sns_signed(&self, message: &serde_json::Value) -> serde_json::Value {
+        reqwest::Client::new()
+            .post(format!("{}/_herald/sns/sign", self.cloud.emulator))
+            .json(message)
+            .send()
+            .await
+            .expect("the emulator signs")
+            .json()
+            .await
+            .expect("a signed message")
+    }
+
+    /// The tenant's suppressed addresses and their reasons (the first page), as the API
+    /// lists them.
+    pub async fn suppressions(&self, token: &str) -> Vec<(String, String)> {
+        let page = self.get("/v1/suppressions", token).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        page.body["suppressions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["address"].as_str().unwrap().to_owned(),
+                    s["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Posts `body` to `/webhooks/ses` as SNS posts a message.
+    pub async fn post_sns(&self, body: Vec<u8>) -> Answer {
+        self.post_webhook(
+            herald::webhook::sns::SES_PATH,
+            body,
+            "text/plain; charset=UTF-8",
+            None,
+        )
+        .await
+    }
+}
+
 /// `form` as a request body.
 pub fn encode(form: &[(String, String)]) -> Vec<u8> {
     let mut encoder = form_urlencoded::Serializer::new(String::new());

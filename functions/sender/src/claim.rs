@@ -163,6 +163,7 @@ fn outbound(
         })),
         (Address::Email(to), Some(subject)) => Ok(Outbound::Email(OutboundEmail {
             message_id: id,
+            tenant: run.tenant.clone(),
             to: to.clone(),
             subject,
             body,

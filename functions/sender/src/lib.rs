@@ -71,6 +71,7 @@ impl Deps {
         let ses = SesProvider::new(
             clients.ses_config(),
             config.email_from.clone(),
+            config.ses_configuration_set.clone(),
             config.provider_timeout,
         );
         Ok(Self::new(

@@ -25,10 +25,13 @@ use herald::metrics::{Metrics, Record};
 use herald::problem::Problem;
 use herald::provider::twilio::TwilioCredentials;
 use herald::secrets::SecretsCache;
-use herald::webhook::twilio;
 use herald::webhook::{ENVELOPE_VERSION, EventEnvelope, EventKind, EventsQueue};
+use herald::webhook::{sns, twilio};
 use secrecy::ExposeSecret;
 use tokio::sync::Mutex;
+use tracing::Instrument;
+
+mod ses;
 
 /// A signature that does not verify may mean the auth token was rotated since it was
 /// cached; the secret is read again, but no more often than this, so a flood of bad
@@ -42,6 +45,7 @@ pub struct App {
     pub clock: SharedClock,
     pub metrics: Metrics,
     last_refresh: Mutex<Option<Instant>>,
+    certificates: ses::Certificates,
 }
 
 impl App {
@@ -53,6 +57,7 @@ impl App {
             metrics: Metrics::stdout(clock.clone()),
             clock,
             last_refresh: Mutex::new(None),
+            certificates: ses::Certificates::default(),
         }
     }
 
@@ -71,6 +76,10 @@ pub fn router(app: Arc<App>) -> Router {
         let kind = match (*access, *path) {
             (WebhookAccess::TwilioSignature, twilio::STATUS_PATH) => EventKind::Status,
             (WebhookAccess::TwilioSignature, twilio::INBOUND_PATH) => EventKind::Inbound,
+            (WebhookAccess::SnsSignature, sns::SES_PATH) => {
+                router = router.route(path, post(ses_event));
+                continue;
+            }
             (_, other) => panic!("no handler for the webhook route {other}"),
         };
         router = router.route(
@@ -85,13 +94,17 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// Why a request was refused: its metric, status and words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rejection {
+pub(crate) enum Rejection {
     TooLarge,
     NotForm,
     Malformed,
     Unsigned,
     BadSignature,
     Invalid,
+    /// An SNS message from a topic other than the configured one.
+    WrongTopic,
+    /// An SNS message whose signing certificate is not on SNS's host.
+    CertificateUrl,
 }
 
 impl Rejection {
@@ -103,6 +116,8 @@ impl Rejection {
             Self::Unsigned => "RejectedUnsigned",
             Self::BadSignature => "RejectedSignature",
             Self::Invalid => "RejectedInvalid",
+            Self::WrongTopic => "RejectedTopic",
+            Self::CertificateUrl => "RejectedCertificateUrl",
         }
     }
 
@@ -111,7 +126,9 @@ impl Rejection {
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotForm => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Malformed | Self::Invalid => StatusCode::BAD_REQUEST,
-            Self::Unsigned | Self::BadSignature => StatusCode::FORBIDDEN,
+            Self::Unsigned | Self::BadSignature | Self::WrongTopic | Self::CertificateUrl => {
+                StatusCode::FORBIDDEN
+            }
         }
     }
 }
@@ -139,7 +156,7 @@ async fn twilio_event(
     let span =
         tracing::info_span!("webhook", source = "twilio", ?kind, correlation_id = %correlation);
     let _entered = span.enter();
-    match receive(
+    let result = receive(
         &app,
         kind,
         &uri,
@@ -148,30 +165,57 @@ async fn twilio_event(
         correlation,
         domain.as_deref(),
     )
-    .await
-    {
+    .await;
+    answer(&app, "twilio", result)
+}
+
+/// `POST /webhooks/ses`: SNS's messages for SES's events (`ses::receive`).
+async fn ses_event(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let correlation = CorrelationId::new();
+    let span = tracing::info_span!("webhook", source = "ses", correlation_id = %correlation);
+    let result = ses::receive(&app, &headers, &body, correlation)
+        .instrument(span)
+        .await;
+    answer(&app, "ses", result)
+}
+
+/// The answer to one request, counted as accepted or rejected (and why).
+fn answer(app: &App, source: &str, result: Result<Response, Refusal>) -> Response {
+    match result {
         Ok(answer) => {
             app.metrics.emit(
                 Record::new("webhooks")
                     .count("WebhooksAccepted", 1)
-                    .property("source", "twilio"),
+                    .property("source", source),
             );
             answer
         }
         Err((rejection, detail)) => {
-            tracing::warn!(?rejection, %detail, "webhook refused");
+            tracing::warn!(source, ?rejection, %detail, "webhook refused");
             app.metrics.emit(
                 Record::new("webhooks")
                     .count("WebhooksRejected", 1)
                     .count(rejection.metric(), 1)
-                    .property("source", "twilio"),
+                    .property("source", source),
             );
             refuse(rejection.status(), "webhook-refused", &detail)
         }
     }
 }
 
-type Refusal = (Rejection, String);
+pub(crate) type Refusal = (Rejection, String);
+
+/// Refuses a body over `HERALD_WEBHOOK_MAX_BODY_BYTES` (413), whatever the provider.
+pub(crate) fn within_limit(app: &App, body: &[u8]) -> Result<(), Refusal> {
+    let max = app.config.max_body_bytes;
+    if body.len() > max {
+        return Err((
+            Rejection::TooLarge,
+            format!("The body may be at most {max} bytes."),
+        ));
+    }
+    Ok(())
+}
 
 /// Checks one request and queues its event; the answer Twilio gets, or why not.
 async fn receive(
@@ -183,13 +227,7 @@ async fn receive(
     correlation: CorrelationId,
     domain: Option<&str>,
 ) -> Result<Response, Refusal> {
-    let max = app.config.max_body_bytes;
-    if body.len() > max {
-        return Err((
-            Rejection::TooLarge,
-            format!("The body may be at most {max} bytes."),
-        ));
-    }
+    within_limit(app, body)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -255,7 +293,7 @@ async fn receive(
         ));
     }
     Ok(match kind {
-        EventKind::Status => StatusCode::NO_CONTENT.into_response(),
+        EventKind::Status | EventKind::Notification => StatusCode::NO_CONTENT.into_response(),
         // An empty TwiML answer: Herald sends no reply of its own (Twilio answers STOP
         // and START itself, as carriers require).
         EventKind::Inbound => (
@@ -319,7 +357,7 @@ fn domain_name(request: &axum::extract::Request) -> Option<String> {
     }
 }
 
-fn refuse(status: StatusCode, slug: &str, detail: &str) -> Response {
+pub(crate) fn refuse(status: StatusCode, slug: &str, detail: &str) -> Response {
     let title = status.canonical_reason().unwrap_or("Refused");
     Problem::new(status, slug, title)
         .detail(detail)

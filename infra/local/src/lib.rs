@@ -141,6 +141,53 @@ impl CloudOptions {
 /// but every idle poller costs the one emulator a long poll a second.
 const LOCAL_EVENT_POLLERS: usize = 4;
 
+/// Where the emulator serves the certificate its SNS signs HTTP deliveries with
+/// (`ses_events.py`); only the local cloud's receiver trusts it.
+pub const SNS_LOCAL_CERTIFICATE_PATH: &str = "/_herald/sns/certificate.pem";
+
+/// The template's SES events path, played locally: the events topic in the emulator's
+/// SNS, the gateway's `/webhooks/ses` subscribed to it over plain HTTP, and the
+/// configuration set's event destination registered with the emulator's SES. The
+/// topic's ARN.
+async fn ses_events(
+    sdk: &herald::aws::SdkConfig,
+    emulator: &str,
+    stack: &Stack,
+    gateway_url: &str,
+) -> Result<String> {
+    let sns = aws_sdk_sns::Client::new(sdk);
+    let topic = sns
+        .create_topic()
+        .name(stack.reference("SesEventsTopic")?)
+        .send()
+        .await
+        .context("creating the SES events topic")?
+        .topic_arn
+        .context("the emulator named no topic")?;
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("http")
+        .endpoint(format!("{gateway_url}{}", herald::webhook::sns::SES_PATH))
+        .send()
+        .await
+        .context("subscribing the receiver to the SES events topic")?;
+    let answer = reqwest::Client::new()
+        .post(format!("{emulator}/_herald/ses/event-destinations"))
+        .json(&serde_json::json!({
+            "configuration_set": stack.reference("SesConfigurationSet")?,
+            "topic_arn": topic,
+        }))
+        .send()
+        .await
+        .context("registering the SES event destination")?;
+    anyhow::ensure!(
+        answer.status().is_success(),
+        "the emulator refused the SES event destination: {}",
+        answer.status()
+    );
+    Ok(topic)
+}
+
 /// One running stack and every local piece around it.
 pub struct LocalCloud {
     pub emulator: String,
@@ -161,6 +208,8 @@ pub struct LocalCloud {
     pub events_runner: Arc<runner::QueueRunner>,
     /// Where providers call Herald's webhooks (the gateway).
     pub webhooks_base_url: String,
+    /// The receiver's configuration, as the local cloud runs it.
+    pub webhooks_config: WebhooksConfig,
     /// The API's and every sender instance's metric lines.
     pub metrics: herald::metrics::Metrics,
     send_runners: Vec<Arc<runner::QueueRunner>>,
@@ -249,8 +298,15 @@ impl LocalCloud {
         .with_metrics(metrics.clone());
         let mut webhooks_env = function_env(&stack, "WebhooksFunction", &options)?;
         webhooks_env.insert("HERALD_WEBHOOKS_BASE_URL".into(), gateway_url.clone());
+        let ses_topic = ses_events(&sdk, emulator, &stack, &gateway_url).await?;
+        webhooks_env.insert("HERALD_SES_TOPIC_ARN".into(), ses_topic);
+        webhooks_env.insert(
+            "HERALD_SNS_LOCAL_CERT_URL".into(),
+            format!("{emulator}{SNS_LOCAL_CERTIFICATE_PATH}"),
+        );
+        let webhooks_config = WebhooksConfig::load(&webhooks_env)?;
         let webhooks = herald_webhooks::App::new(
-            WebhooksConfig::load(&webhooks_env)?,
+            webhooks_config.clone(),
             &clients_of("webhooks"),
             herald::clock::system(),
         )
@@ -425,6 +481,7 @@ impl LocalCloud {
             events,
             events_runner,
             webhooks_base_url: gateway_url,
+            webhooks_config,
             send_runners,
             metrics,
             redriver,

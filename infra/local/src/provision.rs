@@ -93,7 +93,31 @@ pub const RESOURCE_TYPES: &[(&str, Local)] = &[
     ),
     (
         "AWS::SNS::Topic",
-        Local::NotEmulated("only alarms publish to it"),
+        Local::NotEmulated(
+            "alarms publish to it in AWS only; the SES events topic is created by the local cloud, which knows the gateway's address",
+        ),
+    ),
+    (
+        "AWS::SNS::TopicPolicy",
+        Local::NotEmulated("the emulator enforces no resource policy"),
+    ),
+    (
+        "AWS::SNS::Subscription",
+        Local::NotEmulated(
+            "the local cloud subscribes the gateway's /webhooks/ses (plain HTTP) to the SES events topic",
+        ),
+    ),
+    (
+        "AWS::SES::ConfigurationSet",
+        Local::NotEmulated(
+            "the emulator's SES takes any configuration set name; the events of one are registered with the emulator by the local cloud",
+        ),
+    ),
+    (
+        "AWS::SES::ConfigurationSetEventDestination",
+        Local::NotEmulated(
+            "registered with the emulator by the local cloud (emulator.py, ses_events.py)",
+        ),
     ),
     (
         "AWS::CloudWatch::Dashboard",

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::address::EmailAddress;
-use crate::ids::MessageId;
+use crate::ids::{MessageId, TenantId};
 use crate::phone::PhoneNumber;
 
 mod aws_errors;
@@ -36,6 +36,8 @@ pub struct OutboundSms {
 #[derive(Debug, Clone)]
 pub struct OutboundEmail {
     pub message_id: MessageId,
+    /// Whose message it is: tagged on the email, so its SES events name it.
+    pub tenant: TenantId,
     pub to: EmailAddress,
     pub subject: String,
     pub body: String,

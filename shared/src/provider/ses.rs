@@ -1,15 +1,19 @@
 //! Amazon SES (API v2) adapter: one plain-text email per `SendEmail`, from the address
 //! the configuration names, with the function's own IAM role (no secret to rotate).
+//! Each email names the configuration set (whose event destination publishes its
+//! events) and carries Herald's tenant and message id as message tags, which SES
+//! echoes in every event (`herald::webhook::ses`).
 
 use std::time::Duration;
 
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::aws_errors::{classify, one_attempt};
 use super::{Outbound, OutboundEmail, Provider, SendOutcome, wrong_channel};
 use crate::address::EmailAddress;
+use crate::webhook::ses::{MESSAGE_TAG, TENANT_TAG, message_tag};
 
 /// SES error codes that mean this email can never be sent as it is: the content or an
 /// address was refused (`MessageRejected`, `BadRequestException`), or the sending
@@ -30,6 +34,7 @@ const PERMANENT: &[&str] = &[
 pub struct SesProvider {
     client: aws_sdk_sesv2::Client,
     from: EmailAddress,
+    configuration_set: Option<String>,
 }
 
 impl SesProvider {
@@ -39,6 +44,7 @@ impl SesProvider {
     pub fn new(
         config: aws_sdk_sesv2::config::Builder,
         from: EmailAddress,
+        configuration_set: Option<String>,
         timeout: Duration,
     ) -> Self {
         let (retries, timeouts) = one_attempt(timeout);
@@ -49,6 +55,7 @@ impl SesProvider {
         Self {
             client: aws_sdk_sesv2::Client::from_conf(config),
             from,
+            configuration_set,
         }
     }
 
@@ -81,6 +88,9 @@ impl SesProvider {
                     )
                     .build(),
             )
+            .set_configuration_set_name(self.configuration_set.clone())
+            .email_tags(tag(TENANT_TAG, message.tenant.as_str()))
+            .email_tags(tag(MESSAGE_TAG, &message_tag(message.message_id)))
             .send()
             .await;
         match result {
@@ -93,6 +103,14 @@ impl SesProvider {
             Err(error) => classify("SES", PERMANENT, error),
         }
     }
+}
+
+fn tag(name: &str, value: &str) -> MessageTag {
+    MessageTag::builder()
+        .name(name)
+        .value(value)
+        .build()
+        .expect("name and value are set")
 }
 
 fn utf8(data: &str) -> Result<Content, aws_sdk_sesv2::error::BuildError> {

@@ -5,7 +5,8 @@
 //! queued before the fix.
 //!
 //! A provider is added here by a `source` (its `EventSource`), a parser below, and a
-//! route in the receiver that verifies its requests; the events function applies
+//! route in the receiver that verifies its requests (Twilio: its form signature; SES:
+//! SNS's message signature, `sns`); the events function applies
 //! `ProviderEvent`s whatever their source.
 
 use std::collections::BTreeMap;
@@ -17,6 +18,8 @@ use crate::domain::{EventSource, ProviderEvent};
 use crate::ids::CorrelationId;
 use crate::queue::QueueError;
 
+pub mod ses;
+pub mod sns;
 pub mod twilio;
 
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -47,6 +50,9 @@ pub enum EventKind {
     Status,
     /// A text sent to one of the sender numbers.
     Inbound,
+    /// An SNS notification (SES: one event record in its `Message`); `form` holds the
+    /// notification's signed fields.
+    Notification,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -80,9 +86,13 @@ impl EventEnvelope {
             (EventSource::Twilio, EventKind::Inbound) => {
                 twilio::parse_inbound(&self.form, self.received_at)
             }
-            (source @ (EventSource::Ses | EventSource::Sns), _) => {
-                Err(EventError::Unsupported(source))
+            (EventSource::Ses, EventKind::Notification) => {
+                ses::parse_event(&self.form, self.received_at)
             }
+            (EventSource::Sns, _) => Err(EventError::Unsupported(EventSource::Sns)),
+            (source, kind) => Err(EventError::Invalid(format!(
+                "{source} sends no {kind:?} events"
+            ))),
         }
     }
 }

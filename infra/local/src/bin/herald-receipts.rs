@@ -1,0 +1,233 @@
+//! `herald-receipts` (the receipt phase of `make bench`): how many signed status
+//! callbacks per second the receiver takes through the local gateway, and how long the
+//! events function takes to apply them, with the DynamoDB requests it makes per
+//! receipt counted by an SDK interceptor.
+//!
+//! The messages are made `sent` directly through `Store` (claim, then settle, as the
+//! sender calls it), so the phase measures receipts alone. The events function is
+//! paused while the callbacks are posted, so the receiver's rate is its own and every
+//! receipt waits on the events queue; then it is resumed and the clock runs until the
+//! last receipt is applied.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use clap::Parser;
+use herald::domain::{Channel, Chunk, ClaimOutcome, Content, Lease, Settlement};
+use herald::store::Store;
+use herald::webhook::twilio;
+use herald::{Address, BatchId, MessageId, PhoneNumber, TenantId};
+use herald_local::requests::RequestCounter;
+use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex};
+use tokio::time::Instant;
+
+#[derive(Parser)]
+#[command(about = "Herald's receipt benchmark against the local cloud")]
+struct Args {
+    /// Messages, each receiving one `delivered` callback.
+    #[arg(long, default_value_t = 10_000)]
+    receipts: u32,
+    /// Callbacks in flight at once (a provider posts many at a time).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Claim-then-settle sequences in flight while making the messages `sent`.
+    #[arg(long, default_value_t = 8)]
+    seed_concurrency: usize,
+    /// How long to wait for every receipt to be applied.
+    #[arg(long, default_value_t = 1_800)]
+    timeout_seconds: u64,
+}
+
+const TENANT: &str = "bench";
+const DYNAMODB_WRITES: &[&str] = &[
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "BatchWriteItem",
+    "TransactWriteItems",
+];
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    herald::telemetry::init_with_default("warn");
+    let args = Args::parse();
+    ensure!(
+        args.receipts > 0 && args.concurrency > 0 && args.seed_concurrency > 0,
+        "--receipts, --concurrency and --seed-concurrency must be at least 1"
+    );
+    let endpoint = emulator::endpoint();
+    let root = project_root();
+    let own_emulator =
+        emulator::reuse_or_start(&root, &endpoint, &root.join(".herald/bench-emulator.log"))
+            .await?;
+    let counter = RequestCounter::default();
+    let mut options = CloudOptions::ephemeral(&format!("bench-receipts-{}", random_hex(8)));
+    options.count_requests = Some(counter.clone());
+    options.keep_metrics = true;
+    let cloud = LocalCloud::start(&endpoint, options).await?;
+    cloud.pause_events();
+    let result = run(&args, &cloud, &counter).await;
+    cloud.stop().await;
+    if let Some(mut child) = own_emulator {
+        let _ = child.kill().await;
+    }
+    result
+}
+
+async fn run(args: &Args, cloud: &LocalCloud, counter: &RequestCounter) -> Result<()> {
+    let tenant = TenantId::parse(TENANT).map_err(|e| anyhow!("{e}"))?;
+    let batch = BatchId::new();
+    eprintln!("Making {} messages sent...", args.receipts);
+    seed(args, cloud, &tenant, batch).await?;
+
+    eprintln!(
+        "Posting {} signed callbacks, {} at a time, with the events function paused...",
+        args.receipts, args.concurrency
+    );
+    let http = reqwest::Client::new();
+    let next = AtomicU32::new(0);
+    let refused = AtomicU64::new(0);
+    let start = Instant::now();
+    futures::future::try_join_all((0..args.concurrency).map(|_| async {
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            if index >= args.receipts {
+                return Ok::<(), anyhow::Error>(());
+            }
+            let message = MessageId::new(batch, index);
+            let url = twilio::status_callback(&cloud.webhooks_base_url, &tenant, message);
+            let form: Vec<(String, String)> = [
+                ("AccountSid", cloud.credentials.account_sid.as_str()),
+                ("MessageSid", &format!("SM{index}")),
+                ("MessageStatus", "delivered"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            let signature = twilio::signature(&cloud.credentials.auth_token, &url, &form);
+            let answer = http
+                .post(&url)
+                .header(twilio::SIGNATURE_HEADER, signature)
+                .form(&form)
+                .send()
+                .await
+                .context("the gateway answers")?;
+            if !answer.status().is_success() {
+                refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }))
+    .await?;
+    let posting = start.elapsed().as_secs_f64();
+    let refused = refused.into_inner();
+    ensure!(refused == 0, "the receiver refused {refused} callbacks");
+    println!(
+        "receiver: {} callbacks in {posting:.1} s = {:.0} callbacks/s ({} in flight)",
+        args.receipts,
+        f64::from(args.receipts) / posting,
+        args.concurrency
+    );
+
+    let before = counter.snapshot();
+    let start = Instant::now();
+    cloud.resume_events();
+    let deadline = start + Duration::from_secs(args.timeout_seconds);
+    let metrics = &cloud.metrics;
+    let applied = loop {
+        let applied = metrics.total("events", "ReceiptsApplied") as u64;
+        if applied >= u64::from(args.receipts) || Instant::now() > deadline {
+            break applied;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let applying = start.elapsed().as_secs_f64();
+    let counts = counter.snapshot().since(&before);
+    // Per receipt applied, so a run cut short still reports what it measured.
+    let per = |n: u64| n as f64 / applied.max(1) as f64;
+    println!(
+        "events: {applied} of {} receipts applied in {applying:.1} s = {:.1} receipts/s",
+        args.receipts,
+        applied as f64 / applying
+    );
+    let mut writes = 0;
+    for (kind, tally) in &counts.0 {
+        if kind.caller == "events" && kind.service == "DynamoDB" {
+            println!(
+                "  events DynamoDB {:<20} {:.2} requests/receipt",
+                kind.operation,
+                per(tally.requests)
+            );
+            if DYNAMODB_WRITES.contains(&kind.operation.as_str()) {
+                writes += tally.requests;
+            }
+        }
+    }
+    println!(
+        "  events DynamoDB write requests: {:.2}/receipt (a TransactWriteItems writes 3 items: dedupe, message, receipt shard)",
+        per(writes)
+    );
+    for name in [
+        "ReceiptsDuplicate",
+        "ReceiptsEarly",
+        "EventsOrphaned",
+        "EventsPoisonParked",
+    ] {
+        println!("  {name}: {}", metrics.total("events", name));
+    }
+    ensure!(
+        applied == u64::from(args.receipts),
+        "{applied} of {} receipts applied within {} s",
+        args.receipts,
+        args.timeout_seconds
+    );
+    ensure!(
+        metrics.total("events", "EventsOrphaned") == 0.0,
+        "receipts were orphaned"
+    );
+    Ok(())
+}
+
+/// Claims and settles `receipts` messages as `sent` with provider references `SM{i}`.
+async fn seed(args: &Args, cloud: &LocalCloud, tenant: &TenantId, batch: BatchId) -> Result<()> {
+    let store = Store::new(
+        herald::aws::Clients::new(cloud.sdk.clone()).dynamodb(),
+        cloud.stack.reference("HeraldTable")?,
+    );
+    let clock = herald::clock::system();
+    let chunk = Chunk {
+        index: 0,
+        channel: Channel::Sms,
+        content: Content::Text("receipts".into()),
+        subject: None,
+        recipients: Vec::new(),
+        created_at: clock.timestamp(),
+    };
+    let to = Address::Phone(PhoneNumber::parse("+14155552000").map_err(|e| anyhow!("{e}"))?);
+    let next = AtomicU32::new(0);
+    futures::future::try_join_all((0..args.seed_concurrency).map(|_| async {
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            if index >= args.receipts {
+                return Ok::<(), anyhow::Error>(());
+            }
+            let id = MessageId::new(batch, index);
+            let lease = Lease::starting(clock.timestamp(), Duration::from_secs(60));
+            let ClaimOutcome::Claimed { token } =
+                store.claim(tenant, id, &chunk, &to, &lease).await?
+            else {
+                bail!("a fresh message ({id}) could not be claimed");
+            };
+            let sent = Settlement::Sent {
+                provider: "twilio".into(),
+                provider_ref: format!("SM{index}"),
+            };
+            let settled = store
+                .settle(tenant, id, &token, &sent, clock.timestamp())
+                .await?;
+            ensure!(settled, "the claim on {id} was lost before its settle");
+        }
+    }))
+    .await?;
+    Ok(())
+}
