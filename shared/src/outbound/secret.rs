@@ -83,6 +83,12 @@ impl Sealer {
         Self(LessSafeKey::new(key))
     }
 
+    /// The sealing key the `WebhookSecretKey` secret's value makes.
+    pub fn from_secret(secret: &secrecy::SecretString) -> Self {
+        use secrecy::ExposeSecret as _;
+        Self::from_key_material(secret.expose_secret().as_bytes())
+    }
+
     /// `secret` sealed for `endpoint` of `tenant`: text to store.
     pub fn seal(&self, tenant: &TenantId, endpoint: &str, secret: &SigningSecret) -> String {
         let mut nonce = [0u8; NONCE_LEN];

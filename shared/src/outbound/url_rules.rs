@@ -66,7 +66,12 @@ impl EndpointUrl {
             return Err(UrlProblem::TooLong);
         }
         let url = Url::parse(raw).map_err(|_| UrlProblem::Unparseable)?;
-        let dev_host = dev && url.host() == Some(Host::Ipv4(DEV_HOST));
+        // Spelled as `127.0.0.1`: another spelling of it (`2130706433`) is refused
+        // like any loopback address, so dev accepts no more than it must.
+        let dev_host = dev
+            && url.host() == Some(Host::Ipv4(DEV_HOST))
+            && url.host_str() == Some("127.0.0.1")
+            && raw.contains("//127.0.0.1");
         match url.scheme() {
             "https" => {}
             "http" if dev_host => {}
@@ -301,6 +306,14 @@ mod tests {
         );
         assert_eq!(
             EndpointUrl::parse("https://127.0.0.1:8080/hook", false),
+            Err(UrlProblem::ForbiddenAddress("loopback"))
+        );
+        assert_eq!(
+            EndpointUrl::parse("http://2130706433/", true),
+            Err(UrlProblem::NotHttps)
+        );
+        assert_eq!(
+            EndpointUrl::parse("https://2130706433/", true),
             Err(UrlProblem::ForbiddenAddress("loopback"))
         );
         assert_eq!(
