@@ -15,11 +15,12 @@ use herald::Timestamp;
 use herald::aws::SecretsManagerClient;
 use herald::domain::{
     DisabledReason, EndpointChange, EndpointSettings, EndpointStatus, EventType, WebhookEndpoint,
-    one_of,
+    one_of, printable,
 };
 use herald::idempotency::StoredResponse;
 use herald::outbound::secret::{Sealer, SigningSecret};
 use herald::outbound::url_rules::{EndpointUrl, MAX_URL_CHARS};
+use herald::schema::{self, PRINTABLE};
 use herald::secrets::SecretsCache;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -69,14 +70,22 @@ pub(crate) struct EndpointRequest {
     url: String,
     #[schema(schema_with = event_types_schema)]
     event_types: Vec<String>,
-    /// For people reading the list: at most 256 characters, no control characters but
-    /// newline and tab.
     #[serde(default)]
-    #[schema(max_length = 256)]
+    #[schema(schema_with = description_schema)]
     description: String,
     /// Deliveries per second to this endpoint, at most; absent for Herald's own pace.
     #[schema(minimum = 1, maximum = 1000)]
     rate_limit_per_second: Option<u32>,
+}
+
+/// At most 256 characters, printable (`herald::domain::printable`).
+fn description_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    schema::done(
+        schema::string(0, MAX_DESCRIPTION_CHARS, &format!("{PRINTABLE}*")).description(Some(
+            "For people reading the list: at most 256 characters, no control characters \
+             but tab, line feed and carriage return. Empty when absent.",
+        )),
+    )
 }
 
 /// At least one event type, each at most once.
@@ -193,13 +202,10 @@ async fn settings(app: &App, request: EndpointRequest) -> Result<EndpointSetting
             "/description",
             format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
         );
-    } else if description
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
-    {
+    } else if !printable(&description) {
         errors.add(
             "/description",
-            "must hold no control characters but newline and tab",
+            "must hold no control characters but tab, line feed and carriage return",
         );
     }
     if let Some(rate) = request.rate_limit_per_second
