@@ -2,8 +2,9 @@
 //! `crate::webhook`, which is what providers send in. The signing secret and how it is
 //! kept (`secret`), the Standard Webhooks signature (`signature`), and the rules an
 //! endpoint's URL must pass when it is registered and again when it is called
-//! (`url_rules`).
+//! (`url_rules`), and one delivery attempt (`deliver`).
 
+pub mod deliver;
 pub mod secret;
 pub mod signature;
 pub mod url_rules;
