@@ -2,9 +2,11 @@
 //! table and secrets and a receiver on loopback that checks every delivery with its
 //! own Standard Webhooks verification: each enabled endpoint subscribed to the event's
 //! type gets it once, signed with its own secret; others get nothing; an endpoint
-//! answering 410 is disabled, audited, and gets nothing more.
+//! answering 410 is disabled, audited, and gets nothing more; after a secret's
+//! rotation both secrets sign for 24 hours, then only the new one.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::hmac;
 use axum::extract::{Path, State};
@@ -186,17 +188,64 @@ async fn an_event_reaches_each_subscribed_endpoint_once_signed_and_a_410_disable
     let again = dispatcher.dispatch(&acme, &event).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].endpoint_id, ids["ok"]);
-    let seen = seen.lock().unwrap();
-    let ok: Vec<&HeaderMap> = seen
-        .iter()
-        .filter(|(p, ..)| p == "ok")
-        .map(|(_, h, _)| h)
-        .collect();
-    assert_eq!(ok.len(), 2);
-    assert_eq!(ok[0]["webhook-id"], ok[1]["webhook-id"]);
-    assert_eq!(
-        seen.len(),
-        3,
-        "nothing reached the disabled or unsubscribed endpoints"
+    {
+        let seen = seen.lock().unwrap();
+        let ok: Vec<&HeaderMap> = seen
+            .iter()
+            .filter(|(p, ..)| p == "ok")
+            .map(|(_, h, _)| h)
+            .collect();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0]["webhook-id"], ok[1]["webhook-id"]);
+        assert_eq!(
+            seen.len(),
+            3,
+            "nothing reached the disabled or unsubscribed endpoints"
+        );
+    }
+
+    // A rotation: for 24 hours both secrets sign, then only the new one.
+    let rotate = format!("/v1/webhooks/endpoints/{}/rotate-secret", ids["ok"]);
+    let rotated = test.post_json(&rotate, &admin, "").await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+    let new_secret = rotated.body["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secrets["ok"]);
+    assert!(rotated.body["previous_secret_until"].is_string());
+    let last_ok = |seen: &Seen| {
+        let seen = seen.lock().unwrap();
+        let (_, headers, body) = seen.iter().rev().find(|(p, ..)| p == "ok").unwrap();
+        (headers.clone(), body.clone())
+    };
+    dispatcher.dispatch(&acme, &event).await.unwrap();
+    let (headers, body) = last_ok(&seen);
+    assert!(verifies(&new_secret, &headers, &body));
+    assert!(verifies(&secrets["ok"], &headers, &body));
+    let later = Dispatcher {
+        clock: Arc::new(Ahead(Duration::from_secs(24 * 3600 + 60))),
+        ..dispatcher
+    };
+    later.dispatch(&acme, &event).await.unwrap();
+    let (headers, body) = last_ok(&seen);
+    assert!(verifies(&new_secret, &headers, &body));
+    assert!(
+        !verifies(&secrets["ok"], &headers, &body),
+        "the old secret signs after 24 h"
     );
+    assert_eq!(
+        headers["webhook-signature"]
+            .to_str()
+            .unwrap()
+            .split(' ')
+            .count(),
+        1
+    );
+}
+
+/// The system clock, set ahead by its duration.
+struct Ahead(Duration);
+
+impl herald::clock::Clock for Ahead {
+    fn now(&self) -> SystemTime {
+        SystemTime::now() + self.0
+    }
 }

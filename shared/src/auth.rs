@@ -220,6 +220,11 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
     ),
     (
         "POST",
+        "/v1/webhooks/endpoints/{id}/rotate-secret",
+        Access::Requires(Permission::ManageWebhooks),
+    ),
+    (
+        "POST",
         "/v1/tenants",
         Access::Requires(Permission::ManageTenants),
     ),

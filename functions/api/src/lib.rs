@@ -133,6 +133,7 @@ fn registered() -> OpenApiRouter<Arc<App>> {
         ))
         .routes(routes!(webhook_endpoints::disable))
         .routes(routes!(webhook_endpoints::enable))
+        .routes(routes!(webhook_endpoints::rotate_secret))
         .routes(routes!(tenants::create))
         .routes(routes!(tenants::show))
         .routes(routes!(tenants::suspend))

@@ -36,6 +36,8 @@ use crate::{ApiError, App, FieldErrors};
 
 const MAX_DESCRIPTION_CHARS: usize = 256;
 const MAX_RATE_PER_SECOND: u32 = 1000;
+/// How long a rotated-out secret keeps signing beside the new one.
+const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 /// How long the sealing key is used before it is read again.
 const KEY_TTL: Duration = Duration::from_secs(900);
 
@@ -122,6 +124,10 @@ pub(crate) struct EndpointBody {
     created_by: String,
     #[schema(value_type = String, format = DateTime)]
     updated_at: Timestamp,
+    /// Until when the secret replaced by the last rotation still signs beside the
+    /// current one (both signatures in `webhook-signature`); absent when none does.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    previous_secret_until: Option<Timestamp>,
 }
 
 impl From<WebhookEndpoint> for EndpointBody {
@@ -137,6 +143,7 @@ impl From<WebhookEndpoint> for EndpointBody {
             created_at: e.created_at,
             created_by: e.created_by,
             updated_at: e.updated_at,
+            previous_secret_until: e.previous_secret.map(|(_, until)| until),
         }
     }
 }
@@ -268,6 +275,7 @@ pub async fn create(
             let endpoint = WebhookEndpoint {
                 tenant: tenant.clone(),
                 sealed_secret: sealer.seal(tenant, &id, &SigningSecret::generate()),
+                previous_secret: None,
                 id: id.clone(),
                 url: settings.url.clone(),
                 event_types: settings.event_types.clone(),
@@ -294,7 +302,8 @@ pub async fn create(
         .map(|stored| intake::answer_with(stored, replayed))
 }
 
-/// Adds the endpoint's secret, opened from the store, to the stored answer.
+/// Adds the endpoint's current secret, opened from the store, to the stored answer (a
+/// replay after a later rotation shows the secret of that one).
 async fn with_secret(
     app: &App,
     caller: &Caller,
@@ -539,6 +548,61 @@ async fn set_status(
         Ok(intake::stored_json(StatusCode::OK, &endpoint, None))
     })
     .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/endpoints/{id}/rotate-secret",
+    tag = "webhooks",
+    operation_id = "rotateWebhookEndpointSecret",
+    summary = "Rotate a webhook endpoint's signing secret",
+    description = "A new secret signs every delivery from now on; the one it replaces \
+        signs beside it for 24 hours (both signatures in `webhook-signature`), then stops, \
+        so receivers can switch without missing a delivery. A secret rotated out earlier \
+        stops signing at once. The new secret is in this answer only. Audited.",
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)."), IdempotencyKeyHeader),
+    responses(
+        (status = 200, description = "The endpoint, with its new secret.", body = Registered, headers(
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
+        )),
+        WebhookStatusProblems,
+    ),
+)]
+pub async fn rotate_secret(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    idempotent: Idempotent,
+) -> Result<Response, ApiError> {
+    let canonical = serde_json::json!({ "endpoint_id": id, "rotate": true });
+    let (app, caller, id) = (&app, &caller, &id);
+    let (stored, replayed) =
+        intake::once_stored(app, caller, &idempotent, &canonical, |_| async move {
+            let tenant = caller.principal.tenant();
+            let sealed =
+                app.webhook_sealing
+                    .sealer()
+                    .await?
+                    .seal(tenant, id, &SigningSecret::generate());
+            let until = app.clock.timestamp().plus(ROTATION_OVERLAP);
+            let endpoint = change(
+                app,
+                caller,
+                id,
+                "webhook_endpoint.secret_rotated",
+                |current| WebhookEndpoint {
+                    sealed_secret: sealed.clone(),
+                    previous_secret: Some((current.sealed_secret.clone(), until)),
+                    ..current.clone()
+                },
+            )
+            .await?;
+            Ok(intake::stored_json(StatusCode::OK, &endpoint, None))
+        })
+        .await?;
+    with_secret(app, caller, stored)
+        .await
+        .map(|stored| intake::answer_with(stored, replayed))
 }
 
 /// Changes the caller's endpoint `id` as `f` says, audited as `action` when it changed.

@@ -74,6 +74,23 @@ pub struct WebhookEndpoint {
     pub updated_at: Timestamp,
     /// The signing secret, sealed for this tenant and endpoint.
     pub sealed_secret: String,
+    /// The secret a rotation replaced, sealed, and until when it still signs beside
+    /// the new one.
+    pub previous_secret: Option<(String, Timestamp)>,
+}
+
+impl WebhookEndpoint {
+    /// The sealed secrets that sign a delivery made at `now`: the current one, and the
+    /// one a rotation replaced while its 24 hours last.
+    pub fn signing_secrets(&self, now: Timestamp) -> Vec<&str> {
+        let mut secrets = vec![self.sealed_secret.as_str()];
+        if let Some((previous, until)) = &self.previous_secret
+            && now < *until
+        {
+            secrets.push(previous);
+        }
+        secrets
+    }
 }
 
 /// What a tenant may change of an endpoint: all of it but its id, secret and status.

@@ -1,12 +1,13 @@
 //! One attempt of one event to each of its tenant's endpoints that takes it (enabled,
 //! subscribed to its type): secrets opened, the delivery signed and sent
-//! (`deliver`), and an endpoint answering 410 disabled at once, with an audit entry
+//! (`deliver`) with every secret that signs now (both during a rotation), and an
+//! endpoint answering 410 disabled at once, with an audit entry
 //! (`webhook_endpoint.disabled`, by `herald`). What to do with the other outcomes
 //! (schedule a retry, count a failure) is the caller's, per endpoint.
 
 use super::deliver::{Attempt, Deliverer, Delivery, Outcome};
 use super::events::OutboundEvent;
-use super::secret::Sealer;
+use super::secret::{Sealer, SigningSecret};
 use crate::clock::SharedClock;
 use crate::domain::{AuditEntry, DisabledReason, EndpointStatus, WebhookEndpoint};
 use crate::ids::TenantId;
@@ -77,14 +78,17 @@ impl Dispatcher {
         endpoint: &WebhookEndpoint,
         event: &OutboundEvent,
     ) -> Result<EndpointAttempt, StoreError> {
-        let secret = self
-            .sealer
-            .open(&endpoint.tenant, &endpoint.id, &endpoint.sealed_secret)
+        let secrets = endpoint
+            .signing_secrets(self.clock.timestamp())
+            .into_iter()
+            .map(|sealed| self.sealer.open(&endpoint.tenant, &endpoint.id, sealed))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| StoreError::Corrupt {
                 pk: format!("TENANT#{}#WEBHOOK#{}", endpoint.tenant, endpoint.id),
                 sk: "WEBHOOK".to_owned(),
                 reason: e.to_string(),
             })?;
+        let secrets: Vec<&SigningSecret> = secrets.iter().collect();
         let delivery = Delivery {
             id: &event.id,
             timestamp: self.clock.epoch_seconds(),
@@ -92,7 +96,7 @@ impl Dispatcher {
         };
         let attempt = self
             .deliverer
-            .attempt(&endpoint.url, &[&secret], delivery)
+            .attempt(&endpoint.url, &secrets, delivery)
             .await;
         if attempt.outcome == Outcome::Gone {
             self.disable(endpoint, DisabledReason::Gone, &event.id)

@@ -191,6 +191,7 @@ impl Store {
             let mut item = endpoint_item(&changed, version + 1, deleted_until);
             if deleted_until.is_some() {
                 item.remove("secret");
+                item.remove("previous_secret");
                 item.insert("deleted_at".to_owned(), time(audit.at));
             }
             let put = Put::builder()
@@ -267,6 +268,10 @@ fn endpoint_item(endpoint: &WebhookEndpoint, version: u64, expires_at: Option<u6
     if let Some(reason) = endpoint.disabled_reason {
         item.insert("disabled_reason".to_owned(), name(reason));
     }
+    if let Some((previous, until)) = &endpoint.previous_secret {
+        item.insert("previous_secret".to_owned(), s(previous));
+        item.insert("previous_until".to_owned(), time(*until));
+    }
     if let Some(expires_at) = expires_at {
         item.insert("expires_at".to_owned(), n(expires_at));
     }
@@ -306,6 +311,9 @@ fn parse_endpoint(item: &Item) -> Result<WebhookEndpoint, StoreError> {
         created_by: get_s(item, "created_by").unwrap_or_default().to_owned(),
         updated_at: get_time(item, "updated_at").ok_or_else(|| corrupt("no update time"))?,
         sealed_secret: get_s(item, "secret").unwrap_or_default().to_owned(),
+        previous_secret: get_s(item, "previous_secret")
+            .zip(get_time(item, "previous_until"))
+            .map(|(sealed, until)| (sealed.to_owned(), until)),
         tenant,
         id,
     })
