@@ -23,15 +23,15 @@ use herald::outbound::url_rules::{EndpointUrl, MAX_URL_CHARS};
 use herald::schema::{self, PRINTABLE};
 use herald::secrets::SecretsCache;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-use crate::extract::{self, Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
+use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
 use crate::intake;
 use crate::openapi::{
     QueryProblems, WebhookCreateProblems, WebhookReadProblems, WebhookStatusProblems,
     WebhookUpdateProblems,
 };
-use crate::paging::{self, Listing};
+use crate::paging;
 use crate::{ApiError, App, FieldErrors};
 
 const MAX_DESCRIPTION_CHARS: usize = 256;
@@ -156,17 +156,6 @@ pub(crate) struct Registered {
     /// The signing secret (`whsec_` and base64 of 32 bytes): verify each delivery's
     /// `webhook-signature` with it. Shown here only; absent once the endpoint is deleted.
     secret: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct ListQuery {
-    /// Where to go on: the `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Endpoints per page.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 50)]
-    limit: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -336,7 +325,7 @@ async fn with_secret(
     operation_id = "listWebhookEndpoints",
     summary = "The tenant's webhook endpoints",
     description = "Newest first, a page at a time, without secrets.",
-    params(ListQuery),
+    params(paging::PageQuery),
     responses(
         (status = 200, description = "One page of endpoints.", body = EndpointList),
         QueryProblems,
@@ -348,20 +337,9 @@ pub async fn list(
     route: MatchedPath,
     RawQuery(query): RawQuery,
 ) -> Result<Json<EndpointList>, ApiError> {
-    let query: ListQuery = extract::query(query.as_deref())?;
-    let mut errors = FieldErrors::default();
-    let limit = paging::page_size(query.limit.as_deref(), &mut errors);
-    errors.check()?;
     let tenant = caller.principal.tenant();
-    let path = route.as_str().to_owned();
-    let listing = Listing::new(
-        &route,
-        tenant.clone(),
-        path,
-        Vec::new(),
-        limit,
-        query.cursor,
-    );
+    let listing = paging::plain_listing(&route, tenant, query.as_deref())?;
+    let limit = listing.limit;
     let after = listing.start(&app.cursors).await?;
     let page = app
         .store
