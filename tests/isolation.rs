@@ -20,17 +20,19 @@ struct Ids<'a> {
     tenant: &'a str,
     client: &'a str,
     user: &'a str,
+    endpoint: &'a str,
 }
 
 /// `path` with `{id}` standing for one of `ids`: a message id on message routes, the
 /// tenant on tenant routes, the client on client routes, the user on user routes, the
-/// batch elsewhere.
+/// webhook endpoint on endpoint routes, the batch elsewhere.
 fn with_id(path: &str, ids: &Ids<'_>) -> String {
     let Ids {
         batch,
         tenant,
         client,
         user,
+        endpoint,
     } = ids;
     let id = if path.starts_with("/v1/messages/") {
         format!("{batch}.0")
@@ -40,6 +42,8 @@ fn with_id(path: &str, ids: &Ids<'_>) -> String {
         client.to_string()
     } else if path.starts_with("/v1/users/") {
         user.to_string()
+    } else if path.starts_with("/v1/webhooks/endpoints/") {
+        endpoint.to_string()
     } else {
         batch.to_string()
     };
@@ -57,11 +61,19 @@ async fn another_tenants_ids_answer_as_missing_ones_on_every_route() {
     let invited = test.post_json("/v1/users", &owner, &invited).await;
     assert_eq!(invited.status, 201, "{:?}", invited.body);
     let user = invited.body["user_id"].as_str().unwrap().to_owned();
+    let endpoint_body = json!({ "url": "http://127.0.0.1:9/h", "event_types": ["message.sent"] });
+    let endpoint_body = endpoint_body.to_string();
+    let created = test
+        .post_json("/v1/webhooks/endpoints", &owner, &endpoint_body)
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let endpoint = created.body["id"].as_str().unwrap().to_owned();
     let theirs_ids = Ids {
         batch: &batch,
         tenant: "acme",
         client: &client,
         user: &user,
+        endpoint: &endpoint,
     };
     let missing = ulid::Ulid::new().to_string();
     let missing_client = missing.to_lowercase();
@@ -70,6 +82,7 @@ async fn another_tenants_ids_answer_as_missing_ones_on_every_route() {
         tenant: "no-such-tenant",
         client: &missing_client,
         user: "6f1c2a3e-0b7d-4f7e-9c55-3a1d2e4b5c6d",
+        endpoint: &format!("ep_{missing}"),
     };
     let before = test.tenant_items("acme").await;
 
@@ -86,6 +99,8 @@ async fn another_tenants_ids_answer_as_missing_ones_on_every_route() {
         // A body the route would take from the owner: only the id is wrong.
         let body = if path.ends_with("/role") {
             r#"{"role": "viewer"}"#
+        } else if method == "PUT" && path.starts_with("/v1/webhooks/") {
+            endpoint_body.as_str()
         } else {
             ""
         };

@@ -36,6 +36,7 @@ impl Role {
                 ManageClients,
                 ManageSuppressions,
                 ManageUsers,
+                ManageWebhooks,
             ],
             Role::Sender => &[SendMessages, ReadMessages, CancelBatches, ReadUsage],
             Role::Viewer => &[ReadMessages, ReadUsage],
@@ -58,6 +59,8 @@ pub enum Permission {
     ManageSuppressions,
     /// Invite the tenant's people, change their roles and remove them.
     ManageUsers,
+    /// Register, change and remove the tenant's webhook endpoints (issue 15).
+    ManageWebhooks,
     /// Platform-wide: create, suspend and resume any tenant, and set where it may text.
     ManageTenants,
     /// Platform-wide: any tenant's audit log.
@@ -180,6 +183,47 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
         "POST",
         "/v1/users/{id}/remove",
         Access::Requires(Permission::ManageUsers),
+    ),
+    // Endpoints receive the tenant's events and hold their signing secret: admins only.
+    (
+        "POST",
+        "/v1/webhooks/endpoints",
+        Access::Requires(Permission::ManageWebhooks),
+    ),
+    (
+        "GET",
+        "/v1/webhooks/endpoints",
+        Access::Requires(Permission::ManageWebhooks),
+    ),
+    (
+        "GET",
+        "/v1/webhooks/endpoints/{id}",
+        Access::Requires(Permission::ManageWebhooks),
+    ),
+    (
+        "PUT",
+        "/v1/webhooks/endpoints/{id}",
+        Access::Requires(Permission::ManageWebhooks),
+    ),
+    (
+        "DELETE",
+        "/v1/webhooks/endpoints/{id}",
+        Access::Requires(Permission::ManageWebhooks),
+    ),
+    (
+        "POST",
+        "/v1/webhooks/endpoints/{id}/disable",
+        Access::Requires(Permission::ManageWebhooks),
+    ),
+    (
+        "POST",
+        "/v1/webhooks/endpoints/{id}/enable",
+        Access::Requires(Permission::ManageWebhooks),
+    ),
+    (
+        "POST",
+        "/v1/webhooks/endpoints/{id}/rotate-secret",
+        Access::Requires(Permission::ManageWebhooks),
     ),
     (
         "POST",
@@ -493,7 +537,10 @@ mod tests {
                 !p.is_platform()
                     && !matches!(
                         p,
-                        Permission::ManageClients | Permission::ManageUsers | Permission::ReadAudit
+                        Permission::ManageClients
+                            | Permission::ManageUsers
+                            | Permission::ManageWebhooks
+                            | Permission::ReadAudit
                     )
             })
         }));

@@ -77,6 +77,10 @@ pub struct ApiConfig {
     pub redrive: RedriveLimits,
     /// The secret whose value signs listing cursors.
     pub cursor_secret_id: String,
+    /// The secret whose value seals webhook endpoints' signing secrets.
+    pub webhook_secret_key_id: String,
+    /// The stack's environment is dev: webhook endpoints may be `http://127.0.0.1`.
+    pub dev: bool,
     /// The countries a tenant may text unless its profile names its own.
     pub default_sms_countries: BTreeSet<Country>,
     /// Largest request body accepted, in bytes.
@@ -119,6 +123,8 @@ impl ApiConfig {
                 settings.number("HERALD_IDEMPOTENCY_LOCK_SECONDS", 35)?,
             ),
             cursor_secret_id: settings.required("HERALD_CURSOR_SECRET_ID")?,
+            webhook_secret_key_id: settings.required("HERALD_WEBHOOK_SECRET_KEY_ID")?,
+            dev: settings.required("HERALD_ENV")? == "dev",
             default_sms_countries: countries(settings, "HERALD_DEFAULT_SMS_COUNTRIES")?,
             auth: AuthConfig {
                 tokens: crate::token::TokenSettings {

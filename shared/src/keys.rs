@@ -164,6 +164,19 @@ pub fn admin_count(tenant: &TenantId) -> Key {
     }
 }
 
+/// One of the tenant's webhook endpoints (issue 15).
+pub fn webhook_endpoint(tenant: &TenantId, endpoint_id: &str) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}#WEBHOOK#{endpoint_id}"),
+        sk: "WEBHOOK".into(),
+    }
+}
+
+/// gsi1 partition listing a tenant's webhook endpoints.
+pub fn webhook_endpoints_partition(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}#WEBHOOKS")
+}
+
 /// A platform-level lease (one redrive at a time): named by the job it guards, not
 /// by any tenant. Only `herald::lease`, the operator-only type, reads or writes it.
 pub fn platform_lease(name: &str) -> Key {
@@ -349,6 +362,7 @@ pub fn tenant_item_kind(tenant: &TenantId, pk: &str, sk: &str) -> Option<ItemKin
         ("QUOTA", "QUOTA") => ItemKind::QuotaDay,
         ("AUDIT", _) => ItemKind::Audit,
         ("USER", "USER") => ItemKind::User,
+        ("WEBHOOK", "WEBHOOK") => ItemKind::WebhookEndpoint,
         _ => ItemKind::Other,
     })
 }
@@ -407,6 +421,10 @@ mod tests {
         assert_eq!(kind(quota_day(&acme, day)), Some(ItemKind::QuotaDay));
         assert_eq!(kind(audit(&acme, at, "x")), Some(ItemKind::Audit));
         assert_eq!(kind(tenant_user(&acme, "u-1")), Some(ItemKind::User));
+        assert_eq!(
+            kind(webhook_endpoint(&acme, "ep_1")),
+            Some(ItemKind::WebhookEndpoint)
+        );
         assert_eq!(kind(admin_count(&acme)), Some(ItemKind::AdminCount));
         assert_eq!(
             kind(machine_client_count(&acme)),

@@ -19,6 +19,7 @@ mod item;
 pub mod keys;
 pub mod lease;
 pub mod metrics;
+pub mod outbound;
 pub mod phone;
 pub mod problem;
 pub mod provider;

@@ -48,7 +48,11 @@ where
     let _ = tracing_subscriber::registry()
         .with(JsonLines::new(writer).with_filter(filter))
         .try_init();
-    // The first line of every cold start says which build this is.
+    // The first line of every cold start says which build this is (in Lambda: the
+    // local tools that share this setup have their own first lines).
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none() {
+        return;
+    }
     tracing::info!(
         commit = crate::version::COMMIT,
         built_at = crate::version::BUILT_AT,

@@ -13,6 +13,9 @@ schemathesis means as valid (its positive mode); the invalid ones go out untouch
 - `POST /v1/batches`, "rules across fields": every placeholder has a value in each
   recipient's variables, each rendered text and subject is within its limits, and no
   address appears twice.
+- Webhook endpoint `url`: the document's rule (https, and a host that is not, nor
+  resolves to, a loopback, private or metadata address) names what only DNS can say; a
+  client knows its own endpoint, so valid cases send one the local (dev) stack takes.
 - `cursor`: only a cursor the listing returned is valid; generated ones are dropped
   (the stateful phase follows the documented `next_cursor`).
 """
@@ -75,6 +78,9 @@ def _real_numbers(body: dict) -> None:
             if isinstance(value, str) and _E164.match(value):
                 target[field] = _real_number(value)
 
+
+# The one endpoint a dev stack may deliver to (the local cloud is one).
+_LOCAL_ENDPOINT = "http://127.0.0.1:9/hooks"
 
 _PLACEHOLDER = re.compile(r"\{\{[ \t]*([A-Za-z_][A-Za-z0-9_]{0,63})[ \t]*\}\}")
 _KEY = re.compile(r"^[!-~]{1,255}$")
@@ -143,6 +149,8 @@ def _as_a_client_would(case):
         _real_numbers(case.body)
         if case.operation.path == "/v1/batches":
             _fit_batch(case.body)
+    if isinstance(case.body, dict) and case.operation.path.startswith("/v1/webhooks/endpoints"):
+        case.body["url"] = _LOCAL_ENDPOINT
     return case
 
 

@@ -254,6 +254,9 @@ pub enum ApiError {
     /// Cognito: machine clients and users.
     #[error("cognito: {0}")]
     Identity(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A webhook endpoint's sealed secret did not open with the sealing key.
+    #[error("webhook secret: {0}")]
+    Sealing(String),
 }
 
 impl From<Rejection> for ApiError {
@@ -293,9 +296,9 @@ impl ApiError {
             ApiError::RateLimited { .. } => ProblemKind::RateLimited,
             ApiError::QuotaExceeded { .. } => ProblemKind::QuotaExceeded,
             ApiError::RedriveIncomplete { .. } => ProblemKind::RedriveIncomplete,
-            ApiError::Misrouted(_) | ApiError::Store(StoreError::Corrupt { .. }) => {
-                ProblemKind::Internal
-            }
+            ApiError::Misrouted(_)
+            | ApiError::Sealing(_)
+            | ApiError::Store(StoreError::Corrupt { .. }) => ProblemKind::Internal,
             ApiError::Store(_)
             | ApiError::Queue(_)
             | ApiError::Secrets(_)
@@ -429,7 +432,9 @@ impl ApiError {
             } => problem.detail(format!(
                 "{moved} moved, {parked} parked, {failed} failed; the failed messages are still in the DLQ."
             )),
-            ApiError::Misrouted(_) | ApiError::Store(StoreError::Corrupt { .. }) => problem
+            ApiError::Misrouted(_)
+            | ApiError::Sealing(_)
+            | ApiError::Store(StoreError::Corrupt { .. }) => problem
                 .detail("The error was logged; retry with the same Idempotency-Key or contact support with the correlation id."),
             ApiError::Store(_)
             | ApiError::Queue(_)

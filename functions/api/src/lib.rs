@@ -41,6 +41,7 @@ mod suppressions;
 mod tenants;
 mod usage;
 mod users;
+mod webhook_endpoints;
 
 pub use error::{ApiError, ProblemKind};
 pub use fields::FieldErrors;
@@ -60,6 +61,8 @@ pub struct App {
     pub cognito: CognitoClient,
     /// The key listing cursors are sealed with.
     pub cursors: paging::Cursors,
+    /// The key webhook signing secrets are sealed with.
+    pub webhook_sealing: webhook_endpoints::SealingKey,
 }
 
 impl App {
@@ -82,6 +85,10 @@ impl App {
             verifier: Verifier::new(config.auth.tokens.clone(), clock.clone()),
             cognito: clients.cognito(),
             cursors: paging::Cursors::new(clients.secrets_manager(), &config.cursor_secret_id),
+            webhook_sealing: webhook_endpoints::SealingKey::new(
+                clients.secrets_manager(),
+                &config.webhook_secret_key_id,
+            ),
             config,
             metrics: Metrics::stdout(clock.clone()),
             clock,
@@ -119,6 +126,15 @@ fn registered() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(users::show))
         .routes(routes!(users::change::change_role))
         .routes(routes!(users::change::remove))
+        .routes(routes!(webhook_endpoints::create, webhook_endpoints::list))
+        .routes(routes!(
+            webhook_endpoints::show,
+            webhook_endpoints::update,
+            webhook_endpoints::delete
+        ))
+        .routes(routes!(webhook_endpoints::disable))
+        .routes(routes!(webhook_endpoints::enable))
+        .routes(routes!(webhook_endpoints::rotate_secret))
         .routes(routes!(tenants::create))
         .routes(routes!(tenants::show))
         .routes(routes!(tenants::suspend))

@@ -10,8 +10,10 @@ use herald::TenantId;
 use herald::aws::SecretsManagerClient;
 use herald::cursor::{CursorKey, CursorScope};
 use herald::secrets::SecretsCache;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
-use crate::{ApiError, FieldErrors};
+use crate::{ApiError, FieldErrors, extract};
 
 pub const MAX_PAGE: usize = 100;
 pub const DEFAULT_PAGE: usize = 50;
@@ -133,4 +135,38 @@ impl Listing {
         let url = format!("{}?{query}limit={}&cursor={cursor}", self.path, self.limit);
         Ok((Some(cursor), Some(url)))
     }
+}
+
+/// The query of a listing defined by its route and tenant alone (no filters).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Where to go on: the `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Items per page.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 50)]
+    limit: Option<String>,
+}
+
+/// The page of the caller's list, defined by its route and tenant alone, that
+/// `raw_query` asks for.
+pub fn plain_listing(
+    route: &MatchedPath,
+    tenant: &TenantId,
+    raw_query: Option<&str>,
+) -> Result<Listing, ApiError> {
+    let query: PageQuery = extract::query(raw_query)?;
+    let mut errors = FieldErrors::default();
+    let limit = page_size(query.limit.as_deref(), &mut errors);
+    errors.check()?;
+    let path = route.as_str().to_owned();
+    Ok(Listing::new(
+        route,
+        tenant.clone(),
+        path,
+        Vec::new(),
+        limit,
+        query.cursor,
+    ))
 }

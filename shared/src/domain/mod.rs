@@ -23,6 +23,7 @@ pub(crate) use stored_enum;
 
 mod batch;
 mod client;
+mod endpoint;
 mod listing;
 mod message;
 mod platform;
@@ -40,6 +41,9 @@ pub use batch::{
     ReceiptDeltas, Submission, Submitter, UnqueuedBatch,
 };
 pub use client::{MachineClient, Registration, Revocation};
+pub use endpoint::{
+    DisabledReason, EndpointChange, EndpointSettings, EndpointStatus, EventType, WebhookEndpoint,
+};
 pub use listing::{ClientFilter, Page};
 pub use message::{
     Channel, Chunk, ClaimOutcome, Content, HistoryEntry, Lease, MessageView, Recipient, Settlement,

@@ -163,6 +163,9 @@ stored_enum! {
         User,
         /// How many of the tenant's users are active admins.
         AdminCount,
+        /// A webhook endpoint with its sealed signing secret (the sealing key is not in
+        /// the table, so a restored endpoint signs as before).
+        WebhookEndpoint,
         /// A key of the tenant's this version does not know (a newer item kind).
         Other,
     }

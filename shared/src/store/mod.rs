@@ -1,6 +1,6 @@
 //! The DynamoDB repositories, one file per kind of item with its mapping: batches,
 //! chunks, messages and their listing, tenants, limits, machine clients, the audit log
-//! and the sweeper's list, receipts and suppression lists, and the platform's restore
+//! and the sweeper's list, receipts and suppression lists, webhook endpoints, and the platform's restore
 //! drills and tenant recovery jobs. `Store` is the one handle they share. Every write that
 //! creates or moves state carries a condition, and a failed condition comes back as a
 //! domain outcome (`crate::domain`), not an error.
@@ -21,6 +21,7 @@ mod suppression;
 mod sweep;
 mod tenant;
 mod users;
+mod webhook_endpoints;
 
 pub use message::Unsent;
 pub use receipt::OrphanEvent;

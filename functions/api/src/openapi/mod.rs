@@ -54,6 +54,7 @@ pub(crate) const TOKEN_URL_IN_DOCS: &str =
         (name = "clients", description = "Your tenant's machine clients (client-credentials tokens for backends)."),
         (name = "suppressions", description = "Your tenant's suppression list: addresses its messages are not sent to."),
         (name = "users", description = "Your tenant's people: invite, change roles, remove."),
+        (name = "webhooks", description = "Your tenant's webhook endpoints: where Herald pushes status events, signed per Standard Webhooks."),
         (name = "operator", description = "Platform-wide actions for Herald's operators."),
         (name = "meta", description = "Liveness and this document; no token needed."),
     )

@@ -197,4 +197,11 @@ problems! {
         BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused,
         SuppressionExists];
     SuppressionRemoveProblems: [InvalidId, NotFound, OptOutLocked];
+    WebhookCreateProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired,
+        BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused];
+    WebhookReadProblems: [NotFound];
+    WebhookUpdateProblems: [InvalidRequest, MalformedJson, BodyTooLarge, UnsupportedMediaType,
+        NotFound];
+    WebhookStatusProblems: [NotFound, IdempotencyKeyRequired, RequestInProgress,
+        IdempotencyKeyReused];
 }

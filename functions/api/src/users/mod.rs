@@ -15,12 +15,12 @@ use herald::domain::{TenantRole, TenantUser, UserStatus, one_of, printable};
 use herald::identity::{Invitation, TenantUsers};
 use herald::{EmailAddress, TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-use crate::extract::{self, Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
+use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
 use crate::intake;
 use crate::openapi::{QueryProblems, UserInviteProblems, UserReadProblems};
-use crate::paging::{self, Listing};
+use crate::paging;
 use crate::{ApiError, App, FieldErrors};
 
 pub mod change;
@@ -72,17 +72,6 @@ impl From<TenantUser> for UserBody {
             changed_at: u.changed_at,
         }
     }
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct ListQuery {
-    /// Where to go on: the `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Users per page.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 50)]
-    limit: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -260,7 +249,7 @@ fn tenant_users(app: &App) -> TenantUsers {
     operation_id = "listUsers",
     summary = "Your tenant's people",
     description = "Newest first, a page at a time; removed users included.",
-    params(ListQuery),
+    params(paging::PageQuery),
     responses(
         (status = 200, description = "One page of users.", body = UserList),
         QueryProblems,
@@ -272,20 +261,9 @@ pub async fn list(
     route: MatchedPath,
     RawQuery(query): RawQuery,
 ) -> Result<Json<UserList>, ApiError> {
-    let query: ListQuery = extract::query(query.as_deref())?;
-    let mut errors = FieldErrors::default();
-    let limit = paging::page_size(query.limit.as_deref(), &mut errors);
-    errors.check()?;
     let tenant = caller.principal.tenant();
-    let path = route.as_str().to_owned();
-    let listing = Listing::new(
-        &route,
-        tenant.clone(),
-        path,
-        Vec::new(),
-        limit,
-        query.cursor,
-    );
+    let listing = paging::plain_listing(&route, tenant, query.as_deref())?;
+    let limit = listing.limit;
     let after = listing.start(&app.cursors).await?;
     let page = app.store.user_page(tenant, after.as_deref(), limit).await?;
     let (next_cursor, next_url) = listing.next(&app.cursors, page.after.as_deref()).await?;
