@@ -37,7 +37,7 @@ mod user;
 
 pub use batch::{
     BatchCounts, BatchStatus, BatchView, CancelOutcome, ChunkCounts, MessagePage, NewBatch,
-    ReceiptDeltas, Submission, Submitter, UnqueuedBatch,
+    Counted, ReceiptDeltas, StalledWindow, Submission, Submitter, UnqueuedBatch,
 };
 pub use client::{MachineClient, Registration, Revocation};
 pub use listing::{ClientFilter, Page};

@@ -21,11 +21,13 @@ mod suppression;
 mod sweep;
 mod tenant;
 mod users;
+mod window;
 
 pub use message::Unsent;
 pub use receipt::OrphanEvent;
 pub use recovery::Lease;
 pub use suppression::Lifter;
+pub use window::MAX_WINDOW_RESTARTS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

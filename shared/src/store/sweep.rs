@@ -38,6 +38,9 @@ impl Store {
                             tenant: TenantId::parse(get_s(&item, "tenant_id")?).ok()?,
                             batch: get_s(&item, "batch_id")?.parse().ok()?,
                             chunk_count: get_n(&item, "chunk_count")?,
+                            // Batches written before windows had every chunk queued.
+                            first_window: get_n(&item, "window_next")
+                                .or_else(|| get_n(&item, "chunk_count"))?,
                             correlation_id: CorrelationId::from_header(get_s(
                                 &item,
                                 "correlation_id",
