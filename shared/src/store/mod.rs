@@ -15,6 +15,7 @@ mod limits;
 mod listing;
 mod message;
 mod page;
+mod provider_rate;
 mod receipt;
 mod recovery;
 mod suppression;
@@ -24,6 +25,7 @@ mod users;
 mod window;
 
 pub use message::Unsent;
+pub use provider_rate::{BlockAsk, BlockTake};
 pub use receipt::OrphanEvent;
 pub use recovery::Lease;
 pub use suppression::Lifter;
