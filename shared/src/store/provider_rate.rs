@@ -36,8 +36,9 @@ pub enum BlockTake {
 }
 
 /// Compare-and-set attempts before giving up on a block (each failure means another
-/// instance took one meanwhile, so the rate is being used).
-const ATTEMPTS: usize = 8;
+/// instance took one meanwhile, so the rate is being used). From the third on, each
+/// waits a random moment first, so instances that keep colliding spread out.
+const ATTEMPTS: usize = 16;
 
 impl Store {
     /// Takes a block of the provider's send slots. `known_tat` is the item's value as
@@ -52,7 +53,11 @@ impl Store {
     ) -> Result<BlockTake, StoreError> {
         let key = keys::provider_rate(platform);
         let mut known = known_tat;
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
+            if attempt >= 2 {
+                let jitter = rand::random::<u64>() % (ask.interval_us.max(1_000) * 4);
+                tokio::time::sleep(std::time::Duration::from_micros(jitter)).await;
+            }
             let start = known.unwrap_or(0).max(ask.now_us);
             let tat_now = known.unwrap_or(0);
             if start > ask.now_us + ask.horizon_us {
