@@ -54,8 +54,7 @@ async fn run_one(test: &TestCloud) {
 }
 
 #[tokio::test]
-async fn a_single_message_behind_another_tenants_batch_is_claimed_before_its_remaining_chunks()
- {
+async fn a_single_message_behind_another_tenants_batch_is_claimed_before_its_remaining_chunks() {
     let test = TestCloud::start_with("window-order", window_of_one).await;
     let acme = test.token("acme", "sender").await;
     let globex = test.token("globex", "sender").await;

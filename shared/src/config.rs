@@ -435,7 +435,10 @@ mod tests {
         assert_eq!(read("2"), Ok(2));
         for bad in ["0", "-1", "two"] {
             let err = read(bad).unwrap_err();
-            assert!(err.to_string().contains("HERALD_CHUNK_WINDOW"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("HERALD_CHUNK_WINDOW"),
+                "{bad}: {err}"
+            );
         }
     }
 

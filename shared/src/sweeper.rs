@@ -144,7 +144,11 @@ impl Sweeper {
         Ok(report)
     }
 
-    async fn restart(&self, window: &StalledWindow, now: Timestamp) -> Result<Restart, IntakeError> {
+    async fn restart(
+        &self,
+        window: &StalledWindow,
+        now: Timestamp,
+    ) -> Result<Restart, IntakeError> {
         let tenant = &window.tenant;
         let profile = self.store.get_tenant(tenant).await?;
         if profile.is_some_and(|p| p.status == TenantStatus::Suspended) {

@@ -9,8 +9,8 @@ use herald::domain::{
 use herald::metrics::{Record, Unit};
 use herald::provider::Provider;
 use herald::queue::ChunkEnvelope;
-use herald::telemetry::error_chain;
 use herald::store::{StoreError, Unsent};
+use herald::telemetry::error_chain;
 use herald::{Address, BatchId, MessageId, TenantId};
 use std::sync::atomic::AtomicU32;
 use tokio::time::Instant;

@@ -35,7 +35,9 @@ pub(crate) async fn send(run: &ChunkRun<'_>, message: &Outbound) -> Attempted {
         attempt += 1;
         let want = run
             .unslotted
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            })
             .unwrap_or(1);
         if let Err(e) = deps.rate.wait(want).await {
             return Attempted::NotSent {

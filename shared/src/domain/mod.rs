@@ -36,8 +36,8 @@ mod text;
 mod user;
 
 pub use batch::{
-    BatchCounts, BatchStatus, BatchView, CancelOutcome, ChunkCounts, MessagePage, NewBatch,
-    Counted, ReceiptDeltas, StalledWindow, Submission, Submitter, UnqueuedBatch,
+    BatchCounts, BatchStatus, BatchView, CancelOutcome, ChunkCounts, Counted, MessagePage,
+    NewBatch, ReceiptDeltas, StalledWindow, Submission, Submitter, UnqueuedBatch,
 };
 pub use client::{MachineClient, Registration, Revocation};
 pub use listing::{ClientFilter, Page};

@@ -363,7 +363,11 @@ impl Store {
     }
 }
 
-pub(super) fn parse_batch(tenant: &TenantId, id: BatchId, item: &Item) -> Result<BatchView, StoreError> {
+pub(super) fn parse_batch(
+    tenant: &TenantId,
+    id: BatchId,
+    item: &Item,
+) -> Result<BatchView, StoreError> {
     let key = keys::batch_meta(tenant, id);
     let corrupt = |reason: &str| corrupt(&key, reason);
     let count = |name: &str| get_n(item, name).unwrap_or(0);

@@ -12,9 +12,7 @@ use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::domain::{BatchView, StalledWindow};
 use crate::ids::{BatchId, CorrelationId, TenantId};
-use crate::item::{
-    Item, dynamo, get_n, get_s, is_condition_failure, key_item, n, s, time,
-};
+use crate::item::{Item, dynamo, get_n, get_s, is_condition_failure, key_item, n, s, time};
 use crate::keys;
 
 /// Restarts the sweeper makes of one window in a row, without a chunk counted between
@@ -95,9 +93,7 @@ impl Store {
                     .table_name(&self.table)
                     .index_name("gsi1")
                     .key_condition_expression("gsi1pk = :p AND gsi1sk < :cutoff")
-                    .filter_expression(
-                        "attribute_not_exists(progress_at) OR progress_at < :cutoff",
-                    )
+                    .filter_expression("attribute_not_exists(progress_at) OR progress_at < :cutoff")
                     .expression_attribute_values(":p", s(&partition))
                     .expression_attribute_values(":cutoff", time(cutoff))
                     .set_exclusive_start_key(start)
