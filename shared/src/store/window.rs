@@ -5,9 +5,11 @@
 //! frontier on by one and queues the chunk it passed; the sweeper restarts a window
 //! that stopped moving (a crash or a failed enqueue between the count and the link).
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::batch::parse_batch;
+use super::sweep::parse_listed;
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::domain::{BatchView, StalledWindow};
@@ -83,39 +85,15 @@ impl Store {
         &self,
         cutoff: Timestamp,
     ) -> Result<Vec<StalledWindow>, StoreError> {
-        let mut found = Vec::new();
-        for partition in keys::window_shards() {
-            let mut start = None;
-            loop {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name("gsi1")
-                    .key_condition_expression("gsi1pk = :p AND gsi1sk < :cutoff")
-                    .filter_expression("attribute_not_exists(progress_at) OR progress_at < :cutoff")
-                    .expression_attribute_values(":p", s(&partition))
-                    .expression_attribute_values(":cutoff", time(cutoff))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(dynamo)?;
-                for item in out.items.unwrap_or_default() {
-                    match parse_stalled(&item) {
-                        Some(window) => found.push(window),
-                        None => tracing::error!(
-                            pk = get_s(&item, "pk").unwrap_or_default(),
-                            "unreadable batch record on the sweeper's window list; skipped"
-                        ),
-                    }
-                }
-                start = out.last_evaluated_key;
-                if start.is_none() {
-                    break;
-                }
-            }
-        }
-        Ok(found)
+        let filter = "attribute_not_exists(progress_at) OR progress_at < :cutoff";
+        let items = self
+            .listed_before(keys::window_shards(), cutoff, Some(filter))
+            .await?;
+        Ok(parse_listed(
+            items,
+            "the sweeper's window list",
+            parse_stalled,
+        ))
     }
 
     /// The first `limit` chunks of a batch not yet counted, in order.
@@ -127,38 +105,24 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<u32>, StoreError> {
         let pk = keys::batch_meta(tenant, batch).pk;
-        let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :chunk)")
+        let query = |q: QueryFluentBuilder| {
+            q.key_condition_expression("pk = :pk AND begins_with(sk, :chunk)")
                 .filter_expression("attribute_not_exists(counted_at)")
                 .projection_expression("sk")
                 .expression_attribute_values(":pk", s(&pk))
                 .expression_attribute_values(":chunk", s(keys::CHUNK_SK_PREFIX))
                 .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(dynamo)?;
-            for item in out.items.unwrap_or_default() {
-                let index: Option<u32> = get_s(&item, "sk")
-                    .and_then(|sk| sk.strip_prefix(keys::CHUNK_SK_PREFIX))
-                    .and_then(|n| n.parse().ok());
-                found.extend(index);
-                if found.len() >= limit {
-                    found.truncate(limit);
-                    return Ok(found);
-                }
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(found);
-            }
-        }
+        };
+        let items = self.query_all(query, Some(limit)).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                get_s(item, "sk")?
+                    .strip_prefix(keys::CHUNK_SK_PREFIX)?
+                    .parse()
+                    .ok()
+            })
+            .collect())
     }
 
     /// Takes a restart of a stalled window: the frontier moves to `next` (never back),
