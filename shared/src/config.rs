@@ -157,11 +157,6 @@ pub struct SenderConfig {
     pub provider_rate_per_second: f64,
     /// The most sender instances that run at once (reserved concurrency).
     pub max_instances: u32,
-    /// Seconds of the provider's rate one instance takes per write to the shared rate
-    /// item (`docs/concurrency.md`, "The shared rate").
-    pub rate_block_seconds: f64,
-    /// How far ahead of now a block of slots may start.
-    pub rate_horizon: Duration,
     /// Provider attempts per recipient within one invocation before the chunk is
     /// handed back to SQS for a later retry.
     pub max_attempts: u32,
@@ -191,8 +186,6 @@ impl SenderConfig {
             parallelism: settings.number("HERALD_SEND_PARALLELISM", 8)?,
             provider_rate_per_second: settings.number("HERALD_PROVIDER_RATE_PER_SECOND", 50.0)?,
             max_instances: settings.number("HERALD_SENDER_MAX_CONCURRENCY", 5)?,
-            rate_block_seconds: settings.number("HERALD_RATE_BLOCK_SECONDS", 1.0)?,
-            rate_horizon: Duration::from_millis(settings.number("HERALD_RATE_HORIZON_MS", 500)?),
             max_attempts: settings.number("HERALD_SEND_MAX_ATTEMPTS", 4)?,
             lease: Duration::from_secs(settings.number("HERALD_LEASE_SECONDS", 60)?),
             provider_timeout: Duration::from_millis(
@@ -212,12 +205,6 @@ impl SenderConfig {
                 reason: "must be a positive number".into(),
             });
         }
-        if !(config.rate_block_seconds.is_finite() && config.rate_block_seconds > 0.0) {
-            return Err(ConfigError::Invalid {
-                key: "HERALD_RATE_BLOCK_SECONDS",
-                reason: "must be a positive number".into(),
-            });
-        }
         if config.max_instances == 0 || config.max_attempts == 0 {
             return Err(ConfigError::Invalid {
                 key: "HERALD_SENDER_MAX_CONCURRENCY",
@@ -227,8 +214,7 @@ impl SenderConfig {
         Ok(config)
     }
 
-    /// An equal share of the provider's rate per instance: what each instance got
-    /// before the rate was shared (issue 14); the bench still prints it beside R.
+    /// This instance's share of the provider's rate.
     pub fn instance_rate_per_second(&self) -> f64 {
         self.provider_rate_per_second / f64::from(self.max_instances)
     }

@@ -12,7 +12,6 @@ use herald::queue::ChunkEnvelope;
 use herald::store::{StoreError, Unsent};
 use herald::telemetry::error_chain;
 use herald::{Address, BatchId, MessageId, TenantId};
-use std::sync::atomic::AtomicU32;
 use tokio::time::Instant;
 
 use crate::Deps;
@@ -33,9 +32,6 @@ pub(crate) struct ChunkRun<'a> {
     /// The invocation's end: no claim is made that could not be settled before it.
     pub deadline: Instant,
     pub stats: ProviderStats,
-    /// Recipients of this chunk not given a send slot yet: the most one block of the
-    /// shared rate needs to hold for it.
-    pub unslotted: AtomicU32,
 }
 
 pub(crate) async fn run(
@@ -93,7 +89,6 @@ pub(crate) async fn run(
         sms_sender: profile.as_ref().and_then(|p| p.sms_sender.as_ref()),
         deadline,
         stats: ProviderStats::default(),
-        unslotted: AtomicU32::new(chunk.recipients.len() as u32),
     };
     // Owned pairs: a stream over borrowed ones trips the compiler's `Send` analysis.
     let recipients: Vec<(MessageId, Recipient)> = chunk

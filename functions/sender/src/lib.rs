@@ -29,11 +29,11 @@ use tokio::time::Instant;
 
 mod chunk;
 mod claim;
-mod rate;
+mod pacer;
 mod record;
 mod retry;
 
-pub use rate::SharedRate;
+pub use pacer::Pacer;
 pub use retry::SETTLE_MARGIN;
 
 pub struct Deps {
@@ -45,8 +45,7 @@ pub struct Deps {
     pub providers: Providers,
     pub clock: SharedClock,
     pub metrics: Metrics,
-    /// The provider's rate, shared with every other instance.
-    rate: SharedRate,
+    pacer: Pacer,
     in_flight: Semaphore,
 }
 
@@ -97,12 +96,7 @@ impl Deps {
         let (queue, dead_letters) = queues;
         Self {
             metrics: Metrics::stdout(clock.clone()),
-            rate: SharedRate::new(
-                store.clone(),
-                config.provider_rate_per_second,
-                config.rate_block_seconds,
-                config.rate_horizon,
-            ),
+            pacer: Pacer::per_second(config.instance_rate_per_second()),
             in_flight: Semaphore::new(config.parallelism),
             config,
             store,

@@ -1,7 +1,6 @@
-//! The provider loop for one claimed message: calls in slots of the shared provider
-//! rate (`rate`), retried with exponential backoff and full jitter while the answer
-//! proves nothing was taken, as long as a call and its settle still fit before the
-//! invocation's deadline. It ends with an
+//! The provider loop for one claimed message: paced calls, retried with exponential
+//! backoff and full jitter while the answer proves nothing was taken, as long as a
+//! call and its settle still fit before the invocation's deadline. It ends with an
 //! outcome to settle, or with "not sent" for the claim to be released; it writes
 //! nothing itself.
 
@@ -33,20 +32,7 @@ pub(crate) async fn send(run: &ChunkRun<'_>, message: &Outbound) -> Attempted {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let want = run
-            .unslotted
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(1))
-            })
-            .unwrap_or(1);
-        if let Err(e) = deps.rate.wait(want).await {
-            return Attempted::NotSent {
-                reason: format!(
-                    "no send slot from the shared provider rate: {}",
-                    herald::telemetry::error_chain(&e)
-                ),
-            };
-        }
+        deps.pacer.wait().await;
         if !time_to_send(deps, run.deadline) {
             return Attempted::NotSent {
                 reason: "out of invocation time".into(),

@@ -15,7 +15,6 @@ mod limits;
 mod listing;
 mod message;
 mod page;
-mod provider_rate;
 mod receipt;
 mod recovery;
 mod suppression;
@@ -25,7 +24,6 @@ mod users;
 mod window;
 
 pub use message::Unsent;
-pub use provider_rate::{BlockAsk, BlockTake};
 pub use receipt::OrphanEvent;
 pub use recovery::Lease;
 pub use suppression::Lifter;
