@@ -87,6 +87,8 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Most recipients one batch request may name.
     pub max_recipients: usize,
+    /// Chunks of one batch on the send queue at once (issue 14, `docs/concurrency.md`).
+    pub chunk_window: u32,
     /// How long an idempotency key stays locked by the request using it: longer than
     /// the function timeout, so a live request is never taken over.
     pub idempotency_lock: Duration,
@@ -119,6 +121,7 @@ impl ApiConfig {
             // recipients with variables.
             max_body_bytes: settings.number("HERALD_MAX_BODY_BYTES", 5 * 1024 * 1024)?,
             max_recipients: settings.number("HERALD_MAX_RECIPIENTS", DEFAULT_MAX_RECIPIENTS)?,
+            chunk_window: chunk_window(settings)?,
             idempotency_lock: Duration::from_secs(
                 settings.number("HERALD_IDEMPOTENCY_LOCK_SECONDS", 35)?,
             ),
@@ -148,6 +151,8 @@ impl ApiConfig {
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
     pub table: String,
+    /// Where a counted chunk queues its batch's next one (the window, issue 14).
+    pub send_queue_url: String,
     /// Where records that can never succeed go directly.
     pub dead_letter_queue_url: String,
     pub provider_secret_id: String,
@@ -181,6 +186,7 @@ impl SenderConfig {
     pub fn load(settings: &impl Settings) -> Result<Self, ConfigError> {
         let config = Self {
             table: settings.required("HERALD_TABLE")?,
+            send_queue_url: settings.required("HERALD_SEND_QUEUE_URL")?,
             dead_letter_queue_url: settings.required("HERALD_SEND_DLQ_URL")?,
             provider_secret_id: settings.required("HERALD_PROVIDER_SECRET_ID")?,
             sms_api_base: settings.required("HERALD_SMS_API_BASE")?,
@@ -228,6 +234,18 @@ impl SenderConfig {
     pub fn instance_rate_per_second(&self) -> f64 {
         self.provider_rate_per_second / f64::from(self.max_instances)
     }
+}
+
+/// `HERALD_CHUNK_WINDOW`: chunks of one batch on the queue at once, at least 1.
+fn chunk_window(settings: &impl Settings) -> Result<u32, ConfigError> {
+    let window = settings.number("HERALD_CHUNK_WINDOW", 5)?;
+    if window == 0 {
+        return Err(ConfigError::Invalid {
+            key: "HERALD_CHUNK_WINDOW",
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(window)
 }
 
 /// `HERALD_WEBHOOKS_BASE_URL`: an http(s) URL without a query, or nothing.
@@ -316,6 +334,10 @@ pub struct RedriverConfig {
     /// How old an unqueued batch must be before the sweeper enqueues it: longer than
     /// the API's timeout, so a request still running is never raced.
     pub sweep_after: Duration,
+    /// How long a batch's window may go without a chunk counted before the sweeper
+    /// restarts it: longer than a chunk's redelivery (visibility timeout plus the
+    /// function's), so a chunk SQS will hand back anyway is not queued twice.
+    pub window_stall_after: Duration,
     /// Where machine clients live, to delete those Herald does not know.
     pub user_pool_id: String,
     /// How old an unrecorded machine client must be before it is deleted: longer than
@@ -334,6 +356,9 @@ impl RedriverConfig {
             events_dlq_url: settings.required("HERALD_EVENTS_DLQ_URL")?,
             limits,
             sweep_after: Duration::from_secs(settings.number("HERALD_SWEEP_AFTER_SECONDS", 120)?),
+            window_stall_after: Duration::from_secs(
+                settings.number("HERALD_WINDOW_STALL_SECONDS", 600)?,
+            ),
             user_pool_id: settings.required("HERALD_USER_POOL_ID")?,
             client_sweep_grace: Duration::from_secs(
                 settings.number("HERALD_CLIENT_SWEEP_GRACE_SECONDS", 600)?,
@@ -419,6 +444,20 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_window_is_at_least_one_chunk() {
+        let read = |raw: &str| chunk_window(&settings(&[("HERALD_CHUNK_WINDOW", raw)]));
+        assert_eq!(read(""), Ok(5));
+        assert_eq!(read("2"), Ok(2));
+        for bad in ["0", "-1", "two"] {
+            let err = read(bad).unwrap_err();
+            assert!(
+                err.to_string().contains("HERALD_CHUNK_WINDOW"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn default_sms_countries_are_a_list_of_country_codes() {
         let key = "HERALD_DEFAULT_SMS_COUNTRIES";
         let read = |raw: &str| countries(&settings(&[(key, raw)]), key);
@@ -439,6 +478,7 @@ mod tests {
     fn each_sender_instance_takes_an_equal_share_of_the_provider_rate() {
         let config = SenderConfig::load(&settings(&[
             ("HERALD_TABLE", "t"),
+            ("HERALD_SEND_QUEUE_URL", "sq"),
             ("HERALD_SEND_DLQ_URL", "q"),
             ("HERALD_PROVIDER_SECRET_ID", "s"),
             ("HERALD_SMS_API_BASE", "http://x"),
@@ -454,6 +494,7 @@ mod tests {
     fn the_sender_needs_a_valid_from_address() {
         let base = [
             ("HERALD_TABLE", "t"),
+            ("HERALD_SEND_QUEUE_URL", "sq"),
             ("HERALD_SEND_DLQ_URL", "q"),
             ("HERALD_PROVIDER_SECRET_ID", "s"),
             ("HERALD_SMS_API_BASE", "http://x"),

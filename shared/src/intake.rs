@@ -1,7 +1,7 @@
 //! Intake: the one path from a validated submission to the queue, for the API's single
 //! messages and batches alike, and its tail for the sweeper. Build the batch, count it
-//! against the tenant's quota, write its chunks and record, put every chunk on the
-//! queue, mark it enqueued, audit it, count it accepted. A failure part-way leaves the
+//! against the tenant's quota, write its chunks and record, put its first window of
+//! chunks on the queue, mark it enqueued, audit it, count it accepted. A failure part-way leaves the
 //! batch `accepted`: a retry with the same idempotency key (the same batch id) or the
 //! sweeper finishes it, and every step is safe to repeat.
 
@@ -43,6 +43,8 @@ pub struct Intake<'a> {
     pub queue: &'a SendQueue,
     pub clock: &'a dyn Clock,
     pub metrics: &'a Metrics,
+    /// Chunks of one batch on the queue at once (`docs/concurrency.md`).
+    pub window: u32,
 }
 
 impl Intake<'_> {
@@ -57,17 +59,16 @@ impl Intake<'_> {
         submission: Submission,
     ) -> Result<Accepted, IntakeError> {
         let now = self.clock.timestamp();
-        let batch = NewBatch::new(id, by, submission, now);
+        let batch = NewBatch::new(id, by, submission, now).windowed(self.window);
         let total = batch.total();
         self.reserve(profile, id, total, now).await?;
         self.store.create_batch(&batch).await?;
-        let chunks = batch.chunks.len() as u32;
         enqueue(
             self.store,
             self.queue,
             &batch.tenant,
             id,
-            chunks,
+            batch.first_window(),
             &by.correlation_id,
             self.clock.timestamp(),
         )
@@ -89,7 +90,8 @@ impl Intake<'_> {
                 .count("MessagesAccepted", total)
                 .property("tenant_id", batch.tenant.as_str()),
         );
-        tracing::info!(total, chunks, "batch accepted");
+        let chunks = batch.chunks.len();
+        tracing::info!(total, chunks, window = batch.window, "batch accepted");
         Ok(Accepted {
             batch: id,
             total,
@@ -124,21 +126,22 @@ impl Intake<'_> {
     }
 }
 
-/// Puts every chunk of a written batch on the queue, then marks it enqueued (stamped
-/// `now`): the tail of `Intake::accept`, and all the sweeper does for a batch its
-/// request left behind. Enqueuing a chunk twice is harmless: the sender claims each
-/// message once and counts each chunk once.
-#[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch, chunks = chunk_count))]
+/// Puts the first window of a written batch on the queue (its first `first_window`
+/// chunks; each chunk the sender counts queues the next), then marks it enqueued
+/// (stamped `now`): the tail of `Intake::accept`, and all the sweeper does for a batch
+/// its request left behind. Enqueuing a chunk twice is harmless: the sender claims
+/// each message once and counts each chunk once.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch, chunks = first_window))]
 pub async fn enqueue(
     store: &Store,
     queue: &SendQueue,
     tenant: &TenantId,
     batch: BatchId,
-    chunk_count: u32,
+    first_window: u32,
     correlation: &CorrelationId,
     now: Timestamp,
 ) -> Result<(), IntakeError> {
-    let envelopes: Vec<ChunkEnvelope> = (0..chunk_count)
+    let envelopes: Vec<ChunkEnvelope> = (0..first_window)
         .map(|chunk| ChunkEnvelope::new(tenant, batch, chunk, correlation))
         .collect();
     queue.enqueue(&envelopes).await?;

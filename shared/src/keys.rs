@@ -45,6 +45,20 @@ pub fn unqueued_shards() -> impl Iterator<Item = String> {
     (0..UNQUEUED_SHARDS).map(|shard| format!("UNQUEUED#{shard}"))
 }
 
+/// gsi1 partition listing a batch from its enqueue until it finishes: the sweeper's
+/// list of windows to watch for a stall (issue 14). A platform-level key, as above.
+pub fn window_partition(batch: BatchId) -> String {
+    let shard = u128::from(batch.ulid()) % u128::from(UNQUEUED_SHARDS);
+    format!("WINDOW#{shard}")
+}
+
+pub fn window_shards() -> impl Iterator<Item = String> {
+    (0..UNQUEUED_SHARDS).map(|shard| format!("WINDOW#{shard}"))
+}
+
+/// The sort key prefix of a batch's chunk items (`chunk` builds each one).
+pub const CHUNK_SK_PREFIX: &str = "CHUNK#";
+
 pub fn tenant_profile(tenant: &TenantId) -> Key {
     Key {
         pk: format!("TENANT#{tenant}"),
@@ -99,7 +113,7 @@ pub fn batch_meta(tenant: &TenantId, batch: BatchId) -> Key {
 pub fn chunk(tenant: &TenantId, batch: BatchId, chunk: u32) -> Key {
     Key {
         pk: batch_pk(tenant, batch),
-        sk: format!("CHUNK#{chunk:05}"),
+        sk: format!("{CHUNK_SK_PREFIX}{chunk:05}"),
     }
 }
 

@@ -1,11 +1,14 @@
 //! The sweeper finishes intake that died between writing a batch and enqueuing it
 //! (and whose client never retried): it runs intake's tail (`intake::enqueue`) for
-//! each batch still unqueued after a grace period.
+//! each batch still unqueued after a grace period. It also restarts a batch's window
+//! of queued chunks that stopped moving (`sweep_windows`, issue 14): a sender that
+//! died, or whose enqueue failed, between counting a chunk and queueing the next.
 
 use crate::clock::Timestamp;
+use crate::domain::{StalledWindow, TenantStatus};
 use crate::intake::{self, IntakeError};
-use crate::queue::SendQueue;
-use crate::store::{Store, StoreError};
+use crate::queue::{ChunkEnvelope, QueueError, SendQueue};
+use crate::store::{MAX_WINDOW_RESTARTS, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
@@ -16,6 +19,24 @@ pub struct SweepReport {
     /// Chunks put on the queue.
     pub chunks: usize,
     /// Batches that failed this time (the next sweep tries again).
+    pub failed: usize,
+}
+
+/// What a sweep of the window list did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WindowSweepReport {
+    /// Batches whose window had not moved since the cutoff.
+    pub stalled: usize,
+    /// Of those, windows put back on the queue.
+    pub restarted: usize,
+    /// Chunks put on the queue.
+    pub chunks: usize,
+    /// Windows of suspended tenants, left as they are (the tenant's work is held).
+    pub held: usize,
+    /// Windows restarted `MAX_WINDOW_RESTARTS` times in a row without progress, left
+    /// to the operator (their chunks wait in the DLQ for a redrive).
+    pub given_up: usize,
+    /// Windows that failed this time (the next sweep tries again).
     pub failed: usize,
 }
 
@@ -53,7 +74,7 @@ impl Sweeper {
                 &self.queue,
                 &batch.tenant,
                 batch.batch,
-                batch.chunk_count,
+                batch.first_window,
                 &batch.correlation_id,
                 now,
             )
@@ -69,7 +90,7 @@ impl Sweeper {
                         "sweeper enqueued a batch its request left unqueued"
                     );
                     report.enqueued += 1;
-                    report.chunks += batch.chunk_count as usize;
+                    report.chunks += batch.first_window as usize;
                 }
                 Err(e) => {
                     tracing::error!(tenant_id = %batch.tenant, batch_id = %batch.batch, error = %crate::telemetry::error_chain(&e), "sweeper could not enqueue a batch");
@@ -79,4 +100,96 @@ impl Sweeper {
         }
         Ok(report)
     }
+
+    /// Restarts every window that has not moved since `cutoff`: puts the batch's first
+    /// `window` uncounted chunks on the queue (those already there run twice, which
+    /// the sender makes harmless) and moves its frontier past them, so the chunks they
+    /// count queue the rest. `now` stamps the restart, so the next sweep waits a whole
+    /// stall period again.
+    pub async fn sweep_windows(
+        &self,
+        cutoff: Timestamp,
+        now: Timestamp,
+    ) -> Result<WindowSweepReport, SweepError> {
+        let stalled = self.store.stalled_windows(cutoff).await?;
+        let mut report = WindowSweepReport {
+            stalled: stalled.len(),
+            ..WindowSweepReport::default()
+        };
+        for window in stalled {
+            match self.restart(&window, now).await {
+                Ok(Restart::Queued(chunks)) => {
+                    tracing::warn!(
+                        tenant_id = %window.tenant,
+                        batch_id = %window.batch,
+                        correlation_id = %window.correlation_id,
+                        chunks,
+                        "sweeper restarted a stalled window"
+                    );
+                    report.restarted += 1;
+                    report.chunks += chunks;
+                }
+                Ok(Restart::Held) => report.held += 1,
+                Ok(Restart::GivenUp) => {
+                    tracing::error!(tenant_id = %window.tenant, batch_id = %window.batch, restarts = window.restarts, "a window stalled again after its restarts; left to the operator (see the send DLQ)");
+                    report.given_up += 1;
+                }
+                Ok(Restart::Moved) => {}
+                Err(e) => {
+                    tracing::error!(tenant_id = %window.tenant, batch_id = %window.batch, error = %crate::telemetry::error_chain(&e), "sweeper could not restart a window");
+                    report.failed += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn restart(
+        &self,
+        window: &StalledWindow,
+        now: Timestamp,
+    ) -> Result<Restart, IntakeError> {
+        let tenant = &window.tenant;
+        let profile = self.store.get_tenant(tenant).await?;
+        if profile.is_some_and(|p| p.status == TenantStatus::Suspended) {
+            return Ok(Restart::Held);
+        }
+        if window.restarts >= MAX_WINDOW_RESTARTS {
+            return Ok(Restart::GivenUp);
+        }
+        let chunks = self
+            .store
+            .uncounted_chunks(tenant, window.batch, window.window.max(1) as usize)
+            .await?;
+        let next = chunks.last().map_or(window.window_next, |last| last + 1);
+        // The frontier first: had the enqueue come first and this write failed, a
+        // sender counting one of them would queue a chunk queued here again.
+        if !self
+            .store
+            .restart_window(tenant, window.batch, window, next, now)
+            .await?
+        {
+            return Ok(Restart::Moved);
+        }
+        let envelopes: Vec<ChunkEnvelope> = chunks
+            .iter()
+            .map(|chunk| ChunkEnvelope::new(tenant, window.batch, *chunk, &window.correlation_id))
+            .collect();
+        self.queue
+            .enqueue(&envelopes)
+            .await
+            .map_err(|e: QueueError| IntakeError::Queue(e))?;
+        Ok(Restart::Queued(envelopes.len()))
+    }
+}
+
+enum Restart {
+    /// These many chunks are on the queue again.
+    Queued(usize),
+    /// The tenant is suspended.
+    Held,
+    /// Restarted too often in a row.
+    GivenUp,
+    /// The window moved (or the batch finished) since the list was read.
+    Moved,
 }

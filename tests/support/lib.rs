@@ -563,14 +563,14 @@ impl TestCloud {
         .expect("the sandbox adapter")
     }
 
-    /// A sender like the stack's own (its configuration, table, DLQ and clock), with
+    /// A sender like the stack's own (its configuration, table, queues and clock), with
     /// `provider` for every channel and tenant; its metrics go where the stack's go.
     pub fn sender_with(&self, provider: Arc<dyn Provider>) -> herald_sender::Deps {
         let sender = &self.cloud.sender;
         herald_sender::Deps::new(
             sender.config.clone(),
             sender.store.clone(),
-            sender.dead_letters.clone(),
+            (sender.queue.clone(), sender.dead_letters.clone()),
             herald_sender::Providers::all(provider),
             sender.clock.clone(),
         )

@@ -98,6 +98,7 @@ pub fn intake(app: &App) -> Intake<'_> {
         queue: &app.queue,
         clock: app.clock.as_ref(),
         metrics: &app.metrics,
+        window: app.config.chunk_window,
     }
 }
 

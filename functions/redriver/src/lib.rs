@@ -2,7 +2,8 @@
 //! DLQ's messages back to the send queue at a bounded rate, parking the ones that keep
 //! coming back. The moving itself is `herald::redrive`, shared with the API's operator
 //! route. Each scheduled run first sweeps: it enqueues batches their request wrote but
-//! never enqueued (`herald::sweeper`). Every redrive runs under the redrive lease
+//! never enqueued, and restarts batches' windows of queued chunks that stalled
+//! (`herald::sweeper`). Every redrive runs under the redrive lease
 //! (`herald::lease`): while the operator's route is redriving, a run skips its redrive
 //! and says so in its report.
 
@@ -16,7 +17,7 @@ use herald::lease::{Busy, RedriveLease};
 use herald::queue::SendQueue;
 use herald::redrive::{RedriveReport, Redriver};
 use herald::store::{Store, StoreError};
-use herald::sweeper::{SweepError, SweepReport, Sweeper};
+use herald::sweeper::{SweepError, SweepReport, Sweeper, WindowSweepReport};
 use tokio::time::Instant;
 
 /// Kept back from the invocation deadline for the run's last delete and the release
@@ -199,6 +200,8 @@ fn report_run(deps: &Deps, report: &RedriveReport) {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ScheduledReport {
     pub sweep: SweepReport,
+    /// Stalled windows of queued chunks restarted (issue 14).
+    pub windows: WindowSweepReport,
     pub clients: ClientSweepReport,
     pub redrive: RedriveRun,
     /// The events DLQ's redrive.
@@ -229,6 +232,8 @@ pub enum ScheduledError {
     Sweep(#[from] SweepError),
     #[error("sweep could not enqueue {0} batches")]
     SweepIncomplete(usize),
+    #[error("window sweep could not restart {0} windows")]
+    WindowSweepIncomplete(usize),
     #[error("machine client sweep failed: {0}")]
     ClientSweep(#[from] ClientSweepError),
     #[error("machine client sweep could not check or delete {0} clients")]
@@ -239,8 +244,8 @@ pub enum ScheduledError {
     EventsRedrive(Incomplete),
 }
 
-/// The scheduled run: sweep unqueued batches older than `sweep_after` and orphaned
-/// machine clients, then redrive (or skip the redrive, while the operator's route holds
+/// The scheduled run: sweep unqueued batches older than `sweep_after`, windows stalled
+/// for `window_stall_after`, and orphaned machine clients, then redrive (or skip the redrive, while the operator's route holds
 /// the lease: the report says so). The redrive runs even when a sweep failed; the
 /// invocation then fails, so the errors alarm fires.
 pub async fn scheduled(deps: &Deps, deadline: Instant) -> Result<ScheduledReport, ScheduledError> {
@@ -266,6 +271,22 @@ pub async fn scheduled(deps: &Deps, deadline: Instant) -> Result<ScheduledReport
         ),
         Err(e) => tracing::error!(error = %e, "sweep failed"),
     }
+    let windows = deps
+        .sweeper
+        .sweep_windows(now.minus(deps.config.window_stall_after), now)
+        .await;
+    match &windows {
+        Ok(report) => {
+            deps.metrics.emit(
+                Record::new("redriver")
+                    .count("WindowsRestarted", report.restarted)
+                    .count("WindowsGivenUp", report.given_up)
+                    .count("WindowSweepFailed", report.failed),
+            );
+            tracing::info!(report = %serde_json::to_string(report).unwrap_or_default(), "window sweep finished");
+        }
+        Err(e) => tracing::error!(error = %e, "window sweep failed"),
+    }
     let clients = deps.client_sweeper.sweep(now.epoch_seconds()).await;
     match &clients {
         Ok(report) => {
@@ -285,15 +306,19 @@ pub async fn scheduled(deps: &Deps, deadline: Instant) -> Result<ScheduledReport
     }
     let redrive = handle(deps, deadline).await;
     let events = handle_events(deps, deadline).await;
-    let (sweep, clients) = (sweep?, clients?);
+    let (sweep, windows, clients) = (sweep?, windows?, clients?);
     if sweep.failed > 0 {
         return Err(ScheduledError::SweepIncomplete(sweep.failed));
+    }
+    if windows.failed > 0 {
+        return Err(ScheduledError::WindowSweepIncomplete(windows.failed));
     }
     if clients.failed > 0 {
         return Err(ScheduledError::ClientSweepIncomplete(clients.failed));
     }
     Ok(ScheduledReport {
         sweep,
+        windows,
         clients,
         redrive: redrive?,
         events: events.map_err(ScheduledError::EventsRedrive)?,

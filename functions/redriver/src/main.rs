@@ -1,3 +1,7 @@
+// The scheduled run's future (two sweeps, two redrives, the client sweep) nests past
+// the compiler's default query depth when `main`'s async block is laid out.
+#![recursion_limit = "256"]
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herald::config::{ProcessEnv, RedriverConfig};

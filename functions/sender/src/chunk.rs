@@ -1,13 +1,16 @@
 //! One chunk's run: load the chunk, its tenant and its batch; send (or cancel) every
-//! recipient with bounded parallelism; and count the chunk into its batch once every
-//! recipient is final.
+//! recipient with bounded parallelism; count the chunk into its batch once every
+//! recipient is final; and queue the batch's next chunk (its window, issue 14).
 
 use futures::{StreamExt, stream};
-use herald::domain::{BatchStatus, Chunk, ChunkCounts, Recipient, SmsSender, TenantStatus};
+use herald::domain::{
+    BatchStatus, Chunk, ChunkCounts, Counted, Recipient, SmsSender, TenantStatus,
+};
 use herald::metrics::{Record, Unit};
 use herald::provider::Provider;
 use herald::queue::ChunkEnvelope;
 use herald::store::{StoreError, Unsent};
+use herald::telemetry::error_chain;
 use herald::{Address, BatchId, MessageId, TenantId};
 use tokio::time::Instant;
 
@@ -113,7 +116,33 @@ pub(crate) async fn run(
         .buffer_unordered(deps.config.parallelism)
         .collect()
         .await;
-    count(run, batch, outcomes).await
+    match count(run, batch, outcomes).await? {
+        Counted::Now { link: Some(next) } => link(deps, envelope, next).await,
+        Counted::Now { link: None } | Counted::Before => {}
+    }
+    Ok(())
+}
+
+/// Queues the batch's next chunk, which this chunk's count made room for in its
+/// window. A failure is not the chunk's: the chunk is counted and its record is done
+/// with, and a redelivery would not link again (only the pass that counts links). The
+/// window is one chunk short until the sweeper finds it stalled and restarts it.
+async fn link(deps: &Deps, envelope: &ChunkEnvelope, next: u32) {
+    let next = ChunkEnvelope::new(
+        &envelope.tenant_id,
+        envelope.batch_id,
+        next,
+        &envelope.correlation_id,
+    );
+    if let Err(e) = deps.queue.enqueue(std::slice::from_ref(&next)).await {
+        tracing::error!(next_chunk = next.chunk, error = %error_chain(&e), "could not queue the batch's next chunk; the sweeper restarts the window");
+        deps.metrics.emit(
+            Record::new("sender")
+                .count("WindowLinkFailed", 1)
+                .property("tenant_id", envelope.tenant_id.as_str())
+                .property("batch_id", envelope.batch_id.to_string()),
+        );
+    }
 }
 
 /// Counted once per chunk, when every recipient is final: the pass that finishes the
@@ -124,7 +153,7 @@ async fn count(
     run: &ChunkRun<'_>,
     batch: BatchId,
     outcomes: Vec<Result<Done, StoreError>>,
-) -> Result<(), RecordError> {
+) -> Result<Counted, RecordError> {
     let deps = run.deps;
     let mut counts = ChunkCounts::default();
     // Only what this pass settled: a redelivered chunk must not count its messages again.
@@ -173,18 +202,16 @@ async fn count(
     );
     match (store_error, unfinished) {
         (Some(e), _) => Err(e.into()),
-        (None, 0) => {
-            deps.store
-                .count_chunk(
-                    run.tenant,
-                    batch,
-                    run.chunk.index,
-                    counts,
-                    deps.clock.timestamp(),
-                )
-                .await?;
-            Ok(())
-        }
+        (None, 0) => Ok(deps
+            .store
+            .count_chunk(
+                run.tenant,
+                batch,
+                run.chunk.index,
+                counts,
+                deps.clock.timestamp(),
+            )
+            .await?),
         (None, n) => Err(RecordError::Unfinished(n)),
     }
 }

@@ -21,7 +21,7 @@ use herald::provider::ses::SesProvider;
 use herald::provider::sns::SnsProvider;
 use herald::provider::twilio::TwilioProvider;
 use herald::provider::{Provider, SmsProviderKind};
-use herald::queue::DeadLetterQueue;
+use herald::queue::{DeadLetterQueue, SendQueue};
 use herald::secrets::SecretsCache;
 use herald::store::Store;
 use tokio::sync::Semaphore;
@@ -40,6 +40,8 @@ pub struct Deps {
     pub config: SenderConfig,
     pub store: Store,
     pub dead_letters: DeadLetterQueue,
+    /// Where a counted chunk queues its batch's next chunk (the window).
+    pub queue: SendQueue,
     pub providers: Providers,
     pub clock: SharedClock,
     pub metrics: Metrics,
@@ -67,6 +69,7 @@ impl Deps {
         )?;
         let store = Store::new(clients.dynamodb(), &config.table);
         let dead_letters = DeadLetterQueue::new(clients.sqs(), &config.dead_letter_queue_url);
+        let queue = SendQueue::new(clients.sqs(), &config.send_queue_url);
         let sns = SnsProvider::new(clients.sns_config(), config.provider_timeout);
         let ses = SesProvider::new(
             clients.ses_config(),
@@ -77,19 +80,21 @@ impl Deps {
         Ok(Self::new(
             config,
             store,
-            dead_letters,
+            (queue, dead_letters),
             Providers::new(Arc::new(provider), Arc::new(sns), Arc::new(ses)),
             clock,
         ))
     }
 
+    /// `queues`: the send queue (for the window's links) and its DLQ.
     pub fn new(
         config: SenderConfig,
         store: Store,
-        dead_letters: DeadLetterQueue,
+        queues: (SendQueue, DeadLetterQueue),
         providers: Providers,
         clock: SharedClock,
     ) -> Self {
+        let (queue, dead_letters) = queues;
         Self {
             metrics: Metrics::stdout(clock.clone()),
             pacer: Pacer::per_second(config.instance_rate_per_second()),
@@ -97,6 +102,7 @@ impl Deps {
             config,
             store,
             dead_letters,
+            queue,
             providers,
             clock,
         }

@@ -34,6 +34,9 @@ pub struct NewBatch {
     pub correlation_id: CorrelationId,
     pub created_at: Timestamp,
     pub chunks: Vec<Chunk>,
+    /// Chunks of this batch on the queue at once (issue 14): intake enqueues the first
+    /// `window`, and each chunk the sender counts queues the next one.
+    pub window: u32,
 }
 
 impl NewBatch {
@@ -46,7 +49,7 @@ impl NewBatch {
             subject,
             recipients,
         } = submission;
-        let chunks = recipients
+        let chunks: Vec<Chunk> = recipients
             .chunks(CHUNK_SIZE as usize)
             .enumerate()
             .map(|(index, recipients)| Chunk {
@@ -65,8 +68,20 @@ impl NewBatch {
             created_by: by.subject.clone(),
             correlation_id: by.correlation_id.clone(),
             created_at: now,
+            window: chunks.len() as u32,
             chunks,
         }
+    }
+
+    /// At most `window` chunks on the queue at once (at least one).
+    pub fn windowed(mut self, window: u32) -> Self {
+        self.window = window.max(1);
+        self
+    }
+
+    /// Chunks intake enqueues: the first window.
+    pub fn first_window(&self) -> u32 {
+        self.window.min(self.chunks.len() as u32)
     }
 
     pub fn total(&self) -> usize {
@@ -271,8 +286,36 @@ pub struct UnqueuedBatch {
     pub tenant: TenantId,
     pub batch: BatchId,
     pub chunk_count: u32,
+    /// Chunks of its first window (all of them for a batch written before windows).
+    pub first_window: u32,
     pub correlation_id: CorrelationId,
     pub created_at: Timestamp,
+}
+
+/// A batch on the sweeper's window list (enqueued, not finished) whose last chunk was
+/// counted before the sweep's cutoff, or never: its window may have stalled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StalledWindow {
+    pub tenant: TenantId,
+    pub batch: BatchId,
+    pub chunk_count: u32,
+    /// Chunks on the queue at once.
+    pub window: u32,
+    /// The next chunk a counted chunk queues: every chunk below it was queued once.
+    pub window_next: u32,
+    /// Times the sweeper restarted this window already.
+    pub restarts: u32,
+    pub correlation_id: CorrelationId,
+}
+
+/// What counting a chunk did to its batch's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// This pass counted the chunk; `link` is the chunk it must now put on the queue
+    /// (none once every chunk of the batch was queued).
+    Now { link: Option<u32> },
+    /// An earlier pass counted it (and queued the next one, or the sweeper will).
+    Before,
 }
 
 /// A page of a batch's messages.

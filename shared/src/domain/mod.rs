@@ -37,8 +37,8 @@ mod text;
 mod user;
 
 pub use batch::{
-    BatchCounts, BatchStatus, BatchView, CancelOutcome, ChunkCounts, MessagePage, NewBatch,
-    ReceiptDeltas, Submission, Submitter, UnqueuedBatch,
+    BatchCounts, BatchStatus, BatchView, CancelOutcome, ChunkCounts, Counted, MessagePage,
+    NewBatch, ReceiptDeltas, StalledWindow, Submission, Submitter, UnqueuedBatch,
 };
 pub use client::{MachineClient, Registration, Revocation};
 pub use endpoint::{

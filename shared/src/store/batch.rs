@@ -9,7 +9,9 @@ use aws_sdk_dynamodb::types::{
 
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
-use crate::domain::{BatchStatus, BatchView, CancelOutcome, ChunkCounts, NewBatch, ReceiptDeltas};
+use crate::domain::{
+    BatchStatus, BatchView, CancelOutcome, ChunkCounts, Counted, NewBatch, ReceiptDeltas,
+};
 use crate::ids::{BatchId, TenantId};
 use crate::item::{
     Cancelled, Item, corrupt, dynamo, get_n, get_named, get_s, get_time, is_condition_failure,
@@ -43,6 +45,10 @@ impl Store {
                 ("created_by", s(&batch.created_by)),
                 ("created_at", time(batch.created_at)),
                 ("correlation_id", s(batch.correlation_id.as_str())),
+                // The batch's window (issue 14): chunks below `window_next` were put on
+                // the queue; intake puts the first window there.
+                ("window", n(batch.window)),
+                ("window_next", n(batch.first_window())),
                 ("schema_version", n(SCHEMA_VERSION)),
                 // Listed for the sweeper until `mark_enqueued` removes it.
                 ("gsi1pk", s(keys::unqueued_partition(batch.id))),
@@ -61,9 +67,10 @@ impl Store {
         Ok(())
     }
 
-    /// Records that every chunk of the batch is on the queue: `accepted` becomes
-    /// `enqueued` (a batch cancelled meanwhile stays cancelled) and the batch leaves the
-    /// sweeper's list.
+    /// Records that the batch's first window is on the queue: `accepted` becomes
+    /// `enqueued` (a batch cancelled meanwhile stays cancelled) and the batch moves from
+    /// the sweeper's list of unqueued batches to its list of windows to watch, until it
+    /// finishes.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch))]
     pub async fn mark_enqueued(
         &self,
@@ -88,6 +95,26 @@ impl Store {
             // Already enqueued (a retry finishing the job) or cancelled.
             Err(e) if is_condition_failure(&e) => {}
             other => other.map(|_| ()).map_err(dynamo)?,
+        }
+        let watched = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&key)))
+            .update_expression(
+                "SET enqueued_at = if_not_exists(enqueued_at, :at), gsi1pk = :list, gsi1sk = :listed",
+            )
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(finished_at)")
+            .expression_attribute_values(":at", time(at))
+            .expression_attribute_values(":list", s(keys::window_partition(batch)))
+            .expression_attribute_values(":listed", s(format!("{at}#{tenant}#{batch}")))
+            .send()
+            .await;
+        match watched {
+            // Finished already (its sender was quicker than this request): off both
+            // lists.
+            Err(e) if is_condition_failure(&e) => {}
+            other => return other.map(|_| ()).map_err(dynamo),
         }
         self.client
             .update_item()
@@ -239,7 +266,10 @@ impl Store {
     /// from, in the same transaction, under a marker of their own on the batch's
     /// reservation (`quota_refund`): a chunk is refunded at most once even if its
     /// `counted_at` were lost. The count that brings the batch to its total also
-    /// stamps `finished_at` (and `completed`, unless the batch was cancelled).
+    /// stamps `finished_at` (and `completed`, unless the batch was cancelled) and takes
+    /// the batch off the sweeper's window list. The pass that counts the chunk also
+    /// moves the batch's window on (`advance_window`): the answer names the chunk it
+    /// must queue next.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch, chunk = chunk))]
     pub async fn count_chunk(
         &self,
@@ -248,7 +278,7 @@ impl Store {
         chunk: u32,
         counts: ChunkCounts,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Counted, StoreError> {
         let meta = keys::batch_meta(tenant, batch);
         let mark = Update::builder()
             .table_name(&self.table)
@@ -300,15 +330,14 @@ impl Store {
             if cancelled.condition_failed(0)
                 || refund_marker.is_some_and(|marker| cancelled.condition_failed(marker))
             {
-                return Ok(());
+                return Ok(Counted::Before);
             }
             return Err(cancelled.into());
         }
-        let Some(view) = self.batch_record(tenant, batch).await? else {
-            return Ok(());
-        };
+        let (view, link) = self.advance_window(tenant, batch, now).await?;
+        let counted = Counted::Now { link };
         if view.done() < view.total || view.finished_at.is_some() {
-            return Ok(());
+            return Ok(counted);
         }
         let finish = self
             .client
@@ -318,21 +347,27 @@ impl Store {
             .condition_expression("attribute_not_exists(finished_at)")
             .expression_attribute_values(":now", time(now));
         let finish = if view.status == BatchStatus::Cancelled {
-            finish.update_expression("SET finished_at = :now")
+            finish.update_expression("SET finished_at = :now REMOVE gsi1pk, gsi1sk")
         } else {
             finish
-                .update_expression("SET finished_at = :now, #status = :completed")
+                .update_expression(
+                    "SET finished_at = :now, #status = :completed REMOVE gsi1pk, gsi1sk",
+                )
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":completed", name(BatchStatus::Completed))
         };
         match finish.send().await {
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            other => other.map(|_| ()).map_err(dynamo),
+            Err(e) if is_condition_failure(&e) => Ok(counted),
+            other => other.map(|_| counted).map_err(dynamo),
         }
     }
 }
 
-fn parse_batch(tenant: &TenantId, id: BatchId, item: &Item) -> Result<BatchView, StoreError> {
+pub(super) fn parse_batch(
+    tenant: &TenantId,
+    id: BatchId,
+    item: &Item,
+) -> Result<BatchView, StoreError> {
     let key = keys::batch_meta(tenant, id);
     let corrupt = |reason: &str| corrupt(&key, reason);
     let count = |name: &str| get_n(item, name).unwrap_or(0);

@@ -263,6 +263,7 @@ mod tests {
             correlation_id: CorrelationId::from_header(None),
             created_at: chunk.created_at,
             chunks: vec![chunk.clone()],
+            window: 1,
         };
         let key = keys::chunk(&tenant, batch.id, 3);
         let item = chunk_item(&batch, &chunk);

@@ -22,11 +22,13 @@ mod sweep;
 mod tenant;
 mod users;
 mod webhook_endpoints;
+mod window;
 
 pub use message::Unsent;
 pub use receipt::OrphanEvent;
 pub use recovery::Lease;
 pub use suppression::Lifter;
+pub use window::MAX_WINDOW_RESTARTS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

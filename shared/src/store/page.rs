@@ -2,7 +2,8 @@
 //! machine clients). Each read asks for one item more than the page still needs, so
 //! the last page says it is the last (no cursor to an empty page). A filter drops items
 //! after DynamoDB has counted them; a page is filled with further reads, at most
-//! `MAX_READS`, after which it is answered short, with a cursor.
+//! `MAX_READS`, after which it is answered short, with a cursor. `query_all` reads a
+//! query to its end instead, for the sweeper's lists.
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 
@@ -51,5 +52,32 @@ impl Store {
         // The filter dropped most of what was read: a short page, going on from the
         // last item read.
         Ok((items, start.as_ref().map(position_of)))
+    }
+
+    /// Every item of the table's query that `query` completes, page after page, or
+    /// the first `limit` of them (a filter's survivors, in key order).
+    pub(super) async fn query_all(
+        &self,
+        query: impl Fn(QueryFluentBuilder) -> QueryFluentBuilder,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = query(self.client.query().table_name(&self.table))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(dynamo)?;
+            items.extend(out.items.unwrap_or_default());
+            if let Some(limit) = limit.filter(|l| items.len() >= *l) {
+                items.truncate(limit);
+                return Ok(items);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
     }
 }

@@ -1,11 +1,14 @@
-//! The sweeper's work list: batches written but not (entirely) enqueued, found through
-//! a sparse gsi1 partition that `mark_enqueued` removes them from.
+//! The sweeper's work lists, sparse gsi1 partitions of batch records: batches written
+//! but not enqueued (`mark_enqueued` removes them), and batches sending, whose windows
+//! it watches (`window.rs`).
 
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::domain::UnqueuedBatch;
 use crate::ids::{CorrelationId, TenantId};
-use crate::item::{dynamo, get_n, get_s, get_time, s, time};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+
+use crate::item::{Item, get_n, get_s, get_time, s, time};
 use crate::keys;
 
 impl Store {
@@ -16,49 +19,62 @@ impl Store {
         &self,
         cutoff: Timestamp,
     ) -> Result<Vec<UnqueuedBatch>, StoreError> {
+        let items = self
+            .listed_before(keys::unqueued_shards(), cutoff, None)
+            .await?;
+        Ok(parse_listed(items, "the sweeper's list", |item| {
+            Some(UnqueuedBatch {
+                tenant: TenantId::parse(get_s(item, "tenant_id")?).ok()?,
+                batch: get_s(item, "batch_id")?.parse().ok()?,
+                chunk_count: get_n(item, "chunk_count")?,
+                // Batches written before windows had every chunk queued.
+                first_window: get_n(item, "window_next").or_else(|| get_n(item, "chunk_count"))?,
+                correlation_id: CorrelationId::from_header(get_s(item, "correlation_id")),
+                created_at: get_time(item, "created_at")?,
+            })
+        }))
+    }
+
+    /// Every batch record listed in these gsi1 partitions before `cutoff` (its
+    /// `gsi1sk` starts with a time), that passes `filter` (which may use `:cutoff`).
+    pub(super) async fn listed_before(
+        &self,
+        partitions: impl Iterator<Item = String>,
+        cutoff: Timestamp,
+        filter: Option<&'static str>,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
-        for partition in keys::unqueued_shards() {
-            let mut start = None;
-            loop {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name("gsi1")
+        for partition in partitions {
+            let query = |q: QueryFluentBuilder| {
+                q.index_name("gsi1")
                     .key_condition_expression("gsi1pk = :p AND gsi1sk < :cutoff")
+                    .set_filter_expression(filter.map(str::to_owned))
                     .expression_attribute_values(":p", s(&partition))
                     .expression_attribute_values(":cutoff", time(cutoff))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(dynamo)?;
-                for item in out.items.unwrap_or_default() {
-                    let parsed = (|| {
-                        Some(UnqueuedBatch {
-                            tenant: TenantId::parse(get_s(&item, "tenant_id")?).ok()?,
-                            batch: get_s(&item, "batch_id")?.parse().ok()?,
-                            chunk_count: get_n(&item, "chunk_count")?,
-                            correlation_id: CorrelationId::from_header(get_s(
-                                &item,
-                                "correlation_id",
-                            )),
-                            created_at: get_time(&item, "created_at")?,
-                        })
-                    })();
-                    match parsed {
-                        Some(batch) => found.push(batch),
-                        None => tracing::error!(
-                            pk = get_s(&item, "pk").unwrap_or_default(),
-                            "unreadable batch record on the sweeper's list; skipped"
-                        ),
-                    }
-                }
-                start = out.last_evaluated_key;
-                if start.is_none() {
-                    break;
-                }
-            }
+            };
+            found.extend(self.query_all(query, None).await?);
         }
         Ok(found)
     }
+}
+
+/// The items `parse` reads; an unreadable one is logged (naming `list`) and skipped.
+pub(super) fn parse_listed<T>(
+    items: Vec<Item>,
+    list: &str,
+    parse: impl Fn(&Item) -> Option<T>,
+) -> Vec<T> {
+    items
+        .iter()
+        .filter_map(|item| {
+            let parsed = parse(item);
+            if parsed.is_none() {
+                tracing::error!(
+                    pk = get_s(item, "pk").unwrap_or_default(),
+                    "unreadable batch record on {list}; skipped"
+                );
+            }
+            parsed
+        })
+        .collect()
 }

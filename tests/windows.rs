@@ -1,0 +1,194 @@
+//! A batch's window of queued chunks (issue 14): the send queue holds at most `window`
+//! chunks of one batch, a counted chunk queues the next, and the sweeper restarts a
+//! window whose link was lost. Each test runs the queue by hand (one record at a time,
+//! as the event source hands them over) with a window of one chunk, so the order in
+//! which work is claimed is exact.
+
+use std::time::Duration;
+
+use herald::Timestamp;
+use herald::queue::SendQueue;
+use herald::sweeper::{Sweeper, WindowSweepReport};
+use herald_tests::herald_local::CloudOptions;
+use herald_tests::{TestCloud, number};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+const LONG_AGO: &str = "2000-01-01T00:00:00Z";
+const FAR_FUTURE: &str = "9999-01-01T00:00:00Z";
+
+fn at(rfc3339: &str) -> Timestamp {
+    Timestamp::parse(rfc3339).unwrap()
+}
+
+/// One chunk of a batch on the queue at a time; the queue is run by hand. Provider
+/// calls are given up on after two seconds (the sandbox answers in milliseconds), so an
+/// invocation may go on claiming for all but five seconds of its 30 even when a busy
+/// machine slows the emulator: each chunk is finished in the one invocation the test
+/// gives it.
+fn window_of_one(options: &mut CloudOptions) {
+    options.run_queues = false;
+    options
+        .env_overrides
+        .insert("HERALD_CHUNK_WINDOW".into(), "1".into());
+    options
+        .env_overrides
+        .insert("HERALD_PROVIDER_TIMEOUT_MS".into(), "2000".into());
+}
+
+/// 101 recipients: two chunks, the second of one recipient.
+fn two_chunks() -> Vec<Value> {
+    (0..101).map(|i| json!({ "to": number(i) })).collect()
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(30)
+}
+
+/// The stack's sweeper, over its table and send queue.
+fn sweeper(test: &TestCloud) -> Sweeper {
+    let queue_url = test.cloud.stack.reference("SendQueue").unwrap();
+    Sweeper::new(
+        test.cloud.sender.store.clone(),
+        SendQueue::new(test.cloud.clients.sqs.clone(), queue_url),
+    )
+}
+
+/// Runs one record of the send queue through the sender, as the event source would.
+async fn run_one(test: &TestCloud) {
+    let handled = test.cloud.send_runner.poll_once().await.expect("a poll");
+    assert_eq!(handled, 1, "one chunk was on the queue");
+}
+
+#[tokio::test]
+async fn a_single_message_behind_another_tenants_batch_is_claimed_before_its_remaining_chunks() {
+    let test = TestCloud::start_with("window-order", window_of_one).await;
+    let acme = test.token("acme", "sender").await;
+    let globex = test.token("globex", "sender").await;
+
+    let campaign = test.send_batch(&acme, "campaign", &two_chunks()).await;
+    assert_eq!(
+        test.queue_depth("SendQueue").await,
+        1,
+        "only the batch's first window (one chunk) is queued"
+    );
+    test.send_sms(&globex, &number(500), "one-time code").await;
+    assert_eq!(test.queue_depth("SendQueue").await, 2);
+
+    // Acme's first chunk; counting it queues acme's second chunk behind globex's text.
+    run_one(&test).await;
+    run_one(&test).await;
+    run_one(&test).await;
+    assert_eq!(test.queue_depth("SendQueue").await, 0);
+
+    let bodies: Vec<String> = test.ledger().into_iter().map(|m| m.body).collect();
+    assert_eq!(bodies.len(), 102);
+    let code = bodies
+        .iter()
+        .position(|b| b == "one-time code")
+        .expect("globex's text was sent");
+    assert_eq!(
+        code, 100,
+        "globex's text went out after acme's first chunk (100) and before its second"
+    );
+    let progress = test.wait_for_batch(&acme, &campaign, "completed").await;
+    assert_eq!(progress["counts"]["sent"], 101);
+}
+
+#[tokio::test]
+async fn a_lost_link_is_restarted_by_the_sweeper_once_the_tenant_may_send_and_nothing_is_sent_twice()
+ {
+    let test = TestCloud::start_with("window-link", window_of_one).await;
+    let acme = test.token("acme", "sender").await;
+    let operator = test.token("herald", "operator").await;
+    let campaign = test.send_batch(&acme, "campaign", &two_chunks()).await;
+
+    // The first chunk is sent and counted, then the queue fails as it links the next.
+    let event = test.receive_chunks(1).await;
+    test.break_send_queue().await;
+    let answer = herald_sender::handle(&test.cloud.sender, event, deadline()).await;
+    test.restore_send_queue().await;
+    assert!(
+        answer.batch_item_failures.is_empty(),
+        "the chunk itself is done: {answer:?}"
+    );
+    assert_eq!(test.ledger().len(), 100);
+    assert_eq!(test.queue_depth("SendQueue").await, 0, "the link was lost");
+    let stalled = test.get(&format!("/v1/batches/{campaign}"), &acme).await;
+    assert_eq!(stalled.body["status"], "enqueued");
+    assert_eq!(stalled.body["counts"]["sent"], 100);
+
+    let sweeper = sweeper(&test);
+    let now = test.cloud.sender.clock.timestamp();
+    // Within the stall period the window is left alone.
+    let early = sweeper.sweep_windows(at(LONG_AGO), now).await.unwrap();
+    assert_eq!(early, WindowSweepReport::default());
+
+    // A suspended tenant's window stays held.
+    let suspended = test
+        .post_json("/v1/tenants/acme/suspend", &operator, "")
+        .await;
+    assert_eq!(suspended.status, 200, "{:?}", suspended.body);
+    let held = sweeper.sweep_windows(at(FAR_FUTURE), now).await.unwrap();
+    assert_eq!(
+        held,
+        WindowSweepReport {
+            stalled: 1,
+            held: 1,
+            ..WindowSweepReport::default()
+        }
+    );
+    assert_eq!(test.queue_depth("SendQueue").await, 0);
+    let resumed = test
+        .post_json("/v1/tenants/acme/resume", &operator, "")
+        .await;
+    assert_eq!(resumed.status, 200, "{:?}", resumed.body);
+
+    let restarted = sweeper.sweep_windows(at(FAR_FUTURE), now).await.unwrap();
+    assert_eq!(
+        restarted,
+        WindowSweepReport {
+            stalled: 1,
+            restarted: 1,
+            chunks: 1,
+            ..WindowSweepReport::default()
+        }
+    );
+    run_one(&test).await;
+    let progress = test.wait_for_batch(&acme, &campaign, "completed").await;
+    assert_eq!(progress["counts"]["sent"], 101);
+    let ledger = test.ledger();
+    assert_eq!(ledger.len(), 101, "every recipient once, none twice");
+    let mut recipients: Vec<&str> = ledger.iter().map(|m| m.to.as_str()).collect();
+    recipients.sort();
+    recipients.dedup();
+    assert_eq!(recipients.len(), 101);
+
+    // Finished: off the sweeper's list.
+    let after = sweeper.sweep_windows(at(FAR_FUTURE), now).await.unwrap();
+    assert_eq!(after, WindowSweepReport::default());
+}
+
+#[tokio::test]
+async fn a_cancelled_batchs_window_runs_to_its_end_without_sending() {
+    let test = TestCloud::start_with("window-cancel", window_of_one).await;
+    let acme = test.token("acme", "sender").await;
+    let campaign = test.send_batch(&acme, "campaign", &two_chunks()).await;
+    let cancelled = test
+        .post_json(&format!("/v1/batches/{campaign}/cancel"), &acme, "")
+        .await;
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+
+    // Each cancelled chunk is counted and queues the next, so the batch finishes.
+    run_one(&test).await;
+    run_one(&test).await;
+    assert_eq!(test.queue_depth("SendQueue").await, 0);
+    let progress = test
+        .get(&format!("/v1/batches/{campaign}"), &acme)
+        .await
+        .body;
+    assert_eq!(progress["status"], "cancelled");
+    assert_eq!(progress["counts"]["cancelled"], 101);
+    assert!(progress["finished_at"].is_string(), "{progress}");
+    assert_eq!(test.ledger().len(), 0, "nothing was sent");
+}
