@@ -32,12 +32,24 @@ impl Api {
     /// A POST with `key` as its Idempotency-Key (a fresh one when `None`: a command
     /// the user runs again is a new request unless they give a key).
     pub async fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Result<Value> {
+        self.post_body(path, key, Some(body)).await
+    }
+
+    /// A POST with a JSON body, or none (the routes that act on a resource take none).
+    pub async fn post_body(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Value> {
         let key = key.map_or_else(|| ulid::Ulid::new().to_string(), str::to_owned);
-        let request = self
+        let mut request = self
             .http
             .post(self.url(path))
-            .header("idempotency-key", key)
-            .json(body);
+            .header("idempotency-key", key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
         self.send(request).await
     }
 
@@ -69,7 +81,9 @@ impl Api {
             .bearer_auth(&self.bearer)
             .send()
             .await
-            .map_err(|e| Failure::Unavailable(format!("the API at {} did not answer: {e}", self.base)))?;
+            .map_err(|e| {
+                Failure::Unavailable(format!("the API at {} did not answer: {e}", self.base))
+            })?;
         let status = response.status().as_u16();
         let bytes = response
             .bytes()

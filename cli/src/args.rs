@@ -44,6 +44,79 @@ pub enum Command {
     /// Today's sends against the quota, and the rate limit.
     #[command(after_help = "Example:\n  herald usage")]
     Usage,
+    /// The tenant's suppression list: addresses Herald will not send to.
+    #[command(subcommand)]
+    Suppressions(Suppressions),
+    /// The tenant's machine clients (admins).
+    #[command(subcommand)]
+    Clients(Clients),
+    /// Tenants (operators).
+    #[command(subcommand)]
+    Tenants(Tenants),
+    /// Redrive the send dead-letter queue once, now (operators); prints the report.
+    #[command(after_help = "Example:\n  herald --profile ops redrive")]
+    Redrive,
+}
+
+#[derive(Subcommand)]
+pub enum Suppressions {
+    /// Every suppressed address, one JSON object a line.
+    #[command(
+        after_help = "Examples:\n  herald suppressions list\n  herald suppressions list --channel email --reason bounced"
+    )]
+    List {
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Suppress an address (Herald sends it nothing until it is removed).
+    #[command(
+        after_help = "Example:\n  herald suppressions add +14155550100 --note 'asked by phone'"
+    )]
+    Add {
+        address: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Lift a suppression.
+    #[command(after_help = "Example:\n  herald suppressions remove ada@example.com")]
+    Remove { address: String },
+}
+
+#[derive(Subcommand)]
+pub enum Clients {
+    /// Every machine client, one JSON object a line (never their secrets).
+    #[command(after_help = "Example:\n  herald clients list --status active")]
+    List {
+        #[arg(long, default_value = "all")]
+        status: String,
+    },
+    /// Register a machine client; prints its id and secret once.
+    #[command(
+        after_help = "Example:\n  herald clients create 'billing backend' --scope messages:send --scope messages:read"
+    )]
+    Create {
+        name: String,
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+    /// Revoke a machine client: its tokens are refused at once.
+    #[command(after_help = "Example:\n  herald clients revoke 5f2k...")]
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum Tenants {
+    /// A tenant's plan, limits and status.
+    #[command(after_help = "Example:\n  herald tenants show acme")]
+    Show { id: String },
+    /// Suspend a tenant: its requests get 403 and its queued work is held.
+    #[command(after_help = "Example:\n  herald tenants suspend acme")]
+    Suspend { id: String },
+    /// Resume a suspended tenant.
+    #[command(after_help = "Example:\n  herald tenants resume acme")]
+    Resume { id: String },
 }
 
 #[derive(Args)]
@@ -101,7 +174,8 @@ pub struct Send {
 #[derive(Subcommand)]
 pub enum Batch {
     /// Send a CSV of recipients as batches of at most --part-size.
-    #[command(after_help = "The header names the address column (--to-column, default `to`) and the
+    #[command(
+        after_help = "The header names the address column (--to-column, default `to`) and the
 variables; every row is checked first and bad rows are listed by line; nothing is sent
 if any row is bad, unless --skip-bad. Each part's Idempotency-Key comes from the file's
 SHA-256 and the part number: the same command again (after an interruption) sends
@@ -109,13 +183,18 @@ nothing twice, and prints the same batch ids.
 
 Examples:
   herald batch send recipients.csv --template 'Hi {{name}}, your code is {{code}}'
-  herald batch send list.csv --channel email --to-column email --subject 'Hi {{name}}' --template 'Hello {{name}}' --watch")]
+  herald batch send list.csv --channel email --to-column email --subject 'Hi {{name}}' --template 'Hello {{name}}' --watch"
+    )]
     Send(BatchSend),
     /// Watch a batch until it is finished.
-    #[command(after_help = "Examples:\n  herald batch watch 01M873YTT69CFJQ2S2G3BE7DDM\n  herald batch watch 01M873YTT69CFJQ2S2G3BE7DDM --json | jq .done")]
+    #[command(
+        after_help = "Examples:\n  herald batch watch 01M873YTT69CFJQ2S2G3BE7DDM\n  herald batch watch 01M873YTT69CFJQ2S2G3BE7DDM --json | jq .done"
+    )]
     Watch(Watch),
     /// Every recipient the batch did not reach (failed, undelivered, unknown, suppressed).
-    #[command(after_help = "Example:\n  herald batch failures 01M873YTT69CFJQ2S2G3BE7DDM --csv failed.csv")]
+    #[command(
+        after_help = "Example:\n  herald batch failures 01M873YTT69CFJQ2S2G3BE7DDM --csv failed.csv"
+    )]
     Failures(Failures),
 }
 

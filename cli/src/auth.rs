@@ -58,7 +58,9 @@ pub async fn bearer(http: &reqwest::Client, dir: &ConfigDir, name: &str) -> Resu
             client_id,
         } => {
             let secret = tokens.client_secret.clone().ok_or_else(|| {
-                Failure::NotLoggedIn(format!("profile {name:?} holds no client secret: run `herald login`"))
+                Failure::NotLoggedIn(format!(
+                    "profile {name:?} holds no client secret: run `herald login`"
+                ))
             })?;
             client_credentials(http, token_url, client_id, &secret).await?
         }
@@ -130,7 +132,9 @@ pub async fn client_credentials(
         .form(&[("grant_type", "client_credentials")])
         .send()
         .await
-        .map_err(|e| Failure::Unavailable(format!("the token URL {token_url} did not answer: {e}")))?;
+        .map_err(|e| {
+            Failure::Unavailable(format!("the token URL {token_url} did not answer: {e}"))
+        })?;
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if status != 200 {

@@ -114,7 +114,7 @@ fn report_bad_rows(survey: &Survey, skip_bad: bool) -> Result<()> {
         text.push_str(&format!("... and {} more bad rows\n", survey.more_bad));
     }
     if skip_bad {
-        eprint!("{text}skipping {count} bad row(s) (--skip-bad)\n");
+        eprintln!("{text}skipping {count} bad row(s) (--skip-bad)");
         return Ok(());
     }
     Err(Failure::BadRows(format!(
@@ -146,7 +146,8 @@ fn name_lines(failure: Failure, part: &Part) -> Failure {
 /// JSON line per poll with `json`.
 pub async fn watch(api: &Api, id: &str, json_lines: bool, every: Duration) -> Result<Value> {
     let bar = (!json_lines && std::io::stdout().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stdout());
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stdout());
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{bar:40} {pos}/{len} {per_sec} left {eta} {msg}",
@@ -164,7 +165,11 @@ pub async fn watch(api: &Api, id: &str, json_lines: bool, every: Duration) -> Re
         let done = total.saturating_sub(pending);
         let baseline = *first_done.get_or_insert(done);
         let elapsed = started.elapsed().as_secs_f64();
-        let rate = if elapsed > 0.0 { (done - baseline) as f64 / elapsed } else { 0.0 };
+        let rate = if elapsed > 0.0 {
+            (done - baseline) as f64 / elapsed
+        } else {
+            0.0
+        };
         let finished = matches!(batch["status"].as_str(), Some("completed" | "cancelled"));
         let counts = counts_text(&batch["counts"]);
         if let Some(bar) = &bar {
@@ -180,7 +185,10 @@ pub async fn watch(api: &Api, id: &str, json_lines: bool, every: Duration) -> Re
                        "seconds_left": eta})
             );
         } else {
-            println!("{id} {} {done}/{total} {counts}", batch["status"].as_str().unwrap_or(""));
+            println!(
+                "{id} {} {done}/{total} {counts}",
+                batch["status"].as_str().unwrap_or("")
+            );
         }
         let _ = std::io::stdout().flush();
         if finished {

@@ -25,7 +25,10 @@ pub enum SignIn {
         username: String,
     },
     /// A machine client: the client-credentials grant at `token_url`.
-    Client { token_url: String, client_id: String },
+    Client {
+        token_url: String,
+        client_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,7 +61,9 @@ impl ConfigDir {
             return Ok(Self(PathBuf::from(xdg).join("herald")));
         }
         let home = std::env::var_os("HOME").ok_or_else(|| {
-            Failure::Usage("no HOME, XDG_CONFIG_HOME or HERALD_CONFIG_DIR to keep profiles in".into())
+            Failure::Usage(
+                "no HOME, XDG_CONFIG_HOME or HERALD_CONFIG_DIR to keep profiles in".into(),
+            )
         })?;
         Ok(Self(PathBuf::from(home).join(".config").join("herald")))
     }

@@ -1,6 +1,7 @@
 //! `herald`: the command-line client of the Herald API (issue 17). Wiring only: each
 //! command's work lives in its module (`auth`, `batch`, `recipients`).
 
+mod admin;
 mod api;
 mod args;
 mod auth;
@@ -64,10 +65,9 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{}", answer["id"].as_str().unwrap_or_default());
         }
         Command::Batch(Batch::Send(send)) => {
-            let channel = send
-                .channel
-                .parse()
-                .map_err(|_| Failure::Usage(format!("--channel is sms or email, not {:?}", send.channel)))?;
+            let channel = send.channel.parse().map_err(|_| {
+                Failure::Usage(format!("--channel is sms or email, not {:?}", send.channel))
+            })?;
             let campaign = recipients::Campaign::new(
                 channel,
                 &send.template,
@@ -93,8 +93,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Batch(Batch::Failures(failures)) => {
             let count = match &failures.csv {
                 Some(path) => {
-                    let mut file = std::fs::File::create(path)
-                        .map_err(|e| Failure::io(path.display(), e))?;
+                    let mut file =
+                        std::fs::File::create(path).map_err(|e| Failure::io(path.display(), e))?;
                     batch::failures(&api, &failures.id, &mut file).await?
                 }
                 None => batch::failures(&api, &failures.id, &mut std::io::stdout()).await?,
@@ -105,6 +105,10 @@ async fn run(cli: Cli) -> Result<()> {
             let usage = api.get("/v1/usage").await?;
             print_usage(&usage);
         }
+        Command::Suppressions(command) => admin::suppressions(&api, command).await?,
+        Command::Clients(command) => admin::clients(&api, command).await?,
+        Command::Tenants(command) => admin::tenants(&api, command).await?,
+        Command::Redrive => admin::redrive(&api).await?,
     }
     Ok(())
 }
@@ -134,9 +138,13 @@ async fn log_in(http: &reqwest::Client, dir: &ConfigDir, name: &str, login: Logi
         })?;
         let local: Value = serde_json::from_slice(&text)
             .map_err(|e| Failure::Io(format!("{}: {e}", login.local_file.display())))?;
-        let (tenant, role) = (login.tenant.unwrap_or_default(), login.role.unwrap_or_default());
+        let (tenant, role) = (
+            login.tenant.unwrap_or_default(),
+            login.role.unwrap_or_default(),
+        );
         let user = &local["tenants"][&tenant][&role];
-        let (Some(username), Some(password)) = (user["username"].as_str(), user["password"].as_str())
+        let (Some(username), Some(password)) =
+            (user["username"].as_str(), user["password"].as_str())
         else {
             return Err(Failure::Usage(format!(
                 "{} has no {role} of tenant {tenant}",
@@ -158,14 +166,23 @@ async fn log_in(http: &reqwest::Client, dir: &ConfigDir, name: &str, login: Logi
             login.mfa_code.as_deref(),
         )
         .await?;
-        (Profile { api: field("api"), sign_in }, tokens)
+        (
+            Profile {
+                api: field("api"),
+                sign_in,
+            },
+            tokens,
+        )
     } else {
         let api = login.api.expect("clap requires --api");
         let client_id = login.client_id.expect("clap requires --client-id");
         if let Some(token_url) = login.token_url {
             let secret = secret_from("HERALD_CLIENT_SECRET", "client secret")?;
             let tokens = auth::client_credentials(http, &token_url, &client_id, &secret).await?;
-            let sign_in = SignIn::Client { token_url, client_id };
+            let sign_in = SignIn::Client {
+                token_url,
+                client_id,
+            };
             (Profile { api, sign_in }, tokens)
         } else {
             let cognito_url = login.cognito_url.ok_or_else(|| {
@@ -182,7 +199,11 @@ async fn log_in(http: &reqwest::Client, dir: &ConfigDir, name: &str, login: Logi
                 login.mfa_code.as_deref(),
             )
             .await?;
-            let sign_in = SignIn::User { cognito_url, client_id, username };
+            let sign_in = SignIn::User {
+                cognito_url,
+                client_id,
+                username,
+            };
             (Profile { api, sign_in }, tokens)
         }
     };
@@ -203,7 +224,9 @@ fn secret_from(variable: &str, what: &str) -> Result<String> {
     eprint!("{what}: ");
     let line = auth::read_line()?;
     if line.is_empty() {
-        return Err(Failure::Usage(format!("no {what} given ({variable} or standard input)")));
+        return Err(Failure::Usage(format!(
+            "no {what} given ({variable} or standard input)"
+        )));
     }
     Ok(line)
 }

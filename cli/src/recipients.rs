@@ -112,7 +112,9 @@ pub fn read<R: Read>(
         .from_reader(hashing);
     let header = reader.headers().map_err(malformed)?.clone();
     if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
-        return Err(Failure::EmptyFile("the file is empty: it has no header and no rows".into()));
+        return Err(Failure::EmptyFile(
+            "the file is empty: it has no header and no rows".into(),
+        ));
     }
     let to_index = header
         .iter()
@@ -138,7 +140,11 @@ pub fn read<R: Read>(
     if !missing.is_empty() {
         return Err(Failure::MissingVariable(format!(
             "the template uses {} but the header has no column of that name (it has: {})",
-            missing.iter().map(|n| format!("{{{{{n}}}}}")).collect::<Vec<_>>().join(", "),
+            missing
+                .iter()
+                .map(|n| format!("{{{{{n}}}}}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             header.iter().collect::<Vec<_>>().join(", ")
         )));
     }
@@ -173,7 +179,14 @@ pub fn read<R: Read>(
         }
         if current.recipients.len() == campaign.part_size {
             let next = current.number + 1;
-            part(std::mem::replace(&mut current, Part { number: next, recipients: Vec::new(), lines: Vec::new() }))?;
+            part(std::mem::replace(
+                &mut current,
+                Part {
+                    number: next,
+                    recipients: Vec::new(),
+                    lines: Vec::new(),
+                },
+            ))?;
             seen.clear();
             survey.parts += 1;
         }
@@ -183,7 +196,9 @@ pub fn read<R: Read>(
         survey.parts += 1;
     }
     if survey.good == 0 && survey.bad.is_empty() {
-        return Err(Failure::EmptyFile("the file has a header but no rows".into()));
+        return Err(Failure::EmptyFile(
+            "the file has a header but no rows".into(),
+        ));
     }
     // Whatever the reader left unread (nothing, for a well-formed file) is hashed too.
     let mut rest = reader.into_inner();
@@ -259,12 +274,14 @@ fn malformed(error: csv::Error) -> Failure {
         .unwrap_or_default();
     match error.kind() {
         csv::ErrorKind::Io(e) => Failure::Io(format!("the file could not be read: {e}")),
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => Failure::MalformedCsv(format!(
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => Failure::MalformedCsv(format!(
             "{at}a row has {len} fields where the header has {expected_len} (a comma in a value needs the value in double quotes)"
         )),
-        csv::ErrorKind::Utf8 { .. } => {
-            Failure::MalformedCsv(format!("{at}the file is not UTF-8 text (save it as CSV UTF-8)"))
-        }
+        csv::ErrorKind::Utf8 { .. } => Failure::MalformedCsv(format!(
+            "{at}the file is not UTF-8 text (save it as CSV UTF-8)"
+        )),
         _ => Failure::MalformedCsv(format!("{at}{error}")),
     }
 }
@@ -297,5 +314,92 @@ impl<R: Read> Read for Hashing<R> {
         let n = self.inner.read(buf)?;
         self.digest.update(&buf[..n]);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CSV of `rows` recipients made as it is read, counting the bytes handed out.
+    struct Generated {
+        rows: usize,
+        next: usize,
+        pending: Vec<u8>,
+        handed_out: std::rc::Rc<std::cell::Cell<u64>>,
+    }
+
+    impl Read for Generated {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.pending.is_empty() && self.next <= self.rows {
+                self.pending = if self.next == 0 {
+                    b"to,name\n".to_vec()
+                } else {
+                    format!("+1415{:07},n{}\n", 5_500_000 + self.next % 1_000, self.next)
+                        .into_bytes()
+                };
+                self.next += 1;
+            }
+            let n = buf.len().min(self.pending.len());
+            buf[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            self.handed_out.set(self.handed_out.get() + n as u64);
+            Ok(n)
+        }
+    }
+
+    fn campaign(part_size: usize) -> Campaign {
+        Campaign::new(Channel::Sms, "Hi {{name}}", None, "to".into(), part_size).expect("valid")
+    }
+
+    #[test]
+    fn parts_are_handed_over_while_the_file_is_still_being_read() {
+        let handed_out = std::rc::Rc::new(std::cell::Cell::new(0));
+        let input = Generated {
+            rows: 10_000,
+            next: 0,
+            pending: Vec::new(),
+            handed_out: handed_out.clone(),
+        };
+        let mut read_at_each_part = Vec::new();
+        let survey = read(&campaign(500), input, |part| {
+            assert_eq!(part.recipients.len(), 500);
+            read_at_each_part.push(handed_out.get());
+            Ok(())
+        })
+        .expect("a good file");
+        assert_eq!(
+            (survey.good, survey.parts, read_at_each_part.len()),
+            (10_000, 20, 20)
+        );
+        let total = handed_out.get();
+        // When the first part is handed over, about a twentieth of the file has been
+        // read (one part, plus the reader's 64 KiB buffer): not the whole file.
+        assert!(
+            read_at_each_part[0] < total / 10,
+            "{} of {total}",
+            read_at_each_part[0]
+        );
+    }
+
+    #[test]
+    fn the_hash_is_the_files_and_a_bom_is_not_an_address() {
+        let plain = b"to,name\r\n+14155550100,\"Smith, Ada\"\r\n".to_vec();
+        let with_bom = [b"\xEF\xBB\xBF".as_slice(), &plain].concat();
+        let mut seen = Vec::new();
+        let survey = read(&campaign(10), with_bom.as_slice(), |part| {
+            seen.extend(part.recipients);
+            Ok(())
+        })
+        .expect("a good file");
+        assert_eq!(
+            seen,
+            [json!({"to": "+14155550100", "variables": {"name": "Smith, Ada"}})]
+        );
+        let expected: String = Sha256::digest(&with_bom)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(survey.sha256, expected);
     }
 }
