@@ -82,6 +82,8 @@ impl Herald {
         let out = self
             .run(&[
                 "login",
+                "--profile",
+                profile,
                 "--local",
                 "--local-file",
                 &local,
