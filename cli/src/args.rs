@@ -183,6 +183,7 @@ nothing twice, and prints the same batch ids.
 
 Examples:
   herald batch send recipients.csv --template 'Hi {{name}}, your code is {{code}}'
+  herald batch send recipients.csv --template 'Hi {{name}}' --dry-run
   herald batch send list.csv --channel email --to-column email --subject 'Hi {{name}}' --template 'Hello {{name}}' --watch"
     )]
     Send(BatchSend),
@@ -220,6 +221,9 @@ pub struct BatchSend {
     /// Watch the batches once sent.
     #[arg(long)]
     pub watch: bool,
+    /// Check every row and say what would be sent, without signing in or sending.
+    #[arg(long, conflicts_with = "watch")]
+    pub dry_run: bool,
 }
 
 #[derive(Args)]

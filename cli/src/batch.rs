@@ -97,6 +97,22 @@ pub async fn send_csv(
     Ok(ids)
 }
 
+/// Checks every row of `path` (one pass, memory for one part) and says what would be
+/// sent; `skip_bad` as for sending.
+pub fn dry_run(campaign: &Campaign, path: &Path, skip_bad: bool) -> Result<()> {
+    let survey = recipients::read(campaign, open(path)?, |_| Ok(()))?;
+    report_bad_rows(&survey, skip_bad)?;
+    println!(
+        "{}: {} recipients in {} part(s) of at most {}; sha256 {}; nothing sent (--dry-run)",
+        path.display(),
+        survey.good,
+        survey.parts,
+        campaign.part_size,
+        survey.sha256
+    );
+    Ok(())
+}
+
 fn open(path: &Path) -> Result<std::fs::File> {
     std::fs::File::open(path).map_err(|e| Failure::io(path.display(), e))
 }

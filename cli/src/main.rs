@@ -47,6 +47,11 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Login(login) = cli.command {
         return log_in(&http, &dir, &profile, login).await;
     }
+    if let Command::Batch(Batch::Send(send)) = &cli.command
+        && send.dry_run
+    {
+        return batch::dry_run(&campaign(send)?, &send.file, send.skip_bad);
+    }
     let api = Api::new(
         http.clone(),
         &dir.profile(&profile)?.api,
@@ -111,6 +116,19 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Redrive => admin::redrive(&api).await?,
     }
     Ok(())
+}
+
+fn campaign(send: &args::BatchSend) -> Result<recipients::Campaign> {
+    let channel = send.channel.parse().map_err(|_| {
+        Failure::Usage(format!("--channel is sms or email, not {:?}", send.channel))
+    })?;
+    recipients::Campaign::new(
+        channel,
+        &send.template,
+        send.subject.as_deref(),
+        send.to_column.clone(),
+        send.part_size as usize,
+    )
 }
 
 fn print_usage(usage: &Value) {
