@@ -26,6 +26,7 @@ pub mod hostile;
 pub mod provision;
 pub mod requests;
 pub mod restores;
+pub mod rotation;
 pub mod runner;
 pub mod sandbox;
 pub mod seed;
@@ -171,6 +172,9 @@ pub struct LocalCloud {
     /// The backup check (restore drill, tenant recoveries), built from its template
     /// environment; on its schedule when `run_schedules` is set.
     pub backup_check: Arc<restores::BackupCheck>,
+    /// The provider credential rotator (issue 20), built from its template
+    /// environment; its retirement pass on its template schedule when `run_schedules`.
+    pub rotator: Arc<herald_rotator::Deps>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -410,6 +414,28 @@ impl LocalCloud {
             tasks.push(backup_check.clone().schedule(period, shutdown_rx.clone()));
         }
 
+        let rotator = Arc::new(
+            herald_rotator::Deps::from_config(
+                herald_rotator::RotatorConfig::load(&function_env(
+                    &stack,
+                    "RotatorFunction",
+                    &options,
+                )?)?,
+                &clients_of("rotator"),
+                herald::clock::system(),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?,
+        );
+        if options.run_schedules
+            && let Some(period) = stack.schedule_period("RotatorFunction")?
+        {
+            tasks.push(rotation::schedule(
+                period,
+                rotator.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+
         Ok(Self {
             emulator: emulator.to_owned(),
             sdk,
@@ -430,6 +456,7 @@ impl LocalCloud {
             redriver,
             redriver_timeout,
             backup_check,
+            rotator,
             shutdown,
             tasks,
         })

@@ -1,0 +1,31 @@
+//! The rotator locally: built from its template environment like every function, its
+//! retirement pass run on its template schedule under `make dev`. The emulator has no
+//! Lambda for Secrets Manager to invoke, so `herald_rotator::rotate_now` plays
+//! `RotateSecret` (the four steps in order) for `herald-local rotate` and the tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The retirement pass every `period`, the first one a period after start.
+pub fn schedule(
+    period: Duration,
+    rotator: Arc<herald_rotator::Deps>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = ticks.tick() => {
+                    if let Err(e) = herald_rotator::retire(&rotator).await {
+                        tracing::error!(error = %herald::telemetry::error_chain(&e), "scheduled key retirement failed");
+                    }
+                }
+            }
+        }
+    })
+}
