@@ -35,6 +35,11 @@ the emails SES (v1 or v2) took for recipients at that domain, as JSON. moto's ow
 `/moto-api/data.json` has them too, but it renders every model moto holds (every
 DynamoDB item of every test's table), so it slows down with the data.
 
+moto answers GetSecretValue without a version or stage from the secret's
+`default_version_id`, which UpdateSecretVersionStage leaves where it was when it moves
+AWSCURRENT; AWS answers with the version AWSCURRENT is on, which is what a rotation
+relies on (every reader switches when the label moves). The default follows the label.
+
 DynamoDB's point-in-time recovery is made honest by `pitr.py` (beside this file): a
 journal of item versions, a restorable window that advances, restores of the items as
 they were at the time asked for, and restored tables that take a while to be ACTIVE.
@@ -62,6 +67,7 @@ from moto.core.utils import utcnow
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.secretsmanager.models import SecretsManagerBackend
 from moto.ses.models import ses_backends
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -367,6 +373,22 @@ def _back_up_items_not_tables():
     dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def _default_follows_awscurrent():
+    original = SecretsManagerBackend.update_secret_version_stage
+
+    def update_secret_version_stage(
+        self, secret_id, version_stage, remove_from_version_id, move_to_version_id
+    ):
+        answer = original(
+            self, secret_id, version_stage, remove_from_version_id, move_to_version_id
+        )
+        if version_stage == "AWSCURRENT" and move_to_version_id:
+            self.secrets[secret_id].set_default_version_id(move_to_version_id)
+        return answer
+
+    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -394,6 +416,7 @@ def main() -> None:
     pitr.install(args.pitr_lag_seconds, args.pitr_window_seconds, args.restore_seconds)
     _date_user_pool_clients()
     _email_invitations()
+    _default_follows_awscurrent()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)

@@ -343,7 +343,8 @@ async fn rotate(retire_only: bool) -> Result<()> {
     let config = herald_rotator::RotatorConfig::load(&environment)?;
     let clients = herald::aws::Clients::new(herald::aws::for_emulator(&description.emulator).await);
     let deps = herald_rotator::Deps::from_config(config, &clients, herald::clock::system())?;
-    let token = (!retire_only).then(|| ulid::Ulid::new().to_string());
+    // Secrets Manager's tokens are 32 to 64 characters.
+    let token = (!retire_only).then(|| herald_local::random_hex(32));
     if let Some(token) = &token {
         herald_rotator::rotate_now(&deps, token).await?;
     }
