@@ -63,7 +63,11 @@ async fn moving_awscurrent_moves_what_an_unversioned_read_answers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(read(None, None).await, "two", "an unversioned read follows AWSCURRENT");
+    assert_eq!(
+        read(None, None).await,
+        "two",
+        "an unversioned read follows AWSCURRENT"
+    );
     assert_eq!(read(Some(CURRENT), None).await, "two");
     assert_eq!(read(Some("AWSPREVIOUS"), None).await, "one");
 
@@ -72,9 +76,20 @@ async fn moving_awscurrent_moves_what_an_unversioned_read_answers() {
         .key("herald:retire:SK1")
         .value("1700000000")
         .build();
-    secrets.tag_resource().secret_id(&name).tags(tag).send().await.unwrap();
+    secrets
+        .tag_resource()
+        .secret_id(&name)
+        .tags(tag)
+        .send()
+        .await
+        .unwrap();
     let tags = |secrets: aws_sdk_secretsmanager::Client, name: String| async move {
-        let out = secrets.describe_secret().secret_id(name).send().await.unwrap();
+        let out = secrets
+            .describe_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .unwrap();
         out.tags()
             .iter()
             .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))

@@ -70,7 +70,11 @@ async fn send_as(test: &TestCloud, user: &str, password: &str) -> u16 {
     reqwest::Client::new()
         .post(url)
         .basic_auth(user, Some(password))
-        .form(&[("To", "+14155559999"), ("From", "+15005550006"), ("Body", "hi")])
+        .form(&[
+            ("To", "+14155559999"),
+            ("From", "+15005550006"),
+            ("Body", "hi"),
+        ])
         .send()
         .await
         .expect("the sandbox answers")
@@ -81,7 +85,10 @@ async fn send_as(test: &TestCloud, user: &str, password: &str) -> u16 {
 fn key_of(secret: &Value) -> (String, String) {
     (
         secret["api_key_sid"].as_str().expect("a key sid").into(),
-        secret["api_key_secret"].as_str().expect("a key secret").into(),
+        secret["api_key_secret"]
+            .as_str()
+            .expect("a key secret")
+            .into(),
     )
 }
 
@@ -96,7 +103,10 @@ async fn each_step_is_idempotent_and_a_failed_test_leaves_awscurrent_where_it_wa
     .await;
     let sandbox = &test.cloud.sandbox;
     let before = current(&test).await;
-    assert!(before.get("api_key_sid").is_none(), "a new stack sends with its auth token");
+    assert!(
+        before.get("api_key_sid").is_none(),
+        "a new stack sends with its auth token"
+    );
 
     // Every step twice: one key, one new version.
     for kind in Step::ALL {
@@ -105,7 +115,11 @@ async fn each_step_is_idempotent_and_a_failed_test_leaves_awscurrent_where_it_wa
     }
     let after_a = current(&test).await;
     let (key_a, secret_a) = key_of(&after_a);
-    assert_eq!(sandbox.key_sids(), [key_a.clone()], "one key made, however often asked");
+    assert_eq!(
+        sandbox.key_sids(),
+        [key_a.clone()],
+        "one key made, however often asked"
+    );
     for field in ["account_sid", "auth_token", "from"] {
         assert_eq!(after_a[field], before[field], "{field} kept");
     }
@@ -119,8 +133,12 @@ async fn each_step_is_idempotent_and_a_failed_test_leaves_awscurrent_where_it_wa
     assert_eq!(send_as(&test, &key_a, &secret_a).await, 201);
 
     // A second rotation, and a third started in its middle: refused, nothing made.
-    step(&test, Step::CreateSecret, &token("rotation-b")).await.unwrap();
-    step(&test, Step::SetSecret, &token("rotation-b")).await.unwrap();
+    step(&test, Step::CreateSecret, &token("rotation-b"))
+        .await
+        .unwrap();
+    step(&test, Step::SetSecret, &token("rotation-b"))
+        .await
+        .unwrap();
     let keys_mid_b = sandbox.key_sids();
     assert_eq!(keys_mid_b.len(), 2);
     let labels_mid_b = stages(&test).await;
@@ -130,10 +148,16 @@ async fn each_step_is_idempotent_and_a_failed_test_leaves_awscurrent_where_it_wa
         "{third:?}"
     );
     let third = herald_rotator::rotate_now(&test.cloud.rotator, &token("rotation-c")).await;
-    assert!(matches!(third, Err(RotationError::InProgress { .. })), "{third:?}");
+    assert!(
+        matches!(third, Err(RotationError::InProgress { .. })),
+        "{third:?}"
+    );
     for kind in [Step::SetSecret, Step::TestSecret, Step::FinishSecret] {
         let early = step(&test, kind, &token("rotation-c")).await;
-        assert!(matches!(early, Err(RotationError::UnknownVersion { .. })), "{early:?}");
+        assert!(
+            matches!(early, Err(RotationError::UnknownVersion { .. })),
+            "{early:?}"
+        );
     }
     assert_eq!(sandbox.key_sids(), keys_mid_b, "no key made or deleted");
     assert_eq!(stages(&test).await, labels_mid_b, "no label moved");
@@ -154,10 +178,17 @@ async fn each_step_is_idempotent_and_a_failed_test_leaves_awscurrent_where_it_wa
         .unwrap();
     assert_eq!(delete.status(), 204);
     let failed = step(&test, Step::TestSecret, &token("rotation-b")).await;
-    assert!(matches!(failed, Err(RotationError::Provider(_))), "{failed:?}");
+    assert!(
+        matches!(failed, Err(RotationError::Provider(_))),
+        "{failed:?}"
+    );
     assert_eq!(stages(&test).await, labels_mid_b, "AWSCURRENT where it was");
     assert_eq!(current(&test).await, after_a);
-    assert_eq!(send_as(&test, &key_a, &secret_a).await, 201, "the current key still sends");
+    assert_eq!(
+        send_as(&test, &key_a, &secret_a).await,
+        201,
+        "the current key still sends"
+    );
     let retired = herald_rotator::retire(&test.cloud.rotator).await.unwrap();
     assert_eq!(retired, Retirement::default(), "nothing was marked");
 
@@ -187,8 +218,29 @@ async fn each_step_is_idempotent_and_a_failed_test_leaves_awscurrent_where_it_wa
     );
     assert_eq!(sandbox.key_sids().len(), 2);
     assert!(sandbox.key_sids().contains(&key_d));
-    assert_eq!(send_as(&test, &key_a, &secret_a).await, 201, "and works meanwhile");
+    assert_eq!(
+        send_as(&test, &key_a, &secret_a).await,
+        201,
+        "and works meanwhile"
+    );
     assert_eq!(sandbox.refused_credentials(), 1, "only the lost key's test");
+}
+
+/// Submits the batch as a careful client does: a 503 (the emulator slow under load
+/// while the other test of this file runs) is tried again with the same key.
+async fn submit(test: &TestCloud, bearer: &str, recipients: &[Value]) -> String {
+    let body = json!({ "template": "Your code is {{code}}", "recipients": recipients }).to_string();
+    for _ in 0..3 {
+        let answer = test
+            .post_json_with_key("/v1/batches", bearer, "rotation-batch", &body)
+            .await;
+        match answer.status {
+            202 => return answer.body["batch_id"].as_str().unwrap().to_owned(),
+            503 => tokio::time::sleep(Duration::from_secs(1)).await,
+            other => panic!("batch answered {other}: {}", answer.body),
+        }
+    }
+    panic!("batch refused three times");
 }
 
 const RECIPIENTS: usize = 2_000;
@@ -232,29 +284,40 @@ async fn a_rotation_while_2000_recipients_are_sent_texts_each_once_and_refuses_n
     let sandbox = &test.cloud.sandbox;
     let rotator = &test.cloud.rotator;
     // The batch starts on a key made by a first rotation.
-    herald_rotator::rotate_now(rotator, &token("first")).await.unwrap();
+    herald_rotator::rotate_now(rotator, &token("first"))
+        .await
+        .unwrap();
     let (old_key, old_secret) = key_of(&current(&test).await);
 
     let bearer = test.token("acme", "sender").await;
     let recipients: Vec<Value> = (0..RECIPIENTS)
         .map(|i| json!({ "to": number(i), "variables": { "code": i.to_string() } }))
         .collect();
-    let batch = test
-        .send_batch(&bearer, "Your code is {{code}}", &recipients)
-        .await;
+    let batch = submit(&test, &bearer, &recipients).await;
     sent_at_least(&test, RECIPIENTS / 4).await;
 
     // Rotate mid-batch; a second rotation started in its middle changes nothing.
-    step(&test, Step::CreateSecret, &token("second")).await.unwrap();
-    step(&test, Step::SetSecret, &token("second")).await.unwrap();
+    step(&test, Step::CreateSecret, &token("second"))
+        .await
+        .unwrap();
+    step(&test, Step::SetSecret, &token("second"))
+        .await
+        .unwrap();
     let keys = sandbox.key_sids();
     let labels = stages(&test).await;
     let intruder = herald_rotator::rotate_now(rotator, &token("intruder")).await;
-    assert!(matches!(intruder, Err(RotationError::InProgress { .. })), "{intruder:?}");
+    assert!(
+        matches!(intruder, Err(RotationError::InProgress { .. })),
+        "{intruder:?}"
+    );
     assert_eq!(sandbox.key_sids(), keys);
     assert_eq!(stages(&test).await, labels);
-    step(&test, Step::TestSecret, &token("second")).await.unwrap();
-    step(&test, Step::FinishSecret, &token("second")).await.unwrap();
+    step(&test, Step::TestSecret, &token("second"))
+        .await
+        .unwrap();
+    step(&test, Step::FinishSecret, &token("second"))
+        .await
+        .unwrap();
     let grace_started = Instant::now();
     let (new_key, _) = key_of(&current(&test).await);
     let early = herald_rotator::retire(rotator).await.unwrap();
@@ -276,13 +339,28 @@ async fn a_rotation_while_2000_recipients_are_sent_texts_each_once_and_refuses_n
     let progress = test.wait_for_batch(&bearer, &batch, "completed").await;
     assert_eq!(progress["counts"]["sent"], RECIPIENTS, "{progress}");
     let ledger = sandbox.ledger();
-    assert_eq!(ledger.len(), RECIPIENTS, "one provider call taken per recipient");
+    assert_eq!(
+        ledger.len(),
+        RECIPIENTS,
+        "one provider call taken per recipient"
+    );
     let distinct: HashSet<&str> = ledger.iter().map(|m| m.to.as_str()).collect();
     assert_eq!(distinct.len(), RECIPIENTS, "no recipient texted twice");
-    assert_eq!(sandbox.refused_credentials(), 0, "no call refused for credentials");
+    assert_eq!(
+        sandbox.refused_credentials(),
+        0,
+        "no call refused for credentials"
+    );
     let by_key = |key: &str| ledger.iter().filter(|m| m.credential == key).count();
-    assert_eq!(by_key(&old_key) + by_key(&new_key), RECIPIENTS, "all sent with the keys");
-    assert!(by_key(&old_key) > 0 && by_key(&new_key) > 0, "the senders switched keys");
+    assert_eq!(
+        by_key(&old_key) + by_key(&new_key),
+        RECIPIENTS,
+        "all sent with the keys"
+    );
+    assert!(
+        by_key(&old_key) > 0 && by_key(&new_key) > 0,
+        "the senders switched keys"
+    );
     let after_deletion: Vec<_> = ledger
         .iter()
         .filter(|m| m.received_at_ms > deleted_at_ms)

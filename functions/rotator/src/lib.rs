@@ -253,3 +253,21 @@ pub async fn rotate_now(deps: &Deps, token: &str) -> Result<(), RotationError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_managers_steps_and_the_schedules_tick_are_told_apart() {
+        let step = Invocation::read(serde_json::json!({
+            "Step": "testSecret", "SecretId": "arn:x", "ClientRequestToken": "t"
+        }))
+        .unwrap();
+        assert!(matches!(step, Invocation::Step(e) if e.step == Step::TestSecret));
+        let tick = serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event"});
+        assert!(matches!(Invocation::read(tick).unwrap(), Invocation::Retire));
+        let unknown = serde_json::json!({"Step": "dropSecret", "SecretId": "x", "ClientRequestToken": "t"});
+        assert!(Invocation::read(unknown).is_err());
+    }
+}

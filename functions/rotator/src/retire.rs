@@ -33,10 +33,10 @@ pub async fn retire(deps: &Deps) -> Result<Retirement, RotationError> {
     let current = versions::current_value(deps).await?;
     let account = current.account()?;
     let mut in_use: HashSet<String> = current.key().map(|(sid, _)| sid).into_iter().collect();
-    if let Some(pending) = versions.pending_other_than("") {
-        if let Some(value) = versions::value(deps, &pending).await? {
-            in_use.extend(value.key().map(|(sid, _)| sid));
-        }
+    if let Some(pending) = versions.pending_other_than("")
+        && let Some(value) = versions::value(deps, &pending).await?
+    {
+        in_use.extend(value.key().map(|(sid, _)| sid));
     }
     let now = deps.clock.timestamp().epoch_seconds();
     for (sid, after) in versions.retirements() {

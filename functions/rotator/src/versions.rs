@@ -265,3 +265,42 @@ pub async fn make_current(deps: &Deps, token: &str, previous: &str) -> Result<()
         .map_err(sm_error("UpdateSecretVersionStage (AWSPENDING)"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_names_the_secret_by_name_or_arn() {
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ProviderSecret-AbCdEf";
+        assert!(names_secret("ProviderSecret", "ProviderSecret"));
+        assert!(names_secret(arn, "ProviderSecret"));
+        assert!(names_secret("ProviderSecret", arn));
+        assert!(names_secret(arn, arn));
+        assert!(!names_secret("CursorSecret", arn));
+        assert!(!names_secret(
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ProviderSecretX-AbCdEf",
+            "ProviderSecret"
+        ));
+    }
+
+    #[test]
+    fn a_new_key_keeps_every_other_field_of_the_secret() {
+        let current = Credentials::parse(
+            r#"{"account_sid": "AC1", "auth_token": "t", "from": "+1",
+                "previous_auth_token": "p", "api_key_sid": "SK0", "api_key_secret": "s0"}"#,
+        )
+        .unwrap();
+        let next = current.with_key("SK1", &SecretString::from("s1"));
+        assert_eq!(
+            Value::Object(next.0),
+            serde_json::json!({"account_sid": "AC1", "auth_token": "t", "from": "+1",
+                "previous_auth_token": "p", "api_key_sid": "SK1", "api_key_secret": "s1"})
+        );
+        assert_eq!(current.account().unwrap().sid, "AC1");
+        assert!(Credentials::parse("[]").is_err());
+        let no_token = Credentials::parse(r#"{"account_sid": "AC1"}"#).unwrap();
+        assert!(no_token.account().is_err());
+        assert!(no_token.key().is_none());
+    }
+}

@@ -127,7 +127,9 @@ pub const RESOURCE_TYPES: &[(&str, Local)] = &[
     ),
     (
         "AWS::Lambda::Permission",
-        Local::NotEmulated("the emulator enforces no IAM; only Secrets Manager invokes the rotator"),
+        Local::NotEmulated(
+            "the emulator enforces no IAM; only Secrets Manager invokes the rotator",
+        ),
     ),
     (
         "AWS::Serverless::HttpApi",

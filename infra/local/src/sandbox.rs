@@ -3,7 +3,10 @@
 //! and the benchmark can count duplicates and losses while the provider misbehaves.
 //! Like Twilio it calls back: signed status callbacks for what it took (when the
 //! message names a `StatusCallback`), and inbound texts on request
-//! (`POST /sandbox/inbound`), see `callbacks`.
+//! (`POST /sandbox/inbound`), see `callbacks`. Requests authenticate with the
+//! account's auth token or an API key made through its Keys API (`keys`), which a
+//! credential rotation uses. Over 400 lines: the Messages API and its faults are one
+//! request path, read top to bottom.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -381,7 +381,9 @@ mod tests {
         );
         assert_eq!(with_key.sending_auth(), ("SK1", "s"));
         // Half a key is no key.
-        let half = secret(r#"{"account_sid": "AC1", "auth_token": "t", "from": "+1", "api_key_sid": "SK1"}"#);
+        let half = secret(
+            r#"{"account_sid": "AC1", "auth_token": "t", "from": "+1", "api_key_sid": "SK1"}"#,
+        );
         assert_eq!(half.sending_auth(), ("AC1", "t"));
     }
 

@@ -54,7 +54,11 @@ impl KeysClient {
         format!("{}/2010-04-01/Accounts/{account}{rest}", self.api_base)
     }
 
-    pub async fn create(&self, account: &Account<'_>, friendly_name: &str) -> Result<NewKey, KeysError> {
+    pub async fn create(
+        &self,
+        account: &Account<'_>,
+        friendly_name: &str,
+    ) -> Result<NewKey, KeysError> {
         #[derive(Deserialize)]
         struct Created {
             sid: String,
@@ -115,7 +119,12 @@ impl KeysClient {
     }
 
     /// Fetches the account with a key: `Ok` when the provider takes the key.
-    pub async fn check(&self, account_sid: &str, key_sid: &str, key_secret: &SecretString) -> Result<(), KeysError> {
+    pub async fn check(
+        &self,
+        account_sid: &str,
+        key_sid: &str,
+        key_secret: &SecretString,
+    ) -> Result<(), KeysError> {
         let answer = self
             .http
             .get(self.account_url(account_sid, ".json"))

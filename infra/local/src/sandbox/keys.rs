@@ -60,7 +60,13 @@ impl Sandbox {
 
     /// The SIDs of the account's live API keys.
     pub fn key_sids(&self) -> Vec<String> {
-        self.keys.live.lock().expect("keys lock").keys().cloned().collect()
+        self.keys
+            .live
+            .lock()
+            .expect("keys lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Who a request to `account`'s resources authenticates as, if anyone: the
@@ -205,8 +211,7 @@ pub(super) async fn fetch_account(
     if sandbox.authenticate(account, &headers).is_none() {
         return unauthenticated();
     }
-    Json(json!({ "sid": sandbox.account_sid, "status": "active", "type": "Full" }))
-        .into_response()
+    Json(json!({ "sid": sandbox.account_sid, "status": "active", "type": "Full" })).into_response()
 }
 
 fn now_ms() -> u64 {
@@ -270,8 +275,19 @@ mod tests {
 
         let (status, _) = call(&sandbox, "POST", MESSAGES, &with_key, SEND).await;
         assert_eq!(status, StatusCode::CREATED);
-        assert_eq!(sandbox.ledger()[0].credential, sid, "the ledger names the key");
-        let (status, _) = call(&sandbox, "GET", "/2010-04-01/Accounts/AC1.json", &with_key, "").await;
+        assert_eq!(
+            sandbox.ledger()[0].credential,
+            sid,
+            "the ledger names the key"
+        );
+        let (status, _) = call(
+            &sandbox,
+            "GET",
+            "/2010-04-01/Accounts/AC1.json",
+            &with_key,
+            "",
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
 
         // Listed without its secret.
