@@ -266,8 +266,12 @@ mod tests {
         .unwrap();
         assert!(matches!(step, Invocation::Step(e) if e.step == Step::TestSecret));
         let tick = serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event"});
-        assert!(matches!(Invocation::read(tick).unwrap(), Invocation::Retire));
-        let unknown = serde_json::json!({"Step": "dropSecret", "SecretId": "x", "ClientRequestToken": "t"});
+        assert!(matches!(
+            Invocation::read(tick).unwrap(),
+            Invocation::Retire
+        ));
+        let unknown =
+            serde_json::json!({"Step": "dropSecret", "SecretId": "x", "ClientRequestToken": "t"});
         assert!(Invocation::read(unknown).is_err());
     }
 }

@@ -602,26 +602,42 @@ fn function_env(
     Ok(env)
 }
 
-/// The local EventBridge schedule: the redriver's scheduled run (sweep, then redrive)
-/// every `period`, the first one a period after start.
-fn schedule(
+/// The local EventBridge schedule: `run` every `period`, the first a period after
+/// start, until shutdown. Each function logs its own report and errors.
+pub fn every<F, Fut>(
     period: Duration,
-    redriver: Arc<herald_redriver::Deps>,
-    timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()> {
+    mut run: F,
+) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
-                _ = ticks.tick() => {
-                    let deadline = tokio::time::Instant::now()
-                        + timeout.saturating_sub(herald_redriver::DEADLINE_MARGIN);
-                    if let Err(e) = herald_redriver::scheduled(&redriver, deadline).await {
-                        tracing::error!(error = %e, "scheduled redriver run failed");
-                    }
-                }
+                _ = ticks.tick() => run().await,
+            }
+        }
+    })
+}
+
+/// The redriver's scheduled run (sweep, then redrive) every `period`.
+fn schedule(
+    period: Duration,
+    redriver: Arc<herald_redriver::Deps>,
+    timeout: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    every(period, shutdown, move || {
+        let redriver = redriver.clone();
+        async move {
+            let deadline = tokio::time::Instant::now()
+                + timeout.saturating_sub(herald_redriver::DEADLINE_MARGIN);
+            if let Err(e) = herald_redriver::scheduled(&redriver, deadline).await {
+                tracing::error!(error = %e, "scheduled redriver run failed");
             }
         }
     })

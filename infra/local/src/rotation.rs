@@ -13,18 +13,16 @@ use tokio::task::JoinHandle;
 pub fn schedule(
     period: Duration,
     rotator: Arc<herald_rotator::Deps>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                _ = ticks.tick() => {
-                    if let Err(e) = herald_rotator::retire(&rotator).await {
-                        tracing::error!(error = %herald::telemetry::error_chain(&e), "scheduled key retirement failed");
-                    }
-                }
+    crate::every(period, shutdown, move || {
+        let rotator = rotator.clone();
+        async move {
+            if let Err(e) = herald_rotator::retire(&rotator).await {
+                tracing::error!(
+                    error = %herald::telemetry::error_chain(&e),
+                    "scheduled key retirement failed"
+                );
             }
         }
     })

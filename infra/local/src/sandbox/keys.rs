@@ -103,20 +103,20 @@ impl Sandbox {
         Some((user.to_owned(), password.to_owned()))
     }
 
-    /// Refuses anything but the account's own credentials, as Twilio refuses a
-    /// standard key on the Keys resource.
-    fn account_only(&self, account: &str, headers: &HeaderMap) -> Result<(), Response> {
+    /// The refusal of anything but the account's own credentials, as Twilio refuses
+    /// a standard key on the Keys resource; `None` lets the request through.
+    fn refuse_unless_account(&self, account: &str, headers: &HeaderMap) -> Option<Response> {
         match self.authenticate(account, headers) {
-            Some(Credential::Account) => Ok(()),
+            Some(Credential::Account) => None,
             Some(Credential::Key(_)) => {
                 self.keys.refused.fetch_add(1, Ordering::Relaxed);
-                Err(twilio_error(
+                Some(twilio_error(
                     StatusCode::FORBIDDEN,
                     20403,
                     "Standard API keys cannot manage keys",
                 ))
             }
-            None => Err(unauthenticated()),
+            None => Some(unauthenticated()),
         }
     }
 }
@@ -138,7 +138,7 @@ pub(super) async fn create_key(
     headers: HeaderMap,
     Form(form): Form<CreateKeyForm>,
 ) -> Response {
-    if let Err(refused) = sandbox.account_only(&account, &headers) {
+    if let Some(refused) = sandbox.refuse_unless_account(&account, &headers) {
         return refused;
     }
     let sid = format!("SK{}", crate::random_hex(32));
@@ -168,7 +168,7 @@ pub(super) async fn list_keys(
     Path(account): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = sandbox.account_only(&account, &headers) {
+    if let Some(refused) = sandbox.refuse_unless_account(&account, &headers) {
         return refused;
     }
     let live = sandbox.keys.live.lock().expect("keys lock");
@@ -187,7 +187,7 @@ pub(super) async fn delete_key(
     Path((account, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = sandbox.account_only(&account, &headers) {
+    if let Some(refused) = sandbox.refuse_unless_account(&account, &headers) {
         return refused;
     }
     let sid = file.strip_suffix(".json").unwrap_or(&file);
