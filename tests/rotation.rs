@@ -117,7 +117,7 @@ async fn each_step_is_idempotent_and_a_failed_test_leaves_awscurrent_where_it_wa
     let (key_a, secret_a) = key_of(&after_a);
     assert_eq!(
         sandbox.key_sids(),
-        [key_a.clone()],
+        std::slice::from_ref(&key_a),
         "one key made, however often asked"
     );
     for field in ["account_sid", "auth_token", "from"] {
@@ -321,18 +321,22 @@ async fn a_rotation_while_2000_recipients_are_sent_texts_each_once_and_refuses_n
     let grace_started = Instant::now();
     let (new_key, _) = key_of(&current(&test).await);
     let early = herald_rotator::retire(rotator).await.unwrap();
-    assert_eq!(early.waiting, [old_key.clone()], "{early:?}");
+    assert_eq!(early.waiting, std::slice::from_ref(&old_key), "{early:?}");
 
     // Past the grace period the old key is deleted, while the batch still sends.
     tokio::time::sleep((GRACE + Duration::from_secs(1)).saturating_sub(grace_started.elapsed()))
         .await;
     let retired = herald_rotator::retire(rotator).await.unwrap();
-    assert_eq!(retired.deleted, [old_key.clone()], "{retired:?}");
+    assert_eq!(
+        retired.deleted,
+        std::slice::from_ref(&old_key),
+        "{retired:?}"
+    );
     let deleted_at_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    assert_eq!(sandbox.key_sids(), [new_key.clone()]);
+    assert_eq!(sandbox.key_sids(), std::slice::from_ref(&new_key));
     let sent_before_deletion = sandbox.ledger().len();
 
     sent_at_least(&test, RECIPIENTS).await;
