@@ -52,6 +52,10 @@ or 2, as the topic's `SignatureVersion` says; 1 by default, as AWS) with one loc
 whose certificate the launcher serves at `/_herald/sns/certificate.pem`; only a receiver
 configured to trust that URL accepts them. `POST /_herald/sns/sign` signs a message
 with that key, for tests of a receiver's other checks (topic, certificate URL).
+moto answers GetSecretValue without a version or stage from the secret's
+`default_version_id`, which UpdateSecretVersionStage leaves where it was when it moves
+AWSCURRENT; AWS answers with the version AWSCURRENT is on, which is what a rotation
+relies on (every reader switches when the label moves). The default follows the label.
 
 DynamoDB's point-in-time recovery is made honest by `pitr.py` (beside this file): a
 journal of item versions, a restorable window that advances, restores of the items as
@@ -80,6 +84,7 @@ from moto.core.utils import utcnow
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.secretsmanager.models import SecretsManagerBackend
 from moto.ses.models import ses_backends
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -387,6 +392,22 @@ def _back_up_items_not_tables():
     dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def _default_follows_awscurrent():
+    original = SecretsManagerBackend.update_secret_version_stage
+
+    def update_secret_version_stage(
+        self, secret_id, version_stage, remove_from_version_id, move_to_version_id
+    ):
+        answer = original(
+            self, secret_id, version_stage, remove_from_version_id, move_to_version_id
+        )
+        if version_stage == "AWSCURRENT" and move_to_version_id:
+            self.secrets[secret_id].set_default_version_id(move_to_version_id)
+        return answer
+
+    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -415,6 +436,7 @@ def main() -> None:
     _date_user_pool_clients()
     _email_invitations()
     ses_events.install(f"http://{args.host}:{args.port}")
+    _default_follows_awscurrent()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)

@@ -173,6 +173,9 @@ pub struct SenderConfig {
     pub lease: Duration,
     /// Longest wait for one provider request; past it the outcome is ambiguous.
     pub provider_timeout: Duration,
+    /// How long the provider secret is cached; a rotation's grace period covers it
+    /// (`docs/decisions.md`, issue 20).
+    pub secret_cache_ttl: Duration,
     /// The public base URL of Herald's webhook receiver (`https://hooks.example.com`),
     /// for each text's status callback; `None` (unset or empty) asks for no receipts.
     pub webhooks_base_url: Option<String>,
@@ -203,6 +206,9 @@ impl SenderConfig {
             lease: Duration::from_secs(settings.number("HERALD_LEASE_SECONDS", 60)?),
             provider_timeout: Duration::from_millis(
                 settings.number("HERALD_PROVIDER_TIMEOUT_MS", 10_000)?,
+            ),
+            secret_cache_ttl: Duration::from_secs(
+                settings.number("HERALD_SECRET_CACHE_SECONDS", 300)?,
             ),
             webhooks_base_url: public_base_url(settings)?,
             ses_configuration_set: settings

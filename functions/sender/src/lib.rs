@@ -10,7 +10,6 @@
 //! adapter serves a chunk, and `handle`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use herald::clock::SharedClock;
@@ -59,7 +58,7 @@ impl Deps {
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let secrets = Arc::new(SecretsCache::new(
             clients.secrets_manager(),
-            Duration::from_secs(300),
+            config.secret_cache_ttl,
         ));
         let provider = TwilioProvider::new(
             &config.sms_api_base,

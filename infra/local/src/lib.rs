@@ -26,6 +26,7 @@ pub mod hostile;
 pub mod provision;
 pub mod requests;
 pub mod restores;
+pub mod rotation;
 pub mod runner;
 pub mod sandbox;
 pub mod seed;
@@ -220,6 +221,9 @@ pub struct LocalCloud {
     /// The backup check (restore drill, tenant recoveries), built from its template
     /// environment; on its schedule when `run_schedules` is set.
     pub backup_check: Arc<restores::BackupCheck>,
+    /// The provider credential rotator (issue 20), built from its template
+    /// environment; its retirement pass on its template schedule when `run_schedules`.
+    pub rotator: Arc<herald_rotator::Deps>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -466,6 +470,28 @@ impl LocalCloud {
             tasks.push(backup_check.clone().schedule(period, shutdown_rx.clone()));
         }
 
+        let rotator = Arc::new(
+            herald_rotator::Deps::from_config(
+                herald_rotator::RotatorConfig::load(&function_env(
+                    &stack,
+                    "RotatorFunction",
+                    &options,
+                )?)?,
+                &clients_of("rotator"),
+                herald::clock::system(),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?,
+        );
+        if options.run_schedules
+            && let Some(period) = stack.schedule_period("RotatorFunction")?
+        {
+            tasks.push(rotation::schedule(
+                period,
+                rotator.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+
         Ok(Self {
             emulator: emulator.to_owned(),
             sdk,
@@ -487,6 +513,7 @@ impl LocalCloud {
             redriver,
             redriver_timeout,
             backup_check,
+            rotator,
             shutdown,
             tasks,
         })
@@ -632,26 +659,42 @@ fn function_env(
     Ok(env)
 }
 
-/// The local EventBridge schedule: the redriver's scheduled run (sweep, then redrive)
-/// every `period`, the first one a period after start.
-fn schedule(
+/// The local EventBridge schedule: `run` every `period`, the first a period after
+/// start, until shutdown. Each function logs its own report and errors.
+pub fn every<F, Fut>(
     period: Duration,
-    redriver: Arc<herald_redriver::Deps>,
-    timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()> {
+    mut run: F,
+) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
-                _ = ticks.tick() => {
-                    let deadline = tokio::time::Instant::now()
-                        + timeout.saturating_sub(herald_redriver::DEADLINE_MARGIN);
-                    if let Err(e) = herald_redriver::scheduled(&redriver, deadline).await {
-                        tracing::error!(error = %e, "scheduled redriver run failed");
-                    }
-                }
+                _ = ticks.tick() => run().await,
+            }
+        }
+    })
+}
+
+/// The redriver's scheduled run (sweep, then redrive) every `period`.
+fn schedule(
+    period: Duration,
+    redriver: Arc<herald_redriver::Deps>,
+    timeout: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    every(period, shutdown, move || {
+        let redriver = redriver.clone();
+        async move {
+            let deadline = tokio::time::Instant::now()
+                + timeout.saturating_sub(herald_redriver::DEADLINE_MARGIN);
+            if let Err(e) = herald_redriver::scheduled(&redriver, deadline).await {
+                tracing::error!(error = %e, "scheduled redriver run failed");
             }
         }
     })

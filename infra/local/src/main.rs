@@ -86,6 +86,15 @@ enum Command {
         #[arg(long)]
         requested_by: Option<String>,
     },
+    /// Rotate the running stack's provider API key now, as Secrets Manager's schedule
+    /// does in AWS: the rotator's four steps (create a key at the sandbox provider,
+    /// store it AWSPENDING, test it, make it AWSCURRENT), then its retirement pass.
+    /// The replaced key keeps working until its grace period is over; `--retire` runs
+    /// only the retirement pass, which deletes it then. Prints JSON.
+    Rotate {
+        #[arg(long)]
+        retire: bool,
+    },
     /// Start or stop a background emulator.
     Emulator {
         #[command(subcommand)]
@@ -137,6 +146,9 @@ struct LocalDescription {
     /// The backup check's, as `up` runs it (its drill schedule compressed).
     #[serde(default)]
     backup_check_environment: BTreeMap<String, String>,
+    /// The rotator's (issue 20), for `rotate`.
+    #[serde(default)]
+    rotator_environment: BTreeMap<String, String>,
     tenants: BTreeMap<String, BTreeMap<String, User>>,
     get_a_token: String,
 }
@@ -151,7 +163,7 @@ async fn main() -> Result<()> {
     // The restore commands print their report as JSON on standard output: only
     // warnings and errors are logged beside it (unless RUST_LOG says otherwise).
     match cli.command {
-        Command::BackupCheck { .. } | Command::RecoverTenant { .. } => {
+        Command::BackupCheck { .. } | Command::RecoverTenant { .. } | Command::Rotate { .. } => {
             herald::telemetry::init_with_default("warn")
         }
         _ => herald::telemetry::init(),
@@ -169,6 +181,7 @@ async fn main() -> Result<()> {
             limit,
         } => redrive(max_messages, rate, limit).await,
         Command::BackupCheck { start } => backup_check(start).await,
+        Command::Rotate { retire } => rotate(retire).await,
         Command::RecoverTenant {
             tenant,
             at,
@@ -260,6 +273,11 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
             .into_iter()
             .chain(overrides)
             .collect(),
+        rotator_environment: cloud
+            .stack
+            .function_env("RotatorFunction")?
+            .into_iter()
+            .collect(),
         tenants,
         get_a_token: "cargo run -q -p herald-local -- token --tenant acme --role sender".into(),
     };
@@ -313,6 +331,33 @@ fn running_stack() -> Result<LocalDescription> {
     Ok(serde_json::from_reader(File::open(&path).with_context(
         || format!("{} not found: is `make dev` running?", path.display()),
     )?)?)
+}
+
+async fn rotate(retire_only: bool) -> Result<()> {
+    let description = running_stack()?;
+    if description.rotator_environment.is_empty() {
+        bail!("the running stack predates the rotator: restart `make dev`");
+    }
+    let environment: HashMap<String, String> =
+        description.rotator_environment.into_iter().collect();
+    let config = herald_rotator::RotatorConfig::load(&environment)?;
+    let clients = herald::aws::Clients::new(herald::aws::for_emulator(&description.emulator).await);
+    let deps = herald_rotator::Deps::from_config(config, &clients, herald::clock::system())?;
+    // Secrets Manager's tokens are 32 to 64 characters.
+    let token = (!retire_only).then(|| herald_local::random_hex(32));
+    if let Some(token) = &token {
+        herald_rotator::rotate_now(&deps, token).await?;
+    }
+    let retirement = herald_rotator::retire(&deps).await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "rotated_to_version": token,
+            "grace_period_seconds": deps.config.grace.as_secs(),
+            "retirement": retirement,
+        }))?
+    );
+    Ok(())
 }
 
 async fn redrive(max_messages: Option<usize>, rate: Option<f64>, limit: Option<u32>) -> Result<()> {

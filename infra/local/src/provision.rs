@@ -146,6 +146,19 @@ pub const RESOURCE_TYPES: &[(&str, Local)] = &[
         "AWS::IAM::Role",
         Local::NotEmulated("the emulator enforces no IAM; only AWS Backup assumes this role"),
     ),
+    // Credential rotation (issue 20).
+    (
+        "AWS::SecretsManager::RotationSchedule",
+        Local::NotEmulated(
+            "the emulator invokes no Lambda: `herald-local rotate` and the tests run the rotator's steps as RotateSecret would",
+        ),
+    ),
+    (
+        "AWS::Lambda::Permission",
+        Local::NotEmulated(
+            "the emulator enforces no IAM; only Secrets Manager invokes the rotator",
+        ),
+    ),
     (
         "AWS::Serverless::HttpApi",
         Local::NotEmulated(

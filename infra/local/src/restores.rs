@@ -82,19 +82,14 @@ impl BackupCheck {
     pub fn schedule(
         self: Arc<Self>,
         period: Duration,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-            loop {
-                tokio::select! {
-                    _ = shutdown.changed() => break,
-                    // The function logs its report; a failed run's error as well.
-                    _ = ticks.tick() => {
-                        if let Err(e) = self.scheduled().await {
-                            tracing::error!(error = %e, "scheduled backup check failed");
-                        }
-                    }
+        crate::every(period, shutdown, move || {
+            let check = self.clone();
+            // The function logs its report; a failed run's error as well.
+            async move {
+                if let Err(e) = check.scheduled().await {
+                    tracing::error!(error = %e, "scheduled backup check failed");
                 }
             }
         })

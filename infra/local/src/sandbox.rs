@@ -3,7 +3,10 @@
 //! and the benchmark can count duplicates and losses while the provider misbehaves.
 //! Like Twilio it calls back: signed status callbacks for what it took (when the
 //! message names a `StatusCallback`), and inbound texts on request
-//! (`POST /sandbox/inbound`), see `callbacks`.
+//! (`POST /sandbox/inbound`), see `callbacks`. Requests authenticate with the
+//! account's auth token or an API key made through its Keys API (`keys`), which a
+//! credential rotation uses. Over 400 lines: the Messages API and its faults are one
+//! request path, read top to bottom.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,16 +19,17 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 mod callbacks;
 mod faults;
+mod keys;
 
 pub use callbacks::{CallbackLog, UNDELIVERED_CODE, UNDELIVERED_NUMBER};
 use faults::Bucket;
 pub use faults::{Faults, Injected};
+pub use keys::Credential;
 
 /// Twilio's magic test number that is always rejected as invalid.
 pub const INVALID_NUMBER: &str = "+15005550001";
@@ -42,6 +46,9 @@ pub struct LedgerEntry {
     /// Where its status callbacks go, when it asked for them.
     #[serde(default)]
     pub status_callback: Option<String>,
+    /// Who sent it: the account SID, or the API key's SID when a key authenticated it.
+    #[serde(default)]
+    pub credential: String,
 }
 
 pub struct Sandbox {
@@ -56,6 +63,8 @@ pub struct Sandbox {
     callback_log: Mutex<CallbackLog>,
     /// The receiver's base URL inbound texts are posted to.
     webhooks_base: Mutex<Option<String>>,
+    /// The account's API keys (`keys`).
+    keys: keys::Keys,
 }
 
 impl Sandbox {
@@ -70,6 +79,7 @@ impl Sandbox {
             callbacks: Default::default(),
             callback_log: Mutex::new(CallbackLog::default()),
             webhooks_base: Mutex::new(None),
+            keys: Default::default(),
         })
     }
 
@@ -157,6 +167,15 @@ pub fn router(sandbox: Arc<Sandbox>) -> Router {
         .route("/sandbox/faults", get(get_faults).post(put_faults))
         .route("/sandbox/callbacks", get(get_callbacks))
         .route("/sandbox/inbound", post(post_inbound))
+        .route("/2010-04-01/Accounts/{file}", get(keys::fetch_account))
+        .route(
+            "/2010-04-01/Accounts/{account}/Keys.json",
+            post(keys::create_key).get(keys::list_keys),
+        )
+        .route(
+            "/2010-04-01/Accounts/{account}/Keys/{file}",
+            axum::routing::delete(keys::delete_key),
+        )
         .with_state(sandbox)
 }
 
@@ -192,25 +211,15 @@ fn too_many_requests(retry_after_secs: u64) -> Response {
     response
 }
 
-fn authorized(sandbox: &Sandbox, headers: &HeaderMap) -> bool {
-    let expected = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", sandbox.account_sid, sandbox.auth_token));
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .is_some_and(|given| given.as_bytes() == expected.as_bytes())
-}
-
 async fn create_message(
     State(sandbox): State<Arc<Sandbox>>,
     Path(account): Path<String>,
     headers: HeaderMap,
     Form(form): Form<CreateMessageForm>,
 ) -> Response {
-    if account != sandbox.account_sid || !authorized(&sandbox, &headers) {
-        return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
-    }
+    let Some(credential) = sandbox.authenticate(&account, &headers) else {
+        return keys::unauthenticated();
+    };
     let Some(to) = form.to.filter(|t| !t.is_empty()) else {
         return twilio_error(
             StatusCode::BAD_REQUEST,
@@ -272,6 +281,7 @@ async fn create_message(
         received_at: herald::Timestamp::from_epoch_millis(received_at_ms).to_string(),
         received_at_ms,
         status_callback: form.status_callback.filter(|u| !u.is_empty()),
+        credential: credential.name(&sandbox),
     };
     sandbox
         .ledger
@@ -364,6 +374,7 @@ async fn put_faults(State(sandbox): State<Arc<Sandbox>>, Json(faults): Json<Faul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
     use std::collections::BTreeMap;
 
     /// Posts `count` messages to the sandbox's Messages API and returns its answers.

@@ -19,6 +19,7 @@ pub use crate::domain::SmsProviderKind;
 pub mod ses;
 pub mod sns;
 pub mod twilio;
+pub mod twilio_keys;
 
 #[derive(Debug, Clone)]
 pub struct OutboundSms {

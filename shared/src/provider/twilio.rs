@@ -23,11 +23,26 @@ pub struct TwilioCredentials {
     /// The platform's sender number or messaging service (`MG...`): texts of tenants
     /// without their own go out from it.
     pub from: String,
+    /// The API key messages are sent with (`SK...`), once a rotation made one; the
+    /// auth token then only signs webhooks and manages keys (issue 20).
+    #[serde(default)]
+    pub api_key_sid: Option<String>,
+    #[serde(default)]
+    pub api_key_secret: Option<SecretString>,
 }
 
 impl TwilioCredentials {
     pub fn parse(secret: &SecretString) -> Result<Self, serde_json::Error> {
         serde_json::from_str(secret.expose_secret())
+    }
+
+    /// The Basic auth that sends messages: the API key when the secret holds one,
+    /// else the account SID and auth token.
+    pub fn sending_auth(&self) -> (&str, &str) {
+        match (&self.api_key_sid, &self.api_key_secret) {
+            (Some(sid), Some(secret)) => (sid, secret.expose_secret()),
+            _ => (&self.account_sid, self.auth_token.expose_secret()),
+        }
     }
 }
 
@@ -108,13 +123,11 @@ impl TwilioProvider {
         if let Some(callback) = &message.status_callback {
             form.push(("StatusCallback", callback.as_str()));
         }
+        let (user, password) = credentials.sending_auth();
         let response = self
             .http
             .post(url)
-            .basic_auth(
-                &credentials.account_sid,
-                Some(credentials.auth_token.expose_secret()),
-            )
+            .basic_auth(user, Some(password))
             .form(&form)
             .send()
             .await;
@@ -355,6 +368,23 @@ mod tests {
             classify_answer(400, None, Err("cut".into())),
             Attempt::Done(SendOutcome::Transient { .. })
         ));
+    }
+
+    #[test]
+    fn messages_go_with_the_api_key_when_the_secret_holds_one() {
+        let secret = |json: &str| TwilioCredentials::parse(&SecretString::from(json)).unwrap();
+        let token_only = secret(r#"{"account_sid": "AC1", "auth_token": "t", "from": "+1"}"#);
+        assert_eq!(token_only.sending_auth(), ("AC1", "t"));
+        let with_key = secret(
+            r#"{"account_sid": "AC1", "auth_token": "t", "from": "+1",
+                "api_key_sid": "SK1", "api_key_secret": "s"}"#,
+        );
+        assert_eq!(with_key.sending_auth(), ("SK1", "s"));
+        // Half a key is no key.
+        let half = secret(
+            r#"{"account_sid": "AC1", "auth_token": "t", "from": "+1", "api_key_sid": "SK1"}"#,
+        );
+        assert_eq!(half.sending_auth(), ("AC1", "t"));
     }
 
     #[test]
