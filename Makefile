@@ -108,13 +108,13 @@ dev: venv ## Start the local cloud (emulator, gateway, queue runners)
 
 # The emulator started by the tests is stopped on every exit (pass, fail, Ctrl-C).
 # The exit code is the tests' own; a failed stop only turns a pass into a failure.
-# The fault suites (`test = false` in tests/Cargo.toml, so `cargo test --workspace`
-# leaves them out) run at the same time as the rest, on an emulator of their own at
+# The fault suites and the rotation under a 2,000-text batch (`test = false` in
+# tests/Cargo.toml, so `cargo test --workspace` leaves them out) run at the same time as the rest, on an emulator of their own at
 # FAULTS_EMULATOR_URL: each suite runs its batches one at a time against the
 # emulator's throughput, so beside the rest they take no longer, and the whole run
 # takes minutes less. Their output is printed after the rest's.
 FAULTS_EMULATOR_URL ?= http://127.0.0.1:4567
-FAULT_SUITES := --test faults --test receipt_faults
+FAULT_SUITES := --test faults --test receipt_faults --test rotation
 test: venv venv-contract ## cargo test --workspace and the fault suites against the local cloud, then stop its emulators
 	@export HERALD_VENV="$(CURDIR)/$(VENV)" HERALD_CONTRACT_VENV="$(CURDIR)/$(VENV_CONTRACT)"; \
 	trap 'rc=$$?; cargo run -q -p herald-local -- emulator stop --started-by-tests \

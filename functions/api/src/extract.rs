@@ -222,6 +222,26 @@ pub mod object {
     }
 }
 
+/// A count as JSON Schema's `integer` reads it: `2721.0` is the integer 2721, as a
+/// client's JSON library may well write it; `2721.5` is not an integer.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    let Some(number) = <Option<serde_json::Number> as serde::Deserialize>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = match (number.as_u64(), number.as_f64()) {
+        (Some(n), _) => Some(n),
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
+            Some(f as u64)
+        }
+        _ => None,
+    };
+    whole
+        .and_then(|n| u32::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("must be a whole number from 1 to {}", u32::MAX)))
+}
+
 /// `recipients[3].to` as `/recipients/3/to` (RFC 6901), or `None` for the whole body.
 fn json_pointer(path: &serde_path_to_error::Path) -> Option<String> {
     let mut pointer = String::new();

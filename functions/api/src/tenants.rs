@@ -20,7 +20,7 @@ use herald::{TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody, object};
+use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody, object, whole_number};
 use crate::intake;
 use crate::openapi::{ReadProblems, TenantChangeProblems, TenantCreateProblems};
 use crate::sms_policy::{self, SmsPolicyBody, SmsPolicyField};
@@ -93,26 +93,6 @@ pub(crate) struct LimitsField {
     #[serde(default, deserialize_with = "whole_number")]
     #[schema(minimum = 1, maximum = 1_000_000_000)]
     sends_per_day: Option<u32>,
-}
-
-/// A count as JSON Schema's `integer` reads it: `2721.0` is the integer 2721, as a
-/// client's JSON library may well write it; `2721.5` is not an integer.
-fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-    use serde::de::Error;
-    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
-        return Ok(None);
-    };
-    let whole = match (number.as_u64(), number.as_f64()) {
-        (Some(n), _) => Some(n),
-        (None, Some(f)) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
-            Some(f as u64)
-        }
-        _ => None,
-    };
-    whole
-        .and_then(|n| u32::try_from(n).ok())
-        .map(Some)
-        .ok_or_else(|| D::Error::custom(format!("must be a whole number from 1 to {}", u32::MAX)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

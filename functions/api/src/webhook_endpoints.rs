@@ -76,6 +76,7 @@ pub(crate) struct EndpointRequest {
     #[schema(schema_with = description_schema)]
     description: String,
     /// Deliveries per second to this endpoint, at most; absent for Herald's own pace.
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     #[schema(minimum = 1, maximum = 1000)]
     rate_limit_per_second: Option<u32>,
 }
