@@ -255,9 +255,9 @@ mod tests {
     use super::*;
 
     /// AWS's documented example messages, signed by a test key whose certificate is
-    /// `testdata/test-signing-cert.pem` (AWS's own examples carry placeholder
+    /// `testdata/test-signing-cert.crt` (AWS's own examples carry placeholder
     /// signatures, and the real certificate is not reachable from the tests).
-    const CERT: &[u8] = include_bytes!("testdata/test-signing-cert.pem");
+    const CERT: &[u8] = include_bytes!("testdata/test-signing-cert.crt");
     const NOTIFICATION_V1: &str = include_str!("testdata/notification-v1.json");
     const NOTIFICATION_V2: &str = include_str!("testdata/notification-v2.json");
     const CONFIRMATION_V1: &str = include_str!("testdata/subscription-confirmation-v1.json");
