@@ -3,6 +3,9 @@
 //! (restore drills and their canaries, tenant recovery jobs) belong to no tenant: their
 //! keys take a `Platform` instead, which only Herald's own operations hold, and no
 //! tenant key builder accepts one.
+//!
+//! Longer than most files on purpose: the whole key space is read in one place, so a
+//! reviewer can see that no two kinds of item can share a key.
 
 use crate::address::Address;
 use crate::clock::{Day, Timestamp};

@@ -3,6 +3,10 @@
 //! secret; Herald keeps it only sealed (`herald::outbound::secret`), and shows it again
 //! only to a retry of the same registration (same `Idempotency-Key`), as machine
 //! clients do. URLs pass `herald::outbound::url_rules` when registered or changed.
+//!
+//! Longer than most: eight routes over one resource, with their request and answer
+//! types beside them so the document and the handlers read together. Splitting it the
+//! way `users/` is split (reads, changes) is the next step when it grows.
 
 use std::sync::Arc;
 use std::time::Duration;

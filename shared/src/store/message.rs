@@ -2,6 +2,9 @@
 //! settle, and read back with their history. A status only moves forward: every
 //! status write names the statuses it may find (`MessageStatus::replaceable`) in its
 //! condition, so a duplicated or late write changes nothing.
+//!
+//! One file for every write to a message item (claim, settle, release, end unsent):
+//! their conditions only make sense read together, as one state machine.
 
 use std::collections::HashMap;
 
