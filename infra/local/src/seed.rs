@@ -189,3 +189,31 @@ pub async fn sign_in(client: &cognito::Client, client_id: &str, user: &User) -> 
             .ok_or_else(|| anyhow!("no access token"))?,
     })
 }
+
+/// Records message `id` of `chunk` as `sent` by `provider` the way the sender does
+/// (claim, then settle), without a provider call: the benchmarks measure the table's
+/// side alone, or seed sent messages for receipts to find.
+pub async fn claim_and_settle(
+    store: &herald::store::Store,
+    tenant: &herald::TenantId,
+    id: herald::MessageId,
+    chunk: &herald::domain::Chunk,
+    to: &herald::Address,
+    provider: &str,
+) -> Result<()> {
+    use herald::domain::{ClaimOutcome, Lease, Settlement};
+    let clock = herald::clock::system();
+    let lease = Lease::starting(clock.timestamp(), std::time::Duration::from_secs(60));
+    let ClaimOutcome::Claimed { token } = store.claim(tenant, id, chunk, to, &lease).await? else {
+        anyhow::bail!("a fresh message ({id}) could not be claimed");
+    };
+    let sent = Settlement::Sent {
+        provider: provider.into(),
+        provider_ref: format!("SM{}", id.index()),
+    };
+    let settled = store
+        .settle(tenant, id, &token, &sent, clock.timestamp())
+        .await?;
+    anyhow::ensure!(settled, "the claim on {id} was lost before its settle");
+    Ok(())
+}

@@ -9,11 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use clap::Parser;
-use herald::domain::{
-    BatchStatus, Channel, Chunk, ClaimOutcome, Content, Lease, Limits, Settlement,
-};
+use herald::domain::{BatchStatus, Channel, Chunk, Content, Limits};
 use herald::keys::CHUNK_SIZE;
 use herald::store::Store;
 use herald::{Address, BatchId, MessageId, PhoneNumber, TenantId};
@@ -209,23 +207,11 @@ async fn drive_claims(cloud: &LocalCloud, args: &Args) -> Result<Ceiling> {
         while Instant::now() < end {
             let index = next.fetch_add(1, Ordering::Relaxed);
             let id = MessageId::new(batch, index);
-            let lease = Lease::starting(clock.timestamp(), Duration::from_secs(60));
-            let ClaimOutcome::Claimed { token } =
-                store.claim(&tenant, id, &chunk, &to, &lease).await?
-            else {
-                bail!("a fresh message ({id}) could not be claimed");
-            };
-            let sent = Settlement::Sent {
-                provider: "ceiling".into(),
-                provider_ref: format!("SM{index}"),
-            };
-            let settled = store
-                .settle(&tenant, id, &token, &sent, clock.timestamp())
+            herald_local::seed::claim_and_settle(&store, &tenant, id, &chunk, &to, "ceiling")
                 .await?;
-            ensure!(settled, "the claim on {id} was lost before its settle");
             done.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
+        Ok::<(), anyhow::Error>(())
     }))
     .await?;
     let seconds = start.elapsed().as_secs_f64();

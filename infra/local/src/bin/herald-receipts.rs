@@ -12,9 +12,9 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use clap::Parser;
-use herald::domain::{Channel, Chunk, ClaimOutcome, Content, Lease, Settlement};
+use herald::domain::{Channel, Chunk, Content};
 use herald::store::Store;
 use herald::webhook::twilio;
 use herald::{Address, BatchId, MessageId, PhoneNumber, TenantId};
@@ -212,20 +212,7 @@ async fn seed(args: &Args, cloud: &LocalCloud, tenant: &TenantId, batch: BatchId
                 return Ok::<(), anyhow::Error>(());
             }
             let id = MessageId::new(batch, index);
-            let lease = Lease::starting(clock.timestamp(), Duration::from_secs(60));
-            let ClaimOutcome::Claimed { token } =
-                store.claim(tenant, id, &chunk, &to, &lease).await?
-            else {
-                bail!("a fresh message ({id}) could not be claimed");
-            };
-            let sent = Settlement::Sent {
-                provider: "twilio".into(),
-                provider_ref: format!("SM{index}"),
-            };
-            let settled = store
-                .settle(tenant, id, &token, &sent, clock.timestamp())
-                .await?;
-            ensure!(settled, "the claim on {id} was lost before its settle");
+            herald_local::seed::claim_and_settle(&store, tenant, id, &chunk, &to, "twilio").await?;
         }
     }))
     .await?;
