@@ -16,6 +16,7 @@ use std::time::Duration;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
+    MessageSystemAttributeName, MessageSystemAttributeNameForSends,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -355,6 +356,7 @@ impl Redriver {
             // SQS caps visibility at 12 hours.
             .visibility_timeout(hide.as_secs().clamp(1, 43_200) as i32)
             .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
             .send()
             .await
             .map_err(|e| DisplayErrorContext(e).to_string())?;
@@ -372,6 +374,16 @@ impl Redriver {
             .send_message()
             .queue_url(&self.source_url)
             .message_body(message.body().unwrap_or_default());
+        // The message goes back with the trace of the request that first queued it.
+        if let Some(trace) = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::AwsTraceHeader))
+        {
+            request = request.message_system_attributes(
+                MessageSystemAttributeNameForSends::AwsTraceHeader,
+                crate::queue::trace_attribute(trace).map_err(|e| e.to_string())?,
+            );
+        }
         for (name, value) in attributes
             .into_iter()
             .filter(|(name, _)| name != REDRIVES_ATTRIBUTE)
