@@ -33,11 +33,15 @@ pub fn init_with_default(level: &str) {
     init_with_writer(level, || std::io::stdout().lock());
 }
 
-/// `init_with_default`, writing each line to what `writer` gives (tests read their own
-/// run's logs this way).
+/// `init_with_default`, writing each line to what `writer` gives.
+///
+/// `AWS_LAMBDA_LOG_FORMAT=Text` (Lambda's advanced logging controls) gets plain text
+/// lines, as `lambda_runtime`'s own subscriber writes them; JSON otherwise, which the
+/// template asks for. Metric lines stay JSON either way: CloudWatch reads EMF from any
+/// line that is a JSON object.
 pub fn init_with_writer<W, F>(level: &str, writer: F)
 where
-    W: Write,
+    W: Write + 'static,
     F: Fn() -> W + Send + Sync + 'static,
 {
     let filter = std::env::var("AWS_LAMBDA_LOG_LEVEL")
@@ -45,9 +49,43 @@ where
         .map(|level| EnvFilter::new(level.to_lowercase()))
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new(level));
+    let text = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text"));
+    if text {
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(writer)
+                    .with_filter(filter),
+            )
+            .try_init();
+    } else {
+        install(filter, writer);
+    }
+    starting();
+}
+
+/// Installs the JSON lines at `info` whatever the environment says, writing to what
+/// `writer` gives: tests that read a whole run's logs capture them this way.
+pub fn capture<W, F>(writer: F)
+where
+    W: Write,
+    F: Fn() -> W + Send + Sync + 'static,
+{
+    install(EnvFilter::new("info"), writer);
+}
+
+fn install<W, F>(filter: EnvFilter, writer: F)
+where
+    W: Write,
+    F: Fn() -> W + Send + Sync + 'static,
+{
     let _ = tracing_subscriber::registry()
         .with(JsonLines::new(writer).with_filter(filter))
         .try_init();
+}
+
+fn starting() {
     // The first line of every cold start says which build this is (in Lambda: the
     // local tools that share this setup have their own first lines).
     if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none() {
