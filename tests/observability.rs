@@ -3,7 +3,8 @@
 //! correlation id from the API through the sender's provider calls and back through
 //! the webhook receiver and the events function applying its receipts, and a whole
 //! run's lines (a batch with receipts, an undelivered text, an email, a bad request, a
-//! machine client's token) holding no recipient address and no secret.
+//! machine client's token) holding no recipient address and no secret. Receipts are
+//! also counted per outcome (`Delivered`, `Undelivered`) for the dashboard.
 //!
 //! Both tests share the one capture (the subscriber is per process), so each looks only
 //! for what it made: its own correlation id, its own addresses and secrets.
@@ -115,6 +116,14 @@ async fn one_request_is_followed_by_its_correlation_id_to_the_provider_and_back_
     })
     .await;
 
+    // Counted per outcome for the dashboard: three delivered, none undelivered.
+    let metrics = &test.cloud.metrics;
+    eventually("the delivered count", || async {
+        (metrics.total("events", "Delivered") == 3.0).then_some(())
+    })
+    .await;
+    assert_eq!(metrics.total("events", "Undelivered"), 0.0);
+
     let ours: Vec<Value> = lines(&capture)
         .into_iter()
         .filter(|l| l["correlation_id"] == correlation.as_str())
@@ -197,10 +206,8 @@ async fn a_whole_runs_lines_hold_no_recipient_address_and_no_secret() {
 
     test.wait_for_batch(&sender, &batch, "completed").await;
     test.wait_for_status(&sender, &by_client, "delivered").await;
-    let finished = test
-        .wait_for_batch(&sender, &email_batch, "completed")
+    test.wait_for_batch(&sender, &email_batch, "completed")
         .await;
-    assert_eq!(finished["counts"]["undelivered"], 1, "{finished}");
     // The bounce's receipt reached the events function and suppressed the address.
     eventually("the bounce suppressed", || async {
         let page = test.get("/v1/suppressions", &sender).await;
@@ -224,6 +231,18 @@ async fn a_whole_runs_lines_hold_no_recipient_address_and_no_secret() {
         admin,
         sender,
     ];
+    // Counted per outcome: the undelivered text and the bounce; three texts, the
+    // client's text and the simulator's success delivered.
+    let metrics = &test.cloud.metrics;
+    eventually("the receipts counted per outcome", || async {
+        let counted = (
+            metrics.total("events", "Delivered"),
+            metrics.total("events", "Undelivered"),
+        );
+        (counted == (5.0, 2.0)).then_some(())
+    })
+    .await;
+
     // The paths that handle addresses were logged: masked, the bad request refused,
     // both undelivered receipts (the text's and the bounce's) applied.
     let ours: Vec<Value> = lines(&capture)

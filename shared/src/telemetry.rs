@@ -27,6 +27,25 @@ pub fn init() {
     init_with_default("info");
 }
 
+/// `init` for the Lambda function `function` (its name in metrics: `sender`, `api`...):
+/// its first invocation also writes the `ColdStart` and `InitDuration` metrics, which
+/// Lambda's own metrics lack (its init duration is only in each `REPORT` line).
+pub fn init_function(function: &'static str) {
+    let _ = FUNCTION.set(function);
+    init();
+}
+
+/// Run by the runtime's graceful-shutdown hook (SIGTERM, with 500 ms to spare): the
+/// environment's last line, and standard output flushed so no line or metric written
+/// before is lost. Lines are written whole, one write each, so nothing else is held.
+pub async fn shutdown() {
+    tracing::info!("shutting down");
+    let _ = std::io::stdout().flush();
+}
+
+/// The function `init_function` named; none in local tools.
+static FUNCTION: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
 /// `init`, with `level` when neither variable is set (the local benchmark keeps its
 /// terminal, and the CPU the emulator shares, for warnings).
 pub fn init_with_default(level: &str) {
@@ -106,6 +125,12 @@ pub struct JsonLines<F> {
     process: Map<String, Value>,
     /// Until the first invocation ends, lines are the cold start's.
     warm: AtomicBool,
+    /// Whether the first invocation began (its cold start is counted then).
+    invoked: AtomicBool,
+    /// When the process set up its logs: the first thing `main` does.
+    started: std::time::Instant,
+    /// The Lambda function whose cold start is counted (`init_function`).
+    function: Option<&'static str>,
 }
 
 impl<F> JsonLines<F> {
@@ -125,7 +150,16 @@ impl<F> JsonLines<F> {
             writer,
             process,
             warm: AtomicBool::new(false),
+            invoked: AtomicBool::new(false),
+            started: std::time::Instant::now(),
+            function: FUNCTION.get().copied(),
         }
+    }
+
+    /// Counts the cold start of `function` at the first invocation.
+    pub fn for_function(mut self, function: &'static str) -> Self {
+        self.function = Some(function);
+        self
     }
 }
 
@@ -182,6 +216,12 @@ where
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(SpanFields(fields));
         }
+        if attrs.metadata().name() == INVOCATION_SPAN
+            && let Some(function) = self.function
+            && !self.invoked.swap(true, Ordering::Relaxed)
+        {
+            self.write(&cold_start(function, self.started.elapsed()));
+        }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
@@ -220,10 +260,35 @@ where
             }
         }
         event.record(&mut Collect(&mut line));
-        let mut text = serde_json::to_string(&line).unwrap_or_default();
+        self.write(&Value::Object(line));
+    }
+}
+
+impl<F, W> JsonLines<F>
+where
+    F: Fn() -> W,
+    W: Write,
+{
+    /// One line, in one write.
+    fn write(&self, line: &Value) {
+        let mut text = serde_json::to_string(line).unwrap_or_default();
         text.push('\n');
         let _ = (self.writer)().write_all(text.as_bytes());
     }
+}
+
+/// The metric line of a cold start: `init` is how long the process took from setting
+/// up its logs to its first invocation.
+fn cold_start(function: &'static str, init: std::time::Duration) -> Value {
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    crate::metrics::Record::new(function)
+        .count("ColdStart", 1)
+        .samples(
+            "InitDuration",
+            crate::metrics::Unit::Milliseconds,
+            vec![init.as_secs_f64() * 1000.0],
+        )
+        .to_emf(now_ms as u64)
 }
 
 /// An error and every cause under it on one line (`outer: inner: root`), for logs and
@@ -246,9 +311,16 @@ mod tests {
     use super::*;
 
     fn lines_of(run: impl FnOnce()) -> Vec<Value> {
+        lines_of_function(None, run)
+    }
+
+    fn lines_of_function(function: Option<&'static str>, run: impl FnOnce()) -> Vec<Value> {
         let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
         let sink = buffer.clone();
-        let layer = JsonLines::new(move || SharedBuffer(sink.clone()));
+        let mut layer = JsonLines::new(move || SharedBuffer(sink.clone()));
+        if let Some(function) = function {
+            layer = layer.for_function(function);
+        }
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, run);
         let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
@@ -299,6 +371,40 @@ mod tests {
         assert_eq!(line["attempt"], 2);
         assert_eq!(line["cold_start"], true);
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn a_cold_start_is_a_metric_line_of_its_function() {
+        let line = cold_start("sender", std::time::Duration::from_millis(42));
+        assert_eq!(line["Function"], "sender");
+        assert_eq!(line["ColdStart"], 1.0);
+        assert_eq!(line["InitDuration"], 42.0);
+        let names: Vec<_> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["ColdStart", "InitDuration"]);
+    }
+
+    #[test]
+    fn a_functions_first_invocation_counts_its_cold_start_once() {
+        let lines = lines_of_function(Some("events"), || {
+            for request in ["req-1", "req-2"] {
+                let span = tracing::info_span!(INVOCATION_SPAN, requestId = request);
+                let _entered = span.enter();
+                tracing::info!("handled");
+            }
+        });
+        let cold_starts: Vec<_> = lines.iter().filter(|l| l["ColdStart"] == 1.0).collect();
+        assert_eq!(cold_starts.len(), 1, "{lines:?}");
+        assert_eq!(cold_starts[0]["Function"], "events");
+        assert_eq!(lines.len(), 3, "the metric line and two log lines");
+        assert_eq!(
+            lines[0], *cold_starts[0],
+            "counted as the invocation begins"
+        );
     }
 
     #[test]
