@@ -4,13 +4,16 @@
 //! the webhook receiver and the events function applying its receipts, and a whole
 //! run's lines (a batch with receipts, an undelivered text, an email, a bad request, a
 //! machine client's token) holding no recipient address and no secret. Receipts are
-//! also counted per outcome (`Delivered`, `Undelivered`) for the dashboard.
+//! also counted per outcome (`Delivered`, `Undelivered`) for the dashboard. And the
+//! X-Ray trace header a chunk was queued with (`AWSTraceHeader`) stays with it when the
+//! sender parks it and the redriver moves it back.
 //!
-//! Both tests share the one capture (the subscriber is per process), so each looks only
+//! The two log tests share the one capture (the subscriber is per process), so each looks only
 //! for what it made: its own correlation id, its own addresses and secrets.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
+use aws_sdk_sqs::types::{MessageSystemAttributeName, MessageSystemAttributeNameForSends};
 use herald_tests::herald_local::CloudOptions;
 use herald_tests::herald_local::sandbox::UNDELIVERED_NUMBER;
 use herald_tests::{TestCloud, eventually, number, quick_redelivery};
@@ -280,4 +283,48 @@ async fn a_whole_runs_lines_hold_no_recipient_address_and_no_secret() {
             found.join("\n")
         );
     }
+}
+
+/// The X-Ray trace a message was queued with stays with it when the sender parks it
+/// and when the redriver moves it back: the request that queued it stays its trace.
+#[tokio::test]
+async fn a_parked_and_redriven_chunk_keeps_the_trace_it_was_queued_with() {
+    // No queue runner: the test hands the record to the sender itself.
+    let test = TestCloud::start_with("obs-trace", |o| o.run_queues = false).await;
+    let sqs = &test.cloud.clients.sqs;
+    let trace = "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1";
+    sqs.send_message()
+        .queue_url(test.cloud.stack.reference("SendQueue").unwrap())
+        .message_body("not an envelope")
+        .message_system_attributes(
+            MessageSystemAttributeNameForSends::AwsTraceHeader,
+            herald::queue::trace_attribute(trace).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let event = test.receive_chunks(1).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let answer = herald_sender::handle(&test.cloud.sender, event, deadline).await;
+    assert!(answer.batch_item_failures.is_empty(), "parked, not failed");
+    assert_eq!(test.queue_depth("SendDLQ").await, 1);
+
+    let redriven = test.cloud.redrive().await;
+    assert_eq!(redriven.moved, 1, "{redriven:?}");
+    let back = sqs
+        .receive_message()
+        .queue_url(test.cloud.stack.reference("SendQueue").unwrap())
+        .wait_time_seconds(1)
+        .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].body(), Some("not an envelope"));
+    let kept = back[0]
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::AwsTraceHeader));
+    assert_eq!(kept.map(String::as_str), Some(trace));
 }
