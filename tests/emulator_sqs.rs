@@ -16,7 +16,11 @@ const ENTRY_TRACE: &str =
     "Root=1-67891233-111111111111111111111111;Parent=1111111111111111;Sampled=1";
 
 /// The HTTP header the SDK's recursion-detection interceptor adds in Lambda.
-const TRACE_HTTP_HEADER: &str = "X-Amzn-Trace-Id";
+fn with_trace_header(request: &mut aws_sdk_sqs::config::http::HttpRequest) {
+    request
+        .headers_mut()
+        .insert("X-Amzn-Trace-Id", REQUEST_TRACE);
+}
 
 #[tokio::test]
 async fn the_trace_header_reaches_the_receiver_from_the_attribute_or_the_http_header() {
@@ -61,9 +65,7 @@ async fn the_trace_header_reaches_the_receiver_from_the_attribute_or_the_http_he
         .entries(entry("header-and-attribute", Some(ENTRY_TRACE)))
         .entries(entry("header-only", None))
         .customize()
-        .mutate_request(|r| {
-            r.headers_mut().insert(TRACE_HTTP_HEADER, REQUEST_TRACE);
-        })
+        .mutate_request(with_trace_header)
         .send()
         .await
         .unwrap();
@@ -72,9 +74,7 @@ async fn the_trace_header_reaches_the_receiver_from_the_attribute_or_the_http_he
         .queue_url(&url)
         .message_body("single-header")
         .customize()
-        .mutate_request(|r| {
-            r.headers_mut().insert(TRACE_HTTP_HEADER, REQUEST_TRACE);
-        })
+        .mutate_request(with_trace_header)
         .send()
         .await
         .unwrap();
