@@ -6,9 +6,10 @@
 //! machine client's token) holding no recipient address and no secret. Receipts are
 //! also counted per outcome (`Delivered`, `Undelivered`) for the dashboard. And the
 //! X-Ray trace header a chunk was queued with (`AWSTraceHeader`) stays with it when the
-//! sender parks it and the redriver moves it back.
+//! sender parks it and the redriver moves it back, and the redriver's line about it
+//! names the request's correlation id.
 //!
-//! The two log tests share the one capture (the subscriber is per process), so each looks only
+//! The tests share the one capture (the subscriber is per process), so each looks only
 //! for what it made: its own correlation id, its own addresses and secrets.
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -289,13 +290,21 @@ async fn a_whole_runs_lines_hold_no_recipient_address_and_no_secret() {
 /// and when the redriver moves it back: the request that queued it stays its trace.
 #[tokio::test]
 async fn a_parked_and_redriven_chunk_keeps_the_trace_it_was_queued_with() {
+    let capture = captured();
     // No queue runner: the test hands the record to the sender itself.
     let test = TestCloud::start_with("obs-trace", |o| o.run_queues = false).await;
     let sqs = &test.cloud.clients.sqs;
     let trace = "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1";
+    let correlation = format!("obs-{}", herald_tests::herald_local::random_hex(12));
+    let correlation_attribute = aws_sdk_sqs::types::MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(&correlation)
+        .build()
+        .unwrap();
     sqs.send_message()
         .queue_url(test.cloud.stack.reference("SendQueue").unwrap())
         .message_body("not an envelope")
+        .message_attributes("correlation_id", correlation_attribute)
         .message_system_attributes(
             MessageSystemAttributeNameForSends::AwsTraceHeader,
             herald::queue::trace_attribute(trace).unwrap(),
@@ -327,4 +336,11 @@ async fn a_parked_and_redriven_chunk_keeps_the_trace_it_was_queued_with() {
         .attributes()
         .and_then(|a| a.get(&MessageSystemAttributeName::AwsTraceHeader));
     assert_eq!(kept.map(String::as_str), Some(trace));
+    // The redriver's line about it names the request it came from.
+    let moved = lines(&capture)
+        .into_iter()
+        .filter(|l| l["correlation_id"] == correlation.as_str())
+        .filter(|l| l["message"] == "dead letter moved back")
+        .count();
+    assert_eq!(moved, 1);
 }

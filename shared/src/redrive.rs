@@ -270,18 +270,22 @@ impl Redriver {
                 let id = message.message_id().unwrap_or_default().to_owned();
                 let receipt = message.receipt_handle().unwrap_or_default().to_owned();
                 let attributes = message.message_attributes().cloned().unwrap_or_default();
+                // The lines about a dead letter name the request and tenant it came from.
+                let text = |name: &str| attributes.get(name).and_then(|v| v.string_value.clone());
+                let (correlation, tenant) = (text("correlation_id"), text("tenant_id"));
+                let (correlation, tenant) = (correlation.as_deref(), tenant.as_deref());
                 // Before judging: a chunk is looked at once per run, so each lands in
                 // exactly one count (one that came back at the limit is parked next run).
                 let body = digest(message.body().unwrap_or_default());
                 if moved_bodies.contains(&body) {
-                    tracing::info!(sqs_message_id = %id, "came back during this run; left for the next one");
+                    tracing::info!(sqs_message_id = %id, correlation_id = correlation, tenant_id = tenant, "came back during this run; left for the next one");
                     report.deferred += 1;
                     held.insert(id, receipt);
                     continue;
                 }
                 let redrives = match judge(&attributes, self.limits.redrive_limit) {
                     Verdict::Park { reason } => {
-                        tracing::error!(sqs_message_id = %id, %reason, "dead letter parked in the DLQ");
+                        tracing::error!(sqs_message_id = %id, correlation_id = correlation, tenant_id = tenant, %reason, "dead letter parked in the DLQ");
                         report.parked += 1;
                         held.insert(id, receipt);
                         continue;
@@ -308,7 +312,7 @@ impl Redriver {
                 tokio::time::sleep_until(pace.take(Instant::now())).await;
 
                 if let Err(e) = self.send(&message, attributes, redrives).await {
-                    tracing::error!(sqs_message_id = %id, error = %e, "sending a dead letter back failed; it stays in the DLQ");
+                    tracing::error!(sqs_message_id = %id, correlation_id = correlation, tenant_id = tenant, error = %e, "sending a dead letter back failed; it stays in the DLQ");
                     report.failed += 1;
                     held.insert(id, receipt);
                     continue;
@@ -325,12 +329,14 @@ impl Redriver {
                     .await
                 {
                     Ok(_) => {
-                        tracing::info!(sqs_message_id = %id, redrives, "dead letter moved back");
+                        tracing::info!(sqs_message_id = %id, correlation_id = correlation, tenant_id = tenant, redrives, "dead letter moved back");
                         report.moved += 1;
                     }
                     Err(e) => {
                         tracing::error!(
                             sqs_message_id = %id,
+                            correlation_id = correlation,
+                            tenant_id = tenant,
                             error = %DisplayErrorContext(e),
                             "moved back but not deleted from the DLQ; a later run will move it again"
                         );
