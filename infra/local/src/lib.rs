@@ -351,9 +351,9 @@ impl LocalCloud {
             trigger.function_timeout_secs =
                 trigger.function_timeout_secs.min(u64::from(visibility));
         }
-        // One sender per concurrent instance, as Lambda runs them: each has its own
-        // pacer at its share of the provider's rate, so together they reach the rate
-        // the template's concurrency arithmetic promises (and no more).
+        // One sender per concurrent instance, as Lambda runs them: each takes its own
+        // blocks of send slots from the stack's shared rate item, so together they
+        // reach the provider's rate (and no more), as in AWS.
         let mut send_runners = Vec::new();
         let mut senders = Vec::new();
         let event_source_sqs = clients_of("event source").sqs();

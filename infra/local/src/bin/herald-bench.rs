@@ -282,9 +282,8 @@ async fn deliver(
     }))?;
 
     eprintln!(
-        "Sending a batch of {n} at {rate} messages/s ({} sender instances at {:.2}/s each)...",
-        config.max_instances,
-        config.instance_rate_per_second()
+        "Sending a batch of {n} at {rate} messages/s ({} sender instances sharing it)...",
+        config.max_instances
     );
     let before = counter.snapshot();
     let posted_at_ms = epoch_ms();
