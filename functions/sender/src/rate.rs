@@ -100,10 +100,7 @@ impl Gate {
                     state.taking = false;
                     return;
                 }
-                (
-                    (state.waiting.len() as u32).min(self.max_block),
-                    state.tat,
-                )
+                ((state.waiting.len() as u32).min(self.max_block), state.tat)
             };
             let ask = BlockAsk {
                 now_us: now_us(),
@@ -136,8 +133,7 @@ impl Gate {
                     continue;
                 }
             };
-            tokio::time::sleep(Duration::from_micros(resume_at_us.saturating_sub(now_us())))
-                .await;
+            tokio::time::sleep(Duration::from_micros(resume_at_us.saturating_sub(now_us()))).await;
         }
     }
 

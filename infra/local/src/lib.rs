@@ -617,6 +617,24 @@ impl LocalCloud {
         Ok((status, response.json().await.context("the answer is JSON")?))
     }
 
+    /// A single message, as a client posts it through the gateway (with a fresh
+    /// Idempotency-Key): the HTTP status and the JSON answer.
+    pub async fn post_message(
+        &self,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<(u16, serde_json::Value)> {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/messages", self.gateway_url))
+            .bearer_auth(token)
+            .header("idempotency-key", random_token(26))
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.context("the answer is JSON")?))
+    }
+
     /// Stops the servers and pollers and waits for them.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
