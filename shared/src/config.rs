@@ -203,7 +203,7 @@ impl SenderConfig {
                     reason: e.to_string(),
                 },
             )?,
-            parallelism: settings.number("HERALD_SEND_PARALLELISM", 24)?,
+            parallelism: settings.number("HERALD_SEND_PARALLELISM", 16)?,
             provider_rate_per_second: settings.number("HERALD_PROVIDER_RATE_PER_SECOND", 50.0)?,
             max_instances: settings.number("HERALD_SENDER_MAX_CONCURRENCY", 5)?,
             rate_horizon: Duration::from_millis(settings.number("HERALD_RATE_HORIZON_MS", 1_000)?),
@@ -248,9 +248,13 @@ impl SenderConfig {
     }
 }
 
-/// `HERALD_CHUNK_WINDOW`: chunks of one batch on the queue at once, at least 1.
+/// `HERALD_CHUNK_WINDOW`: chunks of one batch on the queue at once, at least 1; by
+/// default one fewer than the sender instances (`HERALD_SENDER_MAX_CONCURRENCY`, 5), so
+/// a batch alone leaves one instance free for other tenants' messages while the shared
+/// rate lets the others use all of it (`docs/concurrency.md`, "The window").
 fn chunk_window(settings: &impl Settings) -> Result<u32, ConfigError> {
-    let window = settings.number("HERALD_CHUNK_WINDOW", 5)?;
+    let instances: u32 = settings.number("HERALD_SENDER_MAX_CONCURRENCY", 5)?;
+    let window = settings.number("HERALD_CHUNK_WINDOW", instances.saturating_sub(1).max(1))?;
     if window == 0 {
         return Err(ConfigError::Invalid {
             key: "HERALD_CHUNK_WINDOW",
@@ -458,8 +462,12 @@ mod tests {
     #[test]
     fn a_chunk_window_is_at_least_one_chunk() {
         let read = |raw: &str| chunk_window(&settings(&[("HERALD_CHUNK_WINDOW", raw)]));
-        assert_eq!(read(""), Ok(5));
+        assert_eq!(read(""), Ok(4), "one fewer than the default five instances");
         assert_eq!(read("2"), Ok(2));
+        let of_instances =
+            |n: &str| chunk_window(&settings(&[("HERALD_SENDER_MAX_CONCURRENCY", n)]));
+        assert_eq!(of_instances("3"), Ok(2));
+        assert_eq!(of_instances("1"), Ok(1), "never an empty window");
         for bad in ["0", "-1", "two"] {
             let err = read(bad).unwrap_err();
             assert!(

@@ -24,9 +24,12 @@ use tokio::sync::oneshot;
 /// the slots after it, and the provider allows one second of burst at most. (A block's
 /// write answered late starts in the past.)
 const LATE_LIMIT: Duration = Duration::from_millis(500);
-/// How long before its block ends the gate writes for the next one: about a write's
-/// time, so the next block starts as this one ends.
-const LEAD: Duration = Duration::from_millis(100);
+/// How long before its block ends the gate writes for the next one (besides the
+/// write's own expected time), so the next block starts as this one ends.
+const LEAD: Duration = Duration::from_millis(50);
+/// Failed writes in a row (errors, not lost races) before the waiting calls are told
+/// there is no slot; a timeout under load is usually followed by an answer.
+const ERRORS_BEFORE_GIVING_UP: u32 = 3;
 
 pub struct SharedRate {
     gate: Arc<Gate>,
@@ -49,6 +52,9 @@ struct State {
     taking: bool,
     /// The shared item's value as last seen.
     tat: Option<u64>,
+    /// One write's time, a moving average: a block is asked to start that far ahead,
+    /// so a slow answer does not find its slots already past.
+    write_us: u64,
 }
 
 impl SharedRate {
@@ -93,17 +99,20 @@ impl Gate {
 
     /// Takes blocks until no call is waiting.
     async fn take_blocks(self: Arc<Self>) {
+        let mut errors = 0;
         loop {
-            let (count, known) = {
+            let (count, known, write_us) = {
                 let mut state = self.state();
                 if state.waiting.is_empty() {
                     state.taking = false;
                     return;
                 }
-                ((state.waiting.len() as u32).min(self.max_block), state.tat)
+                let count = (state.waiting.len() as u32).min(self.max_block);
+                (count, state.tat, state.write_us)
             };
+            let asked_at = now_us();
             let ask = BlockAsk {
-                now_us: now_us(),
+                now_us: asked_at + write_us.min(self.horizon_us),
                 count,
                 interval_us: self.interval_us,
                 horizon_us: self.horizon_us,
@@ -112,20 +121,35 @@ impl Gate {
                 .store
                 .take_rate_block(Platform::operations(), ask, known)
                 .await;
+            let took = now_us().saturating_sub(asked_at);
             let resume_at_us = match taken {
-                Ok(BlockTake::Granted {
-                    start_us,
-                    count,
-                    tat,
-                }) => {
-                    self.hand_out(start_us, count, tat);
-                    tat.saturating_sub(LEAD.as_micros() as u64)
+                Ok(taken) => {
+                    errors = 0;
+                    let mut state = self.state();
+                    state.write_us = (state.write_us * 3 + took) / 4;
+                    let ahead = state.write_us + LEAD.as_micros() as u64;
+                    match taken {
+                        BlockTake::Granted {
+                            start_us,
+                            count,
+                            tat,
+                        } => {
+                            self.hand_out(&mut state, start_us, count, tat);
+                            tat.saturating_sub(ahead)
+                        }
+                        BlockTake::Wait { retry_at_us, tat } => {
+                            state.tat = Some(tat);
+                            retry_at_us.saturating_sub(ahead)
+                        }
+                    }
                 }
-                Ok(BlockTake::Wait { retry_at_us, tat }) => {
-                    self.state().tat = Some(tat);
-                    retry_at_us
+                Err(e) if errors + 1 < ERRORS_BEFORE_GIVING_UP => {
+                    errors += 1;
+                    tracing::warn!(errors, error = %error_chain(&e), "the shared rate's write failed; trying again");
+                    now_us() + 100_000 * (1 << errors)
                 }
                 Err(e) => {
+                    errors = 0;
                     let reason = format!("no send slot from the shared rate: {}", error_chain(&e));
                     for call in std::mem::take(&mut self.state().waiting) {
                         let _ = call.send(Err(reason.clone()));
@@ -139,8 +163,7 @@ impl Gate {
 
     /// Gives the block's slots to the waiting calls in order. A slot already too late
     /// is skipped (lost, never moved); a call that stopped waiting passes its slot on.
-    fn hand_out(&self, start_us: u64, count: u32, tat: u64) {
-        let mut state = self.state();
+    fn hand_out(&self, state: &mut State, start_us: u64, count: u32, tat: u64) {
         state.tat = Some(tat);
         let oldest_usable = now_us().saturating_sub(LATE_LIMIT.as_micros() as u64);
         let slots = (0..u64::from(count))
