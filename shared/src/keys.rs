@@ -194,6 +194,26 @@ pub fn webhook_endpoints_partition(tenant: &TenantId) -> String {
     format!("TENANT#{tenant}#WEBHOOKS")
 }
 
+/// One delivery attempt to one of the tenant's webhook endpoints (issue 15), in its
+/// endpoint's attempts log, oldest first by time.
+pub fn webhook_attempt(
+    tenant: &TenantId,
+    endpoint_id: &str,
+    at: Timestamp,
+    event_id: &str,
+    attempt: u32,
+) -> Key {
+    Key {
+        pk: webhook_attempts_partition(tenant, endpoint_id),
+        sk: format!("{at}#{event_id}#{attempt:02}"),
+    }
+}
+
+/// The partition of an endpoint's attempts log.
+pub fn webhook_attempts_partition(tenant: &TenantId, endpoint_id: &str) -> String {
+    format!("TENANT#{tenant}#WEBHOOK#{endpoint_id}#ATTEMPTS")
+}
+
 /// A platform-level lease (one redrive at a time): named by the job it guards, not
 /// by any tenant. Only `herald::lease`, the operator-only type, reads or writes it.
 pub fn platform_lease(name: &str) -> Key {

@@ -112,6 +112,38 @@ pub enum EndpointChange {
     NotFound,
 }
 
+stored_enum! {
+    /// How one delivery attempt ended.
+    pub enum AttemptResult {
+        /// A 2xx.
+        Delivered,
+        /// Not delivered; tried again on the schedule.
+        Retrying,
+        /// Not delivered, and the schedule is spent: the event failed (recover sends
+        /// it again).
+        Failed,
+        /// The endpoint answered 410 and was disabled.
+        Gone,
+    }
+}
+
+/// One delivery attempt, as the endpoint's attempts log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub event_id: String,
+    pub event_type: EventType,
+    /// 1 for the first attempt of the event.
+    pub attempt: u32,
+    pub at: Timestamp,
+    pub result: AttemptResult,
+    /// The answer's status; none when there was no answer.
+    pub status_code: Option<u16>,
+    pub duration_ms: u64,
+    pub excerpt: String,
+    /// The event's exact body, so that recover can send it again.
+    pub body: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,10 @@ use serde_json::json;
 
 use crate::address::mask_email;
 use crate::clock::Timestamp;
-use crate::domain::{Channel, EventType, MessageStatus, MessageView};
+use crate::domain::{
+    BatchStatus, BatchView, Channel, DisabledReason, EndpointStatus, EventType, MessageStatus,
+    MessageView, WebhookEndpoint,
+};
 use crate::phone::mask_phone;
 
 /// The delay before each attempt after the first (which is immediate): 5 s, 5 min,
@@ -39,8 +42,7 @@ pub fn next_attempt(
     last_attempt: Timestamp,
     retry_after: Option<Duration>,
 ) -> Option<Timestamp> {
-    let scheduled = *RETRY_SCHEDULE.get(failed_attempts.checked_sub(1)?)?;
-    Some(last_attempt.plus(scheduled.max(retry_after.unwrap_or_default())))
+    next_attempt_compressed(failed_attempts, last_attempt, retry_after, 1)
 }
 
 /// The event type of a message's move into `status`, for statuses tenants hear of.
@@ -99,6 +101,74 @@ pub fn message_event(old: Option<MessageStatus>, new: &MessageView) -> Option<Ou
         event_type,
         body: serde_json::to_vec(&body).expect("plain JSON data"),
     })
+}
+
+/// The event a change of a batch from `old` to `new` announces: `batch.completed`
+/// when it moves into `completed` (every message counted), with its counts. One per
+/// batch: its id is the batch id and the status.
+pub fn batch_event(old: Option<BatchStatus>, new: &BatchView) -> Option<OutboundEvent> {
+    if new.status != BatchStatus::Completed || old == Some(BatchStatus::Completed) {
+        return None;
+    }
+    let body = json!({
+        "type": EventType::BatchCompleted,
+        "timestamp": new.finished_at.unwrap_or(new.created_at),
+        "data": {
+            "batch_id": new.id.to_string(),
+            "channel": new.channel,
+            "status": new.status,
+            "total": new.total,
+            "sent": new.sent,
+            "failed": new.failed,
+            "unknown": new.unknown,
+            "cancelled": new.cancelled,
+            "suppressed": new.suppressed,
+        },
+    });
+    Some(OutboundEvent {
+        id: format!("{}.completed", new.id),
+        event_type: EventType::BatchCompleted,
+        body: serde_json::to_vec(&body).expect("plain JSON data"),
+    })
+}
+
+/// The event an endpoint's move from `old` into disabled by Herald announces to the
+/// tenant's other endpoints: `endpoint.disabled` (an admin's own disable is not
+/// announced). Its id is the endpoint id and the time it was disabled.
+pub fn endpoint_event(old: Option<EndpointStatus>, new: &WebhookEndpoint) -> Option<OutboundEvent> {
+    let reason = new.disabled_reason?;
+    if new.status != EndpointStatus::Disabled
+        || old != Some(EndpointStatus::Enabled)
+        || reason == DisabledReason::Admin
+    {
+        return None;
+    }
+    let body = json!({
+        "type": EventType::EndpointDisabled,
+        "timestamp": new.updated_at,
+        "data": {
+            "endpoint_id": new.id,
+            "url": new.url,
+            "reason": reason,
+        },
+    });
+    Some(OutboundEvent {
+        id: format!("{}.disabled.{}", new.id, new.updated_at.epoch_millis()),
+        event_type: EventType::EndpointDisabled,
+        body: serde_json::to_vec(&body).expect("plain JSON data"),
+    })
+}
+
+/// `RETRY_SCHEDULE` with every delay divided by `divisor` (1 in production; test
+/// stacks compress the schedule this way, through the same code path).
+pub fn next_attempt_compressed(
+    failed_attempts: usize,
+    last_attempt: Timestamp,
+    retry_after: Option<Duration>,
+    divisor: u32,
+) -> Option<Timestamp> {
+    let scheduled = *RETRY_SCHEDULE.get(failed_attempts.checked_sub(1)?)? / divisor.max(1);
+    Some(last_attempt.plus(scheduled.max(retry_after.unwrap_or_default())))
 }
 
 #[cfg(test)]

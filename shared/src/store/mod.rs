@@ -23,12 +23,16 @@ mod tenant;
 mod users;
 mod webhook_endpoints;
 mod window;
+// Status webhooks to tenants, the pipeline (issue 15).
+mod deliveries;
+mod stream;
 
 pub use message::Unsent;
 pub use receipt::OrphanEvent;
 pub use recovery::Lease;
 pub use suppression::Lifter;
 pub use window::MAX_WINDOW_RESTARTS;
+pub use stream::{StreamChange, stream_change};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

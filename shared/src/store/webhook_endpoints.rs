@@ -278,7 +278,7 @@ fn endpoint_item(endpoint: &WebhookEndpoint, version: u64, expires_at: Option<u6
     item
 }
 
-fn parse_endpoint(item: &Item) -> Result<WebhookEndpoint, StoreError> {
+pub(super) fn parse_endpoint(item: &Item) -> Result<WebhookEndpoint, StoreError> {
     let id = get_s(item, "endpoint_id").unwrap_or_default().to_owned();
     let tenant = get_s(item, "tenant_id")
         .and_then(|t| TenantId::parse(t).ok())

@@ -1,0 +1,161 @@
+//! The deliverer: each record of the deliveries queue is one attempt of one event to
+//! one endpoint (`DeliveryJob`). Not yet due (a retry whose wait is longer than SQS's
+//! 15-minute delay): queued again with the rest of the wait. Due: the endpoint read
+//! (deleted or disabled: nothing sent), the event signed and posted
+//! (`outbound::dispatch`, a 410 disabling the endpoint), the attempt kept in the
+//! endpoint's log, and on a failure the next attempt queued on the published schedule
+//! (a later `Retry-After` wins); when the schedule is spent the event has failed, and
+//! its last attempt says so (recover sends it again). A record whose step fails
+//! (DynamoDB, SQS, the sealing key) is a batch item failure: SQS hands it over again
+//! after its visibility timeout, and after five receives moves it to the DLQ.
+
+use std::panic::AssertUnwindSafe;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::FutureExt;
+use herald::domain::{AttemptRecord, AttemptResult, EndpointStatus};
+use herald::metrics::Record;
+use herald::outbound::deliver::Outcome;
+use herald::outbound::dispatch::Dispatcher;
+use herald::outbound::events::next_attempt_compressed;
+use herald::outbound::job::DeliveryJob;
+use herald::telemetry::error_chain;
+
+use crate::Deps;
+use crate::fanout::queue;
+
+/// What one record came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Done {
+    Delivered,
+    Retrying,
+    Failed,
+    Disabled,
+    /// Not due yet: queued again.
+    Waiting,
+    /// The endpoint is gone or disabled: nothing sent.
+    Skipped,
+    /// Not a delivery at all.
+    Unreadable,
+}
+
+/// One batch: records concurrently, each failure that record's batch item failure.
+pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    let dispatcher = match deps.dispatcher().await {
+        Ok(dispatcher) => dispatcher,
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "sealing key unreadable; every delivery comes back");
+            for record in &event.records {
+                response.add_failure(record.message_id.clone().unwrap_or_default());
+            }
+            return response;
+        }
+    };
+    let results = futures::future::join_all(
+        event
+            .records
+            .iter()
+            .map(|record| AssertUnwindSafe(process(deps, &dispatcher, record)).catch_unwind()),
+    )
+    .await;
+    let mut done = Vec::new();
+    for (record, result) in event.records.iter().zip(results) {
+        match result {
+            Ok(Ok(d)) => done.push(d),
+            Ok(Err(reason)) => {
+                tracing::warn!(%reason, "delivery not handled; the queue hands it over again");
+                response.add_failure(record.message_id.clone().unwrap_or_default());
+            }
+            Err(_) => {
+                tracing::error!("delivery panicked; the queue hands it over again");
+                response.add_failure(record.message_id.clone().unwrap_or_default());
+            }
+        }
+    }
+    let count = |d: Done| done.iter().filter(|x| **x == d).count();
+    deps.metrics.emit(
+        Record::new("outbound-deliver")
+            .count("webhooks_delivered", count(Done::Delivered))
+            .count("webhooks_retried", count(Done::Retrying))
+            .count("webhooks_failed", count(Done::Failed))
+            .count("webhook_endpoints_disabled", count(Done::Disabled))
+            .count("webhooks_waiting", count(Done::Waiting))
+            .count("webhooks_skipped", count(Done::Skipped))
+            .count("webhooks_unreadable", count(Done::Unreadable)),
+    );
+    response
+}
+
+async fn process(deps: &Deps, dispatcher: &Dispatcher, record: &SqsMessage) -> Result<Done, String> {
+    let Some(job) = record
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_str::<DeliveryJob>(b).ok())
+    else {
+        tracing::error!(message_id = ?record.message_id, "not a delivery; dropped");
+        return Ok(Done::Unreadable);
+    };
+    let now = deps.clock.timestamp();
+    if !job.is_due(now) {
+        queue(deps, std::slice::from_ref(&job))
+            .await
+            .map_err(|e| error_chain(&e))?;
+        return Ok(Done::Waiting);
+    }
+    let endpoint = deps
+        .store
+        .webhook_endpoint(&job.tenant, &job.endpoint_id)
+        .await
+        .map_err(|e| error_chain(&e))?;
+    let Some(endpoint) = endpoint.filter(|e| e.status == EndpointStatus::Enabled) else {
+        return Ok(Done::Skipped);
+    };
+    let tried = dispatcher
+        .attempt(&endpoint, &job.event())
+        .await
+        .map_err(|e| error_chain(&e))?
+        .attempt;
+    let next = match &tried.outcome {
+        Outcome::Delivered | Outcome::Gone => None,
+        Outcome::Retry { not_before } => next_attempt_compressed(
+            job.attempt as usize,
+            now,
+            *not_before,
+            deps.config.retry_schedule_divisor,
+        ),
+        Outcome::Refused(_) => next_attempt_compressed(
+            job.attempt as usize,
+            now,
+            None,
+            deps.config.retry_schedule_divisor,
+        ),
+    };
+    let (result, done) = match (&tried.outcome, next) {
+        (Outcome::Delivered, _) => (AttemptResult::Delivered, Done::Delivered),
+        (Outcome::Gone, _) => (AttemptResult::Gone, Done::Disabled),
+        (_, Some(_)) => (AttemptResult::Retrying, Done::Retrying),
+        (_, None) => (AttemptResult::Failed, Done::Failed),
+    };
+    let attempt = AttemptRecord {
+        event_id: job.event_id.clone(),
+        event_type: job.event_type,
+        attempt: job.attempt,
+        at: now,
+        result,
+        status_code: tried.status,
+        duration_ms: tried.duration.as_millis() as u64,
+        excerpt: tried.excerpt.clone(),
+        body: job.body.clone(),
+    };
+    deps.store
+        .record_attempt(&job.tenant, &job.endpoint_id, &attempt)
+        .await
+        .map_err(|e| error_chain(&e))?;
+    if let Some(due) = next {
+        queue(deps, &[job.retry(due)])
+            .await
+            .map_err(|e| error_chain(&e))?;
+    }
+    Ok(done)
+}

@@ -1,0 +1,124 @@
+//! An endpoint's attempts log (issue 15): one item per delivery attempt under the
+//! endpoint (`TENANT#{t}#WEBHOOK#{id}#ATTEMPTS`, by time), kept 30 days. The log is
+//! what the tenant reads (`GET .../attempts`) and what recover reads back: an event
+//! whose last attempt is `failed` is sent again from the body kept with it.
+
+use std::time::Duration;
+
+use super::{Store, StoreError};
+use crate::clock::Timestamp;
+use crate::domain::{AttemptRecord, AttemptResult, EventType};
+use crate::ids::TenantId;
+use crate::item::{Item, corrupt, get_n, get_named, get_s, get_time, n, name, s, time, with_key};
+use crate::keys::{self, Key};
+
+/// How long an attempt is kept.
+pub const ATTEMPTS_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl Store {
+    /// Adds `record` to the endpoint's log; a second write of the same attempt (the
+    /// queue handing a delivery over twice) keeps the first.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, endpoint_id = endpoint_id))]
+    pub async fn record_attempt(
+        &self,
+        tenant: &TenantId,
+        endpoint_id: &str,
+        record: &AttemptRecord,
+    ) -> Result<(), StoreError> {
+        let key = keys::webhook_attempt(
+            tenant,
+            endpoint_id,
+            record.at,
+            &record.event_id,
+            record.attempt,
+        );
+        let mut item = with_key(
+            &key,
+            [
+                ("event_id", s(&record.event_id)),
+                ("event_type", name(record.event_type)),
+                ("attempt", n(record.attempt)),
+                ("at", time(record.at)),
+                ("result", name(record.result)),
+                ("duration_ms", n(record.duration_ms)),
+                ("excerpt", s(&record.excerpt)),
+                ("body", s(&record.body)),
+                (
+                    "expires_at",
+                    n(record.at.plus(ATTEMPTS_KEPT).epoch_seconds()),
+                ),
+            ],
+        );
+        if let Some(code) = record.status_code {
+            item.insert("status_code".into(), n(code));
+        }
+        self.put_new(item).await?;
+        Ok(())
+    }
+
+    /// The endpoint's attempts from `since` on, oldest first, at most `limit`, from
+    /// after the position `after`; and the position to go on from when more follow.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, endpoint_id = endpoint_id))]
+    pub async fn attempts(
+        &self,
+        tenant: &TenantId,
+        endpoint_id: &str,
+        since: Timestamp,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<AttemptRecord>, Option<String>), StoreError> {
+        let partition = keys::webhook_attempts_partition(tenant, endpoint_id);
+        let start = after.map(|sk| {
+            crate::item::key_item(&Key {
+                pk: partition.clone(),
+                sk: sk.to_owned(),
+            })
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk >= :since")
+            .expression_attribute_values(":pk", s(&partition))
+            .expression_attribute_values(":since", s(since.to_string()))
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(crate::item::dynamo)?;
+        let items = out.items.unwrap_or_default();
+        let next = out
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|k| get_s(k, "sk"))
+            .map(str::to_owned);
+        let records = items
+            .iter()
+            .map(parse_attempt)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((records, next))
+    }
+}
+
+fn parse_attempt(item: &Item) -> Result<AttemptRecord, StoreError> {
+    let key = Key {
+        pk: get_s(item, "pk").unwrap_or_default().to_owned(),
+        sk: get_s(item, "sk").unwrap_or_default().to_owned(),
+    };
+    let corrupt = |reason: &str| corrupt(&key, reason);
+    Ok(AttemptRecord {
+        event_id: get_s(item, "event_id")
+            .ok_or_else(|| corrupt("no event id"))?
+            .to_owned(),
+        event_type: get_named::<EventType>(item, "event_type")
+            .ok_or_else(|| corrupt("unknown event type"))?,
+        attempt: get_n(item, "attempt").ok_or_else(|| corrupt("no attempt"))?,
+        at: get_time(item, "at").ok_or_else(|| corrupt("no time"))?,
+        result: get_named::<AttemptResult>(item, "result")
+            .ok_or_else(|| corrupt("unknown result"))?,
+        status_code: get_n(item, "status_code"),
+        duration_ms: get_n(item, "duration_ms").unwrap_or(0),
+        excerpt: get_s(item, "excerpt").unwrap_or_default().to_owned(),
+        body: get_s(item, "body").unwrap_or_default().to_owned(),
+    })
+}
