@@ -76,13 +76,13 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     let count = |d: Done| done.iter().filter(|x| **x == d).count();
     deps.metrics.emit(
         Record::new("outbound-deliver")
-            .count("webhooks_delivered", count(Done::Delivered))
-            .count("webhooks_retried", count(Done::Retrying))
-            .count("webhooks_failed", count(Done::Failed))
-            .count("webhook_endpoints_disabled", count(Done::Disabled))
-            .count("webhooks_waiting", count(Done::Waiting))
-            .count("webhooks_skipped", count(Done::Skipped))
-            .count("webhooks_unreadable", count(Done::Unreadable)),
+            .count("WebhooksDelivered", count(Done::Delivered))
+            .count("WebhooksRetried", count(Done::Retrying))
+            .count("WebhooksFailed", count(Done::Failed))
+            .count("WebhookEndpointsDisabled", count(Done::Disabled))
+            .count("WebhooksWaiting", count(Done::Waiting))
+            .count("WebhooksSkipped", count(Done::Skipped))
+            .count("WebhooksUnreadable", count(Done::Unreadable)),
     );
     response
 }

@@ -58,9 +58,9 @@ pub async fn handle(deps: &Deps, event: StreamEvent) -> StreamBatchResponse {
     }
     deps.metrics.emit(
         Record::new("outbound-fanout")
-            .count("events", tally.events)
-            .count("deliveries_queued", tally.queued)
-            .count("unreadable_records", tally.unreadable),
+            .count("WebhookEvents", tally.events)
+            .count("WebhookDeliveriesQueued", tally.queued)
+            .count("StreamRecordsUnreadable", tally.unreadable),
     );
     response
 }

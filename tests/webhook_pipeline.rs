@@ -1,0 +1,145 @@
+//! Status webhooks delivered end to end (issue 15): a batch's messages settle, the
+//! table's stream carries each status change to the fan-out, which queues one delivery
+//! per event and subscribed endpoint, and the deliverer posts them signed to a
+//! receiver on loopback that verifies each one on its own. One stack, the retry
+//! schedule compressed by its setting (`HERALD_WEBHOOK_RETRY_DIVISOR`), the same code.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use herald_tests::outbound::{Receiver, verifies};
+use herald_tests::{TestCloud, eventually, number};
+use serde_json::{Value, json};
+
+const TEMPLATE: &str = "Hi {{name}}, your code is {{code}}.";
+/// Messages in the batch: enough for concurrency in the fan-out and the deliverer.
+const MESSAGES: usize = 40;
+
+fn recipients(count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|i| json!({ "to": number(i), "variables": { "name": format!("P{i}"), "code": i.to_string() } }))
+        .collect()
+}
+
+async fn start() -> TestCloud {
+    TestCloud::start_with("webhook-pipeline", |options| {
+        options.outbound = true;
+        // 5 s → 0.25 ms ... 10 h → 1.8 s: eight attempts within about ten seconds
+        // (SQS delays in whole seconds).
+        options
+            .env_overrides
+            .insert("HERALD_WEBHOOK_RETRY_DIVISOR".into(), "20000".into());
+    })
+    .await
+}
+
+/// Requests to `path` grouped by `webhook-id`, each with the statuses answered in order.
+fn by_id(receiver: &Receiver, path: &str) -> BTreeMap<String, Vec<u16>> {
+    let mut ids: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+    for r in receiver.at(path) {
+        ids.entry(r.webhook_id()).or_default().push(r.answered);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_until_they_arrive() {
+    let test = start().await;
+    let admin = test.token("acme", "admin").await;
+    let sender = test.token("acme", "sender").await;
+    let receiver = Receiver::start().await;
+    let (_, ok_secret) = test
+        .register_endpoint(&admin, &receiver.url("ok"), &["message.sent", "batch.completed"])
+        .await;
+    let (_, flaky_secret) = test
+        .register_endpoint(&admin, &receiver.url("flaky"), &["message.sent"])
+        .await;
+    let (gone, _) = test
+        .register_endpoint(&admin, &receiver.url("gone"), &["batch.completed"])
+        .await;
+    let (_, watch_secret) = test
+        .register_endpoint(&admin, &receiver.url("watch"), &["endpoint.disabled"])
+        .await;
+    let (off, _) = test
+        .register_endpoint(&admin, &receiver.url("off"), &["message.sent"])
+        .await;
+    let disable = format!("/v1/webhooks/endpoints/{off}/disable");
+    assert_eq!(test.post_json(&disable, &admin, "").await.status, 200);
+
+    let batch = test.send_batch(&sender, TEMPLATE, &recipients(MESSAGES)).await;
+    test.wait_for_batch(&sender, &batch, "completed").await;
+    eventually("every event delivered", || async {
+        let ok = receiver.at("ok").len() == MESSAGES + 1;
+        let flaky = by_id(&receiver, "flaky")
+            .values()
+            .filter(|answers| answers.last() == Some(&200))
+            .count()
+            == MESSAGES;
+        let others = receiver.at("gone").len() == 1 && receiver.at("watch").len() == 1;
+        (ok && flaky && others).then_some(())
+    })
+    .await;
+    eventually("no delivery left on the queue", || async {
+        (test.deliveries_pending().await == 0).then_some(())
+    })
+    .await;
+
+    // Exactly the expected events, each once, each verified with its endpoint's secret.
+    let mut expected: BTreeSet<String> = (0..MESSAGES).map(|i| format!("{batch}.{i}.sent")).collect();
+    let ok = receiver.at("ok");
+    let ok_ids: BTreeSet<String> = ok.iter().map(|r| r.webhook_id()).collect();
+    assert_eq!(ok.len(), ok_ids.len(), "a webhook-id repeated on a 200 endpoint");
+    let flaky_ids = by_id(&receiver, "flaky");
+    assert_eq!(flaky_ids.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    expected.insert(format!("{batch}.completed"));
+    assert_eq!(ok_ids, expected);
+    for r in &ok {
+        assert!(verifies(&ok_secret, &r.headers, &r.body), "{}", r.webhook_id());
+        assert!(!verifies(&flaky_secret, &r.headers, &r.body));
+        let body = r.json();
+        if body["type"] == "message.sent" {
+            assert_eq!(body["data"]["status"], "sent");
+            assert_eq!(body["data"]["batch_id"], batch.as_str());
+            assert!(!String::from_utf8_lossy(&r.body).contains("415555"), "address not masked");
+        } else {
+            assert_eq!(body["type"], "batch.completed");
+            assert_eq!(body["data"]["total"], MESSAGES);
+            assert_eq!(body["data"]["sent"], MESSAGES);
+        }
+    }
+    // The flaky receiver failed every other request, and still got every event: an id
+    // repeats only after a failure, and ends with the one 200.
+    let mut retried = 0;
+    for (id, answers) in &flaky_ids {
+        let (last, before) = answers.split_last().unwrap();
+        assert_eq!(*last, 200, "{id}: {answers:?}");
+        assert!(before.iter().all(|a| *a == 500), "{id}: {answers:?}");
+        retried += before.len();
+    }
+    assert!(retried > 0, "the flaky receiver failed nothing");
+    for r in receiver.at("flaky") {
+        assert!(verifies(&flaky_secret, &r.headers, &r.body));
+    }
+    assert!(receiver.at("off").is_empty(), "a disabled endpoint got deliveries");
+
+    // 410: the endpoint is disabled by Herald, audited, and the tenant's endpoint
+    // subscribed to endpoint.disabled hears of it once.
+    assert_eq!(receiver.at("gone").len(), 1);
+    let endpoint = test.get(&format!("/v1/webhooks/endpoints/{gone}"), &admin).await;
+    assert_eq!(endpoint.body["status"], "disabled");
+    assert_eq!(endpoint.body["disabled_reason"], "gone");
+    let audit = test.get("/v1/audit", &admin).await.body;
+    let by_herald: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "herald")
+        .collect();
+    assert_eq!(by_herald.len(), 1, "{by_herald:?}");
+    assert_eq!(by_herald[0]["target"], gone.as_str());
+    let watch = &receiver.at("watch")[0];
+    assert!(verifies(&watch_secret, &watch.headers, &watch.body));
+    let told = watch.json();
+    assert_eq!(told["type"], "endpoint.disabled");
+    assert_eq!(told["data"]["endpoint_id"], gone.as_str());
+    assert_eq!(told["data"]["reason"], "gone");
+}
