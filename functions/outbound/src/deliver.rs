@@ -13,11 +13,12 @@ use std::panic::AssertUnwindSafe;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::FutureExt;
-use herald::domain::{AttemptRecord, AttemptResult, EndpointStatus};
+use herald::clock::Timestamp;
+use herald::domain::{AttemptRecord, AttemptResult, DisabledReason, EndpointStatus, WebhookEndpoint};
 use herald::metrics::Record;
 use herald::outbound::deliver::Outcome;
 use herald::outbound::dispatch::Dispatcher;
-use herald::outbound::events::next_attempt_compressed;
+use herald::outbound::events::{failing_too_long, next_attempt_compressed};
 use herald::outbound::job::DeliveryJob;
 use herald::telemetry::error_chain;
 
@@ -152,8 +153,45 @@ async fn process(deps: &Deps, dispatcher: &Dispatcher, record: &SqsMessage) -> R
         .record_attempt(&job.tenant, &job.endpoint_id, &attempt)
         .await
         .map_err(|e| error_chain(&e))?;
+    let done = failing(deps, dispatcher, &endpoint, &job, done, now).await?;
     if let Some(due) = next {
         queue(deps, &[job.retry(due)])
+            .await
+            .map_err(|e| error_chain(&e))?;
+    }
+    Ok(done)
+}
+
+/// Keeps the endpoint's failing days: a delivery ends them, a failure starts them (if
+/// not started), and a failure five days after they started disables the endpoint
+/// (audited; the stream announces `endpoint.disabled`). The retry already queued then
+/// finds the endpoint disabled and sends nothing.
+async fn failing(
+    deps: &Deps,
+    dispatcher: &Dispatcher,
+    endpoint: &WebhookEndpoint,
+    job: &DeliveryJob,
+    done: Done,
+    now: Timestamp,
+) -> Result<Done, String> {
+    let store = &deps.store;
+    let failed = matches!(done, Done::Retrying | Done::Failed);
+    let mark = match (failed, endpoint.failing_since) {
+        (false, Some(_)) if done == Done::Delivered => Some(None),
+        (true, None) => Some(Some(now)),
+        (true, Some(since)) if failing_too_long(since, now, deps.config.retry_schedule_divisor) => {
+            dispatcher
+                .disable(endpoint, DisabledReason::Failing, &job.event_id)
+                .await
+                .map_err(|e| error_chain(&e))?;
+            tracing::warn!(endpoint_id = %endpoint.id, "endpoint failing for 5 days; disabled");
+            return Ok(Done::Disabled);
+        }
+        _ => None,
+    };
+    if let Some(since) = mark {
+        store
+            .mark_endpoint_failing(&job.tenant, &endpoint.id, since)
             .await
             .map_err(|e| error_chain(&e))?;
     }

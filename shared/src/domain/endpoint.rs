@@ -77,6 +77,9 @@ pub struct WebhookEndpoint {
     /// The secret a rotation replaced, sealed, and until when it still signs beside
     /// the new one.
     pub previous_secret: Option<(String, Timestamp)>,
+    /// Since when every delivery to it has failed (none: the last one succeeded).
+    /// Five days of it disable the endpoint.
+    pub failing_since: Option<Timestamp>,
 }
 
 impl WebhookEndpoint {

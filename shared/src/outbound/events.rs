@@ -171,6 +171,12 @@ pub fn next_attempt_compressed(
     Some(last_attempt.plus(scheduled.max(retry_after.unwrap_or_default())))
 }
 
+/// Whether an endpoint failing since `since` has failed long enough at `now` to be
+/// disabled (`FAILING_DISABLES_AFTER`, divided like the retry schedule).
+pub fn failing_too_long(since: Timestamp, now: Timestamp, divisor: u32) -> bool {
+    now >= since.plus(FAILING_DISABLES_AFTER / divisor.max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +260,67 @@ mod tests {
         assert_eq!(due(1, later).as_deref(), Some("2026-05-01T10:01:00.000Z"));
         let sooner = Some(Duration::from_secs(1));
         assert_eq!(due(2, sooner).as_deref(), Some("2026-05-01T10:05:00.000Z"));
+    }
+
+    #[test]
+    fn a_batch_completes_once_and_herald_s_disables_are_announced_but_an_admin_s_are_not() {
+        let at = Timestamp::parse("2026-05-01T10:00:00Z").unwrap();
+        let batch = BatchView {
+            id: "01JQ0000000000000000000000".parse().unwrap(),
+            channel: Channel::Sms,
+            status: BatchStatus::Completed,
+            total: 3,
+            chunk_count: 1,
+            sent: 2,
+            failed: 1,
+            unknown: 0,
+            cancelled: 0,
+            suppressed: 0,
+            receipts: Default::default(),
+            created_by: "u".into(),
+            created_at: at,
+            enqueued_at: Some(at),
+            cancelled_at: None,
+            finished_at: Some(at),
+        };
+        let event = batch_event(Some(BatchStatus::Enqueued), &batch).unwrap();
+        assert_eq!(event.id, "01JQ0000000000000000000000.completed");
+        let body: serde_json::Value = serde_json::from_slice(&event.body).unwrap();
+        assert_eq!((body["data"]["sent"].as_u64(), body["data"]["failed"].as_u64()), (Some(2), Some(1)));
+        assert_eq!(batch_event(Some(BatchStatus::Completed), &batch), None);
+        let enqueued = BatchView { status: BatchStatus::Enqueued, ..batch };
+        assert_eq!(batch_event(Some(BatchStatus::Accepted), &enqueued), None);
+
+        let endpoint = WebhookEndpoint {
+            tenant: crate::ids::TenantId::parse("acme").unwrap(),
+            id: "ep_1".into(),
+            url: "https://hooks.example.com/h".into(),
+            event_types: vec![EventType::MessageSent],
+            description: String::new(),
+            rate_limit_per_second: None,
+            status: EndpointStatus::Disabled,
+            disabled_reason: Some(DisabledReason::Gone),
+            created_at: at,
+            created_by: "u".into(),
+            updated_at: at,
+            sealed_secret: "x".into(),
+            previous_secret: None,
+            failing_since: None,
+        };
+        let told = endpoint_event(Some(EndpointStatus::Enabled), &endpoint).unwrap();
+        assert_eq!(told.event_type, EventType::EndpointDisabled);
+        assert_eq!(endpoint_event(Some(EndpointStatus::Disabled), &endpoint), None);
+        let by_admin = WebhookEndpoint { disabled_reason: Some(DisabledReason::Admin), ..endpoint };
+        assert_eq!(endpoint_event(Some(EndpointStatus::Enabled), &by_admin), None);
+    }
+
+    #[test]
+    fn five_failing_days_disable_and_the_divisor_compresses_them_like_the_schedule() {
+        let since = Timestamp::parse("2026-05-01T10:00:00Z").unwrap();
+        let days = |d: u64| since.plus(Duration::from_secs(d * 24 * 3600));
+        assert!(!failing_too_long(since, days(4), 1));
+        assert!(failing_too_long(since, days(5), 1));
+        assert!(failing_too_long(since, since.plus(Duration::from_secs(22)), 20_000));
+        assert!(!failing_too_long(since, since.plus(Duration::from_secs(21)), 20_000));
     }
 }

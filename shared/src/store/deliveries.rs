@@ -9,7 +9,10 @@ use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::domain::{AttemptRecord, AttemptResult, EventType};
 use crate::ids::TenantId;
-use crate::item::{Item, corrupt, get_n, get_named, get_s, get_time, n, name, s, time, with_key};
+use crate::item::{
+    Item, corrupt, get_n, get_named, get_s, get_time, is_condition_failure, n, name, s, time,
+    with_key,
+};
 use crate::keys::{self, Key};
 
 /// How long an attempt is kept.
@@ -97,6 +100,34 @@ impl Store {
             .map(parse_attempt)
             .collect::<Result<Vec<_>, _>>()?;
         Ok((records, next))
+    }
+}
+
+impl Store {
+    /// Records that deliveries to the endpoint fail since `now` (kept if already
+    /// failing), or (`now` none) that one succeeded. Outside the endpoint's versioned
+    /// changes: an admin's change racing it may keep the value it read, which only
+    /// moves the five days' start. A deleted endpoint is left alone.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, endpoint_id = endpoint_id))]
+    pub async fn mark_endpoint_failing(
+        &self,
+        tenant: &TenantId,
+        endpoint_id: &str,
+        now: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let request = self
+            .update(&keys::webhook_endpoint(tenant, endpoint_id))
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deleted_at)");
+        let request = match now {
+            Some(now) => request
+                .update_expression("SET failing_since = if_not_exists(failing_since, :now)")
+                .expression_attribute_values(":now", time(now)),
+            None => request.update_expression("REMOVE failing_since"),
+        };
+        match request.send().await {
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            other => other.map(|_| ()).map_err(crate::item::dynamo),
+        }
     }
 }
 
