@@ -23,7 +23,6 @@ use herald::outbound::job::DeliveryJob;
 use herald::telemetry::error_chain;
 
 use crate::Deps;
-use crate::fanout::queue;
 
 /// What one record came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +98,8 @@ async fn process(deps: &Deps, dispatcher: &Dispatcher, record: &SqsMessage) -> R
     };
     let now = deps.clock.timestamp();
     if !job.is_due(now) {
-        queue(deps, std::slice::from_ref(&job))
+        deps.deliveries
+            .send(std::slice::from_ref(&job), now)
             .await
             .map_err(|e| error_chain(&e))?;
         return Ok(Done::Waiting);
@@ -155,7 +155,8 @@ async fn process(deps: &Deps, dispatcher: &Dispatcher, record: &SqsMessage) -> R
         .map_err(|e| error_chain(&e))?;
     let done = failing(deps, dispatcher, &endpoint, &job, done, now).await?;
     if let Some(due) = next {
-        queue(deps, &[job.retry(due)])
+        deps.deliveries
+            .send(&[job.retry(due)], now)
             .await
             .map_err(|e| error_chain(&e))?;
     }

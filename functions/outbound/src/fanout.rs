@@ -13,22 +13,19 @@ use herald::ids::TenantId;
 use herald::metrics::Record;
 use herald::outbound::dispatch::enabled_endpoints;
 use herald::outbound::events::{OutboundEvent, batch_event, endpoint_event, message_event};
-use herald::outbound::job::DeliveryJob;
+use herald::outbound::job::{DeliveryJob, QueueError};
 use herald::outbound::stream_event::{StreamBatchResponse, StreamEvent, StreamRecord, image};
 use herald::store::{StoreError, StreamChange, stream_change};
 use herald::telemetry::error_chain;
 
 use crate::Deps;
 
-/// SQS's most messages per `SendMessageBatch`.
-const SEND_BATCH: usize = 10;
-
 #[derive(Debug, thiserror::Error)]
 pub enum FanOutError {
     #[error("reading the tenant's endpoints failed")]
     Store(#[from] StoreError),
-    #[error("queueing deliveries failed: {0}")]
-    Queue(String),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
 }
 
 #[derive(Debug, Default)]
@@ -84,9 +81,7 @@ async fn fan_out(
         .filter(|e| e.event_types.contains(&event.event_type))
         .map(|e| DeliveryJob::first(&tenant, &e.id, &event))
         .collect();
-    for group in jobs.chunks(SEND_BATCH) {
-        queue(deps, group).await?;
-    }
+    deps.deliveries.send(&jobs, deps.clock.timestamp()).await?;
     tally.queued += jobs.len();
     Ok(())
 }
@@ -116,39 +111,4 @@ fn announced(record: &StreamRecord, tally: &mut Tally) -> Option<(TenantId, Outb
             Some((endpoint.tenant.clone(), endpoint_event(old, &endpoint)?))
         }
     }
-}
-
-/// Queues up to ten deliveries; any refused is an error (the record is handed over
-/// again, and the deliveries that did go are sent twice: receivers deduplicate on
-/// `webhook-id`).
-pub(crate) async fn queue(deps: &Deps, jobs: &[DeliveryJob]) -> Result<(), FanOutError> {
-    let now = deps.clock.timestamp();
-    let entries = jobs
-        .iter()
-        .enumerate()
-        .map(|(i, job)| {
-            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(serde_json::to_string(job).expect("plain JSON data"))
-                .delay_seconds(job.queue_delay(now).as_secs() as i32)
-                .build()
-                .map_err(|e| FanOutError::Queue(e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let sent = deps
-        .sqs
-        .send_message_batch()
-        .queue_url(&deps.config.deliveries_queue_url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-        .map_err(|e| FanOutError::Queue(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
-    if !sent.failed.is_empty() {
-        return Err(FanOutError::Queue(format!(
-            "{} of {} deliveries refused",
-            sent.failed.len(),
-            jobs.len()
-        )));
-    }
-    Ok(())
 }

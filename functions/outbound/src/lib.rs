@@ -13,6 +13,7 @@ use herald::config::{ConfigError, Settings};
 use herald::metrics::Metrics;
 use herald::outbound::deliver::{Deliverer, TIMEOUT};
 use herald::outbound::dispatch::Dispatcher;
+use herald::outbound::job::DeliveryQueue;
 use herald::outbound::secret::Sealer;
 use herald::secrets::{SecretsCache, SecretsError};
 use herald::store::Store;
@@ -51,7 +52,7 @@ impl OutboundConfig {
 pub struct Deps {
     pub config: OutboundConfig,
     pub store: Store,
-    pub sqs: aws_sdk_sqs::Client,
+    pub deliveries: DeliveryQueue,
     pub deliverer: Deliverer,
     secrets: SecretsCache,
     pub clock: SharedClock,
@@ -68,7 +69,7 @@ impl Deps {
     ) -> Self {
         Self {
             store: Store::new(clients.dynamodb(), &config.table),
-            sqs: clients.sqs(),
+            deliveries: DeliveryQueue::new(clients.sqs(), &config.deliveries_queue_url),
             deliverer: Deliverer::new(config.dev, TIMEOUT),
             secrets: SecretsCache::new(clients.secrets_manager(), KEY_TTL),
             config,

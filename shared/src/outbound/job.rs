@@ -81,6 +81,63 @@ impl DeliveryJob {
     }
 }
 
+/// The deliveries queue, as the fan-out, the deliverer and the API's recover and test
+/// routes send to it.
+#[derive(Clone)]
+pub struct DeliveryQueue {
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("queueing deliveries failed: {0}")]
+pub struct QueueError(String);
+
+impl DeliveryQueue {
+    pub fn new(sqs: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self {
+            sqs,
+            url: url.into(),
+        }
+    }
+
+    /// Queues `jobs`, ten per request, each delayed until it is due (at most 15
+    /// minutes); any refused is an error (whoever sent them sends them again, and a
+    /// receiver deduplicates what arrives twice on `webhook-id`).
+    pub async fn send(&self, jobs: &[DeliveryJob], now: Timestamp) -> Result<(), QueueError> {
+        for group in jobs.chunks(10) {
+            let entries = group
+                .iter()
+                .enumerate()
+                .map(|(i, job)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(serde_json::to_string(job).expect("plain JSON data"))
+                        .delay_seconds(job.queue_delay(now).as_secs() as i32)
+                        .build()
+                        .map_err(|e| QueueError(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let sent = self
+                .sqs
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| QueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+            if !sent.failed.is_empty() {
+                return Err(QueueError(format!(
+                    "{} of {} deliveries refused",
+                    sent.failed.len(),
+                    group.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
