@@ -142,4 +142,130 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
     assert_eq!(told["type"], "endpoint.disabled");
     assert_eq!(told["data"]["endpoint_id"], gone.as_str());
     assert_eq!(told["data"]["reason"], "gone");
+
+    recover(&test, &receiver, &admin, &flaky_ids).await;
+}
+
+/// An endpoint failing every attempt: each event is tried eight times on the
+/// schedule, then fails; the attempts log shows it; once the endpoint is fixed,
+/// recover delivers exactly the failed events again, with their ids, and nothing of
+/// an endpoint whose events all arrived.
+async fn recover(
+    test: &TestCloud,
+    receiver: &Receiver,
+    acme_admin: &str,
+    delivered: &BTreeMap<String, Vec<u16>>,
+) {
+    const FAILING: usize = 3;
+    let admin = test.token("beta", "admin").await;
+    let sender = test.token("beta", "sender").await;
+    let (down, secret) = test
+        .register_endpoint(&admin, &receiver.url("down"), &["message.sent"])
+        .await;
+    let started = herald::Timestamp::parse(&chrono_now(test, &admin).await).unwrap();
+    let batch = test.send_batch(&sender, TEMPLATE, &recipients(FAILING)).await;
+    test.wait_for_batch(&sender, &batch, "completed").await;
+    let attempts_path = format!("/v1/webhooks/endpoints/{down}/attempts");
+    eventually("every event failed its eight attempts", || async {
+        let failed = by_id(receiver, "down")
+            .values()
+            .filter(|answers| answers.len() == 8)
+            .count();
+        let pending = test.deliveries_pending().await;
+        (failed == FAILING && pending == 0).then_some(())
+    })
+    .await;
+    let down_ids = by_id(receiver, "down");
+    assert_eq!(down_ids.len(), FAILING);
+    assert!(down_ids.values().all(|a| a.iter().all(|s| *s == 500)));
+
+    // The attempts log, newest first, a page at a time: 24 attempts, the last of each
+    // event `failed`, the others `retrying`, each with the answer's status.
+    let mut listed = Vec::new();
+    let mut path = format!("{attempts_path}?limit=10");
+    loop {
+        let page = test.get(&path, &admin).await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        listed.extend(page.body["attempts"].as_array().unwrap().iter().cloned());
+        match page.body["next_url"].as_str() {
+            Some(next) => path = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(listed.len(), FAILING * 8);
+    let times: Vec<&str> = listed.iter().map(|a| a["at"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "not newest first");
+    for a in &listed {
+        assert_eq!(a["status_code"], 500);
+        assert_eq!(a["event_type"], "message.sent");
+        let last = a["attempt"] == 8;
+        assert_eq!(a["result"], if last { "failed" } else { "retrying" }, "{a}");
+    }
+
+    // Bad input names its field and queues nothing; another tenant's endpoint is 404.
+    let recover_path = format!("/v1/webhooks/endpoints/{down}/recover");
+    let week_ago = started.minus(std::time::Duration::from_secs(8 * 24 * 3600));
+    let tomorrow = started.plus(std::time::Duration::from_secs(24 * 3600));
+    for since in [json!("yesterday"), json!(week_ago.to_string()), json!(tomorrow.to_string()), json!(17)] {
+        let refused = test
+            .post_json(&recover_path, &admin, &json!({ "since": since }).to_string())
+            .await;
+        assert_eq!(refused.status, 400, "{since}: {:?}", refused.body);
+        assert!(refused.body.to_string().contains("since"), "{:?}", refused.body);
+    }
+    let body = json!({ "since": started.to_string() }).to_string();
+    assert_eq!(test.post_json(&recover_path, acme_admin, &body).await.status, 404);
+    assert_eq!(test.get(&attempts_path, acme_admin).await.status, 404);
+    assert_eq!(test.deliveries_pending().await, 0);
+
+    // Fixed (a new URL), then recovered: exactly the failed events, once each.
+    let fixed = json!({ "url": receiver.url("fixed"), "event_types": ["message.sent"] });
+    let changed = test
+        .request(
+            "PUT",
+            &format!("/v1/webhooks/endpoints/{down}"),
+            Some(&admin),
+            Some("application/json"),
+            Some(fixed.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{:?}", changed.body);
+    let recovered = test.post_json(&recover_path, &admin, &body).await;
+    assert_eq!(recovered.status, 202, "{:?}", recovered.body);
+    assert_eq!(recovered.body, json!({ "queued": FAILING, "more": false }));
+    eventually("the failed events delivered again", || async {
+        (receiver.at("fixed").len() == FAILING && test.deliveries_pending().await == 0)
+            .then_some(())
+    })
+    .await;
+    let fixed_ids: BTreeSet<String> = receiver.at("fixed").iter().map(|r| r.webhook_id()).collect();
+    assert_eq!(fixed_ids, down_ids.keys().cloned().collect::<BTreeSet<_>>());
+    for r in receiver.at("fixed") {
+        assert!(verifies(&secret, &r.headers, &r.body));
+    }
+    // Recovering again finds nothing failed since: each event's last attempt delivered.
+    let again = test.post_json(&recover_path, &admin, &body).await;
+    assert_eq!(again.body, json!({ "queued": 0, "more": false }));
+    // An endpoint whose events all arrived has nothing to recover.
+    let flaky = test.get("/v1/webhooks/endpoints", acme_admin).await.body;
+    let flaky_id = flaky["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"].as_str().unwrap().ends_with("/flaky"))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let none = test
+        .post_json(&format!("/v1/webhooks/endpoints/{flaky_id}/recover"), acme_admin, &body)
+        .await;
+    assert_eq!(none.body, json!({ "queued": 0, "more": false }), "{} delivered", delivered.len());
+    assert_eq!(receiver.at("fixed").len(), FAILING);
+}
+
+/// The API's clock, as a time a request can name (the endpoint's creation time).
+async fn chrono_now(test: &TestCloud, admin: &str) -> String {
+    let listed = test.get("/v1/webhooks/endpoints", admin).await.body;
+    listed["endpoints"][0]["created_at"].as_str().unwrap().to_owned()
 }

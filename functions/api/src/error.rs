@@ -248,6 +248,9 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// SQS, queueing webhook deliveries (recover).
+    #[error(transparent)]
+    Deliveries(#[from] herald::outbound::job::QueueError),
     /// Secrets Manager, reading the cursor key.
     #[error(transparent)]
     Secrets(#[from] herald::secrets::SecretsError),
@@ -301,6 +304,7 @@ impl ApiError {
             | ApiError::Store(StoreError::Corrupt { .. }) => ProblemKind::Internal,
             ApiError::Store(_)
             | ApiError::Queue(_)
+            | ApiError::Deliveries(_)
             | ApiError::Secrets(_)
             | ApiError::Identity(_) => ProblemKind::Unavailable,
         }
@@ -438,6 +442,7 @@ impl ApiError {
                 .detail("The error was logged; retry with the same Idempotency-Key or contact support with the correlation id."),
             ApiError::Store(_)
             | ApiError::Queue(_)
+            | ApiError::Deliveries(_)
             | ApiError::Secrets(_)
             | ApiError::Identity(_) => problem
                 .detail("A dependency is temporarily unavailable; retry later.")

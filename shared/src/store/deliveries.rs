@@ -1,7 +1,8 @@
 //! An endpoint's attempts log (issue 15): one item per delivery attempt under the
 //! endpoint (`TENANT#{t}#WEBHOOK#{id}#ATTEMPTS`, by time), kept 30 days. The log is
-//! what the tenant reads (`GET .../attempts`) and what recover reads back: an event
-//! whose last attempt is `failed` is sent again from the body kept with it.
+//! what the tenant reads (`GET .../attempts`, newest first) and what recover reads
+//! back: an event whose last attempt is `failed` is sent again from the body kept
+//! with it.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use crate::clock::Timestamp;
 use crate::domain::{AttemptRecord, AttemptResult, EventType};
 use crate::ids::TenantId;
 use crate::item::{
-    Item, corrupt, get_n, get_named, get_s, get_time, is_condition_failure, n, name, s, time,
+    Item, corrupt, key_item, get_n, get_named, get_s, get_time, is_condition_failure, n, name, s, time,
     with_key,
 };
 use crate::keys::{self, Key};
@@ -59,47 +60,76 @@ impl Store {
         Ok(())
     }
 
-    /// The endpoint's attempts from `since` on, oldest first, at most `limit`, from
-    /// after the position `after`; and the position to go on from when more follow.
+    /// A page of the endpoint's attempts, newest first, from after the position
+    /// `after`; and the position to go on from when more follow.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant, endpoint_id = endpoint_id))]
-    pub async fn attempts(
+    pub async fn attempt_page(
         &self,
         tenant: &TenantId,
         endpoint_id: &str,
-        since: Timestamp,
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<AttemptRecord>, Option<String>), StoreError> {
         let partition = keys::webhook_attempts_partition(tenant, endpoint_id);
-        let start = after.map(|sk| {
-            crate::item::key_item(&Key {
-                pk: partition.clone(),
-                sk: sk.to_owned(),
-            })
-        });
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk >= :since")
-            .expression_attribute_values(":pk", s(&partition))
-            .expression_attribute_values(":since", s(since.to_string()))
-            .set_exclusive_start_key(start)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(crate::item::dynamo)?;
-        let items = out.items.unwrap_or_default();
-        let next = out
-            .last_evaluated_key
-            .as_ref()
-            .and_then(|k| get_s(k, "sk"))
-            .map(str::to_owned);
-        let records = items
-            .iter()
-            .map(parse_attempt)
-            .collect::<Result<Vec<_>, _>>()?;
+        let (items, next) = self
+            .page(
+                |q| {
+                    q.key_condition_expression("pk = :pk")
+                        .expression_attribute_values(":pk", s(&partition))
+                },
+                after,
+                limit,
+                "sk",
+                |sk| {
+                    key_item(&Key {
+                        pk: partition.clone(),
+                        sk: sk.to_owned(),
+                    })
+                },
+            )
+            .await?;
+        let records = items.iter().map(parse_attempt).collect::<Result<_, _>>()?;
         Ok((records, next))
+    }
+
+    /// The events whose last attempt to the endpoint since `since` failed (the
+    /// schedule spent), oldest first, at most `limit`; reads at most `scan` attempts.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, endpoint_id = endpoint_id))]
+    pub async fn failed_since(
+        &self,
+        tenant: &TenantId,
+        endpoint_id: &str,
+        since: Timestamp,
+        scan: usize,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let partition = keys::webhook_attempts_partition(tenant, endpoint_id);
+        let items = self
+            .query_all(
+                |q| {
+                    q.key_condition_expression("pk = :pk AND sk >= :since")
+                        .expression_attribute_values(":pk", s(&partition))
+                        .expression_attribute_values(":since", s(since.to_string()))
+                },
+                Some(scan),
+            )
+            .await?;
+        // In time order: the last attempt of each event says how it ended.
+        let mut last: std::collections::HashMap<String, AttemptRecord> = Default::default();
+        let mut order = Vec::new();
+        for item in &items {
+            let record = parse_attempt(item)?;
+            if !last.contains_key(&record.event_id) {
+                order.push(record.event_id.clone());
+            }
+            last.insert(record.event_id.clone(), record);
+        }
+        Ok(order
+            .into_iter()
+            .filter_map(|id| last.remove(&id))
+            .filter(|r| r.result == AttemptResult::Failed)
+            .take(limit)
+            .collect())
     }
 }
 

@@ -204,4 +204,7 @@ problems! {
         NotFound];
     WebhookStatusProblems: [NotFound, IdempotencyKeyRequired, RequestInProgress,
         IdempotencyKeyReused];
+    WebhookAttemptsProblems: [InvalidRequest, NotFound];
+    WebhookRecoverProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired,
+        BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused, NotFound];
 }
