@@ -19,7 +19,7 @@ use herald::store::Store;
 use herald::{BatchId, MessageId, TenantId, Timestamp};
 use herald_tests::TestCloud;
 use herald_tests::outbound::verifies;
-use serde_json::{Value, json};
+use serde_json::json;
 
 type Seen = Arc<Mutex<Vec<(String, HeaderMap, Vec<u8>)>>>;
 
@@ -144,18 +144,9 @@ async fn an_event_reaches_each_subscribed_endpoint_once_signed_and_a_410_disable
     }
 
     // The endpoint that answered 410 is disabled, by Herald, audited.
-    let gone = test
-        .get(&format!("/v1/webhooks/endpoints/{}", ids["gone"]), &admin)
-        .await;
-    assert_eq!(gone.body["status"], "disabled", "{:?}", gone.body);
-    assert_eq!(gone.body["disabled_reason"], "gone");
-    let audit = test.get("/v1/audit", &admin).await.body;
-    let by_herald: Vec<&Value> = audit["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["actor"] == "herald")
-        .collect();
+    let (gone, by_herald) = test.disabled_by_herald(&admin, &ids["gone"]).await;
+    assert_eq!(gone["status"], "disabled", "{gone:?}");
+    assert_eq!(gone["disabled_reason"], "gone");
     assert_eq!(by_herald.len(), 1, "{by_herald:?}");
     assert_eq!(by_herald[0]["action"], "webhook_endpoint.disabled");
     assert_eq!(by_herald[0]["target"], ids["gone"].as_str());

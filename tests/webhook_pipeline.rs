@@ -124,16 +124,9 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
     // 410: the endpoint is disabled by Herald, audited, and the tenant's endpoint
     // subscribed to endpoint.disabled hears of it once.
     assert_eq!(receiver.at("gone").len(), 1);
-    let endpoint = test.get(&format!("/v1/webhooks/endpoints/{gone}"), &admin).await;
-    assert_eq!(endpoint.body["status"], "disabled");
-    assert_eq!(endpoint.body["disabled_reason"], "gone");
-    let audit = test.get("/v1/audit", &admin).await.body;
-    let by_herald: Vec<&Value> = audit["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["actor"] == "herald")
-        .collect();
+    let (endpoint, by_herald) = test.disabled_by_herald(&admin, &gone).await;
+    assert_eq!(endpoint["status"], "disabled");
+    assert_eq!(endpoint["disabled_reason"], "gone");
     assert_eq!(by_herald.len(), 1, "{by_herald:?}");
     assert_eq!(by_herald[0]["target"], gone.as_str());
     let watch = &receiver.at("watch")[0];

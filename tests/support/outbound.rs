@@ -133,6 +133,21 @@ impl TestCloud {
         )
     }
 
+    /// The endpoint `id` as its admin reads it, with the audit entries Herald itself
+    /// wrote (actor `herald`): what a 410 or five failing days leave behind.
+    pub async fn disabled_by_herald(&self, admin: &str, id: &str) -> (serde_json::Value, Vec<serde_json::Value>) {
+        let endpoint = self.get(&format!("/v1/webhooks/endpoints/{id}"), admin).await.body;
+        let audit = self.get("/v1/audit", admin).await.body;
+        let by_herald = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["actor"] == "herald")
+            .cloned()
+            .collect();
+        (endpoint, by_herald)
+    }
+
     /// Deliveries on the queue: visible, in flight and delayed (a retry waiting).
     pub async fn deliveries_pending(&self) -> usize {
         use aws_sdk_sqs::types::QueueAttributeName as A;
