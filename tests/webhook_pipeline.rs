@@ -47,7 +47,7 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
     let admin = test.token("acme", "admin").await;
     let sender = test.token("acme", "sender").await;
     let receiver = Receiver::start().await;
-    let (_, ok_secret) = test
+    let (ok_id, ok_secret) = test
         .register_endpoint(&admin, &receiver.url("ok"), &["message.sent", "batch.completed"])
         .await;
     let (_, flaky_secret) = test
@@ -137,6 +137,46 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
     assert_eq!(told["data"]["reason"], "gone");
 
     recover(&test, &receiver, &admin, &flaky_ids).await;
+    test_events(&test, &receiver, &admin, (&ok_id, &ok_secret), &gone).await;
+}
+
+/// A test event: an example of the type asked, signed like any other, to an enabled
+/// endpoint whatever it is subscribed to; a disabled endpoint is a 409, an unknown
+/// type a 400 naming it, and neither sends anything.
+async fn test_events(
+    test: &TestCloud,
+    receiver: &Receiver,
+    admin: &str,
+    (ok, secret): (&str, &str),
+    gone: &str,
+) {
+    let before = receiver.at("ok").len();
+    let path = format!("/v1/webhooks/endpoints/{ok}/test");
+    let unknown = test
+        .post_json(&path, admin, &json!({ "event_type": "message.read" }).to_string())
+        .await;
+    assert_eq!(unknown.status, 400, "{:?}", unknown.body);
+    assert!(unknown.body.to_string().contains("/event_type"));
+    let disabled = test
+        .post_json(&format!("/v1/webhooks/endpoints/{gone}/test"), admin, "{}")
+        .await;
+    assert_eq!(disabled.status, 409, "{:?}", disabled.body);
+    let queued = test
+        .post_json(&path, admin, &json!({ "event_type": "message.failed" }).to_string())
+        .await;
+    assert_eq!(queued.status, 202, "{:?}", queued.body);
+    let id = queued.body["event_id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("test_"), "{id}");
+    eventually("the test event delivered", || async {
+        (receiver.at("ok").len() == before + 1).then_some(())
+    })
+    .await;
+    let got = receiver.at("ok").pop().unwrap();
+    assert_eq!(got.webhook_id(), id);
+    assert!(verifies(secret, &got.headers, &got.body));
+    let body = got.json();
+    assert_eq!((body["type"].as_str(), body["test"].as_bool()), (Some("message.failed"), Some(true)));
+    assert_eq!(body["data"]["status"], "failed");
 }
 
 /// An endpoint failing every attempt: each event is tried eight times on the

@@ -145,6 +145,7 @@ fn registered() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(webhook_endpoints::rotate_secret))
         .routes(routes!(webhook_attempts::attempts))
         .routes(routes!(webhook_attempts::recover))
+        .routes(routes!(webhook_attempts::send_test))
         .routes(routes!(tenants::create))
         .routes(routes!(tenants::show))
         .routes(routes!(tenants::suspend))

@@ -4,7 +4,8 @@
 //! .../recover {since}` queues again every event whose last attempt since then failed
 //! (the schedule spent), as a first attempt with the same `webhook-id`. Recover is
 //! bounded: `since` within the last 7 days, at most 1,000 events per call (the answer
-//! says when more remain: call again), and idempotent by its key.
+//! says when more remain: call again), and idempotent by its key. `POST .../test`
+//! queues an example event of a type (`"test": true`) to an enabled endpoint.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,14 +15,15 @@ use axum::extract::{MatchedPath, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use herald::Timestamp;
-use herald::domain::{AttemptRecord, AttemptResult, EventType};
+use herald::domain::{AttemptRecord, AttemptResult, EndpointStatus, EventType};
+use herald::outbound::events::test_event;
 use herald::outbound::job::DeliveryJob;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::extract::{Caller, IdempotencyKeyHeader, Idempotent, JsonBody};
 use crate::intake;
-use crate::openapi::{WebhookAttemptsProblems, WebhookRecoverProblems};
+use crate::openapi::{WebhookAttemptsProblems, WebhookRecoverProblems, WebhookTestProblems};
 use crate::paging;
 use crate::{ApiError, App, FieldErrors};
 
@@ -215,6 +217,76 @@ pub async fn recover(
                 queued: jobs.len(),
                 more,
             },
+            None,
+        ))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TestRequest {
+    /// The type of the example event; the endpoint's first subscribed type when absent.
+    /// Sent whether or not the endpoint is subscribed to it.
+    event_type: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WebhookTestEvent)]
+pub(crate) struct TestQueued {
+    /// The test event's `webhook-id` (`test_…`): find its attempts by it.
+    event_id: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/endpoints/{id}/test",
+    tag = "webhooks",
+    operation_id = "testWebhookEndpoint",
+    summary = "Send a test event to a webhook endpoint",
+    description = "An example event of the type asked (`\"test\": true` in its body), \
+        signed and delivered like any other, retries and attempts log included.",
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)."), IdempotencyKeyHeader),
+    request_body = TestRequest,
+    responses(
+        (status = 202, description = "Queued.", body = TestQueued),
+        WebhookTestProblems,
+    ),
+)]
+pub async fn send_test(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    idempotent: Idempotent,
+    JsonBody(request): JsonBody<TestRequest>,
+) -> Result<Response, ApiError> {
+    let asked = match request.event_type.as_deref().map(str::parse::<EventType>) {
+        Some(Err(_)) => {
+            let mut errors = FieldErrors::default();
+            errors.add("/event_type", herald::domain::one_of::<EventType>());
+            return Err(ApiError::InvalidFields(errors));
+        }
+        Some(Ok(asked)) => Some(asked),
+        None => None,
+    };
+    let tenant = caller.principal.tenant();
+    let Some(endpoint) = app.store.webhook_endpoint(tenant, &id).await? else {
+        return Err(ApiError::NotFound(NO_SUCH_ENDPOINT));
+    };
+    if endpoint.status != EndpointStatus::Enabled {
+        return Err(ApiError::EndpointDisabled);
+    }
+    let event_type = asked.unwrap_or(endpoint.event_types[0]);
+    let canonical = serde_json::json!({ "endpoint_id": id, "test": event_type });
+    let (app, id) = (&app, &id);
+    intake::once(app, &caller, &idempotent, &canonical, |unique| async move {
+        let now = app.clock.timestamp();
+        let event = test_event(event_type, id, &unique.to_string(), now);
+        let job = DeliveryJob::first(tenant, id, &event);
+        app.deliveries.send(&[job], now).await?;
+        Ok(intake::stored_json(
+            StatusCode::ACCEPTED,
+            &TestQueued { event_id: event.id },
             None,
         ))
     })

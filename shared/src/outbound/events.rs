@@ -159,6 +159,39 @@ pub fn endpoint_event(old: Option<EndpointStatus>, new: &WebhookEndpoint) -> Opt
     })
 }
 
+/// A test event of `event_type` for the endpoint `endpoint_id` (`POST .../test`): the
+/// type's shape with example values and `"test": true`, under a fresh id (`test_` and
+/// `unique`), so a receiver sees exactly what a real event of that type looks like.
+pub fn test_event(
+    event_type: EventType,
+    endpoint_id: &str,
+    unique: &str,
+    at: Timestamp,
+) -> OutboundEvent {
+    let batch = "01JQ0000000000000000000000";
+    let data = match event_type {
+        EventType::BatchCompleted => json!({
+            "batch_id": batch, "channel": Channel::Sms, "status": BatchStatus::Completed,
+            "total": 1, "sent": 1, "failed": 0, "unknown": 0, "cancelled": 0, "suppressed": 0,
+        }),
+        EventType::EndpointDisabled => json!({
+            "endpoint_id": endpoint_id, "url": "https://hooks.example.com/herald",
+            "reason": DisabledReason::Gone,
+        }),
+        message => json!({
+            "message_id": format!("{batch}.0"), "batch_id": batch, "channel": Channel::Sms,
+            "status": message.to_string().trim_start_matches("message."),
+            "to": "+14*******00", "provider_ref": null, "error_code": null, "error_reason": null,
+        }),
+    };
+    let body = json!({ "type": event_type, "timestamp": at, "test": true, "data": data });
+    OutboundEvent {
+        id: format!("test_{unique}"),
+        event_type,
+        body: serde_json::to_vec(&body).expect("plain JSON data"),
+    }
+}
+
 /// `RETRY_SCHEDULE` with every delay divided by `divisor` (1 in production; test
 /// stacks compress the schedule this way, through the same code path).
 pub fn next_attempt_compressed(

@@ -205,6 +205,8 @@ problems! {
     WebhookStatusProblems: [NotFound, IdempotencyKeyRequired, RequestInProgress,
         IdempotencyKeyReused];
     WebhookAttemptsProblems: [InvalidRequest, NotFound];
+    WebhookTestProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired, BodyTooLarge,
+        UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused, NotFound, EndpointDisabled];
     WebhookRecoverProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired,
         BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused, NotFound];
 }
