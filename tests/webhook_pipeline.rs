@@ -138,6 +138,32 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
 
     recover(&test, &receiver, &admin, &flaky_ids).await;
     test_events(&test, &receiver, &admin, (&ok_id, &ok_secret), &gone).await;
+    limits(&test).await;
+}
+
+/// The two limits' counters, against the stack's table: an endpoint's window admits
+/// its limit and no more, the next second again; a tenant's delivery slot has one
+/// holder until released (by its holder only) or until its lease ends.
+async fn limits(test: &TestCloud) {
+    let store = &test.cloud.sender.store;
+    let tenant = herald::TenantId::parse("gamma").unwrap();
+    let second = 1_800_000_000;
+    let mut admitted = Vec::new();
+    for at in [second, second, second, second + 1] {
+        admitted.push(store.admit_delivery(&tenant, "ep_x", 2, at).await.unwrap());
+    }
+    assert_eq!(admitted, [true, true, false, true]);
+    let now = herald::Timestamp::parse("2026-05-01T10:00:00Z").unwrap();
+    let hold = std::time::Duration::from_secs(30);
+    assert!(store.take_delivery_slot(&tenant, 0, "a", now, hold).await.unwrap());
+    assert!(!store.take_delivery_slot(&tenant, 0, "b", now, hold).await.unwrap());
+    assert!(store.take_delivery_slot(&tenant, 1, "b", now, hold).await.unwrap());
+    store.release_delivery_slot(&tenant, 0, "b").await.unwrap();
+    assert!(!store.take_delivery_slot(&tenant, 0, "c", now, hold).await.unwrap(), "freed by another");
+    store.release_delivery_slot(&tenant, 0, "a").await.unwrap();
+    assert!(store.take_delivery_slot(&tenant, 0, "c", now, hold).await.unwrap());
+    let later = now.plus(hold + std::time::Duration::from_secs(1));
+    assert!(store.take_delivery_slot(&tenant, 0, "d", later, hold).await.unwrap(), "lease ended");
 }
 
 /// A test event: an example of the type asked, signed like any other, to an enabled
@@ -195,6 +221,12 @@ async fn recover(
     let (down, secret) = test
         .register_endpoint(&admin, &receiver.url("down"), &["message.sent"])
         .await;
+    // Paced at one delivery a second: held back, never dropped.
+    let paced = json!({ "url": receiver.url("paced"), "event_types": ["message.sent"], "rate_limit_per_second": 1 });
+    let paced = test
+        .post_json("/v1/webhooks/endpoints", &admin, &paced.to_string())
+        .await;
+    assert_eq!(paced.status, 201, "{:?}", paced.body);
     let started = herald::Timestamp::parse(&chrono_now(test, &admin).await).unwrap();
     let batch = test.send_batch(&sender, TEMPLATE, &recipients(FAILING)).await;
     test.wait_for_batch(&sender, &batch, "completed").await;
@@ -210,6 +242,9 @@ async fn recover(
     .await;
     let down_ids = by_id(receiver, "down");
     assert_eq!(down_ids.len(), FAILING);
+    let paced = by_id(receiver, "paced");
+    assert_eq!(paced.len(), FAILING, "{paced:?}");
+    assert!(paced.values().all(|answers| answers == &[200]), "{paced:?}");
     assert!(down_ids.values().all(|a| a.iter().all(|s| *s == 500)));
 
     // The attempts log, newest first, a page at a time: 24 attempts, the last of each

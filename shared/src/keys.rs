@@ -214,6 +214,22 @@ pub fn webhook_attempts_partition(tenant: &TenantId, endpoint_id: &str) -> Strin
     format!("TENANT#{tenant}#WEBHOOK#{endpoint_id}#ATTEMPTS")
 }
 
+/// One second of deliveries to one of the tenant's endpoints (its rate limit).
+pub fn webhook_rate_window(tenant: &TenantId, endpoint_id: &str, epoch_second: u64) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}#WEBHOOK#{endpoint_id}#RATE#{epoch_second}"),
+        sk: "RATE".into(),
+    }
+}
+
+/// One of the tenant's delivery slots (its cap on deliveries in flight).
+pub fn webhook_delivery_slot(tenant: &TenantId, slot: u32) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}#WEBHOOKSLOT#{slot}"),
+        sk: "SLOT".into(),
+    }
+}
+
 /// A platform-level lease (one redrive at a time): named by the job it guards, not
 /// by any tenant. Only `herald::lease`, the operator-only type, reads or writes it.
 pub fn platform_lease(name: &str) -> Key {

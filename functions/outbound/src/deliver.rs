@@ -10,6 +10,7 @@
 //! after its visibility timeout, and after five receives moves it to the DLQ.
 
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::FutureExt;
@@ -24,6 +25,13 @@ use herald::telemetry::error_chain;
 
 use crate::Deps;
 
+/// How long a held-back delivery waits.
+const HOLD_BACK: Duration = Duration::from_secs(1);
+/// How long a delivery holds its tenant's slot at most: the function's timeout.
+const SLOT_HOLD: Duration = Duration::from_secs(30);
+/// Slots a delivery tries before it is held back.
+const SLOT_PROBES: u32 = 3;
+
 /// What one record came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Done {
@@ -35,6 +43,9 @@ enum Done {
     Waiting,
     /// The endpoint is gone or disabled: nothing sent.
     Skipped,
+    /// The endpoint's rate or the tenant's deliveries in flight at their limit:
+    /// queued again for a second later.
+    HeldBack,
     /// Not a delivery at all.
     Unreadable,
 }
@@ -82,6 +93,7 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
             .count("WebhookEndpointsDisabled", count(Done::Disabled))
             .count("WebhooksWaiting", count(Done::Waiting))
             .count("WebhooksSkipped", count(Done::Skipped))
+            .count("WebhooksHeldBack", count(Done::HeldBack))
             .count("WebhooksUnreadable", count(Done::Unreadable)),
     );
     response
@@ -112,8 +124,80 @@ async fn process(deps: &Deps, dispatcher: &Dispatcher, record: &SqsMessage) -> R
     let Some(endpoint) = endpoint.filter(|e| e.status == EndpointStatus::Enabled) else {
         return Ok(Done::Skipped);
     };
+    if let Some(limit) = endpoint.rate_limit_per_second {
+        let admitted = deps
+            .store
+            .admit_delivery(&job.tenant, &endpoint.id, limit, now.epoch_seconds())
+            .await
+            .map_err(|e| error_chain(&e))?;
+        if !admitted {
+            return hold_back(deps, &job, now).await;
+        }
+    }
+    let Some(slot) = take_slot(deps, &job, now).await? else {
+        return hold_back(deps, &job, now).await;
+    };
+    let done = attempt(deps, dispatcher, &endpoint, &job, now).await;
+    // A slot not freed (DynamoDB failing) frees itself when its lease ends.
+    if let Err(e) = deps.store.release_delivery_slot(&job.tenant, slot.0, &slot.1).await {
+        tracing::warn!(error = %error_chain(&e), "delivery slot not released; its lease ends it");
+    }
+    done
+}
+
+/// The job again in a second: its endpoint's rate or its tenant's deliveries in
+/// flight are at their limit. Not an attempt: nothing is sent or counted as failed.
+async fn hold_back(deps: &Deps, job: &DeliveryJob, now: Timestamp) -> Result<Done, String> {
+    let later = DeliveryJob {
+        not_before: Some(now.plus(HOLD_BACK)),
+        ..job.clone()
+    };
+    deps.deliveries
+        .send(&[later], now)
+        .await
+        .map_err(|e| error_chain(&e))?;
+    Ok(Done::HeldBack)
+}
+
+/// One of the tenant's delivery slots, if one of `SLOT_PROBES` tried is free: the
+/// slot and the token that holds it.
+async fn take_slot(
+    deps: &Deps,
+    job: &DeliveryJob,
+    now: Timestamp,
+) -> Result<Option<(u32, String)>, String> {
+    let cap = deps.config.tenant_in_flight.max(1);
+    let token = ulid::Ulid::new().to_string();
+    // Deliveries of one tenant start at different slots, so they rarely collide.
+    let start = job
+        .event_id
+        .bytes()
+        .chain(job.endpoint_id.bytes())
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    for probe in 0..SLOT_PROBES.min(cap) {
+        let slot = (start.wrapping_add(probe)) % cap;
+        let taken = deps
+            .store
+            .take_delivery_slot(&job.tenant, slot, &token, now, SLOT_HOLD)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        if taken {
+            return Ok(Some((slot, token)));
+        }
+    }
+    Ok(None)
+}
+
+/// One attempt of a due job to its enabled endpoint, recorded, and what follows it.
+async fn attempt(
+    deps: &Deps,
+    dispatcher: &Dispatcher,
+    endpoint: &WebhookEndpoint,
+    job: &DeliveryJob,
+    now: Timestamp,
+) -> Result<Done, String> {
     let tried = dispatcher
-        .attempt(&endpoint, &job.event())
+        .attempt(endpoint, &job.event())
         .await
         .map_err(|e| error_chain(&e))?
         .attempt;
@@ -153,7 +237,7 @@ async fn process(deps: &Deps, dispatcher: &Dispatcher, record: &SqsMessage) -> R
         .record_attempt(&job.tenant, &job.endpoint_id, &attempt)
         .await
         .map_err(|e| error_chain(&e))?;
-    let done = failing(deps, dispatcher, &endpoint, &job, done, now).await?;
+    let done = failing(deps, dispatcher, endpoint, job, done, now).await?;
     if let Some(due) = next {
         deps.deliveries
             .send(&[job.retry(due)], now)

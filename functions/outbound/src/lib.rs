@@ -35,6 +35,9 @@ pub struct OutboundConfig {
     /// Every delay of the retry schedule is divided by this: 1 in every deployed
     /// stack; tests compress the schedule with it and run the same code.
     pub retry_schedule_divisor: u32,
+    /// Deliveries of one tenant in flight at once, at most (of the deliverer's 50
+    /// invocations of 10 each), so one tenant's slow endpoint cannot take them all.
+    pub tenant_in_flight: u32,
 }
 
 impl OutboundConfig {
@@ -45,6 +48,7 @@ impl OutboundConfig {
             webhook_secret_key_id: settings.required("HERALD_WEBHOOK_SECRET_KEY_ID")?,
             dev: settings.required("HERALD_ENV")? == "dev",
             retry_schedule_divisor: settings.number("HERALD_WEBHOOK_RETRY_DIVISOR", 1)?,
+            tenant_in_flight: settings.number("HERALD_WEBHOOK_TENANT_IN_FLIGHT", 25)?,
         })
     }
 }

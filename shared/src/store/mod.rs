@@ -25,6 +25,7 @@ mod webhook_endpoints;
 mod window;
 // Status webhooks to tenants, the pipeline (issue 15).
 mod deliveries;
+mod delivery_limits;
 mod stream;
 
 pub use message::Unsent;
