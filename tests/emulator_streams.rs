@@ -57,7 +57,11 @@ async fn the_stream_has_every_write_in_order_and_nothing_of_a_cancelled_transact
         .send()
         .await
         .expect("table created");
-    let stream = created.table_description.unwrap().latest_stream_arn.unwrap();
+    let stream = created
+        .table_description
+        .unwrap()
+        .latest_stream_arn
+        .unwrap();
 
     let put = |pk: &str, value: &str| {
         dynamodb
@@ -99,7 +103,10 @@ async fn the_stream_has_every_write_in_order_and_nothing_of_a_cancelled_transact
     assert!(
         cancelled
             .err()
-            .and_then(|e| e.into_service_error().is_transaction_canceled_exception().then_some(()))
+            .and_then(|e| e
+                .into_service_error()
+                .is_transaction_canceled_exception()
+                .then_some(()))
             .is_some()
     );
     put("c", "1").await.unwrap();
@@ -144,9 +151,9 @@ async fn the_stream_has_every_write_in_order_and_nothing_of_a_cancelled_transact
         .iter()
         .map(|r| {
             let data = r.dynamodb.as_ref().unwrap();
-            let value = |image: Option<&std::collections::HashMap<String, streams::types::AttributeValue>>| {
-                image.map(|i| i["value"].as_s().unwrap().clone())
-            };
+            let value = |image: Option<
+                &std::collections::HashMap<String, streams::types::AttributeValue>,
+            >| { image.map(|i| i["value"].as_s().unwrap().clone()) };
             (
                 r.event_name.clone().unwrap(),
                 data.keys.as_ref().unwrap()["pk"].as_s().unwrap().clone(),
@@ -159,12 +166,22 @@ async fn the_stream_has_every_write_in_order_and_nothing_of_a_cancelled_transact
         seen,
         [
             (OperationType::Insert, "a".into(), None, Some("1".into())),
-            (OperationType::Modify, "a".into(), Some("1".into()), Some("2".into())),
+            (
+                OperationType::Modify,
+                "a".into(),
+                Some("1".into()),
+                Some("2".into())
+            ),
             (OperationType::Insert, "c".into(), None, Some("1".into())),
         ]
     );
     // Read again from the second record (a batch item failure's restart point).
-    let second = records[1].dynamodb.as_ref().unwrap().sequence_number.clone();
+    let second = records[1]
+        .dynamodb
+        .as_ref()
+        .unwrap()
+        .sequence_number
+        .clone();
     let again = read(ShardIteratorType::AtSequenceNumber, second.clone()).await;
     assert_eq!(again.len(), 2);
     assert_eq!(again[0].dynamodb.as_ref().unwrap().sequence_number, second);

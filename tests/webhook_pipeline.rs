@@ -48,7 +48,11 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
     let sender = test.token("acme", "sender").await;
     let receiver = Receiver::start().await;
     let (ok_id, ok_secret) = test
-        .register_endpoint(&admin, &receiver.url("ok"), &["message.sent", "batch.completed"])
+        .register_endpoint(
+            &admin,
+            &receiver.url("ok"),
+            &["message.sent", "batch.completed"],
+        )
         .await;
     let (_, flaky_secret) = test
         .register_endpoint(&admin, &receiver.url("flaky"), &["message.sent"])
@@ -65,7 +69,9 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
     let disable = format!("/v1/webhooks/endpoints/{off}/disable");
     assert_eq!(test.post_json(&disable, &admin, "").await.status, 200);
 
-    let batch = test.send_batch(&sender, TEMPLATE, &recipients(MESSAGES)).await;
+    let batch = test
+        .send_batch(&sender, TEMPLATE, &recipients(MESSAGES))
+        .await;
     test.wait_for_batch(&sender, &batch, "completed").await;
     eventually("every event delivered", || async {
         let ok = receiver.at("ok").len() == MESSAGES + 1;
@@ -84,22 +90,34 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
     .await;
 
     // Exactly the expected events, each once, each verified with its endpoint's secret.
-    let mut expected: BTreeSet<String> = (0..MESSAGES).map(|i| format!("{batch}.{i}.sent")).collect();
+    let mut expected: BTreeSet<String> =
+        (0..MESSAGES).map(|i| format!("{batch}.{i}.sent")).collect();
     let ok = receiver.at("ok");
     let ok_ids: BTreeSet<String> = ok.iter().map(|r| r.webhook_id()).collect();
-    assert_eq!(ok.len(), ok_ids.len(), "a webhook-id repeated on a 200 endpoint");
+    assert_eq!(
+        ok.len(),
+        ok_ids.len(),
+        "a webhook-id repeated on a 200 endpoint"
+    );
     let flaky_ids = by_id(&receiver, "flaky");
     assert_eq!(flaky_ids.keys().cloned().collect::<BTreeSet<_>>(), expected);
     expected.insert(format!("{batch}.completed"));
     assert_eq!(ok_ids, expected);
     for r in &ok {
-        assert!(verifies(&ok_secret, &r.headers, &r.body), "{}", r.webhook_id());
+        assert!(
+            verifies(&ok_secret, &r.headers, &r.body),
+            "{}",
+            r.webhook_id()
+        );
         assert!(!verifies(&flaky_secret, &r.headers, &r.body));
         let body = r.json();
         if body["type"] == "message.sent" {
             assert_eq!(body["data"]["status"], "sent");
             assert_eq!(body["data"]["batch_id"], batch.as_str());
-            assert!(!String::from_utf8_lossy(&r.body).contains("415555"), "address not masked");
+            assert!(
+                !String::from_utf8_lossy(&r.body).contains("415555"),
+                "address not masked"
+            );
         } else {
             assert_eq!(body["type"], "batch.completed");
             assert_eq!(body["data"]["total"], MESSAGES);
@@ -119,7 +137,10 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
     for r in receiver.at("flaky") {
         assert!(verifies(&flaky_secret, &r.headers, &r.body));
     }
-    assert!(receiver.at("off").is_empty(), "a disabled endpoint got deliveries");
+    assert!(
+        receiver.at("off").is_empty(),
+        "a disabled endpoint got deliveries"
+    );
 
     // 410: the endpoint is disabled by Herald, audited, and the tenant's endpoint
     // subscribed to endpoint.disabled hears of it once.
@@ -155,15 +176,47 @@ async fn limits(test: &TestCloud) {
     assert_eq!(admitted, [true, true, false, true]);
     let now = herald::Timestamp::parse("2026-05-01T10:00:00Z").unwrap();
     let hold = std::time::Duration::from_secs(30);
-    assert!(store.take_delivery_slot(&tenant, 0, "a", now, hold).await.unwrap());
-    assert!(!store.take_delivery_slot(&tenant, 0, "b", now, hold).await.unwrap());
-    assert!(store.take_delivery_slot(&tenant, 1, "b", now, hold).await.unwrap());
+    assert!(
+        store
+            .take_delivery_slot(&tenant, 0, "a", now, hold)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .take_delivery_slot(&tenant, 0, "b", now, hold)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .take_delivery_slot(&tenant, 1, "b", now, hold)
+            .await
+            .unwrap()
+    );
     store.release_delivery_slot(&tenant, 0, "b").await.unwrap();
-    assert!(!store.take_delivery_slot(&tenant, 0, "c", now, hold).await.unwrap(), "freed by another");
+    assert!(
+        !store
+            .take_delivery_slot(&tenant, 0, "c", now, hold)
+            .await
+            .unwrap(),
+        "freed by another"
+    );
     store.release_delivery_slot(&tenant, 0, "a").await.unwrap();
-    assert!(store.take_delivery_slot(&tenant, 0, "c", now, hold).await.unwrap());
+    assert!(
+        store
+            .take_delivery_slot(&tenant, 0, "c", now, hold)
+            .await
+            .unwrap()
+    );
     let later = now.plus(hold + std::time::Duration::from_secs(1));
-    assert!(store.take_delivery_slot(&tenant, 0, "d", later, hold).await.unwrap(), "lease ended");
+    assert!(
+        store
+            .take_delivery_slot(&tenant, 0, "d", later, hold)
+            .await
+            .unwrap(),
+        "lease ended"
+    );
 }
 
 /// A test event: an example of the type asked, signed like any other, to an enabled
@@ -179,7 +232,11 @@ async fn test_events(
     let before = receiver.at("ok").len();
     let path = format!("/v1/webhooks/endpoints/{ok}/test");
     let unknown = test
-        .post_json(&path, admin, &json!({ "event_type": "message.read" }).to_string())
+        .post_json(
+            &path,
+            admin,
+            &json!({ "event_type": "message.read" }).to_string(),
+        )
         .await;
     assert_eq!(unknown.status, 400, "{:?}", unknown.body);
     assert!(unknown.body.to_string().contains("/event_type"));
@@ -188,7 +245,11 @@ async fn test_events(
         .await;
     assert_eq!(disabled.status, 409, "{:?}", disabled.body);
     let queued = test
-        .post_json(&path, admin, &json!({ "event_type": "message.failed" }).to_string())
+        .post_json(
+            &path,
+            admin,
+            &json!({ "event_type": "message.failed" }).to_string(),
+        )
         .await;
     assert_eq!(queued.status, 202, "{:?}", queued.body);
     let id = queued.body["event_id"].as_str().unwrap().to_owned();
@@ -201,7 +262,10 @@ async fn test_events(
     assert_eq!(got.webhook_id(), id);
     assert!(verifies(secret, &got.headers, &got.body));
     let body = got.json();
-    assert_eq!((body["type"].as_str(), body["test"].as_bool()), (Some("message.failed"), Some(true)));
+    assert_eq!(
+        (body["type"].as_str(), body["test"].as_bool()),
+        (Some("message.failed"), Some(true))
+    );
     assert_eq!(body["data"]["status"], "failed");
 }
 
@@ -228,7 +292,9 @@ async fn recover(
         .await;
     assert_eq!(paced.status, 201, "{:?}", paced.body);
     let started = herald::Timestamp::parse(&chrono_now(test, &admin).await).unwrap();
-    let batch = test.send_batch(&sender, TEMPLATE, &recipients(FAILING)).await;
+    let batch = test
+        .send_batch(&sender, TEMPLATE, &recipients(FAILING))
+        .await;
     test.wait_for_batch(&sender, &batch, "completed").await;
     let attempts_path = format!("/v1/webhooks/endpoints/{down}/attempts");
     eventually("every event failed its eight attempts", || async {
@@ -274,15 +340,33 @@ async fn recover(
     let recover_path = format!("/v1/webhooks/endpoints/{down}/recover");
     let week_ago = started.minus(std::time::Duration::from_secs(8 * 24 * 3600));
     let tomorrow = started.plus(std::time::Duration::from_secs(24 * 3600));
-    for since in [json!("yesterday"), json!(week_ago.to_string()), json!(tomorrow.to_string()), json!(17)] {
+    for since in [
+        json!("yesterday"),
+        json!(week_ago.to_string()),
+        json!(tomorrow.to_string()),
+        json!(17),
+    ] {
         let refused = test
-            .post_json(&recover_path, &admin, &json!({ "since": since }).to_string())
+            .post_json(
+                &recover_path,
+                &admin,
+                &json!({ "since": since }).to_string(),
+            )
             .await;
         assert_eq!(refused.status, 400, "{since}: {:?}", refused.body);
-        assert!(refused.body.to_string().contains("since"), "{:?}", refused.body);
+        assert!(
+            refused.body.to_string().contains("since"),
+            "{:?}",
+            refused.body
+        );
     }
     let body = json!({ "since": started.to_string() }).to_string();
-    assert_eq!(test.post_json(&recover_path, acme_admin, &body).await.status, 404);
+    assert_eq!(
+        test.post_json(&recover_path, acme_admin, &body)
+            .await
+            .status,
+        404
+    );
     assert_eq!(test.get(&attempts_path, acme_admin).await.status, 404);
     assert_eq!(test.deliveries_pending().await, 0);
 
@@ -306,7 +390,11 @@ async fn recover(
             .then_some(())
     })
     .await;
-    let fixed_ids: BTreeSet<String> = receiver.at("fixed").iter().map(|r| r.webhook_id()).collect();
+    let fixed_ids: BTreeSet<String> = receiver
+        .at("fixed")
+        .iter()
+        .map(|r| r.webhook_id())
+        .collect();
     assert_eq!(fixed_ids, down_ids.keys().cloned().collect::<BTreeSet<_>>());
     for r in receiver.at("fixed") {
         assert!(verifies(&secret, &r.headers, &r.body));
@@ -326,14 +414,26 @@ async fn recover(
         .unwrap()
         .to_owned();
     let none = test
-        .post_json(&format!("/v1/webhooks/endpoints/{flaky_id}/recover"), acme_admin, &body)
+        .post_json(
+            &format!("/v1/webhooks/endpoints/{flaky_id}/recover"),
+            acme_admin,
+            &body,
+        )
         .await;
-    assert_eq!(none.body, json!({ "queued": 0, "more": false }), "{} delivered", delivered.len());
+    assert_eq!(
+        none.body,
+        json!({ "queued": 0, "more": false }),
+        "{} delivered",
+        delivered.len()
+    );
     assert_eq!(receiver.at("fixed").len(), FAILING);
 }
 
 /// The API's clock, as a time a request can name (the endpoint's creation time).
 async fn chrono_now(test: &TestCloud, admin: &str) -> String {
     let listed = test.get("/v1/webhooks/endpoints", admin).await.body;
-    listed["endpoints"][0]["created_at"].as_str().unwrap().to_owned()
+    listed["endpoints"][0]["created_at"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }

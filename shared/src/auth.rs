@@ -241,7 +241,6 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
         "/v1/webhooks/endpoints/{id}/test",
         Access::Requires(Permission::ManageWebhooks),
     ),
-
     (
         "POST",
         "/v1/tenants",

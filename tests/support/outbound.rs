@@ -121,7 +121,12 @@ pub fn verifies(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
 
 impl TestCloud {
     /// Registers an endpoint at `url` for `event_types`; answers its id and secret.
-    pub async fn register_endpoint(&self, admin: &str, url: &str, event_types: &[&str]) -> (String, String) {
+    pub async fn register_endpoint(
+        &self,
+        admin: &str,
+        url: &str,
+        event_types: &[&str],
+    ) -> (String, String) {
         let body = serde_json::json!({ "url": url, "event_types": event_types });
         let created = self
             .post_json("/v1/webhooks/endpoints", admin, &body.to_string())
@@ -135,8 +140,15 @@ impl TestCloud {
 
     /// The endpoint `id` as its admin reads it, with the audit entries Herald itself
     /// wrote (actor `herald`): what a 410 or five failing days leave behind.
-    pub async fn disabled_by_herald(&self, admin: &str, id: &str) -> (serde_json::Value, Vec<serde_json::Value>) {
-        let endpoint = self.get(&format!("/v1/webhooks/endpoints/{id}"), admin).await.body;
+    pub async fn disabled_by_herald(
+        &self,
+        admin: &str,
+        id: &str,
+    ) -> (serde_json::Value, Vec<serde_json::Value>) {
+        let endpoint = self
+            .get(&format!("/v1/webhooks/endpoints/{id}"), admin)
+            .await
+            .body;
         let audit = self.get("/v1/audit", admin).await.body;
         let by_herald = audit["entries"]
             .as_array()
@@ -151,7 +163,11 @@ impl TestCloud {
     /// Deliveries on the queue: visible, in flight and delayed (a retry waiting).
     pub async fn deliveries_pending(&self) -> usize {
         use aws_sdk_sqs::types::QueueAttributeName as A;
-        let url = self.cloud.stack.reference("DeliveriesQueue").expect("queue");
+        let url = self
+            .cloud
+            .stack
+            .reference("DeliveriesQueue")
+            .expect("queue");
         let names = [
             A::ApproximateNumberOfMessages,
             A::ApproximateNumberOfMessagesNotVisible,

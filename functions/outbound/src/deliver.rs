@@ -15,7 +15,9 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::FutureExt;
 use herald::clock::Timestamp;
-use herald::domain::{AttemptRecord, AttemptResult, DisabledReason, EndpointStatus, WebhookEndpoint};
+use herald::domain::{
+    AttemptRecord, AttemptResult, DisabledReason, EndpointStatus, WebhookEndpoint,
+};
 use herald::metrics::Record;
 use herald::outbound::deliver::Outcome;
 use herald::outbound::dispatch::Dispatcher;
@@ -99,7 +101,11 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     response
 }
 
-async fn process(deps: &Deps, dispatcher: &Dispatcher, record: &SqsMessage) -> Result<Done, String> {
+async fn process(
+    deps: &Deps,
+    dispatcher: &Dispatcher,
+    record: &SqsMessage,
+) -> Result<Done, String> {
     let Some(job) = record
         .body
         .as_deref()
@@ -139,7 +145,11 @@ async fn process(deps: &Deps, dispatcher: &Dispatcher, record: &SqsMessage) -> R
     };
     let done = attempt(deps, dispatcher, &endpoint, &job, now).await;
     // A slot not freed (DynamoDB failing) frees itself when its lease ends.
-    if let Err(e) = deps.store.release_delivery_slot(&job.tenant, slot.0, &slot.1).await {
+    if let Err(e) = deps
+        .store
+        .release_delivery_slot(&job.tenant, slot.0, &slot.1)
+        .await
+    {
         tracing::warn!(error = %error_chain(&e), "delivery slot not released; its lease ends it");
     }
     done

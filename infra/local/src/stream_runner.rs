@@ -15,7 +15,9 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodbstreams as streams;
 use futures::future::BoxFuture;
-use herald::outbound::stream_event::{StreamBatchResponse, StreamData, StreamEvent, StreamRecord, to_image};
+use herald::outbound::stream_event::{
+    StreamBatchResponse, StreamData, StreamEvent, StreamRecord, to_image,
+};
 use streams::types::ShardIteratorType;
 use tokio::sync::watch;
 
@@ -177,7 +179,10 @@ impl StreamRunner {
         let Some(first) = records.first().map(|r| r.dynamodb.sequence_number.clone()) else {
             return Ok(false);
         };
-        let sequence: Vec<String> = records.iter().map(|r| r.dynamodb.sequence_number.clone()).collect();
+        let sequence: Vec<String> = records
+            .iter()
+            .map(|r| r.dynamodb.sequence_number.clone())
+            .collect();
         let timeout = Duration::from_secs(self.trigger.function_timeout_secs);
         let answer = tokio::time::timeout(timeout, (self.handler)(StreamEvent { records })).await;
         let again_from = match answer {

@@ -319,9 +319,18 @@ mod tests {
         let event = batch_event(Some(BatchStatus::Enqueued), &batch).unwrap();
         assert_eq!(event.id, "01JQ0000000000000000000000.completed");
         let body: serde_json::Value = serde_json::from_slice(&event.body).unwrap();
-        assert_eq!((body["data"]["sent"].as_u64(), body["data"]["failed"].as_u64()), (Some(2), Some(1)));
+        assert_eq!(
+            (
+                body["data"]["sent"].as_u64(),
+                body["data"]["failed"].as_u64()
+            ),
+            (Some(2), Some(1))
+        );
         assert_eq!(batch_event(Some(BatchStatus::Completed), &batch), None);
-        let enqueued = BatchView { status: BatchStatus::Enqueued, ..batch };
+        let enqueued = BatchView {
+            status: BatchStatus::Enqueued,
+            ..batch
+        };
         assert_eq!(batch_event(Some(BatchStatus::Accepted), &enqueued), None);
 
         let endpoint = WebhookEndpoint {
@@ -342,9 +351,18 @@ mod tests {
         };
         let told = endpoint_event(Some(EndpointStatus::Enabled), &endpoint).unwrap();
         assert_eq!(told.event_type, EventType::EndpointDisabled);
-        assert_eq!(endpoint_event(Some(EndpointStatus::Disabled), &endpoint), None);
-        let by_admin = WebhookEndpoint { disabled_reason: Some(DisabledReason::Admin), ..endpoint };
-        assert_eq!(endpoint_event(Some(EndpointStatus::Enabled), &by_admin), None);
+        assert_eq!(
+            endpoint_event(Some(EndpointStatus::Disabled), &endpoint),
+            None
+        );
+        let by_admin = WebhookEndpoint {
+            disabled_reason: Some(DisabledReason::Admin),
+            ..endpoint
+        };
+        assert_eq!(
+            endpoint_event(Some(EndpointStatus::Enabled), &by_admin),
+            None
+        );
     }
 
     #[test]
@@ -353,7 +371,15 @@ mod tests {
         let days = |d: u64| since.plus(Duration::from_secs(d * 24 * 3600));
         assert!(!failing_too_long(since, days(4), 1));
         assert!(failing_too_long(since, days(5), 1));
-        assert!(failing_too_long(since, since.plus(Duration::from_secs(22)), 20_000));
-        assert!(!failing_too_long(since, since.plus(Duration::from_secs(21)), 20_000));
+        assert!(failing_too_long(
+            since,
+            since.plus(Duration::from_secs(22)),
+            20_000
+        ));
+        assert!(!failing_too_long(
+            since,
+            since.plus(Duration::from_secs(21)),
+            20_000
+        ));
     }
 }

@@ -161,7 +161,10 @@ mod tests {
         assert!(first.is_due(now));
         assert_eq!(first.queue_delay(now), Duration::ZERO);
         let soon = first.retry(now.plus(Duration::from_millis(4_200)));
-        assert_eq!((soon.attempt, soon.event_id.as_str()), (2, first.event_id.as_str()));
+        assert_eq!(
+            (soon.attempt, soon.event_id.as_str()),
+            (2, first.event_id.as_str())
+        );
         assert_eq!(soon.queue_delay(now), Duration::from_secs(5));
         assert!(!soon.is_due(now));
         let later = soon.retry(now.plus(Duration::from_secs(5 * 3600)));

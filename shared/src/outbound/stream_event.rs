@@ -29,7 +29,11 @@ pub struct StreamRecord {
     /// `INSERT`, `MODIFY` or `REMOVE`.
     #[serde(rename = "eventName", default)]
     pub event_name: String,
-    #[serde(rename = "eventSourceARN", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "eventSourceARN",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub event_source_arn: Option<String>,
     pub dynamodb: StreamData,
 }
@@ -101,7 +105,13 @@ fn attribute(value: &Value) -> Option<AttributeValue> {
         "SS" => AttributeValue::Ss(strings()?),
         "NS" => AttributeValue::Ns(strings()?),
         "BS" => AttributeValue::Bs(inner.as_array()?.iter().map(blob).collect::<Option<_>>()?),
-        "L" => AttributeValue::L(inner.as_array()?.iter().map(attribute).collect::<Option<_>>()?),
+        "L" => AttributeValue::L(
+            inner
+                .as_array()?
+                .iter()
+                .map(attribute)
+                .collect::<Option<_>>()?,
+        ),
         "M" => AttributeValue::M(image(
             &inner
                 .as_object()?

@@ -11,8 +11,8 @@ use crate::clock::Timestamp;
 use crate::domain::{AttemptRecord, AttemptResult, EventType};
 use crate::ids::TenantId;
 use crate::item::{
-    Item, corrupt, key_item, get_n, get_named, get_s, get_time, is_condition_failure, n, name, s, time,
-    with_key,
+    Item, corrupt, get_n, get_named, get_s, get_time, is_condition_failure, key_item, n, name, s,
+    time, with_key,
 };
 use crate::keys::{self, Key};
 

@@ -31,9 +31,9 @@ mod stream;
 pub use message::Unsent;
 pub use receipt::OrphanEvent;
 pub use recovery::Lease;
+pub use stream::{StreamChange, stream_change};
 pub use suppression::Lifter;
 pub use window::MAX_WINDOW_RESTARTS;
-pub use stream::{StreamChange, stream_change};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -8,10 +8,12 @@ use super::StoreError;
 use super::batch::parse_batch;
 use super::message::parse_message;
 use super::webhook_endpoints::parse_endpoint;
-use crate::domain::{BatchStatus, BatchView, EndpointStatus, MessageStatus, MessageView, WebhookEndpoint};
+use crate::domain::ItemKind;
+use crate::domain::{
+    BatchStatus, BatchView, EndpointStatus, MessageStatus, MessageView, WebhookEndpoint,
+};
 use crate::ids::{BatchId, MessageId, TenantId};
 use crate::item::{Item, get_named, get_s};
-use crate::domain::ItemKind;
 use crate::keys::{self, Key};
 
 /// What one stream record changed, as far as tenants' events go.
@@ -36,7 +38,10 @@ pub enum StreamChange {
 
 /// The change a record's images describe; `None` for a removal or an item of a kind
 /// no event follows.
-pub fn stream_change(old: Option<&Item>, new: Option<&Item>) -> Result<Option<StreamChange>, StoreError> {
+pub fn stream_change(
+    old: Option<&Item>,
+    new: Option<&Item>,
+) -> Result<Option<StreamChange>, StoreError> {
     let Some(new) = new else { return Ok(None) };
     let (Some(pk), Some(sk)) = (get_s(new, "pk"), get_s(new, "sk")) else {
         return Ok(None);

@@ -16,8 +16,12 @@ async fn main() -> Result<(), Error> {
     let clients = herald::aws::Clients::new(herald::aws::from_env().await);
     let deps = Deps::from_config(config, &clients, herald::clock::system());
     let deps = &deps;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
-        Ok::<StreamBatchResponse, Error>(herald_outbound::fanout::handle(deps, event.payload).await)
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<StreamEvent>| async move {
+            Ok::<StreamBatchResponse, Error>(
+                herald_outbound::fanout::handle(deps, event.payload).await,
+            )
+        },
+    ))
     .await
 }
