@@ -228,6 +228,7 @@ pub async fn recover(
 pub(crate) struct TestRequest {
     /// The type of the example event; the endpoint's first subscribed type when absent.
     /// Sent whether or not the endpoint is subscribed to it.
+    #[schema(value_type = Option<EventType>)]
     event_type: Option<String>,
 }
 
