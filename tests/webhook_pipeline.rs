@@ -3,6 +3,8 @@
 //! per event and subscribed endpoint, and the deliverer posts them signed to a
 //! receiver on loopback that verifies each one on its own. One stack, the retry
 //! schedule compressed by its setting (`HERALD_WEBHOOK_RETRY_DIVISOR`), the same code.
+//! Longer than most files: the whole proof shares one stack (a stack costs seconds of
+//! CI each), so its phases (deliveries, recover, test events, limits) live together.
 
 use std::collections::{BTreeMap, BTreeSet};
 
