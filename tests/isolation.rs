@@ -85,6 +85,9 @@ async fn another_tenants_ids_answer_as_missing_ones_on_every_route() {
         endpoint: &format!("ep_{missing}"),
     };
     let before = test.tenant_items("acme").await;
+    // A webhook recover names a time within the last week.
+    let now = herald::clock::Clock::timestamp(&*herald::clock::system());
+    let recover_body = json!({ "since": now.to_string() }).to_string();
 
     let routes = herald_api::routes();
     let id_routes: Vec<_> = routes
@@ -101,6 +104,10 @@ async fn another_tenants_ids_answer_as_missing_ones_on_every_route() {
             r#"{"role": "viewer"}"#
         } else if method == "PUT" && path.starts_with("/v1/webhooks/") {
             endpoint_body.as_str()
+        } else if path.ends_with("/recover") {
+            recover_body.as_str()
+        } else if path.ends_with("/test") {
+            "{}"
         } else {
             ""
         };

@@ -8,11 +8,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use aws_lc_rs::hmac;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use herald::domain::{Channel, EventType, MessageStatus, MessageView};
 use herald::outbound::deliver::{Deliverer, Outcome, TIMEOUT};
 use herald::outbound::dispatch::Dispatcher;
@@ -21,7 +18,8 @@ use herald::outbound::secret::Sealer;
 use herald::store::Store;
 use herald::{BatchId, MessageId, TenantId, Timestamp};
 use herald_tests::TestCloud;
-use serde_json::{Value, json};
+use herald_tests::outbound::verifies;
+use serde_json::json;
 
 type Seen = Arc<Mutex<Vec<(String, HeaderMap, Vec<u8>)>>>;
 
@@ -49,28 +47,6 @@ async fn receiver() -> (String, Seen) {
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (base, seen)
-}
-
-/// Whether one of the delivery's signatures is `secret`'s, as a tenant checks it.
-fn verifies(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
-    let key = STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let signed = [
-        headers["webhook-id"].as_bytes(),
-        b".",
-        headers["webhook-timestamp"].as_bytes(),
-        b".",
-        body,
-    ]
-    .concat();
-    let expected = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &key), &signed);
-    headers["webhook-signature"]
-        .to_str()
-        .unwrap()
-        .split(' ')
-        .filter_map(|s| STANDARD.decode(s.strip_prefix("v1,")?).ok())
-        .any(|s| s == expected.as_ref())
 }
 
 async fn dispatcher(test: &TestCloud) -> Dispatcher {
@@ -168,18 +144,9 @@ async fn an_event_reaches_each_subscribed_endpoint_once_signed_and_a_410_disable
     }
 
     // The endpoint that answered 410 is disabled, by Herald, audited.
-    let gone = test
-        .get(&format!("/v1/webhooks/endpoints/{}", ids["gone"]), &admin)
-        .await;
-    assert_eq!(gone.body["status"], "disabled", "{:?}", gone.body);
-    assert_eq!(gone.body["disabled_reason"], "gone");
-    let audit = test.get("/v1/audit", &admin).await.body;
-    let by_herald: Vec<&Value> = audit["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["actor"] == "herald")
-        .collect();
+    let (gone, by_herald) = test.disabled_by_herald(&admin, &ids["gone"]).await;
+    assert_eq!(gone["status"], "disabled", "{gone:?}");
+    assert_eq!(gone["disabled_reason"], "gone");
     assert_eq!(by_herald.len(), 1, "{by_herald:?}");
     assert_eq!(by_herald[0]["action"], "webhook_endpoint.disabled");
     assert_eq!(by_herald[0]["target"], ids["gone"].as_str());

@@ -64,6 +64,11 @@ attribute winning where both are given), is received with `AWSTraceHeader`. moto
 the attribute of a SendMessage only; the launcher keeps a batch entry's too, and the
 header's.
 
+DynamoDB Streams (issue 15): moto keeps a table's stream records, but a transaction it
+cancels after applying some of its writes left their records in the stream, which AWS
+never shows (a cancelled transaction changes nothing). The launcher trims them with the
+rollback, and serialises stream reads with DynamoDB's requests.
+
 DynamoDB's point-in-time recovery is made honest by `pitr.py` (beside this file): a
 journal of item versions, a restorable window that advances, restores of the items as
 they were at the time asked for, and restored tables that take a while to be ACTIVE.
@@ -110,7 +115,9 @@ _dynamodb = threading.Lock()
 
 def _serialise_dynamodb(app):
     def wrapped(environ, start_response):
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+        # DynamoDB Streams too (`DynamoDBStreams_...`): a reader never sees the records
+        # of a transaction that is still being applied (or rolled back).
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
             with _dynamodb:
                 # Consume the response inside the lock: the write happens while the
                 # view runs, and nothing may interleave with it.
@@ -345,6 +352,12 @@ def _backup(backend, entry):
     return table, hash_value, range_value, copy.deepcopy(item)
 
 
+def _stream_lengths(backups):
+    """Each named table's stream shard and how many records it holds now."""
+    shards = {id(b[0]): b[0].stream_shard for b in backups if b[0].stream_shard}
+    return [(shard, len(shard.items)) for shard in shards.values()]
+
+
 def _restore(table, hash_value, range_value, item):
     if table.has_range_key:
         if item is None:
@@ -388,12 +401,17 @@ def _back_up_items_not_tables():
 
     def transact_write_items(self, transact_items):
         backups = [b for b in (_backup(self, e) for e in transact_items) if b]
+        streams = _stream_lengths(backups)
         try:
             return original(self, transact_items)
         except Exception:
             # Newest first, so an item named twice ends as it was before either.
             for backup in reversed(backups):
                 _restore(*backup)
+            # A cancelled transaction changed nothing, so its stream says nothing
+            # (moto appended a record for each write it applied before the failure).
+            for shard, length in streams:
+                del shard.items[length:]
             raise
 
     dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items

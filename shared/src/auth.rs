@@ -225,6 +225,22 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
         "/v1/webhooks/endpoints/{id}/rotate-secret",
         Access::Requires(Permission::ManageWebhooks),
     ),
+    // An endpoint's attempts carry its events' bodies; recover and test send to it.
+    (
+        "GET",
+        "/v1/webhooks/endpoints/{id}/attempts",
+        Access::Requires(Permission::ManageWebhooks),
+    ),
+    (
+        "POST",
+        "/v1/webhooks/endpoints/{id}/recover",
+        Access::Requires(Permission::ManageWebhooks),
+    ),
+    (
+        "POST",
+        "/v1/webhooks/endpoints/{id}/test",
+        Access::Requires(Permission::ManageWebhooks),
+    ),
     (
         "POST",
         "/v1/tenants",

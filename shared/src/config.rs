@@ -79,6 +79,8 @@ pub struct ApiConfig {
     pub cursor_secret_id: String,
     /// The secret whose value seals webhook endpoints' signing secrets.
     pub webhook_secret_key_id: String,
+    /// Where webhook recover and test deliveries are queued (issue 15).
+    pub deliveries_queue_url: String,
     /// The stack's environment is dev: webhook endpoints may be `http://127.0.0.1`.
     pub dev: bool,
     /// The countries a tenant may text unless its profile names its own.
@@ -127,6 +129,7 @@ impl ApiConfig {
             ),
             cursor_secret_id: settings.required("HERALD_CURSOR_SECRET_ID")?,
             webhook_secret_key_id: settings.required("HERALD_WEBHOOK_SECRET_KEY_ID")?,
+            deliveries_queue_url: settings.required("HERALD_DELIVERIES_QUEUE_URL")?,
             dev: settings.required("HERALD_ENV")? == "dev",
             default_sms_countries: countries(settings, "HERALD_DEFAULT_SMS_COUNTRIES")?,
             auth: AuthConfig {

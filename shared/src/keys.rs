@@ -194,6 +194,42 @@ pub fn webhook_endpoints_partition(tenant: &TenantId) -> String {
     format!("TENANT#{tenant}#WEBHOOKS")
 }
 
+/// One delivery attempt to one of the tenant's webhook endpoints (issue 15), in its
+/// endpoint's attempts log, oldest first by time.
+pub fn webhook_attempt(
+    tenant: &TenantId,
+    endpoint_id: &str,
+    at: Timestamp,
+    event_id: &str,
+    attempt: u32,
+) -> Key {
+    Key {
+        pk: webhook_attempts_partition(tenant, endpoint_id),
+        sk: format!("{at}#{event_id}#{attempt:02}"),
+    }
+}
+
+/// The partition of an endpoint's attempts log.
+pub fn webhook_attempts_partition(tenant: &TenantId, endpoint_id: &str) -> String {
+    format!("TENANT#{tenant}#WEBHOOK#{endpoint_id}#ATTEMPTS")
+}
+
+/// One second of deliveries to one of the tenant's endpoints (its rate limit).
+pub fn webhook_rate_window(tenant: &TenantId, endpoint_id: &str, epoch_second: u64) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}#WEBHOOK#{endpoint_id}#RATE#{epoch_second}"),
+        sk: "RATE".into(),
+    }
+}
+
+/// One of the tenant's delivery slots (its cap on deliveries in flight).
+pub fn webhook_delivery_slot(tenant: &TenantId, slot: u32) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}#WEBHOOKSLOT#{slot}"),
+        sk: "SLOT".into(),
+    }
+}
+
 /// A platform-level lease (one redrive at a time): named by the job it guards, not
 /// by any tenant. Only `herald::lease`, the operator-only type, reads or writes it.
 pub fn platform_lease(name: &str) -> Key {

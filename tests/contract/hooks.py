@@ -16,12 +16,15 @@ schemathesis means as valid (its positive mode); the invalid ones go out untouch
 - Webhook endpoint `url`: the document's rule (https, and a host that is not, nor
   resolves to, a loopback, private or metadata address) names what only DNS can say; a
   client knows its own endpoint, so valid cases send one the local (dev) stack takes.
+- Webhook recover's `since`: within the last week (the document says so; a schema
+  cannot), so valid cases send the current time.
 - `cursor`: only a cursor the listing returned is valid; generated ones are dropped
   (the stateful phase follows the documented `next_cursor`).
 """
 
 import re
 import uuid
+from datetime import datetime, timezone
 from urllib.parse import unquote
 
 import schemathesis
@@ -81,6 +84,8 @@ def _real_numbers(body: dict) -> None:
 
 # The one endpoint a dev stack may deliver to (the local cloud is one).
 _LOCAL_ENDPOINT = "http://127.0.0.1:9/hooks"
+# The bodies that name an endpoint's URL: registration and replacement.
+_ENDPOINT_BODIES = ("/v1/webhooks/endpoints", "/v1/webhooks/endpoints/{id}")
 
 _PLACEHOLDER = re.compile(r"\{\{[ \t]*([A-Za-z_][A-Za-z0-9_]{0,63})[ \t]*\}\}")
 _KEY = re.compile(r"^[!-~]{1,255}$")
@@ -149,8 +154,11 @@ def _as_a_client_would(case):
         _real_numbers(case.body)
         if case.operation.path == "/v1/batches":
             _fit_batch(case.body)
-    if isinstance(case.body, dict) and case.operation.path.startswith("/v1/webhooks/endpoints"):
+    if isinstance(case.body, dict) and case.operation.path in _ENDPOINT_BODIES:
         case.body["url"] = _LOCAL_ENDPOINT
+    if isinstance(case.body, dict) and case.operation.path.endswith("/recover"):
+        # Recover's `since` is a time within the last week: a client knows the time.
+        case.body["since"] = datetime.now(timezone.utc).isoformat()
     return case
 
 

@@ -16,6 +16,8 @@ use serde_json::Value;
 pub use herald_local;
 pub mod bad_request;
 pub mod documented;
+// Status webhooks to tenants (issue 15).
+pub mod outbound;
 pub mod restores;
 pub mod webhooks;
 

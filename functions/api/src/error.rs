@@ -95,6 +95,8 @@ problem_kinds! {
     UserExists => CONFLICT, "user-exists", "User exists",
         "The email address is a Herald user already (of your tenant or another: an \
          address signs in to one tenant). Nothing was changed.";
+    EndpointDisabled => CONFLICT, "endpoint-disabled", "Endpoint disabled",
+        "The webhook endpoint is disabled, so nothing is delivered to it: enable it first.";
     LastAdmin => CONFLICT, "last-admin", "Last admin",
         "The user is the tenant's last active admin: promote another admin first. Nothing \
          was changed.";
@@ -200,6 +202,8 @@ pub enum ApiError {
         /// Where the address is in the request.
         field: &'static str,
     },
+    #[error("the webhook endpoint is disabled")]
+    EndpointDisabled,
     #[error("the user is the tenant's last admin")]
     LastAdmin,
     #[error("an admin acted on their own account")]
@@ -248,6 +252,9 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// SQS, queueing webhook deliveries (recover).
+    #[error(transparent)]
+    Deliveries(#[from] herald::outbound::job::QueueError),
     /// Secrets Manager, reading the cursor key.
     #[error(transparent)]
     Secrets(#[from] herald::secrets::SecretsError),
@@ -284,6 +291,7 @@ impl ApiError {
             ApiError::TenantExists => ProblemKind::TenantExists,
             ApiError::ClientLimitReached { .. } => ProblemKind::ClientLimitReached,
             ApiError::UserExists { .. } => ProblemKind::UserExists,
+            ApiError::EndpointDisabled => ProblemKind::EndpointDisabled,
             ApiError::LastAdmin => ProblemKind::LastAdmin,
             ApiError::OwnAccount => ProblemKind::OwnAccount,
             ApiError::UserRemoved => ProblemKind::UserRemoved,
@@ -301,6 +309,7 @@ impl ApiError {
             | ApiError::Store(StoreError::Corrupt { .. }) => ProblemKind::Internal,
             ApiError::Store(_)
             | ApiError::Queue(_)
+            | ApiError::Deliveries(_)
             | ApiError::Secrets(_)
             | ApiError::Identity(_) => ProblemKind::Unavailable,
         }
@@ -374,6 +383,9 @@ impl ApiError {
             ApiError::UserExists { field } => problem
                 .detail("This email address is a Herald user already; nothing was changed.")
                 .field(field, "is a user already"),
+            ApiError::EndpointDisabled => {
+                problem.detail("Enable the endpoint first; nothing was sent.")
+            }
             ApiError::LastAdmin => problem.detail(
                 "This user is the tenant's last active admin; make another user an admin first.",
             ),
@@ -438,6 +450,7 @@ impl ApiError {
                 .detail("The error was logged; retry with the same Idempotency-Key or contact support with the correlation id."),
             ApiError::Store(_)
             | ApiError::Queue(_)
+            | ApiError::Deliveries(_)
             | ApiError::Secrets(_)
             | ApiError::Identity(_) => problem
                 .detail("A dependency is temporarily unavailable; retry later.")

@@ -42,6 +42,8 @@ mod tenants;
 mod usage;
 mod users;
 mod webhook_endpoints;
+// Status webhooks' attempts, recover and test events (issue 15).
+mod webhook_attempts;
 
 pub use error::{ApiError, ProblemKind};
 pub use fields::FieldErrors;
@@ -63,6 +65,8 @@ pub struct App {
     pub cursors: paging::Cursors,
     /// The key webhook signing secrets are sealed with.
     pub webhook_sealing: webhook_endpoints::SealingKey,
+    /// Where webhook recover and test deliveries go (issue 15).
+    pub deliveries: herald::outbound::job::DeliveryQueue,
 }
 
 impl App {
@@ -88,6 +92,10 @@ impl App {
             webhook_sealing: webhook_endpoints::SealingKey::new(
                 clients.secrets_manager(),
                 &config.webhook_secret_key_id,
+            ),
+            deliveries: herald::outbound::job::DeliveryQueue::new(
+                clients.sqs(),
+                &config.deliveries_queue_url,
             ),
             config,
             metrics: Metrics::stdout(clock.clone()),
@@ -135,6 +143,9 @@ fn registered() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(webhook_endpoints::disable))
         .routes(routes!(webhook_endpoints::enable))
         .routes(routes!(webhook_endpoints::rotate_secret))
+        .routes(routes!(webhook_attempts::attempts))
+        .routes(routes!(webhook_attempts::recover))
+        .routes(routes!(webhook_attempts::send_test))
         .routes(routes!(tenants::create))
         .routes(routes!(tenants::show))
         .routes(routes!(tenants::suspend))

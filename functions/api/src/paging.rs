@@ -143,10 +143,10 @@ impl Listing {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Where to go on: the `next_cursor` of the previous page.
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// Items per page.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 50)]
-    limit: Option<String>,
+    pub(crate) limit: Option<String>,
 }
 
 /// The page of the caller's list, defined by its route and tenant alone, that

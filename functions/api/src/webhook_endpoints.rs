@@ -270,6 +270,7 @@ pub async fn create(
                 tenant: tenant.clone(),
                 sealed_secret: sealer.seal(tenant, &id, &SigningSecret::generate()),
                 previous_secret: None,
+                failing_since: None,
                 id: id.clone(),
                 url: settings.url.clone(),
                 event_types: settings.event_types.clone(),
@@ -524,6 +525,8 @@ async fn set_status(
             WebhookEndpoint {
                 status,
                 disabled_reason: reason,
+                // Enabled again, it starts a new count of failing days.
+                failing_since: None,
                 ..current.clone()
             }
         })

@@ -32,6 +32,9 @@ pub mod sandbox;
 pub mod seed;
 pub mod stack;
 pub mod template;
+// Status webhooks to tenants, the pipeline (issue 15).
+pub mod outbound;
+pub mod stream_runner;
 
 pub use provision::Stack;
 
@@ -117,6 +120,9 @@ pub struct CloudOptions {
     /// gateway (`up` does; tests that count receipts turn it on, others leave messages
     /// `sent` as the sender left them).
     pub receipts: bool,
+    /// Whether the status webhooks' fan-out reads the table's stream and the deliverer
+    /// takes the deliveries queue (issue 15; `up` does, and the tests of webhooks).
+    pub outbound: bool,
 }
 
 impl CloudOptions {
@@ -134,6 +140,7 @@ impl CloudOptions {
             count_requests: None,
             backup_check_period: None,
             receipts: false,
+            outbound: false,
         }
     }
 }
@@ -224,6 +231,8 @@ pub struct LocalCloud {
     /// The provider credential rotator (issue 20), built from its template
     /// environment; its retirement pass on its template schedule when `run_schedules`.
     pub rotator: Arc<herald_rotator::Deps>,
+    /// Status webhooks to tenants (issue 15), when `CloudOptions::outbound` asks.
+    pub outbound: Option<outbound::Outbound>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -492,6 +501,21 @@ impl LocalCloud {
             ));
         }
 
+        // Status webhooks to tenants (issue 15).
+        let outbound = if options.outbound {
+            Some(outbound::Outbound::start(
+                &stack,
+                &function_env(&stack, "OutboundDeliverFunction", &options)?,
+                &clients_of("outbound"),
+                &sdk,
+                metrics.clone(),
+                &shutdown_rx,
+                &mut tasks,
+            )?)
+        } else {
+            None
+        };
+
         Ok(Self {
             emulator: emulator.to_owned(),
             sdk,
@@ -514,6 +538,7 @@ impl LocalCloud {
             redriver_timeout,
             backup_check,
             rotator,
+            outbound,
             shutdown,
             tasks,
         })

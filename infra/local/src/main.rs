@@ -219,6 +219,7 @@ async fn up(stack: String, gateway: SocketAddr, sandbox: SocketAddr) -> Result<(
     herald_local::restores::compress_for_dev(&mut options);
     let overrides = options.env_overrides.clone();
     options.receipts = true;
+    options.outbound = true;
     let cloud = LocalCloud::start(&endpoint, options).await?;
 
     let pool = cloud.stack.reference("UserPool")?.to_owned();

@@ -77,6 +77,9 @@ pub struct WebhookEndpoint {
     /// The secret a rotation replaced, sealed, and until when it still signs beside
     /// the new one.
     pub previous_secret: Option<(String, Timestamp)>,
+    /// Since when every delivery to it has failed (none: the last one succeeded).
+    /// Five days of it disable the endpoint.
+    pub failing_since: Option<Timestamp>,
 }
 
 impl WebhookEndpoint {
@@ -110,6 +113,38 @@ pub enum EndpointChange {
     Unchanged(WebhookEndpoint),
     /// No such endpoint of the tenant (or deleted).
     NotFound,
+}
+
+stored_enum! {
+    /// How one delivery attempt ended.
+    pub enum AttemptResult {
+        /// A 2xx.
+        Delivered,
+        /// Not delivered; tried again on the schedule.
+        Retrying,
+        /// Not delivered, and the schedule is spent: the event failed (recover sends
+        /// it again).
+        Failed,
+        /// The endpoint answered 410 and was disabled.
+        Gone,
+    }
+}
+
+/// One delivery attempt, as the endpoint's attempts log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub event_id: String,
+    pub event_type: EventType,
+    /// 1 for the first attempt of the event.
+    pub attempt: u32,
+    pub at: Timestamp,
+    pub result: AttemptResult,
+    /// The answer's status; none when there was no answer.
+    pub status_code: Option<u16>,
+    pub duration_ms: u64,
+    pub excerpt: String,
+    /// The event's exact body, so that recover can send it again.
+    pub body: String,
 }
 
 #[cfg(test)]

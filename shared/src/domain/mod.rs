@@ -42,7 +42,8 @@ pub use batch::{
 };
 pub use client::{MachineClient, Registration, Revocation};
 pub use endpoint::{
-    DisabledReason, EndpointChange, EndpointSettings, EndpointStatus, EventType, WebhookEndpoint,
+    AttemptRecord, AttemptResult, DisabledReason, EndpointChange, EndpointSettings, EndpointStatus,
+    EventType, WebhookEndpoint,
 };
 pub use listing::{ClientFilter, Page};
 pub use message::{

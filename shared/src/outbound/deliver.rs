@@ -59,7 +59,9 @@ pub struct Attempt {
     pub excerpt: String,
 }
 
-/// Sends deliveries. One per function: its connection pool is shared.
+/// Sends deliveries. One per function: its connection pool is shared (a clone shares
+/// it too).
+#[derive(Clone)]
 pub struct Deliverer {
     http: reqwest::Client,
     dev: bool,

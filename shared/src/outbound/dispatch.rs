@@ -34,27 +34,14 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// Every enabled endpoint of `tenant` subscribed to the event's type.
-    #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
     pub async fn endpoints_for(
         &self,
         tenant: &TenantId,
         event: &OutboundEvent,
     ) -> Result<Vec<WebhookEndpoint>, StoreError> {
-        let mut found = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .store
-                .webhook_endpoint_page(tenant, after.as_deref(), PAGE)
-                .await?;
-            found.extend(page.items.into_iter().filter(|e| {
-                e.status == EndpointStatus::Enabled && e.event_types.contains(&event.event_type)
-            }));
-            match page.after {
-                Some(next) => after = Some(next),
-                None => return Ok(found),
-            }
-        }
+        let mut found = enabled_endpoints(&self.store, tenant).await?;
+        found.retain(|e| e.event_types.contains(&event.event_type));
+        Ok(found)
     }
 
     /// One attempt of `event` to each of its endpoints, concurrently.
@@ -141,5 +128,29 @@ impl Dispatcher {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// Every enabled endpoint of `tenant`, whatever it is subscribed to.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+pub async fn enabled_endpoints(
+    store: &Store,
+    tenant: &TenantId,
+) -> Result<Vec<WebhookEndpoint>, StoreError> {
+    let mut found = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .webhook_endpoint_page(tenant, after.as_deref(), PAGE)
+            .await?;
+        found.extend(
+            page.items
+                .into_iter()
+                .filter(|e| e.status == EndpointStatus::Enabled),
+        );
+        match page.after {
+            Some(next) => after = Some(next),
+            None => return Ok(found),
+        }
     }
 }

@@ -13,7 +13,10 @@ use serde_json::json;
 
 use crate::address::mask_email;
 use crate::clock::Timestamp;
-use crate::domain::{Channel, EventType, MessageStatus, MessageView};
+use crate::domain::{
+    BatchStatus, BatchView, Channel, DisabledReason, EndpointStatus, EventType, MessageStatus,
+    MessageView, WebhookEndpoint,
+};
 use crate::phone::mask_phone;
 
 /// The delay before each attempt after the first (which is immediate): 5 s, 5 min,
@@ -39,8 +42,7 @@ pub fn next_attempt(
     last_attempt: Timestamp,
     retry_after: Option<Duration>,
 ) -> Option<Timestamp> {
-    let scheduled = *RETRY_SCHEDULE.get(failed_attempts.checked_sub(1)?)?;
-    Some(last_attempt.plus(scheduled.max(retry_after.unwrap_or_default())))
+    next_attempt_compressed(failed_attempts, last_attempt, retry_after, 1)
 }
 
 /// The event type of a message's move into `status`, for statuses tenants hear of.
@@ -99,6 +101,113 @@ pub fn message_event(old: Option<MessageStatus>, new: &MessageView) -> Option<Ou
         event_type,
         body: serde_json::to_vec(&body).expect("plain JSON data"),
     })
+}
+
+/// The event a change of a batch from `old` to `new` announces: `batch.completed`
+/// when it moves into `completed` (every message counted), with its counts. One per
+/// batch: its id is the batch id and the status.
+pub fn batch_event(old: Option<BatchStatus>, new: &BatchView) -> Option<OutboundEvent> {
+    if new.status != BatchStatus::Completed || old == Some(BatchStatus::Completed) {
+        return None;
+    }
+    let body = json!({
+        "type": EventType::BatchCompleted,
+        "timestamp": new.finished_at.unwrap_or(new.created_at),
+        "data": {
+            "batch_id": new.id.to_string(),
+            "channel": new.channel,
+            "status": new.status,
+            "total": new.total,
+            "sent": new.sent,
+            "failed": new.failed,
+            "unknown": new.unknown,
+            "cancelled": new.cancelled,
+            "suppressed": new.suppressed,
+        },
+    });
+    Some(OutboundEvent {
+        id: format!("{}.completed", new.id),
+        event_type: EventType::BatchCompleted,
+        body: serde_json::to_vec(&body).expect("plain JSON data"),
+    })
+}
+
+/// The event an endpoint's move from `old` into disabled by Herald announces to the
+/// tenant's other endpoints: `endpoint.disabled` (an admin's own disable is not
+/// announced). Its id is the endpoint id and the time it was disabled.
+pub fn endpoint_event(old: Option<EndpointStatus>, new: &WebhookEndpoint) -> Option<OutboundEvent> {
+    let reason = new.disabled_reason?;
+    if new.status != EndpointStatus::Disabled
+        || old != Some(EndpointStatus::Enabled)
+        || reason == DisabledReason::Admin
+    {
+        return None;
+    }
+    let body = json!({
+        "type": EventType::EndpointDisabled,
+        "timestamp": new.updated_at,
+        "data": {
+            "endpoint_id": new.id,
+            "url": new.url,
+            "reason": reason,
+        },
+    });
+    Some(OutboundEvent {
+        id: format!("{}.disabled.{}", new.id, new.updated_at.epoch_millis()),
+        event_type: EventType::EndpointDisabled,
+        body: serde_json::to_vec(&body).expect("plain JSON data"),
+    })
+}
+
+/// A test event of `event_type` for the endpoint `endpoint_id` (`POST .../test`): the
+/// type's shape with example values and `"test": true`, under a fresh id (`test_` and
+/// `unique`), so a receiver sees exactly what a real event of that type looks like.
+pub fn test_event(
+    event_type: EventType,
+    endpoint_id: &str,
+    unique: &str,
+    at: Timestamp,
+) -> OutboundEvent {
+    let batch = "01JQ0000000000000000000000";
+    let data = match event_type {
+        EventType::BatchCompleted => json!({
+            "batch_id": batch, "channel": Channel::Sms, "status": BatchStatus::Completed,
+            "total": 1, "sent": 1, "failed": 0, "unknown": 0, "cancelled": 0, "suppressed": 0,
+        }),
+        EventType::EndpointDisabled => json!({
+            "endpoint_id": endpoint_id, "url": "https://hooks.example.com/herald",
+            "reason": DisabledReason::Gone,
+        }),
+        message => json!({
+            "message_id": format!("{batch}.0"), "batch_id": batch, "channel": Channel::Sms,
+            "status": message.to_string().trim_start_matches("message."),
+            "to": "+14*******00", "provider_ref": null, "error_code": null, "error_reason": null,
+        }),
+    };
+    let body = json!({ "type": event_type, "timestamp": at, "test": true, "data": data });
+    OutboundEvent {
+        id: format!("test_{unique}"),
+        event_type,
+        body: serde_json::to_vec(&body).expect("plain JSON data"),
+    }
+}
+
+/// `RETRY_SCHEDULE` with every delay divided by `divisor` (1 in production; test
+/// stacks compress the schedule this way, through the same code path).
+pub fn next_attempt_compressed(
+    failed_attempts: usize,
+    last_attempt: Timestamp,
+    retry_after: Option<Duration>,
+    divisor: u32,
+) -> Option<Timestamp> {
+    let scheduled = *RETRY_SCHEDULE.get(failed_attempts.checked_sub(1)?)? / divisor.max(1);
+    Some(last_attempt.plus(scheduled.max(retry_after.unwrap_or_default())))
+}
+
+/// Whether an endpoint failing since `since` has failed long enough at `now` to be
+/// disabled (`FAILING_DISABLES_AFTER`, divided like the retry schedule).
+pub fn failing_too_long(since: Timestamp, now: Timestamp, divisor: u32) -> bool {
+    now >= since.plus(FAILING_DISABLES_AFTER / divisor.max(1))
 }
 
 #[cfg(test)]
@@ -184,5 +293,93 @@ mod tests {
         assert_eq!(due(1, later).as_deref(), Some("2026-05-01T10:01:00.000Z"));
         let sooner = Some(Duration::from_secs(1));
         assert_eq!(due(2, sooner).as_deref(), Some("2026-05-01T10:05:00.000Z"));
+    }
+
+    #[test]
+    fn a_batch_completes_once_and_herald_s_disables_are_announced_but_an_admin_s_are_not() {
+        let at = Timestamp::parse("2026-05-01T10:00:00Z").unwrap();
+        let batch = BatchView {
+            id: "01JQ0000000000000000000000".parse().unwrap(),
+            channel: Channel::Sms,
+            status: BatchStatus::Completed,
+            total: 3,
+            chunk_count: 1,
+            sent: 2,
+            failed: 1,
+            unknown: 0,
+            cancelled: 0,
+            suppressed: 0,
+            receipts: Default::default(),
+            created_by: "u".into(),
+            created_at: at,
+            enqueued_at: Some(at),
+            cancelled_at: None,
+            finished_at: Some(at),
+        };
+        let event = batch_event(Some(BatchStatus::Enqueued), &batch).unwrap();
+        assert_eq!(event.id, "01JQ0000000000000000000000.completed");
+        let body: serde_json::Value = serde_json::from_slice(&event.body).unwrap();
+        assert_eq!(
+            (
+                body["data"]["sent"].as_u64(),
+                body["data"]["failed"].as_u64()
+            ),
+            (Some(2), Some(1))
+        );
+        assert_eq!(batch_event(Some(BatchStatus::Completed), &batch), None);
+        let enqueued = BatchView {
+            status: BatchStatus::Enqueued,
+            ..batch
+        };
+        assert_eq!(batch_event(Some(BatchStatus::Accepted), &enqueued), None);
+
+        let endpoint = WebhookEndpoint {
+            tenant: crate::ids::TenantId::parse("acme").unwrap(),
+            id: "ep_1".into(),
+            url: "https://hooks.example.com/h".into(),
+            event_types: vec![EventType::MessageSent],
+            description: String::new(),
+            rate_limit_per_second: None,
+            status: EndpointStatus::Disabled,
+            disabled_reason: Some(DisabledReason::Gone),
+            created_at: at,
+            created_by: "u".into(),
+            updated_at: at,
+            sealed_secret: "x".into(),
+            previous_secret: None,
+            failing_since: None,
+        };
+        let told = endpoint_event(Some(EndpointStatus::Enabled), &endpoint).unwrap();
+        assert_eq!(told.event_type, EventType::EndpointDisabled);
+        assert_eq!(
+            endpoint_event(Some(EndpointStatus::Disabled), &endpoint),
+            None
+        );
+        let by_admin = WebhookEndpoint {
+            disabled_reason: Some(DisabledReason::Admin),
+            ..endpoint
+        };
+        assert_eq!(
+            endpoint_event(Some(EndpointStatus::Enabled), &by_admin),
+            None
+        );
+    }
+
+    #[test]
+    fn five_failing_days_disable_and_the_divisor_compresses_them_like_the_schedule() {
+        let since = Timestamp::parse("2026-05-01T10:00:00Z").unwrap();
+        let days = |d: u64| since.plus(Duration::from_secs(d * 24 * 3600));
+        assert!(!failing_too_long(since, days(4), 1));
+        assert!(failing_too_long(since, days(5), 1));
+        assert!(failing_too_long(
+            since,
+            since.plus(Duration::from_secs(22)),
+            20_000
+        ));
+        assert!(!failing_too_long(
+            since,
+            since.plus(Duration::from_secs(21)),
+            20_000
+        ));
     }
 }

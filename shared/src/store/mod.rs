@@ -24,11 +24,16 @@ mod tenant;
 mod users;
 mod webhook_endpoints;
 mod window;
+// Status webhooks to tenants, the pipeline (issue 15).
+mod deliveries;
+mod delivery_limits;
+mod stream;
 
 pub use message::Unsent;
 pub use provider_rate::{BlockAsk, BlockTake};
 pub use receipt::OrphanEvent;
 pub use recovery::Lease;
+pub use stream::{StreamChange, stream_change};
 pub use suppression::Lifter;
 pub use window::MAX_WINDOW_RESTARTS;
 

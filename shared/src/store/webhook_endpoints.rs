@@ -275,10 +275,13 @@ fn endpoint_item(endpoint: &WebhookEndpoint, version: u64, expires_at: Option<u6
     if let Some(expires_at) = expires_at {
         item.insert("expires_at".to_owned(), n(expires_at));
     }
+    if let Some(since) = endpoint.failing_since {
+        item.insert("failing_since".to_owned(), time(since));
+    }
     item
 }
 
-fn parse_endpoint(item: &Item) -> Result<WebhookEndpoint, StoreError> {
+pub(super) fn parse_endpoint(item: &Item) -> Result<WebhookEndpoint, StoreError> {
     let id = get_s(item, "endpoint_id").unwrap_or_default().to_owned();
     let tenant = get_s(item, "tenant_id")
         .and_then(|t| TenantId::parse(t).ok())
@@ -314,6 +317,7 @@ fn parse_endpoint(item: &Item) -> Result<WebhookEndpoint, StoreError> {
         previous_secret: get_s(item, "previous_secret")
             .zip(get_time(item, "previous_until"))
             .map(|(sealed, until)| (sealed.to_owned(), until)),
+        failing_since: get_time(item, "failing_since"),
         tenant,
         id,
     })

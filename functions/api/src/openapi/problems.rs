@@ -204,4 +204,9 @@ problems! {
         NotFound];
     WebhookStatusProblems: [NotFound, IdempotencyKeyRequired, RequestInProgress,
         IdempotencyKeyReused];
+    WebhookAttemptsProblems: [InvalidRequest, NotFound];
+    WebhookTestProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired, BodyTooLarge,
+        UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused, NotFound, EndpointDisabled];
+    WebhookRecoverProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired,
+        BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused, NotFound];
 }

@@ -1,5 +1,6 @@
 //! DynamoDB tables from `AWS::DynamoDB::Table`: keys, indexes, billing, deletion
-//! protection, TTL and point-in-time recovery as the template declares them.
+//! protection, TTL, point-in-time recovery and the change stream as the template
+//! declares them.
 
 use std::collections::HashMap;
 
@@ -76,6 +77,7 @@ pub(super) async fn create_table(
                 .as_bool()
                 .unwrap_or(false),
         )
+        .set_stream_specification(stream_specification(props)?)
         .send()
         .await;
     match created {
@@ -125,8 +127,25 @@ pub(super) async fn create_table(
         .map_err(|e| anyhow!(dynamodb::error::DisplayErrorContext(e).to_string()))?
         .table
         .ok_or_else(|| anyhow!("table {name} not described"))?;
+    let mut attributes = HashMap::from([("Arn".to_owned(), table.table_arn.unwrap_or_default())]);
+    if let Some(stream) = table.latest_stream_arn {
+        attributes.insert("StreamArn".to_owned(), stream);
+    }
     Ok(Physical {
         reference: name.to_owned(),
-        attributes: HashMap::from([("Arn".to_owned(), table.table_arn.unwrap_or_default())]),
+        attributes,
     })
+}
+
+/// The table's stream (issue 15), as `StreamSpecification` declares it.
+fn stream_specification(props: &Value) -> Result<Option<dynamodb::types::StreamSpecification>> {
+    let Some(view) = props["StreamSpecification"]["StreamViewType"].as_str() else {
+        return Ok(None);
+    };
+    Ok(Some(
+        dynamodb::types::StreamSpecification::builder()
+            .stream_enabled(true)
+            .stream_view_type(dynamodb::types::StreamViewType::from(view))
+            .build()?,
+    ))
 }

@@ -1,0 +1,192 @@
+//! Status webhooks as a tenant receives them (issue 15): a receiver on loopback that
+//! records every request and answers by its path (`/ok...` 200, `/gone...` 410,
+//! `/down...` 500, `/flaky...` 500 to every other request, starting with the first),
+//! and the Standard Webhooks check as a tenant writes it, apart from Herald's signer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::hmac;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::TestCloud;
+
+/// One request the receiver got, and its answer.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub answered: u16,
+}
+
+impl Received {
+    pub fn webhook_id(&self) -> String {
+        self.headers["webhook-id"].to_str().unwrap().to_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+#[derive(Default)]
+struct Log {
+    received: Vec<Received>,
+    per_path: HashMap<String, usize>,
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub base: String,
+    log: Arc<Mutex<Log>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let log = Arc::new(Mutex::new(Log::default()));
+        let app = axum::Router::new()
+            .route("/{path}", axum::routing::post(answer))
+            .with_state(log.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { base, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    /// Every request to `path`, in order of arrival.
+    pub fn at(&self, path: &str) -> Vec<Received> {
+        let log = self.log.lock().unwrap();
+        log.received
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+async fn answer(
+    State(log): State<Arc<Mutex<Log>>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let mut log = log.lock().unwrap();
+    let count = log.per_path.entry(path.clone()).or_default();
+    *count += 1;
+    let status = if path.starts_with("gone") {
+        StatusCode::GONE
+    } else if path.starts_with("down") || (path.starts_with("flaky") && *count % 2 == 1) {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    log.received.push(Received {
+        path,
+        headers,
+        body: body.to_vec(),
+        answered: status.as_u16(),
+    });
+    status
+}
+
+/// Whether one of the delivery's signatures is `secret`'s, as a tenant checks it.
+pub fn verifies(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let signed = [
+        headers["webhook-id"].as_bytes(),
+        b".",
+        headers["webhook-timestamp"].as_bytes(),
+        b".",
+        body,
+    ]
+    .concat();
+    let expected = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &key), &signed);
+    headers["webhook-signature"]
+        .to_str()
+        .unwrap()
+        .split(' ')
+        .filter_map(|s| STANDARD.decode(s.strip_prefix("v1,")?).ok())
+        .any(|s| s == expected.as_ref())
+}
+
+impl TestCloud {
+    /// Registers an endpoint at `url` for `event_types`; answers its id and secret.
+    pub async fn register_endpoint(
+        &self,
+        admin: &str,
+        url: &str,
+        event_types: &[&str],
+    ) -> (String, String) {
+        let body = serde_json::json!({ "url": url, "event_types": event_types });
+        let created = self
+            .post_json("/v1/webhooks/endpoints", admin, &body.to_string())
+            .await;
+        assert_eq!(created.status, 201, "{:?}", created.body);
+        (
+            created.body["id"].as_str().unwrap().to_owned(),
+            created.body["secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The endpoint `id` as its admin reads it, with the audit entries Herald itself
+    /// wrote (actor `herald`): what a 410 or five failing days leave behind.
+    pub async fn disabled_by_herald(
+        &self,
+        admin: &str,
+        id: &str,
+    ) -> (serde_json::Value, Vec<serde_json::Value>) {
+        let endpoint = self
+            .get(&format!("/v1/webhooks/endpoints/{id}"), admin)
+            .await
+            .body;
+        let audit = self.get("/v1/audit", admin).await.body;
+        let by_herald = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["actor"] == "herald")
+            .cloned()
+            .collect();
+        (endpoint, by_herald)
+    }
+
+    /// Deliveries on the queue: visible, in flight and delayed (a retry waiting).
+    pub async fn deliveries_pending(&self) -> usize {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let url = self
+            .cloud
+            .stack
+            .reference("DeliveriesQueue")
+            .expect("queue");
+        let names = [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+            A::ApproximateNumberOfMessagesDelayed,
+        ];
+        let out = self
+            .cloud
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .set_attribute_names(Some(names.to_vec()))
+            .send()
+            .await
+            .expect("queue attributes");
+        let attributes = out.attributes.unwrap_or_default();
+        names
+            .iter()
+            .filter_map(|a| attributes.get(a)?.parse::<usize>().ok())
+            .sum()
+    }
+}
