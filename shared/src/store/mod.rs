@@ -15,6 +15,7 @@ mod limits;
 mod listing;
 mod message;
 mod page;
+mod provider_ref;
 mod receipt;
 mod recovery;
 mod suppression;
@@ -25,6 +26,7 @@ mod webhook_endpoints;
 mod window;
 
 pub use message::Unsent;
+pub use provider_ref::{IndexedMessage, LOST_TEXT_WINDOW};
 pub use receipt::OrphanEvent;
 pub use recovery::Lease;
 pub use suppression::Lifter;
