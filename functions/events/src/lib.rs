@@ -148,7 +148,14 @@ pub(crate) enum RecordError {
 }
 
 async fn run(deps: &Deps, record: &SqsMessage) -> Result<Applied, RecordError> {
-    let envelope = EventEnvelope::parse(record.body.as_deref().unwrap_or_default())
+    let body = record.body.as_deref().unwrap_or_default();
+    if let Some(batch) = logs::redriven(body) {
+        return logs::handle_logs(deps, batch)
+            .await
+            .map(|()| Applied::Done(Tally::default()))
+            .map_err(|e| RecordError::Failed(e.to_string()));
+    }
+    let envelope = EventEnvelope::parse(body)
         .map_err(|e| RecordError::Poison(e.to_string()))?;
     tracing::Span::current().record("correlation_id", envelope.correlation_id.as_str());
     let event = envelope

@@ -68,6 +68,16 @@ pub async fn invoke(
     }
 }
 
+/// A log batch that failed its asynchronous invocation, went to the events DLQ as it
+/// came (Lambda's dead-letter queue keeps the payload) and was redriven onto the
+/// events queue: read as a batch again.
+pub(crate) fn redriven(body: &str) -> Option<LogsEvent> {
+    match Invocation::read(serde_json::from_str(body).ok()?) {
+        Ok(Invocation::Logs(batch)) => Some(batch),
+        _ => None,
+    }
+}
+
 /// Puts every readable record of a log batch on the events queue.
 pub async fn handle_logs(deps: &Deps, event: LogsEvent) -> Result<(), InvokeError> {
     let data = event.aws_logs.data;
