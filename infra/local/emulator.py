@@ -57,6 +57,12 @@ moto answers GetSecretValue without a version or stage from the secret's
 AWSCURRENT; AWS answers with the version AWSCURRENT is on, which is what a rotation
 relies on (every reader switches when the label moves). The default follows the label.
 
+SNS's SMS delivery status logs (issue 12): moto's SNS takes a text and logs nothing.
+`sms_logs.py` (beside this file) writes each text's delivery status record to the
+account's `sns/{region}/{account}/DirectPublishToPhoneNumber` log groups when the SMS
+attributes name a `DeliveryStatusIAMRole`, as SNS does (failures always, successes by
+the sampling rate), and can hold back a publish's answer after the text was taken.
+
 DynamoDB's point-in-time recovery is made honest by `pitr.py` (beside this file): a
 journal of item versions, a restorable window that advances, restores of the items as
 they were at the time asked for, and restored tables that take a while to be ACTIVE.
@@ -97,6 +103,7 @@ from werkzeug.wrappers import Request, Response
 import late_answers
 import pitr
 import ses_events
+import sms_logs
 
 _dynamodb = threading.Lock()
 
@@ -436,6 +443,7 @@ def main() -> None:
     _date_user_pool_clients()
     _email_invitations()
     ses_events.install(f"http://{args.host}:{args.port}")
+    sms_logs.install()
     _default_follows_awscurrent()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
@@ -443,10 +451,12 @@ def main() -> None:
     run_simple(
         args.host,
         args.port,
-        ses_events.serve(
-            _serve_invitations(
-                _serve_ses_sent(
-                    _serve_token_endpoint(late_answers.serve(_serialise_dynamodb(app)))
+        sms_logs.serve(
+            ses_events.serve(
+                _serve_invitations(
+                    _serve_ses_sent(
+                        _serve_token_endpoint(late_answers.serve(_serialise_dynamodb(app)))
+                    )
                 )
             )
         ),

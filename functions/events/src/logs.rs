@@ -95,10 +95,13 @@ pub async fn handle_logs(deps: &Deps, event: LogsEvent) -> Result<(), InvokeErro
         }
     }
     let queued = envelopes.len();
-    let failed = futures::stream::iter(&envelopes)
-        .map(|envelope| deps.queue.enqueue(envelope))
+    let failed = futures::stream::iter(envelopes)
+        .map(|envelope| {
+            let queue = deps.queue.clone();
+            async move { queue.enqueue(&envelope).await.err() }
+        })
         .buffer_unordered(CONCURRENT_PUTS)
-        .filter_map(|result| async move { result.err() })
+        .filter_map(futures::future::ready)
         .collect::<Vec<_>>()
         .await;
     for error in &failed {

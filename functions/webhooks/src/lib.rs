@@ -293,7 +293,11 @@ async fn receive(
         ));
     }
     Ok(match kind {
-        EventKind::Status | EventKind::Notification => StatusCode::NO_CONTENT.into_response(),
+        // (No HTTP route takes delivery logs: CloudWatch Logs hands them to the events
+        // function.)
+        EventKind::Status | EventKind::Notification | EventKind::DeliveryLog => {
+            StatusCode::NO_CONTENT.into_response()
+        }
         // An empty TwiML answer: Herald sends no reply of its own (Twilio answers STOP
         // and START itself, as carriers require).
         EventKind::Inbound => (

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 pub mod emulator;
 pub mod gateway;
 pub mod hostile;
+pub mod log_subscription;
 pub mod provision;
 pub mod requests;
 pub mod restores;
@@ -117,6 +118,12 @@ pub struct CloudOptions {
     /// gateway (`up` does; tests that count receipts turn it on, others leave messages
     /// `sent` as the sender left them).
     pub receipts: bool,
+    /// Whether SNS logs its texts' delivery status and the template's subscription
+    /// filters hand them to the events function (`log_subscription`). The SMS
+    /// attributes and SNS's log groups belong to the account, which every stack in one
+    /// emulator shares: a stack that follows them also receives other stacks' texts'
+    /// records (kept as orphans, as in an account two deployments shared).
+    pub sms_delivery_logs: bool,
 }
 
 impl CloudOptions {
@@ -134,6 +141,7 @@ impl CloudOptions {
             count_requests: None,
             backup_check_period: None,
             receipts: false,
+            sms_delivery_logs: false,
         }
     }
 }
@@ -424,6 +432,31 @@ impl LocalCloud {
             tasks.push(tokio::spawn(async move {
                 runner::QueueRunner::run(runner, events_pollers, rx).await;
             }));
+        }
+        if options.sms_delivery_logs {
+            let deps = events.clone();
+            let handler: log_subscription::LogsHandler = Arc::new(move |payload| {
+                let deps = deps.clone();
+                async move {
+                    herald_events::invoke(&deps, payload)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
+                .boxed()
+            });
+            log_subscription::enable_sms_delivery_logs(&aws_sdk_sns::Client::new(&sdk), &stack)
+                .await?;
+            let subscription = log_subscription::LogSubscription::new(
+                emulator,
+                log_subscription::subscribed_groups(&stack, "EventsFunction")?,
+                handler,
+                event_source_sqs.clone(),
+                stack.reference("EventsDLQ")?.to_owned(),
+                herald::clock::system().epoch_millis(),
+            );
+            let rx = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move { subscription.run(rx).await }));
         }
 
         let redriver = Arc::new(
