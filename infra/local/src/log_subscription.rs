@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::template::ACCOUNT_ID;
+use crate::template::{ACCOUNT_ID, REGION};
 
 pub type LogsHandler = std::sync::Arc<
     dyn Fn(Value) -> BoxFuture<'static, Result<(), String>> + Send + Sync,
@@ -111,44 +111,12 @@ impl LogSubscription {
 
     /// The group's events not delivered before, oldest first.
     async fn new_events(&self, group: &str) -> Result<Vec<Value>> {
-        let mut events = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut request = json!({"logGroupName": group, "startTime": self.since});
-            if let Some(token) = &token {
-                request["nextToken"] = json!(token);
-            }
-            let answer = self
-                .http
-                .post(&self.emulator)
-                .header("X-Amz-Target", "Logs_20140328.FilterLogEvents")
-                .header("Content-Type", "application/x-amz-json-1.1")
-                .body(request.to_string())
-                .send()
-                .await
-                .context("FilterLogEvents")?;
-            let status = answer.status();
-            let body: Value = answer.json().await.context("FilterLogEvents' answer")?;
-            if !status.is_success() {
-                // SNS creates the group with its first record.
-                if body["__type"].as_str().unwrap_or_default().contains("ResourceNotFound") {
-                    return Ok(events);
-                }
-                anyhow::bail!("FilterLogEvents answered {status}: {body}");
-            }
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            for event in body["events"].as_array().into_iter().flatten() {
-                let id = event["eventId"].as_str().unwrap_or_default().to_owned();
-                if seen.insert(id) {
-                    events.push(event.clone());
-                }
-            }
-            drop(seen);
-            match body["nextToken"].as_str() {
-                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-                _ => return Ok(events),
-            }
-        }
+        let events = filter_log_events(&self.http, &self.emulator, REGION, group, self.since).await?;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(events
+            .into_iter()
+            .filter(|event| seen.insert(event["eventId"].as_str().unwrap_or_default().to_owned()))
+            .collect())
     }
 
     async fn invoke(&self, payload: Value) -> Result<()> {
@@ -171,6 +139,52 @@ impl LogSubscription {
             .await
             .context("sending a failed log batch to the dead-letter queue")?;
         Ok(())
+    }
+}
+
+/// Every event of `group` in the emulator's CloudWatch Logs of `region` logged since
+/// `since` (epoch milliseconds), oldest first; none while the group does not exist
+/// (SNS creates it with its first record). A plain JSON request: the emulator checks
+/// no signature, and reads the region from the credential scope.
+pub async fn filter_log_events(
+    http: &reqwest::Client,
+    emulator: &str,
+    region: &str,
+    group: &str,
+    since: u64,
+) -> Result<Vec<Value>> {
+    let scope = format!(
+        "AWS4-HMAC-SHA256 Credential=local/20260101/{region}/logs/aws4_request, SignedHeaders=host, Signature=0"
+    );
+    let mut events = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut request = json!({"logGroupName": group, "startTime": since});
+        if let Some(token) = &token {
+            request["nextToken"] = json!(token);
+        }
+        let answer = http
+            .post(emulator)
+            .header("X-Amz-Target", "Logs_20140328.FilterLogEvents")
+            .header("Content-Type", "application/x-amz-json-1.1")
+            .header("Authorization", &scope)
+            .body(request.to_string())
+            .send()
+            .await
+            .context("FilterLogEvents")?;
+        let status = answer.status();
+        let body: Value = answer.json().await.context("FilterLogEvents' answer")?;
+        if !status.is_success() {
+            if body["__type"].as_str().unwrap_or_default().contains("ResourceNotFound") {
+                return Ok(events);
+            }
+            anyhow::bail!("FilterLogEvents answered {status}: {body}");
+        }
+        events.extend(body["events"].as_array().into_iter().flatten().cloned());
+        match body["nextToken"].as_str() {
+            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+            _ => return Ok(events),
+        }
     }
 }
 
