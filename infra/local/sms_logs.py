@@ -17,6 +17,10 @@ list (`ListPhoneNumbersOptedOut`; moto's own list) fail with "Phone number is op
 out"; `+15005550009` (the magic number the sandbox provider never delivers either)
 fails with "Phone is currently unreachable/unavailable"; every other number succeeds.
 
+A recipient who replies STOP to the account's texts: `POST /_herald/sns/opt-outs` with
+`{"phone_number": "+1..."}` puts the number on the opt-out list of the local account
+(`us-east-1`), as SNS does when the reply arrives.
+
 A publish whose answer is lost: `POST /_herald/sns/late-answers` with
 `{"phone_number": "+1...", "seconds": D, "count": N}` makes the next N publishes to that
 number answer D seconds late, after the text was taken (and its record written), so
@@ -36,6 +40,7 @@ from moto.sns.responses import SNSResponse
 from werkzeug.wrappers import Request, Response
 
 LATE_ANSWERS_PATH = "/_herald/sns/late-answers"
+OPT_OUTS_PATH = "/_herald/sns/opt-outs"
 # How long after the publish the carrier's answer is logged.
 RECORD_DELAY_SECONDS = 0.2
 UNREACHABLE_NUMBER = "+15005550009"
@@ -155,8 +160,25 @@ def install():
     _publish_with_logs()
 
 
+def _opt_out(environ, start_response):
+    try:
+        number = str(json.loads(Request(environ).get_data())["phone_number"])
+    except (ValueError, KeyError, TypeError) as error:
+        return Response(f"bad opt-out: {error}", status=400)(environ, start_response)
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sns.models import sns_backends
+
+    backend = sns_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    with _lock:
+        if number not in backend.opt_out_numbers:
+            backend.opt_out_numbers.append(number)
+    return Response(status=204)(environ, start_response)
+
+
 def serve(app):
     def wrapped(environ, start_response):
+        if environ.get("PATH_INFO") == OPT_OUTS_PATH and environ.get("REQUEST_METHOD") == "POST":
+            return _opt_out(environ, start_response)
         if environ.get("PATH_INFO") == LATE_ANSWERS_PATH and environ.get("REQUEST_METHOD") == "POST":
             try:
                 fault = json.loads(Request(environ).get_data())

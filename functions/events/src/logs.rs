@@ -35,7 +35,9 @@ impl Invocation {
     /// The payload read by its shape: a subscription filter's has `awslogs`.
     pub fn read(payload: serde_json::Value) -> Result<Self, serde_json::Error> {
         if payload.get("awslogs").is_some() {
-            serde_json::from_value(payload).map(Self::Logs)
+            // From text: `LogsEvent`'s reader borrows its keys, which a `Value` cannot
+            // lend.
+            serde_json::from_str(&payload.to_string()).map(Self::Logs)
         } else {
             serde_json::from_value(payload).map(Self::Sqs)
         }
@@ -147,4 +149,59 @@ fn envelope(
     };
     envelope.event().map_err(|e| e.to_string())?;
     Ok(envelope)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use base64::Engine;
+    use serde_json::json;
+
+    use super::*;
+
+    /// A payload as CloudWatch Logs sends it (Amazon CloudWatch Logs user guide,
+    /// "Subscription filters with AWS Lambda"): the `DATA_MESSAGE` gzipped, then base64.
+    fn subscription_payload(data: &serde_json::Value) -> serde_json::Value {
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(data.to_string().as_bytes()).unwrap();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(gzip.finish().unwrap());
+        json!({ "awslogs": { "data": encoded } })
+    }
+
+    #[test]
+    fn a_subscriptions_payload_reads_as_a_log_batch_and_anything_else_as_sqs() {
+        let data = json!({
+            "messageType": "DATA_MESSAGE",
+            "owner": "123456789012",
+            "logGroup": "sns/us-east-1/123456789012/DirectPublishToPhoneNumber",
+            "logStream": "s",
+            "subscriptionFilters": ["f"],
+            "logEvents": [{ "id": "1", "timestamp": 1, "message": "{}" }],
+        });
+        let payload = subscription_payload(&data);
+        match Invocation::read(payload.clone()).unwrap() {
+            Invocation::Logs(event) => {
+                assert_eq!(event.aws_logs.data.log_events.len(), 1);
+                assert_eq!(event.aws_logs.data.log_group, data["logGroup"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(redriven(&payload.to_string()).is_some());
+        assert!(redriven(r#"{"v":1}"#).is_none());
+        let sqs = json!({ "Records": [] });
+        assert!(matches!(Invocation::read(sqs), Ok(Invocation::Sqs(_))));
+        assert!(Invocation::read(json!({ "awslogs": { "data": "not base64" } })).is_err());
+    }
+
+    #[test]
+    fn only_snss_delivery_log_groups_are_taken() {
+        let entry: LogEntry =
+            serde_json::from_value(json!({ "id": "1", "timestamp": 1, "message": "{}" })).unwrap();
+        let at = herald::Timestamp::from_epoch_millis(1);
+        let unreadable = envelope("sns/us-east-1/1/DirectPublishToPhoneNumber", &entry, at);
+        assert!(unreadable.is_err(), "not a delivery record");
+        let elsewhere = envelope("/aws/lambda/other", &entry, at).unwrap_err();
+        assert!(elsewhere.contains("not one of SNS's"), "{elsewhere}");
+    }
 }

@@ -115,7 +115,14 @@ impl LogSubscription {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         Ok(events
             .into_iter()
-            .filter(|event| seen.insert(event["eventId"].as_str().unwrap_or_default().to_owned()))
+            // The emulator numbers events within their stream.
+            .filter(|event| {
+                seen.insert(format!(
+                    "{}/{}",
+                    event["logStreamName"].as_str().unwrap_or_default(),
+                    event["eventId"].as_str().unwrap_or_default()
+                ))
+            })
             .collect())
     }
 
