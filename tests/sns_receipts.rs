@@ -9,20 +9,11 @@
 use herald_tests::herald_local::CloudOptions;
 use herald_tests::herald_local::log_subscription::{filter_log_events, payload};
 use herald_tests::herald_local::template::{ACCOUNT_ID, REGION};
-use herald_tests::{TestCloud, eventually, quick_redelivery};
+use herald_tests::{TestCloud, eventually, history_statuses, quick_redelivery};
 use herald::webhook::sns_logs::log_groups;
 use serde_json::{Value, json};
 
 const UNREACHABLE: &str = "+15005550009";
-
-fn statuses(message: &Value) -> Vec<String> {
-    message["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .map(|h| h["status"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 #[tokio::test]
 async fn texts_through_sns_end_by_their_delivery_logs_once() {
@@ -75,7 +66,7 @@ async fn texts_through_sns_end_by_their_delivery_logs_once() {
     let lost = test.send_sms(&token, &lost_to, "hello").await;
 
     let message = test.wait_for_status(&token, &delivered, "delivered").await;
-    assert_eq!(statuses(&message), ["accepted", "sending", "sent", "delivered"]);
+    assert_eq!(history_statuses(&message), ["accepted", "sending", "sent", "delivered"]);
     assert_eq!(message["provider"], "sns");
     assert!(message["error"].is_null(), "{message}");
 
@@ -99,7 +90,7 @@ async fn texts_through_sns_end_by_their_delivery_logs_once() {
     // The answer was lost: `unknown`, then resolved by its log, found by its number.
     let message = test.wait_for_status(&token, &lost, "delivered").await;
     assert_eq!(
-        statuses(&message),
+        history_statuses(&message),
         ["accepted", "sending", "unknown", "delivered"]
     );
     let lost_ref = message["provider_ref"].as_str().expect("the record's id").to_owned();
@@ -146,7 +137,7 @@ async fn texts_through_sns_end_by_their_delivery_logs_once() {
     .await;
     assert_eq!(metrics.total("events", "ReceiptsApplied"), 4.0);
     let message = test.get(&format!("/v1/messages/{delivered}"), &token).await.body;
-    assert_eq!(statuses(&message), ["accepted", "sending", "sent", "delivered"]);
+    assert_eq!(history_statuses(&message), ["accepted", "sending", "sent", "delivered"]);
     let batch = delivered.split('.').next().unwrap();
     let progress = test.get(&format!("/v1/batches/{batch}"), &token).await.body;
     assert_eq!(progress["counts"]["delivered"], 1, "{progress}");

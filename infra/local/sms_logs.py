@@ -160,38 +160,52 @@ def install():
     _publish_with_logs()
 
 
-def _opt_out(environ, start_response):
+def _posted(environ, fields):
+    """The posted JSON object's `fields` (name -> (convert, default)), or why not."""
     try:
-        number = str(json.loads(Request(environ).get_data())["phone_number"])
-    except (ValueError, KeyError, TypeError) as error:
-        return Response(f"bad opt-out: {error}", status=400)(environ, start_response)
+        body = json.loads(Request(environ).get_data())
+        return {
+            name: convert(body[name] if default is None else body.get(name, default))
+            for name, (convert, default) in fields.items()
+        }, None
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        return None, Response(f"bad request: {error}", status=400)
+
+
+def _opt_out(body):
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.sns.models import sns_backends
 
     backend = sns_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
     with _lock:
-        if number not in backend.opt_out_numbers:
-            backend.opt_out_numbers.append(number)
-    return Response(status=204)(environ, start_response)
+        if body["phone_number"] not in backend.opt_out_numbers:
+            backend.opt_out_numbers.append(body["phone_number"])
+
+
+def _hold_answers(body):
+    with _lock:
+        _late.append(body)
+
+
+ROUTES = {
+    OPT_OUTS_PATH: (_opt_out, {"phone_number": (str, None)}),
+    LATE_ANSWERS_PATH: (
+        _hold_answers,
+        {"phone_number": (str, None), "seconds": (float, None), "count": (int, 1)},
+    ),
+}
 
 
 def serve(app):
     def wrapped(environ, start_response):
-        if environ.get("PATH_INFO") == OPT_OUTS_PATH and environ.get("REQUEST_METHOD") == "POST":
-            return _opt_out(environ, start_response)
-        if environ.get("PATH_INFO") == LATE_ANSWERS_PATH and environ.get("REQUEST_METHOD") == "POST":
-            try:
-                fault = json.loads(Request(environ).get_data())
-                fault = {
-                    "phone_number": str(fault["phone_number"]),
-                    "seconds": float(fault["seconds"]),
-                    "count": int(fault.get("count", 1)),
-                }
-            except (ValueError, KeyError, TypeError) as error:
-                return Response(f"bad fault: {error}", status=400)(environ, start_response)
-            with _lock:
-                _late.append(fault)
-            return Response(status=204)(environ, start_response)
-        return app(environ, start_response)
+        route = ROUTES.get(environ.get("PATH_INFO"))
+        if route is None or environ.get("REQUEST_METHOD") != "POST":
+            return app(environ, start_response)
+        act, fields = route
+        body, refusal = _posted(environ, fields)
+        if refusal is None:
+            act(body)
+            refusal = Response(status=204)
+        return refusal(environ, start_response)
 
     return wrapped
