@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use aws_sdk_sns::config::Region;
 use herald::webhook::sns_logs::log_groups;
+use herald_tests::eventually;
 use herald_tests::herald_local::log_subscription::filter_log_events;
 use herald_tests::herald_local::template::ACCOUNT_ID;
 use herald_tests::herald_local::{emulator, project_root};
-use herald_tests::eventually;
 use serde_json::Value;
 
 const REGION: &str = "eu-west-1";
@@ -117,7 +117,9 @@ async fn sns_logs_each_texts_delivery_status_once_a_role_is_set() {
     // The documented shape, which Herald's parser reads.
     let notification = &record["notification"]["timestamp"];
     assert!(
-        notification.as_str().is_some_and(|t| t.len() == 23 && t.as_bytes()[10] == b' '),
+        notification
+            .as_str()
+            .is_some_and(|t| t.len() == 23 && t.as_bytes()[10] == b' '),
         "{record}"
     );
     for field in ["mcc", "mnc", "priceInUSD", "smsType", "dwellTimeMs"] {

@@ -6,11 +6,11 @@
 //! a text whose publish answer was lost (`unknown`), by its number. One stack for the
 //! whole story: each step only adds texts.
 
+use herald::webhook::sns_logs::log_groups;
 use herald_tests::herald_local::CloudOptions;
 use herald_tests::herald_local::log_subscription::{filter_log_events, payload};
 use herald_tests::herald_local::template::{ACCOUNT_ID, REGION};
 use herald_tests::{TestCloud, eventually, history_statuses, quick_redelivery};
-use herald::webhook::sns_logs::log_groups;
 use serde_json::{Value, json};
 
 const UNREACHABLE: &str = "+15005550009";
@@ -66,18 +66,25 @@ async fn texts_through_sns_end_by_their_delivery_logs_once() {
     let lost = test.send_sms(&token, &lost_to, "hello").await;
 
     let message = test.wait_for_status(&token, &delivered, "delivered").await;
-    assert_eq!(history_statuses(&message), ["accepted", "sending", "sent", "delivered"]);
+    assert_eq!(
+        history_statuses(&message),
+        ["accepted", "sending", "sent", "delivered"]
+    );
     assert_eq!(message["provider"], "sns");
     assert!(message["error"].is_null(), "{message}");
 
-    let message = test.wait_for_status(&token, &unreachable, "undelivered").await;
+    let message = test
+        .wait_for_status(&token, &unreachable, "undelivered")
+        .await;
     assert_eq!(message["error"]["code"], "sns:FAILURE", "{message}");
     assert_eq!(
         message["error"]["reason"],
         "Phone is currently unreachable/unavailable"
     );
 
-    let message = test.wait_for_status(&token, &opted_out, "undelivered").await;
+    let message = test
+        .wait_for_status(&token, &opted_out, "undelivered")
+        .await;
     assert_eq!(message["error"]["reason"], "Phone number is opted out");
     let admin = test.token("snslogs", "admin").await;
     let suppressed = test.suppressions(&admin).await;
@@ -93,7 +100,10 @@ async fn texts_through_sns_end_by_their_delivery_logs_once() {
         history_statuses(&message),
         ["accepted", "sending", "unknown", "delivered"]
     );
-    let lost_ref = message["provider_ref"].as_str().expect("the record's id").to_owned();
+    let lost_ref = message["provider_ref"]
+        .as_str()
+        .expect("the record's id")
+        .to_owned();
 
     // Every record again, twice, as CloudWatch Logs may deliver a batch more than once:
     // nothing moves, each counted as a duplicate.
@@ -107,12 +117,19 @@ async fn texts_through_sns_end_by_their_delivery_logs_once() {
     }
     let mut ours = Vec::new();
     for group in log_groups(REGION, ACCOUNT_ID) {
-        let events = filter_log_events(&reqwest::Client::new(), &test.cloud.emulator, REGION, &group, 0)
-            .await
-            .unwrap();
+        let events = filter_log_events(
+            &reqwest::Client::new(),
+            &test.cloud.emulator,
+            REGION,
+            &group,
+            0,
+        )
+        .await
+        .unwrap();
         ours.extend(events.into_iter().filter(|e| {
             let record: Value = serde_json::from_str(e["message"].as_str().unwrap()).unwrap();
-            refs.iter().any(|r| record["notification"]["messageId"] == r.as_str())
+            refs.iter()
+                .any(|r| record["notification"]["messageId"] == r.as_str())
         }));
     }
     assert_eq!(ours.len(), 4, "one record per text: {ours:?}");
@@ -131,13 +148,22 @@ async fn texts_through_sns_end_by_their_delivery_logs_once() {
             .await
             .expect("the batch is queued");
     }
-    eventually("both copies of both successes counted as duplicates", || async {
-        (metrics.total("events", "ReceiptsDuplicate") - duplicates_before == 4.0).then_some(())
-    })
+    eventually(
+        "both copies of both successes counted as duplicates",
+        || async {
+            (metrics.total("events", "ReceiptsDuplicate") - duplicates_before == 4.0).then_some(())
+        },
+    )
     .await;
     assert_eq!(metrics.total("events", "ReceiptsApplied"), 4.0);
-    let message = test.get(&format!("/v1/messages/{delivered}"), &token).await.body;
-    assert_eq!(history_statuses(&message), ["accepted", "sending", "sent", "delivered"]);
+    let message = test
+        .get(&format!("/v1/messages/{delivered}"), &token)
+        .await
+        .body;
+    assert_eq!(
+        history_statuses(&message),
+        ["accepted", "sending", "sent", "delivered"]
+    );
     let batch = delivered.split('.').next().unwrap();
     let progress = test.get(&format!("/v1/batches/{batch}"), &token).await.body;
     assert_eq!(progress["counts"]["delivered"], 1, "{progress}");

@@ -155,8 +155,7 @@ async fn run(deps: &Deps, record: &SqsMessage) -> Result<Applied, RecordError> {
             .map(|()| Applied::Done(Tally::default()))
             .map_err(|e| RecordError::Failed(e.to_string()));
     }
-    let envelope = EventEnvelope::parse(body)
-        .map_err(|e| RecordError::Poison(e.to_string()))?;
+    let envelope = EventEnvelope::parse(body).map_err(|e| RecordError::Poison(e.to_string()))?;
     tracing::Span::current().record("correlation_id", envelope.correlation_id.as_str());
     let event = envelope
         .event()

@@ -129,7 +129,9 @@ fn envelope(
     if !(group.ends_with("/DirectPublishToPhoneNumber")
         || group.ends_with("/DirectPublishToPhoneNumber/Failure"))
     {
-        return Err(format!("{group} is not one of SNS's SMS delivery log groups"));
+        return Err(format!(
+            "{group} is not one of SNS's SMS delivery log groups"
+        ));
     }
     let envelope = EventEnvelope {
         v: ENVELOPE_VERSION,

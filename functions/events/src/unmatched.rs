@@ -28,7 +28,10 @@ const EARLY_FOR: Duration = Duration::from_secs(5 * 60);
 /// the sender and SNS).
 const SKEW: Duration = Duration::from_secs(60);
 
-pub(crate) async fn apply(deps: &Deps, unmatched: &UnmatchedReceipt) -> Result<Applied, StoreError> {
+pub(crate) async fn apply(
+    deps: &Deps,
+    unmatched: &UnmatchedReceipt,
+) -> Result<Applied, StoreError> {
     let source: &str = unmatched.source.into();
     let by_ref = deps
         .store
@@ -51,12 +54,10 @@ pub(crate) async fn apply(deps: &Deps, unmatched: &UnmatchedReceipt) -> Result<A
             tracing::info!(tenant_id = %tenant, message_id = %message, "a text whose answer was lost is found by its number");
             apply::receipt(deps, &unmatched.of(tenant.clone(), *message)).await
         }
-        [] if accepted.until(deps.clock.timestamp()) < EARLY_FOR => {
-            Ok(Applied::Retry(Tally {
-                early: 1,
-                ..Tally::default()
-            }))
-        }
+        [] if accepted.until(deps.clock.timestamp()) < EARLY_FOR => Ok(Applied::Retry(Tally {
+            early: 1,
+            ..Tally::default()
+        })),
         [] => orphan(deps, unmatched, "no text of ours has this SNS message id").await,
         several => {
             let reason = format!(
@@ -79,7 +80,10 @@ async fn orphan(
         event_id: unmatched.event_id.clone(),
         tenant: None,
         message: None,
-        reason: format!("{reason} ({}, status {})", unmatched.provider_ref, unmatched.status),
+        reason: format!(
+            "{reason} ({}, status {})",
+            unmatched.provider_ref, unmatched.status
+        ),
         at: unmatched.received_at,
     };
     let mut tally = Tally::default();

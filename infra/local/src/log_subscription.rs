@@ -23,9 +23,8 @@ use tokio::sync::watch;
 
 use crate::template::{ACCOUNT_ID, REGION};
 
-pub type LogsHandler = std::sync::Arc<
-    dyn Fn(Value) -> BoxFuture<'static, Result<(), String>> + Send + Sync,
->;
+pub type LogsHandler =
+    std::sync::Arc<dyn Fn(Value) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 const POLL_EVERY: Duration = Duration::from_millis(250);
 /// Lambda's asynchronous invocations: the first and two retries.
@@ -86,7 +85,10 @@ impl LogSubscription {
         for (group, filter) in &self.groups {
             let mut by_stream: BTreeMap<String, Vec<Value>> = BTreeMap::new();
             for event in self.new_events(group).await? {
-                let stream = event["logStreamName"].as_str().unwrap_or_default().to_owned();
+                let stream = event["logStreamName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 by_stream.entry(stream).or_default().push(json!({
                     "id": event["eventId"],
                     "timestamp": event["timestamp"],
@@ -111,7 +113,8 @@ impl LogSubscription {
 
     /// The group's events not delivered before, oldest first.
     async fn new_events(&self, group: &str) -> Result<Vec<Value>> {
-        let events = filter_log_events(&self.http, &self.emulator, REGION, group, self.since).await?;
+        let events =
+            filter_log_events(&self.http, &self.emulator, REGION, group, self.since).await?;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         Ok(events
             .into_iter()
@@ -182,7 +185,11 @@ pub async fn filter_log_events(
         let status = answer.status();
         let body: Value = answer.json().await.context("FilterLogEvents' answer")?;
         if !status.is_success() {
-            if body["__type"].as_str().unwrap_or_default().contains("ResourceNotFound") {
+            if body["__type"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("ResourceNotFound")
+            {
                 return Ok(events);
             }
             anyhow::bail!("FilterLogEvents answered {status}: {body}");
@@ -206,9 +213,15 @@ pub fn payload(data: &Value) -> Result<Value> {
 }
 
 /// The groups the template subscribes `function` to, by name, with each filter's name.
-pub fn subscribed_groups(stack: &crate::provision::Stack, function: &str) -> Result<Vec<(String, String)>> {
+pub fn subscribed_groups(
+    stack: &crate::provision::Stack,
+    function: &str,
+) -> Result<Vec<(String, String)>> {
     let mut groups = Vec::new();
-    for (id, filter) in stack.template.resources_of_type("AWS::Logs::SubscriptionFilter") {
+    for (id, filter) in stack
+        .template
+        .resources_of_type("AWS::Logs::SubscriptionFilter")
+    {
         let props = &filter["Properties"];
         let target = props["DestinationArn"]["Ref"].as_str().unwrap_or_default();
         if target.split('.').next() != Some(function) {
@@ -229,7 +242,10 @@ pub fn subscribed_groups(stack: &crate::provision::Stack, function: &str) -> Res
 /// What a deploy does once per account (docs/deploy.md, "SMS delivery status logs"):
 /// the SMS attributes that make SNS log every text's delivery status with the
 /// template's role.
-pub async fn enable_sms_delivery_logs(sns: &aws_sdk_sns::Client, stack: &crate::provision::Stack) -> Result<()> {
+pub async fn enable_sms_delivery_logs(
+    sns: &aws_sdk_sns::Client,
+    stack: &crate::provision::Stack,
+) -> Result<()> {
     let role = format!(
         "arn:aws:iam::{ACCOUNT_ID}:role/{}-SnsDeliveryStatusRole",
         stack.name

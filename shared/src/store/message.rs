@@ -136,7 +136,10 @@ impl Store {
         let indexed = |request: UpdateItemFluentBuilder, partition: String| {
             request
                 .expression_attribute_values(":gsi2pk", s(partition))
-                .expression_attribute_values(":gsi2sk", s(keys::provider_ref_entry(tenant, id, now)))
+                .expression_attribute_values(
+                    ":gsi2sk",
+                    s(keys::provider_ref_entry(tenant, id, now)),
+                )
         };
         const INDEXED: &str = ", gsi2pk = :gsi2pk, gsi2sk = :gsi2sk";
         let outcome_fields = match settlement {

@@ -183,7 +183,11 @@ impl Store {
                 )
                 .expression_attribute_values(
                     ":gsi2sk",
-                    s(keys::provider_ref_entry(&receipt.tenant, receipt.message, receipt.received_at)),
+                    s(keys::provider_ref_entry(
+                        &receipt.tenant,
+                        receipt.message,
+                        receipt.received_at,
+                    )),
                 );
             ", gsi2pk = :gsi2pk, gsi2sk = :gsi2sk"
         } else {

@@ -89,7 +89,11 @@ pub fn parse_record(
                 .as_deref()
                 .is_some_and(|r| r.to_ascii_lowercase().contains(OPTED_OUT));
             let suppress = opted_out.then_some(SuppressionReason::OptOut);
-            (MessageStatus::Undelivered, Some("sns:FAILURE".to_owned()), suppress)
+            (
+                MessageStatus::Undelivered,
+                Some("sns:FAILURE".to_owned()),
+                suppress,
+            )
         }
         other => {
             return Ok(ProviderEvent::Ignored {
@@ -185,7 +189,10 @@ mod tests {
         assert_eq!(r.to.as_str(), "+12065550100");
         assert_eq!(r.accepted_at.to_string(), "2016-06-28T00:40:34.558Z");
         assert_eq!(r.status, MessageStatus::Delivered);
-        assert_eq!((r.error_code, r.error_reason, r.suppress), (None, None, None));
+        assert_eq!(
+            (r.error_code, r.error_reason, r.suppress),
+            (None, None, None)
+        );
         assert_eq!(r.received_at, Timestamp::from_epoch_millis(7));
     }
 
@@ -231,7 +238,10 @@ mod tests {
             SUCCESS.replace("34d9b400-c6dd-5444-820d-fbeb0f1f54cf", ""),
             SUCCESS.replace("\"notification\"", "\"note\""),
         ] {
-            assert!(matches!(read(&broken), Err(EventError::Invalid(_))), "{broken}");
+            assert!(
+                matches!(read(&broken), Err(EventError::Invalid(_))),
+                "{broken}"
+            );
         }
         assert!(matches!(
             parse_record(&BTreeMap::new(), Timestamp::from_epoch_millis(1)),
