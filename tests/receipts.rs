@@ -6,7 +6,6 @@
 use herald_tests::herald_local::CloudOptions;
 use herald_tests::herald_local::sandbox::{Faults, UNDELIVERED_NUMBER};
 use herald_tests::{TestCloud, eventually, history_statuses, number, quick_redelivery};
-use serde_json::Value;
 
 /// Receipts on, redelivery (and the events' retry of an early receipt) in 5 seconds.
 fn receipts(options: &mut CloudOptions) {

@@ -183,9 +183,14 @@ async fn ses_event(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes)
 fn answer(app: &App, source: &str, result: Result<Response, Refusal>) -> Response {
     match result {
         Ok(answer) => {
+            // A subscription confirmation is taken, but it is no provider event.
+            let metric = match answer.extensions().get::<ses::Confirmation>() {
+                Some(_) => "SubscriptionsConfirmed",
+                None => "WebhooksAccepted",
+            };
             app.metrics.emit(
                 Record::new("webhooks")
-                    .count("WebhooksAccepted", 1)
+                    .count(metric, 1)
                     .property("source", source),
             );
             answer
