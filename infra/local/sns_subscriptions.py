@@ -16,6 +16,8 @@ HTTP/S notification JSON format):
   SNS's own endpoint: locally the emulator) with the token SNS sent confirms it, and
   answers `ConfirmSubscriptionResponse` with the subscription's ARN; another token is
   refused (`InvalidParameter`, 400).
+- Every HTTP(S) delivery carries the `x-amz-sns-message-type`, `x-amz-sns-message-id`
+  and `x-amz-sns-topic-arn` headers (moto's notifications have none).
 """
 
 import json
@@ -26,6 +28,7 @@ import urllib.parse
 import urllib.request
 import uuid
 
+import requests
 from moto.sns import models as sns_models
 from werkzeug.wrappers import Request, Response
 
@@ -151,9 +154,25 @@ def _confirm(environ, start_response):
     return Response(body, mimetype="text/xml")(environ, start_response)
 
 
+class _RequestsWithSnsHeaders:
+    """`requests` for moto's SNS, whose HTTP deliveries then carry SNS's headers."""
+
+    def __getattr__(self, name):
+        return getattr(requests, name)
+
+    def post(self, url, json=None, headers=None, **kwargs):
+        headers = dict(headers or {})
+        if isinstance(json, dict) and "Type" in json:
+            headers.setdefault("x-amz-sns-message-type", json["Type"])
+            headers.setdefault("x-amz-sns-message-id", json.get("MessageId", ""))
+            headers.setdefault("x-amz-sns-topic-arn", json.get("TopicArn", ""))
+        return requests.post(url, json=json, headers=headers, **kwargs)
+
+
 def install():
     _subscribe_pending()
     _hold_until_confirmed()
+    sns_models.requests = _RequestsWithSnsHeaders()
 
 
 def serve(app):
