@@ -112,27 +112,34 @@ dev: venv ## Start the local cloud (emulator, gateway, queue runners)
 # The emulator started by the tests is stopped on every exit (pass, fail, Ctrl-C).
 # The exit code is the tests' own; a failed stop only turns a pass into a failure.
 # The fault suites and the rotation under a 2,000-text batch (`test = false` in
-# tests/Cargo.toml, so `cargo test --workspace` leaves them out) run at the same time as the rest, on an emulator of their own at
-# FAULTS_EMULATOR_URL: each suite runs its batches one at a time against the
-# emulator's throughput, so beside the rest they take no longer, and the whole run
-# takes minutes less. Their output is printed after the rest's.
+# tests/Cargo.toml, so `cargo test --workspace` leaves them out) run at the same time as
+# the rest, in two lanes, each on an emulator of its own (FAULTS_EMULATOR_URL and
+# SLOW_EMULATOR_URL): each suite runs its batches one at a time against its emulator's
+# throughput (one Python process, one core at most), so three emulators side by side
+# finish minutes sooner than one lane after the rest. Their output is printed after the
+# rest's.
 FAULTS_EMULATOR_URL ?= http://127.0.0.1:4567
-FAULT_SUITES := --test faults --test receipt_faults --test rotation
+SLOW_EMULATOR_URL ?= http://127.0.0.1:4568
+FAULT_SUITES := --test faults
+SLOW_SUITES := --test receipt_faults --test rotation
 test: venv venv-contract ## cargo test --workspace and the fault suites against the local cloud, then stop its emulators
 	@export HERALD_VENV="$(CURDIR)/$(VENV)" HERALD_CONTRACT_VENV="$(CURDIR)/$(VENV_CONTRACT)"; \
 	trap 'rc=$$?; cargo run -q -p herald-local -- emulator stop --started-by-tests \
 	      || { [ $$rc -ne 0 ] || rc=1; }; exit $$rc' EXIT; \
 	mkdir -p .herald; status=0; \
 	cargo test --workspace --no-run; \
-	cargo test -p herald-tests $(FAULT_SUITES) --no-run; \
+	cargo test -p herald-tests $(FAULT_SUITES) $(SLOW_SUITES) --no-run; \
 	HERALD_EMULATOR_URL="$(FAULTS_EMULATOR_URL)" cargo test -p herald-tests --no-fail-fast \
 	  $(FAULT_SUITES) >.herald/test-faults.log 2>&1 & faults=$$!; \
+	HERALD_EMULATOR_URL="$(SLOW_EMULATOR_URL)" cargo test -p herald-tests --no-fail-fast \
+	  $(SLOW_SUITES) >.herald/test-slow.log 2>&1 & slow=$$!; \
 	cargo test --workspace --no-fail-fast 2>&1 | tee .herald/test.log || status=$$?; \
 	wait $$faults || status=$$?; \
-	cat .herald/test-faults.log; \
+	wait $$slow || status=$$?; \
+	cat .herald/test-faults.log .herald/test-slow.log; \
 	awk '/^test result:/ { passed += $$4; failed += $$6 } \
 	     END { printf "tests: %d passed, %d failed\n", passed, failed }' \
-	  .herald/test.log .herald/test-faults.log; \
+	  .herald/test.log .herald/test-faults.log .herald/test-slow.log; \
 	exit $$status
 
 # The document is written whole or not at all: a failed build leaves the committed copy.

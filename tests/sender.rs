@@ -107,6 +107,15 @@ async fn concurrent_copies_of_one_chunk_send_once() {
     for _ in 0..3 {
         others.push(copies.next().await.unwrap());
     }
+    // The holder takes its send slot from the shared rate (a write) after its claim,
+    // so it may reach the gate just after the others have finished: keep it running.
+    let reached = eventually("the claim's holder to reach the provider", || async {
+        (gated.calls.load(Ordering::SeqCst) > 0).then_some(())
+    });
+    tokio::select! {
+        _ = copies.next() => panic!("the holder finished with the provider's gate shut"),
+        () = reached => {}
+    }
     assert_eq!(
         gated.calls.load(Ordering::SeqCst),
         1,

@@ -192,3 +192,23 @@ async fn a_cancelled_batchs_window_runs_to_its_end_without_sending() {
     assert!(progress["finished_at"].is_string(), "{progress}");
     assert_eq!(test.ledger().len(), 0, "nothing was sent");
 }
+
+#[tokio::test]
+async fn a_batch_alone_leaves_one_sender_instance_free_for_other_tenants() {
+    let test = TestCloud::start_with("window-spare", |o| o.run_queues = false).await;
+    let acme = test.token("acme", "sender").await;
+    let globex = test.token("globex", "sender").await;
+    let instances = test.cloud.sender.config.max_instances as usize;
+    assert!(instances >= 2, "the template's default: {instances}");
+
+    // Ten chunks; the template's window is one fewer than the sender instances.
+    let recipients: Vec<Value> = (0..1_000).map(|i| json!({ "to": number(i) })).collect();
+    test.send_batch(&acme, "campaign", &recipients).await;
+    assert_eq!(test.queue_depth("SendQueue").await, instances - 1);
+
+    // Every queued record now has an instance of its own: globex's text waits for
+    // none of acme's chunks, only for its slot of the shared rate.
+    test.send_sms(&globex, &number(5_000), "one-time code")
+        .await;
+    assert_eq!(test.queue_depth("SendQueue").await, instances);
+}

@@ -166,6 +166,10 @@ pub struct SenderConfig {
     pub provider_rate_per_second: f64,
     /// The most sender instances that run at once (reserved concurrency).
     pub max_instances: u32,
+    /// How far ahead of now a block of the shared rate's send slots may start
+    /// (`docs/concurrency.md`, "The shared rate"): what a newcomer waits behind blocks
+    /// taken before it, at most, and how far a send may follow its sender slot.
+    pub rate_horizon: Duration,
     /// Provider attempts per recipient within one invocation before the chunk is
     /// handed back to SQS for a later retry.
     pub max_attempts: u32,
@@ -199,9 +203,10 @@ impl SenderConfig {
                     reason: e.to_string(),
                 },
             )?,
-            parallelism: settings.number("HERALD_SEND_PARALLELISM", 8)?,
+            parallelism: settings.number("HERALD_SEND_PARALLELISM", 16)?,
             provider_rate_per_second: settings.number("HERALD_PROVIDER_RATE_PER_SECOND", 50.0)?,
             max_instances: settings.number("HERALD_SENDER_MAX_CONCURRENCY", 5)?,
+            rate_horizon: Duration::from_millis(settings.number("HERALD_RATE_HORIZON_MS", 1_000)?),
             max_attempts: settings.number("HERALD_SEND_MAX_ATTEMPTS", 4)?,
             lease: Duration::from_secs(settings.number("HERALD_LEASE_SECONDS", 60)?),
             provider_timeout: Duration::from_millis(
@@ -227,6 +232,12 @@ impl SenderConfig {
                 reason: "must be a positive number".into(),
             });
         }
+        if config.rate_horizon.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "HERALD_RATE_HORIZON_MS",
+                reason: "must be a positive number".into(),
+            });
+        }
         if config.max_instances == 0 || config.max_attempts == 0 {
             return Err(ConfigError::Invalid {
                 key: "HERALD_SENDER_MAX_CONCURRENCY",
@@ -235,16 +246,15 @@ impl SenderConfig {
         }
         Ok(config)
     }
-
-    /// This instance's share of the provider's rate.
-    pub fn instance_rate_per_second(&self) -> f64 {
-        self.provider_rate_per_second / f64::from(self.max_instances)
-    }
 }
 
-/// `HERALD_CHUNK_WINDOW`: chunks of one batch on the queue at once, at least 1.
+/// `HERALD_CHUNK_WINDOW`: chunks of one batch on the queue at once, at least 1; by
+/// default one fewer than the sender instances (`HERALD_SENDER_MAX_CONCURRENCY`, 5), so
+/// a batch alone leaves one instance free for other tenants' messages while the shared
+/// rate lets the others use all of it (`docs/concurrency.md`, "The window").
 fn chunk_window(settings: &impl Settings) -> Result<u32, ConfigError> {
-    let window = settings.number("HERALD_CHUNK_WINDOW", 5)?;
+    let instances: u32 = settings.number("HERALD_SENDER_MAX_CONCURRENCY", 5)?;
+    let window = settings.number("HERALD_CHUNK_WINDOW", instances.saturating_sub(1).max(1))?;
     if window == 0 {
         return Err(ConfigError::Invalid {
             key: "HERALD_CHUNK_WINDOW",
@@ -456,8 +466,12 @@ mod tests {
     #[test]
     fn a_chunk_window_is_at_least_one_chunk() {
         let read = |raw: &str| chunk_window(&settings(&[("HERALD_CHUNK_WINDOW", raw)]));
-        assert_eq!(read(""), Ok(5));
+        assert_eq!(read(""), Ok(4), "one fewer than the default five instances");
         assert_eq!(read("2"), Ok(2));
+        let of_instances =
+            |n: &str| chunk_window(&settings(&[("HERALD_SENDER_MAX_CONCURRENCY", n)]));
+        assert_eq!(of_instances("3"), Ok(2));
+        assert_eq!(of_instances("1"), Ok(1), "never an empty window");
         for bad in ["0", "-1", "two"] {
             let err = read(bad).unwrap_err();
             assert!(
@@ -482,22 +496,6 @@ mod tests {
             let err = read(bad).unwrap_err();
             assert!(err.to_string().contains(key), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn each_sender_instance_takes_an_equal_share_of_the_provider_rate() {
-        let config = SenderConfig::load(&settings(&[
-            ("HERALD_TABLE", "t"),
-            ("HERALD_SEND_QUEUE_URL", "sq"),
-            ("HERALD_SEND_DLQ_URL", "q"),
-            ("HERALD_PROVIDER_SECRET_ID", "s"),
-            ("HERALD_SMS_API_BASE", "http://x"),
-            ("HERALD_EMAIL_FROM", "herald@example.com"),
-            ("HERALD_PROVIDER_RATE_PER_SECOND", "50"),
-            ("HERALD_SENDER_MAX_CONCURRENCY", "5"),
-        ]))
-        .unwrap();
-        assert_eq!(config.instance_rate_per_second(), 10.0);
     }
 
     #[test]

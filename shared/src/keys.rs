@@ -345,6 +345,15 @@ pub fn canaries_until(_: Platform, at: Timestamp) -> String {
     format!("{at}#~")
 }
 
+/// The provider account's shared rate (issue 14): the time its next send slot starts,
+/// which every sender instance takes blocks of slots from.
+pub fn provider_rate(_: Platform) -> Key {
+    Key {
+        pk: "PLATFORM#PROVIDER_RATE".into(),
+        sk: "RATE".into(),
+    }
+}
+
 /// Which drill runs now, and when the last one started and succeeded.
 pub fn drill_state(_: Platform) -> Key {
     Key {

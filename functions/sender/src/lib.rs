@@ -28,11 +28,11 @@ use tokio::time::Instant;
 
 mod chunk;
 mod claim;
-mod pacer;
+mod rate;
 mod record;
 mod retry;
 
-pub use pacer::Pacer;
+pub use rate::SharedRate;
 pub use retry::SETTLE_MARGIN;
 
 pub struct Deps {
@@ -44,7 +44,8 @@ pub struct Deps {
     pub providers: Providers,
     pub clock: SharedClock,
     pub metrics: Metrics,
-    pacer: Pacer,
+    /// The provider's rate, shared with every other instance.
+    rate: SharedRate,
     in_flight: Semaphore,
 }
 
@@ -96,7 +97,11 @@ impl Deps {
         let (queue, dead_letters) = queues;
         Self {
             metrics: Metrics::stdout(clock.clone()),
-            pacer: Pacer::per_second(config.instance_rate_per_second()),
+            rate: SharedRate::new(
+                store.clone(),
+                config.provider_rate_per_second,
+                config.rate_horizon,
+            ),
             in_flight: Semaphore::new(config.parallelism),
             config,
             store,

@@ -1,8 +1,8 @@
-//! The provider loop for one claimed message: paced calls, retried with exponential
-//! backoff and full jitter while the answer proves nothing was taken, as long as a
-//! call and its settle still fit before the invocation's deadline. It ends with an
-//! outcome to settle, or with "not sent" for the claim to be released; it writes
-//! nothing itself.
+//! The provider loop for one claimed message: calls in slots of the shared provider
+//! rate (`rate`), retried with exponential backoff and full jitter while the answer
+//! proves nothing was taken, as long as a call and its settle still fit before the
+//! invocation's deadline. It ends with an outcome to settle, or with "not sent" for
+//! the claim to be released; it writes nothing itself.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -32,7 +32,9 @@ pub(crate) async fn send(run: &ChunkRun<'_>, message: &Outbound) -> Attempted {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        deps.pacer.wait().await;
+        if let Err(reason) = deps.rate.wait().await {
+            return Attempted::NotSent { reason };
+        }
         if !time_to_send(deps, run.deadline) {
             return Attempted::NotSent {
                 reason: "out of invocation time".into(),

@@ -387,9 +387,9 @@ impl LocalCloud {
             trigger.function_timeout_secs =
                 trigger.function_timeout_secs.min(u64::from(visibility));
         }
-        // One sender per concurrent instance, as Lambda runs them: each has its own
-        // pacer at its share of the provider's rate, so together they reach the rate
-        // the template's concurrency arithmetic promises (and no more).
+        // One sender per concurrent instance, as Lambda runs them: each takes its own
+        // blocks of send slots from the stack's shared rate item, so together they
+        // reach the provider's rate (and no more), as in AWS.
         let mut send_runners = Vec::new();
         let mut senders = Vec::new();
         let event_source_sqs = clients_of("event source").sqs();
@@ -672,6 +672,24 @@ impl LocalCloud {
             .header("content-type", "application/json")
             .header("idempotency-key", random_token(26))
             .body(body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.context("the answer is JSON")?))
+    }
+
+    /// A single message, as a client posts it through the gateway (with a fresh
+    /// Idempotency-Key): the HTTP status and the JSON answer.
+    pub async fn post_message(
+        &self,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<(u16, serde_json::Value)> {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/messages", self.gateway_url))
+            .bearer_auth(token)
+            .header("idempotency-key", random_token(26))
+            .json(body)
             .send()
             .await?;
         let status = response.status().as_u16();

@@ -15,6 +15,7 @@ mod limits;
 mod listing;
 mod message;
 mod page;
+mod provider_rate;
 mod provider_ref;
 mod receipt;
 mod recovery;
@@ -26,6 +27,7 @@ mod webhook_endpoints;
 mod window;
 
 pub use message::Unsent;
+pub use provider_rate::{BlockAsk, BlockTake};
 pub use provider_ref::{IndexedMessage, LOST_TEXT_WINDOW};
 pub use receipt::OrphanEvent;
 pub use recovery::Lease;

@@ -41,7 +41,17 @@ struct Args {
     /// The provider rate in messages per second, instead of a fraction of the ceiling.
     #[arg(long)]
     rate: Option<u32>,
+    /// Single messages another tenant sends while the batch sends, one every
+    /// `--quiet-every` seconds from the batch's first delivery (issue 14's goal 1: how
+    /// long each waits from its 202 to the provider).
+    #[arg(long, default_value_t = 20)]
+    quiet_singles: usize,
+    #[arg(long, default_value_t = 2.0)]
+    quiet_every: f64,
 }
+
+/// The tenant whose single messages are sent beside the batch.
+const QUIET_TENANT: &str = "quiet";
 
 const TENANT: &str = "bench";
 /// Area codes the recipients' numbers use, 8,000 numbers each (see `number`).
@@ -227,6 +237,46 @@ async fn drive_claims(cloud: &LocalCloud, args: &Args) -> Result<Ceiling> {
 }
 
 /// A valid number for recipient `i`, distinct for every `i` below 64,000.
+/// Sends `--quiet-singles` messages from another tenant while the batch sends, the first
+/// once the batch reaches the provider: the number of each and when its 202 came.
+async fn quiet_singles(
+    args: &Args,
+    cloud: &LocalCloud,
+    limits: Limits,
+) -> Result<Vec<(String, u64)>> {
+    if args.quiet_singles == 0 {
+        return Ok(Vec::new());
+    }
+    let token = cloud.sender_token(QUIET_TENANT, limits).await?;
+    while cloud.sandbox.ledger().is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut accepted = Vec::new();
+    for i in 0..args.quiet_singles {
+        // Numbers the batch never uses (its area codes are AREA_CODES).
+        let to = format!("+1312555{:04}", i);
+        let (status, answer) = cloud
+            .post_message(
+                &token,
+                &json!({ "channel": "sms", "to": to, "body": "Your code is 1234" }),
+            )
+            .await?;
+        ensure!(
+            status == 202,
+            "a quiet single was refused: {status} {answer}"
+        );
+        accepted.push((to, epoch_ms()));
+        tokio::time::sleep(Duration::from_secs_f64(args.quiet_every)).await;
+    }
+    Ok(accepted)
+}
+
+fn median(values: &[u64]) -> Option<u64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    sorted.get(sorted.len() / 2).copied()
+}
+
 fn number(i: usize) -> String {
     format!("+1{}555{:04}", AREA_CODES[i / 8_000], 2_000 + i % 8_000)
 }
@@ -282,9 +332,8 @@ async fn deliver(
     }))?;
 
     eprintln!(
-        "Sending a batch of {n} at {rate} messages/s ({} sender instances at {:.2}/s each)...",
-        config.max_instances,
-        config.instance_rate_per_second()
+        "Sending a batch of {n} at {rate} messages/s ({} sender instances sharing it)...",
+        config.max_instances
     );
     let before = counter.snapshot();
     let posted_at_ms = epoch_ms();
@@ -299,6 +348,9 @@ async fn deliver(
         .parse()
         .map_err(|e| anyhow!("{e}"))?;
     eprintln!("  accepted in {} ms", accept_latency.as_millis());
+    let quiet = quiet_singles(args, cloud, limits);
+    tokio::pin!(quiet);
+    let mut quiet_result = None;
 
     // Three times the time the rate allows, and five minutes for a slow start.
     let give_up = started + Duration::from_secs_f64(3.0 * n as f64 / f64::from(rate) + 300.0);
@@ -322,6 +374,14 @@ async fn deliver(
             eprintln!("  gave up waiting after {} s", started.elapsed().as_secs());
             break view;
         }
+        if quiet_result.is_none() {
+            tokio::select! {
+                result = &mut quiet => quiet_result = Some(result?),
+                () = tokio::time::sleep(POLL) => {}
+            }
+        } else {
+            tokio::time::sleep(POLL).await;
+        }
         if Instant::now() >= next_progress {
             eprintln!(
                 "  {:>4} s: {} of {n} final, {} at the provider, {} refused with 429",
@@ -332,7 +392,10 @@ async fn deliver(
             );
             next_progress += Duration::from_secs(15);
         }
-        tokio::time::sleep(POLL).await;
+    };
+    let quiet_accepted = match quiet_result {
+        Some(accepted) => accepted,
+        None => quiet.await?,
     };
     let completed_after = started.elapsed();
     let finished = counter.snapshot();
@@ -375,6 +438,15 @@ async fn deliver(
         }
         _ => 0.0,
     };
+    let quiet_waits_ms: Vec<u64> = quiet_accepted
+        .iter()
+        .filter_map(|(to, accepted_at_ms)| {
+            ledger
+                .iter()
+                .find(|e| &e.to == to)
+                .map(|e| e.received_at_ms.saturating_sub(*accepted_at_ms))
+        })
+        .collect();
     let sent = statuses.get("sent").copied().unwrap_or(0);
     let accept = accepted.since(&before);
     let delivery = finished.since(&before);
@@ -402,6 +474,10 @@ async fn deliver(
         achieved_over_configured: achieved_rate / f64::from(rate),
         statuses,
         ledger_messages: ledger.len(),
+        quiet_singles: quiet_accepted.len(),
+        quiet_reached_provider: quiet_waits_ms.len(),
+        quiet_worst_wait_ms: quiet_waits_ms.iter().max().copied(),
+        quiet_median_wait_ms: median(&quiet_waits_ms),
         duplicates: per_recipient.values().filter(|count| **count > 1).count(),
         losses: n - settled,
         sandbox_429s: cloud.sandbox.injected().rate_limited,
@@ -528,6 +604,12 @@ struct Report {
     achieved_over_configured: f64,
     statuses: BTreeMap<String, usize>,
     ledger_messages: usize,
+    /// Another tenant's single messages sent while the batch sent (goal 1 of issue 14),
+    /// how many reached the provider, and their waits from 202 to the provider.
+    quiet_singles: usize,
+    quiet_reached_provider: usize,
+    quiet_worst_wait_ms: Option<u64>,
+    quiet_median_wait_ms: Option<u64>,
     /// Recipients the provider accepted more than one message for.
     duplicates: usize,
     /// Recipients not in a final status (sent, failed, unknown, cancelled).
@@ -576,10 +658,8 @@ fn print_table(r: &Report) {
     row(
         "provider rate (sandbox limit)",
         format!(
-            "{}/s, {} sender instances at {:.2}/s each",
-            r.provider_rate_per_second,
-            r.sender_instances,
-            f64::from(r.provider_rate_per_second) / f64::from(r.sender_instances)
+            "{}/s, shared by {} sender instances",
+            r.provider_rate_per_second, r.sender_instances,
         ),
     );
     row("recipients", r.recipients.to_string());
@@ -604,6 +684,40 @@ fn print_table(r: &Report) {
             "{:.2}/s = {:.1}% of the configured rate",
             r.achieved_rate_per_second,
             100.0 * r.achieved_over_configured
+        ),
+    );
+    row(
+        "goal: a batch alone reaches 0.9 of the rate",
+        format!(
+            "{:.3} ({})",
+            r.achieved_over_configured,
+            if r.achieved_over_configured >= 0.9 {
+                "met"
+            } else {
+                "NOT met"
+            }
+        ),
+    );
+    let ms = |v: Option<u64>| v.map_or("-".to_owned(), |v| format!("{v} ms"));
+    row(
+        "quiet tenant's singles at the provider",
+        format!(
+            "{} of {}, median {} after their 202",
+            r.quiet_reached_provider,
+            r.quiet_singles,
+            ms(r.quiet_median_wait_ms)
+        ),
+    );
+    row(
+        "goal: the worst single within 2,000 ms",
+        format!(
+            "{} ({})",
+            ms(r.quiet_worst_wait_ms),
+            match r.quiet_worst_wait_ms {
+                Some(w) if w <= 2_000 && r.quiet_reached_provider == r.quiet_singles => "met",
+                None => "not measured",
+                _ => "NOT met",
+            }
         ),
     );
     row("final statuses", format!("{:?}", r.statuses));
