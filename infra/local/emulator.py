@@ -67,6 +67,13 @@ account's `sns/{region}/{account}/DirectPublishToPhoneNumber` log groups when th
 attributes name a `DeliveryStatusIAMRole`, as SNS does (failures always, successes by
 the sampling rate), and can hold back a publish's answer after the text was taken.
 
+X-Ray's trace header travels with SQS messages (issue 16): a message sent with the
+`AWSTraceHeader` system attribute, or in a request carrying the `X-Amzn-Trace-Id` HTTP
+header (which SQS applies to every message of a SendMessage or SendMessageBatch, the
+attribute winning where both are given), is received with `AWSTraceHeader`. moto keeps
+the attribute of a SendMessage only; the launcher keeps a batch entry's too, and the
+header's.
+
 DynamoDB's point-in-time recovery is made honest by `pitr.py` (beside this file): a
 journal of item versions, a restorable window that advances, restores of the items as
 they were at the time asked for, and restored tables that take a while to be ACTIVE.
@@ -420,6 +427,52 @@ def _default_follows_awscurrent():
     SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
 
 
+def _trace_headers_reach_messages():
+    from moto.sqs.models import SQSBackend
+    from moto.sqs.responses import SQSResponse
+
+    # Per request thread: the request's trace header, and each batch entry's own
+    # system attributes in the order moto sends the entries.
+    pending = threading.local()
+    send = SQSBackend.send_message
+    send_batch = SQSBackend.send_message_batch
+
+    def send_message(self, queue_name, message_body, *args, **kwargs):
+        attributes = kwargs.pop("system_attributes", None)
+        batch = getattr(pending, "batch", None)
+        if batch:
+            attributes = batch.pop(0)
+        header = getattr(pending, "header", None)
+        if header and not (attributes or {}).get("AWSTraceHeader"):
+            trace = {"DataType": "String", "StringValue": header}
+            attributes = {**(attributes or {}), "AWSTraceHeader": trace}
+        return send(
+            self, queue_name, message_body, *args, system_attributes=attributes, **kwargs
+        )
+
+    def send_message_batch(self, queue_name, entries):
+        pending.batch = [e.get("MessageSystemAttributes") for e in entries.values()]
+        try:
+            return send_batch(self, queue_name, entries)
+        finally:
+            pending.batch = None
+
+    def with_header(handler):
+        def wrapped(self):
+            pending.header = self.headers.get("X-Amzn-Trace-Id")
+            try:
+                return handler(self)
+            finally:
+                pending.header = None
+
+        return wrapped
+
+    SQSBackend.send_message = send_message
+    SQSBackend.send_message_batch = send_message_batch
+    SQSResponse.send_message = with_header(SQSResponse.send_message)
+    SQSResponse.send_message_batch = with_header(SQSResponse.send_message_batch)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -451,6 +504,7 @@ def main() -> None:
     sms_logs.install()
     sns_subscriptions.install()
     _default_follows_awscurrent()
+    _trace_headers_reach_messages()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)

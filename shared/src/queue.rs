@@ -1,12 +1,42 @@
 //! The send queue: one SQS message per chunk of recipients, never per recipient, which
 //! keeps SQS requests per message far below one and the queue small.
+//!
+//! Every message Herald queues carries the X-Ray trace of the invocation that queued it
+//! as SQS's `AWSTraceHeader` system attribute, which Lambda links the consumer's trace
+//! to; a parked or redriven message keeps the trace it came with.
 
-use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    MessageAttributeValue, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
+    SendMessageBatchRequestEntry,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{BatchId, CorrelationId, TenantId};
 
 pub const ENVELOPE_VERSION: u32 = 1;
+
+/// The SQS system attribute that carries an X-Ray trace header with a message.
+pub const TRACE_ATTRIBUTE: &str = "AWSTraceHeader";
+
+/// The running invocation's X-Ray trace header. Lambda's runtime sets
+/// `_X_AMZN_TRACE_ID` for each invocation when tracing is active (and the SDK's
+/// recursion-detection interceptor sends it as `X-Amzn-Trace-Id`, which SQS also
+/// honours); Herald sets the attribute itself, which SQS prefers to the header, so the
+/// trace does not depend on an interceptor's defaults. Outside Lambda: none.
+pub fn invocation_trace() -> Option<String> {
+    std::env::var("_X_AMZN_TRACE_ID")
+        .ok()
+        .filter(|header| !header.is_empty())
+}
+
+/// `header` as the value of the `AWSTraceHeader` system attribute.
+pub fn trace_attribute(header: &str) -> Result<MessageSystemAttributeValue, QueueError> {
+    MessageSystemAttributeValue::builder()
+        .data_type("String")
+        .string_value(header)
+        .build()
+        .map_err(|e| QueueError::Sqs(e.into()))
+}
 
 /// The body of a send-queue message. The recipients themselves stay in DynamoDB (the
 /// durable copy); the envelope only points at them.
@@ -78,12 +108,13 @@ impl SendQueue {
     /// (it may accept part of a batch).
     #[tracing::instrument(skip_all, fields(count = envelopes.len()))]
     pub async fn enqueue(&self, envelopes: &[ChunkEnvelope]) -> Result<(), QueueError> {
+        let trace = invocation_trace();
         for group in envelopes.chunks(10) {
             let mut pending: Vec<(usize, &ChunkEnvelope)> = group.iter().enumerate().collect();
             for attempt in 0..3 {
                 let entries = pending
                     .iter()
-                    .map(|(i, e)| entry(*i, e))
+                    .map(|(i, e)| entry(*i, e, trace.as_deref()))
                     .collect::<Result<Vec<_>, _>>()?;
                 let out = self
                     .client
@@ -148,19 +179,25 @@ impl DeadLetterQueue {
             .iter()
             .filter_map(|(name, value)| Some((name.clone(), value.string_value.clone()?)))
             .collect();
+        // The record's own trace, not this invocation's: the parked message stays part
+        // of the request that queued it.
+        let trace = record.attributes.get(TRACE_ATTRIBUTE).cloned();
         self.park(
             record.body.as_deref().unwrap_or_default(),
             &attributes,
+            trace.or_else(invocation_trace).as_deref(),
             reason,
         )
         .await
     }
 
-    /// Puts the record's body and string attributes on the DLQ, adding `herald_reason`.
+    /// Puts the record's body and string attributes on the DLQ, adding `herald_reason`,
+    /// with the trace header `trace`.
     pub async fn park(
         &self,
         body: &str,
         attributes: &[(String, String)],
+        trace: Option<&str>,
         reason: &str,
     ) -> Result<(), QueueError> {
         let mut request = self
@@ -170,6 +207,12 @@ impl DeadLetterQueue {
             // SQS refuses an empty body; an empty record is parked as a marker.
             .message_body(if body.is_empty() { "(empty)" } else { body })
             .message_attributes("herald_reason", text_attribute(reason)?);
+        if let Some(trace) = trace {
+            request = request.message_system_attributes(
+                MessageSystemAttributeNameForSends::AwsTraceHeader,
+                trace_attribute(trace)?,
+            );
+        }
         // SQS allows ten attributes; the reason takes one.
         for (name, value) in attributes
             .iter()
@@ -197,9 +240,14 @@ fn text_attribute(value: &str) -> Result<MessageAttributeValue, QueueError> {
 fn entry(
     index: usize,
     envelope: &ChunkEnvelope,
+    trace: Option<&str>,
 ) -> Result<SendMessageBatchRequestEntry, QueueError> {
     let body = serde_json::to_string(envelope).map_err(|e| QueueError::Sqs(e.into()))?;
+    let trace = trace.map(trace_attribute).transpose()?;
     SendMessageBatchRequestEntry::builder()
+        .set_message_system_attributes(
+            trace.map(|value| [(MessageSystemAttributeNameForSends::AwsTraceHeader, value)].into()),
+        )
         .id(index.to_string())
         .message_body(body)
         .message_attributes("tenant_id", text_attribute(envelope.tenant_id.as_str())?)
@@ -225,5 +273,23 @@ mod tests {
         assert!(ChunkEnvelope::parse(&body.replace("\"v\":1", "\"v\":9")).is_err());
         assert!(ChunkEnvelope::parse(&body.replace("\"chunk\"", "\"x\":1,\"chunk\"")).is_err());
         assert!(ChunkEnvelope::parse(&body.replace("acme", "ACME#2")).is_err());
+    }
+
+    #[test]
+    fn an_entry_carries_the_trace_header_as_a_system_attribute_and_none_without_one() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let e = ChunkEnvelope::new(&tenant, BatchId::new(), 0, &CorrelationId::new());
+        let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        let traced = entry(0, &e, Some(header)).unwrap();
+        let attribute = &traced.message_system_attributes.unwrap()
+            [&MessageSystemAttributeNameForSends::AwsTraceHeader];
+        assert_eq!(attribute.string_value.as_deref(), Some(header));
+        assert_eq!(attribute.data_type, "String");
+        assert!(
+            entry(0, &e, None)
+                .unwrap()
+                .message_system_attributes
+                .is_none()
+        );
     }
 }

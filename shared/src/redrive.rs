@@ -16,6 +16,7 @@ use std::time::Duration;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
+    MessageSystemAttributeName, MessageSystemAttributeNameForSends,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -269,18 +270,22 @@ impl Redriver {
                 let id = message.message_id().unwrap_or_default().to_owned();
                 let receipt = message.receipt_handle().unwrap_or_default().to_owned();
                 let attributes = message.message_attributes().cloned().unwrap_or_default();
+                // The lines about a dead letter name the request and tenant it came from.
+                let text = |name: &str| attributes.get(name).and_then(|v| v.string_value.clone());
+                let (correlation, tenant) = (text("correlation_id"), text("tenant_id"));
+                let (correlation, tenant) = (correlation.as_deref(), tenant.as_deref());
                 // Before judging: a chunk is looked at once per run, so each lands in
                 // exactly one count (one that came back at the limit is parked next run).
                 let body = digest(message.body().unwrap_or_default());
                 if moved_bodies.contains(&body) {
-                    tracing::info!(sqs_message_id = %id, "came back during this run; left for the next one");
+                    tracing::info!(sqs_message_id = %id, correlation_id = correlation, tenant_id = tenant, "came back during this run; left for the next one");
                     report.deferred += 1;
                     held.insert(id, receipt);
                     continue;
                 }
                 let redrives = match judge(&attributes, self.limits.redrive_limit) {
                     Verdict::Park { reason } => {
-                        tracing::error!(sqs_message_id = %id, %reason, "dead letter parked in the DLQ");
+                        tracing::error!(sqs_message_id = %id, correlation_id = correlation, tenant_id = tenant, %reason, "dead letter parked in the DLQ");
                         report.parked += 1;
                         held.insert(id, receipt);
                         continue;
@@ -307,7 +312,7 @@ impl Redriver {
                 tokio::time::sleep_until(pace.take(Instant::now())).await;
 
                 if let Err(e) = self.send(&message, attributes, redrives).await {
-                    tracing::error!(sqs_message_id = %id, error = %e, "sending a dead letter back failed; it stays in the DLQ");
+                    tracing::error!(sqs_message_id = %id, correlation_id = correlation, tenant_id = tenant, error = %e, "sending a dead letter back failed; it stays in the DLQ");
                     report.failed += 1;
                     held.insert(id, receipt);
                     continue;
@@ -324,12 +329,14 @@ impl Redriver {
                     .await
                 {
                     Ok(_) => {
-                        tracing::info!(sqs_message_id = %id, redrives, "dead letter moved back");
+                        tracing::info!(sqs_message_id = %id, correlation_id = correlation, tenant_id = tenant, redrives, "dead letter moved back");
                         report.moved += 1;
                     }
                     Err(e) => {
                         tracing::error!(
                             sqs_message_id = %id,
+                            correlation_id = correlation,
+                            tenant_id = tenant,
                             error = %DisplayErrorContext(e),
                             "moved back but not deleted from the DLQ; a later run will move it again"
                         );
@@ -355,6 +362,7 @@ impl Redriver {
             // SQS caps visibility at 12 hours.
             .visibility_timeout(hide.as_secs().clamp(1, 43_200) as i32)
             .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
             .send()
             .await
             .map_err(|e| DisplayErrorContext(e).to_string())?;
@@ -372,6 +380,16 @@ impl Redriver {
             .send_message()
             .queue_url(&self.source_url)
             .message_body(message.body().unwrap_or_default());
+        // The message goes back with the trace of the request that first queued it.
+        if let Some(trace) = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::AwsTraceHeader))
+        {
+            request = request.message_system_attributes(
+                MessageSystemAttributeNameForSends::AwsTraceHeader,
+                crate::queue::trace_attribute(trace).map_err(|e| e.to_string())?,
+            );
+        }
         for (name, value) in attributes
             .into_iter()
             .filter(|(name, _)| name != REDRIVES_ATTRIBUTE)

@@ -4,7 +4,12 @@
 //! `cold_start`, `xray_trace_id`, then the fields of every span the line is inside
 //! (the invocation's, the record's, the message's: `correlation_id`, `tenant_id`,
 //! `batch_id`, `message_id` where known), outermost first, and the line's own fields.
-//! Addresses are never put in a field unmasked (`Address::masked`).
+//! Addresses are never put in a field unmasked (`Address::masked`). A function's first
+//! invocation also writes its cold-start metric line, and its graceful-shutdown hook
+//! (`shutdown`) the environment's last line.
+//!
+//! Longer than most on purpose: the line's writer, its cold start and its shutdown are
+//! one layer's life; over 110 of its lines are tests of that layer.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,17 +32,40 @@ pub fn init() {
     init_with_default("info");
 }
 
+/// `init` for the Lambda function `function` (its name in metrics: `sender`, `api`...):
+/// its first invocation also writes the `ColdStart` and `InitDuration` metrics, which
+/// Lambda's own metrics lack (its init duration is only in each `REPORT` line).
+pub fn init_function(function: &'static str) {
+    let _ = FUNCTION.set(function);
+    init();
+}
+
+/// Run by the runtime's graceful-shutdown hook (SIGTERM, with 500 ms to spare): the
+/// environment's last line, and standard output flushed so no line or metric written
+/// before is lost. Lines are written whole, one write each, so nothing else is held.
+pub async fn shutdown() {
+    tracing::info!("shutting down");
+    let _ = std::io::stdout().flush();
+}
+
+/// The function `init_function` named; none in local tools.
+static FUNCTION: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
 /// `init`, with `level` when neither variable is set (the local benchmark keeps its
 /// terminal, and the CPU the emulator shares, for warnings).
 pub fn init_with_default(level: &str) {
     init_with_writer(level, || std::io::stdout().lock());
 }
 
-/// `init_with_default`, writing each line to what `writer` gives (tests read their own
-/// run's logs this way).
+/// `init_with_default`, writing each line to what `writer` gives.
+///
+/// `AWS_LAMBDA_LOG_FORMAT=Text` (Lambda's advanced logging controls) gets plain text
+/// lines, as `lambda_runtime`'s own subscriber writes them; JSON otherwise, which the
+/// template asks for. Metric lines stay JSON either way: CloudWatch reads EMF from any
+/// line that is a JSON object.
 pub fn init_with_writer<W, F>(level: &str, writer: F)
 where
-    W: Write,
+    W: Write + 'static,
     F: Fn() -> W + Send + Sync + 'static,
 {
     let filter = std::env::var("AWS_LAMBDA_LOG_LEVEL")
@@ -45,9 +73,43 @@ where
         .map(|level| EnvFilter::new(level.to_lowercase()))
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new(level));
+    let text = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text"));
+    if text {
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(writer)
+                    .with_filter(filter),
+            )
+            .try_init();
+    } else {
+        install(filter, writer);
+    }
+    starting();
+}
+
+/// Installs the JSON lines at `info` whatever the environment says, writing to what
+/// `writer` gives: tests that read a whole run's logs capture them this way.
+pub fn capture<W, F>(writer: F)
+where
+    W: Write,
+    F: Fn() -> W + Send + Sync + 'static,
+{
+    install(EnvFilter::new("info"), writer);
+}
+
+fn install<W, F>(filter: EnvFilter, writer: F)
+where
+    W: Write,
+    F: Fn() -> W + Send + Sync + 'static,
+{
     let _ = tracing_subscriber::registry()
         .with(JsonLines::new(writer).with_filter(filter))
         .try_init();
+}
+
+fn starting() {
     // The first line of every cold start says which build this is (in Lambda: the
     // local tools that share this setup have their own first lines).
     if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none() {
@@ -68,6 +130,12 @@ pub struct JsonLines<F> {
     process: Map<String, Value>,
     /// Until the first invocation ends, lines are the cold start's.
     warm: AtomicBool,
+    /// Whether the first invocation began (its cold start is counted then).
+    invoked: AtomicBool,
+    /// When the process set up its logs: the first thing `main` does.
+    started: std::time::Instant,
+    /// The Lambda function whose cold start is counted (`init_function`).
+    function: Option<&'static str>,
 }
 
 impl<F> JsonLines<F> {
@@ -87,7 +155,16 @@ impl<F> JsonLines<F> {
             writer,
             process,
             warm: AtomicBool::new(false),
+            invoked: AtomicBool::new(false),
+            started: std::time::Instant::now(),
+            function: FUNCTION.get().copied(),
         }
+    }
+
+    /// Counts the cold start of `function` at the first invocation.
+    pub fn for_function(mut self, function: &'static str) -> Self {
+        self.function = Some(function);
+        self
     }
 }
 
@@ -144,6 +221,12 @@ where
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(SpanFields(fields));
         }
+        if attrs.metadata().name() == INVOCATION_SPAN
+            && let Some(function) = self.function
+            && !self.invoked.swap(true, Ordering::Relaxed)
+        {
+            self.write(&cold_start(function, self.started.elapsed()));
+        }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
@@ -182,10 +265,35 @@ where
             }
         }
         event.record(&mut Collect(&mut line));
-        let mut text = serde_json::to_string(&line).unwrap_or_default();
+        self.write(&Value::Object(line));
+    }
+}
+
+impl<F, W> JsonLines<F>
+where
+    F: Fn() -> W,
+    W: Write,
+{
+    /// One line, in one write.
+    fn write(&self, line: &Value) {
+        let mut text = serde_json::to_string(line).unwrap_or_default();
         text.push('\n');
         let _ = (self.writer)().write_all(text.as_bytes());
     }
+}
+
+/// The metric line of a cold start: `init` is how long the process took from setting
+/// up its logs to its first invocation.
+fn cold_start(function: &'static str, init: std::time::Duration) -> Value {
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    crate::metrics::Record::new(function)
+        .count("ColdStart", 1)
+        .samples(
+            "InitDuration",
+            crate::metrics::Unit::Milliseconds,
+            vec![init.as_secs_f64() * 1000.0],
+        )
+        .to_emf(now_ms as u64)
 }
 
 /// An error and every cause under it on one line (`outer: inner: root`), for logs and
@@ -208,9 +316,16 @@ mod tests {
     use super::*;
 
     fn lines_of(run: impl FnOnce()) -> Vec<Value> {
+        lines_of_function(None, run)
+    }
+
+    fn lines_of_function(function: Option<&'static str>, run: impl FnOnce()) -> Vec<Value> {
         let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
         let sink = buffer.clone();
-        let layer = JsonLines::new(move || SharedBuffer(sink.clone()));
+        let mut layer = JsonLines::new(move || SharedBuffer(sink.clone()));
+        if let Some(function) = function {
+            layer = layer.for_function(function);
+        }
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, run);
         let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
@@ -261,6 +376,40 @@ mod tests {
         assert_eq!(line["attempt"], 2);
         assert_eq!(line["cold_start"], true);
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn a_cold_start_is_a_metric_line_of_its_function() {
+        let line = cold_start("sender", std::time::Duration::from_millis(42));
+        assert_eq!(line["Function"], "sender");
+        assert_eq!(line["ColdStart"], 1.0);
+        assert_eq!(line["InitDuration"], 42.0);
+        let names: Vec<_> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["ColdStart", "InitDuration"]);
+    }
+
+    #[test]
+    fn a_functions_first_invocation_counts_its_cold_start_once() {
+        let lines = lines_of_function(Some("events"), || {
+            for request in ["req-1", "req-2"] {
+                let span = tracing::info_span!(INVOCATION_SPAN, requestId = request);
+                let _entered = span.enter();
+                tracing::info!("handled");
+            }
+        });
+        let cold_starts: Vec<_> = lines.iter().filter(|l| l["ColdStart"] == 1.0).collect();
+        assert_eq!(cold_starts.len(), 1, "{lines:?}");
+        assert_eq!(cold_starts[0]["Function"], "events");
+        assert_eq!(lines.len(), 3, "the metric line and two log lines");
+        assert_eq!(
+            lines[0], *cold_starts[0],
+            "counted as the invocation begins"
+        );
     }
 
     #[test]

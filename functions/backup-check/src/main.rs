@@ -9,7 +9,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    herald::telemetry::init();
+    herald::telemetry::init_function("backup-check");
+    lambda_runtime::spawn_graceful_shutdown_handler(herald::telemetry::shutdown).await;
     let config = BackupCheckConfig::load(&ProcessEnv)?;
     let clients = herald::aws::Clients::new(herald::aws::from_env().await);
     let deps = herald_backup_check::Deps::from_config(config, &clients, herald::clock::system());

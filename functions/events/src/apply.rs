@@ -9,8 +9,8 @@
 //! number: so it applies to all of them.
 
 use herald::domain::{
-    Channel, InboundText, OptKeyword, ProviderEvent, Receipt, ReceiptOutcome, SuppressOutcome,
-    Suppression,
+    Channel, InboundText, MessageStatus, OptKeyword, ProviderEvent, Receipt, ReceiptOutcome,
+    SuppressOutcome, Suppression,
 };
 use herald::metrics::Record;
 use herald::provider::twilio::TwilioCredentials;
@@ -30,6 +30,10 @@ pub enum Applied {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
     pub applied: usize,
+    /// Of `applied`, the receipts that moved their message to `delivered`, and to
+    /// `undelivered`: the dashboard's outcomes per minute.
+    pub delivered: usize,
+    pub undelivered: usize,
     pub duplicates: usize,
     pub stale: usize,
     pub early: usize,
@@ -43,6 +47,8 @@ pub struct Tally {
 impl std::ops::AddAssign for Tally {
     fn add_assign(&mut self, o: Self) {
         self.applied += o.applied;
+        self.delivered += o.delivered;
+        self.undelivered += o.undelivered;
         self.duplicates += o.duplicates;
         self.stale += o.stale;
         self.early += o.early;
@@ -58,6 +64,8 @@ impl Tally {
     pub fn record(&self, record: Record) -> Record {
         record
             .count("ReceiptsApplied", self.applied)
+            .count("Delivered", self.delivered)
+            .count("Undelivered", self.undelivered)
             .count("ReceiptsDuplicate", self.duplicates)
             .count("ReceiptsStale", self.stale)
             .count("ReceiptsEarly", self.early)
@@ -101,6 +109,11 @@ pub(crate) async fn receipt(deps: &Deps, receipt: &Receipt) -> Result<Applied, S
         ReceiptOutcome::Applied { from, recipient } => {
             tracing::info!(message_id = %receipt.message, %from, to = %receipt.status, "receipt applied");
             tally.applied = 1;
+            match receipt.status {
+                MessageStatus::Delivered => tally.delivered = 1,
+                MessageStatus::Undelivered => tally.undelivered = 1,
+                _ => {}
+            }
             Some(recipient)
         }
         ReceiptOutcome::Stale { current, recipient } => {

@@ -97,7 +97,12 @@ async fn process(deps: &Deps, record: &SqsMessage) -> (Option<String>, Tally) {
     let span = tracing::info_span!(
         "event",
         sqs_message_id = %id,
-        correlation_id = tracing::field::Empty,
+        // The attribute until the body is read: a body that cannot be read is still
+        // logged under the request that queued it.
+        correlation_id = record
+            .message_attributes
+            .get("correlation_id")
+            .and_then(|a| a.string_value.as_deref()),
         tenant_id = tracing::field::Empty,
     );
     let result = AssertUnwindSafe(run(deps, record).instrument(span.clone()))

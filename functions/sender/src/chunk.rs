@@ -11,7 +11,7 @@ use herald::provider::Provider;
 use herald::queue::ChunkEnvelope;
 use herald::store::{StoreError, Unsent};
 use herald::telemetry::error_chain;
-use herald::{Address, BatchId, MessageId, TenantId};
+use herald::{Address, BatchId, CorrelationId, MessageId, TenantId};
 use tokio::time::Instant;
 
 use crate::Deps;
@@ -24,6 +24,8 @@ use crate::retry::ProviderStats;
 pub(crate) struct ChunkRun<'a> {
     pub deps: &'a Deps,
     pub tenant: &'a TenantId,
+    /// The request that sent the batch: its receipts carry it back.
+    pub correlation: &'a CorrelationId,
     pub chunk: &'a Chunk,
     /// The adapter for this chunk's channel and tenant.
     pub provider: &'a dyn Provider,
@@ -84,6 +86,7 @@ pub(crate) async fn run(
     let run = ChunkRun {
         deps,
         tenant,
+        correlation: &envelope.correlation_id,
         chunk: &chunk,
         provider,
         sms_sender: profile.as_ref().and_then(|p| p.sms_sender.as_ref()),

@@ -160,7 +160,7 @@ fn outbound(
                 .config
                 .webhooks_base_url
                 .as_deref()
-                .map(|base| twilio::status_callback(base, run.tenant, id)),
+                .map(|base| twilio::status_callback(base, run.tenant, id, run.correlation)),
         })),
         (Address::Email(to), Some(subject)) => Ok(Outbound::Email(OutboundEmail {
             message_id: id,

@@ -55,7 +55,12 @@ pub(crate) async fn process(deps: &Deps, record: &SqsMessage, deadline: Instant)
         tenant_id = tracing::field::Empty,
         batch_id = tracing::field::Empty,
         chunk = tracing::field::Empty,
-        correlation_id = tracing::field::Empty,
+        // The attribute until the body is read: a body that cannot be read is still
+        // logged under the request that queued it.
+        correlation_id = record
+            .message_attributes
+            .get("correlation_id")
+            .and_then(|a| a.string_value.as_deref()),
     );
     let result = AssertUnwindSafe(run(deps, record, deadline).instrument(span.clone()))
         .catch_unwind()

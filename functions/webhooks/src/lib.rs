@@ -152,7 +152,7 @@ async fn twilio_event(
             );
         }
     };
-    let correlation = CorrelationId::new();
+    let correlation = sending_request(&uri);
     let span =
         tracing::info_span!("webhook", source = "twilio", ?kind, correlation_id = %correlation);
     let _entered = span.enter();
@@ -167,6 +167,19 @@ async fn twilio_event(
     )
     .await;
     answer(&app, "twilio", result)
+}
+
+/// The correlation id of the request that sent the message a status callback is about
+/// (its URL carries it, see `twilio::status_callback`), so the receipt's lines join the
+/// request's; a fresh one for an inbound text or a callback without a valid one. The
+/// signature is checked later: an id from an unsigned request is only ever logged.
+fn sending_request(uri: &axum::http::Uri) -> CorrelationId {
+    let query = twilio::parse_form(uri.query().unwrap_or_default().as_bytes()).unwrap_or_default();
+    let supplied = query
+        .iter()
+        .find(|(name, _)| name == twilio::CORRELATION_PARAMETER)
+        .map(|(_, value)| value.as_str());
+    CorrelationId::from_header(supplied)
 }
 
 /// `POST /webhooks/ses`: SNS's messages for SES's events (`ses::receive`).

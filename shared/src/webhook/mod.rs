@@ -130,6 +130,18 @@ impl EventsQueue {
             .queue_url(&self.url)
             .message_body(body)
             .message_attributes("correlation_id", correlation)
+            .set_message_system_attributes(
+                crate::queue::invocation_trace()
+                    .map(|trace| crate::queue::trace_attribute(&trace))
+                    .transpose()?
+                    .map(|value| {
+                        [(
+                            aws_sdk_sqs::types::MessageSystemAttributeNameForSends::AwsTraceHeader,
+                            value,
+                        )]
+                        .into()
+                    }),
+            )
             .send()
             .await
             .map_err(|e| QueueError::Sqs(e.into()))?;

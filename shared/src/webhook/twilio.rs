@@ -19,7 +19,7 @@ use crate::clock::Timestamp;
 use crate::domain::{
     EventSource, InboundText, MessageStatus, OptKeyword, ProviderEvent, Receipt, SuppressionReason,
 };
-use crate::ids::{MessageId, TenantId};
+use crate::ids::{CorrelationId, MessageId, TenantId};
 use crate::phone::PhoneNumber;
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
@@ -29,13 +29,23 @@ pub const INBOUND_PATH: &str = "/webhooks/twilio/inbound";
 
 /// The callback URL the sender gives Twilio for one message: the status path with the
 /// tenant and message id, which Twilio calls back exactly (so the signature covers
-/// them, and a receipt names its message without a lookup).
-pub fn status_callback(public_base: &str, tenant: &TenantId, message: MessageId) -> String {
+/// them, and a receipt names its message without a lookup), and the correlation id of
+/// the request that sent it, so the receipt's log lines carry the request's id.
+/// (A correlation id is URL-safe by its own rule: letters, digits, `-_.:`.)
+pub fn status_callback(
+    public_base: &str,
+    tenant: &TenantId,
+    message: MessageId,
+    correlation: &CorrelationId,
+) -> String {
     format!(
-        "{}{STATUS_PATH}?tenant={tenant}&message={message}",
+        "{}{STATUS_PATH}?tenant={tenant}&message={message}&{CORRELATION_PARAMETER}={correlation}",
         public_base.trim_end_matches('/')
     )
 }
+
+/// The status callback's query parameter naming the sending request's correlation id.
+pub const CORRELATION_PARAMETER: &str = "correlation_id";
 
 /// Twilio's signature of a POST to `url` with `params`.
 pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {

@@ -17,7 +17,7 @@ use clap::Parser;
 use herald::domain::{Channel, Chunk, Content};
 use herald::store::Store;
 use herald::webhook::twilio;
-use herald::{Address, BatchId, MessageId, PhoneNumber, TenantId};
+use herald::{Address, BatchId, CorrelationId, MessageId, PhoneNumber, TenantId};
 use herald_local::requests::RequestCounter;
 use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex};
 use tokio::time::Instant;
@@ -96,7 +96,12 @@ async fn run(args: &Args, cloud: &LocalCloud, counter: &RequestCounter) -> Resul
                 return Ok::<(), anyhow::Error>(());
             }
             let message = MessageId::new(batch, index);
-            let url = twilio::status_callback(&cloud.webhooks_base_url, &tenant, message);
+            let url = twilio::status_callback(
+                &cloud.webhooks_base_url,
+                &tenant,
+                message,
+                &CorrelationId::new(),
+            );
             let form: Vec<(String, String)> = [
                 ("AccountSid", cloud.credentials.account_sid.as_str()),
                 ("MessageSid", &format!("SM{index}")),
