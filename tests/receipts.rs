@@ -5,22 +5,12 @@
 
 use herald_tests::herald_local::CloudOptions;
 use herald_tests::herald_local::sandbox::{Faults, UNDELIVERED_NUMBER};
-use herald_tests::{TestCloud, eventually, number, quick_redelivery};
-use serde_json::Value;
+use herald_tests::{TestCloud, eventually, history_statuses, number, quick_redelivery};
 
 /// Receipts on, redelivery (and the events' retry of an early receipt) in 5 seconds.
 fn receipts(options: &mut CloudOptions) {
     options.receipts = true;
     quick_redelivery(options, 5);
-}
-
-fn statuses(message: &Value) -> Vec<String> {
-    message["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .map(|h| h["status"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[tokio::test]
@@ -30,7 +20,7 @@ async fn a_text_moves_on_to_delivered_by_its_receipt_once() {
     let id = test.send_sms(&token, &number(1), "hello").await;
     let message = test.wait_for_status(&token, &id, "delivered").await;
     assert_eq!(
-        statuses(&message),
+        history_statuses(&message),
         ["accepted", "sending", "sent", "delivered"]
     );
     assert_eq!(message["provider_ref"], test.ledger()[0].sid.as_str());
@@ -72,7 +62,7 @@ async fn the_undelivered_magic_number_ends_undelivered_with_the_carriers_code() 
     assert_eq!(message["error"]["code"], "30006", "{message}");
     assert!(message["error"]["reason"].is_string(), "{message}");
     assert_eq!(
-        statuses(&message).last().map(String::as_str),
+        history_statuses(&message).last().map(String::as_str),
         Some("undelivered")
     );
 }
@@ -106,7 +96,7 @@ async fn duplicated_and_reordered_callbacks_change_a_message_once() {
     .await;
     let message = test.get(&format!("/v1/messages/{id}"), &token).await.body;
     assert_eq!(
-        statuses(&message),
+        history_statuses(&message),
         ["accepted", "sending", "sent", "delivered"]
     );
     assert_eq!(metrics.total("events", "ReceiptsApplied"), 1.0);
@@ -129,7 +119,7 @@ async fn an_unknown_message_is_resolved_by_receipts_that_came_before_it_was_sett
     let token = test.token("acme", "sender").await;
     let id = test.send_sms(&token, &number(3), "hello").await;
     let message = test.wait_for_status(&token, &id, "delivered").await;
-    let history = statuses(&message);
+    let history = history_statuses(&message);
     assert!(history.contains(&"unknown".to_owned()), "{history:?}");
     assert_eq!(history.iter().filter(|s| *s == "delivered").count(), 1);
     assert_eq!(

@@ -57,6 +57,16 @@ moto answers GetSecretValue without a version or stage from the secret's
 AWSCURRENT; AWS answers with the version AWSCURRENT is on, which is what a rotation
 relies on (every reader switches when the label moves). The default follows the label.
 
+moto confirms SNS HTTP(S) subscriptions at once; `sns_subscriptions.py` (beside this
+file) leaves them pending and posts the signed `SubscriptionConfirmation` as SNS does,
+delivering nothing until the `SubscribeURL` is visited.
+
+SNS's SMS delivery status logs (issue 12): moto's SNS takes a text and logs nothing.
+`sms_logs.py` (beside this file) writes each text's delivery status record to the
+account's `sns/{region}/{account}/DirectPublishToPhoneNumber` log groups when the SMS
+attributes name a `DeliveryStatusIAMRole`, as SNS does (failures always, successes by
+the sampling rate), and can hold back a publish's answer after the text was taken.
+
 X-Ray's trace header travels with SQS messages (issue 16): a message sent with the
 `AWSTraceHeader` system attribute, or in a request carrying the `X-Amzn-Trace-Id` HTTP
 header (which SQS applies to every message of a SendMessage or SendMessageBatch, the
@@ -109,6 +119,8 @@ from werkzeug.wrappers import Request, Response
 import late_answers
 import pitr
 import ses_events
+import sms_logs
+import sns_subscriptions
 
 _dynamodb = threading.Lock()
 
@@ -507,21 +519,20 @@ def main() -> None:
     _date_user_pool_clients()
     _email_invitations()
     ses_events.install(f"http://{args.host}:{args.port}")
+    sms_logs.install()
+    sns_subscriptions.install()
     _default_follows_awscurrent()
     _trace_headers_reach_messages()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
+    app = _serve_token_endpoint(late_answers.serve(_serialise_dynamodb(app)))
+    app = ses_events.serve(_serve_invitations(_serve_ses_sent(app)))
+    app = sns_subscriptions.serve(sms_logs.serve(app))
     run_simple(
         args.host,
         args.port,
-        ses_events.serve(
-            _serve_invitations(
-                _serve_ses_sent(
-                    _serve_token_endpoint(late_answers.serve(_serialise_dynamodb(app)))
-                )
-            )
-        ),
+        app,
         threaded=True,
         request_handler=MotoRequestHandler,
     )

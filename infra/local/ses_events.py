@@ -77,7 +77,12 @@ def sign(message):
     return signed
 
 
-def _timestamp():
+def base_url():
+    """The emulator's own URL: SNS's endpoint, locally."""
+    return _base
+
+
+def timestamp():
     now = datetime.datetime.now(datetime.timezone.utc)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
@@ -94,7 +99,7 @@ def _post_data(self, message, message_id, subject, message_attributes=None):
         "MessageId": message_id,
         "TopicArn": topic.arn,
         "Message": message,
-        "Timestamp": _timestamp(),
+        "Timestamp": timestamp(),
         "SignatureVersion": version,
         "UnsubscribeURL": f"{_base}/?Action=Unsubscribe&SubscriptionArn={self.arn}",
     }
@@ -120,7 +125,7 @@ def _events(recipient):
     delivery = (
         "Delivery",
         {
-            "timestamp": _timestamp(),
+            "timestamp": timestamp(),
             "processingTimeMillis": 210,
             "recipients": [recipient],
             "smtpResponse": "250 2.6.0 Message received",
@@ -130,7 +135,7 @@ def _events(recipient):
     if local == "complaint" + SIMULATOR_DOMAIN:
         complaint = {
             "complainedRecipients": [{"emailAddress": recipient}],
-            "timestamp": _timestamp(),
+            "timestamp": timestamp(),
             "feedbackId": str(uuid.uuid4()),
             "complaintFeedbackType": "abuse",
         }
@@ -150,7 +155,7 @@ def _bounce(recipient, sub_type):
                 "diagnosticCode": "smtp; 550 5.1.1 user unknown",
             }
         ],
-        "timestamp": _timestamp(),
+        "timestamp": timestamp(),
         "feedbackId": str(uuid.uuid4()),
         "reportingMTA": "dsn; a8-70.smtp-out.amazonses.com",
     }
@@ -163,7 +168,7 @@ def _publish_events(account, region, topic_arn, params, message_id):
     destination = params.get("Destination", {})
     recipients = [a for kind in ("ToAddresses", "CcAddresses", "BccAddresses") for a in destination.get(kind, [])]
     mail = {
-        "timestamp": _timestamp(),
+        "timestamp": timestamp(),
         "source": params.get("FromEmailAddress"),
         "sendingAccountId": account,
         "messageId": message_id,

@@ -328,6 +328,9 @@ pub struct EventsConfig {
     pub dead_letter_queue_url: String,
     /// The platform's provider secret: its `from` is the shared sender number.
     pub provider_secret_id: String,
+    /// The events queue: SNS's SMS delivery logs, which CloudWatch Logs hands to the
+    /// function directly, are put on it and applied from there like every event.
+    pub events_queue_url: String,
 }
 
 impl EventsConfig {
@@ -336,6 +339,7 @@ impl EventsConfig {
             table: settings.required("HERALD_TABLE")?,
             dead_letter_queue_url: settings.required("HERALD_EVENTS_DLQ_URL")?,
             provider_secret_id: settings.required("HERALD_PROVIDER_SECRET_ID")?,
+            events_queue_url: settings.required("HERALD_EVENTS_QUEUE_URL")?,
         })
     }
 }

@@ -11,6 +11,7 @@ use crate::address::Address;
 use crate::clock::{Day, Timestamp};
 use crate::domain::ItemKind;
 use crate::ids::{BatchId, MessageId, TenantId};
+use crate::phone::PhoneNumber;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -269,6 +270,34 @@ pub fn provider_event(source: &str, event_id: &str) -> Key {
     }
 }
 
+/// gsi2, the provider reference index: a text SNS took, by SNS's message id (its
+/// delivery status log names nothing else). Sparse: only texts sent through SNS.
+/// Platform-level, as the log is: the entry (`provider_ref_entry`) names the tenant.
+pub fn provider_ref_partition(provider: &str, provider_ref: &str) -> String {
+    format!("REF#{provider}#{provider_ref}")
+}
+
+/// gsi2: the texts through SNS whose send answer was lost (`unknown`, so no reference
+/// was stored), by number, for their delivery logs to find.
+pub fn lost_text_partition(to: &PhoneNumber) -> String {
+    format!("LOST#sns#{to}")
+}
+
+/// gsi2's sort key: when the entry was made (epoch milliseconds, zero-padded, so a
+/// range condition orders them) and the message it is.
+pub fn provider_ref_entry(tenant: &TenantId, message: MessageId, at: Timestamp) -> String {
+    format!("{:015}#{tenant}#{message}", at.epoch_millis())
+}
+
+/// The message a gsi2 entry names and when it was made.
+pub fn parse_provider_ref_entry(entry: &str) -> Option<(TenantId, MessageId, Timestamp)> {
+    let mut parts = entry.splitn(3, '#');
+    let at = parts.next()?.parse().ok()?;
+    let tenant = TenantId::parse(parts.next()?).ok()?;
+    let message = parts.next()?.parse().ok()?;
+    Some((tenant, message, Timestamp::from_epoch_millis(at)))
+}
+
 /// An event Herald could not match to a message, kept for people to look at: a
 /// platform-level partition per UTC day, oldest first.
 pub fn orphan(at: Timestamp, source: &str, event_id: &str) -> Key {
@@ -438,6 +467,25 @@ pub fn tenant_key_prefix(tenant: &TenantId) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_ref_entries_name_their_message_and_sort_by_time() {
+        let t = TenantId::parse("acme").unwrap();
+        let b: BatchId = "01JQ0000000000000000000000".parse().unwrap();
+        let m = MessageId::new(b, 7);
+        let at = Timestamp::from_epoch_millis(1_700_000_000_123);
+        let entry = provider_ref_entry(&t, m, at);
+        assert_eq!(entry, format!("001700000000123#acme#{b}.7"));
+        assert_eq!(parse_provider_ref_entry(&entry), Some((t.clone(), m, at)));
+        let earlier = provider_ref_entry(&t, m, Timestamp::from_epoch_millis(99_999));
+        assert!(earlier < entry);
+        for broken in ["", "x#acme#m", "1#ACME!#m", &format!("1#acme#{b}")] {
+            assert_eq!(parse_provider_ref_entry(broken), None, "{broken}");
+        }
+        let to = PhoneNumber::parse("+12065550100").unwrap();
+        assert_eq!(lost_text_partition(&to), "LOST#sns#+12065550100");
+        assert_eq!(provider_ref_partition("sns", "abc"), "REF#sns#abc");
+    }
 
     #[test]
     fn keys_are_prefixed_with_the_tenant() {

@@ -672,6 +672,16 @@ pub fn quick_redelivery(options: &mut CloudOptions, visibility: u32) {
         .insert("HERALD_PROVIDER_TIMEOUT_MS".into(), "1000".into());
 }
 
+/// The statuses of a message's history (as the API shows it), oldest first.
+pub fn history_statuses(message: &Value) -> Vec<String> {
+    message["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| h["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// A valid US number for test recipient `i` (distinct for every `i` below 8,000).
 /// An attribute value rendered with every map's keys in order, so equal values render
 /// equally (the SDK's maps have no order).

@@ -89,6 +89,7 @@ pub(crate) enum ApplyError {
 pub(crate) async fn event(deps: &Deps, event: ProviderEvent) -> Result<Applied, ApplyError> {
     match event {
         ProviderEvent::Receipt(receipt) => Ok(self::receipt(deps, &receipt).await?),
+        ProviderEvent::Unmatched(receipt) => Ok(crate::unmatched::apply(deps, &receipt).await?),
         ProviderEvent::Inbound(text) => inbound(deps, &text).await.map(Applied::Done),
         ProviderEvent::Ignored { what } => {
             tracing::debug!(%what, "nothing to record");
@@ -100,7 +101,7 @@ pub(crate) async fn event(deps: &Deps, event: ProviderEvent) -> Result<Applied, 
     }
 }
 
-async fn receipt(deps: &Deps, receipt: &Receipt) -> Result<Applied, StoreError> {
+pub(crate) async fn receipt(deps: &Deps, receipt: &Receipt) -> Result<Applied, StoreError> {
     tracing::Span::current().record("tenant_id", receipt.tenant.as_str());
     let outcome = deps.store.apply_receipt(receipt).await?;
     let mut tally = Tally::default();

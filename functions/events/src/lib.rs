@@ -5,7 +5,8 @@
 //! lists of the tenants sending from that number (`apply::inbound`). A record that can
 //! never be read is parked in the events DLQ at once; a receipt that came before its
 //! message was recorded as sent is handed back to the queue for later; a failure or a
-//! panic fails only its own record.
+//! panic fails only its own record. CloudWatch Logs also invokes it with SNS's SMS
+//! delivery logs, which it puts on its own queue (`logs`).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -20,17 +21,22 @@ use herald::queue::DeadLetterQueue;
 use herald::secrets::SecretsCache;
 use herald::store::Store;
 use herald::telemetry::error_chain;
-use herald::webhook::EventEnvelope;
+use herald::webhook::{EventEnvelope, EventsQueue};
 use tracing::Instrument;
 
 mod apply;
+mod logs;
+mod unmatched;
 
 pub use apply::{Applied, Tally};
+pub use logs::{Invocation, handle_logs, invoke};
 
 pub struct Deps {
     pub config: EventsConfig,
     pub store: Store,
     pub dead_letters: DeadLetterQueue,
+    /// Where SNS's delivery logs go before they are applied (`logs`).
+    pub queue: EventsQueue,
     /// The platform's provider secret: its `from` is the sender number tenants without
     /// their own share.
     pub secrets: Arc<SecretsCache>,
@@ -49,6 +55,7 @@ impl Deps {
         Self {
             store: Store::new(clients.dynamodb(), &config.table),
             dead_letters: DeadLetterQueue::new(clients.sqs(), &config.dead_letter_queue_url),
+            queue: EventsQueue::new(clients.sqs(), &config.events_queue_url),
             secrets: Arc::new(SecretsCache::new(
                 clients.secrets_manager(),
                 Duration::from_secs(300),
@@ -146,8 +153,14 @@ pub(crate) enum RecordError {
 }
 
 async fn run(deps: &Deps, record: &SqsMessage) -> Result<Applied, RecordError> {
-    let envelope = EventEnvelope::parse(record.body.as_deref().unwrap_or_default())
-        .map_err(|e| RecordError::Poison(e.to_string()))?;
+    let body = record.body.as_deref().unwrap_or_default();
+    if let Some(batch) = logs::redriven(body) {
+        return logs::handle_logs(deps, batch)
+            .await
+            .map(|()| Applied::Done(Tally::default()))
+            .map_err(|e| RecordError::Failed(e.to_string()));
+    }
+    let envelope = EventEnvelope::parse(body).map_err(|e| RecordError::Poison(e.to_string()))?;
     tracing::Span::current().record("correlation_id", envelope.correlation_id.as_str());
     let event = envelope
         .event()

@@ -1,7 +1,7 @@
 //! The events function's Lambda entry point: builds its dependencies once per process
-//! and hands each SQS event to `herald_events::handle`.
+//! and hands each invocation (an SQS batch, or a log subscription's) to
+//! `herald_events::invoke`.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use herald::config::{EventsConfig, ProcessEnv};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -13,8 +13,12 @@ async fn main() -> Result<(), Error> {
     let clients = herald::aws::Clients::new(herald::aws::from_env().await);
     let deps = herald_events::Deps::from_config(config, &clients, herald::clock::system());
     let deps = &deps;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(herald_events::handle(deps, event.payload).await)
-    }))
+    // SQS batches from the events queue, and CloudWatch Logs' batches of SNS's SMS
+    // delivery logs (read by their shape).
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            Ok::<_, Error>(herald_events::invoke(deps, event.payload).await?)
+        },
+    ))
     .await
 }

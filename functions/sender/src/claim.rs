@@ -4,7 +4,7 @@
 //! batch's recipient is ended `cancelled` instead.
 
 use herald::domain::{ClaimOutcome, Lease, Recipient, Settlement};
-use herald::provider::{Outbound, OutboundEmail, OutboundSms};
+use herald::provider::{Outbound, OutboundEmail, OutboundSms, lost_text_to};
 use herald::store::{StoreError, Unsent};
 use herald::webhook::twilio;
 use herald::{Address, MessageId, MessageStatus};
@@ -120,6 +120,7 @@ async fn claim(run: &ChunkRun<'_>, id: MessageId, to: &Address) -> Result<Claim,
                 // have sent. Re-sending could text someone twice, so it becomes unknown.
                 let unknown = Settlement::Unknown {
                     reason: "the sender stopped between claiming and recording the outcome".into(),
+                    lost_text_to: lost_text_to(run.provider, to),
                 };
                 Claim::Done(settle(run, id, &token, unknown).await?)
             }

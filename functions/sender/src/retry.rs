@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use herald::domain::Settlement;
-use herald::provider::{Outbound, SendOutcome};
+use herald::provider::{Outbound, SendOutcome, lost_text_to};
 use tokio::time::Instant;
 
 use crate::Deps;
@@ -54,7 +54,16 @@ pub(crate) async fn send(run: &ChunkRun<'_>, message: &Outbound) -> Attempted {
                 return Attempted::Answered(Settlement::Failed { code, reason });
             }
             SendOutcome::Ambiguous { reason } => {
-                return Attempted::Answered(Settlement::Unknown { reason });
+                let lost = match message {
+                    Outbound::Sms(sms) => {
+                        lost_text_to(run.provider, &herald::Address::Phone(sms.to.clone()))
+                    }
+                    Outbound::Email(_) => None,
+                };
+                return Attempted::Answered(Settlement::Unknown {
+                    reason,
+                    lost_text_to: lost,
+                });
             }
             SendOutcome::Transient {
                 reason,

@@ -196,9 +196,14 @@ async fn ses_event(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes)
 fn answer(app: &App, source: &str, result: Result<Response, Refusal>) -> Response {
     match result {
         Ok(answer) => {
+            // A subscription confirmation is taken, but it is no provider event.
+            let metric = match answer.extensions().get::<ses::Confirmation>() {
+                Some(_) => "SubscriptionsConfirmed",
+                None => "WebhooksAccepted",
+            };
             app.metrics.emit(
                 Record::new("webhooks")
-                    .count("WebhooksAccepted", 1)
+                    .count(metric, 1)
                     .property("source", source),
             );
             answer
@@ -306,7 +311,11 @@ async fn receive(
         ));
     }
     Ok(match kind {
-        EventKind::Status | EventKind::Notification => StatusCode::NO_CONTENT.into_response(),
+        // (No HTTP route takes delivery logs: CloudWatch Logs hands them to the events
+        // function.)
+        EventKind::Status | EventKind::Notification | EventKind::DeliveryLog => {
+            StatusCode::NO_CONTENT.into_response()
+        }
         // An empty TwiML answer: Herald sends no reply of its own (Twilio answers STOP
         // and START itself, as carriers require).
         EventKind::Inbound => (

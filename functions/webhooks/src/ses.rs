@@ -157,6 +157,11 @@ async fn notification(
     Ok(StatusCode::OK.into_response())
 }
 
+/// Marks the answer to a subscription confirmation the receiver confirmed (counted as
+/// `SubscriptionsConfirmed`, not as an event taken).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Confirmation;
+
 /// Confirms the subscription to the configured topic by visiting its `SubscribeURL`,
 /// which must be on SNS's host as the certificate is.
 async fn confirm(
@@ -174,7 +179,9 @@ async fn confirm(
     match fetch(&app.certificates.http, url).await {
         Ok(_) => {
             tracing::info!(topic = %message.topic_arn, "subscription confirmed");
-            Ok(StatusCode::OK.into_response())
+            let mut answer = StatusCode::OK.into_response();
+            answer.extensions_mut().insert(Confirmation);
+            Ok(answer)
         }
         Err(e) => {
             tracing::error!(error = %e, "the subscription could not be confirmed");

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 pub mod emulator;
 pub mod gateway;
 pub mod hostile;
+pub mod log_subscription;
 pub mod provision;
 pub mod requests;
 pub mod restores;
@@ -123,6 +124,12 @@ pub struct CloudOptions {
     /// Whether the status webhooks' fan-out reads the table's stream and the deliverer
     /// takes the deliveries queue (issue 15; `up` does, and the tests of webhooks).
     pub outbound: bool,
+    /// Whether SNS logs its texts' delivery status and the template's subscription
+    /// filters hand them to the events function (`log_subscription`). The SMS
+    /// attributes and SNS's log groups belong to the account, which every stack in one
+    /// emulator shares: a stack that follows them also receives other stacks' texts'
+    /// records (kept as orphans, as in an account two deployments shared).
+    pub sms_delivery_logs: bool,
 }
 
 impl CloudOptions {
@@ -141,6 +148,7 @@ impl CloudOptions {
             backup_check_period: None,
             receipts: false,
             outbound: false,
+            sms_delivery_logs: false,
         }
     }
 }
@@ -156,13 +164,14 @@ pub const SNS_LOCAL_CERTIFICATE_PATH: &str = "/_herald/sns/certificate.pem";
 /// The template's SES events path, played locally: the events topic in the emulator's
 /// SNS, the gateway's `/webhooks/ses` subscribed to it over plain HTTP, and the
 /// configuration set's event destination registered with the emulator's SES. The
-/// topic's ARN.
+/// topic's ARN and the subscription's, which stays pending until the receiver confirms
+/// it (`confirmed`).
 async fn ses_events(
     sdk: &herald::aws::SdkConfig,
     emulator: &str,
     stack: &Stack,
     gateway_url: &str,
-) -> Result<String> {
+) -> Result<(String, String)> {
     let sns = aws_sdk_sns::Client::new(sdk);
     let topic = sns
         .create_topic()
@@ -172,13 +181,17 @@ async fn ses_events(
         .context("creating the SES events topic")?
         .topic_arn
         .context("the emulator named no topic")?;
-    sns.subscribe()
+    let subscription = sns
+        .subscribe()
         .topic_arn(&topic)
         .protocol("http")
         .endpoint(format!("{gateway_url}{}", herald::webhook::sns::SES_PATH))
+        .return_subscription_arn(true)
         .send()
         .await
-        .context("subscribing the receiver to the SES events topic")?;
+        .context("subscribing the receiver to the SES events topic")?
+        .subscription_arn
+        .context("the emulator named no subscription")?;
     let answer = reqwest::Client::new()
         .post(format!("{emulator}/_herald/ses/event-destinations"))
         .json(&serde_json::json!({
@@ -193,7 +206,29 @@ async fn ses_events(
         "the emulator refused the SES event destination: {}",
         answer.status()
     );
-    Ok(topic)
+    Ok((topic, subscription))
+}
+
+/// Waits until the receiver has confirmed `subscription` (the emulator's SNS posts the
+/// `SubscriptionConfirmation` and delivers nothing before), as a deploy waits for its
+/// HTTPS subscription.
+async fn confirmed(sdk: &herald::aws::SdkConfig, subscription: &str) -> Result<()> {
+    let sns = aws_sdk_sns::Client::new(sdk);
+    for _ in 0..300 {
+        let attributes = sns
+            .get_subscription_attributes()
+            .subscription_arn(subscription)
+            .send()
+            .await
+            .context("reading the SES events subscription")?
+            .attributes
+            .unwrap_or_default();
+        if attributes.get("PendingConfirmation").map(String::as_str) == Some("false") {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the receiver did not confirm the SES events subscription in 30 s")
 }
 
 /// One running stack and every local piece around it.
@@ -311,12 +346,12 @@ impl LocalCloud {
         .with_metrics(metrics.clone());
         let mut webhooks_env = function_env(&stack, "WebhooksFunction", &options)?;
         webhooks_env.insert("HERALD_WEBHOOKS_BASE_URL".into(), gateway_url.clone());
-        let ses_topic = ses_events(&sdk, emulator, &stack, &gateway_url).await?;
+        let (ses_topic, ses_subscription) =
+            ses_events(&sdk, emulator, &stack, &gateway_url).await?;
         webhooks_env.insert("HERALD_SES_TOPIC_ARN".into(), ses_topic);
-        webhooks_env.insert(
-            "HERALD_SNS_LOCAL_CERT_URL".into(),
-            format!("{emulator}{SNS_LOCAL_CERTIFICATE_PATH}"),
-        );
+        // Locally the emulator is SNS's endpoint: its certificate and the `SubscribeURL`
+        // of its confirmations are both on it.
+        webhooks_env.insert("HERALD_SNS_LOCAL_CERT_URL".into(), format!("{emulator}/"));
         let webhooks_config = WebhooksConfig::load(&webhooks_env)?;
         let webhooks = herald_webhooks::App::new(
             webhooks_config.clone(),
@@ -338,6 +373,7 @@ impl LocalCloud {
             gateway::router(gateway),
             shutdown_rx.clone(),
         ));
+        confirmed(&sdk, &ses_subscription).await?;
 
         let mut sender_env = function_env(&stack, "SenderFunction", &options)?;
         if !options
@@ -433,6 +469,31 @@ impl LocalCloud {
             tasks.push(tokio::spawn(async move {
                 runner::QueueRunner::run(runner, events_pollers, rx).await;
             }));
+        }
+        if options.sms_delivery_logs {
+            let deps = events.clone();
+            let handler: log_subscription::LogsHandler = Arc::new(move |payload| {
+                let deps = deps.clone();
+                async move {
+                    herald_events::invoke(&deps, payload)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
+                .boxed()
+            });
+            log_subscription::enable_sms_delivery_logs(&aws_sdk_sns::Client::new(&sdk), &stack)
+                .await?;
+            let subscription = log_subscription::LogSubscription::new(
+                emulator,
+                log_subscription::subscribed_groups(&stack, "EventsFunction")?,
+                handler,
+                event_source_sqs.clone(),
+                stack.reference("EventsDLQ")?.to_owned(),
+                herald::clock::system().epoch_millis(),
+            );
+            let rx = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move { subscription.run(rx).await }));
         }
 
         let redriver = Arc::new(

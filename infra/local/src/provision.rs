@@ -144,7 +144,9 @@ pub const RESOURCE_TYPES: &[(&str, Local)] = &[
     ),
     (
         "AWS::IAM::Role",
-        Local::NotEmulated("the emulator enforces no IAM; only AWS Backup assumes this role"),
+        Local::NotEmulated(
+            "the emulator enforces no IAM; AWS Backup and SNS (its SMS delivery logs) assume these roles",
+        ),
     ),
     // Credential rotation (issue 20).
     (
@@ -156,7 +158,13 @@ pub const RESOURCE_TYPES: &[(&str, Local)] = &[
     (
         "AWS::Lambda::Permission",
         Local::NotEmulated(
-            "the emulator enforces no IAM; only Secrets Manager invokes the rotator",
+            "the emulator enforces no IAM; Secrets Manager invokes the rotator, CloudWatch Logs the events function",
+        ),
+    ),
+    (
+        "AWS::Logs::SubscriptionFilter",
+        Local::NotEmulated(
+            "played by the local cloud's log subscription (log_subscription.rs) for a stack that asks for SNS's SMS delivery logs",
         ),
     ),
     (

@@ -6,6 +6,7 @@ use crate::address::Address;
 use crate::clock::Timestamp;
 use crate::ids::{BatchId, MessageId};
 use crate::keys::CHUNK_SIZE;
+use crate::phone::PhoneNumber;
 use crate::template::{MissingVariable, Template, Variables};
 
 stored_enum! {
@@ -164,6 +165,10 @@ pub enum Settlement {
     },
     Unknown {
         reason: String,
+        /// A text through SNS whose answer was lost: SNS's message id is unknown, and
+        /// its delivery log names only it and the number, so the message is indexed
+        /// by the number for its log to find (other providers echo Herald's id).
+        lost_text_to: Option<PhoneNumber>,
     },
 }
 

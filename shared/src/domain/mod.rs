@@ -50,7 +50,9 @@ pub use message::{
     Channel, Chunk, ClaimOutcome, Content, HistoryEntry, Lease, MessageView, Recipient, Settlement,
 };
 pub use platform::{JobLease, LeaseTake};
-pub use receipt::{EventSource, InboundText, OptKeyword, ProviderEvent, Receipt, ReceiptOutcome};
+pub use receipt::{
+    EventSource, InboundText, OptKeyword, ProviderEvent, Receipt, ReceiptOutcome, UnmatchedReceipt,
+};
 pub use restore::{
     Canary, CanaryRef, Cursor, Drill, DrillChecks, DrillSchedule, DrillState, Expectations,
     ItemKind, KindCounts, RecoveryJob, RecoveryState, SampledItem, SchemaCheck, Tally,

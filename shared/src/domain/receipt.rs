@@ -22,6 +22,9 @@ stored_enum! {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderEvent {
     Receipt(Receipt),
+    /// A receipt that names only the provider's id of the message (SNS's SMS delivery
+    /// status logs carry nothing of Herald's); the events function finds the message.
+    Unmatched(UnmatchedReceipt),
     Inbound(InboundText),
     /// Something Herald keeps no record of (an intermediate status such as `queued`).
     Ignored {
@@ -49,6 +52,43 @@ pub struct Receipt {
     /// The recipient's address goes on the tenant's suppression list for this reason
     /// (a carrier's "unsubscribed recipient" error; an email's hard bounce or complaint).
     pub suppress: Option<SuppressionReason>,
+}
+
+/// A provider's word on a text, naming only the provider's message id and the number:
+/// the message is found through the provider reference index, or (for a text whose
+/// send answer was lost, `unknown`, so no reference was stored) by its number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmatchedReceipt {
+    pub source: EventSource,
+    /// The provider's identity of this event (SNS: its message id; one record each).
+    pub event_id: String,
+    pub provider_ref: String,
+    pub to: PhoneNumber,
+    /// When the provider took the message (SNS: the publish time).
+    pub accepted_at: Timestamp,
+    pub status: MessageStatus,
+    pub error_code: Option<String>,
+    pub error_reason: Option<String>,
+    pub received_at: Timestamp,
+    pub suppress: Option<SuppressionReason>,
+}
+
+impl UnmatchedReceipt {
+    /// The receipt of the message it was found to be about.
+    pub fn of(&self, tenant: TenantId, message: MessageId) -> Receipt {
+        Receipt {
+            source: self.source,
+            event_id: self.event_id.clone(),
+            tenant,
+            message,
+            provider_ref: self.provider_ref.clone(),
+            status: self.status,
+            error_code: self.error_code.clone(),
+            error_reason: self.error_reason.clone(),
+            received_at: self.received_at,
+            suppress: self.suppress,
+        }
+    }
 }
 
 /// A text a recipient sent to one of Herald's sender numbers.

@@ -95,6 +95,16 @@ pub trait Provider: Send + Sync {
     fn send<'a>(&'a self, message: &'a Outbound) -> BoxFuture<'a, SendOutcome>;
 }
 
+/// The number a text is indexed by when its send answer was lost (it ends `unknown`):
+/// SNS's delivery log of it names only SNS's message id, which Herald never got, and
+/// the number. Other providers echo Herald's own id, so nothing is indexed for them.
+pub fn lost_text_to(provider: &dyn Provider, to: &crate::Address) -> Option<PhoneNumber> {
+    match to {
+        crate::Address::Phone(number) if provider.name() == "sns" => Some(number.clone()),
+        _ => None,
+    }
+}
+
 /// The answer of an adapter handed a message of a channel it does not carry.
 pub fn wrong_channel(provider: &str, message: &Outbound) -> SendOutcome {
     let channel = match message {

@@ -16,6 +16,7 @@ mod listing;
 mod message;
 mod page;
 mod provider_rate;
+mod provider_ref;
 mod receipt;
 mod recovery;
 mod suppression;
@@ -31,6 +32,7 @@ mod stream;
 
 pub use message::Unsent;
 pub use provider_rate::{BlockAsk, BlockTake};
+pub use provider_ref::{IndexedMessage, LOST_TEXT_WINDOW};
 pub use receipt::OrphanEvent;
 pub use recovery::Lease;
 pub use stream::{StreamChange, stream_change};

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use super::message::{forward_only, history_entry};
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
-use crate::domain::{MessageStatus, Receipt, ReceiptDeltas, ReceiptOutcome};
+use crate::domain::{EventSource, MessageStatus, Receipt, ReceiptDeltas, ReceiptOutcome};
 use crate::item::{
     Cancelled, Item, dynamo, get_named, get_s, key_item, n, name, s, time, with_key,
 };
@@ -173,11 +173,31 @@ impl Store {
             true => (errors, ""),
             false => ("", errors),
         };
+        // A text through SNS is found by its reference from now on (an `unknown` one
+        // was found by its number, an entry that must not match another log).
+        let reindex = if receipt.source == EventSource::Sns {
+            request = request
+                .expression_attribute_values(
+                    ":gsi2pk",
+                    s(keys::provider_ref_partition("sns", &receipt.provider_ref)),
+                )
+                .expression_attribute_values(
+                    ":gsi2sk",
+                    s(keys::provider_ref_entry(
+                        &receipt.tenant,
+                        receipt.message,
+                        receipt.received_at,
+                    )),
+                );
+            ", gsi2pk = :gsi2pk, gsi2sk = :gsi2sk"
+        } else {
+            ""
+        };
         let built = request.update_expression(format!(
             "SET #status = :status, updated_at = :now, gsi1sk = :gsi1sk, \
              history = list_append(history, :entry), \
              provider = if_not_exists(provider, :provider), \
-             provider_ref = if_not_exists(provider_ref, :ref){set_errors}{remove_errors}"
+             provider_ref = if_not_exists(provider_ref, :ref){reindex}{set_errors}{remove_errors}"
         ));
         let input = built.as_input();
         Update::builder()

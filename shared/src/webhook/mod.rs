@@ -6,7 +6,8 @@
 //!
 //! A provider is added here by a `source` (its `EventSource`), a parser below, and a
 //! route in the receiver that verifies its requests (Twilio: its form signature; SES:
-//! SNS's message signature, `sns`); the events function applies
+//! SNS's message signature, `sns`; SNS's SMS delivery logs: a CloudWatch Logs
+//! subscription, which IAM authorises, `sns_logs`); the events function applies
 //! `ProviderEvent`s whatever their source.
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use crate::queue::QueueError;
 
 pub mod ses;
 pub mod sns;
+pub mod sns_logs;
 pub mod twilio;
 
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -53,6 +55,9 @@ pub enum EventKind {
     /// An SNS notification (SES: one event record in its `Message`); `form` holds the
     /// notification's signed fields.
     Notification,
+    /// A record of a log group a subscription filter delivered (SNS's SMS delivery
+    /// status logs); `form` holds the record, its group and its log event id.
+    DeliveryLog,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -63,8 +68,6 @@ pub enum EventError {
     Version(u32),
     #[error("the event is not one Herald can read: {0}")]
     Invalid(String),
-    #[error("events from {0} are not read yet")]
-    Unsupported(EventSource),
 }
 
 impl EventEnvelope {
@@ -89,7 +92,9 @@ impl EventEnvelope {
             (EventSource::Ses, EventKind::Notification) => {
                 ses::parse_event(&self.form, self.received_at)
             }
-            (EventSource::Sns, _) => Err(EventError::Unsupported(EventSource::Sns)),
+            (EventSource::Sns, EventKind::DeliveryLog) => {
+                sns_logs::parse_record(&self.form, self.received_at)
+            }
             (source, kind) => Err(EventError::Invalid(format!(
                 "{source} sends no {kind:?} events"
             ))),
