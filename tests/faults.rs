@@ -47,6 +47,12 @@ fn with_redelivery(options: &mut CloudOptions, seconds: u32) {
     options
         .parameters
         .insert("ProviderRatePerSecond".into(), "1000".into());
+    // With the provider's rate out of the way, parallelism alone bounds how many claims
+    // and settles wait on the one emulator at once: 5 instances × 16 (the template's,
+    // sized for AWS) timed its writes out on a busy machine and left messages unknown.
+    options
+        .env_overrides
+        .insert("HERALD_SEND_PARALLELISM".into(), "8".into());
     // A whole stack shares each test's runtime: leave a busy debug build time to
     // answer, so only the injected timeouts come out ambiguous.
     options.env_overrides.insert(

@@ -188,11 +188,12 @@ async fn queues_and_redrive_policies_match_the_template() {
             Some(policy) => {
                 let actual: Value =
                     serde_json::from_str(&attributes[&QueueAttributeName::RedrivePolicy]).unwrap();
-                // Provider events have their own dead letters (redriven to their own queue).
-                let dlq_id = if id == "EventsQueue" {
-                    "EventsDLQ"
-                } else {
-                    "SendDLQ"
+                // Provider events and tenants' webhook deliveries have their own dead
+                // letters (redriven to their own queue).
+                let dlq_id = match id.as_str() {
+                    "EventsQueue" => "EventsDLQ",
+                    "DeliveriesQueue" => "DeliveriesDLQ",
+                    _ => "SendDLQ",
                 };
                 let dlq = &test.cloud.stack.resources[dlq_id].attributes["Arn"];
                 assert_eq!(
