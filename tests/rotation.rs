@@ -295,6 +295,11 @@ async fn a_rotation_while_2000_recipients_are_sent_texts_each_once_and_refuses_n
         options
             .parameters
             .insert("ProviderRatePerSecond".into(), "1000".into());
+        // The provider's rate is out of the way, so parallelism alone bounds the claims
+        // waiting on the one emulator: 8, as in the fault suites (tests/faults.rs).
+        options
+            .env_overrides
+            .insert("HERALD_SEND_PARALLELISM".into(), "8".into());
     })
     .await;
     let sandbox = &test.cloud.sandbox;
