@@ -35,7 +35,7 @@ const SECOND: Duration = Duration::from_secs(1);
 
 /// The production timings (invocations of 30 s, redelivery after 30 s: a chunk of 100
 /// finishes in one invocation even at the emulator's pace), provider answers given up
-/// on after four seconds, and a provider rate the emulator, not the pacer, limits.
+/// on after four seconds, and a provider rate the emulator, not the shared rate, limits.
 fn fast(options: &mut CloudOptions) {
     with_redelivery(options, 30);
 }
