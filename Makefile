@@ -121,7 +121,7 @@ dev: venv ## Start the local cloud (emulator, gateway, queue runners)
 FAULTS_EMULATOR_URL ?= http://127.0.0.1:4567
 SLOW_EMULATOR_URL ?= http://127.0.0.1:4568
 FAULT_SUITES := --test faults
-SLOW_SUITES := --test receipt_faults --test rotation
+SLOW_SUITES := --test receipt_faults --test rotation --test provider_rate
 test: venv venv-contract ## cargo test --workspace and the fault suites against the local cloud, then stop its emulators
 	@export HERALD_VENV="$(CURDIR)/$(VENV)" HERALD_CONTRACT_VENV="$(CURDIR)/$(VENV_CONTRACT)"; \
 	trap 'rc=$$?; cargo run -q -p herald-local -- emulator stop --started-by-tests \

@@ -1,9 +1,10 @@
 //! The provider's rate shared by every sender instance through DynamoDB (issue 14):
 //! blocks of send slots taken with one conditional write each, never overlapping, so
 //! instances together never pass the provider's rate; and a block an instance took and
-//! never used (it crashed) is lost, never handed out again.
+//! never used (it crashed) is lost, never handed out again. A sender number's own rate
+//! holds the same way, and a slow number holds up no other tenant.
 
-use herald::keys::Platform;
+use herald::keys::{self, Platform};
 use herald::store::{BlockAsk, BlockTake};
 use herald_tests::herald_local::sandbox::Faults;
 use herald_tests::{TestCloud, number};
@@ -43,6 +44,87 @@ async fn concurrent_instances_share_the_rate_and_the_provider_never_answers_429(
     assert_eq!(test.cloud.send_invocations_timed_out(), 0);
 }
 
+/// A number paced at 2 texts a second, its tenant's three batches (one chunk each,
+/// so three instances) sent before another tenant's text: the number's rate holds
+/// across the instances (the sandbox refuses nothing), and the text on the platform's
+/// sender waits for one 2-second slice of the number's chunks, not for them: it is
+/// sent before the number has sent one batch's worth (8 s of its texts; 5 in a run).
+/// Without slices it waits until an invocation ends: 17 s, about 34 of its texts.
+#[tokio::test]
+async fn a_senders_own_rate_holds_across_instances_and_holds_up_no_one() {
+    const OWN_NUMBER: &str = "+14155550123";
+    const PER_BATCH: usize = 16;
+    let test = TestCloud::start_with("sender-rate", |o| {
+        o.parameters
+            .insert("ProviderRatePerSecond".into(), RATE.to_string());
+        o.parameters
+            .insert("SenderMaxConcurrency".into(), "3".into());
+        o.env_overrides
+            .insert("HERALD_SENDER_SLICE_SECONDS".into(), "2".into());
+    })
+    .await;
+    test.cloud.sandbox.set_faults(Faults {
+        rate_limit_per_second: f64::from(RATE),
+        sender_rate_limit_per_second: 2.0,
+        ..Faults::default()
+    });
+    let operator = test.token("herald", "operator").await;
+    let created = test
+        .post_json(
+            "/v1/tenants",
+            &operator,
+            &json!({
+                "tenant_id": "slowco",
+                "plan": "enterprise",
+                "sms_sender": OWN_NUMBER,
+                "sms_sender_rate_per_second": 2,
+            })
+            .to_string(),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(created.body["sms_sender_rate_per_second"], 2.0);
+
+    let slow = test.token("slowco", "sender").await;
+    let mut batches = Vec::new();
+    for b in 0..3 {
+        let recipients: Vec<Value> = (0..PER_BATCH)
+            .map(|i| json!({ "to": number(b * 100 + i) }))
+            .collect();
+        batches.push(test.send_batch(&slow, "paced", &recipients).await);
+    }
+    let quick = test.token("acme", "sender").await;
+    let text = test
+        .post_json(
+            "/v1/messages",
+            &quick,
+            &json!({ "to": number(999), "body": "not held up" }).to_string(),
+        )
+        .await;
+    assert_eq!(text.status, 202, "{:?}", text.body);
+    let id = text.body["id"].as_str().unwrap();
+    test.wait_for_status(&quick, id, "sent").await;
+    let from_slow = |ledger: &[herald_tests::herald_local::sandbox::LedgerEntry]| {
+        ledger.iter().filter(|e| e.from == OWN_NUMBER).count()
+    };
+    let slow_sent_by_then = from_slow(&test.ledger());
+    assert!(
+        slow_sent_by_then < PER_BATCH,
+        "the text waited for the slow number's batches ({slow_sent_by_then} sent)"
+    );
+
+    for batch in &batches {
+        let progress = test.wait_for_batch(&slow, batch, "completed").await;
+        assert_eq!(progress["counts"]["sent"], PER_BATCH, "{progress}");
+    }
+    let ledger = test.ledger();
+    assert_eq!(from_slow(&ledger), 3 * PER_BATCH, "every recipient once");
+    assert_eq!(ledger.len(), 3 * PER_BATCH + 1);
+    let injected = test.cloud.sandbox.injected();
+    assert_eq!(injected.sender_rate_limited, 0, "the number's rate held");
+    assert_eq!(injected.rate_limited, 0, "the account's rate held");
+}
+
 #[tokio::test]
 async fn a_block_taken_and_never_used_is_lost_never_handed_out_twice() {
     let test = TestCloud::start_with("provider-rate-blocks", |o| o.run_queues = false).await;
@@ -57,7 +139,7 @@ async fn a_block_taken_and_never_used_is_lost_never_handed_out_twice() {
 
     // Instance A takes 10 slots and crashes; B, knowing nothing, comes after them.
     let a = store
-        .take_rate_block(Platform::operations(), ask(now, 10), None)
+        .take_rate_block(&keys::provider_rate(Platform::operations()), ask(now, 10), None)
         .await
         .unwrap();
     assert_eq!(
@@ -69,7 +151,7 @@ async fn a_block_taken_and_never_used_is_lost_never_handed_out_twice() {
         }
     );
     let b = store
-        .take_rate_block(Platform::operations(), ask(now, 5), None)
+        .take_rate_block(&keys::provider_rate(Platform::operations()), ask(now, 5), None)
         .await
         .unwrap();
     assert_eq!(
@@ -83,7 +165,7 @@ async fn a_block_taken_and_never_used_is_lost_never_handed_out_twice() {
     );
     // Past the horizon: wait until the next slot is within it.
     let c = store
-        .take_rate_block(Platform::operations(), ask(now, 1), Some(now + 600_000))
+        .take_rate_block(&keys::provider_rate(Platform::operations()), ask(now, 1), Some(now + 600_000))
         .await
         .unwrap();
     assert_eq!(
@@ -96,7 +178,7 @@ async fn a_block_taken_and_never_used_is_lost_never_handed_out_twice() {
     // Once time has passed A's block, its slots are simply gone: a new block starts now.
     let later = now + 2_000_000;
     let d = store
-        .take_rate_block(Platform::operations(), ask(later, 1), Some(now + 600_000))
+        .take_rate_block(&keys::provider_rate(Platform::operations()), ask(later, 1), Some(now + 600_000))
         .await
         .unwrap();
     assert_eq!(

@@ -40,6 +40,7 @@ async fn tenant_with_own_number(test: &TestCloud, tenant: &str) {
             sms_provider: Default::default(),
             sms_policy: Default::default(),
             sms_sender: Some(SmsSender::parse(OWN_NUMBER).unwrap()),
+            sms_sender_rate: None,
             created_at: now,
             updated_at: now,
         })

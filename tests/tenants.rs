@@ -230,6 +230,27 @@ async fn operators_run_tenants_and_a_suspended_tenants_work_is_held() {
             json!({ "tenant_id": "newco", "plan": "starter", "first_admin": ["a@example.com", null] }),
             "/first_admin",
         ),
+        // A sender's rate: 0, negative, absurd, a string, or without a sender of its own.
+        (
+            json!({ "tenant_id": "newco", "plan": "starter", "sms_sender": "+14155550123", "sms_sender_rate_per_second": 0 }),
+            "/sms_sender_rate_per_second",
+        ),
+        (
+            json!({ "tenant_id": "newco", "plan": "starter", "sms_sender": "+14155550123", "sms_sender_rate_per_second": -1 }),
+            "/sms_sender_rate_per_second",
+        ),
+        (
+            json!({ "tenant_id": "newco", "plan": "starter", "sms_sender": "+14155550123", "sms_sender_rate_per_second": 1e300 }),
+            "/sms_sender_rate_per_second",
+        ),
+        (
+            json!({ "tenant_id": "newco", "plan": "starter", "sms_sender": "+14155550123", "sms_sender_rate_per_second": "5" }),
+            "/sms_sender_rate_per_second",
+        ),
+        (
+            json!({ "tenant_id": "newco", "plan": "starter", "sms_sender_rate_per_second": 5 }),
+            "/sms_sender_rate_per_second",
+        ),
     ] {
         let answer = test
             .post_json("/v1/tenants", &operator, &body.to_string())
@@ -237,9 +258,12 @@ async fn operators_run_tenants_and_a_suspended_tenants_work_is_held() {
         assert_eq!(answer.status, 400, "{body}");
         assert_eq!(answer.body["errors"][0]["field"], field);
     }
+    let refused = test.get("/v1/tenants/newco", &operator).await;
+    assert_eq!(refused.status, 404, "a refused create writes nothing");
     let created = test.post_json("/v1/tenants", &operator, &create).await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     assert_eq!(created.body["limits"]["sends_per_day"], 10_000);
+    assert_eq!(created.body["sms_sender_rate_per_second"], Value::Null, "no sender of its own");
     assert_eq!(created.body["sms_provider"], "twilio", "the default");
     assert_eq!(
         test.post_json("/v1/tenants", &operator, &create)

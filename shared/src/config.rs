@@ -173,6 +173,9 @@ pub struct SenderConfig {
     /// (`docs/concurrency.md`, "The shared rate"): what a newcomer waits behind blocks
     /// taken before it, at most, and how far a send may follow its sender slot.
     pub rate_horizon: Duration,
+    /// How long a chunk paced by its sender number's own rate claims before it yields
+    /// its instance and goes on at the back of the queue (`docs/concurrency.md`).
+    pub sender_slice: Duration,
     /// Provider attempts per recipient within one invocation before the chunk is
     /// handed back to SQS for a later retry.
     pub max_attempts: u32,
@@ -210,6 +213,7 @@ impl SenderConfig {
             provider_rate_per_second: settings.number("HERALD_PROVIDER_RATE_PER_SECOND", 50.0)?,
             max_instances: settings.number("HERALD_SENDER_MAX_CONCURRENCY", 5)?,
             rate_horizon: Duration::from_millis(settings.number("HERALD_RATE_HORIZON_MS", 1_000)?),
+            sender_slice: Duration::from_secs(settings.number("HERALD_SENDER_SLICE_SECONDS", 10)?),
             max_attempts: settings.number("HERALD_SEND_MAX_ATTEMPTS", 4)?,
             lease: Duration::from_secs(settings.number("HERALD_LEASE_SECONDS", 60)?),
             provider_timeout: Duration::from_millis(
@@ -232,6 +236,12 @@ impl SenderConfig {
         if config.provider_rate_per_second.is_nan() || config.provider_rate_per_second <= 0.0 {
             return Err(ConfigError::Invalid {
                 key: "HERALD_PROVIDER_RATE_PER_SECOND",
+                reason: "must be a positive number".into(),
+            });
+        }
+        if config.sender_slice.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "HERALD_SENDER_SLICE_SECONDS",
                 reason: "must be a positive number".into(),
             });
         }

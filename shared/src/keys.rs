@@ -390,6 +390,15 @@ pub fn provider_rate(_: Platform) -> Key {
     }
 }
 
+/// One sender number's rate (issue 14), shared by every sender instance and every
+/// tenant texting from it: carriers pace the number, whoever's texts they are.
+pub fn sender_rate(_: Platform, sender: &crate::domain::SmsSender) -> Key {
+    Key {
+        pk: format!("PLATFORM#SENDER_RATE#{sender}"),
+        sk: "RATE".into(),
+    }
+}
+
 /// Which drill runs now, and when the last one started and succeeded.
 pub fn drill_state(_: Platform) -> Key {
     Key {

@@ -13,7 +13,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use herald::domain::{
-    Country, Limits, Plan, SmsProviderKind, SmsSender, TenantProfile, TenantRole, TenantStatus,
+    Country, Limits, Plan, SenderRate, SmsProviderKind, SmsSender, TenantProfile, TenantRole,
+    TenantStatus,
     TenantUser, one_of,
 };
 use herald::{TenantId, Timestamp};
@@ -58,6 +59,13 @@ pub(crate) struct CreateTenant {
     #[serde(default)]
     #[schema(value_type = Option<SmsSender>)]
     sms_sender: Option<String>,
+    /// Texts per second its sender may send (0.1 to 1000), across every instance;
+    /// only with `sms_sender`. Absent: what carriers allow its kind of number: a long
+    /// code 1, a toll-free number 3, a short code 100, a messaging service no limit of
+    /// its own (the provider paces its pool).
+    #[serde(default)]
+    #[schema(minimum = 0.1, maximum = 1000)]
+    sms_sender_rate_per_second: Option<f64>,
     /// The tenant's first admin, invited with the tenant: Cognito emails them a
     /// temporary password.
     #[serde(default, deserialize_with = "object::optional")]
@@ -107,6 +115,10 @@ pub(crate) struct TenantBody {
     /// Its own SMS sender; `null`: the platform's shared one.
     #[schema(value_type = Option<String>)]
     sms_sender: Option<SmsSender>,
+    /// Texts per second its own sender sends at most, as set or by the kind of number;
+    /// `null`: no limit besides the provider account's (the platform's sender, or a
+    /// messaging service).
+    sms_sender_rate_per_second: Option<f64>,
     #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
@@ -134,6 +146,7 @@ impl TenantBody {
             },
             sms_provider: p.sms_provider,
             sms_policy: SmsPolicyBody::new(&p.sms_policy, default_countries),
+            sms_sender_rate_per_second: p.sender_rate().map(|(_, rate)| rate.per_second()),
             sms_sender: p.sms_sender,
             created_at: p.created_at,
             updated_at: p.updated_at,
@@ -212,6 +225,11 @@ pub async fn create(
         .inspect_err(|e| errors.add("/sms_sender", e.to_string()))
         .ok()
         .flatten();
+    let sms_sender_rate = sender_rate(
+        request.sms_sender_rate_per_second,
+        request.sms_sender.is_some(),
+        &mut errors,
+    );
     let first_admin = request.first_admin.map(|admin| {
         let email = users::person(
             "/first_admin",
@@ -244,6 +262,9 @@ pub async fn create(
     if request.sms_policy.is_some() {
         canonical["sms_policy"] = sms_policy::canonical(&sms_policy);
     }
+    if let Some(rate) = sms_sender_rate {
+        canonical["sms_sender_rate_per_second"] = rate.per_second().into();
+    }
     if let Some((email, name)) = &first_admin {
         canonical["first_admin"] = serde_json::json!({ "email": email, "name": name });
     }
@@ -258,6 +279,7 @@ pub async fn create(
             sms_provider,
             sms_policy,
             sms_sender,
+            sms_sender_rate,
             created_at: now,
             updated_at: now,
         };
@@ -285,6 +307,23 @@ pub async fn create(
         ))
     })
     .await
+}
+
+/// The sender rate a request sets: only for a sender of its own, and in range.
+fn sender_rate(
+    requested: Option<f64>,
+    has_sender: bool,
+    errors: &mut FieldErrors,
+) -> Option<SenderRate> {
+    let field = "/sms_sender_rate_per_second";
+    let rate = requested?;
+    if !has_sender {
+        errors.add(field, "needs an sms_sender: the platform's sender has no rate of a tenant's");
+        return None;
+    }
+    SenderRate::new(rate)
+        .inspect_err(|e| errors.add(field, e.to_string()))
+        .ok()
 }
 
 /// Creates `profile` with its first admin: Cognito's user first (the tenant is checked

@@ -1,10 +1,18 @@
 //! One chunk's run: load the chunk, its tenant and its batch; send (or cancel) every
 //! recipient with bounded parallelism; count the chunk into its batch once every
 //! recipient is final; and queue the batch's next chunk (its window, issue 14).
+//!
+//! A chunk whose texts go out from a number with its own rate (a long code's one a
+//! second) runs in slices: it claims for a slice (10 s by default), then goes to the back of the
+//! queue to go on, so a slow number never holds an instance other tenants' chunks are
+//! waiting for (`docs/concurrency.md`, "A sender's own rate").
+
+use std::sync::Arc;
 
 use futures::{StreamExt, stream};
 use herald::domain::{
-    BatchStatus, Chunk, ChunkCounts, Counted, Recipient, SmsSender, TenantStatus,
+    BatchStatus, Channel, Chunk, ChunkCounts, Counted, Recipient, SenderRate, SmsSender,
+    TenantStatus,
 };
 use herald::metrics::{Record, Unit};
 use herald::provider::Provider;
@@ -14,10 +22,11 @@ use herald::telemetry::error_chain;
 use herald::{Address, BatchId, CorrelationId, MessageId, TenantId};
 use tokio::time::Instant;
 
-use crate::Deps;
 use crate::claim::{self, Done};
 use crate::record::RecordError;
-use crate::retry::ProviderStats;
+use crate::retry::{ProviderStats, SETTLE_MARGIN};
+use crate::{Deps, SharedRate};
+
 
 /// What every recipient of one chunk shares while the chunk runs: the one value the
 /// claim and the retry loop are handed.
@@ -31,7 +40,10 @@ pub(crate) struct ChunkRun<'a> {
     pub provider: &'a dyn Provider,
     /// The tenant's own SMS sender, when it has one.
     pub sms_sender: Option<&'a SmsSender>,
-    /// The invocation's end: no claim is made that could not be settled before it.
+    /// That sender's own rate, when it has one: each text waits for its slot first.
+    pub sender_rate: Option<Arc<SharedRate>>,
+    /// The invocation's end, or the slice's: no claim is made that could not be
+    /// settled before it.
     pub deadline: Instant,
     pub stats: ProviderStats,
 }
@@ -83,6 +95,13 @@ pub(crate) async fn run(
         let addresses: Vec<&Address> = chunk.recipients.iter().map(|r| &r.to).collect();
         deps.store.suppressed_among(tenant, &addresses).await?
     };
+    let paced = match (&profile, chunk.channel) {
+        (Some(profile), Channel::Sms) => profile.sender_rate(),
+        _ => None,
+    };
+    let slice_end =
+        Instant::now() + deps.config.sender_slice + deps.config.provider_timeout + SETTLE_MARGIN;
+    let sliced = paced.is_some() && slice_end < deadline;
     let run = ChunkRun {
         deps,
         tenant,
@@ -90,7 +109,8 @@ pub(crate) async fn run(
         chunk: &chunk,
         provider,
         sms_sender: profile.as_ref().and_then(|p| p.sms_sender.as_ref()),
-        deadline,
+        sender_rate: paced.map(|(sender, rate)| deps.sender_rate(sender, rate)),
+        deadline: if sliced { slice_end } else { deadline },
         stats: ProviderStats::default(),
     };
     // Owned pairs: a stream over borrowed ones trips the compiler's `Send` analysis.
@@ -116,14 +136,46 @@ pub(crate) async fn run(
                 None => claim::send_one(run, id, &recipient).await,
             }
         })
-        .buffer_unordered(deps.config.parallelism)
+        .buffer_unordered(parallelism(deps, paced.map(|(_, rate)| rate)))
         .collect()
         .await;
-    match count(run, batch, outcomes).await? {
-        Counted::Now { link: Some(next) } => link(deps, envelope, next).await,
-        Counted::Now { link: None } | Counted::Before => {}
+    match count(run, batch, outcomes).await {
+        Ok(Counted::Now { link: Some(next) }) => link(deps, envelope, next).await,
+        Ok(Counted::Now { link: None } | Counted::Before) => {}
+        Err(RecordError::Unfinished(left)) if sliced => return go_on(deps, envelope, left).await,
+        Err(e) => return Err(e),
     }
     Ok(())
+}
+
+/// Calls in flight for one chunk: a number with its own rate needs about one a second
+/// per text a second it allows (its slot, then the provider's answer); more would
+/// only hold claims waiting for its slots.
+fn parallelism(deps: &Deps, sender_rate: Option<SenderRate>) -> usize {
+    let most = deps.config.parallelism;
+    sender_rate.map_or(most, |rate| (rate.per_second().ceil() as usize + 1).min(most))
+}
+
+/// Ends a slice: the chunk goes to the back of the queue to go on from where it is
+/// (its claims make a second copy harmless), and this record is done with. When it
+/// cannot be queued, the record is handed back instead, to come again after the
+/// visibility timeout.
+async fn go_on(deps: &Deps, envelope: &ChunkEnvelope, left: usize) -> Result<(), RecordError> {
+    match deps.queue.enqueue(std::slice::from_ref(envelope)).await {
+        Ok(()) => {
+            tracing::info!(left, "slice ended; the chunk goes on at the back of the queue");
+            deps.metrics.emit(
+                Record::new("sender")
+                    .count("ChunkSlices", 1)
+                    .property("tenant_id", envelope.tenant_id.as_str()),
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %error_chain(&e), "could not queue the chunk's next slice");
+            Err(RecordError::Unfinished(left))
+        }
+    }
 }
 
 /// Queues the batch's next chunk, which this chunk's count made room for in its

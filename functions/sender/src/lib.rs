@@ -9,12 +9,14 @@
 //! loop (backoff within the invocation's time). This file wires them: `Deps`, which
 //! adapter serves a chunk, and `handle`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use herald::clock::SharedClock;
 use herald::config::SenderConfig;
-use herald::domain::Channel;
+use herald::domain::{Channel, SenderRate, SmsSender};
+use herald::keys::{self, Platform};
 use herald::metrics::Metrics;
 use herald::provider::ses::SesProvider;
 use herald::provider::sns::SnsProvider;
@@ -46,6 +48,8 @@ pub struct Deps {
     pub metrics: Metrics,
     /// The provider's rate, shared with every other instance.
     rate: SharedRate,
+    /// Each sender number's own rate, made when a chunk first needs it.
+    sender_rates: Mutex<HashMap<SmsSender, (SenderRate, Arc<SharedRate>)>>,
     in_flight: Semaphore,
 }
 
@@ -99,9 +103,11 @@ impl Deps {
             metrics: Metrics::stdout(clock.clone()),
             rate: SharedRate::new(
                 store.clone(),
+                keys::provider_rate(Platform::operations()),
                 config.provider_rate_per_second,
                 config.rate_horizon,
             ),
+            sender_rates: Mutex::default(),
             in_flight: Semaphore::new(config.parallelism),
             config,
             store,
@@ -109,6 +115,24 @@ impl Deps {
             queue,
             providers,
             clock,
+        }
+    }
+
+    /// The gate of `sender`'s own rate; a new one when the rate changed.
+    fn sender_rate(&self, sender: &SmsSender, rate: SenderRate) -> Arc<SharedRate> {
+        let mut gates = self.sender_rates.lock().unwrap_or_else(|e| e.into_inner());
+        match gates.get(sender) {
+            Some((known, gate)) if *known == rate => gate.clone(),
+            _ => {
+                let gate = Arc::new(SharedRate::new(
+                    self.store.clone(),
+                    keys::sender_rate(Platform::operations(), sender),
+                    rate.per_second(),
+                    self.config.rate_horizon,
+                ));
+                gates.insert(sender.clone(), (rate, gate.clone()));
+                gate
+            }
         }
     }
 

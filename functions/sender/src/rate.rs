@@ -10,12 +10,16 @@
 //! only when its current one is nearly spent (`LEAD` before its end), so the calls
 //! that arrive meanwhile share one write: at the full rate a block holds about as many
 //! slots as the instance has calls in flight (`HERALD_SEND_PARALLELISM`).
+//!
+//! A sender number's own rate (a long code's one text a second) is a second gate of
+//! the same kind over the number's item; a text waits for the number's slot, then the
+//! account's (`retry::send`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use herald::keys::Platform;
+use herald::keys::Key;
 use herald::store::{BlockAsk, BlockTake, Store};
 use herald::telemetry::error_chain;
 use tokio::sync::oneshot;
@@ -37,6 +41,7 @@ pub struct SharedRate {
 
 struct Gate {
     store: Store,
+    key: Key,
     interval_us: u64,
     /// The most slots one write takes: the horizon's worth of the rate.
     max_block: u32,
@@ -58,12 +63,13 @@ struct State {
 }
 
 impl SharedRate {
-    /// `rate` calls per second across every instance; a block starts at most `horizon`
-    /// ahead of now.
-    pub fn new(store: Store, rate: f64, horizon: Duration) -> Self {
+    /// `rate` calls per second across every instance, kept in the item at `key`; a
+    /// block starts at most `horizon` ahead of now.
+    pub fn new(store: Store, key: Key, rate: f64, horizon: Duration) -> Self {
         Self {
             gate: Arc::new(Gate {
                 store,
+                key,
                 interval_us: (1_000_000.0 / rate).round().max(1.0) as u64,
                 max_block: (rate * horizon.as_secs_f64()).ceil().max(1.0) as u32,
                 horizon_us: horizon.as_micros() as u64,
@@ -74,7 +80,7 @@ impl SharedRate {
 
     /// Waits until this call's send slot. An error is the rate item's: no slot, and
     /// the caller must not call the provider.
-    pub async fn wait(&self) -> Result<(), String> {
+    pub async fn wait(&self) -> Result<Slot, String> {
         let (slot, given) = oneshot::channel();
         let start = {
             let mut state = self.gate.state();
@@ -88,7 +94,21 @@ impl SharedRate {
             .await
             .map_err(|_| "the rate gate stopped".to_owned())??;
         tokio::time::sleep(Duration::from_micros(at_us.saturating_sub(now_us()))).await;
-        Ok(())
+        Ok(Slot { at_us })
+    }
+}
+
+/// A call's send slot, once its time has come.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    at_us: u64,
+}
+
+impl Slot {
+    /// Whether the call can no longer go in this slot (it waited for another gate
+    /// since): it is lost, like a slot handed out late.
+    pub fn is_late(self) -> bool {
+        now_us().saturating_sub(self.at_us) > LATE_LIMIT.as_micros() as u64
     }
 }
 
@@ -119,7 +139,7 @@ impl Gate {
             };
             let taken = self
                 .store
-                .take_rate_block(Platform::operations(), ask, known)
+                .take_rate_block(&self.key, ask, known)
                 .await;
             let took = now_us().saturating_sub(asked_at);
             let resume_at_us = match taken {

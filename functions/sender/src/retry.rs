@@ -1,5 +1,5 @@
-//! The provider loop for one claimed message: calls in slots of the shared provider
-//! rate (`rate`), retried with exponential backoff and full jitter while the answer
+//! The provider loop for one claimed message: calls in slots of the sender number's
+//! own rate, when it has one, and of the shared provider rate (`rate`), retried with exponential backoff and full jitter while the answer
 //! proves nothing was taken, as long as a call and its settle still fit before the
 //! invocation's deadline. It ends with an outcome to settle, or with "not sent" for
 //! the claim to be released; it writes nothing itself.
@@ -31,7 +31,16 @@ pub(crate) async fn send(run: &ChunkRun<'_>, message: &Outbound) -> Attempted {
     let deps = run.deps;
     let mut attempt = 0;
     loop {
-        attempt += 1;
+        // The number's slot first: the account's slots are a fiftieth of a second
+        // apart, so waiting for one after leaves the number's slot on time, while the
+        // other way round would keep an account slot waiting up to a second.
+        let sender_slot = match &run.sender_rate {
+            Some(gate) => match gate.wait().await {
+                Ok(slot) => Some(slot),
+                Err(reason) => return Attempted::NotSent { reason },
+            },
+            None => None,
+        };
         if let Err(reason) = deps.rate.wait().await {
             return Attempted::NotSent { reason };
         }
@@ -40,6 +49,12 @@ pub(crate) async fn send(run: &ChunkRun<'_>, message: &Outbound) -> Attempted {
                 reason: "out of invocation time".into(),
             };
         }
+        if sender_slot.is_some_and(|slot| slot.is_late()) {
+            // The account's gate held the text past its number's slot: going now could
+            // bunch it with the number's next one. The slot is lost; take another.
+            continue;
+        }
+        attempt += 1;
         let started = Instant::now();
         let outcome = run.provider.send(message).await;
         run.stats.record_latency(started.elapsed());

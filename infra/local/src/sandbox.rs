@@ -59,6 +59,8 @@ pub struct Sandbox {
     injected: Mutex<Injected>,
     /// The rate limit's state; `None` while there is no limit.
     bucket: Mutex<Option<Bucket>>,
+    /// Each sender's rate limit's state, made at its first message.
+    sender_buckets: Mutex<HashMap<String, Bucket>>,
     callbacks: callbacks::Callbacks,
     callback_log: Mutex<CallbackLog>,
     /// The receiver's base URL inbound texts are posted to.
@@ -76,6 +78,7 @@ impl Sandbox {
             faults: Mutex::new(Faults::default()),
             injected: Mutex::new(Injected::default()),
             bucket: Mutex::new(None),
+            sender_buckets: Mutex::default(),
             callbacks: Default::default(),
             callback_log: Mutex::new(CallbackLog::default()),
             webhooks_base: Mutex::new(None),
@@ -142,7 +145,23 @@ impl Sandbox {
     pub fn set_faults(&self, faults: Faults) {
         *self.bucket.lock().expect("bucket lock") = (faults.rate_limit_per_second > 0.0)
             .then(|| Bucket::full(faults.rate_limit_per_second, Instant::now()));
+        self.sender_buckets.lock().expect("bucket lock").clear();
         *self.faults.lock().expect("faults lock") = faults;
+    }
+
+    /// Whether `from` may send one more message now; if not, how long until it may.
+    fn admit_sender(&self, from: &str) -> Result<(), Duration> {
+        let per_second = self.faults.lock().expect("faults lock").sender_rate_limit_per_second;
+        if per_second <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        self.sender_buckets
+            .lock()
+            .expect("bucket lock")
+            .entry(from.to_owned())
+            .or_insert_with(|| Bucket::for_sender(per_second, now))
+            .take(now)
     }
 
     /// Whether the account may send one more message now; if not, how long until it may.
@@ -245,6 +264,10 @@ async fn create_message(
         );
     }
 
+    if let Err(wait) = sandbox.admit_sender(&from) {
+        sandbox.count(|i| i.sender_rate_limited += 1);
+        return too_many_requests(wait.as_secs_f64().ceil().max(1.0) as u64);
+    }
     if let Err(wait) = sandbox.admit() {
         sandbox.count(|i| i.rate_limited += 1);
         // Whole seconds, as Twilio sends it, rounded up so a caller that waits that

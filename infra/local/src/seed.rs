@@ -58,6 +58,7 @@ pub async fn tenant_with(
             sms_provider: Default::default(),
             sms_policy,
             sms_sender: None,
+            sms_sender_rate: None,
             created_at: now,
             updated_at: now,
         })

@@ -67,16 +67,16 @@ impl Plan {
     }
 }
 
-/// The number (E.164) or messaging service (`MG` and 32 hex digits) a tenant's texts
-/// go out from when it has its own; tenants without one share the platform's. Inbound
-/// texts (STOP, START) find their tenants by it.
+/// The number (E.164), short code (5 or 6 digits) or messaging service (`MG` and 32
+/// hex digits) a tenant's texts go out from when it has its own; tenants without one
+/// share the platform's. Inbound texts (STOP, START) find their tenants by it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SmsSender(String);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "an SMS sender is a phone number in E.164 form or a messaging service id (MG and 32 hex digits)"
+    "an SMS sender is a phone number in E.164 form, a short code (5 or 6 digits) or a messaging service id (MG and 32 hex digits)"
 )]
 pub struct InvalidSmsSender;
 
@@ -86,7 +86,10 @@ impl SmsSender {
         let service = raw.len() == 34
             && raw.starts_with("MG")
             && raw[2..].bytes().all(|b| b.is_ascii_hexdigit());
-        if service {
+        let short_code = (5..=6).contains(&raw.len())
+            && raw.bytes().all(|b| b.is_ascii_digit())
+            && !raw.starts_with('0');
+        if service || short_code {
             return Ok(Self(raw.to_owned()));
         }
         crate::phone::PhoneNumber::parse(raw)
@@ -97,11 +100,82 @@ impl SmsSender {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub fn kind(&self) -> SenderKind {
+        let s = self.0.as_str();
+        if s.starts_with("MG") {
+            return SenderKind::MessagingService;
+        }
+        match crate::phone::PhoneNumber::parse(s) {
+            // Only numbers and short codes parse, and a short code is no E.164 number.
+            Err(_) => SenderKind::ShortCode,
+            Ok(number) if number.kind() == super::NumberType::TollFree => SenderKind::TollFree,
+            Ok(_) => SenderKind::LongCode,
+        }
+    }
+
+    /// The rate its texts go at when the profile sets none: what carriers allow the
+    /// kind of number (`None`: only the provider account's rate, as for a messaging
+    /// service, whose pool of numbers the provider paces itself).
+    pub fn default_rate(&self) -> Option<SenderRate> {
+        let per_second = match self.kind() {
+            SenderKind::LongCode => 1.0,
+            SenderKind::TollFree => 3.0,
+            SenderKind::ShortCode => 100.0,
+            SenderKind::MessagingService => return None,
+        };
+        Some(SenderRate(per_second))
+    }
 }
 
 impl SmsSender {
     /// What a Twilio messaging service id looks like.
     pub const SERVICE_PATTERN: &str = "MG[0-9A-Fa-f]{32}";
+    /// What a short code looks like.
+    pub const SHORT_CODE_PATTERN: &str = "[1-9][0-9]{4,5}";
+}
+
+/// What kind of number a sender is: carriers allow each its own rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderKind {
+    /// An ordinary (10-digit in North America) number: about one text a second.
+    LongCode,
+    /// A toll-free number: about three a second.
+    TollFree,
+    /// A short code: about a hundred a second.
+    ShortCode,
+    /// A provider's pool of numbers (Twilio messaging service).
+    MessagingService,
+}
+
+/// Texts per second one sender may send, across every sender instance (issue 14).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct SenderRate(f64);
+
+// `new` refuses NaN, so equality is total.
+impl Eq for SenderRate {}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("must be a number of texts per second from 0.1 to 1000")]
+pub struct InvalidSenderRate;
+
+impl SenderRate {
+    /// One text every ten seconds: below that a chunk's sends would outlast every
+    /// invocation's slice of it.
+    pub const MIN: f64 = 0.1;
+    /// Ten short codes' worth: above that the figure is a typo, not a number.
+    pub const MAX: f64 = 1000.0;
+
+    pub fn new(per_second: f64) -> Result<Self, InvalidSenderRate> {
+        (Self::MIN..=Self::MAX)
+            .contains(&per_second)
+            .then_some(Self(per_second))
+            .ok_or(InvalidSenderRate)
+    }
+
+    pub fn per_second(self) -> f64 {
+        self.0
+    }
 }
 
 impl utoipa::PartialSchema for SmsSender {
@@ -115,9 +189,14 @@ impl utoipa::PartialSchema for SmsSender {
                     34,
                     Self::SERVICE_PATTERN,
                 )))
+                .item(crate::schema::done(crate::schema::string(
+                    5,
+                    6,
+                    Self::SHORT_CODE_PATTERN,
+                )))
                 .description(Some(
-                    "A sender number in E.164 form, or a Twilio messaging service id (`MG` and \
-                     32 hex digits).",
+                    "A sender number in E.164 form, a short code (5 or 6 digits), or a Twilio \
+                     messaging service id (`MG` and 32 hex digits).",
                 ))
                 .build(),
         ))
@@ -156,8 +235,20 @@ pub struct TenantProfile {
     pub sms_policy: super::SmsPolicy,
     /// Its own SMS sender, set by operators; `None`: the platform's.
     pub sms_sender: Option<SmsSender>,
+    /// Its sender's rate as the operator set it; `None`: the kind's default
+    /// (`SmsSender::default_rate`).
+    pub sms_sender_rate: Option<SenderRate>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+impl TenantProfile {
+    /// The rate its texts go at besides the provider account's: its own sender's, set
+    /// or by default; `None` on the platform's sender or a messaging service.
+    pub fn sender_rate(&self) -> Option<(&SmsSender, SenderRate)> {
+        let sender = self.sms_sender.as_ref()?;
+        Some((sender, self.sms_sender_rate.or_else(|| sender.default_rate())?))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,8 +324,12 @@ mod tests {
         );
         let service = format!("MG{}", "a1".repeat(16));
         assert_eq!(SmsSender::parse(&service).unwrap().as_str(), service);
+        assert_eq!(SmsSender::parse("24273").unwrap().kind(), SenderKind::ShortCode);
         for bad in [
             "",
+            "0427",
+            "1234567",
+            "04273",
             "4155550100",
             "MG123",
             "MGzz",
@@ -242,6 +337,26 @@ mod tests {
         ] {
             assert_eq!(SmsSender::parse(bad), Err(InvalidSmsSender), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_sender_has_its_kinds_rate_unless_the_profile_sets_one() {
+        let rate = |raw: &str| {
+            SmsSender::parse(raw)
+                .unwrap()
+                .default_rate()
+                .map(SenderRate::per_second)
+        };
+        assert_eq!(rate("+14155550100"), Some(1.0));
+        assert_eq!(rate("+18002752273"), Some(3.0));
+        assert_eq!(rate("+447911123456"), Some(1.0));
+        assert_eq!(rate("+448081570000"), Some(3.0), "a UK freephone number");
+        assert_eq!(rate("24273"), Some(100.0));
+        assert_eq!(rate(&format!("MG{}", "a1".repeat(16))), None);
+        for bad in [0.0, -1.0, 0.09, 1000.5, 1e300, f64::NAN, f64::INFINITY] {
+            assert_eq!(SenderRate::new(bad), Err(InvalidSenderRate), "{bad}");
+        }
+        assert_eq!(SenderRate::new(0.5).unwrap().per_second(), 0.5);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The provider account's rate, shared by every sender instance (issue 14): one item
 //! holding `tat`, the time (µs since the epoch) at which the account's next unclaimed
-//! send slot starts, slots being `1 / R` apart. An instance takes a block of slots with
+//! send slot starts, slots being `1 / R` apart. A sender number's own rate is kept the
+//! same way in an item of its own (`keys::sender_rate`). An instance takes a block of slots with
 //! one conditional write (compare-and-set on `tat`), so the slots of all instances never
 //! overlap and the account is never asked for more than R per second, while one instance
 //! alone can take them all. Slots nobody uses are lost, never handed out twice.
@@ -10,7 +11,7 @@ use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 
 use super::{Store, StoreError};
 use crate::item::{dynamo, get_n, is_condition_failure, key_item, n};
-use crate::keys::{self, Platform};
+use crate::keys::Key;
 
 /// What an instance asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,17 +42,17 @@ pub enum BlockTake {
 const ATTEMPTS: usize = 16;
 
 impl Store {
-    /// Takes a block of the provider's send slots. `known_tat` is the item's value as
+    /// Takes a block of send slots from the rate item at `key` (the provider
+    /// account's, `keys::provider_rate`, or a sender number's, `keys::sender_rate`). `known_tat` is the item's value as
     /// this instance last saw it (`None` the first time): the write is conditional on
     /// it, and a failed condition returns the current value to try again with.
-    #[tracing::instrument(skip_all, fields(count = ask.count))]
+    #[tracing::instrument(skip_all, fields(rate = %key.pk, count = ask.count))]
     pub async fn take_rate_block(
         &self,
-        platform: Platform,
+        key: &Key,
         ask: BlockAsk,
         known_tat: Option<u64>,
     ) -> Result<BlockTake, StoreError> {
-        let key = keys::provider_rate(platform);
         let mut known = known_tat;
         for attempt in 0..ATTEMPTS {
             if attempt >= 2 {
@@ -72,7 +73,7 @@ impl Store {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(key_item(&key)))
+                .set_key(Some(key_item(key)))
                 .update_expression("SET tat = :new")
                 .expression_attribute_values(":new", n(new_tat))
                 .return_values_on_condition_check_failure(

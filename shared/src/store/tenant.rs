@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::domain::{
-    Country, Limits, NumberType, SmsPolicy, SmsSender, TenantProfile, TenantStatus,
+    Country, Limits, NumberType, SenderRate, SmsPolicy, SmsSender, TenantProfile, TenantStatus,
 };
 use crate::ids::TenantId;
 use crate::item::{
@@ -227,6 +227,9 @@ pub(super) fn profile_item(profile: &TenantProfile) -> Item {
     if let Some(sender) = &profile.sms_sender {
         item.insert("sms_sender".into(), s(sender.as_str()));
     }
+    if let Some(rate) = profile.sms_sender_rate {
+        item.insert("sms_sender_rate".into(), n(rate.per_second()));
+    }
     item
 }
 
@@ -258,6 +261,14 @@ fn parse_tenant(tenant: &TenantId, item: &Item) -> Result<TenantProfile, StoreEr
         },
         sms_sender: get_s(item, "sms_sender")
             .map(|raw| SmsSender::parse(raw).map_err(|_| corrupt("invalid SMS sender")))
+            .transpose()?,
+        sms_sender_rate: item
+            .contains_key("sms_sender_rate")
+            .then(|| {
+                get_n::<f64>(item, "sms_sender_rate")
+                    .and_then(|rate| SenderRate::new(rate).ok())
+                    .ok_or_else(|| corrupt("invalid SMS sender rate"))
+            })
             .transpose()?,
         created_at: get_time(item, "created_at").ok_or_else(|| corrupt("no creation time"))?,
         updated_at: get_time(item, "updated_at").ok_or_else(|| corrupt("no update time"))?,

@@ -21,6 +21,12 @@ pub struct Faults {
     /// A token bucket holding one second of messages, so a sender at the rate with
     /// some jitter is not refused, and one that bursts above it is.
     pub rate_limit_per_second: f64,
+    /// Messages per second each sender (`From` or messaging service) accepts (0: no
+    /// limit), as carriers pace a number: a bucket per sender holding one second of
+    /// messages and one more, so a sender at the rate whose texts go up to half a
+    /// second late is not refused. Twilio queues what a number cannot take yet; the
+    /// sandbox answers 429 instead, so a test can count each excess.
+    pub sender_rate_limit_per_second: f64,
     pub error_rate: f64,
     /// Status for injected errors (default 500).
     pub error_status: Option<u16>,
@@ -64,6 +70,8 @@ pub struct Injected {
     pub timeouts: usize,
     /// Requests refused with 429 for going over `rate_limit_per_second`.
     pub rate_limited: usize,
+    /// Requests refused with 429 for going over `sender_rate_limit_per_second`.
+    pub sender_rate_limited: usize,
 }
 
 /// The account's token bucket: `capacity` tokens, refilled at `per_second`.
@@ -96,7 +104,15 @@ impl Injected {
 
 impl Bucket {
     pub(super) fn full(per_second: f64, now: Instant) -> Self {
-        let capacity = per_second.max(1.0);
+        Self::holding(per_second, per_second.max(1.0), now)
+    }
+
+    /// A sender's bucket: a second of messages and one more.
+    pub(super) fn for_sender(per_second: f64, now: Instant) -> Self {
+        Self::holding(per_second, per_second + 1.0, now)
+    }
+
+    fn holding(per_second: f64, capacity: f64, now: Instant) -> Self {
         Self {
             per_second,
             capacity,
@@ -138,6 +154,10 @@ impl Faults {
         if !(self.rate_limit_per_second.is_finite() && self.rate_limit_per_second >= 0.0) {
             return Err("rate_limit_per_second must be a number of at least 0");
         }
+        let sender_rate = self.sender_rate_limit_per_second;
+        if !(sender_rate.is_finite() && sender_rate >= 0.0) {
+            return Err("sender_rate_limit_per_second must be a number of at least 0");
+        }
         if self
             .accept_then_error_statuses
             .iter()
@@ -164,6 +184,16 @@ mod tests {
         let later = start + Duration::from_millis(250);
         assert_eq!(bucket.take(later), Ok(()));
         assert!(bucket.take(later).is_err());
+    }
+
+    #[test]
+    fn a_senders_bucket_holds_one_message_more_than_a_second() {
+        let start = Instant::now();
+        let mut bucket = Bucket::for_sender(1.0, start);
+        assert_eq!(bucket.take(start), Ok(()));
+        assert_eq!(bucket.take(start), Ok(()));
+        assert_eq!(bucket.take(start), Err(Duration::from_secs(1)));
+        assert_eq!(bucket.take(start + Duration::from_secs(1)), Ok(()));
     }
 
     #[test]
