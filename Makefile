@@ -152,14 +152,18 @@ openapi: ## Regenerate docs/openapi.json from the api's code (a test fails when 
 # answers there, and otherwise starts one and stops it at the end. It is built with the
 # optimised bench-local profile (the first build takes minutes). Arguments go in
 # BENCH_ARGS, e.g. `make bench BENCH_ARGS="--recipients 2000"` (see --help). The
-# receipt phase (herald-receipts) takes RECEIPTS_ARGS, e.g. "--receipts 2000".
+# receipt phase (herald-receipts) takes RECEIPTS_ARGS, e.g. "--receipts 2000"; the
+# fair-sharing phase (herald-fairness, issue 14's goals 3 and 4) FAIRNESS_ARGS.
 BENCH_ARGS ?=
 RECEIPTS_ARGS ?=
-bench: venv ## Delivery benchmark (emulator ceiling, a 10,000-recipient batch), then receipts (docs/performance.md)
+FAIRNESS_ARGS ?=
+bench: venv ## Delivery benchmark (emulator ceiling, a 10,000-recipient batch), then receipts, then fair sharing (docs/performance.md)
 	HERALD_VENV="$(CURDIR)/$(VENV)" cargo run -q --profile bench-local -p herald-local \
 	  --bin herald-bench -- $(BENCH_ARGS)
 	HERALD_VENV="$(CURDIR)/$(VENV)" cargo run -q --profile bench-local -p herald-local \
 	  --bin herald-receipts -- $(RECEIPTS_ARGS)
+	HERALD_VENV="$(CURDIR)/$(VENV)" cargo run -q --profile bench-local -p herald-local \
+	  --bin herald-fairness -- $(FAIRNESS_ARGS)
 
 # Same build profile and emulator handling as `make bench`. BODIES_ARGS as for
 # BENCH_ARGS, e.g. `make bench-bodies BODIES_ARGS="--repeat 5"`.

@@ -65,7 +65,7 @@ async fn a_senders_own_rate_holds_across_instances_and_holds_up_no_one() {
     .await;
     test.cloud.sandbox.set_faults(Faults {
         rate_limit_per_second: f64::from(RATE),
-        sender_rate_limit_per_second: 2.0,
+        sender_rate_limits: [(OWN_NUMBER.to_owned(), 2.0)].into(),
         ..Faults::default()
     });
     let operator = test.token("herald", "operator").await;

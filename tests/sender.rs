@@ -592,3 +592,44 @@ async fn a_claim_and_a_settle_whose_answers_came_late_are_known_as_the_senders_o
     assert_eq!(test.cloud.metrics.total("sender", "Sent"), 1.0);
     assert_eq!(test.cloud.metrics.total("sender", "Unknown"), 0.0);
 }
+
+/// A pass the deadline cuts short queues its chunk again at once, behind whatever else
+/// is queued, instead of failing the record and leaving the chunk for the visibility
+/// timeout (three minutes): the next pass sends the rest, each recipient once.
+#[tokio::test]
+async fn a_chunk_the_deadline_cuts_short_goes_on_at_once() {
+    let test = TestCloud::start_with("cut-short", |o| {
+        o.run_queues = false;
+        o.parameters
+            .insert("ProviderRatePerSecond".into(), "10".into());
+    })
+    .await;
+    let token = test.token("acme", "sender").await;
+    let recipients: Vec<serde_json::Value> = (0..40)
+        .map(|i| serde_json::json!({ "to": herald_tests::number(i) }))
+        .collect();
+    let batch = test.send_batch(&token, "in two passes", &recipients).await;
+    let event = test.receive_chunks(1).await;
+
+    // Claims stop once a provider call and its settle no longer fit: three seconds
+    // after the start, at 10 a second, fewer than 30 of the 40 are sent.
+    let config = &test.cloud.sender.config;
+    let short = Instant::now()
+        + config.provider_timeout
+        + herald_sender::SETTLE_MARGIN
+        + Duration::from_secs(3);
+    let first = herald_sender::handle(&test.cloud.sender, event, short).await;
+    assert!(first.batch_item_failures.is_empty(), "done with: {first:?}");
+    let sent_first = test.ledger().len();
+    assert!(
+        (1..40).contains(&sent_first),
+        "the deadline cut the pass: {sent_first} sent"
+    );
+
+    let again = test.receive_chunks(1).await;
+    let second = herald_sender::handle(&test.cloud.sender, again, deadline()).await;
+    assert!(second.batch_item_failures.is_empty(), "{second:?}");
+    let progress = test.wait_for_batch(&token, &batch, "completed").await;
+    assert_eq!(progress["counts"]["sent"], 40, "{progress}");
+    assert_eq!(test.ledger().len(), 40, "each recipient once");
+}

@@ -355,3 +355,74 @@ async fn operators_run_tenants_and_a_suspended_tenants_work_is_held() {
     assert_eq!(bad_day.status, 400);
     assert_eq!(bad_day.body["errors"][0]["field"], "day");
 }
+
+#[tokio::test]
+async fn an_operator_sets_a_tenants_sender_and_its_pace_and_bad_ones_change_nothing() {
+    let test = TestCloud::start_with("sms-sender", |o| o.run_queues = false).await;
+    let operator = test.token("herald", "operator").await;
+    let put = |path: &'static str, token: &str, body: Value| {
+        let token = token.to_owned();
+        let test = &test;
+        async move {
+            test.request(
+                "PUT",
+                path,
+                Some(&token),
+                Some("application/json"),
+                Some(body.to_string().into_bytes()),
+            )
+            .await
+        }
+    };
+    let path = "/v1/tenants/acme/sms-sender";
+    let acme_admin = test.token("acme", "admin").await;
+
+    let toll_free = put(path, &operator, json!({ "sms_sender": "+18002752273" })).await;
+    assert_eq!(toll_free.status, 200, "{:?}", toll_free.body);
+    assert_eq!(toll_free.body["sms_sender"], "+18002752273");
+    assert_eq!(toll_free.body["sms_sender_rate_per_second"], 3.0, "a toll-free number's");
+    let set = json!({ "sms_sender": "24273", "sms_sender_rate_per_second": 0.5 });
+    let short_code = put(path, &operator, set).await;
+    assert_eq!(short_code.status, 200, "{:?}", short_code.body);
+    assert_eq!(short_code.body["sms_sender_rate_per_second"], 0.5);
+
+    let refused = put(path, &acme_admin, json!({ "sms_sender": "+14155550100" })).await;
+    assert_eq!(refused.status, 403, "operators only");
+    let unknown = put(
+        "/v1/tenants/nosuch/sms-sender",
+        &operator,
+        json!({ "sms_sender": "+14155550100" }),
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    for (body, field) in [
+        (json!({ "sms_sender": "24273", "sms_sender_rate_per_second": 0 }), "/sms_sender_rate_per_second"),
+        (json!({ "sms_sender": "24273", "sms_sender_rate_per_second": -3 }), "/sms_sender_rate_per_second"),
+        (json!({ "sms_sender": "24273", "sms_sender_rate_per_second": 1e300 }), "/sms_sender_rate_per_second"),
+        (json!({ "sms_sender": "24273", "sms_sender_rate_per_second": 1001 }), "/sms_sender_rate_per_second"),
+        (json!({ "sms_sender_rate_per_second": 2 }), "/sms_sender_rate_per_second"),
+        (json!({ "sms_sender": "1234" }), "/sms_sender"),
+        (json!({ "sms_sender": "+1415555010" }), "/sms_sender"),
+        (json!({ "sms_sender": "24273", "sms_sender_rate": 2 }), "/sms_sender_rate"),
+    ] {
+        let answer = put(path, &operator, body.clone()).await;
+        assert_eq!(answer.status, 400, "{body}: {:?}", answer.body);
+        assert_eq!(answer.body["errors"][0]["field"], field, "{body}");
+    }
+    let unchanged = test.get("/v1/tenants/acme", &operator).await;
+    assert_eq!(unchanged.body["sms_sender"], "24273", "a refused request changes nothing");
+    assert_eq!(unchanged.body["sms_sender_rate_per_second"], 0.5);
+
+    let back = put(path, &operator, json!({})).await;
+    assert_eq!(back.status, 200, "{:?}", back.body);
+    assert_eq!(back.body["sms_sender"], Value::Null, "the platform's sender again");
+    assert_eq!(back.body["sms_sender_rate_per_second"], Value::Null);
+    let log = test.get("/v1/tenants/acme/audit", &operator).await;
+    let changes = log.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "tenant.sms_sender_changed")
+        .count();
+    assert_eq!(changes, 3, "each change audited once");
+}

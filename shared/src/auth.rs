@@ -267,6 +267,11 @@ pub const ROUTE_POLICY: &[(&str, &str, Access)] = &[
         Access::Requires(Permission::ManageTenants),
     ),
     (
+        "PUT",
+        "/v1/tenants/{id}/sms-sender",
+        Access::Requires(Permission::ManageTenants),
+    ),
+    (
         "GET",
         "/v1/tenants/{id}/audit",
         Access::Requires(Permission::ReadAnyAudit),

@@ -37,6 +37,7 @@ mod openapi;
 mod paging;
 mod redrive;
 mod sms_policy;
+mod sms_sender;
 mod suppressions;
 mod tenants;
 mod usage;
@@ -151,6 +152,7 @@ fn registered() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(tenants::suspend))
         .routes(routes!(tenants::resume))
         .routes(routes!(sms_policy::set))
+        .routes(routes!(sms_sender::set))
         .routes(routes!(audit::any_tenant))
         .routes(routes!(redrive::redrive))
 }

@@ -310,7 +310,7 @@ pub async fn create(
 }
 
 /// The sender rate a request sets: only for a sender of its own, and in range.
-fn sender_rate(
+pub(crate) fn sender_rate(
     requested: Option<f64>,
     has_sender: bool,
     errors: &mut FieldErrors,

@@ -2,12 +2,14 @@
 //! recipient with bounded parallelism; count the chunk into its batch once every
 //! recipient is final; and queue the batch's next chunk (its window, issue 14).
 //!
-//! A chunk whose texts go out from a number with its own rate (a long code's one a
-//! second) runs in slices: it claims for a slice (10 s by default), then goes to the back of the
-//! queue to go on, so a slow number never holds an instance other tenants' chunks are
-//! waiting for (`docs/concurrency.md`, "A sender's own rate").
+//! A chunk left unfinished only for lack of time goes on at once at the back of the
+//! queue, rather than after the visibility timeout. A chunk whose texts go out from a
+//! number with its own rate (a long code's one a second) is cut that way on purpose:
+//! it claims for a slice (10 s by default), so a slow number never holds an instance
+//! other tenants' chunks are waiting for (`docs/concurrency.md`, "A sender's own rate").
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::{StreamExt, stream};
 use herald::domain::{
@@ -46,6 +48,9 @@ pub(crate) struct ChunkRun<'a> {
     /// settled before it.
     pub deadline: Instant,
     pub stats: ProviderStats,
+    /// Recipients left unsent only because the deadline came (before their claim, or
+    /// before their slot): when they are all that is left, the chunk goes on at once.
+    pub cut: AtomicUsize,
 }
 
 pub(crate) async fn run(
@@ -112,6 +117,7 @@ pub(crate) async fn run(
         sender_rate: paced.map(|(sender, rate)| deps.sender_rate(sender, rate)),
         deadline: if sliced { slice_end } else { deadline },
         stats: ProviderStats::default(),
+        cut: AtomicUsize::new(0),
     };
     // Owned pairs: a stream over borrowed ones trips the compiler's `Send` analysis.
     let recipients: Vec<(MessageId, Recipient)> = chunk
@@ -142,7 +148,9 @@ pub(crate) async fn run(
     match count(run, batch, outcomes).await {
         Ok(Counted::Now { link: Some(next) }) => link(deps, envelope, next).await,
         Ok(Counted::Now { link: None } | Counted::Before) => {}
-        Err(RecordError::Unfinished(left)) if sliced => return go_on(deps, envelope, left).await,
+        Err(RecordError::Unfinished(left)) if left == run.cut.load(Ordering::Relaxed) => {
+            return go_on(deps, envelope, left).await;
+        }
         Err(e) => return Err(e),
     }
     Ok(())
@@ -156,23 +164,24 @@ fn parallelism(deps: &Deps, sender_rate: Option<SenderRate>) -> usize {
     sender_rate.map_or(most, |rate| (rate.per_second().ceil() as usize + 1).min(most))
 }
 
-/// Ends a slice: the chunk goes to the back of the queue to go on from where it is
-/// (its claims make a second copy harmless), and this record is done with. When it
-/// cannot be queued, the record is handed back instead, to come again after the
-/// visibility timeout.
+/// Ends a pass cut short by its deadline (the invocation's, or its slice's): the chunk
+/// goes to the back of the queue to go on from where it is (its claims make a second
+/// copy harmless), and this record is done with. Recipients left for any other reason
+/// (held by another delivery, a provider failing) wait for the visibility timeout
+/// instead, as its backoff. When the chunk cannot be queued, the record is handed back.
 async fn go_on(deps: &Deps, envelope: &ChunkEnvelope, left: usize) -> Result<(), RecordError> {
     match deps.queue.enqueue(std::slice::from_ref(envelope)).await {
         Ok(()) => {
-            tracing::info!(left, "slice ended; the chunk goes on at the back of the queue");
+            tracing::info!(left, "out of time; the chunk goes on at the back of the queue");
             deps.metrics.emit(
                 Record::new("sender")
-                    .count("ChunkSlices", 1)
+                    .count("ChunkContinued", 1)
                     .property("tenant_id", envelope.tenant_id.as_str()),
             );
             Ok(())
         }
         Err(e) => {
-            tracing::warn!(error = %error_chain(&e), "could not queue the chunk's next slice");
+            tracing::warn!(error = %error_chain(&e), "could not queue the chunk's next pass");
             Err(RecordError::Unfinished(left))
         }
     }

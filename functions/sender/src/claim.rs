@@ -3,6 +3,8 @@
 //! the claim is still ours, or release the claim when nothing was sent. A cancelled
 //! batch's recipient is ended `cancelled` instead.
 
+use std::sync::atomic::Ordering;
+
 use herald::domain::{ClaimOutcome, Lease, Recipient, Settlement};
 use herald::provider::{Outbound, OutboundEmail, OutboundSms, lost_text_to};
 use herald::store::{StoreError, Unsent};
@@ -67,6 +69,7 @@ pub(crate) async fn send_one(
         .await
         .expect("semaphore is never closed");
     if !retry::time_to_send(run.deps, run.deadline) {
+        run.cut.fetch_add(1, Ordering::Relaxed);
         return Ok(Done::Retry);
     }
     let token = match claim(run, id, &recipient.to).await? {
@@ -79,15 +82,27 @@ pub(crate) async fn send_one(
     };
     match retry::send(run, &message).await {
         Attempted::Answered(settlement) => settle(run, id, &token, settlement).await,
-        Attempted::NotSent { reason } => {
-            // Known not sent: give the claim back for the chunk's redelivery.
-            run.deps
-                .store
-                .release(run.tenant, id, &token, &reason, run.deps.clock.timestamp())
-                .await?;
-            Ok(Done::Retry)
+        Attempted::NotSent { reason } => release(run, id, &token, &reason).await,
+        Attempted::OutOfTime => {
+            let done = release(run, id, &token, "out of invocation time").await;
+            run.cut.fetch_add(1, Ordering::Relaxed);
+            done
         }
     }
+}
+
+/// Known not sent: gives the claim back for the chunk's next pass.
+async fn release(
+    run: &ChunkRun<'_>,
+    id: MessageId,
+    token: &str,
+    reason: &str,
+) -> Result<Done, StoreError> {
+    run.deps
+        .store
+        .release(run.tenant, id, token, reason, run.deps.clock.timestamp())
+        .await?;
+    Ok(Done::Retry)
 }
 
 enum Claim {

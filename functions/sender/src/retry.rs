@@ -25,6 +25,8 @@ pub(crate) enum Attempted {
     Answered(Settlement),
     /// Known not sent, and no attempt or time left for another call.
     NotSent { reason: String },
+    /// Not sent: its slot came too late to send and settle before the deadline.
+    OutOfTime,
 }
 
 pub(crate) async fn send(run: &ChunkRun<'_>, message: &Outbound) -> Attempted {
@@ -45,9 +47,7 @@ pub(crate) async fn send(run: &ChunkRun<'_>, message: &Outbound) -> Attempted {
             return Attempted::NotSent { reason };
         }
         if !time_to_send(deps, run.deadline) {
-            return Attempted::NotSent {
-                reason: "out of invocation time".into(),
-            };
+            return Attempted::OutOfTime;
         }
         if sender_slot.is_some_and(|slot| slot.is_late()) {
             // The account's gate held the text past its number's slot: going now could

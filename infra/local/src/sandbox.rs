@@ -151,10 +151,10 @@ impl Sandbox {
 
     /// Whether `from` may send one more message now; if not, how long until it may.
     fn admit_sender(&self, from: &str) -> Result<(), Duration> {
-        let per_second = self.faults.lock().expect("faults lock").sender_rate_limit_per_second;
-        if per_second <= 0.0 {
+        let limit = self.faults.lock().expect("faults lock").sender_rate_limits.get(from).copied();
+        let Some(per_second) = limit else {
             return Ok(());
-        }
+        };
         let now = Instant::now();
         self.sender_buckets
             .lock()

@@ -75,17 +75,20 @@ impl Store {
         updated_profile(tenant, result)
     }
 
-    /// Sets (or, with `None`, clears) the tenant's own SMS sender; `None` when there is
-    /// no such tenant.
+    /// Sets (or, with `None`, clears) the tenant's own SMS sender and its rate (`None`:
+    /// the kind's default); `None` when there is no such tenant.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
     pub async fn set_sms_sender(
         &self,
         tenant: &TenantId,
         sender: Option<&SmsSender>,
+        rate: Option<SenderRate>,
         at: Timestamp,
     ) -> Result<Option<TenantProfile>, StoreError> {
         let key = keys::tenant_profile(tenant);
-        let request = self
+        let mut set = vec!["updated_at = :at", "gsi1pk = :gsi1pk", "gsi1sk = :gsi1sk"];
+        let mut remove = Vec::new();
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -97,17 +100,30 @@ impl Store {
                 s(keys::sms_sender_partition(sender.map(SmsSender::as_str))),
             )
             .expression_attribute_values(":gsi1sk", s(tenant.as_str()));
-        let request = match sender {
-            Some(sender) => request
-                .update_expression(
-                    "SET sms_sender = :sender, updated_at = :at, gsi1pk = :gsi1pk, gsi1sk = :gsi1sk",
-                )
-                .expression_attribute_values(":sender", s(sender.as_str())),
-            None => request.update_expression(
-                "SET updated_at = :at, gsi1pk = :gsi1pk, gsi1sk = :gsi1sk REMOVE sms_sender",
-            ),
-        };
-        match request.return_values(ReturnValue::AllNew).send().await {
+        match sender {
+            Some(sender) => {
+                set.push("sms_sender = :sender");
+                request = request.expression_attribute_values(":sender", s(sender.as_str()));
+            }
+            None => remove.push("sms_sender"),
+        }
+        match rate {
+            Some(rate) => {
+                set.push("sms_sender_rate = :rate");
+                request = request.expression_attribute_values(":rate", n(rate.per_second()));
+            }
+            None => remove.push("sms_sender_rate"),
+        }
+        let mut update = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            update.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let result = request
+            .update_expression(update)
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
             Ok(out) => parse_tenant(tenant, &out.attributes.unwrap_or_default()).map(Some),
             Err(e) if is_condition_failure(&e) => Ok(None),
             Err(e) => Err(dynamo(e)),

@@ -176,6 +176,8 @@ problems! {
     TenantAuditProblems: [InvalidId, InvalidRequest];
     SmsPolicyProblems: [InvalidId, InvalidRequest, MalformedJson, BodyTooLarge,
         UnsupportedMediaType, NotFound];
+    SmsSenderProblems: [InvalidId, InvalidRequest, MalformedJson, BodyTooLarge,
+        UnsupportedMediaType, NotFound];
     ClientRegisterProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired,
         BodyTooLarge, UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused,
         ClientLimitReached];

@@ -21,12 +21,12 @@ pub struct Faults {
     /// A token bucket holding one second of messages, so a sender at the rate with
     /// some jitter is not refused, and one that bursts above it is.
     pub rate_limit_per_second: f64,
-    /// Messages per second each sender (`From` or messaging service) accepts (0: no
-    /// limit), as carriers pace a number: a bucket per sender holding one second of
-    /// messages and one more, so a sender at the rate whose texts go up to half a
-    /// second late is not refused. Twilio queues what a number cannot take yet; the
-    /// sandbox answers 429 instead, so a test can count each excess.
-    pub sender_rate_limit_per_second: f64,
+    /// Messages per second each named sender (`From` or messaging service) accepts,
+    /// as carriers pace a number: a bucket per sender holding one second of messages
+    /// and one more, so a sender at the rate whose texts go up to half a second late is
+    /// not refused. Twilio queues what a number cannot take yet; the sandbox answers 429
+    /// instead, so a test can count each excess. Senders not named: no limit.
+    pub sender_rate_limits: BTreeMap<String, f64>,
     pub error_rate: f64,
     /// Status for injected errors (default 500).
     pub error_status: Option<u16>,
@@ -70,7 +70,7 @@ pub struct Injected {
     pub timeouts: usize,
     /// Requests refused with 429 for going over `rate_limit_per_second`.
     pub rate_limited: usize,
-    /// Requests refused with 429 for going over `sender_rate_limit_per_second`.
+    /// Requests refused with 429 for going over their sender's `sender_rate_limits`.
     pub sender_rate_limited: usize,
 }
 
@@ -154,9 +154,8 @@ impl Faults {
         if !(self.rate_limit_per_second.is_finite() && self.rate_limit_per_second >= 0.0) {
             return Err("rate_limit_per_second must be a number of at least 0");
         }
-        let sender_rate = self.sender_rate_limit_per_second;
-        if !(sender_rate.is_finite() && sender_rate >= 0.0) {
-            return Err("sender_rate_limit_per_second must be a number of at least 0");
+        if !self.sender_rate_limits.values().all(|r| r.is_finite() && *r > 0.0) {
+            return Err("sender_rate_limits must be positive numbers");
         }
         if self
             .accept_then_error_statuses
