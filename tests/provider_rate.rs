@@ -5,7 +5,7 @@
 //! holds the same way, and a slow number holds up no other tenant.
 
 use herald::keys::{self, Platform};
-use herald::store::{BlockAsk, BlockTake};
+use herald::store::{BlockAsk, BlockTake, Hold};
 use herald_tests::herald_local::sandbox::Faults;
 use herald_tests::{TestCloud, number};
 use serde_json::{Value, json};
@@ -189,4 +189,55 @@ async fn a_block_taken_and_never_used_is_lost_never_handed_out_twice() {
             tat: later + 40_000
         }
     );
+}
+
+/// One pass at a time sends from a paced number: a second finds it held until the
+/// first's time, and takes it once the first gives it back or its time has passed.
+#[tokio::test]
+async fn a_paced_number_is_held_by_one_pass_at_a_time() {
+    let test = TestCloud::start_with("number-hold", |o| o.run_queues = false).await;
+    let store = &test.cloud.sender.store;
+    let number = herald::domain::SmsSender::parse("+14155550123").unwrap();
+    let key = keys::sender_rate(Platform::operations(), &number);
+    let now = 1_000_000_000_000;
+    let until = now + 15_000_000;
+
+    assert_eq!(store.hold_rate_item(&key, "a", now, until).await.unwrap(), Hold::Held);
+    assert_eq!(
+        store.hold_rate_item(&key, "b", now + 1, now + 2).await.unwrap(),
+        Hold::BusyUntil(until)
+    );
+    assert_eq!(
+        store.hold_rate_item(&key, "a", now + 1, until).await.unwrap(),
+        Hold::Held,
+        "the holder may take it again"
+    );
+    store.let_go_rate_item(&key, "b").await.unwrap();
+    assert_eq!(
+        store.hold_rate_item(&key, "c", now + 2, now + 3).await.unwrap(),
+        Hold::BusyUntil(until),
+        "only the holder lets go"
+    );
+    store.let_go_rate_item(&key, "a").await.unwrap();
+    assert_eq!(store.hold_rate_item(&key, "b", now + 3, now + 4).await.unwrap(), Hold::Held);
+    // B never lets go (it crashed): its hold ends at its time.
+    assert_eq!(
+        store.hold_rate_item(&key, "c", now + 5, now + 6).await.unwrap(),
+        Hold::Held
+    );
+    // The pace's own slots live in the same item and are not disturbed.
+    let block = store
+        .take_rate_block(
+            &key,
+            BlockAsk {
+                now_us: now,
+                count: 1,
+                interval_us: 1_000_000,
+                horizon_us: 1_000_000,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(block, BlockTake::Granted { start_us, .. } if start_us == now));
 }

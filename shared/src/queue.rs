@@ -106,15 +106,27 @@ impl SendQueue {
 
     /// Sends every envelope, ten per request, re-sending entries SQS reports as failed
     /// (it may accept part of a batch).
-    #[tracing::instrument(skip_all, fields(count = envelopes.len()))]
     pub async fn enqueue(&self, envelopes: &[ChunkEnvelope]) -> Result<(), QueueError> {
+        self.enqueue_after(envelopes, std::time::Duration::ZERO)
+            .await
+    }
+
+    /// As `enqueue`, each envelope delivered no sooner than `delay` from now (SQS's
+    /// delivery delay, whole seconds, at most 15 minutes).
+    #[tracing::instrument(skip_all, fields(count = envelopes.len(), delay_s = delay.as_secs()))]
+    pub async fn enqueue_after(
+        &self,
+        envelopes: &[ChunkEnvelope],
+        delay: std::time::Duration,
+    ) -> Result<(), QueueError> {
+        let delay_seconds = delay.as_secs().min(900) as i32;
         let trace = invocation_trace();
         for group in envelopes.chunks(10) {
             let mut pending: Vec<(usize, &ChunkEnvelope)> = group.iter().enumerate().collect();
             for attempt in 0..3 {
                 let entries = pending
                     .iter()
-                    .map(|(i, e)| entry(*i, e, trace.as_deref()))
+                    .map(|(i, e)| entry(*i, e, trace.as_deref(), delay_seconds))
                     .collect::<Result<Vec<_>, _>>()?;
                 let out = self
                     .client
@@ -241,6 +253,7 @@ fn entry(
     index: usize,
     envelope: &ChunkEnvelope,
     trace: Option<&str>,
+    delay_seconds: i32,
 ) -> Result<SendMessageBatchRequestEntry, QueueError> {
     let body = serde_json::to_string(envelope).map_err(|e| QueueError::Sqs(e.into()))?;
     let trace = trace.map(trace_attribute).transpose()?;
@@ -250,6 +263,7 @@ fn entry(
         )
         .id(index.to_string())
         .message_body(body)
+        .set_delay_seconds((delay_seconds > 0).then_some(delay_seconds))
         .message_attributes("tenant_id", text_attribute(envelope.tenant_id.as_str())?)
         .message_attributes(
             "correlation_id",

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use herald::domain::{
@@ -19,7 +20,8 @@ use herald::domain::{
 use herald::metrics::{Record, Unit};
 use herald::provider::Provider;
 use herald::queue::ChunkEnvelope;
-use herald::store::{StoreError, Unsent};
+use herald::keys::{self, Key, Platform};
+use herald::store::{Hold, StoreError, Unsent};
 use herald::telemetry::error_chain;
 use herald::{Address, BatchId, CorrelationId, MessageId, TenantId};
 use tokio::time::Instant;
@@ -101,12 +103,19 @@ pub(crate) async fn run(
         deps.store.suppressed_among(tenant, &addresses).await?
     };
     let paced = match (&profile, chunk.channel) {
-        (Some(profile), Channel::Sms) => profile.sender_rate(),
+        (Some(profile), Channel::Sms) if !cancelled => profile.sender_rate(),
         _ => None,
     };
     let slice_end =
         Instant::now() + deps.config.sender_slice + deps.config.provider_timeout + SETTLE_MARGIN;
     let sliced = paced.is_some() && slice_end < deadline;
+    let number = match paced {
+        Some((sender, _)) => match take_number(deps, sender, envelope, slice_end.min(deadline)).await? {
+            Some(number) => Some(number),
+            None => return Ok(()),
+        },
+        None => None,
+    };
     let run = ChunkRun {
         deps,
         tenant,
@@ -145,6 +154,9 @@ pub(crate) async fn run(
         .buffer_unordered(parallelism(deps, paced.map(|(_, rate)| rate)))
         .collect()
         .await;
+    if let Some(number) = number {
+        number.let_go(deps).await;
+    }
     match count(run, batch, outcomes).await {
         Ok(Counted::Now { link: Some(next) }) => link(deps, envelope, next).await,
         Ok(Counted::Now { link: None } | Counted::Before) => {}
@@ -154,6 +166,57 @@ pub(crate) async fn run(
         Err(e) => return Err(e),
     }
     Ok(())
+}
+
+/// A paced number, held by this pass (`Store::hold_rate_item`).
+struct HeldNumber {
+    key: Key,
+    holder: String,
+}
+
+/// Holds `sender` for this pass until `until`; or, when another pass holds it, queues
+/// the chunk again for when that pass ends and says so with `None`.
+async fn take_number(
+    deps: &Deps,
+    sender: &SmsSender,
+    envelope: &ChunkEnvelope,
+    until: Instant,
+) -> Result<Option<HeldNumber>, RecordError> {
+    let key = keys::sender_rate(Platform::operations(), sender);
+    let holder = format!("{:032x}", rand::random::<u128>());
+    let now_us = epoch_us();
+    let until_us = now_us + until.saturating_duration_since(Instant::now()).as_micros() as u64;
+    match deps.store.hold_rate_item(&key, &holder, now_us, until_us).await? {
+        Hold::Held => Ok(Some(HeldNumber { key, holder })),
+        Hold::BusyUntil(busy_until) => {
+            let wait = Duration::from_micros(busy_until.saturating_sub(now_us))
+                .max(Duration::from_secs(1));
+            tracing::info!(wait_ms = wait.as_millis() as u64, "the number is sending another chunk; this one waits in the queue");
+            match deps.queue.enqueue_after(std::slice::from_ref(envelope), wait).await {
+                Ok(()) => Ok(None),
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "could not queue the chunk to wait for its number");
+                    Err(RecordError::Unfinished(0))
+                }
+            }
+        }
+    }
+}
+
+impl HeldNumber {
+    /// Best effort: a hold not given back ends by itself at its time.
+    async fn let_go(self, deps: &Deps) {
+        if let Err(e) = deps.store.let_go_rate_item(&self.key, &self.holder).await {
+            tracing::warn!(error = %error_chain(&e), "could not give the number back; its hold ends by itself");
+        }
+    }
+}
+
+fn epoch_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
 }
 
 /// Calls in flight for one chunk: a number with its own rate needs about one a second

@@ -31,7 +31,7 @@ mod delivery_limits;
 mod stream;
 
 pub use message::Unsent;
-pub use provider_rate::{BlockAsk, BlockTake};
+pub use provider_rate::{BlockAsk, BlockTake, Hold};
 pub use provider_ref::{IndexedMessage, LOST_TEXT_WINDOW};
 pub use receipt::OrphanEvent;
 pub use recovery::Lease;

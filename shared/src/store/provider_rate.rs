@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 
 use super::{Store, StoreError};
-use crate::item::{dynamo, get_n, is_condition_failure, key_item, n};
+use crate::item::{dynamo, get_n, is_condition_failure, key_item, n, s};
 use crate::keys::Key;
 
 /// What an instance asks for.
@@ -34,6 +34,14 @@ pub enum BlockTake {
     Granted { start_us: u64, count: u32, tat: u64 },
     /// Every slot up to the horizon is taken: ask again at `retry_at_us`.
     Wait { retry_at_us: u64, tat: u64 },
+}
+
+/// Whether a slice may send from a number now (`Store::hold_rate_item`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    Held,
+    /// Another slice holds it until then (µs since the epoch).
+    BusyUntil(u64),
 }
 
 /// Compare-and-set attempts before giving up on a block (each failure means another
@@ -106,5 +114,67 @@ impl Store {
             }
         }
         Err(StoreError::Contended(ATTEMPTS as u32))
+    }
+
+    /// Takes the rate item at `key` for `holder` until `until_us`, unless another
+    /// holder has it past `now_us`: one instance at a time sends from a paced number,
+    /// which is all its rate needs, so its other chunks wait in the queue rather than
+    /// hold instances. A hint for scheduling, never the pace itself (the slots are).
+    #[tracing::instrument(skip_all, fields(rate = %key.pk))]
+    pub async fn hold_rate_item(
+        &self,
+        key: &Key,
+        holder: &str,
+        now_us: u64,
+        until_us: u64,
+    ) -> Result<Hold, StoreError> {
+        let held = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key)))
+            .update_expression("SET held_by = :holder, held_until = :until")
+            .condition_expression(
+                "attribute_not_exists(held_until) OR held_until < :now OR held_by = :holder",
+            )
+            .expression_attribute_values(":holder", s(holder))
+            .expression_attribute_values(":until", n(until_us))
+            .expression_attribute_values(":now", n(now_us))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match held {
+            Ok(_) => Ok(Hold::Held),
+            Err(e) if is_condition_failure(&e) => Ok(Hold::BusyUntil(
+                match e.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(failure) => failure
+                        .item
+                        .and_then(|item| get_n::<u64>(&item, "held_until")),
+                    _ => None,
+                }
+                .unwrap_or(until_us),
+            )),
+            Err(e) => Err(dynamo(e)),
+        }
+    }
+
+    /// Gives the rate item back, if `holder` still has it.
+    #[tracing::instrument(skip_all, fields(rate = %key.pk))]
+    pub async fn let_go_rate_item(&self, key: &Key, holder: &str) -> Result<(), StoreError> {
+        let let_go = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key)))
+            .update_expression("REMOVE held_by, held_until")
+            .condition_expression("held_by = :holder")
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        match let_go {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(dynamo(e)),
+        }
     }
 }
