@@ -139,7 +139,11 @@ async fn a_block_taken_and_never_used_is_lost_never_handed_out_twice() {
 
     // Instance A takes 10 slots and crashes; B, knowing nothing, comes after them.
     let a = store
-        .take_rate_block(&keys::provider_rate(Platform::operations()), ask(now, 10), None)
+        .take_rate_block(
+            &keys::provider_rate(Platform::operations()),
+            ask(now, 10),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -151,7 +155,11 @@ async fn a_block_taken_and_never_used_is_lost_never_handed_out_twice() {
         }
     );
     let b = store
-        .take_rate_block(&keys::provider_rate(Platform::operations()), ask(now, 5), None)
+        .take_rate_block(
+            &keys::provider_rate(Platform::operations()),
+            ask(now, 5),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -165,7 +173,11 @@ async fn a_block_taken_and_never_used_is_lost_never_handed_out_twice() {
     );
     // Past the horizon: wait until the next slot is within it.
     let c = store
-        .take_rate_block(&keys::provider_rate(Platform::operations()), ask(now, 1), Some(now + 600_000))
+        .take_rate_block(
+            &keys::provider_rate(Platform::operations()),
+            ask(now, 1),
+            Some(now + 600_000),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -178,7 +190,11 @@ async fn a_block_taken_and_never_used_is_lost_never_handed_out_twice() {
     // Once time has passed A's block, its slots are simply gone: a new block starts now.
     let later = now + 2_000_000;
     let d = store
-        .take_rate_block(&keys::provider_rate(Platform::operations()), ask(later, 1), Some(now + 600_000))
+        .take_rate_block(
+            &keys::provider_rate(Platform::operations()),
+            ask(later, 1),
+            Some(now + 600_000),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -202,27 +218,48 @@ async fn a_paced_number_is_held_by_one_pass_at_a_time() {
     let now = 1_000_000_000_000;
     let until = now + 15_000_000;
 
-    assert_eq!(store.hold_rate_item(&key, "a", now, until).await.unwrap(), Hold::Held);
     assert_eq!(
-        store.hold_rate_item(&key, "b", now + 1, now + 2).await.unwrap(),
+        store.hold_rate_item(&key, "a", now, until).await.unwrap(),
+        Hold::Held
+    );
+    assert_eq!(
+        store
+            .hold_rate_item(&key, "b", now + 1, now + 2)
+            .await
+            .unwrap(),
         Hold::BusyUntil(until)
     );
     assert_eq!(
-        store.hold_rate_item(&key, "a", now + 1, until).await.unwrap(),
+        store
+            .hold_rate_item(&key, "a", now + 1, until)
+            .await
+            .unwrap(),
         Hold::Held,
         "the holder may take it again"
     );
     store.let_go_rate_item(&key, "b").await.unwrap();
     assert_eq!(
-        store.hold_rate_item(&key, "c", now + 2, now + 3).await.unwrap(),
+        store
+            .hold_rate_item(&key, "c", now + 2, now + 3)
+            .await
+            .unwrap(),
         Hold::BusyUntil(until),
         "only the holder lets go"
     );
     store.let_go_rate_item(&key, "a").await.unwrap();
-    assert_eq!(store.hold_rate_item(&key, "b", now + 3, now + 4).await.unwrap(), Hold::Held);
+    assert_eq!(
+        store
+            .hold_rate_item(&key, "b", now + 3, now + 4)
+            .await
+            .unwrap(),
+        Hold::Held
+    );
     // B never lets go (it crashed): its hold ends at its time.
     assert_eq!(
-        store.hold_rate_item(&key, "c", now + 5, now + 6).await.unwrap(),
+        store
+            .hold_rate_item(&key, "c", now + 5, now + 6)
+            .await
+            .unwrap(),
         Hold::Held
     );
     // The pace's own slots live in the same item and are not disturbed.

@@ -263,7 +263,11 @@ async fn operators_run_tenants_and_a_suspended_tenants_work_is_held() {
     let created = test.post_json("/v1/tenants", &operator, &create).await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     assert_eq!(created.body["limits"]["sends_per_day"], 10_000);
-    assert_eq!(created.body["sms_sender_rate_per_second"], Value::Null, "no sender of its own");
+    assert_eq!(
+        created.body["sms_sender_rate_per_second"],
+        Value::Null,
+        "no sender of its own"
+    );
     assert_eq!(created.body["sms_provider"], "twilio", "the default");
     assert_eq!(
         test.post_json("/v1/tenants", &operator, &create)
@@ -380,7 +384,10 @@ async fn an_operator_sets_a_tenants_sender_and_its_pace_and_bad_ones_change_noth
     let toll_free = put(path, &operator, json!({ "sms_sender": "+18002752273" })).await;
     assert_eq!(toll_free.status, 200, "{:?}", toll_free.body);
     assert_eq!(toll_free.body["sms_sender"], "+18002752273");
-    assert_eq!(toll_free.body["sms_sender_rate_per_second"], 3.0, "a toll-free number's");
+    assert_eq!(
+        toll_free.body["sms_sender_rate_per_second"], 3.0,
+        "a toll-free number's"
+    );
     let set = json!({ "sms_sender": "24273", "sms_sender_rate_per_second": 0.5 });
     let short_code = put(path, &operator, set).await;
     assert_eq!(short_code.status, 200, "{:?}", short_code.body);
@@ -396,26 +403,51 @@ async fn an_operator_sets_a_tenants_sender_and_its_pace_and_bad_ones_change_noth
     .await;
     assert_eq!(unknown.status, 404);
     for (body, field) in [
-        (json!({ "sms_sender": "24273", "sms_sender_rate_per_second": 0 }), "/sms_sender_rate_per_second"),
-        (json!({ "sms_sender": "24273", "sms_sender_rate_per_second": -3 }), "/sms_sender_rate_per_second"),
-        (json!({ "sms_sender": "24273", "sms_sender_rate_per_second": 1e300 }), "/sms_sender_rate_per_second"),
-        (json!({ "sms_sender": "24273", "sms_sender_rate_per_second": 1001 }), "/sms_sender_rate_per_second"),
-        (json!({ "sms_sender_rate_per_second": 2 }), "/sms_sender_rate_per_second"),
+        (
+            json!({ "sms_sender": "24273", "sms_sender_rate_per_second": 0 }),
+            "/sms_sender_rate_per_second",
+        ),
+        (
+            json!({ "sms_sender": "24273", "sms_sender_rate_per_second": -3 }),
+            "/sms_sender_rate_per_second",
+        ),
+        (
+            json!({ "sms_sender": "24273", "sms_sender_rate_per_second": 1e300 }),
+            "/sms_sender_rate_per_second",
+        ),
+        (
+            json!({ "sms_sender": "24273", "sms_sender_rate_per_second": 1001 }),
+            "/sms_sender_rate_per_second",
+        ),
+        (
+            json!({ "sms_sender_rate_per_second": 2 }),
+            "/sms_sender_rate_per_second",
+        ),
         (json!({ "sms_sender": "1234" }), "/sms_sender"),
         (json!({ "sms_sender": "+1415555010" }), "/sms_sender"),
-        (json!({ "sms_sender": "24273", "sms_sender_rate": 2 }), "/sms_sender_rate"),
+        (
+            json!({ "sms_sender": "24273", "sms_sender_rate": 2 }),
+            "/sms_sender_rate",
+        ),
     ] {
         let answer = put(path, &operator, body.clone()).await;
         assert_eq!(answer.status, 400, "{body}: {:?}", answer.body);
         assert_eq!(answer.body["errors"][0]["field"], field, "{body}");
     }
     let unchanged = test.get("/v1/tenants/acme", &operator).await;
-    assert_eq!(unchanged.body["sms_sender"], "24273", "a refused request changes nothing");
+    assert_eq!(
+        unchanged.body["sms_sender"], "24273",
+        "a refused request changes nothing"
+    );
     assert_eq!(unchanged.body["sms_sender_rate_per_second"], 0.5);
 
     let back = put(path, &operator, json!({})).await;
     assert_eq!(back.status, 200, "{:?}", back.body);
-    assert_eq!(back.body["sms_sender"], Value::Null, "the platform's sender again");
+    assert_eq!(
+        back.body["sms_sender"],
+        Value::Null,
+        "the platform's sender again"
+    );
     assert_eq!(back.body["sms_sender_rate_per_second"], Value::Null);
     let log = test.get("/v1/tenants/acme/audit", &operator).await;
     let changes = log.body["entries"]

@@ -294,13 +294,13 @@ mod tests {
         let tenant = TenantId::parse("acme").unwrap();
         let e = ChunkEnvelope::new(&tenant, BatchId::new(), 0, &CorrelationId::new());
         let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
-        let traced = entry(0, &e, Some(header)).unwrap();
+        let traced = entry(0, &e, Some(header), 0).unwrap();
         let attribute = &traced.message_system_attributes.unwrap()
             [&MessageSystemAttributeNameForSends::AwsTraceHeader];
         assert_eq!(attribute.string_value.as_deref(), Some(header));
         assert_eq!(attribute.data_type, "String");
         assert!(
-            entry(0, &e, None)
+            entry(0, &e, None, 0)
                 .unwrap()
                 .message_system_attributes
                 .is_none()

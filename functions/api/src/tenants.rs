@@ -14,8 +14,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use herald::domain::{
     Country, Limits, Plan, SenderRate, SmsProviderKind, SmsSender, TenantProfile, TenantRole,
-    TenantStatus,
-    TenantUser, one_of,
+    TenantStatus, TenantUser, one_of,
 };
 use herald::{TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -318,7 +317,10 @@ pub(crate) fn sender_rate(
     let field = "/sms_sender_rate_per_second";
     let rate = requested?;
     if !has_sender {
-        errors.add(field, "needs an sms_sender: the platform's sender has no rate of a tenant's");
+        errors.add(
+            field,
+            "needs an sms_sender: the platform's sender has no rate of a tenant's",
+        );
         return None;
     }
     SenderRate::new(rate)

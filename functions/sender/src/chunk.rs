@@ -17,10 +17,10 @@ use herald::domain::{
     BatchStatus, Channel, Chunk, ChunkCounts, Counted, Recipient, SenderRate, SmsSender,
     TenantStatus,
 };
+use herald::keys::{self, Key, Platform};
 use herald::metrics::{Record, Unit};
 use herald::provider::Provider;
 use herald::queue::ChunkEnvelope;
-use herald::keys::{self, Key, Platform};
 use herald::store::{Hold, StoreError, Unsent};
 use herald::telemetry::error_chain;
 use herald::{Address, BatchId, CorrelationId, MessageId, TenantId};
@@ -30,7 +30,6 @@ use crate::claim::{self, Done};
 use crate::record::RecordError;
 use crate::retry::{ProviderStats, SETTLE_MARGIN};
 use crate::{Deps, SharedRate};
-
 
 /// What every recipient of one chunk shares while the chunk runs: the one value the
 /// claim and the retry loop are handed.
@@ -110,10 +109,12 @@ pub(crate) async fn run(
         Instant::now() + deps.config.sender_slice + deps.config.provider_timeout + SETTLE_MARGIN;
     let sliced = paced.is_some() && slice_end < deadline;
     let number = match paced {
-        Some((sender, _)) => match take_number(deps, sender, envelope, slice_end.min(deadline)).await? {
-            Some(number) => Some(number),
-            None => return Ok(()),
-        },
+        Some((sender, _)) => {
+            match take_number(deps, sender, envelope, slice_end.min(deadline)).await? {
+                Some(number) => Some(number),
+                None => return Ok(()),
+            }
+        }
         None => None,
     };
     let run = ChunkRun {
@@ -186,13 +187,24 @@ async fn take_number(
     let holder = format!("{:032x}", rand::random::<u128>());
     let now_us = epoch_us();
     let until_us = now_us + until.saturating_duration_since(Instant::now()).as_micros() as u64;
-    match deps.store.hold_rate_item(&key, &holder, now_us, until_us).await? {
+    match deps
+        .store
+        .hold_rate_item(&key, &holder, now_us, until_us)
+        .await?
+    {
         Hold::Held => Ok(Some(HeldNumber { key, holder })),
         Hold::BusyUntil(busy_until) => {
             let wait = Duration::from_micros(busy_until.saturating_sub(now_us))
                 .max(Duration::from_secs(1));
-            tracing::info!(wait_ms = wait.as_millis() as u64, "the number is sending another chunk; this one waits in the queue");
-            match deps.queue.enqueue_after(std::slice::from_ref(envelope), wait).await {
+            tracing::info!(
+                wait_ms = wait.as_millis() as u64,
+                "the number is sending another chunk; this one waits in the queue"
+            );
+            match deps
+                .queue
+                .enqueue_after(std::slice::from_ref(envelope), wait)
+                .await
+            {
                 Ok(()) => Ok(None),
                 Err(e) => {
                     tracing::warn!(error = %error_chain(&e), "could not queue the chunk to wait for its number");
@@ -224,7 +236,9 @@ fn epoch_us() -> u64 {
 /// only hold claims waiting for its slots.
 fn parallelism(deps: &Deps, sender_rate: Option<SenderRate>) -> usize {
     let most = deps.config.parallelism;
-    sender_rate.map_or(most, |rate| (rate.per_second().ceil() as usize + 1).min(most))
+    sender_rate.map_or(most, |rate| {
+        (rate.per_second().ceil() as usize + 1).min(most)
+    })
 }
 
 /// Ends a pass cut short by its deadline (the invocation's, or its slice's): the chunk
@@ -235,7 +249,10 @@ fn parallelism(deps: &Deps, sender_rate: Option<SenderRate>) -> usize {
 async fn go_on(deps: &Deps, envelope: &ChunkEnvelope, left: usize) -> Result<(), RecordError> {
     match deps.queue.enqueue(std::slice::from_ref(envelope)).await {
         Ok(()) => {
-            tracing::info!(left, "out of time; the chunk goes on at the back of the queue");
+            tracing::info!(
+                left,
+                "out of time; the chunk goes on at the back of the queue"
+            );
             deps.metrics.emit(
                 Record::new("sender")
                     .count("ChunkContinued", 1)

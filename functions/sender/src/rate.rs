@@ -137,10 +137,7 @@ impl Gate {
                 interval_us: self.interval_us,
                 horizon_us: self.horizon_us,
             };
-            let taken = self
-                .store
-                .take_rate_block(&self.key, ask, known)
-                .await;
+            let taken = self.store.take_rate_block(&self.key, ask, known).await;
             let took = now_us().saturating_sub(asked_at);
             let resume_at_us = match taken {
                 Ok(taken) => {

@@ -151,7 +151,13 @@ impl Sandbox {
 
     /// Whether `from` may send one more message now; if not, how long until it may.
     fn admit_sender(&self, from: &str) -> Result<(), Duration> {
-        let limit = self.faults.lock().expect("faults lock").sender_rate_limits.get(from).copied();
+        let limit = self
+            .faults
+            .lock()
+            .expect("faults lock")
+            .sender_rate_limits
+            .get(from)
+            .copied();
         let Some(per_second) = limit else {
             return Ok(());
         };

@@ -65,8 +65,8 @@ pub use suppression::{
     LiftOutcome, SuppressOutcome, Suppression, SuppressionPage, SuppressionReason,
 };
 pub use tenant::{
-    Admission, AuditEntry, InvalidSenderRate, InvalidSmsSender, Limits, Plan, Reservation, SenderKind,
-    SenderRate, SmsProviderKind, SmsSender, TenantProfile, TenantStatus,
+    Admission, AuditEntry, InvalidSenderRate, InvalidSmsSender, Limits, Plan, Reservation,
+    SenderKind, SenderRate, SmsProviderKind, SmsSender, TenantProfile, TenantStatus,
 };
 pub use text::{MAX_SUBJECT_CHARS, MessageText, Subject, TextProblem, printable};
 pub use user::{TenantRole, TenantUser, UserChange, UserStatus};

@@ -247,7 +247,10 @@ impl TenantProfile {
     /// or by default; `None` on the platform's sender or a messaging service.
     pub fn sender_rate(&self) -> Option<(&SmsSender, SenderRate)> {
         let sender = self.sms_sender.as_ref()?;
-        Some((sender, self.sms_sender_rate.or_else(|| sender.default_rate())?))
+        Some((
+            sender,
+            self.sms_sender_rate.or_else(|| sender.default_rate())?,
+        ))
     }
 }
 
@@ -324,7 +327,10 @@ mod tests {
         );
         let service = format!("MG{}", "a1".repeat(16));
         assert_eq!(SmsSender::parse(&service).unwrap().as_str(), service);
-        assert_eq!(SmsSender::parse("24273").unwrap().kind(), SenderKind::ShortCode);
+        assert_eq!(
+            SmsSender::parse("24273").unwrap().kind(),
+            SenderKind::ShortCode
+        );
         for bad in [
             "",
             "0427",

@@ -44,7 +44,10 @@ const LONG_CODE: &str = "+14155550142";
 async fn main() -> Result<()> {
     herald::telemetry::init_with_default("warn");
     let args = Args::parse();
-    ensure!(args.rate > 0 && args.instances >= 2, "--rate ≥ 1 and --instances ≥ 2");
+    ensure!(
+        args.rate > 0 && args.instances >= 2,
+        "--rate ≥ 1 and --instances ≥ 2"
+    );
     ensure!(
         (1..=3_000).contains(&args.recipients) && (1..=1_000).contains(&args.slow_recipients),
         "--recipients is 1 to 3,000 and --slow-recipients 1 to 1,000"
@@ -95,9 +98,10 @@ async fn shares(args: &Args, cloud: &LocalCloud) -> Result<()> {
         "Three tenants send {} recipients each at once, {} messages/s, {} instances...",
         args.recipients, args.rate, args.instances
     );
-    let posts = tokens.iter().enumerate().map(|(t, token)| {
-        cloud.post_batch(token, batch_body(args.recipients, t))
-    });
+    let posts = tokens
+        .iter()
+        .enumerate()
+        .map(|(t, token)| cloud.post_batch(token, batch_body(args.recipients, t)));
     for (status, answer) in futures::future::try_join_all(posts).await? {
         ensure!(status == 202, "a batch was refused: {status} {answer}");
     }
@@ -127,7 +131,10 @@ async fn shares(args: &Args, cloud: &LocalCloud) -> Result<()> {
         .collect();
     let together: usize = counts.iter().sum();
     let seconds = (to - from) as f64 / 1000.0;
-    println!("\nGoal 3: three tenants sending at once ({} s together)", seconds.round());
+    println!(
+        "\nGoal 3: three tenants sending at once ({} s together)",
+        seconds.round()
+    );
     let mut worst = 0.0_f64;
     for (tenant, count) in tenants.iter().zip(&counts) {
         let share = *count as f64 / together.max(1) as f64;
@@ -180,8 +187,12 @@ async fn slow_number(args: &Args, cloud: &LocalCloud) -> Result<()> {
             updated_at: now,
         })
         .await?;
-    let slow = cloud.sender_token("fair-slow", limits(args.slow_recipients)).await?;
-    let bulk = cloud.sender_token("fair-bulk", limits(args.recipients)).await?;
+    let slow = cloud
+        .sender_token("fair-slow", limits(args.slow_recipients))
+        .await?;
+    let bulk = cloud
+        .sender_token("fair-bulk", limits(args.recipients))
+        .await?;
     let quiet = cloud.sender_token("fair-quiet", limits(100)).await?;
     eprintln!(
         "A long code ({} texts at {:?}/s) beside a bulk batch of {} and single texts...",
@@ -192,18 +203,31 @@ async fn slow_number(args: &Args, cloud: &LocalCloud) -> Result<()> {
     // Three batches: three chunks of the number at once, as many as the instances allow.
     let per_batch = args.slow_recipients.div_ceil(3);
     for b in 0..3 {
-        let (status, answer) = cloud.post_batch(&slow, batch_body(per_batch, 3 + b)).await?;
-        ensure!(status == 202, "the slow batch was refused: {status} {answer}");
+        let (status, answer) = cloud
+            .post_batch(&slow, batch_body(per_batch, 3 + b))
+            .await?;
+        ensure!(
+            status == 202,
+            "the slow batch was refused: {status} {answer}"
+        );
     }
-    let (status, answer) = cloud.post_batch(&bulk, batch_body(args.recipients, 6)).await?;
-    ensure!(status == 202, "the bulk batch was refused: {status} {answer}");
+    let (status, answer) = cloud
+        .post_batch(&bulk, batch_body(args.recipients, 6))
+        .await?;
+    ensure!(
+        status == 202,
+        "the bulk batch was refused: {status} {answer}"
+    );
     let mut accepted = Vec::new();
     for i in 0..10 {
         let to = format!("+1312555{i:04}");
         let (status, answer) = cloud
             .post_message(&quiet, &json!({ "to": to, "body": "Your code is 1234" }))
             .await?;
-        ensure!(status == 202, "a single text was refused: {status} {answer}");
+        ensure!(
+            status == 202,
+            "a single text was refused: {status} {answer}"
+        );
         accepted.push((to, epoch_ms()));
         tokio::time::sleep(Duration::from_secs(2)).await;
     }

@@ -154,7 +154,11 @@ impl Faults {
         if !(self.rate_limit_per_second.is_finite() && self.rate_limit_per_second >= 0.0) {
             return Err("rate_limit_per_second must be a number of at least 0");
         }
-        if !self.sender_rate_limits.values().all(|r| r.is_finite() && *r > 0.0) {
+        if !self
+            .sender_rate_limits
+            .values()
+            .all(|r| r.is_finite() && *r > 0.0)
+        {
             return Err("sender_rate_limits must be positive numbers");
         }
         if self
