@@ -20,6 +20,8 @@ schemathesis means as valid (its positive mode); the invalid ones go out untouch
   cannot), so valid cases send the current time.
 - `cursor`: only a cursor the listing returned is valid; generated ones are dropped
   (the stateful phase follows the documented `next_cursor`).
+- `sms_sender_rate_per_second`: only with `sms_sender` (the document says so), so a
+  valid case without a sender sends no rate.
 """
 
 import re
@@ -148,12 +150,14 @@ def _as_a_client_would(case):
     for name, value in (case.path_parameters or {}).items():
         if name in _NUMBER_FIELDS and isinstance(value, str) and _E164.match(unquote(value)):
             case.path_parameters[name] = _real_number(unquote(value))
-    if isinstance(case.body, dict) and case.method.upper() == "POST":
+    if isinstance(case.body, dict) and case.method.upper() in ("POST", "PUT"):
         # Numbers first: two generated numbers may map to one real one, which the
         # batch's fitting then sees as the duplicate it is.
         _real_numbers(case.body)
         if case.operation.path == "/v1/batches":
             _fit_batch(case.body)
+        if case.body.get("sms_sender") is None:
+            case.body.pop("sms_sender_rate_per_second", None)
     if isinstance(case.body, dict) and case.operation.path in _ENDPOINT_BODIES:
         case.body["url"] = _LOCAL_ENDPOINT
     if isinstance(case.body, dict) and case.operation.path.endswith("/recover"):
