@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::extract::{Caller, JsonBody};
 use crate::intake;
 use crate::openapi::SmsSenderProblems;
-use crate::tenants::{TenantBody, path_tenant, sender_rate};
+use crate::tenants::{TenantBody, own_sender, path_tenant};
 use crate::{ApiError, App, FieldErrors};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -59,17 +59,9 @@ pub async fn set(
 ) -> Result<Json<TenantBody>, ApiError> {
     let tenant = path_tenant(&id)?;
     let mut errors = FieldErrors::default();
-    let sender = request
-        .sms_sender
-        .as_deref()
-        .map(SmsSender::parse)
-        .transpose()
-        .inspect_err(|e| errors.add("/sms_sender", e.to_string()))
-        .ok()
-        .flatten();
-    let rate = sender_rate(
+    let (sender, rate) = own_sender(
+        request.sms_sender.as_deref(),
         request.sms_sender_rate_per_second,
-        request.sms_sender.is_some(),
         &mut errors,
     );
     errors.check()?;

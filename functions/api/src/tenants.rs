@@ -216,17 +216,9 @@ pub async fn create(
         .as_ref()
         .map(|field| field.parse("/sms_policy", &mut errors))
         .unwrap_or_default();
-    let sms_sender = request
-        .sms_sender
-        .as_deref()
-        .map(SmsSender::parse)
-        .transpose()
-        .inspect_err(|e| errors.add("/sms_sender", e.to_string()))
-        .ok()
-        .flatten();
-    let sms_sender_rate = sender_rate(
+    let (sms_sender, sms_sender_rate) = own_sender(
+        request.sms_sender.as_deref(),
         request.sms_sender_rate_per_second,
-        request.sms_sender.is_some(),
         &mut errors,
     );
     let first_admin = request.first_admin.map(|admin| {
@@ -308,24 +300,34 @@ pub async fn create(
     .await
 }
 
-/// The sender rate a request sets: only for a sender of its own, and in range.
-pub(crate) fn sender_rate(
-    requested: Option<f64>,
-    has_sender: bool,
+/// The sender and its rate a request sets: a sender of its own, and a rate only with
+/// one, in range.
+pub(crate) fn own_sender(
+    sender: Option<&str>,
+    rate: Option<f64>,
     errors: &mut FieldErrors,
-) -> Option<SenderRate> {
-    let field = "/sms_sender_rate_per_second";
-    let rate = requested?;
-    if !has_sender {
-        errors.add(
-            field,
-            "needs an sms_sender: the platform's sender has no rate of a tenant's",
-        );
-        return None;
-    }
-    SenderRate::new(rate)
-        .inspect_err(|e| errors.add(field, e.to_string()))
+) -> (Option<SmsSender>, Option<SenderRate>) {
+    let parsed = sender
+        .map(SmsSender::parse)
+        .transpose()
+        .inspect_err(|e| errors.add("/sms_sender", e.to_string()))
         .ok()
+        .flatten();
+    let field = "/sms_sender_rate_per_second";
+    let rate = match rate {
+        None => None,
+        Some(_) if sender.is_none() => {
+            errors.add(
+                field,
+                "needs an sms_sender: the platform's sender has no rate of a tenant's",
+            );
+            None
+        }
+        Some(rate) => SenderRate::new(rate)
+            .inspect_err(|e| errors.add(field, e.to_string()))
+            .ok(),
+    };
+    (parsed, rate)
 }
 
 /// Creates `profile` with its first admin: Cognito's user first (the tenant is checked

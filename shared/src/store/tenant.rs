@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
@@ -43,9 +44,7 @@ impl Store {
         at: Timestamp,
     ) -> Result<Option<TenantProfile>, StoreError> {
         let key = keys::tenant_profile(tenant);
-        let mut set = vec!["updated_at = :at".to_owned()];
-        let mut remove = Vec::new();
-        let mut request = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -53,22 +52,11 @@ impl Store {
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":at", time(at));
         let placeholders = [":countries", ":types"];
-        for ((name, value), placeholder) in sms_policy_values(policy).into_iter().zip(placeholders)
-        {
-            match value {
-                Some(value) => {
-                    set.push(format!("{name} = {placeholder}"));
-                    request = request.expression_attribute_values(placeholder, value);
-                }
-                None => remove.push(name),
-            }
-        }
-        let mut update = format!("SET {}", set.join(", "));
-        if !remove.is_empty() {
-            update.push_str(&format!(" REMOVE {}", remove.join(", ")));
-        }
-        let result = request
-            .update_expression(update)
+        let values = sms_policy_values(policy)
+            .into_iter()
+            .zip(placeholders)
+            .map(|((name, value), placeholder)| (name, placeholder, value));
+        let result = set_or_remove(request, &["updated_at = :at"], values)
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -86,9 +74,7 @@ impl Store {
         at: Timestamp,
     ) -> Result<Option<TenantProfile>, StoreError> {
         let key = keys::tenant_profile(tenant);
-        let mut set = vec!["updated_at = :at", "gsi1pk = :gsi1pk", "gsi1sk = :gsi1sk"];
-        let mut remove = Vec::new();
-        let mut request = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -100,34 +86,24 @@ impl Store {
                 s(keys::sms_sender_partition(sender.map(SmsSender::as_str))),
             )
             .expression_attribute_values(":gsi1sk", s(tenant.as_str()));
-        match sender {
-            Some(sender) => {
-                set.push("sms_sender = :sender");
-                request = request.expression_attribute_values(":sender", s(sender.as_str()));
-            }
-            None => remove.push("sms_sender"),
-        }
-        match rate {
-            Some(rate) => {
-                set.push("sms_sender_rate = :rate");
-                request = request.expression_attribute_values(":rate", n(rate.per_second()));
-            }
-            None => remove.push("sms_sender_rate"),
-        }
-        let mut update = format!("SET {}", set.join(", "));
-        if !remove.is_empty() {
-            update.push_str(&format!(" REMOVE {}", remove.join(", ")));
-        }
-        let result = request
-            .update_expression(update)
+        let values = [
+            (
+                "sms_sender",
+                ":sender",
+                sender.map(|sender| s(sender.as_str())),
+            ),
+            (
+                "sms_sender_rate",
+                ":rate",
+                rate.map(|rate| n(rate.per_second())),
+            ),
+        ];
+        let always = ["updated_at = :at", "gsi1pk = :gsi1pk", "gsi1sk = :gsi1sk"];
+        let result = set_or_remove(request, &always, values)
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(out) => parse_tenant(tenant, &out.attributes.unwrap_or_default()).map(Some),
-            Err(e) if is_condition_failure(&e) => Ok(None),
-            Err(e) => Err(dynamo(e)),
-        }
+        updated_profile(tenant, result)
     }
 
     /// The tenants whose texts go out from `sender` (`None`: the platform's own
@@ -204,6 +180,31 @@ where
         Err(e) if is_condition_failure(&e) => Ok(None),
         Err(e) => Err(dynamo(e)),
     }
+}
+
+/// The update `SET`s what `always` says and each value given, and `REMOVE`s each
+/// attribute whose value is `None` (back to its default).
+fn set_or_remove(
+    mut request: UpdateItemFluentBuilder,
+    always: &[&str],
+    values: impl IntoIterator<Item = (&'static str, &'static str, Option<AttributeValue>)>,
+) -> UpdateItemFluentBuilder {
+    let mut set: Vec<String> = always.iter().map(|s| (*s).to_owned()).collect();
+    let mut remove = Vec::new();
+    for (name, placeholder, value) in values {
+        match value {
+            Some(value) => {
+                set.push(format!("{name} = {placeholder}"));
+                request = request.expression_attribute_values(placeholder, value);
+            }
+            None => remove.push(name),
+        }
+    }
+    let mut update = format!("SET {}", set.join(", "));
+    if !remove.is_empty() {
+        update.push_str(&format!(" REMOVE {}", remove.join(", ")));
+    }
+    request.update_expression(update)
 }
 
 /// The profile's item, as `create_tenant` writes it.
