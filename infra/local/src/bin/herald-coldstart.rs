@@ -34,6 +34,9 @@ struct Args {
     /// Where the binaries are (the `bench-local` build).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Only these binaries (e.g. `herald-sender,herald-empty-function`).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 /// Each function's template id and its binary; the empty function last.
@@ -78,9 +81,12 @@ async fn main() -> Result<()> {
             .to_owned(),
     };
     let endpoint = emulator::endpoint();
-    let own_emulator =
-        emulator::reuse_or_start(&root, &endpoint, &root.join(".herald/coldstart-emulator.log"))
-            .await?;
+    let own_emulator = emulator::reuse_or_start(
+        &root,
+        &endpoint,
+        &root.join(".herald/coldstart-emulator.log"),
+    )
+    .await?;
     let result = async {
         let cloud = LocalCloud::start(
             &endpoint,
@@ -90,7 +96,7 @@ async fn main() -> Result<()> {
             },
         )
         .await?;
-        let result = measure_all(&cloud, &bin_dir, args.runs).await;
+        let result = measure_all(&cloud, &bin_dir, &args).await;
         cloud.stop().await;
         result
     }
@@ -99,7 +105,10 @@ async fn main() -> Result<()> {
         let _ = child.kill().await;
     }
     let starts = result?;
-    println!("Cold start (exec → first `next`) and memory then, median of {} runs", args.runs);
+    println!(
+        "Cold start (exec → first `next`) and memory then, median of {} runs",
+        args.runs
+    );
     println!(
         "  {:<26} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}",
         "binary", "MB", "start ms", "fastest", "peak KiB", "anon", "file"
@@ -120,7 +129,12 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn measure_all(cloud: &LocalCloud, bin_dir: &std::path::Path, runs: usize) -> Result<Vec<Start>> {
+async fn measure_all(
+    cloud: &LocalCloud,
+    bin_dir: &std::path::Path,
+    args: &Args,
+) -> Result<Vec<Start>> {
+    let runs = args.runs;
     let (asked, mut next) = mpsc::unbounded_channel::<Instant>();
     let runtime_api = axum::Router::new()
         .route(
@@ -154,7 +168,10 @@ async fn measure_all(cloud: &LocalCloud, bin_dir: &std::path::Path, runs: usize)
     let address = listener.local_addr()?;
     let server = tokio::spawn(async move { axum::serve(listener, runtime_api).await });
     let mut starts = Vec::new();
-    for (function, binary) in FUNCTIONS {
+    let chosen = FUNCTIONS
+        .iter()
+        .filter(|(_, binary)| args.only.is_empty() || args.only.iter().any(|b| b == binary));
+    for (function, binary) in chosen {
         let path = bin_dir.join(binary);
         ensure!(
             path.exists(),

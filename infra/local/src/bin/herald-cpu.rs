@@ -85,7 +85,9 @@ async fn main() -> Result<()> {
         "--chunks and --api-recipients must be at least 1"
     );
     ensure!(
-        args.only.as_deref().is_none_or(|f| ["sender", "api"].contains(&f)),
+        args.only
+            .as_deref()
+            .is_none_or(|f| ["sender", "api"].contains(&f)),
         "--only is sender or api"
     );
     let endpoint = emulator::endpoint();
@@ -176,7 +178,10 @@ fn batch_body(recipients: usize) -> Result<Vec<u8>> {
 /// invocation warms the instance up, the others are measured, one SQS record each
 /// (the template's batch size) as the event source hands them over.
 async fn sender(cloud: &LocalCloud, token: &str, chunks: usize) -> Result<Figure> {
-    eprintln!("Sender: {} chunks of {CHUNK} (one to warm up)...", chunks + 1);
+    eprintln!(
+        "Sender: {} chunks of {CHUNK} (one to warm up)...",
+        chunks + 1
+    );
     let (status, answer) = cloud
         .post_batch(token, batch_body((chunks + 1) * CHUNK)?)
         .await?;
@@ -217,7 +222,11 @@ async fn sender(cloud: &LocalCloud, token: &str, chunks: usize) -> Result<Figure
             .map_err(|e| anyhow!("receiving from the send queue: {e}"))?;
         if event.records.is_empty() {
             idle += 1;
-            ensure!(idle < 30, "the send queue stayed empty with {} sent", sent());
+            ensure!(
+                idle < 30,
+                "the send queue stayed empty with {} sent",
+                sent()
+            );
             continue;
         }
         idle = 0;
@@ -308,10 +317,11 @@ async fn api(cloud: &LocalCloud, token: &str, recipients: usize) -> Result<Figur
             .header("content-type", "application/json")
             .header("idempotency-key", random_token(26))
             .body(axum::body::Body::from(batch_body(n)?))?;
-        let event = herald_local::gateway::to_event(request, "POST /v1/batches", Default::default())
-            .await
-            .map_err(|r| anyhow!("the gateway refused the request: {}", r.status()))?
-            .to_string();
+        let event =
+            herald_local::gateway::to_event(request, "POST /v1/batches", Default::default())
+                .await
+                .map_err(|r| anyhow!("the gateway refused the request: {}", r.status()))?
+                .to_string();
         let router = router.clone();
         let invoke = move || async move {
             let request = lambda_http::request::from_str(&event).expect("an API Gateway event");
@@ -413,7 +423,10 @@ async fn callgrind(
     let totals = std::fs::read_to_string(&out_file).map_err(|e| e.to_string())?;
     let counted = totals
         .lines()
-        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
         .and_then(|n| n.trim().parse::<u64>().ok())
         .ok_or("no total in callgrind's output")?;
     let mut figure = child
