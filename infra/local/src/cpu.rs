@@ -72,6 +72,16 @@ impl FunctionThread {
         Ok(self.run(job, false).await?.0)
     }
 
+    /// `setup`, answering the CPU time too: a warm-up invocation, reported apart.
+    pub async fn warm_up<T, F, Fut>(&self, job: F) -> Result<(T, Duration)>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        self.run(job, false).await
+    }
+
     /// Runs `job` on the thread and answers its output with the thread's CPU time
     /// (user and system) while it ran.
     pub async fn measure<T, F, Fut>(&self, job: F) -> Result<(T, Duration)>
