@@ -3,7 +3,7 @@
 //! current-thread Tokio runtime, as a Lambda instance runs its handler: the function's
 //! SDK clients, built on it, make and poll their connections there, and its logs go
 //! through the function's own subscriber (JSON at `info`, as the template deploys it).
-//! `measure` runs a job there and reads the thread's CPU time around it, so the
+//! `invoke` runs a job there and reads the thread's CPU time around it, so the
 //! sandbox, the emulator's clients and the bench itself, on other threads, are not in
 //! the figure.
 //!
@@ -62,7 +62,7 @@ impl FunctionThread {
     }
 
     /// Runs `job` on the thread without counting it (building the function's
-    /// dependencies, a warm-up invocation).
+    /// dependencies).
     pub async fn setup<T, F, Fut>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
@@ -72,25 +72,16 @@ impl FunctionThread {
         Ok(self.run(job, false).await?.0)
     }
 
-    /// `setup`, answering the CPU time too: a warm-up invocation, reported apart.
-    pub async fn warm_up<T, F, Fut>(&self, job: F) -> Result<(T, Duration)>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = T> + 'static,
-    {
-        self.run(job, false).await
-    }
-
     /// Runs `job` on the thread and answers its output with the thread's CPU time
-    /// (user and system) while it ran.
-    pub async fn measure<T, F, Fut>(&self, job: F) -> Result<(T, Duration)>
+    /// (user and system) while it ran. Only `counted` jobs are counted by callgrind
+    /// (a warm-up invocation is not).
+    pub async fn invoke<T, F, Fut>(&self, job: F, counted: bool) -> Result<(T, Duration)>
     where
         T: Send + 'static,
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
     {
-        self.run(job, true).await
+        self.run(job, counted).await
     }
 
     async fn run<T, F, Fut>(&self, job: F, count: bool) -> Result<(T, Duration)>

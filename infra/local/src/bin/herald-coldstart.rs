@@ -162,7 +162,7 @@ async fn measure_all(
         )
         .route(
             "/2020-01-01/extension/event/next",
-            get(|| std::future::pending::<&'static str>()),
+            get(std::future::pending::<&'static str>),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
