@@ -27,7 +27,7 @@ OFFLINE_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN \
 	AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
 	AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help venv venv-lint venv-checkov venv-contract venv-secrets venv-deploy lint lint-template lint-workflows lint-secrets secrets-baseline dev test openapi bench bench-bodies sam-build deploy smoke clean
+.PHONY: help venv venv-lint venv-checkov venv-contract venv-secrets venv-deploy lint lint-template lint-workflows lint-secrets secrets-baseline dev test openapi bench bench-cpu bench-bodies sam-build deploy smoke clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -157,13 +157,28 @@ openapi: ## Regenerate docs/openapi.json from the api's code (a test fails when 
 BENCH_ARGS ?=
 RECEIPTS_ARGS ?=
 FAIRNESS_ARGS ?=
-bench: venv ## Delivery benchmark (emulator ceiling, a 10,000-recipient batch), then receipts, then fair sharing (docs/performance.md)
+bench: venv bench-cpu ## CPU per function and cold starts, the delivery benchmark (a 10,000-recipient batch), receipts, fair sharing (docs/performance.md)
 	HERALD_VENV="$(CURDIR)/$(VENV)" cargo run -q --profile bench-local -p herald-local \
 	  --bin herald-bench -- $(BENCH_ARGS)
 	HERALD_VENV="$(CURDIR)/$(VENV)" cargo run -q --profile bench-local -p herald-local \
 	  --bin herald-receipts -- $(RECEIPTS_ARGS)
 	HERALD_VENV="$(CURDIR)/$(VENV)" cargo run -q --profile bench-local -p herald-local \
 	  --bin herald-fairness -- $(FAIRNESS_ARGS)
+
+# Each function's own CPU per unit of work (CPU seconds of its thread, and instructions
+# counted by valgrind's callgrind when valgrind is installed; without it the figure
+# says it is unavailable), then each function binary's cold start and memory under a
+# minimal Lambda Runtime API beside an empty lambda_runtime function. Same profile and
+# emulator handling as `make bench`; CPU_ARGS and COLDSTART_ARGS take arguments
+# (--help), e.g. `make bench-cpu CPU_ARGS="--chunks 10 --no-instructions"`.
+CPU_ARGS ?=
+COLDSTART_ARGS ?=
+bench-cpu: venv ## CPU per delivered message (sender), per accepted recipient (API); cold starts (docs/performance.md)
+	cargo build -q --profile bench-local -p herald-local -p herald-api -p herald-sender \
+	  -p herald-webhooks -p herald-events -p herald-outbound -p herald-redriver \
+	  -p herald-backup-check -p herald-rotator --bins
+	HERALD_VENV="$(CURDIR)/$(VENV)" "$${CARGO_TARGET_DIR:-target}/bench-local/herald-cpu" $(CPU_ARGS)
+	HERALD_VENV="$(CURDIR)/$(VENV)" "$${CARGO_TARGET_DIR:-target}/bench-local/herald-coldstart" $(COLDSTART_ARGS)
 
 # Same build profile and emulator handling as `make bench`. BODIES_ARGS as for
 # BENCH_ARGS, e.g. `make bench-bodies BODIES_ARGS="--repeat 5"`.

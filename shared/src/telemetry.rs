@@ -104,9 +104,26 @@ where
     W: Write,
     F: Fn() -> W + Send + Sync + 'static,
 {
-    let _ = tracing_subscriber::registry()
-        .with(JsonLines::new(writer).with_filter(filter))
-        .try_init();
+    let _ = subscriber(filter, writer).try_init();
+}
+
+/// The subscriber `init` installs, at `level` and writing to what `writer` gives,
+/// without installing it: `herald-cpu` makes it the default of the one thread it runs
+/// a function on, so that function's logging costs what it costs in Lambda.
+pub fn function_subscriber<W, F>(level: &str, writer: F) -> impl Subscriber + Send + Sync
+where
+    W: Write,
+    F: Fn() -> W + Send + Sync + 'static,
+{
+    subscriber(EnvFilter::new(level), writer)
+}
+
+fn subscriber<W, F>(filter: EnvFilter, writer: F) -> impl Subscriber + Send + Sync
+where
+    W: Write,
+    F: Fn() -> W + Send + Sync + 'static,
+{
+    tracing_subscriber::registry().with(JsonLines::new(writer).with_filter(filter))
 }
 
 fn starting() {

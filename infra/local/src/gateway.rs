@@ -94,7 +94,9 @@ fn match_route(route: &HttpRoute, method: &str, path: &str) -> Option<Map<String
     actual.next().is_none().then_some(params)
 }
 
-async fn to_event(
+/// The API Gateway v2 event for `request` on the route `route_key` (`POST /v1/batches`),
+/// as Lambda hands it to the function; an answer of API Gateway's own when it has one.
+pub async fn to_event(
     request: Request,
     route_key: &str,
     path_parameters: Map<String, Value>,

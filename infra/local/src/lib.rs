@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod cpu;
 pub mod emulator;
 pub mod gateway;
 pub mod hostile;
@@ -661,6 +662,16 @@ impl LocalCloud {
                 .redriver_timeout
                 .saturating_sub(herald_redriver::DEADLINE_MARGIN);
         herald_redriver::handle(&self.redriver, deadline).await
+    }
+
+    /// The environment the template gives `function` (a template id, `SenderFunction`),
+    /// with the API's token endpoints on the emulator as the local cloud sets them.
+    pub fn function_env(&self, function: &str) -> Result<HashMap<String, String>> {
+        let options = CloudOptions::ephemeral(&self.stack.name);
+        match function {
+            "ApiFunction" => api_env(&self.stack, &self.emulator, &options),
+            _ => function_env(&self.stack, function, &options),
+        }
     }
 
     /// Registers `tenant` (an enterprise tenant with `limits`) and signs a new

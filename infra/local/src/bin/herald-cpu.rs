@@ -1,0 +1,484 @@
+//! `herald-cpu` (the CPU phase of `make bench`, issue 18): each function's own CPU per
+//! unit of work, apart from the sandbox, the queue runner and the bench that share its
+//! process. The sender per delivered message, the API per accepted recipient of a
+//! batch POST. Each runs on a thread of its own (`herald_local::cpu`) with its own SDK
+//! clients, against the emulator and the sandbox provider, through its real handler:
+//! the sender's `handle` with the SQS event as the runtime would hand it (JSON), the
+//! API's router with the API Gateway event the local gateway builds.
+//!
+//! Two figures per function: CPU seconds of its thread (user + system, moved by the
+//! machine's load and frequency), and, when valgrind is installed, instructions counted
+//! by callgrind over the same workload run again in a child process (repeatable to a
+//! fraction of a percent on a noisy machine).
+//!
+//! Over 400 lines: both functions' workloads and the callgrind child run are one
+//! measurement, and share the `Figure` they fill.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, ensure};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use clap::Parser;
+use herald::domain::Limits;
+use herald_local::cpu::{FunctionThread, MEASURED_SYMBOL};
+use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex, random_token};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+#[derive(Parser)]
+#[command(about = "Each function's own CPU per unit of work, against the local cloud")]
+struct Args {
+    /// Chunks of 100 recipients the sender's figure is taken over (after one warm-up
+    /// chunk, which builds connections and reads the provider's secret).
+    #[arg(long, default_value_t = 5)]
+    chunks: usize,
+    /// Recipients in the batch the API's figure is taken from (after a warm-up POST).
+    #[arg(long, default_value_t = 2_000)]
+    api_recipients: usize,
+    /// Skip the instruction counts even when valgrind is installed.
+    #[arg(long)]
+    no_instructions: bool,
+    /// Chunks and recipients for the run under callgrind (about 50 times slower).
+    #[arg(long, default_value_t = 2)]
+    callgrind_chunks: usize,
+    #[arg(long, default_value_t = 500)]
+    callgrind_api_recipients: usize,
+    /// Measure one function only (`sender` or `api`).
+    #[arg(long)]
+    only: Option<String>,
+    /// Internal: this is the run under callgrind; print the figures as JSON only.
+    #[arg(long, hide = true)]
+    child: bool,
+}
+
+const TENANT: &str = "cpu";
+const CHUNK: usize = herald::keys::CHUNK_SIZE as usize;
+
+/// What one function did while measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Figure {
+    function: String,
+    unit: String,
+    units: u64,
+    invocations: u64,
+    cpu_ms: f64,
+    /// The warm-up invocation's CPU (connections, secrets, the phone-number metadata).
+    first_cpu_ms: f64,
+    /// Filled from the callgrind run.
+    instructions: Option<u64>,
+    instructions_units: Option<u64>,
+}
+
+impl Figure {
+    fn new(function: &str, unit: &str) -> Self {
+        Self {
+            function: function.into(),
+            unit: unit.into(),
+            units: 0,
+            invocations: 0,
+            cpu_ms: 0.0,
+            first_cpu_ms: 0.0,
+            instructions: None,
+            instructions_units: None,
+        }
+    }
+
+    /// Runs one invocation on the function's thread: counted, or the warm-up.
+    async fn invoke<T, F, Fut>(
+        &mut self,
+        thread: &FunctionThread,
+        job: F,
+        counted: bool,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + 'static,
+    {
+        let (output, cpu) = thread.invoke(job, counted).await?;
+        let ms = cpu.as_secs_f64() * 1000.0;
+        if counted {
+            self.cpu_ms += ms;
+            self.invocations += 1;
+        } else {
+            self.first_cpu_ms = ms;
+        }
+        Ok(output)
+    }
+
+    fn cpu_ms_per_unit(&self) -> f64 {
+        self.cpu_ms / self.units.max(1) as f64
+    }
+    fn instructions_per_unit(&self) -> Option<f64> {
+        Some(self.instructions? as f64 / self.instructions_units?.max(1) as f64)
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    herald::telemetry::init_with_default("warn");
+    let args = Args::parse();
+    ensure!(
+        args.chunks > 0 && args.api_recipients > 0,
+        "--chunks and --api-recipients must be at least 1"
+    );
+    ensure!(
+        args.only
+            .as_deref()
+            .is_none_or(|f| ["sender", "api"].contains(&f)),
+        "--only is sender or api"
+    );
+    let endpoint = emulator::endpoint();
+    let root = project_root();
+    let own_emulator =
+        emulator::reuse_or_start(&root, &endpoint, &root.join(".herald/cpu-emulator.log")).await?;
+    let result = async {
+        let mut figures = measure(&endpoint, &args).await?;
+        if args.child {
+            return Ok::<_, anyhow::Error>((figures, None));
+        }
+        let counted = if args.no_instructions {
+            Err("not asked for (--no-instructions)".to_owned())
+        } else {
+            instructions(&args, &root, &endpoint).await
+        };
+        if let Ok(counted) = &counted {
+            for figure in &mut figures {
+                if let Some(c) = counted.iter().find(|c| c.function == figure.function) {
+                    figure.instructions = c.instructions;
+                    figure.instructions_units = Some(c.units);
+                }
+            }
+        }
+        Ok((figures, counted.err()))
+    }
+    .await;
+    if let Some(mut child) = own_emulator {
+        let _ = child.kill().await;
+    }
+    let (figures, unavailable) = result?;
+    if args.child {
+        println!("{}", serde_json::to_string(&figures)?);
+        return Ok(());
+    }
+    print_table(&figures, unavailable.as_deref());
+    println!(
+        "{}",
+        json!({ "cpu": figures, "instructions_unavailable": unavailable })
+    );
+    Ok(())
+}
+
+/// Runs each function's workload in a stack of its own and reads its thread's CPU.
+async fn measure(endpoint: &str, args: &Args) -> Result<Vec<Figure>> {
+    let wanted = |function: &str| args.only.as_deref().is_none_or(|only| only == function);
+    let mut options = CloudOptions::ephemeral(&format!("cpu-{}", random_hex(8)));
+    // Nothing polls the send queue: the bench hands each received event to the
+    // sender's thread itself.
+    options.run_queues = false;
+    let cloud = LocalCloud::start(endpoint, options).await?;
+    let result = async {
+        let limits = Limits {
+            api_requests_per_second: 1_000,
+            sends_per_day: 1_000_000,
+        };
+        let token = cloud.sender_token(TENANT, limits).await?;
+        let mut figures = Vec::new();
+        if wanted("sender") {
+            figures.push(sender(&cloud, &token, args.chunks).await?);
+        }
+        if wanted("api") {
+            figures.push(api(&cloud, &token, args.api_recipients).await?);
+        }
+        Ok(figures)
+    }
+    .await;
+    cloud.stop().await;
+    result
+}
+
+fn number(i: usize) -> String {
+    format!("+1415555{:04}", 1_000 + i)
+}
+
+fn batch_body(recipients: usize) -> Result<Vec<u8>> {
+    ensure!(recipients <= 8_000, "at most 8,000 recipients");
+    let recipients: Vec<Value> = (0..recipients)
+        .map(|i| json!({ "to": number(i), "variables": { "code": format!("{i:05}") } }))
+        .collect();
+    Ok(serde_json::to_vec(&json!({
+        "template": "Your Herald code is {{code}}",
+        "recipients": recipients,
+    }))?)
+}
+
+/// The sender: one batch of `1 + chunks` chunks posted through the gateway; the first
+/// invocation warms the instance up, the others are measured, one SQS record each
+/// (the template's batch size) as the event source hands them over.
+async fn sender(cloud: &LocalCloud, token: &str, chunks: usize) -> Result<Figure> {
+    eprintln!(
+        "Sender: {} chunks of {CHUNK} (one to warm up)...",
+        chunks + 1
+    );
+    let (status, answer) = cloud
+        .post_batch(token, batch_body((chunks + 1) * CHUNK)?)
+        .await?;
+    ensure!(status == 202, "the batch was refused: {status} {answer}");
+
+    let thread = FunctionThread::start("sender")?;
+    let config = cloud.sender.config.clone();
+    let emulator = cloud.emulator.clone();
+    let metrics = herald::metrics::Metrics::in_memory(herald::clock::system());
+    let kept = metrics.clone();
+    let deps = thread
+        .setup(move || async move {
+            let clients = herald::aws::Clients::new(herald::aws::for_emulator(&emulator).await);
+            herald_sender::Deps::from_config(config, &clients, herald::clock::system())
+                .map(|deps| Arc::new(deps.with_metrics(metrics)))
+                .map_err(|e| anyhow!(e))
+        })
+        .await??;
+    let timeout = Duration::from_secs(cloud.send_runner.trigger.function_timeout_secs);
+    let sent = || kept.total("sender", "Sent") as u64;
+
+    let mut figure = Figure::new("sender", "delivered message");
+    let mut warm = false;
+    let mut idle = 0;
+    while sent() < ((chunks + 1) * CHUNK) as u64 {
+        let event = cloud
+            .send_runner
+            .receive()
+            .await
+            .map_err(|e| anyhow!("receiving from the send queue: {e}"))?;
+        if event.records.is_empty() {
+            idle += 1;
+            ensure!(
+                idle < 30,
+                "the send queue stayed empty with {} sent",
+                sent()
+            );
+            continue;
+        }
+        idle = 0;
+        // As the runtime hands it over: JSON, read by the function.
+        let payload = serde_json::to_string(&event)?;
+        let deps = deps.clone();
+        let invoke = move || async move {
+            let event: SqsEvent = serde_json::from_str(&payload).expect("an SQS event");
+            let deadline = tokio::time::Instant::now() + timeout;
+            let response = herald_sender::handle(&deps, event, deadline).await;
+            serde_json::to_string(&response).expect("a response")
+        };
+        let before = sent();
+        let response = figure.invoke(&thread, invoke, warm).await?;
+        warm = true;
+        let response: SqsBatchResponse = serde_json::from_str(&response)?;
+        ensure!(
+            response.batch_item_failures.is_empty(),
+            "the sender handed records back: {response:?}"
+        );
+        if figure.invocations > 0 {
+            figure.units += sent() - before;
+        }
+        delete(cloud, &event).await?;
+    }
+    ensure!(
+        figure.units == (chunks * CHUNK) as u64,
+        "measured {} delivered messages, not {}",
+        figure.units,
+        chunks * CHUNK
+    );
+    Ok(figure)
+}
+
+/// Deletes the records of an invocation that succeeded, as the event source does.
+async fn delete(cloud: &LocalCloud, event: &SqsEvent) -> Result<()> {
+    for record in &event.records {
+        cloud
+            .send_runner
+            .sqs
+            .delete_message()
+            .queue_url(&cloud.send_runner.trigger.queue_url)
+            .receipt_handle(record.receipt_handle.clone().unwrap_or_default())
+            .send()
+            .await
+            .context("deleting a record")?;
+    }
+    Ok(())
+}
+
+/// The API: a warm-up POST of 100 recipients, then one measured POST of `recipients`,
+/// each a Lambda invocation from the API Gateway event to the serialised answer.
+async fn api(cloud: &LocalCloud, token: &str, recipients: usize) -> Result<Figure> {
+    eprintln!("API: a batch of {recipients} recipients (after one of {CHUNK} to warm up)...");
+    let thread = FunctionThread::start("api")?;
+    let config = cloud.api_config.clone();
+    let emulator = cloud.emulator.clone();
+    let router = thread
+        .setup(move || async move {
+            let clients = herald::aws::Clients::new(herald::aws::for_emulator(&emulator).await);
+            let app = herald_api::App::new(config, &clients, herald::clock::system())
+                .with_metrics(herald::metrics::Metrics::in_memory(herald::clock::system()));
+            herald_api::router(Arc::new(app))
+        })
+        .await?;
+    let mut figure = Figure::new("api", "accepted recipient");
+    for (n, counted) in [(CHUNK, false), (recipients, true)] {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("/v1/batches")
+            .header("host", "127.0.0.1")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", random_token(26))
+            .body(axum::body::Body::from(batch_body(n)?))?;
+        let event =
+            herald_local::gateway::to_event(request, "POST /v1/batches", Default::default())
+                .await
+                .map_err(|r| anyhow!("the gateway refused the request: {}", r.status()))?
+                .to_string();
+        let router = router.clone();
+        let invoke = move || async move {
+            let request = lambda_http::request::from_str(&event).expect("an API Gateway event");
+            let response = router.oneshot(request).await.expect("infallible");
+            let status = response.status().as_u16();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            (status, body)
+        };
+        let (status, body) = figure.invoke(&thread, invoke, counted).await?;
+        if counted {
+            figure.units += n as u64;
+        }
+        ensure!(status == 202, "the API refused the batch: {status} {body}");
+    }
+    Ok(figure)
+}
+
+/// The same workloads, smaller, in a child process under callgrind counting only the
+/// measured jobs; the instructions each function ran, with the units they were for.
+async fn instructions(args: &Args, root: &Path, endpoint: &str) -> Result<Vec<Figure>, String> {
+    let valgrind = std::process::Command::new("valgrind")
+        .arg("--version")
+        .output();
+    match valgrind {
+        Ok(out) if out.status.success() => {}
+        _ => {
+            return Err(
+                "valgrind is not installed (instruction counts need callgrind: `apt-get install valgrind`)"
+                    .into(),
+            );
+        }
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = root.join(".herald");
+    let mut figures: Vec<Figure> = Vec::new();
+    // One child per function: callgrind's total is the one count per process.
+    for function in ["sender", "api"]
+        .into_iter()
+        .filter(|f| args.only.as_deref().is_none_or(|only| only == *f))
+    {
+        let (chunks, api) = match function {
+            "sender" => (args.callgrind_chunks, 1),
+            _ => (1, args.callgrind_api_recipients),
+        };
+        // Under callgrind the process runs about 50 times slower, and now and then an
+        // SDK call of the run misses its 3 s attempt timeout; a second run is the cure.
+        let mut attempt = 0;
+        let figure = loop {
+            attempt += 1;
+            eprintln!("Counting the {function}'s instructions under callgrind (slow)...");
+            match callgrind(&exe, &dir, endpoint, function, chunks, api).await {
+                Ok(figure) => break figure,
+                Err(e) if attempt < 2 => eprintln!("  that run failed ({e}); once more"),
+                Err(e) => return Err(e),
+            }
+        };
+        figures.push(figure);
+    }
+    Ok(figures)
+}
+
+/// One run of `function`'s workload under callgrind: its figure, with the instructions
+/// counted inside its measured jobs.
+async fn callgrind(
+    exe: &Path,
+    dir: &Path,
+    endpoint: &str,
+    function: &str,
+    chunks: usize,
+    api: usize,
+) -> Result<Figure, String> {
+    let out_file = dir.join(format!("callgrind.{function}.out"));
+    let output = tokio::process::Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!("--toggle-collect={MEASURED_SYMBOL}"))
+        .arg(format!("--callgrind-out-file={}", out_file.display()))
+        .arg(exe)
+        .args(["--child", "--chunks", &chunks.to_string()])
+        .args(["--api-recipients", &api.to_string()])
+        .args(["--only", function])
+        .env("HERALD_EMULATOR_URL", endpoint)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .map_err(|e| format!("running valgrind: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("the callgrind run failed ({})", output.status));
+    }
+    let child: Vec<Figure> = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("reading the callgrind run's figures: {e}"))?;
+    let totals = std::fs::read_to_string(&out_file).map_err(|e| e.to_string())?;
+    let counted = totals
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .ok_or("no total in callgrind's output")?;
+    let mut figure = child
+        .into_iter()
+        .find(|f| f.function == function)
+        .ok_or("the callgrind run measured nothing")?;
+    figure.instructions = Some(counted);
+    Ok(figure)
+}
+
+fn print_table(figures: &[Figure], unavailable: Option<&str>) {
+    println!("Herald CPU per unit of work, each function on its own thread (bench-local build)");
+    for f in figures {
+        println!(
+            "  {:<8} {:>8.3} ms CPU per {} ({} in {} invocations, {:.1} ms)",
+            f.function,
+            f.cpu_ms_per_unit(),
+            f.unit,
+            f.units,
+            f.invocations,
+            f.cpu_ms
+        );
+        println!(
+            "  {:<8} {:>8.1} ms CPU in the warm-up invocation (not counted above)",
+            "", f.first_cpu_ms
+        );
+        match f.instructions_per_unit() {
+            Some(per) => println!(
+                "  {:<8} {:>8.0} instructions per {} (callgrind, {} of them)",
+                "",
+                per,
+                f.unit,
+                f.instructions_units.unwrap_or_default()
+            ),
+            None => println!(
+                "  {:<8} instructions: unavailable ({})",
+                "",
+                unavailable.unwrap_or("not counted")
+            ),
+        }
+    }
+}
