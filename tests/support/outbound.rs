@@ -1,10 +1,14 @@
 //! Status webhooks as a tenant receives them (issue 15): a receiver on loopback that
 //! records every request and answers by its path (`/ok...` 200, `/gone...` 410,
 //! `/down...` 500, `/flaky...` 500 to every other request, starting with the first),
-//! and the Standard Webhooks check as a tenant writes it, apart from Herald's signer.
+//! the Standard Webhooks check as a tenant writes it, apart from Herald's signer, the
+//! delivery proof's assertions (shared by the 40- and 500-message runs), and a clock
+//! the deliverer reads that a test moves ahead.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::hmac;
 use axum::extract::{Path, State};
@@ -59,6 +63,28 @@ impl Receiver {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
+    }
+
+    /// Requests to `path` grouped by `webhook-id`, each with the statuses answered in
+    /// order.
+    pub fn by_id(&self, path: &str) -> BTreeMap<String, Vec<u16>> {
+        let mut ids: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+        for r in self.at(path) {
+            ids.entry(r.webhook_id()).or_default().push(r.answered);
+        }
+        ids
+    }
+
+    /// Whether the batch's `messages` events reached `/ok` (each `message.sent` and the
+    /// `batch.completed`) and each `message.sent` ended with a 200 at `/flaky`.
+    pub fn batch_arrived(&self, messages: usize) -> bool {
+        self.at("ok").len() == messages + 1
+            && self
+                .by_id("flaky")
+                .values()
+                .filter(|answers| answers.last() == Some(&200))
+                .count()
+                == messages
     }
 
     /// Every request to `path`, in order of arrival.
@@ -188,5 +214,92 @@ impl TestCloud {
             .iter()
             .filter_map(|a| attributes.get(a)?.parse::<usize>().ok())
             .sum()
+    }
+}
+
+/// The proof at `/ok` (answering 200, subscribed to `message.sent` and
+/// `batch.completed`): exactly the batch's events, each once, each signed with
+/// `secret` and not with `other` (another endpoint's), the address masked.
+pub fn assert_each_event_once(
+    receiver: &Receiver,
+    batch: &str,
+    messages: usize,
+    (secret, other): (&str, &str),
+) {
+    let mut expected: BTreeSet<String> =
+        (0..messages).map(|i| format!("{batch}.{i}.sent")).collect();
+    expected.insert(format!("{batch}.completed"));
+    let ok = receiver.at("ok");
+    let ok_ids: BTreeSet<String> = ok.iter().map(|r| r.webhook_id()).collect();
+    assert_eq!(
+        ok.len(),
+        ok_ids.len(),
+        "a webhook-id repeated on a 200 endpoint"
+    );
+    assert_eq!(ok_ids, expected);
+    for r in &ok {
+        assert!(verifies(secret, &r.headers, &r.body), "{}", r.webhook_id());
+        assert!(!verifies(other, &r.headers, &r.body));
+        let body = r.json();
+        if body["type"] == "message.sent" {
+            assert_eq!(body["data"]["status"], "sent");
+            assert_eq!(body["data"]["batch_id"], batch);
+            assert!(
+                !String::from_utf8_lossy(&r.body).contains("415555"),
+                "address not masked"
+            );
+        } else {
+            assert_eq!(body["type"], "batch.completed");
+            assert_eq!(body["data"]["total"], messages);
+            assert_eq!(body["data"]["sent"], messages);
+        }
+    }
+}
+
+/// The proof at `/flaky` (failing every other request, subscribed to `message.sent`):
+/// every event arrived, signed with `secret`; an id repeats only after a failure, and
+/// ends with the one 200. Answers the ids with their answers.
+pub fn assert_retried_until_delivered(
+    receiver: &Receiver,
+    batch: &str,
+    messages: usize,
+    secret: &str,
+) -> BTreeMap<String, Vec<u16>> {
+    let expected: BTreeSet<String> = (0..messages).map(|i| format!("{batch}.{i}.sent")).collect();
+    let flaky_ids = receiver.by_id("flaky");
+    assert_eq!(flaky_ids.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    let mut retried = 0;
+    for (id, answers) in &flaky_ids {
+        let (last, before) = answers.split_last().unwrap();
+        assert_eq!(*last, 200, "{id}: {answers:?}");
+        assert!(before.iter().all(|a| *a == 500), "{id}: {answers:?}");
+        retried += before.len();
+    }
+    assert!(retried > 0, "the flaky receiver failed nothing");
+    for r in receiver.at("flaky") {
+        assert!(verifies(secret, &r.headers, &r.body));
+    }
+    flaky_ids
+}
+
+/// The system's clock, moved ahead by what a test says: the deliverer reads it
+/// (`CloudOptions::outbound_clock`) so a policy measured in days is reached without
+/// waiting for them, while time still passes between the moves as it does for the
+/// queues' delays.
+#[derive(Default)]
+pub struct MovedClock {
+    ahead_millis: AtomicU64,
+}
+
+impl MovedClock {
+    pub fn move_ahead(&self, by: Duration) {
+        self.ahead_millis
+            .fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+impl herald::clock::Clock for MovedClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now() + Duration::from_millis(self.ahead_millis.load(Ordering::SeqCst))
     }
 }

@@ -32,13 +32,14 @@ impl Outbound {
         stack: &Stack,
         env: &std::collections::HashMap<String, String>,
         clients: &herald::aws::Clients,
+        clock: herald::clock::SharedClock,
         sdk: &herald::aws::SdkConfig,
         metrics: herald::metrics::Metrics,
         shutdown: &watch::Receiver<bool>,
         tasks: &mut Vec<JoinHandle<()>>,
     ) -> Result<Self> {
         let deps = Arc::new(
-            Deps::from_config(OutboundConfig::load(env)?, clients, herald::clock::system())
+            Deps::from_config(OutboundConfig::load(env)?, clients, clock)
                 .with_metrics(metrics),
         );
         let stream = stack.stream_trigger("OutboundFanoutFunction")?;
