@@ -70,7 +70,7 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
     test.wait_for_batch(&sender, &batch, "completed").await;
     eventually("every event delivered", || async {
         let others = receiver.at("gone").len() == 1 && receiver.at("watch").len() == 1;
-        (receiver.batch_arrived(MESSAGES) && others).then_some(())
+        (receiver.batch_arrived(MESSAGES, "flaky") && others).then_some(())
     })
     .await;
     eventually("no delivery left on the queue", || async {
@@ -81,7 +81,8 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
     // Exactly the expected events, each once, each verified with its endpoint's secret;
     // the flaky receiver failed every other request, and still got every event.
     assert_each_event_once(&receiver, &batch, MESSAGES, (&ok_secret, &flaky_secret));
-    let flaky_ids = assert_retried_until_delivered(&receiver, &batch, MESSAGES, &flaky_secret);
+    let flaky_ids =
+        assert_retried_until_delivered(&receiver, "flaky", &batch, MESSAGES, &flaky_secret);
     assert!(
         receiver.at("off").is_empty(),
         "a disabled endpoint got deliveries"

@@ -1,6 +1,7 @@
 //! Status webhooks as a tenant receives them (issue 15): a receiver on loopback that
 //! records every request and answers by its path (`/ok...` 200, `/gone...` 410,
-//! `/down...` 500, `/flaky...` 500 to every other request, starting with the first),
+//! `/down...` 500, `/flaky...` 500 to every other request, starting with the first,
+//! `/halved...` 500 to the first request of each `webhook-id` and 200 to the next),
 //! the Standard Webhooks check as a tenant writes it, apart from Herald's signer, the
 //! delivery proof's assertions (shared by the 40- and 500-message runs), and a clock
 //! the deliverer reads that a test moves ahead.
@@ -41,6 +42,8 @@ impl Received {
 struct Log {
     received: Vec<Received>,
     per_path: HashMap<String, usize>,
+    /// Requests per path and `webhook-id`.
+    per_event: HashMap<(String, String), usize>,
 }
 
 #[derive(Clone)]
@@ -76,11 +79,12 @@ impl Receiver {
     }
 
     /// Whether the batch's `messages` events reached `/ok` (each `message.sent` and the
-    /// `batch.completed`) and each `message.sent` ended with a 200 at `/flaky`.
-    pub fn batch_arrived(&self, messages: usize) -> bool {
+    /// `batch.completed`) and each `message.sent` ended with a 200 at `retried` (an
+    /// endpoint that fails some requests).
+    pub fn batch_arrived(&self, messages: usize, retried: &str) -> bool {
         self.at("ok").len() == messages + 1
             && self
-                .by_id("flaky")
+                .by_id(retried)
                 .values()
                 .filter(|answers| answers.last() == Some(&200))
                 .count()
@@ -105,11 +109,22 @@ async fn answer(
     body: axum::body::Bytes,
 ) -> StatusCode {
     let mut log = log.lock().unwrap();
-    let count = log.per_path.entry(path.clone()).or_default();
-    *count += 1;
+    *log.per_path.entry(path.clone()).or_default() += 1;
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let tries = log.per_event.entry((path.clone(), id)).or_default();
+    *tries += 1;
+    let first_try = *tries == 1;
+    let count = log.per_path[&path];
     let status = if path.starts_with("gone") {
         StatusCode::GONE
-    } else if path.starts_with("down") || (path.starts_with("flaky") && *count % 2 == 1) {
+    } else if path.starts_with("down")
+        || (path.starts_with("flaky") && count % 2 == 1)
+        || (path.starts_with("halved") && first_try)
+    {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
         StatusCode::OK
@@ -256,17 +271,18 @@ pub fn assert_each_event_once(
     }
 }
 
-/// The proof at `/flaky` (failing every other request, subscribed to `message.sent`):
-/// every event arrived, signed with `secret`; an id repeats only after a failure, and
-/// ends with the one 200. Answers the ids with their answers.
+/// The proof at `path` (an endpoint failing some requests, subscribed to
+/// `message.sent`): every event arrived, signed with `secret`; an id repeats only after
+/// a failure, and ends with the one 200. Answers the ids with their answers.
 pub fn assert_retried_until_delivered(
     receiver: &Receiver,
+    path: &str,
     batch: &str,
     messages: usize,
     secret: &str,
 ) -> BTreeMap<String, Vec<u16>> {
     let expected: BTreeSet<String> = (0..messages).map(|i| format!("{batch}.{i}.sent")).collect();
-    let flaky_ids = receiver.by_id("flaky");
+    let flaky_ids = receiver.by_id(path);
     assert_eq!(flaky_ids.keys().cloned().collect::<BTreeSet<_>>(), expected);
     let mut retried = 0;
     for (id, answers) in &flaky_ids {
@@ -276,7 +292,7 @@ pub fn assert_retried_until_delivered(
         retried += before.len();
     }
     assert!(retried > 0, "the flaky receiver failed nothing");
-    for r in receiver.at("flaky") {
+    for r in receiver.at(path) {
         assert!(verifies(secret, &r.headers, &r.body));
     }
     flaky_ids
