@@ -138,23 +138,30 @@ async fn create(sqs: &aws_sdk_sqs::Client, name: &str, attributes: &[(QueueAttri
         .unwrap()
 }
 
-/// Visible, in flight and delayed, as GetQueueAttributes answers them.
-async fn counts(sqs: &aws_sdk_sqs::Client, url: &str) -> (u32, u32, u32) {
-    let attributes = sqs
+/// The queue's attributes `names`, as GetQueueAttributes answers them.
+async fn attributes(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    names: &[QueueAttributeName],
+) -> HashMap<QueueAttributeName, String> {
+    let answer = sqs
         .get_queue_attributes()
         .queue_url(url)
-        .attribute_names(QueueAttributeName::All)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap();
-    let count = |name: QueueAttributeName| attributes[&name].parse::<u32>().unwrap();
-    (
-        count(QueueAttributeName::ApproximateNumberOfMessages),
-        count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
-    )
+        .set_attribute_names(Some(names.to_vec()));
+    answer.send().await.unwrap().attributes.unwrap_or_default()
+}
+
+/// Visible, in flight and delayed.
+async fn counts(sqs: &aws_sdk_sqs::Client, url: &str) -> (u32, u32, u32) {
+    use QueueAttributeName as A;
+    let names = [
+        A::ApproximateNumberOfMessages,
+        A::ApproximateNumberOfMessagesNotVisible,
+        A::ApproximateNumberOfMessagesDelayed,
+    ];
+    let got = attributes(sqs, url, &names).await;
+    let count = |name: &A| got[name].parse::<u32>().unwrap();
+    (count(&names[0]), count(&names[1]), count(&names[2]))
 }
 
 #[tokio::test]
@@ -236,19 +243,16 @@ async fn counts_deletes_and_deduplication_answer_as_sqs_does() {
         .await
         .unwrap();
 
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::RedrivePolicy)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap();
+    // Only what was asked for, the redrive policy as JSON.
+    let asked = attributes(&sqs, &url, &[QueueAttributeName::RedrivePolicy]).await;
     let policy: serde_json::Value =
-        serde_json::from_str(&attributes[&QueueAttributeName::RedrivePolicy]).unwrap();
+        serde_json::from_str(&asked[&QueueAttributeName::RedrivePolicy]).unwrap();
     assert_eq!(policy["maxReceiveCount"], 5);
-    assert_eq!(attributes.len(), 1, "{attributes:?}");
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    // Every attribute when All is asked for, the counts among them.
+    let all = attributes(&sqs, &url, &[QueueAttributeName::All]).await;
+    assert_eq!(all[&QueueAttributeName::ApproximateNumberOfMessages], "2");
+    assert!(all.contains_key(&QueueAttributeName::QueueArn), "{all:?}");
 
     // A FIFO queue with content-based deduplication keeps one of two equal bodies.
     let fifo = create(

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use herald_tests::outbound::{
-    Receiver, assert_each_event_once, assert_retried_until_delivered, verifies,
+    Receiver, assert_each_event_once, assert_retried_until_delivered, batch_events, verifies,
 };
 use herald_tests::{TestCloud, eventually, number};
 use serde_json::{Value, json};
@@ -80,9 +80,12 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
 
     // Exactly the expected events, each once, each verified with its endpoint's secret;
     // the flaky receiver failed every other request, and still got every event.
-    assert_each_event_once(&receiver, &batch, MESSAGES, (&ok_secret, &flaky_secret));
-    let flaky_ids =
-        assert_retried_until_delivered(&receiver, "flaky", &batch, MESSAGES, &flaky_secret);
+    // Every message sent (the proof names each message's event), then every event.
+    let sent: BTreeSet<String> = (0..MESSAGES).map(|i| format!("{batch}.{i}.sent")).collect();
+    let counts = BTreeMap::from([("sent".to_owned(), MESSAGES)]);
+    assert_eq!(batch_events(&test, &sender, &batch).await, (sent.clone(), counts.clone()));
+    assert_each_event_once(&receiver, &batch, (&sent, &counts), (&ok_secret, &flaky_secret));
+    let flaky_ids = assert_retried_until_delivered(&receiver, "flaky", &sent, &flaky_secret);
     assert!(
         receiver.at("off").is_empty(),
         "a disabled endpoint got deliveries"

@@ -206,36 +206,55 @@ async fn run(args: &Args, cloud: &LocalCloud, counter: &RequestCounter) -> Resul
 /// How many of the batch's messages read back `delivered` (with an uncounted client).
 async fn count_delivered(args: &Args, cloud: &LocalCloud, batch: BatchId) -> Result<u32> {
     let tenant = TenantId::parse(TENANT).map_err(|e| anyhow!("{e}"))?;
-    let store = Store::new(
+    let store = uncounted_store(cloud)?;
+    let delivered = AtomicU32::new(0);
+    each_message(args, |index| {
+        let (store, tenant, delivered) = (&store, &tenant, &delivered);
+        async move {
+            let message = store
+                .get_message(tenant, MessageId::new(batch, index))
+                .await?;
+            if message.is_some_and(|m| m.status == herald::MessageStatus::Delivered) {
+                delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(delivered.into_inner())
+}
+
+/// The stack's table through a client the request counter does not see.
+fn uncounted_store(cloud: &LocalCloud) -> Result<Store> {
+    Ok(Store::new(
         herald::aws::Clients::new(cloud.sdk.clone()).dynamodb(),
         cloud.stack.reference("HeraldTable")?,
-    );
+    ))
+}
+
+/// `step` for each message index, `--seed-concurrency` at a time.
+async fn each_message<F, Fut>(args: &Args, step: F) -> Result<()>
+where
+    F: Fn(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     let next = AtomicU32::new(0);
-    let delivered = AtomicU32::new(0);
     futures::future::try_join_all((0..args.seed_concurrency).map(|_| async {
         loop {
             let index = next.fetch_add(1, Ordering::Relaxed);
             if index >= args.receipts {
                 return Ok::<(), anyhow::Error>(());
             }
-            let message = store
-                .get_message(&tenant, MessageId::new(batch, index))
-                .await?;
-            if message.is_some_and(|m| m.status == herald::MessageStatus::Delivered) {
-                delivered.fetch_add(1, Ordering::Relaxed);
-            }
+            step(index).await?;
         }
     }))
     .await?;
-    Ok(delivered.into_inner())
+    Ok(())
 }
 
 /// Claims and settles `receipts` messages as `sent` with provider references `SM{i}`.
 async fn seed(args: &Args, cloud: &LocalCloud, tenant: &TenantId, batch: BatchId) -> Result<()> {
-    let store = Store::new(
-        herald::aws::Clients::new(cloud.sdk.clone()).dynamodb(),
-        cloud.stack.reference("HeraldTable")?,
-    );
+    let store = uncounted_store(cloud)?;
     let clock = herald::clock::system();
     let chunk = Chunk {
         index: 0,
@@ -246,17 +265,13 @@ async fn seed(args: &Args, cloud: &LocalCloud, tenant: &TenantId, batch: BatchId
         created_at: clock.timestamp(),
     };
     let to = Address::Phone(PhoneNumber::parse("+14155552000").map_err(|e| anyhow!("{e}"))?);
-    let next = AtomicU32::new(0);
-    futures::future::try_join_all((0..args.seed_concurrency).map(|_| async {
-        loop {
-            let index = next.fetch_add(1, Ordering::Relaxed);
-            if index >= args.receipts {
-                return Ok::<(), anyhow::Error>(());
-            }
+    each_message(args, |index| {
+        let (store, chunk, to) = (&store, &chunk, &to);
+        async move {
             let id = MessageId::new(batch, index);
-            herald_local::seed::claim_and_settle(&store, tenant, id, &chunk, &to, "twilio").await?;
+            herald_local::seed::claim_and_settle(store, tenant, id, chunk, to, "twilio").await?;
+            Ok(())
         }
-    }))
-    .await?;
-    Ok(())
+    })
+    .await
 }
