@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
-    MessageSystemAttributeNameForSends, QueueAttributeName, SendMessageBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, MessageSystemAttributeNameForSends,
+    QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use herald::queue::trace_attribute;
 use herald_tests::herald_local::{emulator, project_root, random_hex};
@@ -122,7 +122,11 @@ async fn client() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&herald::aws::for_emulator(&endpoint).await)
 }
 
-async fn create(sqs: &aws_sdk_sqs::Client, name: &str, attributes: &[(QueueAttributeName, &str)]) -> String {
+async fn create(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: &[(QueueAttributeName, &str)],
+) -> String {
     sqs.create_queue()
         .queue_name(name)
         .set_attributes(Some(
@@ -233,7 +237,10 @@ async fn counts_deletes_and_deduplication_answer_as_sqs_does() {
         .iter()
         .map(|f| (f.id.as_str(), f.code.as_str()))
         .collect();
-    assert_eq!(failed, HashMap::from([("unknown", "ReceiptHandleIsInvalid")]));
+    assert_eq!(
+        failed,
+        HashMap::from([("unknown", "ReceiptHandleIsInvalid")])
+    );
     assert_eq!(counts(&sqs, &url).await, (2, 0, 2));
     // Deleting a deleted message again succeeds, as SQS allows.
     sqs.delete_message()

@@ -83,8 +83,16 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
     // Every message sent (the proof names each message's event), then every event.
     let sent: BTreeSet<String> = (0..MESSAGES).map(|i| format!("{batch}.{i}.sent")).collect();
     let counts = BTreeMap::from([("sent".to_owned(), MESSAGES)]);
-    assert_eq!(batch_events(&test, &sender, &batch).await, (sent.clone(), counts.clone()));
-    assert_each_event_once(&receiver, &batch, (&sent, &counts), (&ok_secret, &flaky_secret));
+    assert_eq!(
+        batch_events(&test, &sender, &batch).await,
+        (sent.clone(), counts.clone())
+    );
+    assert_each_event_once(
+        &receiver,
+        &batch,
+        (&sent, &counts),
+        (&ok_secret, &flaky_secret),
+    );
     let flaky_ids = assert_retried_until_delivered(&receiver, "flaky", &sent, &flaky_secret);
     assert!(
         receiver.at("off").is_empty(),
@@ -247,7 +255,8 @@ async fn recover(
     test.wait_for_batch(&sender, &batch, "completed").await;
     let attempts_path = format!("/v1/webhooks/endpoints/{down}/attempts");
     eventually("every event failed its eight attempts", || async {
-        let failed = receiver.by_id("down")
+        let failed = receiver
+            .by_id("down")
             .values()
             .filter(|answers| answers.len() == 8)
             .count();

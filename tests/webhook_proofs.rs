@@ -17,12 +17,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald::Timestamp;
+use herald::domain::EndpointStatus;
 use herald_tests::outbound::{
     MovedClock, Receiver, assert_each_event_once, assert_retried_until_delivered, batch_events,
     verifies,
 };
-use herald::Timestamp;
-use herald::domain::EndpointStatus;
 use herald_tests::{TestCloud, eventually, eventually_progressing, number, quick_redelivery};
 use serde_json::{Value, json};
 
@@ -107,11 +107,19 @@ async fn five_hundred_messages_reach_each_endpoint_once_and_a_failing_one_by_ret
 
     let (events, counts) = batch_events(&test, &sender, &batch).await;
     assert_eq!(events.len(), MESSAGES);
-    assert_each_event_once(&receiver, &batch, (&events, &counts), (&ok_secret, &halved_secret));
+    assert_each_event_once(
+        &receiver,
+        &batch,
+        (&events, &counts),
+        (&ok_secret, &halved_secret),
+    );
     let halved = assert_retried_until_delivered(&receiver, "halved", &events, &halved_secret);
     // Half of the requests failed, and each event was sent exactly twice: its failure
     // and its one retry.
-    assert!(halved.values().all(|answers| answers == &[500, 200]), "{halved:?}");
+    assert!(
+        halved.values().all(|answers| answers == &[500, 200]),
+        "{halved:?}"
+    );
     assert_eq!(receiver.at("halved").len(), 2 * MESSAGES);
 }
 
@@ -130,12 +138,21 @@ async fn an_endpoint_failing_for_five_days_is_disabled_announced_and_audited() {
         .await;
     let tenant = herald::TenantId::parse("acme").unwrap();
     let store = &test.cloud.sender.store;
-    let endpoint = || async { store.webhook_endpoint(&tenant, &down).await.unwrap().unwrap() };
+    let endpoint = || async {
+        store
+            .webhook_endpoint(&tenant, &down)
+            .await
+            .unwrap()
+            .unwrap()
+    };
 
     // Day 0: one message's event fails all eight attempts; the failing days start.
     let first = send_one(&test, &sender, &receiver, 0).await;
     assert_eq!(receiver.by_id("down")[&first].len(), 8);
-    let since = endpoint().await.failing_since.expect("failing since the first failure");
+    let since = endpoint()
+        .await
+        .failing_since
+        .expect("failing since the first failure");
     assert_eq!(endpoint().await.status, EndpointStatus::Enabled);
 
     // An hour short of five days later, another event fails all its attempts: the

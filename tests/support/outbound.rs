@@ -309,7 +309,10 @@ pub fn assert_retried_until_delivered(
     secret: &str,
 ) -> BTreeMap<String, Vec<u16>> {
     let flaky_ids = receiver.by_id(path);
-    assert_eq!(&flaky_ids.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    assert_eq!(
+        &flaky_ids.keys().cloned().collect::<BTreeSet<_>>(),
+        expected
+    );
     let mut retried = 0;
     for (id, answers) in &flaky_ids {
         let (last, before) = answers.split_last().unwrap();

@@ -569,16 +569,21 @@ impl LocalCloud {
 
         // Status webhooks to tenants (issue 15).
         let outbound = if options.outbound {
-            Some(outbound::Outbound::start(
-                &stack,
+            let clients = clients_of("outbound");
+            let deps = outbound::Outbound::deps(
                 &function_env(&stack, "OutboundDeliverFunction", &options)?,
-                &clients_of("outbound"),
+                &clients,
                 options
                     .outbound_clock
                     .clone()
                     .unwrap_or_else(herald::clock::system),
-                &sdk,
                 metrics.clone(),
+            )?;
+            Some(outbound::Outbound::start(
+                &stack,
+                deps,
+                &clients,
+                &sdk,
                 &shutdown_rx,
                 &mut tasks,
             )?)

@@ -194,8 +194,14 @@ async fn run(args: &Args, cloud: &LocalCloud, counter: &RequestCounter) -> Resul
         args.timeout_seconds
     );
     let delivered = count_delivered(args, cloud, batch).await?;
-    println!("  messages delivered, read back: {delivered} of {}", args.receipts);
-    ensure!(delivered == args.receipts, "not every message was delivered");
+    println!(
+        "  messages delivered, read back: {delivered} of {}",
+        args.receipts
+    );
+    ensure!(
+        delivered == args.receipts,
+        "not every message was delivered"
+    );
     ensure!(
         metrics.total("events", "EventsOrphaned") == 0.0,
         "receipts were orphaned"
