@@ -111,17 +111,17 @@ dev: venv ## Start the local cloud (emulator, gateway, queue runners)
 
 # The emulator started by the tests is stopped on every exit (pass, fail, Ctrl-C).
 # The exit code is the tests' own; a failed stop only turns a pass into a failure.
-# The fault suites and the rotation under a 2,000-text batch (`test = false` in
-# tests/Cargo.toml, so `cargo test --workspace` leaves them out) run at the same time as
-# the rest, in two lanes, each on an emulator of its own (FAULTS_EMULATOR_URL and
-# SLOW_EMULATOR_URL): each suite runs its batches one at a time against its emulator's
-# throughput (one Python process, one core at most), so three emulators side by side
-# finish minutes sooner than one lane after the rest. Their output is printed after the
-# rest's.
+# The fault suites, the rotation under a 2,000-text batch and the 500-message webhook
+# proofs (`test = false` in tests/Cargo.toml, so `cargo test --workspace` leaves them
+# out) run at the same time as the rest, in two lanes, each on an emulator of its own
+# (FAULTS_EMULATOR_URL and SLOW_EMULATOR_URL): each suite runs its batches one at a
+# time against its emulator's throughput (one Python process, one core at most), so
+# three emulators side by side finish minutes sooner than one lane after the rest.
+# Their output is printed after the rest's.
 FAULTS_EMULATOR_URL ?= http://127.0.0.1:4567
 SLOW_EMULATOR_URL ?= http://127.0.0.1:4568
 FAULT_SUITES := --test faults
-SLOW_SUITES := --test receipt_faults --test rotation --test provider_rate
+SLOW_SUITES := --test receipt_faults --test rotation --test provider_rate --test webhook_proofs
 test: venv venv-contract ## cargo test --workspace and the fault suites against the local cloud, then stop its emulators
 	@export HERALD_VENV="$(CURDIR)/$(VENV)" HERALD_CONTRACT_VENV="$(CURDIR)/$(VENV_CONTRACT)"; \
 	trap 'rc=$$?; cargo run -q -p herald-local -- emulator stop --started-by-tests \

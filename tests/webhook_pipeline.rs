@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use herald_tests::outbound::{Receiver, verifies};
+use herald_tests::outbound::{
+    Receiver, assert_each_event_once, assert_retried_until_delivered, batch_events, verifies,
+};
 use herald_tests::{TestCloud, eventually, number};
 use serde_json::{Value, json};
 
@@ -32,15 +34,6 @@ async fn start() -> TestCloud {
             .insert("HERALD_WEBHOOK_RETRY_DIVISOR".into(), "20000".into());
     })
     .await
-}
-
-/// Requests to `path` grouped by `webhook-id`, each with the statuses answered in order.
-fn by_id(receiver: &Receiver, path: &str) -> BTreeMap<String, Vec<u16>> {
-    let mut ids: BTreeMap<String, Vec<u16>> = BTreeMap::new();
-    for r in receiver.at(path) {
-        ids.entry(r.webhook_id()).or_default().push(r.answered);
-    }
-    ids
 }
 
 #[tokio::test]
@@ -76,14 +69,8 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
         .await;
     test.wait_for_batch(&sender, &batch, "completed").await;
     eventually("every event delivered", || async {
-        let ok = receiver.at("ok").len() == MESSAGES + 1;
-        let flaky = by_id(&receiver, "flaky")
-            .values()
-            .filter(|answers| answers.last() == Some(&200))
-            .count()
-            == MESSAGES;
         let others = receiver.at("gone").len() == 1 && receiver.at("watch").len() == 1;
-        (ok && flaky && others).then_some(())
+        (receiver.batch_arrived(MESSAGES, "flaky") && others).then_some(())
     })
     .await;
     eventually("no delivery left on the queue", || async {
@@ -91,54 +78,22 @@ async fn a_batch_s_status_changes_reach_each_subscribed_endpoint_once_retried_un
     })
     .await;
 
-    // Exactly the expected events, each once, each verified with its endpoint's secret.
-    let mut expected: BTreeSet<String> =
-        (0..MESSAGES).map(|i| format!("{batch}.{i}.sent")).collect();
-    let ok = receiver.at("ok");
-    let ok_ids: BTreeSet<String> = ok.iter().map(|r| r.webhook_id()).collect();
+    // Exactly the expected events, each once, each verified with its endpoint's secret;
+    // the flaky receiver failed every other request, and still got every event.
+    // Every message sent (the proof names each message's event), then every event.
+    let sent: BTreeSet<String> = (0..MESSAGES).map(|i| format!("{batch}.{i}.sent")).collect();
+    let counts = BTreeMap::from([("sent".to_owned(), MESSAGES)]);
     assert_eq!(
-        ok.len(),
-        ok_ids.len(),
-        "a webhook-id repeated on a 200 endpoint"
+        batch_events(&test, &sender, &batch).await,
+        (sent.clone(), counts.clone())
     );
-    let flaky_ids = by_id(&receiver, "flaky");
-    assert_eq!(flaky_ids.keys().cloned().collect::<BTreeSet<_>>(), expected);
-    expected.insert(format!("{batch}.completed"));
-    assert_eq!(ok_ids, expected);
-    for r in &ok {
-        assert!(
-            verifies(&ok_secret, &r.headers, &r.body),
-            "{}",
-            r.webhook_id()
-        );
-        assert!(!verifies(&flaky_secret, &r.headers, &r.body));
-        let body = r.json();
-        if body["type"] == "message.sent" {
-            assert_eq!(body["data"]["status"], "sent");
-            assert_eq!(body["data"]["batch_id"], batch.as_str());
-            assert!(
-                !String::from_utf8_lossy(&r.body).contains("415555"),
-                "address not masked"
-            );
-        } else {
-            assert_eq!(body["type"], "batch.completed");
-            assert_eq!(body["data"]["total"], MESSAGES);
-            assert_eq!(body["data"]["sent"], MESSAGES);
-        }
-    }
-    // The flaky receiver failed every other request, and still got every event: an id
-    // repeats only after a failure, and ends with the one 200.
-    let mut retried = 0;
-    for (id, answers) in &flaky_ids {
-        let (last, before) = answers.split_last().unwrap();
-        assert_eq!(*last, 200, "{id}: {answers:?}");
-        assert!(before.iter().all(|a| *a == 500), "{id}: {answers:?}");
-        retried += before.len();
-    }
-    assert!(retried > 0, "the flaky receiver failed nothing");
-    for r in receiver.at("flaky") {
-        assert!(verifies(&flaky_secret, &r.headers, &r.body));
-    }
+    assert_each_event_once(
+        &receiver,
+        &batch,
+        (&sent, &counts),
+        (&ok_secret, &flaky_secret),
+    );
+    let flaky_ids = assert_retried_until_delivered(&receiver, "flaky", &sent, &flaky_secret);
     assert!(
         receiver.at("off").is_empty(),
         "a disabled endpoint got deliveries"
@@ -300,7 +255,8 @@ async fn recover(
     test.wait_for_batch(&sender, &batch, "completed").await;
     let attempts_path = format!("/v1/webhooks/endpoints/{down}/attempts");
     eventually("every event failed its eight attempts", || async {
-        let failed = by_id(receiver, "down")
+        let failed = receiver
+            .by_id("down")
             .values()
             .filter(|answers| answers.len() == 8)
             .count();
@@ -308,9 +264,9 @@ async fn recover(
         (failed == FAILING && pending == 0).then_some(())
     })
     .await;
-    let down_ids = by_id(receiver, "down");
+    let down_ids = receiver.by_id("down");
     assert_eq!(down_ids.len(), FAILING);
-    let paced = by_id(receiver, "paced");
+    let paced = receiver.by_id("paced");
     assert_eq!(paced.len(), FAILING, "{paced:?}");
     assert!(paced.values().all(|answers| answers == &[200]), "{paced:?}");
     assert!(down_ids.values().all(|a| a.iter().all(|s| *s == 500)));

@@ -79,6 +79,11 @@ cancels after applying some of its writes left their records in the stream, whic
 never shows (a cancelled transaction changes nothing). The launcher trims them with the
 rollback, and serialises stream reads with DynamoDB's requests.
 
+moto's SQS costs that grow with a queue's length (every SendMessage counted the queue;
+every DeleteMessage scanned it twice) and the directory listing every request made
+under the dispatcher's lock are brought down by `moto_scale.py` (beside this file),
+which says what profiling found; answers are unchanged.
+
 DynamoDB's point-in-time recovery is made honest by `pitr.py` (beside this file): a
 journal of item versions, a restorable window that advances, restores of the items as
 they were at the time asked for, and restored tables that take a while to be ACTIVE.
@@ -117,6 +122,7 @@ from werkzeug.serving import run_simple
 from werkzeug.wrappers import Request, Response
 
 import late_answers
+import moto_scale
 import pitr
 import ses_events
 import sms_logs
@@ -514,6 +520,7 @@ def main() -> None:
         help="how long a restored table is CREATING (AWS: 20 minutes or more)",
     )
     args = parser.parse_args()
+    moto_scale.install()
     _back_up_items_not_tables()
     pitr.install(args.pitr_lag_seconds, args.pitr_window_seconds, args.restore_seconds)
     _date_user_pool_clients()

@@ -712,6 +712,35 @@ where
     eventually_every(what, Duration::from_millis(100), check).await
 }
 
+/// Retries `check` every `interval` until it yields `Ok`; its `Err` says how far the
+/// work has got, and the wait gives up naming `what` only when that has not changed for
+/// three minutes. For work whose length depends on how loaded the machine is (hundreds
+/// of messages through one emulator), where only a stall is a failure.
+pub async fn eventually_progressing<T, P, F, Fut>(what: &str, interval: Duration, mut check: F) -> T
+where
+    P: PartialEq + std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, P>>,
+{
+    let stall = Duration::from_secs(180);
+    let mut last: Option<P> = None;
+    let mut moved = tokio::time::Instant::now();
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(progress) => {
+                if last.as_ref() != Some(&progress) {
+                    last = Some(progress);
+                    moved = tokio::time::Instant::now();
+                } else if moved.elapsed() > stall {
+                    panic!("gave up waiting for {what}: stalled at {last:?}");
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
 /// `eventually`, retrying every `interval`.
 pub async fn eventually_every<T, F, Fut>(what: &str, interval: Duration, mut check: F) -> T
 where

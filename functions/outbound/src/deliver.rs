@@ -274,7 +274,7 @@ async fn failing(
     let mark = match (failed, endpoint.failing_since) {
         (false, Some(_)) if done == Done::Delivered => Some(None),
         (true, None) => Some(Some(now)),
-        (true, Some(since)) if failing_too_long(since, now, deps.config.retry_schedule_divisor) => {
+        (true, Some(since)) if failing_too_long(since, now) => {
             dispatcher
                 .disable(endpoint, DisabledReason::Failing, &job.event_id)
                 .await

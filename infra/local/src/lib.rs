@@ -93,7 +93,7 @@ impl ProviderCredentials {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CloudOptions {
     pub stack_name: String,
     pub gateway_addr: SocketAddr,
@@ -131,6 +131,10 @@ pub struct CloudOptions {
     /// emulator shares: a stack that follows them also receives other stacks' texts'
     /// records (kept as orphans, as in an account two deployments shared).
     pub sms_delivery_logs: bool,
+    /// The clock the status webhooks' fan-out and deliverer read, as `main` passes
+    /// theirs (the system clock when `None`): a test moves it to reach a policy measured
+    /// in days (five failing days disable an endpoint) without waiting for them.
+    pub outbound_clock: Option<herald::clock::SharedClock>,
 }
 
 impl CloudOptions {
@@ -150,6 +154,7 @@ impl CloudOptions {
             receipts: false,
             outbound: false,
             sms_delivery_logs: false,
+            outbound_clock: None,
         }
     }
 }
@@ -565,12 +570,21 @@ impl LocalCloud {
 
         // Status webhooks to tenants (issue 15).
         let outbound = if options.outbound {
+            let clients = clients_of("outbound");
+            let deps = outbound::Outbound::deps(
+                &function_env(&stack, "OutboundDeliverFunction", &options)?,
+                &clients,
+                options
+                    .outbound_clock
+                    .clone()
+                    .unwrap_or_else(herald::clock::system),
+                metrics.clone(),
+            )?;
             Some(outbound::Outbound::start(
                 &stack,
-                &function_env(&stack, "OutboundDeliverFunction", &options)?,
-                &clients_of("outbound"),
+                deps,
+                &clients,
                 &sdk,
-                metrics.clone(),
                 &shutdown_rx,
                 &mut tasks,
             )?)

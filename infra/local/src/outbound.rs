@@ -27,20 +27,27 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// Builds both functions and starts their event sources.
-    pub fn start(
-        stack: &Stack,
+    /// Both functions' dependencies, as their `main` builds them from the template's
+    /// environment, with the clock they read and where their metrics go.
+    pub fn deps(
         env: &std::collections::HashMap<String, String>,
         clients: &herald::aws::Clients,
-        sdk: &herald::aws::SdkConfig,
+        clock: herald::clock::SharedClock,
         metrics: herald::metrics::Metrics,
+    ) -> Result<Deps> {
+        Ok(Deps::from_config(OutboundConfig::load(env)?, clients, clock).with_metrics(metrics))
+    }
+
+    /// Starts both functions' event sources.
+    pub fn start(
+        stack: &Stack,
+        deps: Deps,
+        clients: &herald::aws::Clients,
+        sdk: &herald::aws::SdkConfig,
         shutdown: &watch::Receiver<bool>,
         tasks: &mut Vec<JoinHandle<()>>,
     ) -> Result<Self> {
-        let deps = Arc::new(
-            Deps::from_config(OutboundConfig::load(env)?, clients, herald::clock::system())
-                .with_metrics(metrics),
-        );
+        let deps = Arc::new(deps);
         let stream = stack.stream_trigger("OutboundFanoutFunction")?;
         let fanout_deps = deps.clone();
         let reader = Arc::new(StreamRunner {

@@ -205,9 +205,11 @@ pub fn next_attempt_compressed(
 }
 
 /// Whether an endpoint failing since `since` has failed long enough at `now` to be
-/// disabled (`FAILING_DISABLES_AFTER`, divided like the retry schedule).
-pub fn failing_too_long(since: Timestamp, now: Timestamp, divisor: u32) -> bool {
-    now >= since.plus(FAILING_DISABLES_AFTER / divisor.max(1))
+/// disabled (`FAILING_DISABLES_AFTER`). Never compressed with the retry schedule: tests
+/// reach the five days by moving the deliverer's clock (`herald::clock`), so the
+/// window they prove is the one deployed.
+pub fn failing_too_long(since: Timestamp, now: Timestamp) -> bool {
+    now >= since.plus(FAILING_DISABLES_AFTER)
 }
 
 #[cfg(test)]
@@ -366,20 +368,15 @@ mod tests {
     }
 
     #[test]
-    fn five_failing_days_disable_and_the_divisor_compresses_them_like_the_schedule() {
+    fn five_failing_days_disable_to_the_second() {
         let since = Timestamp::parse("2026-05-01T10:00:00Z").unwrap();
         let days = |d: u64| since.plus(Duration::from_secs(d * 24 * 3600));
-        assert!(!failing_too_long(since, days(4), 1));
-        assert!(failing_too_long(since, days(5), 1));
-        assert!(failing_too_long(
-            since,
-            since.plus(Duration::from_secs(22)),
-            20_000
-        ));
+        assert!(!failing_too_long(since, days(4)));
         assert!(!failing_too_long(
             since,
-            since.plus(Duration::from_secs(21)),
-            20_000
+            days(5).minus(Duration::from_millis(1))
         ));
+        assert!(failing_too_long(since, days(5)));
+        assert!(failing_too_long(since, days(6)));
     }
 }
