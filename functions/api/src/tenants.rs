@@ -1,5 +1,5 @@
 //! The operator routes that create, show, suspend and resume tenants (and, in
-//! `sms_policy`, set where one may text). Operator routes name their tenant in the
+//! `sms_policy`, set where one may text; in `sms_sender`, the number it texts from). Operator routes name their tenant in the
 //! path: they are the platform-level exception to "the tenant comes from the token".
 //!
 //! One room on purpose: the operator's tenant routes share their request and answer
