@@ -200,17 +200,11 @@ async fn take_number(
                 wait_ms = wait.as_millis() as u64,
                 "the number is sending another chunk; this one waits in the queue"
             );
-            match deps
-                .queue
+            deps.queue
                 .enqueue_after(std::slice::from_ref(envelope), wait)
                 .await
-            {
-                Ok(()) => Ok(None),
-                Err(e) => {
-                    tracing::warn!(error = %error_chain(&e), "could not queue the chunk to wait for its number");
-                    Err(RecordError::Unfinished(0))
-                }
-            }
+                .map(|()| None)
+                .map_err(RecordError::Requeue)
         }
     }
 }

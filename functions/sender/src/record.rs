@@ -32,6 +32,10 @@ pub(crate) enum RecordError {
     Store(#[from] StoreError),
     #[error("{0} recipients are not finished and will be retried")]
     Unfinished(usize),
+    /// The chunk could not be queued to wait for its number: it comes back after the
+    /// visibility timeout instead.
+    #[error("the chunk could not be queued again")]
+    Requeue(#[source] QueueError),
 }
 
 impl RecordError {
