@@ -159,11 +159,7 @@ async fn bad_requests_are_refused_and_change_nothing() {
     assert_eq!(malformed_id.body["errors"][0]["field"], "id");
 
     assert_eq!(test.table_items().await, 0, "nothing was written");
-    assert_eq!(
-        test.queue_depth("SendQueue").await,
-        0,
-        "nothing was enqueued"
-    );
+    assert_eq!(test.chunks_queued().await, 0, "nothing was enqueued");
     assert!(test.ledger().is_empty());
 }
 
@@ -356,11 +352,7 @@ async fn bad_email_requests_are_refused_and_change_nothing() {
     test.refuses_all(&token, cases).await;
 
     assert_eq!(test.table_items().await, 0, "nothing was written");
-    assert_eq!(
-        test.queue_depth("SendQueue").await,
-        0,
-        "nothing was enqueued"
-    );
+    assert_eq!(test.chunks_queued().await, 0, "nothing was enqueued");
     assert!(test.ledger().is_empty());
     assert!(test.sent_emails().await.is_empty(), "no email was sent");
 }

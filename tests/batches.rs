@@ -393,11 +393,7 @@ async fn bad_batches_are_refused_whole_and_change_nothing() {
     assert!(answer.body["detail"].as_str().unwrap().contains("300"));
 
     assert_eq!(test.table_items().await, 0, "nothing was written");
-    assert_eq!(
-        test.queue_depth("SendQueue").await,
-        0,
-        "nothing was enqueued"
-    );
+    assert_eq!(test.chunks_queued().await, 0, "nothing was enqueued");
 }
 
 #[tokio::test]

@@ -50,11 +50,7 @@ async fn the_worst_bodies_are_refused_naming_the_field_and_change_nothing() {
     assert_eq!(test.table_items().await, 0, "nothing was written");
     // table_items leaves tenant profiles out: the refused tenant must not exist.
     assert_eq!(test.tenant_items("hostile").await, Vec::<String>::new());
-    assert_eq!(
-        test.queue_depth("SendQueue").await,
-        0,
-        "nothing was enqueued"
-    );
+    assert_eq!(test.chunks_queued().await, 0, "nothing was enqueued");
 }
 
 #[tokio::test]

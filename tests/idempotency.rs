@@ -34,7 +34,7 @@ async fn a_post_without_a_usable_key_is_refused_and_changes_nothing() {
         );
     }
     assert_eq!(test.table_items().await, 0);
-    assert_eq!(test.queue_depth("SendQueue").await, 0);
+    assert_eq!(test.chunks_queued().await, 0);
 }
 
 #[tokio::test]
@@ -164,7 +164,7 @@ async fn a_request_that_died_before_enqueueing_is_finished_by_its_retry() {
     test.wait_for_status(&token, id, "sent").await;
     assert_eq!(test.ledger().len(), 1);
     eventually("the queue to drain", || async {
-        (test.queue_depth("SendQueue").await == 0).then_some(())
+        (test.chunks_queued().await == 0).then_some(())
     })
     .await;
     let replay = test

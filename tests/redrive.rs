@@ -253,13 +253,12 @@ async fn a_chunk_that_died_while_the_provider_failed_is_delivered_once_after_a_r
 
     // The event source redelivers it after each visibility timeout until SQS moves it
     // to the DLQ after maxReceiveCount receives.
-    let runner = test.cloud.send_runner.clone();
     eventually("the failing chunk in the DLQ", || async {
-        runner.poll_once().await.unwrap();
+        test.poll_send_queues().await;
         (test.queue_depth("SendDLQ").await == 1).then_some(())
     })
     .await;
-    assert_eq!(test.queue_depth("SendQueue").await, 0);
+    assert_eq!(test.chunks_queued().await, 0);
     assert!(test.ledger().is_empty(), "never accepted by the provider");
 
     // The provider recovers; an operator (or the schedule) redrives.
@@ -269,14 +268,14 @@ async fn a_chunk_that_died_while_the_provider_failed_is_delivered_once_after_a_r
     assert_eq!(test.queue_depth("SendDLQ").await, 0);
 
     eventually("the redriven chunk to be sent", || async {
-        runner.poll_once().await.unwrap();
+        test.poll_send_queues().await;
         let message = test.get(&format!("/v1/messages/{id}"), &token).await;
         (message.body["status"] == "sent").then_some(())
     })
     .await;
     eventually("the send queue to drain", || async {
-        runner.poll_once().await.unwrap();
-        (test.queue_depth("SendQueue").await == 0).then_some(())
+        test.poll_send_queues().await;
+        (test.chunks_queued().await == 0).then_some(())
     })
     .await;
     let delivered: Vec<_> = test

@@ -123,23 +123,12 @@ impl Batch<'_> {
     }
 }
 
-async fn break_queue(test: &TestCloud) -> impl AsyncFnOnce() {
-    let sqs = test.cloud.clients.sqs.clone();
-    let url = test.cloud.stack.reference("SendQueue").unwrap().to_owned();
-    let name = url.rsplit('/').next().unwrap().to_owned();
-    sqs.delete_queue().queue_url(&url).send().await.unwrap();
-    async move || {
-        let restored = sqs.create_queue().queue_name(&name).send().await.unwrap();
-        assert_eq!(restored.queue_url(), Some(url.as_str()));
-    }
-}
-
 /// Runs the sender over the queue until `done` holds and the queue is empty.
 async fn send_until(test: &TestCloud, token: &str, id: BatchId, done: impl Fn(&Value) -> bool) {
     eventually("the sender to finish the batch", || async {
-        test.cloud.send_runner.poll_once().await.unwrap();
+        test.poll_send_queues().await;
         let progress = test.get(&format!("/v1/batches/{id}"), token).await.body;
-        let empty = test.queue_depth("SendQueue").await == 0;
+        let empty = test.chunks_queued().await == 0;
         (done(&progress) && empty).then_some(())
     })
     .await;
@@ -154,7 +143,7 @@ async fn accept_failing_after_the_enqueue<'a>(
     body: &str,
     before_retry: impl AsyncFnOnce(&Batch<'a>),
 ) -> Batch<'a> {
-    let restore = break_queue(test).await;
+    test.break_send_queue().await;
     let first = test
         .post_json_with_key("/v1/batches", token, key, body)
         .await;
@@ -167,13 +156,13 @@ async fn accept_failing_after_the_enqueue<'a>(
     };
     before_retry(&batch).await;
     batch.fill_record().await;
-    restore().await;
+    test.restore_send_queue().await;
     let second = test
         .post_json_with_key("/v1/batches", token, key, body)
         .await;
     assert_eq!(second.status, 503, "{:?}", second.body);
     assert_eq!(
-        test.queue_depth("SendQueue").await,
+        test.chunks_queued().await,
         1,
         "the chunk went onto the queue before the failure"
     );

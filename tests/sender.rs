@@ -170,17 +170,12 @@ async fn a_failing_record_is_reported_alone_and_lands_in_the_dlq_after_the_redri
 
     // Now the event source takes over: redelivered after each visibility timeout
     // until maxReceiveCount, then moved to the DLQ by SQS.
-    let runner = test.cloud.send_runner.clone();
     eventually("the failing chunk in the DLQ", || async {
-        runner.poll_once().await.unwrap();
+        test.poll_send_queues().await;
         (test.queue_depth("SendDLQ").await == 1).then_some(())
     })
     .await;
-    assert_eq!(
-        test.queue_depth("SendQueue").await,
-        0,
-        "nothing left behind"
-    );
+    assert_eq!(test.chunks_queued().await, 0, "nothing left behind");
 
     let ledger = test.ledger();
     assert_eq!(

@@ -74,9 +74,9 @@ async fn a_message_reads_as_accepted_before_the_sender_reaches_it() {
     assert_eq!(message.body["status"], "accepted");
     assert_eq!(message.body["to"], "+14155550100");
     assert_eq!(
-        test.queue_depth("SendQueue").await,
+        test.queue_depth("ExpressQueue").await,
         1,
-        "one chunk, one queue message"
+        "one chunk, one queue message, on the express lane"
     );
     assert!(test.ledger().is_empty());
 }

@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use herald::TenantId;
 use herald::domain::{Admission, Limits};
 use herald_tests::herald_local::seed;
-use herald_tests::{TestCloud, eventually, number};
+use herald_tests::{TestCloud, number};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -110,7 +109,7 @@ async fn a_batch_that_would_exceed_the_daily_quota_is_refused_whole() {
         1,
         "the refused batch wrote nothing"
     );
-    assert_eq!(test.queue_depth("SendQueue").await, 1);
+    assert_eq!(test.chunks_queued().await, 1);
 
     // A retry of the accepted batch is a replay, not a second charge.
     let replay = test
@@ -173,18 +172,6 @@ async fn a_token_of_an_unregistered_tenant_is_refused() {
     let answer = test.get("/v1/usage", &token).await;
     assert_eq!(answer.status, 403, "{:?}", answer.body);
     assert_eq!(answer.content_type, "application/problem+json");
-}
-
-async fn receive_one(test: &TestCloud) -> SqsEvent {
-    let runner = &test.cloud.send_runner;
-    let records = eventually("the chunk on the queue", || async {
-        let received = runner.receive().await.unwrap();
-        (!received.records.is_empty()).then_some(received.records)
-    })
-    .await;
-    let mut event = SqsEvent::default();
-    event.records = records;
-    event
 }
 
 #[tokio::test]
@@ -304,7 +291,7 @@ async fn operators_run_tenants_and_a_suspended_tenants_work_is_held() {
 
     // Its queued chunk is held: reported back to SQS, nothing sent, nothing settled.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let event = receive_one(&test).await;
+    let event = test.receive_chunks(1).await;
     let response = herald_sender::handle(&test.cloud.sender, event.clone(), deadline).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     assert!(test.ledger().is_empty());

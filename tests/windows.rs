@@ -2,7 +2,8 @@
 //! chunks of one batch, a counted chunk queues the next, and the sweeper restarts a
 //! window whose link was lost. Each test runs the queue by hand (one record at a time,
 //! as the event source hands them over) with a window of one chunk, so the order in
-//! which work is claimed is exact.
+//! which work is claimed is exact. Small batches skip the queue altogether: they take
+//! the express lane, whose instances bulk chunks never reach.
 
 use std::time::Duration;
 
@@ -54,6 +55,11 @@ fn sweeper(test: &TestCloud) -> Sweeper {
     )
 }
 
+/// The largest batch the express lane takes, as the template sets it.
+fn express_limit(test: &TestCloud) -> usize {
+    test.cloud.api_config.express.max_recipients
+}
+
 /// Runs one record of the send queue through the sender, as the event source would.
 async fn run_one(test: &TestCloud) {
     let handled = test.cloud.send_runner.poll_once().await.expect("a poll");
@@ -61,7 +67,7 @@ async fn run_one(test: &TestCloud) {
 }
 
 #[tokio::test]
-async fn a_single_message_behind_another_tenants_batch_is_claimed_before_its_remaining_chunks() {
+async fn a_small_batch_behind_another_tenants_batch_is_claimed_before_its_remaining_chunks() {
     let test = TestCloud::start_with("window-order", window_of_one).await;
     let acme = test.token("acme", "sender").await;
     let globex = test.token("globex", "sender").await;
@@ -72,27 +78,84 @@ async fn a_single_message_behind_another_tenants_batch_is_claimed_before_its_rem
         1,
         "only the batch's first window (one chunk) is queued"
     );
-    test.send_sms(&globex, &number(500), "one-time code").await;
+    // One recipient too many for the express lane: it queues with the bulk.
+    let small = express_limit(&test) + 1;
+    let news: Vec<Value> = (0..small)
+        .map(|i| json!({ "to": number(500 + i) }))
+        .collect();
+    test.send_batch(&globex, "news", &news).await;
     assert_eq!(test.queue_depth("SendQueue").await, 2);
 
-    // Acme's first chunk; counting it queues acme's second chunk behind globex's text.
+    // Acme's first chunk; counting it queues acme's second chunk behind globex's batch.
     run_one(&test).await;
     run_one(&test).await;
     run_one(&test).await;
     assert_eq!(test.queue_depth("SendQueue").await, 0);
 
     let bodies: Vec<String> = test.ledger().into_iter().map(|m| m.body).collect();
-    assert_eq!(bodies.len(), 102);
-    let code = bodies
-        .iter()
-        .position(|b| b == "one-time code")
-        .expect("globex's text was sent");
+    assert_eq!(bodies.len(), 101 + small);
+    let expected: Vec<&str> = std::iter::repeat_n("campaign", 100)
+        .chain(std::iter::repeat_n("news", small))
+        .chain(["campaign"])
+        .collect();
     assert_eq!(
-        code, 100,
-        "globex's text went out after acme's first chunk (100) and before its second"
+        bodies, expected,
+        "globex's batch went out after acme's first chunk and before its second"
     );
     let progress = test.wait_for_batch(&acme, &campaign, "completed").await;
     assert_eq!(progress["counts"]["sent"], 101);
+}
+
+/// A single text, and a batch as large as the express lane takes, are sent by the
+/// express lane's instances while no bulk instance runs at all: they wait for none of
+/// another tenant's campaign. One recipient more and a batch queues with the bulk.
+#[tokio::test]
+async fn small_batches_take_the_express_lane_and_wait_for_no_campaign() {
+    let test = TestCloud::start_with("window-express", |o| o.run_queues = false).await;
+    let acme = test.token("acme", "sender").await;
+    let globex = test.token("globex", "sender").await;
+    let limit = express_limit(&test);
+    let to =
+        |n: usize| -> Vec<Value> { (0..n).map(|i| json!({ "to": number(5_000 + i) })).collect() };
+
+    let recipients: Vec<Value> = (0..1_000).map(|i| json!({ "to": number(i) })).collect();
+    let campaign = test.send_batch(&acme, "campaign", &recipients).await;
+    let window = test.queue_depth("SendQueue").await;
+    assert!(window >= 1);
+
+    let code = test
+        .send_sms(&globex, &number(4_000), "one-time code")
+        .await;
+    let household = test.send_batch(&globex, "household", &to(limit)).await;
+    assert_eq!(test.queue_depth("ExpressQueue").await, 2);
+    test.send_batch(&globex, "too many", &to(limit + 1)).await;
+    assert_eq!(test.queue_depth("ExpressQueue").await, 2);
+    assert_eq!(test.queue_depth("SendQueue").await, window + 1);
+
+    // Only the express lane runs: the bulk instances are all taken, as by a campaign.
+    let mut handled = 0;
+    while handled < 2 {
+        handled += test.cloud.express_runner.poll_once().await.expect("a poll");
+    }
+    assert_eq!(test.queue_depth("ExpressQueue").await, 0);
+    test.wait_for_status(&globex, &code, "sent").await;
+    test.wait_for_batch(&globex, &household, "completed").await;
+    let mut bodies: Vec<String> = test.ledger().into_iter().map(|m| m.body).collect();
+    bodies.sort();
+    let mut expected = vec!["household".to_owned(); limit];
+    expected.push("one-time code".to_owned());
+    assert_eq!(
+        bodies, expected,
+        "globex's small batches, each once, and nothing else"
+    );
+    let progress = test
+        .get(&format!("/v1/batches/{campaign}"), &acme)
+        .await
+        .body;
+    assert_eq!(
+        progress["counts"]["pending"], 1_000,
+        "acme's campaign waits its turn"
+    );
 }
 
 #[tokio::test]
@@ -206,9 +269,12 @@ async fn a_batch_alone_leaves_one_sender_instance_free_for_other_tenants() {
     test.send_batch(&acme, "campaign", &recipients).await;
     assert_eq!(test.queue_depth("SendQueue").await, instances - 1);
 
-    // Every queued record now has an instance of its own: globex's text waits for
-    // none of acme's chunks, only for its slot of the shared rate.
-    test.send_sms(&globex, &number(5_000), "one-time code")
-        .await;
+    // Every queued record now has an instance of its own: globex's batch (too large
+    // for the express lane) waits for none of acme's chunks, only for its slots of
+    // the shared rate.
+    let news: Vec<Value> = (0..=express_limit(&test))
+        .map(|i| json!({ "to": number(5_000 + i) }))
+        .collect();
+    test.send_batch(&globex, "news", &news).await;
     assert_eq!(test.queue_depth("SendQueue").await, instances);
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use crate::address::EmailAddress;
 use crate::domain::Country;
+use crate::keys::CHUNK_SIZE;
+use crate::queue::ExpressLane;
 use crate::redrive::RedriveLimits;
 
 /// Recipients one batch request may hold unless `HERALD_MAX_RECIPIENTS` says otherwise
@@ -72,6 +74,8 @@ pub struct ApiConfig {
     pub environment: String,
     pub table: String,
     pub send_queue_url: String,
+    /// Where small batches go (issue 14).
+    pub express: ExpressLane,
     pub send_dlq_url: String,
     /// For the operator's redrive route.
     pub redrive: RedriveLimits,
@@ -117,6 +121,7 @@ impl ApiConfig {
             environment: settings.required("HERALD_ENV")?,
             table: settings.required("HERALD_TABLE")?,
             send_queue_url: settings.required("HERALD_SEND_QUEUE_URL")?,
+            express: express_lane(settings)?,
             send_dlq_url: settings.required("HERALD_SEND_DLQ_URL")?,
             redrive: redrive_limits(settings)?,
             // Under Lambda's 6 MB request payload limit, and room for 10,000
@@ -275,6 +280,23 @@ fn chunk_window(settings: &impl Settings) -> Result<u32, ConfigError> {
         });
     }
     Ok(window)
+}
+
+/// `HERALD_EXPRESS_QUEUE_URL` and `HERALD_EXPRESS_MAX_RECIPIENTS` (1 to one chunk's
+/// 100; 10 by default): small enough that a flood of small batches still moves at the
+/// express instances' pace, large enough for a household of one-time passwords.
+fn express_lane(settings: &impl Settings) -> Result<ExpressLane, ConfigError> {
+    let max_recipients = settings.number("HERALD_EXPRESS_MAX_RECIPIENTS", 10)?;
+    if !(1..=CHUNK_SIZE as usize).contains(&max_recipients) {
+        return Err(ConfigError::Invalid {
+            key: "HERALD_EXPRESS_MAX_RECIPIENTS",
+            reason: format!("must be 1 to {CHUNK_SIZE}"),
+        });
+    }
+    Ok(ExpressLane {
+        queue_url: settings.required("HERALD_EXPRESS_QUEUE_URL")?,
+        max_recipients,
+    })
 }
 
 /// `HERALD_WEBHOOKS_BASE_URL`: an http(s) URL without a query, or nothing.
@@ -469,6 +491,7 @@ mod tests {
             ("HERALD_ENV", "dev"),
             ("HERALD_TABLE", "t"),
             ("HERALD_SEND_QUEUE_URL", "q"),
+            ("HERALD_EXPRESS_QUEUE_URL", "e"),
             ("HERALD_SEND_DLQ_URL", "d"),
             ("HERALD_MAX_BODY_BYTES", "lots"),
         ]))
@@ -492,6 +515,31 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn the_express_lane_takes_one_chunk_at_most() {
+        let read = |raw: &str| {
+            express_lane(&settings(&[
+                ("HERALD_EXPRESS_QUEUE_URL", "e"),
+                ("HERALD_EXPRESS_MAX_RECIPIENTS", raw),
+            ]))
+            .map(|lane| lane.max_recipients)
+        };
+        assert_eq!(read(""), Ok(10));
+        assert_eq!(read("1"), Ok(1));
+        assert_eq!(read("100"), Ok(100));
+        for bad in ["0", "101", "-1", "ten"] {
+            let err = read(bad).unwrap_err();
+            assert!(
+                err.to_string().contains("HERALD_EXPRESS_MAX_RECIPIENTS"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(
+            express_lane(&settings(&[])).unwrap_err(),
+            ConfigError::Missing("HERALD_EXPRESS_QUEUE_URL")
+        );
     }
 
     #[test]

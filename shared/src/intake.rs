@@ -65,7 +65,7 @@ impl Intake<'_> {
         self.store.create_batch(&batch).await?;
         enqueue(
             self.store,
-            self.queue,
+            &self.queue.first_for(total),
             &batch.tenant,
             id,
             batch.first_window(),
@@ -130,7 +130,9 @@ impl Intake<'_> {
 /// chunks; each chunk the sender counts queues the next), then marks it enqueued
 /// (stamped `now`): the tail of `Intake::accept`, and all the sweeper does for a batch
 /// its request left behind. Enqueuing a chunk twice is harmless: the sender claims
-/// each message once and counts each chunk once.
+/// each message once and counts each chunk once. Intake passes the batch's first queue
+/// (`SendQueue::first_for`: small batches take the express lane); the sweeper its
+/// own, the bulk one: the batch is late already, and its list does not carry its size.
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch, chunks = first_window))]
 pub async fn enqueue(
     store: &Store,

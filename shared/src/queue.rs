@@ -90,10 +90,20 @@ pub enum QueueError {
     },
 }
 
+/// The express lane (issue 14): a queue of its own, taken by sender instances of their
+/// own, for batches of at most `max_recipients` (`docs/concurrency.md`, "The express
+/// lane").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpressLane {
+    pub queue_url: String,
+    pub max_recipients: usize,
+}
+
 #[derive(Clone)]
 pub struct SendQueue {
     client: aws_sdk_sqs::Client,
     url: String,
+    express: Option<ExpressLane>,
 }
 
 impl SendQueue {
@@ -101,6 +111,26 @@ impl SendQueue {
         Self {
             client,
             url: url.into(),
+            express: None,
+        }
+    }
+
+    /// Small batches start on `lane` (`first_for`).
+    pub fn with_express_lane(mut self, lane: ExpressLane) -> Self {
+        self.express = Some(lane);
+        self
+    }
+
+    /// The queue a batch of `recipients` starts on: the express lane's when there is
+    /// one and the batch is small enough for it, else this one. Only the first pass
+    /// takes the lane: the sender queues every later one (the window's next chunk, a
+    /// pass that must wait) on the bulk queue.
+    pub fn first_for(&self, recipients: usize) -> SendQueue {
+        match &self.express {
+            Some(lane) if recipients <= lane.max_recipients => {
+                SendQueue::new(self.client.clone(), &lane.queue_url)
+            }
+            _ => self.clone(),
         }
     }
 

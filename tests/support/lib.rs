@@ -28,6 +28,9 @@ use herald::secrets::SecretsCache;
 
 /// Limits of the tenants tests register: far above what any test but the limit tests
 /// reaches.
+/// The queues intake puts chunks on: bulk, and the express lane for small batches.
+const SEND_QUEUES: [&str; 2] = ["SendQueue", "ExpressQueue"];
+
 pub const TEST_LIMITS: Limits = Limits {
     api_requests_per_second: 1_000,
     sends_per_day: 1_000_000,
@@ -373,14 +376,17 @@ impl TestCloud {
             .to_owned()
     }
 
-    /// Exactly `expected` chunk records from the send queue (for tests that run the
-    /// queue by hand), gathered over as many receives as it takes: the trigger's batch
-    /// size may be smaller than `expected`.
+    /// Exactly `expected` chunk records from the send queue and the express lane's
+    /// (for tests that run the queues by hand), gathered over as many receives as it
+    /// takes: the trigger's batch size may be smaller than `expected`.
     pub async fn receive_chunks(&self, expected: usize) -> SqsEvent {
-        let runner = &self.cloud.send_runner;
+        let runners = [&self.cloud.send_runner, &self.cloud.express_runner];
         let records = std::sync::Mutex::new(Vec::new());
         eventually(&format!("{expected} queue messages"), || async {
-            let received = runner.receive().await.expect("receive").records;
+            let mut received = Vec::new();
+            for runner in runners {
+                received.extend(runner.receive().await.expect("receive").records);
+            }
             let mut records = records.lock().unwrap();
             records.extend(received);
             assert!(
@@ -579,34 +585,58 @@ impl TestCloud {
         .with_metrics(self.cloud.metrics.clone())
     }
 
-    /// Deletes the stack's send queue: intake then fails between writing a batch and
-    /// enqueuing it, as a crash there would leave it. `restore_send_queue` undoes it.
-    pub async fn break_send_queue(&self) {
-        let url = self.cloud.stack.reference("SendQueue").expect("send queue");
-        self.cloud
-            .clients
-            .sqs
-            .delete_queue()
-            .queue_url(url)
-            .send()
-            .await
-            .expect("the send queue is deleted");
+    /// One poll of the send queue and one of the express lane's, each handled as its
+    /// event source would (for tests that run the queues by hand): records handled.
+    pub async fn poll_send_queues(&self) -> usize {
+        let mut handled = 0;
+        for runner in [&self.cloud.send_runner, &self.cloud.express_runner] {
+            handled += runner.poll_once().await.expect("a poll");
+        }
+        handled
     }
 
-    /// Creates the send queue again under its name, so at its old URL.
+    /// Chunk messages on the send queue and the express lane's (in flight included).
+    pub async fn chunks_queued(&self) -> usize {
+        let mut queued = 0;
+        for queue in SEND_QUEUES {
+            queued += self.queue_depth(queue).await;
+        }
+        queued
+    }
+
+    /// Deletes the stack's send queues (the express lane's too): intake then fails
+    /// between writing a batch and enqueuing it, as a crash there would leave it.
+    /// `restore_send_queue` undoes it.
+    pub async fn break_send_queue(&self) {
+        for queue in SEND_QUEUES {
+            let url = self.cloud.stack.reference(queue).expect("send queue");
+            self.cloud
+                .clients
+                .sqs
+                .delete_queue()
+                .queue_url(url)
+                .send()
+                .await
+                .expect("the send queue is deleted");
+        }
+    }
+
+    /// Creates the send queues again under their names, so at their old URLs.
     pub async fn restore_send_queue(&self) {
-        let url = self.cloud.stack.reference("SendQueue").expect("send queue");
-        let name = url.rsplit('/').next().expect("a queue name");
-        let restored = self
-            .cloud
-            .clients
-            .sqs
-            .create_queue()
-            .queue_name(name)
-            .send()
-            .await
-            .expect("the send queue is created again");
-        assert_eq!(restored.queue_url(), Some(url), "the same queue URL");
+        for queue in SEND_QUEUES {
+            let url = self.cloud.stack.reference(queue).expect("send queue");
+            let name = url.rsplit('/').next().expect("a queue name");
+            let restored = self
+                .cloud
+                .clients
+                .sqs
+                .create_queue()
+                .queue_name(name)
+                .send()
+                .await
+                .expect("the send queue is created again");
+            assert_eq!(restored.queue_url(), Some(url), "the same queue URL");
+        }
     }
 
     /// Puts a message on one of this stack's queues (`SendDLQ`...) with these

@@ -80,7 +80,8 @@ impl App {
             redrive_lease: RedriveLease::new(store.clone(), clock.clone()),
             store,
             idempotency: Idempotency::new(dynamodb, &config.table),
-            queue: SendQueue::new(sqs.clone(), &config.send_queue_url),
+            queue: SendQueue::new(sqs.clone(), &config.send_queue_url)
+                .with_express_lane(config.express.clone()),
             redriver: Redriver::new(
                 sqs,
                 &config.send_dlq_url,

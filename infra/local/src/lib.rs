@@ -251,6 +251,8 @@ pub struct LocalCloud {
     pub api_config: ApiConfig,
     pub sender: Arc<herald_sender::Deps>,
     pub send_runner: Arc<runner::QueueRunner>,
+    /// One of the express lane's instances, for tests that take its queue by hand.
+    pub express_runner: Arc<runner::QueueRunner>,
     /// The events function (receipts, STOP and START) and its queue's poller, which
     /// tests pause (`pause_events`) to keep events waiting on the queue.
     pub events: Arc<herald_events::Deps>,
@@ -381,56 +383,29 @@ impl LocalCloud {
         ));
         confirmed(&sdk, &ses_subscription).await?;
 
-        let mut sender_env = function_env(&stack, "SenderFunction", &options)?;
-        if !options
-            .env_overrides
-            .contains_key("HERALD_WEBHOOKS_BASE_URL")
-        {
-            let base = if options.receipts {
-                gateway_url.as_str()
-            } else {
-                ""
-            };
-            sender_env.insert("HERALD_WEBHOOKS_BASE_URL".into(), base.into());
-        }
-        let sender_config = SenderConfig::load(&sender_env)?;
-        let mut trigger = stack.queue_trigger("SenderFunction")?;
-        // AWS requires a queue's visibility timeout to cover its function's timeout, or
-        // a record would be redelivered while its invocation still runs. A test that
-        // shortens the visibility shortens the invocation with it.
-        if let Some(visibility) = options.visibility_timeout {
-            trigger.function_timeout_secs =
-                trigger.function_timeout_secs.min(u64::from(visibility));
-        }
         // One sender per concurrent instance, as Lambda runs them: each takes its own
         // blocks of send slots from the stack's shared rate item, so together they
-        // reach the provider's rate (and no more), as in AWS.
-        let mut send_runners = Vec::new();
-        let mut senders = Vec::new();
+        // reach the provider's rate (and no more), as in AWS. The express lane's
+        // instances (issue 14) are the same code on a queue of their own.
         let event_source_sqs = clients_of("event source").sqs();
-        for _ in 0..trigger.max_concurrency.max(1) {
-            let deps = Arc::new(
-                herald_sender::Deps::from_config(
-                    sender_config.clone(),
-                    &clients_of("sender"),
-                    herald::clock::system(),
-                )
-                .map_err(|e| anyhow::anyhow!(e))?
-                .with_metrics(metrics.clone()),
-            );
-            let handler_deps = deps.clone();
-            send_runners.push(Arc::new(runner::QueueRunner {
-                sqs: event_source_sqs.clone(),
-                trigger: trigger.clone(),
-                handler: Arc::new(move |event, deadline| {
-                    let deps = handler_deps.clone();
-                    async move { herald_sender::handle(&deps, event, deadline).await }.boxed()
-                }),
-                timed_out: Default::default(),
-                paused: Default::default(),
-            }));
-            senders.push(deps);
-        }
+        let build = |function: &str| {
+            sender_instances(
+                &stack,
+                function,
+                &options,
+                &gateway_url,
+                &|| clients_of("sender"),
+                &event_source_sqs,
+                &metrics,
+            )
+        };
+        let (senders, bulk_runners) = build("SenderFunction")?;
+        let (_, express_runners) = build("ExpressSenderFunction")?;
+        let send_runners: Vec<_> = bulk_runners
+            .iter()
+            .chain(&express_runners)
+            .cloned()
+            .collect();
         if options.run_queues {
             for runner in &send_runners {
                 let runner = runner.clone();
@@ -441,7 +416,8 @@ impl LocalCloud {
             }
         }
         let sender = senders[0].clone();
-        let send_runner = send_runners[0].clone();
+        let send_runner = bulk_runners[0].clone();
+        let express_runner = express_runners[0].clone();
 
         let events = Arc::new(
             herald_events::Deps::from_config(
@@ -604,6 +580,7 @@ impl LocalCloud {
             api_config,
             sender,
             send_runner,
+            express_runner,
             events,
             events_runner,
             webhooks_base_url: gateway_url,
@@ -776,6 +753,59 @@ fn api_env(
     );
     env.extend(options.env_overrides.clone());
     Ok(env)
+}
+
+/// The sender instances of `function` (`SenderFunction`, or the express lane's), one
+/// per concurrent invocation its event source allows, each with its queue's runner.
+#[allow(clippy::type_complexity)]
+fn sender_instances(
+    stack: &Stack,
+    function: &str,
+    options: &CloudOptions,
+    gateway_url: &str,
+    // Each instance its own clients (and connection pools), as in Lambda.
+    clients: &dyn Fn() -> herald::aws::Clients,
+    event_source_sqs: &aws_sdk_sqs::Client,
+    metrics: &herald::metrics::Metrics,
+) -> Result<(Vec<Arc<herald_sender::Deps>>, Vec<Arc<runner::QueueRunner>>)> {
+    let mut env = function_env(stack, function, options)?;
+    if !options
+        .env_overrides
+        .contains_key("HERALD_WEBHOOKS_BASE_URL")
+    {
+        let base = if options.receipts { gateway_url } else { "" };
+        env.insert("HERALD_WEBHOOKS_BASE_URL".into(), base.into());
+    }
+    let config = SenderConfig::load(&env)?;
+    let mut trigger = stack.queue_trigger(function)?;
+    // AWS requires a queue's visibility timeout to cover its function's timeout, or
+    // a record would be redelivered while its invocation still runs. A test that
+    // shortens the visibility shortens the invocation with it.
+    if let Some(visibility) = options.visibility_timeout {
+        trigger.function_timeout_secs = trigger.function_timeout_secs.min(u64::from(visibility));
+    }
+    let mut senders = Vec::new();
+    let mut runners = Vec::new();
+    for _ in 0..trigger.max_concurrency.max(1) {
+        let deps = Arc::new(
+            herald_sender::Deps::from_config(config.clone(), &clients(), herald::clock::system())
+                .map_err(|e| anyhow::anyhow!(e))?
+                .with_metrics(metrics.clone()),
+        );
+        let handler_deps = deps.clone();
+        runners.push(Arc::new(runner::QueueRunner {
+            sqs: event_source_sqs.clone(),
+            trigger: trigger.clone(),
+            handler: Arc::new(move |event, deadline| {
+                let deps = handler_deps.clone();
+                async move { herald_sender::handle(&deps, event, deadline).await }.boxed()
+            }),
+            timed_out: Default::default(),
+            paused: Default::default(),
+        }));
+        senders.push(deps);
+    }
+    Ok((senders, runners))
 }
 
 fn function_env(

@@ -255,6 +255,13 @@ pub async fn provision(clients: &Clients, template: &Template, options: &Options
             }
             Some(Local::Provisioned(_)) => {}
         }
+        // SAM gives a function without a `Role` one of its own, `<id>Role`, which
+        // another function may name (the express sender runs with the sender's).
+        if kind == "AWS::Serverless::Function" && resource["Properties"]["Role"].is_null() {
+            let role = format!("{id}Role");
+            let physical = run.placeholder(&role);
+            run.resources.insert(role, physical);
+        }
     }
 
     for (kind, local) in RESOURCE_TYPES {
