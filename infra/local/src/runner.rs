@@ -18,6 +18,12 @@ use tokio::time::Instant;
 use crate::stack::QueueTrigger;
 use crate::template::REGION;
 
+/// How long a running poller's receive waits for a message (SQS long polling: one
+/// arriving meanwhile is answered at once). Lambda's pollers wait 20 s; at one second
+/// the idle pollers of every stack in a test run were a large share of the emulator's
+/// requests (eleven or more a second per stack).
+const IDLE_WAIT: Duration = Duration::from_secs(10);
+
 pub type SqsHandler =
     Arc<dyn Fn(SqsEvent, Instant) -> BoxFuture<'static, SqsBatchResponse> + Send + Sync>;
 
@@ -50,7 +56,7 @@ impl QueueRunner {
                         }
                         tokio::select! {
                             _ = shutdown.changed() => break,
-                            result = runner.poll_once() => {
+                            result = runner.poll_waiting(IDLE_WAIT) => {
                                 if let Err(e) = result {
                                     tracing::warn!(error = %e, "queue poll failed");
                                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -66,16 +72,29 @@ impl QueueRunner {
         }
     }
 
-    /// Receives up to one batch, as the event source would hand it to the function.
+    /// Receives up to one batch, as the event source would hand it to the function,
+    /// waiting at most a second for one.
     pub async fn receive(&self) -> Result<SqsEvent, String> {
+        self.receive_waiting(Duration::from_secs(1)).await
+    }
+
+    async fn receive_waiting(&self, wait: Duration) -> Result<SqsEvent, String> {
+        // The SDK's attempt timeout (3 s) is for calls that should answer at once; a
+        // long poll answers when a message comes or the wait ends.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(wait + Duration::from_secs(3))
+            .operation_timeout(wait + Duration::from_secs(8))
+            .build();
         let received = self
             .sqs
             .receive_message()
             .queue_url(&self.trigger.queue_url)
             .max_number_of_messages(self.trigger.batch_size.min(10))
-            .wait_time_seconds(1)
+            .wait_time_seconds(wait.as_secs() as i32)
             .message_system_attribute_names(sqs::types::MessageSystemAttributeName::All)
             .message_attribute_names("All")
+            .customize()
+            .config_override(sqs::config::Builder::default().timeout_config(timeouts))
             .send()
             .await
             .map_err(|e| sqs::error::DisplayErrorContext(e).to_string())?;
@@ -113,9 +132,14 @@ impl QueueRunner {
             .map_err(|e| sqs::error::DisplayErrorContext(e).to_string())
     }
 
-    /// One receive → invoke → delete cycle. Returns how many records were received.
+    /// One receive → invoke → delete cycle, waiting at most a second for a record.
+    /// Returns how many records were received.
     pub async fn poll_once(&self) -> Result<usize, String> {
-        let event = self.receive().await?;
+        self.poll_waiting(Duration::from_secs(1)).await
+    }
+
+    async fn poll_waiting(&self, wait: Duration) -> Result<usize, String> {
+        let event = self.receive_waiting(wait).await?;
         if event.records.is_empty() {
             return Ok(0);
         }
