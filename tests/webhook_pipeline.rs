@@ -395,3 +395,51 @@ async fn chrono_now(test: &TestCloud, admin: &str) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// A delivered event whose attempt cannot be kept in the endpoint's log (every write
+/// of it answered too late, as a busy table can) is not posted again: the endpoint
+/// has it, and the queue's redelivery would send it twice.
+#[tokio::test]
+async fn a_delivered_event_whose_attempt_cannot_be_logged_is_not_posted_again() {
+    use herald_tests::herald_local::emulator::{self, LateAnswers};
+    let test = TestCloud::start_with("webhook-unlogged", |options| {
+        options.outbound = true;
+        // Longer than the deliverer's failing write (three attempts, 8 s in all), so
+        // only a record it hands back comes again, and soon enough to be seen here.
+        herald_tests::quick_redelivery(options, 20);
+    })
+    .await;
+    let admin = test.token("acme", "admin").await;
+    let sender = test.token("acme", "sender").await;
+    let receiver = Receiver::start().await;
+    test.register_endpoint(&admin, &receiver.url("ok"), &["message.sent"])
+        .await;
+    let late = LateAnswers {
+        table: test.cloud.stack.reference("HeraldTable").unwrap(),
+        operation: "PutItem",
+        // An attribute of attempt records only.
+        contains: "excerpt",
+        seconds: 4.0,
+        count: 3,
+    };
+    emulator::answer_late(&test.cloud.emulator, &late)
+        .await
+        .unwrap();
+
+    test.send_sms(&sender, &number(0), "logged or not").await;
+    eventually("the event delivered", || async {
+        (receiver.at("ok").len() == 1).then_some(())
+    })
+    .await;
+    eventually("the delivery done with", || async {
+        (test.deliveries_pending().await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        receiver.by_id("ok").values().collect::<Vec<_>>(),
+        vec![&vec![200]],
+        "one request, answered 200"
+    );
+    let metrics = &test.cloud.metrics;
+    assert_eq!(metrics.total("outbound-deliver", "WebhooksDelivered"), 1.0);
+}

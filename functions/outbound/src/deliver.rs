@@ -6,8 +6,11 @@
 //! endpoint's log, and on a failure the next attempt queued on the published schedule
 //! (a later `Retry-After` wins); when the schedule is spent the event has failed, and
 //! its last attempt says so (recover sends it again). A record whose step fails
-//! (DynamoDB, SQS, the sealing key) is a batch item failure: SQS hands it over again
-//! after its visibility timeout, and after five receives moves it to the DLQ.
+//! (DynamoDB, SQS, the sealing key) before the request is a batch item failure: SQS
+//! hands it over again after its visibility timeout, and after five receives moves it
+//! to the DLQ. After the request only queueing the next attempt (and recording an
+//! event's last failure) can fail the record: anything else would post a delivered
+//! event again.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
@@ -243,11 +246,29 @@ async fn attempt(
         excerpt: tried.excerpt.clone(),
         body: job.body.clone(),
     };
-    deps.store
+    // The endpoint has had the request: a failure from here on must not hand the
+    // record back, or the queue's redelivery would post the event again (a delivered
+    // event twice). The log and the failing days are kept when they can be; what must
+    // be written is the next attempt (without it the event would be lost: its failure
+    // hands the record back, and the event is tried again, which is a retry) and an
+    // event's last failure, which recover finds by its attempt.
+    if let Err(e) = deps
+        .store
         .record_attempt(&job.tenant, &job.endpoint_id, &attempt)
         .await
-        .map_err(|e| error_chain(&e))?;
-    let done = failing(deps, dispatcher, endpoint, job, done, now).await?;
+    {
+        if done == Done::Failed {
+            return Err(error_chain(&e));
+        }
+        tracing::warn!(error = %error_chain(&e), event_id = %job.event_id, "attempt not kept in the endpoint's log");
+    }
+    let done = match failing(deps, dispatcher, endpoint, job, done, now).await {
+        Ok(done) => done,
+        Err(reason) => {
+            tracing::warn!(%reason, endpoint_id = %endpoint.id, "failing days not updated; the next attempt does it");
+            done
+        }
+    };
     if let Some(due) = next {
         deps.deliveries
             .send(&[job.retry(due)], now)
