@@ -1,6 +1,12 @@
 //! The test harness: each test gets its own stack (table, queues, secret, user pool)
 //! in one shared emulator, started on demand, so tests run in parallel without
 //! seeing each other's data.
+//!
+//! One room on purpose, for now: `TestCloud`'s methods are what every suite reads
+//! first, and they are kept together so a test's vocabulary (send, wait, count the
+//! queues, break a queue) is found in one place; the larger topics already live in
+//! modules (`outbound`, `bad_request`, `documented`). The next split is the queue
+//! helpers (receive, poll, depth, break and restore) into a module of their own.
 
 use std::future::Future;
 use std::sync::Arc;
