@@ -755,9 +755,11 @@ fn api_env(
     Ok(env)
 }
 
+/// Sender instances, and each one's queue runner.
+type SenderInstances = (Vec<Arc<herald_sender::Deps>>, Vec<Arc<runner::QueueRunner>>);
+
 /// The sender instances of `function` (`SenderFunction`, or the express lane's), one
 /// per concurrent invocation its event source allows, each with its queue's runner.
-#[allow(clippy::type_complexity)]
 fn sender_instances(
     stack: &Stack,
     function: &str,
@@ -767,7 +769,7 @@ fn sender_instances(
     clients: &dyn Fn() -> herald::aws::Clients,
     event_source_sqs: &aws_sdk_sqs::Client,
     metrics: &herald::metrics::Metrics,
-) -> Result<(Vec<Arc<herald_sender::Deps>>, Vec<Arc<runner::QueueRunner>>)> {
+) -> Result<SenderInstances> {
     let mut env = function_env(stack, function, options)?;
     if !options
         .env_overrides
