@@ -52,9 +52,10 @@ pub(crate) struct CreateTenant {
     /// Where it may send texts; absent: the platform's default.
     #[serde(default, deserialize_with = "object::optional")]
     sms_policy: Option<SmsPolicyField>,
-    /// The tenant's own SMS sender: a number in E.164 form or a Twilio messaging
-    /// service id (`MG...`). Without one, its texts go out from the platform's number,
-    /// shared with other tenants (a STOP to it then stops texts of every tenant on it).
+    /// The tenant's own SMS sender: a number in E.164 form, a short code (5 or 6
+    /// digits) or a Twilio messaging service id (`MG...`). Without one, its texts go
+    /// out from the platform's number, shared with other tenants (a STOP to it then
+    /// stops texts of every tenant on it).
     #[serde(default)]
     #[schema(value_type = Option<SmsSender>)]
     sms_sender: Option<String>,
