@@ -693,4 +693,48 @@ async fn a_late_answer_comes_after_its_write_applied_and_holds_up_nothing_else()
         .expect("the write applied before its answer");
     assert_eq!(item["v"], AttributeValue::S("late-marker".into()));
     assert!(update().await.is_ok(), "the fault was used up");
+
+    // A transaction is on the tables its writes name.
+    let late = LateAnswers {
+        operation: "TransactWriteItems",
+        ..late
+    };
+    emulator::answer_late(&endpoint, &late).await.unwrap();
+    let transact = |item: &str| {
+        let write = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&table)
+            .key("pk", AttributeValue::S(item.into()))
+            .key("sk", AttributeValue::S("ITEM".into()))
+            .update_expression("SET v = :v")
+            .expression_attribute_values(":v", AttributeValue::S("late-marker".into()))
+            .build()
+            .unwrap();
+        impatient
+            .transact_write_items()
+            .transact_items(
+                aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                    .update(write)
+                    .build(),
+            )
+            .send()
+    };
+    assert!(
+        transact("late-transaction").await.is_err(),
+        "the answer missed the attempt timeout"
+    );
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("late-transaction".into()))
+        .key("sk", AttributeValue::S("ITEM".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the transaction applied before its answer");
+    assert_eq!(item["v"], AttributeValue::S("late-marker".into()));
+    assert!(
+        transact("late-transaction").await.is_ok(),
+        "the fault was used up"
+    );
 }

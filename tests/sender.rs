@@ -628,3 +628,145 @@ async fn a_chunk_the_deadline_cuts_short_goes_on_at_once() {
     assert_eq!(progress["counts"]["sent"], 40, "{progress}");
     assert_eq!(test.ledger().len(), 40, "each recipient once");
 }
+
+/// Calls `caller` made of `operation` in `counts`.
+fn calls(
+    counts: &herald_tests::herald_local::requests::RequestCounts,
+    caller: &str,
+    operation: &str,
+) -> u64 {
+    counts
+        .0
+        .iter()
+        .filter(|(kind, _)| kind.caller == caller && kind.operation == operation)
+        .map(|(_, tally)| tally.calls)
+        .sum()
+}
+
+/// Requests (calls and the SDK's retries of them) `caller` made of `operation`.
+fn requests(
+    counts: &herald_tests::herald_local::requests::RequestCounts,
+    caller: &str,
+    operation: &str,
+) -> u64 {
+    counts
+        .0
+        .iter()
+        .filter(|(kind, _)| kind.caller == caller && kind.operation == operation)
+        .map(|(_, tally)| tally.requests)
+        .sum()
+}
+
+/// The instance's claims, and its settles, go in groups (issue 18): 40 recipients
+/// take far fewer than the 80 writes of one claim and one settle each, and each is
+/// still texted once and counted once.
+#[tokio::test]
+async fn a_chunks_claims_and_settles_go_in_groups_and_each_recipient_once() {
+    let counter = herald_tests::herald_local::requests::RequestCounter::default();
+    let test = TestCloud::start_with("grouped-writes", |o| {
+        o.run_queues = false;
+        o.count_requests = Some(counter.clone());
+    })
+    .await;
+    let token = test.token("acme", "sender").await;
+    let recipients: Vec<serde_json::Value> = (0..40)
+        .map(|i| serde_json::json!({ "to": herald_tests::number(i) }))
+        .collect();
+    let batch = test.send_batch(&token, "grouped", &recipients).await;
+    let event = test.receive_chunks(1).await;
+
+    let before = counter.snapshot();
+    let response = herald_sender::handle(&test.cloud.sender, event, deadline()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let counts = counter.snapshot().since(&before);
+
+    let progress = test.wait_for_batch(&token, &batch, "completed").await;
+    assert_eq!(progress["counts"]["sent"], 40, "{progress}");
+    let ledger = test.ledger();
+    let texted: std::collections::HashSet<_> = ledger.iter().map(|e| e.to.clone()).collect();
+    assert_eq!(
+        (ledger.len(), texted.len()),
+        (40, 40),
+        "each recipient once"
+    );
+    assert_eq!(test.cloud.metrics.total("sender", "Sent"), 40.0);
+    // The first 16 claims (the parallelism) are one transaction; the chunk's count is
+    // one more. Every other write of the sender is an `UpdateItem`: the claims and
+    // settles that went alone, and the shared rate's blocks.
+    let grouped = calls(&counts, "sender", "TransactWriteItems");
+    let alone = calls(&counts, "sender", "UpdateItem");
+    assert!(grouped >= 2, "{counts:?}");
+    assert!(
+        grouped + alone < 40,
+        "{grouped} grouped, {alone} alone: {counts:?}"
+    );
+}
+
+/// As `a_claim_and_a_settle_whose_answers_came_late_are_known_as_the_senders_own`, for
+/// grouped writes: the SDK sends a transaction again whose first attempt applied, and
+/// each claim and settle in it meets its own earlier write (the emulator, like moto,
+/// does not answer a repeated `ClientRequestToken` as the first success, which
+/// DynamoDB would: the harder case).
+#[tokio::test]
+async fn grouped_claims_and_settles_whose_answers_came_late_are_the_senders_own() {
+    use herald_tests::herald_local::emulator::{self, LateAnswers};
+
+    let counter = herald_tests::herald_local::requests::RequestCounter::default();
+    let test = TestCloud::start_with("late-grouped", |o| {
+        o.run_queues = false;
+        o.count_requests = Some(counter.clone());
+        // Every settle waits for the others (they end as soon as the last is handed
+        // over), so the three are one transaction however the provider's answers fall.
+        o.env_overrides
+            .insert("HERALD_SETTLE_LINGER_MS".into(), "1000".into());
+    })
+    .await;
+    let table = test.cloud.stack.reference("HeraldTable").unwrap();
+    for contains in ["ADD attempts", "settled_by = :token"] {
+        let late = LateAnswers {
+            table,
+            operation: "TransactWriteItems",
+            contains,
+            seconds: 3.5,
+            count: 1,
+        };
+        emulator::answer_late(&test.cloud.emulator, &late)
+            .await
+            .unwrap();
+    }
+    let token = test.token("acme", "sender").await;
+    let recipients: Vec<serde_json::Value> = (0..3)
+        .map(|i| serde_json::json!({ "to": herald_tests::number(i) }))
+        .collect();
+    let batch = test
+        .send_batch(&token, "late, grouped, once", &recipients)
+        .await;
+    let event = test.receive_chunks(1).await;
+
+    let response = herald_sender::handle(&test.cloud.sender, event, deadline()).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "finished in one delivery: {response:?}"
+    );
+    let counts = counter.snapshot();
+    // Both late answers were met: two transactions were sent twice.
+    assert_eq!(
+        requests(&counts, "sender", "TransactWriteItems")
+            - calls(&counts, "sender", "TransactWriteItems"),
+        2,
+        "{counts:?}"
+    );
+    assert_eq!(test.ledger().len(), 3, "{:?}", test.ledger());
+    let progress = test.wait_for_batch(&token, &batch, "completed").await;
+    assert_eq!(progress["counts"]["sent"], 3, "{progress}");
+    for i in 0..3 {
+        let message = test
+            .get(&format!("/v1/messages/{batch}.{i}"), &token)
+            .await
+            .body;
+        assert_eq!(message["status"], "sent", "{message}");
+        assert_eq!(message["attempts"], 1, "{message}");
+    }
+    assert_eq!(test.cloud.metrics.total("sender", "Sent"), 3.0);
+    assert_eq!(test.cloud.metrics.total("sender", "Unknown"), 0.0);
+}

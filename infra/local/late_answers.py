@@ -10,7 +10,8 @@ could never meet this; the launcher can hold an answer back after the write appl
 `POST /_herald/dynamodb/late-answers` with
 `{"table": T, "operation": "UpdateItem", "contains": S, "seconds": D, "count": N}`
 makes the next N requests of that operation on table T whose body contains S (for
-example a word of the update expression) answer D seconds late. The request is applied
+example a word of the update expression) answer D seconds late. A
+`TransactWriteItems` is on every table its items name. The request is applied
 at once, inside the DynamoDB lock; only the answer waits, outside it, so other
 requests are not held up. The fault is per table, so parallel tests do not see each
 other's.
@@ -49,15 +50,22 @@ def _configure(environ, start_response):
 def _delay_for(operation, body):
     """The delay owed to this request, taking one use of the fault that matches."""
     try:
-        table = json.loads(body).get("TableName")
+        request = json.loads(body)
     except ValueError:
         return 0.0
+    # A transaction names its tables in its items, each under its kind of write.
+    tables = {request.get("TableName")} | {
+        write.get("TableName")
+        for item in request.get("TransactItems") or []
+        for write in item.values()
+        if isinstance(write, dict)
+    }
     text = body.decode("utf-8", "replace")
     with _lock:
         for fault in _faults:
             if (
                 fault["count"] > 0
-                and fault["table"] == table
+                and fault["table"] in tables
                 and fault["operation"] == operation
                 and fault["contains"] in text
             ):

@@ -2,7 +2,7 @@
 //! the function with a message naming it, instead of failing later on a request.
 //!
 //! One room on purpose: every function's settings are read the same way, in one place;
-//! about 130 of its lines are tests.
+//! about 150 of its lines are tests.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -186,6 +186,9 @@ pub struct SenderConfig {
     pub max_attempts: u32,
     /// How long a claim stays exclusive.
     pub lease: Duration,
+    /// How long a settle may wait for the instance's other claims to settle with it in
+    /// one request (issue 18); at most 1 s, inside the settle's margin.
+    pub settle_linger: Duration,
     /// Longest wait for one provider request; past it the outcome is ambiguous.
     pub provider_timeout: Duration,
     /// How long the provider secret is cached; a rotation's grace period covers it
@@ -199,6 +202,9 @@ pub struct SenderConfig {
     /// for no email receipts.
     pub ses_configuration_set: Option<String>,
 }
+
+/// A settle's linger stays well inside the sender's margin for its writes (3 s).
+const MAX_SETTLE_LINGER: Duration = Duration::from_secs(1);
 
 impl SenderConfig {
     pub fn load(settings: &impl Settings) -> Result<Self, ConfigError> {
@@ -221,6 +227,7 @@ impl SenderConfig {
             sender_slice: Duration::from_secs(settings.number("HERALD_SENDER_SLICE_SECONDS", 10)?),
             max_attempts: settings.number("HERALD_SEND_MAX_ATTEMPTS", 4)?,
             lease: Duration::from_secs(settings.number("HERALD_LEASE_SECONDS", 60)?),
+            settle_linger: Duration::from_millis(settings.number("HERALD_SETTLE_LINGER_MS", 200)?),
             provider_timeout: Duration::from_millis(
                 settings.number("HERALD_PROVIDER_TIMEOUT_MS", 10_000)?,
             ),
@@ -254,6 +261,12 @@ impl SenderConfig {
             return Err(ConfigError::Invalid {
                 key: "HERALD_RATE_HORIZON_MS",
                 reason: "must be a positive number".into(),
+            });
+        }
+        if config.settle_linger > MAX_SETTLE_LINGER {
+            return Err(ConfigError::Invalid {
+                key: "HERALD_SETTLE_LINGER_MS",
+                reason: format!("must be at most {} ms", MAX_SETTLE_LINGER.as_millis()),
             });
         }
         if config.max_instances == 0 || config.max_attempts == 0 {
@@ -574,6 +587,33 @@ mod tests {
         pairs.push(("HERALD_EMAIL_FROM", "not an address"));
         let err = SenderConfig::load(&settings(&pairs)).unwrap_err();
         assert!(err.to_string().contains("HERALD_EMAIL_FROM"), "{err}");
+    }
+
+    #[test]
+    fn a_settles_linger_defaults_to_200_ms_and_stays_inside_its_margin() {
+        let base = [
+            ("HERALD_TABLE", "t"),
+            ("HERALD_SEND_QUEUE_URL", "sq"),
+            ("HERALD_SEND_DLQ_URL", "q"),
+            ("HERALD_PROVIDER_SECRET_ID", "s"),
+            ("HERALD_SMS_API_BASE", "http://x"),
+            ("HERALD_EMAIL_FROM", "herald@example.com"),
+        ];
+        let read = |raw: &str| {
+            let mut pairs = base.to_vec();
+            pairs.push(("HERALD_SETTLE_LINGER_MS", raw));
+            SenderConfig::load(&settings(&pairs)).map(|c| c.settle_linger)
+        };
+        assert_eq!(read(""), Ok(Duration::from_millis(200)));
+        assert_eq!(read("0"), Ok(Duration::ZERO));
+        assert_eq!(read("1000"), Ok(Duration::from_secs(1)));
+        for bad in ["1001", "-1", "soon"] {
+            let err = read(bad).unwrap_err();
+            assert!(
+                err.to_string().contains("HERALD_SETTLE_LINGER_MS"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

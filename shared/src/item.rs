@@ -117,6 +117,16 @@ impl Cancelled {
             .and_then(|reason| reason.code.as_deref())
             == Some("ConditionalCheckFailed")
     }
+
+    /// The item as it was when the write at `index` failed its condition (empty when
+    /// there was none); `None` when that write was cancelled for another reason.
+    pub(crate) fn refused_item(&mut self, index: usize) -> Option<Item> {
+        if !self.condition_failed(index) {
+            return None;
+        }
+        let reason = self.0.cancellation_reasons.as_mut()?.get_mut(index)?;
+        Some(reason.item.take().unwrap_or_default())
+    }
 }
 
 impl From<Cancelled> for StoreError {

@@ -12,6 +12,7 @@ use herald::webhook::twilio;
 use herald::{Address, MessageId, MessageStatus};
 
 use crate::chunk::ChunkRun;
+use crate::grouped::Holding;
 use crate::retry::{self, Attempted};
 
 /// What became of one recipient in this pass.
@@ -72,18 +73,22 @@ pub(crate) async fn send_one(
         run.cut.fetch_add(1, Ordering::Relaxed);
         return Ok(Done::Retry);
     }
-    let token = match claim(run, id, &recipient.to).await? {
-        Claim::Held(token) => token,
+    let (token, holding) = match claim(run, id, &recipient.to).await? {
+        Claim::Held(token) => (token, run.deps.held.hold()),
         Claim::Done(done) => return Ok(done),
     };
     let message = match outbound(run, id, recipient) {
         Ok(message) => message,
-        Err(failed) => return settle(run, id, &token, failed).await,
+        Err(failed) => return settle_held(run, id, &token, holding, failed).await,
     };
     match retry::send(run, &message).await {
-        Attempted::Answered(settlement) => settle(run, id, &token, settlement).await,
-        Attempted::NotSent { reason } => release(run, id, &token, &reason).await,
+        Attempted::Answered(settlement) => settle_held(run, id, &token, holding, settlement).await,
+        Attempted::NotSent { reason } => {
+            drop(holding);
+            release(run, id, &token, &reason).await
+        }
         Attempted::OutOfTime => {
+            drop(holding);
             let done = release(run, id, &token, "out of invocation time").await;
             run.cut.fetch_add(1, Ordering::Relaxed);
             done
@@ -115,32 +120,29 @@ enum Claim {
 async fn claim(run: &ChunkRun<'_>, id: MessageId, to: &Address) -> Result<Claim, StoreError> {
     let deps = run.deps;
     let lease = Lease::starting(deps.clock.timestamp(), deps.config.lease);
-    Ok(
-        match deps
-            .store
-            .claim(run.tenant, id, run.chunk, to, &lease)
-            .await?
-        {
-            ClaimOutcome::Claimed { token } => Claim::Held(token),
-            ClaimOutcome::Settled(status) => Claim::Done(Done::Final(status)),
-            ClaimOutcome::HeldElsewhere {
-                lease_expired: false,
-                ..
-            } => Claim::Done(Done::Retry),
-            ClaimOutcome::HeldElsewhere {
-                lease_expired: true,
-                token,
-            } => {
-                // The holder stopped after claiming and never settled: it may or may not
-                // have sent. Re-sending could text someone twice, so it becomes unknown.
-                let unknown = Settlement::Unknown {
-                    reason: "the sender stopped between claiming and recording the outcome".into(),
-                    lost_text_to: lost_text_to(run.provider, to),
-                };
-                Claim::Done(settle(run, id, &token, unknown).await?)
-            }
-        },
-    )
+    let write = deps
+        .store
+        .claim_write(run.tenant, id, run.chunk, to, &lease);
+    Ok(match deps.claims.write(write).await? {
+        ClaimOutcome::Claimed { token } => Claim::Held(token),
+        ClaimOutcome::Settled(status) => Claim::Done(Done::Final(status)),
+        ClaimOutcome::HeldElsewhere {
+            lease_expired: false,
+            ..
+        } => Claim::Done(Done::Retry),
+        ClaimOutcome::HeldElsewhere {
+            lease_expired: true,
+            token,
+        } => {
+            // The holder stopped after claiming and never settled: it may or may not
+            // have sent. Re-sending could text someone twice, so it becomes unknown.
+            let unknown = Settlement::Unknown {
+                reason: "the sender stopped between claiming and recording the outcome".into(),
+                lost_text_to: lost_text_to(run.provider, to),
+            };
+            Claim::Done(settle(run, id, &token, unknown).await?)
+        }
+    })
 }
 
 /// The message to send to this recipient, or why nothing can be sent for it.
@@ -194,6 +196,23 @@ fn outbound(
     }
 }
 
+/// Settles a claim this pass made, grouped with the instance's other settles.
+async fn settle_held(
+    run: &ChunkRun<'_>,
+    id: MessageId,
+    token: &str,
+    holding: Holding,
+    settlement: Settlement,
+) -> Result<Done, StoreError> {
+    let deps = run.deps;
+    let write = deps
+        .store
+        .settle_write(run.tenant, id, token, &settlement, deps.clock.timestamp());
+    let settled = deps.settles.write_for(holding, write).await?;
+    settled_as(settled, settlement)
+}
+
+/// Settles a claim another delivery left behind, on its own.
 async fn settle(
     run: &ChunkRun<'_>,
     id: MessageId,
@@ -205,6 +224,10 @@ async fn settle(
         .store
         .settle(run.tenant, id, token, &settlement, deps.clock.timestamp())
         .await?;
+    settled_as(settled, settlement)
+}
+
+fn settled_as(settled: bool, settlement: Settlement) -> Result<Done, StoreError> {
     if settled {
         tracing::info!(status = %settlement.status(), "message settled");
         Ok(Done::Settled(settlement.status()))

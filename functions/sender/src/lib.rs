@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use herald::clock::SharedClock;
@@ -24,12 +25,13 @@ use herald::provider::twilio::TwilioProvider;
 use herald::provider::{Provider, SmsProviderKind};
 use herald::queue::{DeadLetterQueue, SendQueue};
 use herald::secrets::SecretsCache;
-use herald::store::Store;
+use herald::store::{ClaimWrite, SettleWrite, Store};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 mod chunk;
 mod claim;
+mod grouped;
 mod rate;
 mod record;
 mod retry;
@@ -51,6 +53,11 @@ pub struct Deps {
     /// Each sender number's own rate, made when a chunk first needs it.
     sender_rates: Mutex<HashMap<SmsSender, (SenderRate, Arc<SharedRate>)>>,
     in_flight: Semaphore,
+    /// The instance's claims, and its settles, each grouped into few requests.
+    claims: grouped::Grouped<ClaimWrite>,
+    settles: grouped::Grouped<SettleWrite>,
+    /// Claims held and not yet settled: a settle waits for them only while they last.
+    held: Arc<grouped::Held>,
 }
 
 impl Deps {
@@ -99,7 +106,11 @@ impl Deps {
         clock: SharedClock,
     ) -> Self {
         let (queue, dead_letters) = queues;
+        let held = Arc::new(grouped::Held::default());
         Self {
+            claims: grouped::Grouped::new(store.clone(), Duration::ZERO, Arc::default()),
+            settles: grouped::Grouped::new(store.clone(), config.settle_linger, held.clone()),
+            held,
             metrics: Metrics::stdout(clock.clone()),
             rate: SharedRate::new(
                 store.clone(),

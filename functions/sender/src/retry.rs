@@ -132,7 +132,9 @@ pub(crate) fn time_to_send(deps: &Deps, deadline: Instant) -> bool {
 /// Whether a provider call started after waiting `wait` can still be settled before
 /// `deadline`.
 fn time_to_send_after(deps: &Deps, wait: Duration, deadline: Instant) -> bool {
-    fits(Instant::now(), wait, deps.config.provider_timeout, deadline)
+    // A settle may wait its linger for others before its write.
+    let answered = deps.config.provider_timeout + deps.config.settle_linger;
+    fits(Instant::now(), wait, answered, deadline)
 }
 
 /// `now + wait + provider_timeout + SETTLE_MARGIN <= deadline`, in checked arithmetic:

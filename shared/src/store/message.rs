@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use super::{Store, StoreError};
+use super::{ConditionalWrite, Store, StoreError};
 use crate::address::Address;
 use crate::clock::Timestamp;
 use crate::domain::{
@@ -42,11 +42,24 @@ impl Store {
         to: &Address,
         lease: &Lease,
     ) -> Result<ClaimOutcome, StoreError> {
+        self.write_one(&self.claim_write(tenant, id, chunk, to, lease))
+            .await
+    }
+
+    /// The claim `claim` makes, to apply alone or with others (`Store::write_all`).
+    pub fn claim_write(
+        &self,
+        tenant: &TenantId,
+        id: MessageId,
+        chunk: &Chunk,
+        to: &Address,
+        lease: &Lease,
+    ) -> ClaimWrite {
         let key = keys::message(tenant, id);
         let token = ulid::Ulid::new().to_string();
         let request = self.update(&key);
         let (request, forward) = forward_only(request, MessageStatus::Sending);
-        let result = request
+        let request = request
             .update_expression(
                 "SET #status = :sending, claim_token = :token, lease_until = :lease, \
                  tenant_id = :tenant, batch_id = :batch, recipient = :to, channel = :channel, \
@@ -67,39 +80,13 @@ impl Store {
             .expression_attribute_values(":gsi1sk", s(format!("sending#{id}")))
             .expression_attribute_values(":entry", history_entry(MessageStatus::Sending, lease.now))
             .expression_attribute_values(":one", n(1));
-        let result = created_from_chunk(result, tenant, id, chunk)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(ClaimOutcome::Claimed { token }),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                let UpdateItemError::ConditionalCheckFailedException(failure) = e.into_err() else {
-                    unreachable!("checked above")
-                };
-                let old = failure.item.unwrap_or_default();
-                // The SDK sent the claim again after an attempt that timed out had
-                // applied: the claim found is this one, not another sender's.
-                if get_s(&old, "claim_token") == Some(token.as_str()) {
-                    return Ok(ClaimOutcome::Claimed { token });
-                }
-                let status: Option<MessageStatus> = get_named(&old, "status");
-                if status.is_some_and(|s| s.is_settled()) {
-                    return Ok(ClaimOutcome::Settled(sender_outcome(&old)));
-                }
-                let lease_until: u64 = get_n(&old, "lease_until").unwrap_or(0);
-                match get_s(&old, "claim_token") {
-                    Some(token) => Ok(ClaimOutcome::HeldElsewhere {
-                        lease_expired: lease_until < lease.now.epoch_seconds(),
-                        token: token.to_owned(),
-                    }),
-                    None => Err(corrupt(
-                        &key,
-                        format!("message is {status:?} without a claim"),
-                    )),
-                }
-            }
-            Err(e) => Err(dynamo(e)),
+        let request = created_from_chunk(request, tenant, id, chunk)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        ClaimWrite {
+            request,
+            token,
+            key,
+            now: lease.now.epoch_seconds(),
         }
     }
 
@@ -117,6 +104,19 @@ impl Store {
         settlement: &Settlement,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
+        self.write_one(&self.settle_write(tenant, id, token, settlement, now))
+            .await
+    }
+
+    /// The write `settle` makes, to apply alone or with others (`Store::write_all`).
+    pub fn settle_write(
+        &self,
+        tenant: &TenantId,
+        id: MessageId,
+        token: &str,
+        settlement: &Settlement,
+        now: Timestamp,
+    ) -> SettleWrite {
         let status = settlement.status();
         let key = keys::message(tenant, id);
         let (mut request, forward) = forward_only(self.update(&key), status);
@@ -177,25 +177,16 @@ impl Store {
                 }
             }
         };
-        let result = request
+        let request = request
             .update_expression(format!(
                 "SET #status = :status, settled_as = :status, settled_by = :token, \
                  updated_at = :now, gsi1sk = :gsi1sk, history = list_append(history, :entry), \
                  {outcome_fields} REMOVE claim_token, lease_until"
             ))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                let UpdateItemError::ConditionalCheckFailedException(failure) = e.into_err() else {
-                    unreachable!("checked above")
-                };
-                let old = failure.item.unwrap_or_default();
-                Ok(get_s(&old, "settled_by") == Some(token))
-            }
-            Err(e) => Err(dynamo(e)),
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        SettleWrite {
+            request,
+            token: token.to_owned(),
         }
     }
 
@@ -324,6 +315,75 @@ impl Store {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_item(key)))
+    }
+}
+
+/// A claim ready to apply (`Store::claim_write`).
+pub struct ClaimWrite {
+    request: UpdateItemFluentBuilder,
+    token: String,
+    key: Key,
+    /// The lease's start, in epoch seconds: a lease found ending before it has expired.
+    now: u64,
+}
+
+impl ConditionalWrite for ClaimWrite {
+    type Outcome = ClaimOutcome;
+
+    fn request(&self) -> &UpdateItemFluentBuilder {
+        &self.request
+    }
+
+    fn applied(&self) -> ClaimOutcome {
+        ClaimOutcome::Claimed {
+            token: self.token.clone(),
+        }
+    }
+
+    fn refused(&self, old: Item) -> Result<ClaimOutcome, StoreError> {
+        // The SDK sent the claim again after an attempt that timed out had applied:
+        // the claim found is this one, not another sender's.
+        if get_s(&old, "claim_token") == Some(self.token.as_str()) {
+            return Ok(self.applied());
+        }
+        let status: Option<MessageStatus> = get_named(&old, "status");
+        if status.is_some_and(|s| s.is_settled()) {
+            return Ok(ClaimOutcome::Settled(sender_outcome(&old)));
+        }
+        let lease_until: u64 = get_n(&old, "lease_until").unwrap_or(0);
+        match get_s(&old, "claim_token") {
+            Some(token) => Ok(ClaimOutcome::HeldElsewhere {
+                lease_expired: lease_until < self.now,
+                token: token.to_owned(),
+            }),
+            None => Err(corrupt(
+                &self.key,
+                format!("message is {status:?} without a claim"),
+            )),
+        }
+    }
+}
+
+/// A settle ready to apply (`Store::settle_write`); its outcome is whether the claim
+/// was still ours.
+pub struct SettleWrite {
+    request: UpdateItemFluentBuilder,
+    token: String,
+}
+
+impl ConditionalWrite for SettleWrite {
+    type Outcome = bool;
+
+    fn request(&self) -> &UpdateItemFluentBuilder {
+        &self.request
+    }
+
+    fn applied(&self) -> bool {
+        true
+    }
+
+    fn refused(&self, old: Item) -> Result<bool, StoreError> {
+        Ok(get_s(&old, "settled_by") == Some(self.token.as_str()))
     }
 }
 

@@ -10,6 +10,7 @@ mod batch;
 mod chunk;
 mod clients;
 mod drill;
+mod grouped;
 mod lease;
 mod limits;
 mod listing;
@@ -30,7 +31,8 @@ mod deliveries;
 mod delivery_limits;
 mod stream;
 
-pub use message::Unsent;
+pub use grouped::{ConditionalWrite, MAX_GROUP};
+pub use message::{ClaimWrite, SettleWrite, Unsent};
 pub use provider_rate::{BlockAsk, BlockTake, Hold};
 pub use provider_ref::{IndexedMessage, LOST_TEXT_WINDOW};
 pub use receipt::OrphanEvent;
