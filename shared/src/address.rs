@@ -179,6 +179,15 @@ impl Address {
         }
     }
 
+    /// An address read back from Herald's own table: validated when it was accepted,
+    /// so a number's shape is checked again but not its metadata (`PhoneNumber::stored`).
+    pub fn stored(channel: Channel, raw: &str) -> Result<Self, InvalidAddress> {
+        match channel {
+            Channel::Sms => Ok(Self::Phone(PhoneNumber::stored(raw)?)),
+            Channel::Email => Ok(Self::Email(EmailAddress::parse(raw)?)),
+        }
+    }
+
     pub fn channel(&self) -> Channel {
         match self {
             Self::Phone(_) => Channel::Sms,

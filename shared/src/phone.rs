@@ -2,6 +2,7 @@
 //! country and the kind of line the metadata gives them (for the tenant's SMS policy).
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::{RefOr, Schema};
@@ -20,14 +21,35 @@ pub enum InvalidPhoneNumber {
     NotValid,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PhoneNumber {
     e164: String,
     /// Found while parsing, which has the metadata at hand: a batch of 10,000 numbers
-    /// is not parsed twice to check its policy.
+    /// is not parsed twice to check its policy. A number read back from Herald's own
+    /// table (`stored`) finds them only if asked.
+    facts: OnceLock<Facts>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Facts {
     country: Option<Country>,
     kind: NumberType,
+}
+
+/// One number is one E.164 string, however much of it has been looked up.
+impl PartialEq for PhoneNumber {
+    fn eq(&self, other: &Self) -> bool {
+        self.e164 == other.e164
+    }
+}
+
+impl Eq for PhoneNumber {}
+
+impl std::hash::Hash for PhoneNumber {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.e164.hash(state);
+    }
 }
 
 impl PhoneNumber {
@@ -36,13 +58,7 @@ impl PhoneNumber {
     pub const PATTERN: &str = r"\+[1-9][0-9]{1,14}";
 
     pub fn parse(raw: &str) -> Result<Self, InvalidPhoneNumber> {
-        let digits = raw.strip_prefix('+').ok_or(InvalidPhoneNumber::NotE164)?;
-        if !(2..=15).contains(&digits.len())
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-            || digits.starts_with('0')
-        {
-            return Err(InvalidPhoneNumber::NotE164);
-        }
+        e164_shaped(raw)?;
         // In E.164 form already: a number libphonenumber cannot read (no such country
         // code, too short for its country) is not a valid number, not a bad spelling.
         let parsed = phonenumber::parse(None, raw).map_err(|_| InvalidPhoneNumber::NotValid)?;
@@ -55,15 +71,21 @@ impl PhoneNumber {
         if e164 != raw {
             return Err(InvalidPhoneNumber::NotE164);
         }
-        let country = parsed
-            .country()
-            .id()
-            .and_then(|id| Country::parse(id.as_ref()).ok());
-        let kind = parsed.number_type(&phonenumber::metadata::DATABASE).into();
+        let facts = OnceLock::from(facts_of(&parsed));
+        Ok(Self { e164, facts })
+    }
+
+    /// A number Herald validated when it accepted it, read back from its own table
+    /// (a chunk): only its E.164 shape is checked again. libphonenumber's check costs
+    /// about a fifth of the sender's CPU per message (docs/performance.md), and a
+    /// number valid when accepted stays the tenant's request even if a later metadata
+    /// release disagrees: the provider is then the judge of that one number, rather
+    /// than the whole chunk being unreadable.
+    pub fn stored(raw: &str) -> Result<Self, InvalidPhoneNumber> {
+        e164_shaped(raw)?;
         Ok(Self {
-            e164,
-            country,
-            kind,
+            e164: raw.to_owned(),
+            facts: OnceLock::new(),
         })
     }
 
@@ -74,17 +96,52 @@ impl PhoneNumber {
     /// The country (or territory) the number is in; `None` for international networks
     /// and services (+800, +882, +883...).
     pub fn country(&self) -> Option<Country> {
-        self.country
+        self.facts().country
     }
 
     /// The kind of line the number's range was given out as.
     pub fn kind(&self) -> NumberType {
-        self.kind
+        self.facts().kind
+    }
+
+    fn facts(&self) -> Facts {
+        *self
+            .facts
+            .get_or_init(|| match phonenumber::parse(None, &self.e164) {
+                Ok(parsed) => facts_of(&parsed),
+                // Stored, and no longer readable by this metadata: no country to allow.
+                Err(_) => Facts {
+                    country: None,
+                    kind: NumberType::Other,
+                },
+            })
     }
 
     /// For logs: country code and the last two digits survive, the rest is hidden.
     pub fn masked(&self) -> String {
         mask_phone(&self.e164)
+    }
+}
+
+/// `+`, then 2 to 15 digits, the first not 0.
+fn e164_shaped(raw: &str) -> Result<(), InvalidPhoneNumber> {
+    let digits = raw.strip_prefix('+').ok_or(InvalidPhoneNumber::NotE164)?;
+    if !(2..=15).contains(&digits.len())
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || digits.starts_with('0')
+    {
+        return Err(InvalidPhoneNumber::NotE164);
+    }
+    Ok(())
+}
+
+fn facts_of(parsed: &phonenumber::PhoneNumber) -> Facts {
+    Facts {
+        country: parsed
+            .country()
+            .id()
+            .and_then(|id| Country::parse(id.as_ref()).ok()),
+        kind: parsed.number_type(&phonenumber::metadata::DATABASE).into(),
     }
 }
 
@@ -201,6 +258,33 @@ mod tests {
                 "{raw}"
             );
             assert_eq!(phone.kind(), kind, "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_stored_number_is_checked_for_its_shape_and_looked_up_only_when_asked() {
+        let stored = PhoneNumber::stored("+447400123456").unwrap();
+        assert_eq!(stored, PhoneNumber::parse("+447400123456").unwrap());
+        assert_eq!(stored.country().as_ref().map(Country::as_str), Some("GB"));
+        assert_eq!(stored.kind(), NumberType::Mobile);
+        // Invalid for its country (a metadata release later than the intake's may say
+        // so), but E.164: read back, and left to the provider.
+        let unknown = PhoneNumber::stored("+11234567890").unwrap();
+        assert_eq!(unknown.as_str(), "+11234567890");
+        assert_eq!(unknown.kind(), NumberType::Other);
+        for bad in [
+            "",
+            "+",
+            "14155550100",
+            "+0441234567",
+            "+1415555010a",
+            "+1234567890123456",
+        ] {
+            assert_eq!(
+                PhoneNumber::stored(bad),
+                Err(InvalidPhoneNumber::NotE164),
+                "{bad:?}"
+            );
         }
     }
 

@@ -19,10 +19,10 @@ use crate::stack::QueueTrigger;
 use crate::template::REGION;
 
 /// How long a running poller's receive waits for a message (SQS long polling: one
-/// arriving meanwhile is answered at once). Lambda's pollers wait 20 s; at one second
-/// the idle pollers of every stack in a test run were a large share of the emulator's
-/// requests (eleven or more a second per stack).
-const IDLE_WAIT: Duration = Duration::from_secs(10);
+/// arriving meanwhile is answered at once): 20 s, SQS's longest and what Lambda's
+/// pollers ask for. At one second the idle pollers of every stack in a test run were a
+/// large share of the emulator's requests (eleven or more a second per stack).
+const IDLE_WAIT: Duration = Duration::from_secs(20);
 
 pub type SqsHandler =
     Arc<dyn Fn(SqsEvent, Instant) -> BoxFuture<'static, SqsBatchResponse> + Send + Sync>;

@@ -174,7 +174,7 @@ pub(super) fn parse_chunk(key: &Key, item: &Item) -> Result<Chunk, StoreError> {
         .map(|r| {
             let r = r.as_m().map_err(|_| corrupt("recipient is not a map"))?;
             let to = get_s(r, "to")
-                .and_then(|v| Address::parse(channel, v).ok())
+                .and_then(|v| Address::stored(channel, v).ok())
                 .ok_or_else(|| corrupt("recipient without a valid address for its channel"))?;
             let variables = match r.get("variables") {
                 None => Variables::new(),
