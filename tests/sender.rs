@@ -556,22 +556,8 @@ async fn a_sender_that_died_after_claiming_is_never_resent_but_recorded_as_unkno
 /// later, as a claim mistaken for another sender's would), counted once.
 #[tokio::test]
 async fn a_claim_and_a_settle_whose_answers_came_late_are_known_as_the_senders_own() {
-    use herald_tests::herald_local::emulator::{self, LateAnswers};
-
     let test = TestCloud::start_with("late-answers", |o| o.run_queues = false).await;
-    let table = test.cloud.stack.reference("HeraldTable").unwrap();
-    for contains in ["ADD attempts", "settled_by = :token"] {
-        let late = LateAnswers {
-            table,
-            operation: "UpdateItem",
-            contains,
-            seconds: 3.5,
-            count: 1,
-        };
-        emulator::answer_late(&test.cloud.emulator, &late)
-            .await
-            .unwrap();
-    }
+    answer_the_claim_and_the_settle_late(&test, "UpdateItem").await;
     let token = test.token("acme", "sender").await;
     let id = test.send_sms(&token, "+14155550100", "late but once").await;
     let event = test.receive_chunks(1).await;
@@ -629,32 +615,44 @@ async fn a_chunk_the_deadline_cuts_short_goes_on_at_once() {
     assert_eq!(test.ledger().len(), 40, "each recipient once");
 }
 
-/// Calls `caller` made of `operation` in `counts`.
-fn calls(
-    counts: &herald_tests::herald_local::requests::RequestCounts,
-    caller: &str,
-    operation: &str,
-) -> u64 {
-    counts
-        .0
-        .iter()
-        .filter(|(kind, _)| kind.caller == caller && kind.operation == operation)
-        .map(|(_, tally)| tally.calls)
-        .sum()
+/// Makes the next claim and the next settle sent as `operation` on the test's table
+/// answer 3.5 s late (after the SDK's 3 s attempt timeout), each once.
+async fn answer_the_claim_and_the_settle_late(test: &TestCloud, operation: &str) {
+    use herald_tests::herald_local::emulator::{self, LateAnswers};
+
+    let table = test.cloud.stack.reference("HeraldTable").unwrap();
+    for contains in ["ADD attempts", "settled_by = :token"] {
+        let late = LateAnswers {
+            table,
+            operation,
+            contains,
+            seconds: 3.5,
+            count: 1,
+        };
+        emulator::answer_late(&test.cloud.emulator, &late)
+            .await
+            .unwrap();
+    }
 }
 
-/// Requests (calls and the SDK's retries of them) `caller` made of `operation`.
-fn requests(
+/// What `caller` made of `operation` in `counts`: calls, and requests (the calls and
+/// the SDK's retries of them).
+fn tally(
     counts: &herald_tests::herald_local::requests::RequestCounts,
     caller: &str,
     operation: &str,
-) -> u64 {
+) -> herald_tests::herald_local::requests::Tally {
     counts
         .0
         .iter()
         .filter(|(kind, _)| kind.caller == caller && kind.operation == operation)
-        .map(|(_, tally)| tally.requests)
-        .sum()
+        .fold(Default::default(), |sum, (_, tally)| {
+            herald_tests::herald_local::requests::Tally {
+                calls: sum.calls + tally.calls,
+                requests: sum.requests + tally.requests,
+                waiting: sum.waiting + tally.waiting,
+            }
+        })
 }
 
 /// The instance's claims, and its settles, go in groups (issue 18): 40 recipients
@@ -693,8 +691,8 @@ async fn a_chunks_claims_and_settles_go_in_groups_and_each_recipient_once() {
     // The first 16 claims (the parallelism) are one transaction; the chunk's count is
     // one more. Every other write of the sender is an `UpdateItem`: the claims and
     // settles that went alone, and the shared rate's blocks.
-    let grouped = calls(&counts, "sender", "TransactWriteItems");
-    let alone = calls(&counts, "sender", "UpdateItem");
+    let grouped = tally(&counts, "sender", "TransactWriteItems").calls;
+    let alone = tally(&counts, "sender", "UpdateItem").calls;
     assert!(grouped >= 2, "{counts:?}");
     assert!(
         grouped + alone < 40,
@@ -709,8 +707,6 @@ async fn a_chunks_claims_and_settles_go_in_groups_and_each_recipient_once() {
 /// DynamoDB would: the harder case).
 #[tokio::test]
 async fn grouped_claims_and_settles_whose_answers_came_late_are_the_senders_own() {
-    use herald_tests::herald_local::emulator::{self, LateAnswers};
-
     let counter = herald_tests::herald_local::requests::RequestCounter::default();
     let test = TestCloud::start_with("late-grouped", |o| {
         o.run_queues = false;
@@ -721,19 +717,7 @@ async fn grouped_claims_and_settles_whose_answers_came_late_are_the_senders_own(
             .insert("HERALD_SETTLE_LINGER_MS".into(), "1000".into());
     })
     .await;
-    let table = test.cloud.stack.reference("HeraldTable").unwrap();
-    for contains in ["ADD attempts", "settled_by = :token"] {
-        let late = LateAnswers {
-            table,
-            operation: "TransactWriteItems",
-            contains,
-            seconds: 3.5,
-            count: 1,
-        };
-        emulator::answer_late(&test.cloud.emulator, &late)
-            .await
-            .unwrap();
-    }
+    answer_the_claim_and_the_settle_late(&test, "TransactWriteItems").await;
     let token = test.token("acme", "sender").await;
     let recipients: Vec<serde_json::Value> = (0..3)
         .map(|i| serde_json::json!({ "to": herald_tests::number(i) }))
@@ -750,12 +734,8 @@ async fn grouped_claims_and_settles_whose_answers_came_late_are_the_senders_own(
     );
     let counts = counter.snapshot();
     // Both late answers were met: two transactions were sent twice.
-    assert_eq!(
-        requests(&counts, "sender", "TransactWriteItems")
-            - calls(&counts, "sender", "TransactWriteItems"),
-        2,
-        "{counts:?}"
-    );
+    let transactions = tally(&counts, "sender", "TransactWriteItems");
+    assert_eq!(transactions.requests - transactions.calls, 2, "{counts:?}");
     assert_eq!(test.ledger().len(), 3, "{:?}", test.ledger());
     let progress = test.wait_for_batch(&token, &batch, "completed").await;
     assert_eq!(progress["counts"]["sent"], 3, "{progress}");

@@ -572,15 +572,18 @@ mod tests {
         }
     }
 
+    /// Every setting the sender requires but its address.
+    const SENDER_BASE: [(&str, &str); 5] = [
+        ("HERALD_TABLE", "t"),
+        ("HERALD_SEND_QUEUE_URL", "sq"),
+        ("HERALD_SEND_DLQ_URL", "q"),
+        ("HERALD_PROVIDER_SECRET_ID", "s"),
+        ("HERALD_SMS_API_BASE", "http://x"),
+    ];
+
     #[test]
     fn the_sender_needs_a_valid_from_address() {
-        let base = [
-            ("HERALD_TABLE", "t"),
-            ("HERALD_SEND_QUEUE_URL", "sq"),
-            ("HERALD_SEND_DLQ_URL", "q"),
-            ("HERALD_PROVIDER_SECRET_ID", "s"),
-            ("HERALD_SMS_API_BASE", "http://x"),
-        ];
+        let base = SENDER_BASE;
         let err = SenderConfig::load(&settings(&base)).unwrap_err();
         assert_eq!(err, ConfigError::Missing("HERALD_EMAIL_FROM"));
         let mut pairs = base.to_vec();
@@ -591,16 +594,9 @@ mod tests {
 
     #[test]
     fn a_settles_linger_defaults_to_200_ms_and_stays_inside_its_margin() {
-        let base = [
-            ("HERALD_TABLE", "t"),
-            ("HERALD_SEND_QUEUE_URL", "sq"),
-            ("HERALD_SEND_DLQ_URL", "q"),
-            ("HERALD_PROVIDER_SECRET_ID", "s"),
-            ("HERALD_SMS_API_BASE", "http://x"),
-            ("HERALD_EMAIL_FROM", "herald@example.com"),
-        ];
         let read = |raw: &str| {
-            let mut pairs = base.to_vec();
+            let mut pairs = SENDER_BASE.to_vec();
+            pairs.push(("HERALD_EMAIL_FROM", "herald@example.com"));
             pairs.push(("HERALD_SETTLE_LINGER_MS", raw));
             SenderConfig::load(&settings(&pairs)).map(|c| c.settle_linger)
         };
