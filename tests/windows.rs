@@ -3,12 +3,14 @@
 //! window whose link was lost. Each test runs the queue by hand (one record at a time,
 //! as the event source hands them over) with a window of one chunk, so the order in
 //! which work is claimed is exact. Small batches skip the queue altogether: they take
-//! the express lane, whose instances bulk chunks never reach.
+//! the express lane, whose instances bulk chunks never reach. One tenant's bulk
+//! batches take turns: one has chunks on the queue at a time.
 
 use std::time::Duration;
 
 use herald::Timestamp;
 use herald::queue::SendQueue;
+use herald::store::MAX_WINDOW_RESTARTS;
 use herald::sweeper::{Sweeper, WindowSweepReport};
 use herald_tests::herald_local::CloudOptions;
 use herald_tests::{TestCloud, number};
@@ -277,4 +279,196 @@ async fn a_batch_alone_leaves_one_sender_instance_free_for_other_tenants() {
         .collect();
     test.send_batch(&globex, "news", &news).await;
     assert_eq!(test.queue_depth("SendQueue").await, instances);
+}
+
+/// One tenant's bulk batches send one at a time, in the order they were accepted: only
+/// the batch whose turn it is has chunks on the queue, and it passes the turn on when
+/// its last chunk is queued. Another tenant's batch goes between them; a cancelled batch
+/// keeps its place and ends without sending when its turn comes.
+#[tokio::test]
+async fn one_tenants_batches_take_turns_while_another_tenants_batch_goes_between() {
+    let test = TestCloud::start_with("turns-order", window_of_one).await;
+    let acme = test.token("acme", "sender").await;
+    let globex = test.token("globex", "sender").await;
+
+    let first = test.send_batch(&acme, "first", &two_chunks()).await;
+    let second = test.send_batch(&acme, "second", &two_chunks()).await;
+    let third = test.send_batch(&acme, "third", &two_chunks()).await;
+    assert_eq!(
+        test.queue_depth("SendQueue").await,
+        1,
+        "only the first batch's window is queued; the others wait their turn"
+    );
+    let batch = |id: &str| format!("/v1/batches/{id}");
+    let progress = test.get(&batch(&second), &acme).await.body;
+    assert_eq!(
+        (
+            &progress["status"],
+            &progress["waiting_for_turn"],
+            &progress["counts"]["pending"]
+        ),
+        (&json!("enqueued"), &json!(true), &json!(101)),
+        "{progress}"
+    );
+    let progress = test.get(&batch(&first), &acme).await.body;
+    assert_eq!(progress["waiting_for_turn"], false, "{progress}");
+    let cancelled = test
+        .post_json(&format!("{}/cancel", batch(&third)), &acme, "")
+        .await;
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+
+    let news: Vec<Value> = (0..=express_limit(&test))
+        .map(|i| json!({ "to": number(500 + i) }))
+        .collect();
+    test.send_batch(&globex, "news", &news).await;
+    assert_eq!(test.queue_depth("SendQueue").await, 2);
+
+    // Acme never has more than its one chunk on the queue, whichever batch sends.
+    let mut runs = 0;
+    while test.queue_depth("SendQueue").await > 0 {
+        run_one(&test).await;
+        runs += 1;
+        assert!(
+            test.queue_depth("SendQueue").await <= 2,
+            "acme's one chunk and globex's, after run {runs}"
+        );
+    }
+    assert_eq!(
+        runs, 7,
+        "two chunks for each of acme's batches, one for globex's"
+    );
+
+    let bodies: Vec<String> = test.ledger().into_iter().map(|m| m.body).collect();
+    let expected: Vec<&str> = std::iter::repeat_n("first", 100)
+        .chain(std::iter::repeat_n("news", news.len()))
+        .chain(std::iter::repeat_n("first", 1))
+        .chain(std::iter::repeat_n("second", 101))
+        .collect();
+    assert_eq!(
+        bodies, expected,
+        "globex's batch between acme's first two chunks; acme's batches one after another"
+    );
+    let second = test.wait_for_batch(&acme, &second, "completed").await;
+    assert_eq!(second["counts"]["sent"], 101);
+    assert_eq!(second["waiting_for_turn"], false);
+    let third = test.get(&batch(&third), &acme).await.body;
+    assert_eq!(third["status"], "cancelled");
+    assert_eq!(third["counts"]["cancelled"], 101);
+    assert!(third["finished_at"].is_string(), "{third}");
+}
+
+/// The batch whose turn it is passed it on, and the queue failed as its last chunk
+/// queued the next batch's first window: that batch holds the turn with nothing on the
+/// queue until the sweeper finds its window stalled and restarts it.
+#[tokio::test]
+async fn a_next_batch_whose_first_window_was_lost_is_restarted_by_the_sweeper() {
+    let test = TestCloud::start_with("turns-lost", window_of_one).await;
+    let acme = test.token("acme", "sender").await;
+    test.send_batch(&acme, "first", &two_chunks()).await;
+    let second = test.send_batch(&acme, "second", &two_chunks()).await;
+    run_one(&test).await;
+
+    let event = test.receive_chunks(1).await;
+    test.break_send_queue().await;
+    let answer = herald_sender::handle(&test.cloud.sender, event, deadline()).await;
+    test.restore_send_queue().await;
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    assert_eq!(
+        test.queue_depth("SendQueue").await,
+        0,
+        "the first window was lost"
+    );
+    let progress = test.get(&format!("/v1/batches/{second}"), &acme).await.body;
+    assert_eq!(
+        progress["waiting_for_turn"], false,
+        "it holds the turn: {progress}"
+    );
+    assert_eq!(progress["counts"]["pending"], 101);
+
+    let sweeper = sweeper(&test);
+    let now = test.cloud.sender.clock.timestamp();
+    let report = sweeper.sweep_windows(at(FAR_FUTURE), now).await.unwrap();
+    assert_eq!(
+        report,
+        WindowSweepReport {
+            stalled: 1,
+            restarted: 1,
+            chunks: 1,
+            ..WindowSweepReport::default()
+        }
+    );
+    run_one(&test).await;
+    run_one(&test).await;
+    let progress = test.wait_for_batch(&acme, &second, "completed").await;
+    assert_eq!(progress["counts"]["sent"], 101);
+    let bodies: Vec<String> = test.ledger().into_iter().map(|m| m.body).collect();
+    assert_eq!(bodies.iter().filter(|b| *b == "first").count(), 101);
+    assert_eq!(bodies.iter().filter(|b| *b == "second").count(), 101);
+}
+
+/// A batch whose window the sweeper gave up on (it stalled again after its restarts:
+/// its chunks wait in the DLQ for the operator) no longer holds its tenant's later
+/// batches: the sweeper passes the turn on. Nothing is sent twice when the given-up
+/// batch's chunks run after all.
+#[tokio::test]
+async fn a_turn_held_by_a_batch_the_sweeper_gave_up_on_is_passed_on() {
+    let test = TestCloud::start_with("turns-given-up", window_of_one).await;
+    let acme = test.token("acme", "sender").await;
+    let first = test.send_batch(&acme, "first", &two_chunks()).await;
+    let second = test.send_batch(&acme, "second", &two_chunks()).await;
+
+    // The first chunk is sent and counted; the queue fails as it links the next.
+    let event = test.receive_chunks(1).await;
+    test.break_send_queue().await;
+    herald_sender::handle(&test.cloud.sender, event, deadline()).await;
+    test.restore_send_queue().await;
+    assert_eq!(test.queue_depth("SendQueue").await, 0);
+
+    // Restarted, and its chunk never counted (as if it failed every time).
+    let sweeper = sweeper(&test);
+    let now = test.cloud.sender.clock.timestamp();
+    for restart in 1..=MAX_WINDOW_RESTARTS as usize {
+        let report = sweeper.sweep_windows(at(FAR_FUTURE), now).await.unwrap();
+        assert_eq!(
+            report,
+            WindowSweepReport {
+                stalled: 1,
+                restarted: 1,
+                chunks: 1,
+                waiting: 1,
+                ..WindowSweepReport::default()
+            },
+            "restart {restart}: the second batch keeps waiting"
+        );
+    }
+    let report = sweeper.sweep_windows(at(FAR_FUTURE), now).await.unwrap();
+    assert_eq!(
+        report,
+        WindowSweepReport {
+            stalled: 1,
+            given_up: 1,
+            waiting: 1,
+            turns_passed: 1,
+            chunks: 1,
+            ..WindowSweepReport::default()
+        }
+    );
+    let progress = test.get(&format!("/v1/batches/{second}"), &acme).await.body;
+    assert_eq!(progress["waiting_for_turn"], false, "{progress}");
+
+    // The three restarts' copies of the first batch's chunk, then the second batch.
+    let mut runs = 0;
+    while test.queue_depth("SendQueue").await > 0 {
+        run_one(&test).await;
+        runs += 1;
+    }
+    assert_eq!(runs, MAX_WINDOW_RESTARTS as usize + 2);
+    test.wait_for_batch(&acme, &first, "completed").await;
+    test.wait_for_batch(&acme, &second, "completed").await;
+    let ledger = test.ledger();
+    assert_eq!(ledger.len(), 202, "every recipient of each batch once");
+    let mut sent: Vec<(String, String)> = ledger.into_iter().map(|m| (m.body, m.to)).collect();
+    sent.sort();
+    sent.dedup();
+    assert_eq!(sent.len(), 202);
 }

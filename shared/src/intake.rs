@@ -10,7 +10,7 @@ use crate::domain::{AuditEntry, NewBatch, Reservation, Submission, Submitter, Te
 use crate::ids::{BatchId, CorrelationId, TenantId};
 use crate::metrics::{Metrics, Record};
 use crate::queue::{ChunkEnvelope, QueueError, SendQueue};
-use crate::store::{Store, StoreError};
+use crate::store::{MAX_WAITING, Store, StoreError, Turn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -23,6 +23,10 @@ pub enum IntakeError {
         /// Until the quota resets, at the next UTC midnight (at least one second).
         retry_after_secs: u64,
     },
+    /// Nothing was written: `MAX_WAITING` of the tenant's bulk batches wait for their
+    /// turn already.
+    #[error("{waiting} of the tenant's batches wait for their turn already")]
+    LineFull { waiting: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -59,17 +63,26 @@ impl Intake<'_> {
         submission: Submission,
     ) -> Result<Accepted, IntakeError> {
         let now = self.clock.timestamp();
-        let batch = NewBatch::new(id, by, submission, now).windowed(self.window);
-        let total = batch.total();
+        let total = submission.recipients.len();
+        let takes_turns = !self.queue.is_express_for(total);
+        let batch = NewBatch::new(id, by, submission, now)
+            .windowed(self.window)
+            .taking_turns(takes_turns);
+        if takes_turns {
+            self.check_line(&batch.tenant, id).await?;
+        }
         self.reserve(profile, id, total, now).await?;
         self.store.create_batch(&batch).await?;
         enqueue(
             self.store,
             &self.queue.first_for(total),
-            &batch.tenant,
-            id,
-            batch.first_window(),
-            &by.correlation_id,
+            &Unqueued {
+                tenant: &batch.tenant,
+                batch: id,
+                first_window: batch.first_window(),
+                takes_turns,
+                correlation: &by.correlation_id,
+            },
             self.clock.timestamp(),
         )
         .await?;
@@ -99,6 +112,19 @@ impl Intake<'_> {
         })
     }
 
+    /// Refuses a new batch while `MAX_WAITING` of the tenant's batches wait for their
+    /// turn (a retry of one of them passes). Read before anything is written, so a
+    /// refusal changes nothing; two requests at once may both pass, which the line's
+    /// item has room for.
+    async fn check_line(&self, tenant: &TenantId, id: BatchId) -> Result<(), IntakeError> {
+        let line = self.store.line(tenant).await?;
+        let waiting = line.waiting.len();
+        if waiting >= MAX_WAITING && line.sending != Some(id) && !line.waiting.contains(&id) {
+            return Err(IntakeError::LineFull { waiting });
+        }
+        Ok(())
+    }
+
     /// Counts the batch's sends against the tenant's daily quota, all or nothing. A
     /// retry finishing the same batch was counted already and passes.
     async fn reserve(
@@ -126,27 +152,43 @@ impl Intake<'_> {
     }
 }
 
-/// Puts the first window of a written batch on the queue (its first `first_window`
-/// chunks; each chunk the sender counts queues the next), then marks it enqueued
-/// (stamped `now`): the tail of `Intake::accept`, and all the sweeper does for a batch
-/// its request left behind. Enqueuing a chunk twice is harmless: the sender claims
-/// each message once and counts each chunk once. Intake passes the batch's first queue
-/// (`SendQueue::first_for`: small batches take the express lane); the sweeper its
-/// own, the bulk one: the batch is late already, and its list does not carry its size.
-#[tracing::instrument(skip_all, fields(tenant_id = %tenant, batch_id = %batch, chunks = first_window))]
+/// A written batch whose first window may not be on the queue yet.
+pub struct Unqueued<'a> {
+    pub tenant: &'a TenantId,
+    pub batch: BatchId,
+    /// Chunks of its first window.
+    pub first_window: u32,
+    /// It waits for its tenant's turn (`docs/concurrency.md`, "Turns").
+    pub takes_turns: bool,
+    pub correlation: &'a CorrelationId,
+}
+
+/// Puts a written batch in its tenant's line, and its first window (its first
+/// `first_window` chunks; each chunk the sender counts queues the next) on the queue
+/// when the turn is its own; then marks it enqueued (stamped `now`). A batch that waits
+/// is queued by the batch before it, when that one passes the turn on. The tail of
+/// `Intake::accept`, and all the sweeper does for a batch its request left behind.
+/// Enqueuing a chunk twice is harmless: the sender claims each message once and counts
+/// each chunk once. Intake passes the batch's first queue (`SendQueue::first_for`:
+/// small batches take the express lane); the sweeper its own, the bulk one: the batch
+/// is late already, and its list does not carry its size.
+#[tracing::instrument(skip_all, fields(tenant_id = %batch.tenant, batch_id = %batch.batch, chunks = batch.first_window))]
 pub async fn enqueue(
     store: &Store,
     queue: &SendQueue,
-    tenant: &TenantId,
-    batch: BatchId,
-    first_window: u32,
-    correlation: &CorrelationId,
+    batch: &Unqueued<'_>,
     now: Timestamp,
 ) -> Result<(), IntakeError> {
-    let envelopes: Vec<ChunkEnvelope> = (0..first_window)
-        .map(|chunk| ChunkEnvelope::new(tenant, batch, chunk, correlation))
-        .collect();
-    queue.enqueue(&envelopes).await?;
-    store.mark_enqueued(tenant, batch, now).await?;
+    let turn = match batch.takes_turns {
+        true => store.take_turn(batch.tenant, batch.batch).await?,
+        false => Turn::Taken,
+    };
+    if turn == Turn::Taken {
+        let envelopes: Vec<ChunkEnvelope> = (0..batch.first_window)
+            .map(|chunk| ChunkEnvelope::new(batch.tenant, batch.batch, chunk, batch.correlation))
+            .collect();
+        queue.enqueue(&envelopes).await?;
+    }
+    store.mark_enqueued(batch.tenant, batch.batch, now).await?;
     Ok(())
 }

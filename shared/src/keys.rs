@@ -70,6 +70,15 @@ pub fn tenant_profile(tenant: &TenantId) -> Key {
     }
 }
 
+/// The tenant's line of bulk batches: the one whose turn it is, and those waiting for
+/// theirs (issue 14, `docs/concurrency.md`, "Turns").
+pub fn tenant_turn(tenant: &TenantId) -> Key {
+    Key {
+        pk: format!("TENANT#{tenant}"),
+        sk: "TURN".into(),
+    }
+}
+
 /// One second of a tenant's API requests.
 pub fn rate_window(tenant: &TenantId, epoch_second: u64) -> Key {
     Key {

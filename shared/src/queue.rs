@@ -127,11 +127,19 @@ impl SendQueue {
     /// pass that must wait) on the bulk queue.
     pub fn first_for(&self, recipients: usize) -> SendQueue {
         match &self.express {
-            Some(lane) if recipients <= lane.max_recipients => {
+            Some(lane) if self.is_express_for(recipients) => {
                 SendQueue::new(self.client.clone(), &lane.queue_url)
             }
             _ => self.clone(),
         }
+    }
+
+    /// Whether a batch of `recipients` starts on the express lane; the others take
+    /// their tenant's turns (`docs/concurrency.md`, "Turns").
+    pub fn is_express_for(&self, recipients: usize) -> bool {
+        self.express
+            .as_ref()
+            .is_some_and(|lane| recipients <= lane.max_recipients)
     }
 
     /// Sends every envelope, ten per request, re-sending entries SQS reports as failed

@@ -5,7 +5,8 @@
 //! died, or whose enqueue failed, between counting a chunk and queueing the next.
 
 use crate::clock::Timestamp;
-use crate::domain::{StalledWindow, TenantStatus};
+use crate::domain::{StalledWindow, StartedBatch, TenantStatus};
+use crate::ids::{BatchId, TenantId};
 use crate::intake::{self, IntakeError};
 use crate::queue::{ChunkEnvelope, QueueError, SendQueue};
 use crate::store::{MAX_WINDOW_RESTARTS, Store, StoreError};
@@ -34,8 +35,16 @@ pub struct WindowSweepReport {
     /// Windows of suspended tenants, left as they are (the tenant's work is held).
     pub held: usize,
     /// Windows restarted `MAX_WINDOW_RESTARTS` times in a row without progress, left
-    /// to the operator (their chunks wait in the DLQ for a redrive).
+    /// to the operator (their chunks wait in the DLQ for a redrive). Such a batch
+    /// passes its tenant's turn on.
     pub given_up: usize,
+    /// Batches waiting for their tenant's turn, left in line: the batch whose turn it
+    /// is still moves.
+    pub waiting: usize,
+    /// Turns the sweeper passed on: from a batch that finished or was given up without
+    /// passing it, or a turn nobody held while batches waited (a pass lost part-way).
+    /// The batch that took it had its first window queued.
+    pub turns_passed: usize,
     /// Windows that failed this time (the next sweep tries again).
     pub failed: usize,
 }
@@ -69,16 +78,15 @@ impl Sweeper {
             ..SweepReport::default()
         };
         for batch in stuck {
-            let result: Result<(), IntakeError> = intake::enqueue(
-                &self.store,
-                &self.queue,
-                &batch.tenant,
-                batch.batch,
-                batch.first_window,
-                &batch.correlation_id,
-                now,
-            )
-            .await;
+            let unqueued = intake::Unqueued {
+                tenant: &batch.tenant,
+                batch: batch.batch,
+                first_window: batch.first_window,
+                takes_turns: batch.takes_turns,
+                correlation: &batch.correlation_id,
+            };
+            let result: Result<(), IntakeError> =
+                intake::enqueue(&self.store, &self.queue, &unqueued, now).await;
             match result {
                 Ok(()) => {
                     tracing::warn!(
@@ -111,11 +119,20 @@ impl Sweeper {
         cutoff: Timestamp,
         now: Timestamp,
     ) -> Result<WindowSweepReport, SweepError> {
-        let stalled = self.store.stalled_windows(cutoff).await?;
+        let listed = self.store.stalled_windows(cutoff).await?;
+        let (waiting, stalled): (Vec<StalledWindow>, Vec<StalledWindow>) =
+            listed.into_iter().partition(|w| w.waiting);
         let mut report = WindowSweepReport {
             stalled: stalled.len(),
+            waiting: waiting.len(),
             ..WindowSweepReport::default()
         };
+        // One look at each line a waiting batch is in (after the restarts, which may
+        // give a batch up and so free its turn).
+        let mut lines: Vec<&TenantId> = waiting.iter().map(|w| &w.tenant).collect();
+        lines.sort_by_key(|t| t.as_str());
+        lines.dedup();
+        let mut given_up = Vec::new();
         for window in stalled {
             match self.restart(&window, now).await {
                 Ok(Restart::Queued(chunks)) => {
@@ -133,6 +150,7 @@ impl Sweeper {
                 Ok(Restart::GivenUp) => {
                     tracing::error!(tenant_id = %window.tenant, batch_id = %window.batch, restarts = window.restarts, "a window stalled again after its restarts; left to the operator (see the send DLQ)");
                     report.given_up += 1;
+                    given_up.push(window.batch);
                 }
                 Ok(Restart::Moved) => {}
                 Err(e) => {
@@ -141,7 +159,62 @@ impl Sweeper {
                 }
             }
         }
+        for tenant in lines {
+            match self.unblock_line(tenant, &given_up, now).await {
+                Ok(Some(started)) => {
+                    tracing::warn!(
+                        tenant_id = %tenant,
+                        batch_id = %started.batch,
+                        correlation_id = %started.correlation_id,
+                        chunks = started.first_window,
+                        "sweeper passed on a turn its holder left; the next batch started"
+                    );
+                    report.turns_passed += 1;
+                    report.chunks += started.first_window as usize;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(tenant_id = %tenant, error = %crate::telemetry::error_chain(&e), "sweeper could not look at a tenant's line");
+                    report.failed += 1;
+                }
+            }
+        }
         Ok(report)
+    }
+
+    /// Passes the tenant's turn on when its holder no longer uses it: gone, finished,
+    /// or stalled again after its last restart (`given_up` in this sweep); or when
+    /// nobody holds it while batches wait. A holder still sending, or a suspended
+    /// tenant, keeps the line as it is. Answers the batch that started.
+    async fn unblock_line(
+        &self,
+        tenant: &TenantId,
+        given_up: &[BatchId],
+        now: Timestamp,
+    ) -> Result<Option<StartedBatch>, IntakeError> {
+        let profile = self.store.get_tenant(tenant).await?;
+        if profile.is_some_and(|p| p.status == TenantStatus::Suspended) {
+            return Ok(None);
+        }
+        let line = self.store.line(tenant).await?;
+        if let Some(holder) = line.sending
+            && !given_up.contains(&holder)
+        {
+            let window = self.store.window(tenant, holder).await?;
+            if window.is_some_and(|w| !w.finished) {
+                return Ok(None);
+            }
+        }
+        let Some(started) = self.store.pass_turn(tenant, line.sending, now).await? else {
+            return Ok(None);
+        };
+        let envelopes: Vec<ChunkEnvelope> = (0..started.first_window)
+            .map(|chunk| ChunkEnvelope::new(tenant, started.batch, chunk, &started.correlation_id))
+            .collect();
+        // A failure here leaves the batch holding the turn with nothing queued: the
+        // next sweep finds its window stalled and restarts it.
+        self.queue.enqueue(&envelopes).await?;
+        Ok(Some(started))
     }
 
     async fn restart(

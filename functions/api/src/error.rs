@@ -124,6 +124,10 @@ problem_kinds! {
     QuotaExceeded => TOO_MANY_REQUESTS, "quota-exceeded", "Daily quota exceeded",
         "The request would pass your tenant's daily send quota; nothing was accepted. \
          `Retry-After` is the time to UTC midnight.";
+    LineFull => TOO_MANY_REQUESTS, "too-many-batches-waiting", "Too many batches waiting",
+        "So many of your tenant's batches wait for their turn to send that no more are \
+         taken until the line moves; nothing was accepted. Retry after `Retry-After`, or \
+         send fewer, larger batches.";
     Internal => INTERNAL_SERVER_ERROR, "internal", "Internal Server Error",
         "Stored data could not be read. The error was logged; contact support with the \
          correlation id.";
@@ -154,6 +158,7 @@ impl ProblemKind {
             ProblemKind::RequestInProgress
             | ProblemKind::RedriveRunning
             | ProblemKind::QuotaExceeded
+            | ProblemKind::LineFull
             | ProblemKind::Unavailable
             | ProblemKind::KeysUnavailable => &["Retry-After"],
             _ => &[],
@@ -239,6 +244,8 @@ pub enum ApiError {
         count: u32,
         retry_after_secs: u64,
     },
+    #[error("{waiting} batches wait for their turn")]
+    LineFull { waiting: usize },
     #[error("redrive incomplete: {moved} moved, {parked} parked, {failed} failed")]
     RedriveIncomplete {
         moved: usize,
@@ -303,6 +310,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => ProblemKind::IdempotencyKeyReused,
             ApiError::RateLimited { .. } => ProblemKind::RateLimited,
             ApiError::QuotaExceeded { .. } => ProblemKind::QuotaExceeded,
+            ApiError::LineFull { .. } => ProblemKind::LineFull,
             ApiError::RedriveIncomplete { .. } => ProblemKind::RedriveIncomplete,
             ApiError::Misrouted(_)
             | ApiError::Sealing(_)
@@ -437,6 +445,11 @@ impl ApiError {
                     "Your tenant may send {limit} messages per UTC day and has {left} left today; this request has {count}. Nothing was accepted."
                 ))
                 .header(header::RETRY_AFTER, HeaderValue::from(retry_after_secs)),
+            ApiError::LineFull { waiting } => problem
+                .detail(format!(
+                    "{waiting} of your tenant's batches wait for their turn to send; no more are taken until one starts. Nothing was accepted."
+                ))
+                .header(header::RETRY_AFTER, HeaderValue::from_static("60")),
             ApiError::RedriveIncomplete {
                 moved,
                 parked,
@@ -506,6 +519,7 @@ mod tests {
                 retry_after_secs: 60,
             },
             ApiError::RequestInProgress,
+            ApiError::LineFull { waiting: 1_000 },
             ApiError::RedriveRunning {
                 holder: "scheduled redriver (run 1)".into(),
                 until: herald::Timestamp::from_epoch_millis(0),

@@ -116,6 +116,7 @@ impl From<IntakeError> for ApiError {
                 count: requested,
                 retry_after_secs,
             },
+            IntakeError::LineFull { waiting } => ApiError::LineFull { waiting },
             IntakeError::Store(e) => e.into(),
             IntakeError::Queue(e) => e.into(),
         }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::{StreamExt, stream};
 use herald::domain::{
     BatchStatus, Channel, Chunk, ChunkCounts, Counted, Recipient, SenderRate, SmsSender,
-    TenantStatus,
+    StartedBatch, TenantStatus,
 };
 use herald::keys::{self, Key, Platform};
 use herald::metrics::{Record, Unit};
@@ -159,8 +159,11 @@ pub(crate) async fn run(
         number.let_go(deps).await;
     }
     match count(run, batch, outcomes).await {
-        Ok(Counted::Now { link: Some(next) }) => link(deps, envelope, next).await,
-        Ok(Counted::Now { link: None } | Counted::Before) => {}
+        Ok(Counted::Now {
+            link: next,
+            started,
+        }) => link(deps, envelope, next, started).await,
+        Ok(Counted::Before) => {}
         Err(RecordError::Unfinished(left)) if left == run.cut.load(Ordering::Relaxed) => {
             return go_on(deps, envelope, left).await;
         }
@@ -262,18 +265,44 @@ async fn go_on(deps: &Deps, envelope: &ChunkEnvelope, left: usize) -> Result<(),
 }
 
 /// Queues the batch's next chunk, which this chunk's count made room for in its
-/// window. A failure is not the chunk's: the chunk is counted and its record is done
-/// with, and a redelivery would not link again (only the pass that counts links). The
-/// window is one chunk short until the sweeper finds it stalled and restarts it.
-async fn link(deps: &Deps, envelope: &ChunkEnvelope, next: u32) {
-    let next = ChunkEnvelope::new(
-        &envelope.tenant_id,
-        envelope.batch_id,
-        next,
-        &envelope.correlation_id,
-    );
-    if let Err(e) = deps.queue.enqueue(std::slice::from_ref(&next)).await {
-        tracing::error!(next_chunk = next.chunk, error = %error_chain(&e), "could not queue the batch's next chunk; the sweeper restarts the window");
+/// window, and the first window of the tenant's batch this batch passed its turn to
+/// (`docs/concurrency.md`, "Turns"): one request for both. A failure is not the
+/// chunk's: the chunk is counted and its record is done with, and a redelivery would
+/// not link again (only the pass that counts links). A window left short is found
+/// stalled by the sweeper and restarted.
+async fn link(
+    deps: &Deps,
+    envelope: &ChunkEnvelope,
+    next: Option<u32>,
+    started: Option<StartedBatch>,
+) {
+    let mut envelopes: Vec<ChunkEnvelope> = next
+        .map(|next| {
+            ChunkEnvelope::new(
+                &envelope.tenant_id,
+                envelope.batch_id,
+                next,
+                &envelope.correlation_id,
+            )
+        })
+        .into_iter()
+        .collect();
+    if let Some(started) = &started {
+        tracing::info!(next_batch = %started.batch, chunks = started.first_window, "the batch passed its tenant's turn on");
+        envelopes.extend((0..started.first_window).map(|chunk| {
+            ChunkEnvelope::new(
+                &started.tenant,
+                started.batch,
+                chunk,
+                &started.correlation_id,
+            )
+        }));
+    }
+    if envelopes.is_empty() {
+        return;
+    }
+    if let Err(e) = deps.queue.enqueue(&envelopes).await {
+        tracing::error!(next_chunk = ?next, next_batch = ?started.as_ref().map(|s| s.batch.to_string()), error = %error_chain(&e), "could not queue the window's next chunks; the sweeper restarts the window");
         deps.metrics.emit(
             Record::new("sender")
                 .count("WindowLinkFailed", 1)

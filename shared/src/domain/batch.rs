@@ -37,6 +37,9 @@ pub struct NewBatch {
     /// Chunks of this batch on the queue at once (issue 14): intake enqueues the first
     /// `window`, and each chunk the sender counts queues the next one.
     pub window: u32,
+    /// Whether the batch waits for its tenant's turn (`BatchTurn`): every batch that
+    /// starts on the bulk queue does.
+    pub takes_turns: bool,
 }
 
 impl NewBatch {
@@ -70,7 +73,14 @@ impl NewBatch {
             created_at: now,
             window: chunks.len() as u32,
             chunks,
+            takes_turns: false,
         }
+    }
+
+    /// The batch waits for its tenant's turn before its first window is queued.
+    pub fn taking_turns(mut self, takes_turns: bool) -> Self {
+        self.takes_turns = takes_turns;
+        self
     }
 
     /// At most `window` chunks on the queue at once (at least one).
@@ -102,6 +112,22 @@ stored_enum! {
     }
 }
 
+stored_enum! {
+    /// Where a batch stands in its tenant's line of bulk batches (issue 14,
+    /// `docs/concurrency.md`, "Turns"): one of a tenant's batches on the bulk queue
+    /// sends at a time, the rest wait in arrival order, so one tenant's campaign of many
+    /// batches holds no more of the queue than one batch does.
+    pub enum BatchTurn {
+        /// Written; intake has not yet put it in line.
+        New,
+        /// Behind another of the tenant's batches: none of its chunks is queued.
+        Waiting,
+        /// It took the turn and its window was queued; it passes the turn on once its
+        /// last chunk is queued.
+        Taken,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchView {
     pub id: BatchId,
@@ -121,6 +147,9 @@ pub struct BatchView {
     pub enqueued_at: Option<Timestamp>,
     pub cancelled_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
+    /// `None` for a batch that does not take turns (the express lane's, and every
+    /// batch written before turns).
+    pub turn: Option<BatchTurn>,
 }
 
 impl BatchView {
@@ -288,6 +317,8 @@ pub struct UnqueuedBatch {
     pub chunk_count: u32,
     /// Chunks of its first window (all of them for a batch written before windows).
     pub first_window: u32,
+    /// It waits for its tenant's turn before its first window is queued.
+    pub takes_turns: bool,
     pub correlation_id: CorrelationId,
     pub created_at: Timestamp,
 }
@@ -306,14 +337,40 @@ pub struct StalledWindow {
     /// Times the sweeper restarted this window already.
     pub restarts: u32,
     pub correlation_id: CorrelationId,
+    /// Waiting for its tenant's turn: nothing of it was queued, and the window is not
+    /// the sweeper's to restart (the turn is).
+    pub waiting: bool,
+    /// Gone from the store, or finished: no longer a reason to hold a turn.
+    pub finished: bool,
+}
+
+impl StalledWindow {
+    /// The chunks to queue when the batch starts: its first window.
+    pub fn first_window(&self) -> u32 {
+        self.window.min(self.chunk_count)
+    }
+}
+
+/// A batch that was just given its tenant's turn: the caller queues its first window
+/// (chunks `0..first_window`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedBatch {
+    pub tenant: TenantId,
+    pub batch: BatchId,
+    pub first_window: u32,
+    pub correlation_id: CorrelationId,
 }
 
 /// What counting a chunk did to its batch's window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Counted {
     /// This pass counted the chunk; `link` is the chunk it must now put on the queue
-    /// (none once every chunk of the batch was queued).
-    Now { link: Option<u32> },
+    /// (none once every chunk of the batch was queued), and `started` the tenant's
+    /// batch this batch passed its turn to, whose first window it must queue too.
+    Now {
+        link: Option<u32>,
+        started: Option<StartedBatch>,
+    },
     /// An earlier pass counted it (and queued the next one, or the sweeper will).
     Before,
 }
@@ -386,6 +443,7 @@ mod tests {
             enqueued_at: None,
             cancelled_at: None,
             finished_at: None,
+            turn: None,
         }
     }
 

@@ -37,8 +37,9 @@ mod text;
 mod user;
 
 pub use batch::{
-    BatchCounts, BatchStatus, BatchView, CancelOutcome, ChunkCounts, Counted, MessagePage,
-    NewBatch, ReceiptDeltas, StalledWindow, Submission, Submitter, UnqueuedBatch,
+    BatchCounts, BatchStatus, BatchTurn, BatchView, CancelOutcome, ChunkCounts, Counted,
+    MessagePage, NewBatch, ReceiptDeltas, StalledWindow, StartedBatch, Submission, Submitter,
+    UnqueuedBatch,
 };
 pub use client::{MachineClient, Registration, Revocation};
 pub use endpoint::{

@@ -317,6 +317,7 @@ mod tests {
             enqueued_at: Some(at),
             cancelled_at: None,
             finished_at: Some(at),
+            turn: None,
         };
         let event = batch_event(Some(BatchStatus::Enqueued), &batch).unwrap();
         assert_eq!(event.id, "01JQ0000000000000000000000.completed");

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::domain::{
-    BatchStatus, BatchView, CancelOutcome, ChunkCounts, Counted, NewBatch, ReceiptDeltas,
+    BatchStatus, BatchTurn, BatchView, CancelOutcome, ChunkCounts, Counted, NewBatch, ReceiptDeltas,
 };
 use crate::ids::{BatchId, TenantId};
 use crate::item::{
@@ -28,7 +28,7 @@ impl Store {
     pub async fn create_batch(&self, batch: &NewBatch) -> Result<(), StoreError> {
         self.write_chunks(batch).await?;
         let key = keys::batch_meta(&batch.tenant, batch.id);
-        let item = with_key(
+        let mut item = with_key(
             &key,
             [
                 ("tenant_id", s(batch.tenant.as_str())),
@@ -61,6 +61,9 @@ impl Store {
                 ),
             ],
         );
+        if batch.takes_turns {
+            item.insert("turn".to_owned(), name(BatchTurn::New));
+        }
         // `false` for a retry finishing the batch of a request that died (same
         // idempotency key and request): the record is already there, as wanted.
         self.put_new(item).await?;
@@ -335,7 +338,21 @@ impl Store {
             return Err(cancelled.into());
         }
         let (view, link) = self.advance_window(tenant, batch, now).await?;
-        let counted = Counted::Now { link };
+        // Its last chunk is on the queue: the tenant's next batch may start. Every
+        // one of its last `window` chunks tries; only the first finds the turn its own.
+        let started = match (link, view.turn) {
+            (None, Some(BatchTurn::Taken)) => {
+                match self.pass_turn(tenant, Some(batch), now).await {
+                    Ok(started) => started,
+                    Err(e) => {
+                        tracing::warn!(error = %crate::telemetry::error_chain(&e), "could not pass the tenant's turn on; the sweeper will");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let counted = Counted::Now { link, started };
         if view.done() < view.total || view.finished_at.is_some() {
             return Ok(counted);
         }
@@ -389,5 +406,6 @@ pub(super) fn parse_batch(
         enqueued_at: get_time(item, "enqueued_at"),
         cancelled_at: get_time(item, "cancelled_at"),
         finished_at: get_time(item, "finished_at"),
+        turn: get_named(item, "turn"),
     })
 }

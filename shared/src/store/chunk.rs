@@ -264,6 +264,7 @@ mod tests {
             created_at: chunk.created_at,
             chunks: vec![chunk.clone()],
             window: 1,
+            takes_turns: false,
         };
         let key = keys::chunk(&tenant, batch.id, 3);
         let item = chunk_item(&batch, &chunk);

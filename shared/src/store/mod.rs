@@ -23,6 +23,7 @@ mod recovery;
 mod suppression;
 mod sweep;
 mod tenant;
+mod turn;
 mod users;
 mod webhook_endpoints;
 mod window;
@@ -39,6 +40,7 @@ pub use receipt::OrphanEvent;
 pub use recovery::Lease;
 pub use stream::{StreamChange, stream_change};
 pub use suppression::Lifter;
+pub use turn::{MAX_WAITING, Turn};
 pub use window::MAX_WINDOW_RESTARTS;
 
 #[derive(Debug, thiserror::Error)]

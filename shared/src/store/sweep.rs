@@ -29,6 +29,7 @@ impl Store {
                 chunk_count: get_n(item, "chunk_count")?,
                 // Batches written before windows had every chunk queued.
                 first_window: get_n(item, "window_next").or_else(|| get_n(item, "chunk_count"))?,
+                takes_turns: item.contains_key("turn"),
                 correlation_id: CorrelationId::from_header(get_s(item, "correlation_id")),
                 created_at: get_time(item, "created_at")?,
             })

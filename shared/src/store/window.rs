@@ -12,9 +12,11 @@ use super::batch::parse_batch;
 use super::sweep::parse_listed;
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
-use crate::domain::{BatchView, StalledWindow};
+use crate::domain::{BatchTurn, BatchView, StalledWindow};
 use crate::ids::{BatchId, CorrelationId, TenantId};
-use crate::item::{Item, dynamo, get_n, get_s, is_condition_failure, key_item, n, s, time};
+use crate::item::{
+    Item, dynamo, get_n, get_named, get_s, is_condition_failure, key_item, n, name, s, time,
+};
 use crate::keys;
 
 /// Restarts the sweeper makes of one window in a row, without a chunk counted between
@@ -92,8 +94,18 @@ impl Store {
         Ok(parse_listed(
             items,
             "the sweeper's window list",
-            parse_stalled,
+            parse_window,
         ))
+    }
+
+    /// One batch's window as it stands (`None` when the batch is gone).
+    pub(crate) async fn window(
+        &self,
+        tenant: &TenantId,
+        batch: BatchId,
+    ) -> Result<Option<StalledWindow>, StoreError> {
+        let key = keys::batch_meta(tenant, batch);
+        Ok(self.get(&key, true).await?.as_ref().and_then(parse_window))
     }
 
     /// The first `limit` chunks of a batch not yet counted, in order.
@@ -147,10 +159,14 @@ impl Store {
             .update_expression(
                 "SET window_next = :next, progress_at = :now ADD window_restarts :one",
             )
+            // A batch waiting for its tenant's turn is the line's to start, not the
+            // sweeper's (the list it was read from may be behind).
             .condition_expression(
                 "attribute_not_exists(finished_at) AND window_next = :seen \
-                 AND (attribute_not_exists(window_restarts) OR window_restarts < :max)",
+                 AND (attribute_not_exists(window_restarts) OR window_restarts < :max) \
+                 AND (attribute_not_exists(turn) OR turn = :taken)",
             )
+            .expression_attribute_values(":taken", name(BatchTurn::Taken))
             .expression_attribute_values(":next", n(next.max(seen.window_next)))
             .expression_attribute_values(":seen", n(seen.window_next))
             .expression_attribute_values(":now", time(now))
@@ -167,7 +183,8 @@ impl Store {
     }
 }
 
-fn parse_stalled(item: &Item) -> Option<StalledWindow> {
+/// A batch record as the sweeper and the line see its window.
+pub(super) fn parse_window(item: &Item) -> Option<StalledWindow> {
     let chunk_count = get_n(item, "chunk_count")?;
     Some(StalledWindow {
         tenant: TenantId::parse(get_s(item, "tenant_id")?).ok()?,
@@ -177,5 +194,7 @@ fn parse_stalled(item: &Item) -> Option<StalledWindow> {
         window_next: get_n(item, "window_next").unwrap_or(chunk_count),
         restarts: get_n(item, "window_restarts").unwrap_or(0),
         correlation_id: CorrelationId::from_header(get_s(item, "correlation_id")),
+        waiting: get_named(item, "turn") == Some(BatchTurn::Waiting),
+        finished: item.contains_key("finished_at"),
     })
 }

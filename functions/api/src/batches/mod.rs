@@ -124,6 +124,12 @@ pub(crate) struct Progress {
     /// Final messages as a share of the total, rounded down to one decimal: 100.0 only
     /// when every message is final.
     percent_done: f64,
+    /// The batch waits for its turn: another of your tenant's batches is sending, and
+    /// this one starts when that one has queued its last chunk. Your batches send one
+    /// at a time, in the order they were accepted, so a campaign of many batches never
+    /// holds up other tenants' messages; batches small enough for the express lane do
+    /// not wait.
+    waiting_for_turn: bool,
     #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -180,6 +186,7 @@ impl From<BatchView> for Progress {
                 }
             },
             percent_done,
+            waiting_for_turn: b.turn == Some(herald::domain::BatchTurn::Waiting),
             created_at: b.created_at,
             enqueued_at: b.enqueued_at,
             cancelled_at: b.cancelled_at,

@@ -162,7 +162,8 @@ macro_rules! problems {
 
 problems! {
     SendProblems: [InvalidRequest, MalformedJson, IdempotencyKeyRequired, BodyTooLarge,
-        UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused, QuotaExceeded];
+        UnsupportedMediaType, RequestInProgress, IdempotencyKeyReused, QuotaExceeded,
+        LineFull];
     ReadProblems: [InvalidId, NotFound];
     ListProblems: [InvalidId, InvalidRequest, NotFound];
     QueryProblems: [InvalidRequest];
