@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use aws_lambda_events::event::sqs::SqsBatchResponse;
 use herald::Timestamp;
 use herald::queue::SendQueue;
 use herald::store::MAX_WINDOW_RESTARTS;
@@ -61,6 +62,28 @@ fn sweeper(test: &TestCloud) -> Sweeper {
 fn express_limit(test: &TestCloud) -> usize {
     test.cloud.api_config.express.max_recipients
 }
+
+/// Runs one record of the send queue through the sender while the queue refuses every
+/// message: the chunk is sent and counted, and what its count queues next is lost.
+async fn run_one_losing_what_it_queues(test: &TestCloud) -> SqsBatchResponse {
+    let event = test.receive_chunks(1).await;
+    test.break_send_queue().await;
+    let answer = herald_sender::handle(&test.cloud.sender, event, deadline()).await;
+    test.restore_send_queue().await;
+    answer
+}
+
+/// A sweep that restarted one stalled window with one chunk.
+const ONE_RESTART: WindowSweepReport = WindowSweepReport {
+    stalled: 1,
+    restarted: 1,
+    chunks: 1,
+    held: 0,
+    given_up: 0,
+    waiting: 0,
+    turns_passed: 0,
+    failed: 0,
+};
 
 /// Runs one record of the send queue through the sender, as the event source would.
 async fn run_one(test: &TestCloud) {
@@ -169,10 +192,7 @@ async fn a_lost_link_is_restarted_by_the_sweeper_once_the_tenant_may_send_and_no
     let campaign = test.send_batch(&acme, "campaign", &two_chunks()).await;
 
     // The first chunk is sent and counted, then the queue fails as it links the next.
-    let event = test.receive_chunks(1).await;
-    test.break_send_queue().await;
-    let answer = herald_sender::handle(&test.cloud.sender, event, deadline()).await;
-    test.restore_send_queue().await;
+    let answer = run_one_losing_what_it_queues(&test).await;
     assert!(
         answer.batch_item_failures.is_empty(),
         "the chunk itself is done: {answer:?}"
@@ -210,15 +230,7 @@ async fn a_lost_link_is_restarted_by_the_sweeper_once_the_tenant_may_send_and_no
     assert_eq!(resumed.status, 200, "{:?}", resumed.body);
 
     let restarted = sweeper.sweep_windows(at(FAR_FUTURE), now).await.unwrap();
-    assert_eq!(
-        restarted,
-        WindowSweepReport {
-            stalled: 1,
-            restarted: 1,
-            chunks: 1,
-            ..WindowSweepReport::default()
-        }
-    );
+    assert_eq!(restarted, ONE_RESTART);
     run_one(&test).await;
     let progress = test.wait_for_batch(&acme, &campaign, "completed").await;
     assert_eq!(progress["counts"]["sent"], 101);
@@ -368,10 +380,7 @@ async fn a_next_batch_whose_first_window_was_lost_is_restarted_by_the_sweeper() 
     let second = test.send_batch(&acme, "second", &two_chunks()).await;
     run_one(&test).await;
 
-    let event = test.receive_chunks(1).await;
-    test.break_send_queue().await;
-    let answer = herald_sender::handle(&test.cloud.sender, event, deadline()).await;
-    test.restore_send_queue().await;
+    let answer = run_one_losing_what_it_queues(&test).await;
     assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
     assert_eq!(
         test.queue_depth("SendQueue").await,
@@ -388,15 +397,7 @@ async fn a_next_batch_whose_first_window_was_lost_is_restarted_by_the_sweeper() 
     let sweeper = sweeper(&test);
     let now = test.cloud.sender.clock.timestamp();
     let report = sweeper.sweep_windows(at(FAR_FUTURE), now).await.unwrap();
-    assert_eq!(
-        report,
-        WindowSweepReport {
-            stalled: 1,
-            restarted: 1,
-            chunks: 1,
-            ..WindowSweepReport::default()
-        }
-    );
+    assert_eq!(report, ONE_RESTART);
     run_one(&test).await;
     run_one(&test).await;
     let progress = test.wait_for_batch(&acme, &second, "completed").await;
@@ -418,10 +419,7 @@ async fn a_turn_held_by_a_batch_the_sweeper_gave_up_on_is_passed_on() {
     let second = test.send_batch(&acme, "second", &two_chunks()).await;
 
     // The first chunk is sent and counted; the queue fails as it links the next.
-    let event = test.receive_chunks(1).await;
-    test.break_send_queue().await;
-    herald_sender::handle(&test.cloud.sender, event, deadline()).await;
-    test.restore_send_queue().await;
+    run_one_losing_what_it_queues(&test).await;
     assert_eq!(test.queue_depth("SendQueue").await, 0);
 
     // Restarted, and its chunk never counted (as if it failed every time).
@@ -471,4 +469,65 @@ async fn a_turn_held_by_a_batch_the_sweeper_gave_up_on_is_passed_on() {
     sent.sort();
     sent.dedup();
     assert_eq!(sent.len(), 202);
+}
+
+/// A tenant's line holds `HERALD_MAX_WAITING_BATCHES` waiting batches (two here): one
+/// more is refused with a clear answer, and nothing of it is written, queued or counted
+/// against the quota. The same request, retried with its key once the line moved, is
+/// taken.
+#[tokio::test]
+async fn a_full_line_refuses_another_batch_and_changes_nothing() {
+    let test = TestCloud::start_with("turns-full", |o| {
+        window_of_one(o);
+        o.env_overrides
+            .insert("HERALD_MAX_WAITING_BATCHES".into(), "2".into());
+    })
+    .await;
+    let acme = test.token("acme", "sender").await;
+    let used = |usage: Value| usage["sends"]["used"].as_u64().unwrap();
+    for template in ["first", "second", "third"] {
+        test.send_batch(&acme, template, &two_chunks()).await;
+    }
+    let used_before = used(test.get("/v1/usage", &acme).await.body);
+    let body = json!({ "template": "fourth", "recipients": two_chunks() }).to_string();
+
+    let refused = test
+        .post_json_with_key("/v1/batches", &acme, "fourth-batch", &body)
+        .await;
+    assert_eq!(refused.status, 429, "{:?}", refused.body);
+    assert_eq!(refused.content_type, "application/problem+json");
+    assert!(
+        refused.body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("too-many-batches-waiting"),
+        "{:?}",
+        refused.body
+    );
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2 of your tenant's batches wait"),
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(refused.headers["retry-after"], "60");
+    assert_eq!(used(test.get("/v1/usage", &acme).await.body), used_before);
+    assert_eq!(test.queue_depth("SendQueue").await, 1);
+
+    // The first batch's two chunks pass the turn to the second: one place is free.
+    run_one(&test).await;
+    run_one(&test).await;
+    let taken = test
+        .post_json_with_key("/v1/batches", &acme, "fourth-batch", &body)
+        .await;
+    assert_eq!(taken.status, 202, "{:?}", taken.body);
+    assert_eq!(
+        used(test.get("/v1/usage", &acme).await.body),
+        used_before + 101
+    );
+    let fourth = taken.body["batch_id"].as_str().unwrap();
+    let progress = test.get(&format!("/v1/batches/{fourth}"), &acme).await.body;
+    assert_eq!(progress["waiting_for_turn"], true, "{progress}");
 }

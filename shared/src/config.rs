@@ -12,6 +12,7 @@ use crate::domain::Country;
 use crate::keys::CHUNK_SIZE;
 use crate::queue::ExpressLane;
 use crate::redrive::RedriveLimits;
+use crate::store::MAX_WAITING;
 
 /// Recipients one batch request may hold unless `HERALD_MAX_RECIPIENTS` says otherwise
 /// (the OpenAPI document states this default).
@@ -95,6 +96,9 @@ pub struct ApiConfig {
     pub max_recipients: usize,
     /// Chunks of one batch on the send queue at once (issue 14, `docs/concurrency.md`).
     pub chunk_window: u32,
+    /// A tenant's bulk batches that may wait for their turn before intake refuses
+    /// more (`docs/concurrency.md`, "Turns").
+    pub max_waiting_batches: usize,
     /// How long an idempotency key stays locked by the request using it: longer than
     /// the function timeout, so a live request is never taken over.
     pub idempotency_lock: Duration,
@@ -129,6 +133,7 @@ impl ApiConfig {
             max_body_bytes: settings.number("HERALD_MAX_BODY_BYTES", 5 * 1024 * 1024)?,
             max_recipients: settings.number("HERALD_MAX_RECIPIENTS", DEFAULT_MAX_RECIPIENTS)?,
             chunk_window: chunk_window(settings)?,
+            max_waiting_batches: max_waiting_batches(settings)?,
             idempotency_lock: Duration::from_secs(
                 settings.number("HERALD_IDEMPOTENCY_LOCK_SECONDS", 35)?,
             ),
@@ -293,6 +298,19 @@ fn chunk_window(settings: &impl Settings) -> Result<u32, ConfigError> {
         });
     }
     Ok(window)
+}
+
+/// `HERALD_MAX_WAITING_BATCHES`: 1 to `MAX_WAITING` (1,000, the default), which keeps
+/// a tenant's line, one item, far below DynamoDB's 400 KB.
+fn max_waiting_batches(settings: &impl Settings) -> Result<usize, ConfigError> {
+    let most = settings.number("HERALD_MAX_WAITING_BATCHES", MAX_WAITING)?;
+    if !(1..=MAX_WAITING).contains(&most) {
+        return Err(ConfigError::Invalid {
+            key: "HERALD_MAX_WAITING_BATCHES",
+            reason: format!("must be 1 to {MAX_WAITING}"),
+        });
+    }
+    Ok(most)
 }
 
 /// `HERALD_EXPRESS_QUEUE_URL` and `HERALD_EXPRESS_MAX_RECIPIENTS` (1 to one chunk's
@@ -510,6 +528,21 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("HERALD_MAX_BODY_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn a_tenants_line_holds_one_to_a_thousand_waiting_batches() {
+        let read =
+            |raw: &str| max_waiting_batches(&settings(&[("HERALD_MAX_WAITING_BATCHES", raw)]));
+        assert_eq!(read(""), Ok(1_000));
+        assert_eq!(read("2"), Ok(2));
+        for bad in ["0", "1001", "-1", "many"] {
+            let err = read(bad).unwrap_err();
+            assert!(
+                err.to_string().contains("HERALD_MAX_WAITING_BATCHES"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

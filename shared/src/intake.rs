@@ -10,7 +10,7 @@ use crate::domain::{AuditEntry, NewBatch, Reservation, Submission, Submitter, Te
 use crate::ids::{BatchId, CorrelationId, TenantId};
 use crate::metrics::{Metrics, Record};
 use crate::queue::{ChunkEnvelope, QueueError, SendQueue};
-use crate::store::{MAX_WAITING, Store, StoreError, Turn};
+use crate::store::{Store, StoreError, Turn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -23,8 +23,8 @@ pub enum IntakeError {
         /// Until the quota resets, at the next UTC midnight (at least one second).
         retry_after_secs: u64,
     },
-    /// Nothing was written: `MAX_WAITING` of the tenant's bulk batches wait for their
-    /// turn already.
+    /// Nothing was written: as many of the tenant's bulk batches as its line holds
+    /// wait for their turn already.
     #[error("{waiting} of the tenant's batches wait for their turn already")]
     LineFull { waiting: usize },
     #[error(transparent)]
@@ -49,6 +49,8 @@ pub struct Intake<'a> {
     pub metrics: &'a Metrics,
     /// Chunks of one batch on the queue at once (`docs/concurrency.md`).
     pub window: u32,
+    /// Batches that may wait in a tenant's line (`docs/concurrency.md`, "Turns").
+    pub max_waiting: usize,
 }
 
 impl Intake<'_> {
@@ -112,14 +114,14 @@ impl Intake<'_> {
         })
     }
 
-    /// Refuses a new batch while `MAX_WAITING` of the tenant's batches wait for their
+    /// Refuses a new batch while `max_waiting` of the tenant's batches wait for their
     /// turn (a retry of one of them passes). Read before anything is written, so a
     /// refusal changes nothing; two requests at once may both pass, which the line's
     /// item has room for.
     async fn check_line(&self, tenant: &TenantId, id: BatchId) -> Result<(), IntakeError> {
         let line = self.store.line(tenant).await?;
         let waiting = line.waiting.len();
-        if waiting >= MAX_WAITING && line.sending != Some(id) && !line.waiting.contains(&id) {
+        if waiting >= self.max_waiting && line.sending != Some(id) && !line.waiting.contains(&id) {
             return Err(IntakeError::LineFull { waiting });
         }
         Ok(())

@@ -99,6 +99,7 @@ pub fn intake(app: &App) -> Intake<'_> {
         clock: app.clock.as_ref(),
         metrics: &app.metrics,
         window: app.config.chunk_window,
+        max_waiting: app.config.max_waiting_batches,
     }
 }
 
