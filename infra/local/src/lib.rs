@@ -427,6 +427,10 @@ impl LocalCloud {
             )
             .with_metrics(metrics.clone()),
         );
+        // The events function's event source is its own, as its DynamoDB requests are:
+        // its polls are no part of sending a message (`make bench` counts the sender's
+        // and its event source's requests per message, and these apart).
+        let events_source_sqs = clients_of("events event source").sqs();
         let mut events_trigger = stack.queue_trigger("EventsFunction")?;
         if let Some(visibility) = options.visibility_timeout {
             events_trigger.function_timeout_secs = events_trigger
@@ -436,7 +440,7 @@ impl LocalCloud {
         let events_pollers = events_trigger.max_concurrency.clamp(1, LOCAL_EVENT_POLLERS);
         let handler_deps = events.clone();
         let events_runner = Arc::new(runner::QueueRunner {
-            sqs: event_source_sqs.clone(),
+            sqs: events_source_sqs.clone(),
             trigger: events_trigger,
             handler: Arc::new(move |event, _deadline| {
                 let deps = handler_deps.clone();
@@ -470,7 +474,7 @@ impl LocalCloud {
                 emulator,
                 log_subscription::subscribed_groups(&stack, "EventsFunction")?,
                 handler,
-                event_source_sqs.clone(),
+                events_source_sqs.clone(),
                 stack.reference("EventsDLQ")?.to_owned(),
                 herald::clock::system().epoch_millis(),
             );
