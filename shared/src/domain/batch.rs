@@ -1,5 +1,8 @@
 //! Batches: what a request submits, the batch its recipients become (in chunks), its
 //! lifecycle (`accepted → enqueued → completed`, or `cancelled`) and its progress.
+//!
+//! One file over 450 lines on purpose: these types go together from the request to the
+//! sweeper (a batch, its counts, its window and its turn), and a fifth of it is tests.
 
 use super::{Channel, Chunk, Content, MessageStatus, MessageView, Recipient};
 use crate::clock::Timestamp;
