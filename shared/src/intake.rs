@@ -1,9 +1,11 @@
 //! Intake: the one path from a validated submission to the queue, for the API's single
-//! messages and batches alike, and its tail for the sweeper. Build the batch, count it
-//! against the tenant's quota, write its chunks and record, put its first window of
-//! chunks on the queue, mark it enqueued, audit it, count it accepted. A failure part-way leaves the
-//! batch `accepted`: a retry with the same idempotency key (the same batch id) or the
-//! sweeper finishes it, and every step is safe to repeat.
+//! messages and batches alike, and its tail for the sweeper. Build the batch, check
+//! its tenant's line has room (bulk batches), count it against the tenant's quota,
+//! write its chunks and record, put it in its tenant's line and, when the turn is its
+//! own, its first window of chunks on the queue, mark it enqueued, audit it, count it
+//! accepted. A failure part-way leaves the batch `accepted`: a retry with the same
+//! idempotency key (the same batch id) or the sweeper finishes it, and every step is
+//! safe to repeat.
 
 use crate::clock::{Clock, Timestamp};
 use crate::domain::{AuditEntry, NewBatch, Reservation, Submission, Submitter, TenantProfile};

@@ -12,8 +12,8 @@
 //! (the schedule's, the operator's) can advance it; a page done twice puts nothing
 //! twice, since an item is only put where none exists.
 //!
-//! Just over 400 lines with its unit tests: the job's steps, its lease and its audit
-//! are one piece.
+//! About 450 lines with its unit tests: the job's steps, its lease and its audit are
+//! one piece.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
