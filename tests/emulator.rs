@@ -16,6 +16,8 @@
 //!   encryption asked for, and without TTL or deletion protection, as in AWS.
 //! - Late answers (`infra/local/late_answers.py`): a write applies at once and only its
 //!   answer waits.
+//! - Connections: one stays open from request to request, as AWS keeps it, whatever
+//!   the last request's body.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -737,4 +739,86 @@ async fn a_late_answer_comes_after_its_write_applied_and_holds_up_nothing_else()
         transact("late-transaction").await.is_ok(),
         "the fault was used up"
     );
+}
+
+/// One request on an open connection; the answer's status line, whether it says it
+/// closes the connection, and its body.
+async fn exchange(
+    stream: &mut tokio::net::TcpStream,
+    target: &str,
+    body: &str,
+) -> (String, bool, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: {target}\r\n\
+         Content-Type: application/x-amz-json-1.0\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=test/20261128/us-east-1/dynamodb/aws4_request, \
+         SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let read = stream.read(&mut buffer).await.unwrap();
+        assert!(read > 0, "the emulator closed the connection mid-answer");
+        answer.extend_from_slice(&buffer[..read]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let Some((head, rest)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                })
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        let length: usize = header("content-length").expect("a length").parse().unwrap();
+        if rest.len() >= length {
+            let closes = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+            let status = head.lines().next().unwrap().to_owned();
+            return (status, closes, rest[..length].to_owned());
+        }
+    }
+}
+
+/// AWS keeps a connection open between requests and the SDK reuses it; werkzeug's
+/// server closed each after one answer. The launcher keeps it open, and a body the
+/// application does not read (ListTables ignores unknown members' bytes only after
+/// parsing them; an unknown target reads nothing) does not spill into the next
+/// request.
+#[tokio::test]
+async fn a_connection_stays_open_for_the_next_request_whatever_the_last_body() {
+    let endpoint = emulator::endpoint();
+    emulator::ensure_for_tests(&project_root(), &endpoint)
+        .await
+        .expect("the emulator runs");
+    let url = reqwest::Url::parse(&endpoint).unwrap();
+    let mut stream = tokio::net::TcpStream::connect((url.host_str().unwrap(), url.port().unwrap()))
+        .await
+        .unwrap();
+    let padding = "x".repeat(100_000);
+    let requests = [
+        ("DynamoDB_20120810.ListTables", "{}".to_owned()),
+        // A body no handler reads: the next request must still start where it should.
+        (
+            "NoSuchService.NoSuchAction",
+            format!("{{\"padding\": \"{padding}\"}}"),
+        ),
+        ("DynamoDB_20120810.ListTables", r#"{"Limit": 1}"#.to_owned()),
+        ("DynamoDB_20120810.ListTables", "{}".to_owned()),
+    ];
+    for (i, (target, body)) in requests.iter().enumerate() {
+        let (status, closes, answer) = exchange(&mut stream, target, body).await;
+        assert!(
+            !closes,
+            "request {i} ({target}) closed the connection: {status}"
+        );
+        if target.starts_with("DynamoDB") {
+            assert_eq!(status, "HTTP/1.1 200 OK", "request {i}: {answer}");
+            assert!(answer.contains("TableNames"), "request {i}: {answer}");
+        }
+    }
 }

@@ -92,11 +92,13 @@ they were at the time asked for, and restored tables that take a while to be ACT
 import argparse
 import base64
 import copy
+import io
 import json
 import time
 import urllib.parse
 import uuid
 import signal
+import socket
 import sys
 import threading
 import types
@@ -119,6 +121,7 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import run_simple
+from werkzeug.wsgi import LimitedStream
 from werkzeug.wrappers import Request, Response
 
 import late_answers
@@ -129,6 +132,72 @@ import sms_logs
 import sns_subscriptions
 
 _dynamodb = threading.Lock()
+
+
+class KeepAliveRequestHandler(MotoRequestHandler):
+    """AWS endpoints keep an HTTP/1.1 connection open between requests, and the SDK
+    clients reuse it. Werkzeug's development server closes every connection after one
+    answer (`Connection: close`): it cannot tell how much of a body the application
+    left unread, so after each answer it reads whatever the socket still holds (waiting
+    10 ms for more) and hangs up. Each request then paid a new TCP connection on both
+    sides, which the sender's CPU per message counted (issue 18) and AWS never charges.
+
+    This handler gives the application the body as a stream limited to its
+    Content-Length, reads the rest of it after the answer, and keeps the connection
+    open for the next request. While werkzeug runs the request, its trailing read sees
+    a socket at end of file instead of the client's, so it neither swallows the next
+    request nor waits. A body without a length up front (chunked) is served the
+    werkzeug way and closes the connection. An idle connection is closed after
+    `timeout` seconds, later than the SDK's pool (90 s) keeps one idle."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 120
+    _body = None
+
+    def setup(self):
+        super().setup()
+        # Werkzeug writes an answer's head and body apart; on a connection kept open,
+        # Nagle's algorithm would hold the body for the client's delayed ACK (40 ms).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._at_eof, other = socket.socketpair()
+        other.close()
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            self._at_eof.close()
+
+    def make_environ(self):
+        environ = super().make_environ()
+        if self._body is not None:
+            environ["wsgi.input"] = self._body
+        return environ
+
+    def run_wsgi(self):
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            return super().run_wsgi()
+        rfile, connection = self.rfile, self.connection
+        self._body = LimitedStream(rfile, length)
+        self.rfile, self.connection = io.BytesIO(), self._at_eof
+        try:
+            super().run_wsgi()
+        finally:
+            self.rfile, self.connection = rfile, connection
+            body, self._body = self._body, None
+        body.exhaust()
+
+    def send_header(self, keyword, value):
+        # Werkzeug says close on every answer; only an answer that does close says so.
+        closing = keyword.lower() == "connection" and value.lower() == "close"
+        if closing and not self.close_connection:
+            return
+        super().send_header(keyword, value)
 
 
 def _serialise_dynamodb(app):
@@ -541,7 +610,7 @@ def main() -> None:
         args.port,
         app,
         threaded=True,
-        request_handler=MotoRequestHandler,
+        request_handler=KeepAliveRequestHandler,
     )
 
 

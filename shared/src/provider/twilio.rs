@@ -51,6 +51,15 @@ pub struct TwilioProvider {
     api_base: String,
     secret_id: String,
     secrets: Arc<SecretsCache>,
+    /// The secret last read, parsed, with the Messages URL of its account: parsed
+    /// again only when the secret's value changes (a rotation), not per message.
+    prepared: std::sync::Mutex<Option<(SecretString, Arc<Prepared>)>>,
+}
+
+/// What a send needs from the provider secret.
+struct Prepared {
+    credentials: TwilioCredentials,
+    messages_url: reqwest::Url,
 }
 
 impl TwilioProvider {
@@ -63,12 +72,16 @@ impl TwilioProvider {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2).min(timeout))
             .timeout(timeout)
+            // The Messages API does not redirect; an answer that does is not one to
+            // follow with the account's credentials (it is classified, not chased).
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
             http,
             api_base: api_base.trim_end_matches('/').to_owned(),
             secret_id: secret_id.to_owned(),
             secrets,
+            prepared: std::sync::Mutex::new(None),
         })
     }
 
@@ -99,21 +112,36 @@ impl TwilioProvider {
         }
     }
 
-    async fn credentials(&self) -> Result<TwilioCredentials, String> {
+    async fn credentials(&self) -> Result<Arc<Prepared>, String> {
         let secret = self
             .secrets
             .get(&self.secret_id)
             .await
             .map_err(|e| format!("provider credentials unavailable: {e}"))?;
-        TwilioCredentials::parse(&secret)
-            .map_err(|e| format!("provider secret is not valid JSON credentials: {e}"))
-    }
-
-    async fn post(&self, credentials: &TwilioCredentials, message: &OutboundSms) -> Attempt {
-        let url = format!(
+        let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, prepared)) = prepared.as_ref()
+            && seen.expose_secret() == secret.expose_secret()
+        {
+            return Ok(prepared.clone());
+        }
+        let credentials = TwilioCredentials::parse(&secret)
+            .map_err(|e| format!("provider secret is not valid JSON credentials: {e}"))?;
+        let messages_url = reqwest::Url::parse(&format!(
             "{}/2010-04-01/Accounts/{}/Messages.json",
             self.api_base, credentials.account_sid
-        );
+        ))
+        .map_err(|e| format!("provider secret's account makes no URL: {e}"))?;
+        let fresh = Arc::new(Prepared {
+            credentials,
+            messages_url,
+        });
+        *prepared = Some((secret, fresh.clone()));
+        Ok(fresh)
+    }
+
+    async fn post(&self, prepared: &Prepared, message: &OutboundSms) -> Attempt {
+        let credentials = &prepared.credentials;
+        let url = prepared.messages_url.clone();
         let from = message.from.as_deref().unwrap_or(&credentials.from);
         let mut form = vec![
             ("To", message.to.as_str()),

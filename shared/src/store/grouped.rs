@@ -16,24 +16,65 @@
 //! own earlier write (the claim's token, the settle's `settled_by`), which `refused`
 //! reads as its own. Both end the same way.
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 
 use super::{Store, StoreError};
-use crate::item::{Cancelled, Item, dynamo};
+use crate::item::{Cancelled, Item, dynamo, key_item};
+use crate::keys::Key;
 
 /// DynamoDB's limit on the writes of one transaction.
 pub const MAX_GROUP: usize = 100;
 /// Rounds of transactions before what is left goes one write at a time.
 const ROUNDS: usize = 3;
 
+/// One conditional update of one item, built once (issue 18: a claim or a settle is
+/// built per message, so it is built straight into the maps a request carries, not
+/// through the SDK's builders) and sent alone or in a transaction. Its old item comes
+/// back when its condition fails (`ALL_OLD`).
+#[derive(Debug)]
+pub struct ConditionalUpdate {
+    pub key: Key,
+    pub update: String,
+    pub condition: String,
+    pub names: HashMap<String, String>,
+    pub values: HashMap<String, AttributeValue>,
+}
+
+impl ConditionalUpdate {
+    /// An update of `key` with room for `values` placeholders.
+    pub fn new(key: Key, values: usize) -> Self {
+        Self {
+            key,
+            update: String::new(),
+            condition: String::new(),
+            names: HashMap::with_capacity(1),
+            values: HashMap::with_capacity(values),
+        }
+    }
+
+    pub fn name(&mut self, placeholder: &str, attribute: &str) -> &mut Self {
+        self.names
+            .insert(placeholder.to_owned(), attribute.to_owned());
+        self
+    }
+
+    pub fn value(&mut self, placeholder: &str, value: AttributeValue) -> &mut Self {
+        self.values.insert(placeholder.to_owned(), value);
+        self
+    }
+}
+
 /// One conditional `UpdateItem` whose failed condition is an outcome, not an error.
 pub trait ConditionalWrite: Send + Sync {
     type Outcome: Send;
-    /// The write, asking for the old item when its condition fails (`ALL_OLD`).
-    fn request(&self) -> &UpdateItemFluentBuilder;
+    /// The write.
+    fn request(&self) -> &ConditionalUpdate;
     /// The outcome when the write applied.
     fn applied(&self) -> Self::Outcome;
     /// The outcome when its condition failed, read from the item as it was.
@@ -67,7 +108,7 @@ impl Store {
                 .iter()
                 .map(|&i| {
                     TransactWriteItem::builder()
-                        .update(as_update(writes[i].request()))
+                        .update(self.as_update(writes[i].request()))
                         .build()
                 })
                 .collect();
@@ -117,7 +158,22 @@ impl Store {
         &self,
         write: &W,
     ) -> Result<W::Outcome, StoreError> {
-        match write.request().clone().send().await {
+        let request = write.request();
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&request.key)))
+            .update_expression(&request.update)
+            .condition_expression(&request.condition)
+            .set_expression_attribute_names(
+                (!request.names.is_empty()).then(|| request.names.clone()),
+            )
+            .set_expression_attribute_values(Some(request.values.clone()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match sent {
             Ok(_) => Ok(write.applied()),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 let UpdateItemError::ConditionalCheckFailedException(failure) = e.into_err() else {
@@ -135,17 +191,8 @@ fn split_by_item<W: ConditionalWrite>(writes: &[W], todo: Vec<usize>) -> (Vec<us
     let mut seen = std::collections::HashSet::new();
     let (mut now, mut later) = (Vec::new(), Vec::new());
     for i in todo {
-        let key = writes[i]
-            .request()
-            .as_input()
-            .get_key()
-            .as_ref()
-            .map(|key| {
-                let mut parts: Vec<_> = key.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-                parts.sort();
-                parts.join(",")
-            });
-        if now.len() < MAX_GROUP && seen.insert(key) {
+        let key = &writes[i].request().key;
+        if now.len() < MAX_GROUP && seen.insert((key.pk.as_str(), key.sk.as_str())) {
             now.push(i);
         } else {
             later.push(i);
@@ -154,21 +201,22 @@ fn split_by_item<W: ConditionalWrite>(writes: &[W], todo: Vec<usize>) -> (Vec<us
     (now, later)
 }
 
-/// The same write as a transaction's `Update`.
-fn as_update(request: &UpdateItemFluentBuilder) -> Update {
-    let input = request.as_input();
-    Update::builder()
-        .set_table_name(input.get_table_name().clone())
-        .set_key(input.get_key().clone())
-        .set_update_expression(input.get_update_expression().clone())
-        .set_condition_expression(input.get_condition_expression().clone())
-        .set_expression_attribute_names(input.get_expression_attribute_names().clone())
-        .set_expression_attribute_values(input.get_expression_attribute_values().clone())
-        .set_return_values_on_condition_check_failure(
-            input.get_return_values_on_condition_check_failure().clone(),
-        )
-        .build()
-        .expect("an UpdateItem has a table, a key and an update expression")
+impl Store {
+    /// The same write as a transaction's `Update`.
+    fn as_update(&self, request: &ConditionalUpdate) -> Update {
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&request.key)))
+            .update_expression(&request.update)
+            .condition_expression(&request.condition)
+            .set_expression_attribute_names(
+                (!request.names.is_empty()).then(|| request.names.clone()),
+            )
+            .set_expression_attribute_values(Some(request.values.clone()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .expect("a conditional update has a table, a key and an update expression")
+    }
 }
 
 /// A grouped request that failed as a whole, as each of its writes reports it.

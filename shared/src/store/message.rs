@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use super::{ConditionalWrite, Store, StoreError};
+use super::{ConditionalUpdate, ConditionalWrite, Store, StoreError};
 use crate::address::Address;
 use crate::clock::Timestamp;
 use crate::domain::{
@@ -57,31 +57,38 @@ impl Store {
     ) -> ClaimWrite {
         let key = keys::message(tenant, id);
         let token = ulid::Ulid::new().to_string();
-        let request = self.update(&key);
-        let (request, forward) = forward_only(request, MessageStatus::Sending);
-        let request = request
-            .update_expression(
-                "SET #status = :sending, claim_token = :token, lease_until = :lease, \
-                 tenant_id = :tenant, batch_id = :batch, recipient = :to, channel = :channel, \
-                 created_at = if_not_exists(created_at, :created), updated_at = :now, \
-                 gsi1pk = :gsi1pk, gsi1sk = :gsi1sk, schema_version = :v, \
-                 history = list_append(if_not_exists(history, :accepted), :entry) \
-                 ADD attempts :one",
-            )
-            .condition_expression(format!(
-                "attribute_not_exists(pk) OR ({forward} AND #status = :sending \
-                 AND attribute_not_exists(claim_token))"
-            ))
-            .expression_attribute_values(":sending", name(MessageStatus::Sending))
-            .expression_attribute_values(":token", s(&token))
-            .expression_attribute_values(":lease", n(lease.until.epoch_seconds()))
-            .expression_attribute_values(":to", s(to.as_str()))
-            .expression_attribute_values(":now", time(lease.now))
-            .expression_attribute_values(":gsi1sk", s(format!("sending#{id}")))
-            .expression_attribute_values(":entry", history_entry(MessageStatus::Sending, lease.now))
-            .expression_attribute_values(":one", n(1));
-        let request = created_from_chunk(request, tenant, id, chunk)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let mut request = ConditionalUpdate::new(key.clone(), 19);
+        let forward = forward_only_into(&mut request, MessageStatus::Sending);
+        request.update = "SET #status = :sending, claim_token = :token, lease_until = :lease, \
+             tenant_id = :tenant, batch_id = :batch, recipient = :to, channel = :channel, \
+             created_at = if_not_exists(created_at, :created), updated_at = :now, \
+             gsi1pk = :gsi1pk, gsi1sk = :gsi1sk, schema_version = :v, \
+             history = list_append(if_not_exists(history, :accepted), :entry) \
+             ADD attempts :one"
+            .to_owned();
+        request.condition = format!(
+            "attribute_not_exists(pk) OR ({forward} AND #status = :sending \
+             AND attribute_not_exists(claim_token))"
+        );
+        request
+            .value(":sending", name(MessageStatus::Sending))
+            .value(":token", s(&token))
+            .value(":lease", n(lease.until.epoch_seconds()))
+            .value(":to", s(to.as_str()))
+            .value(":now", time(lease.now))
+            .value(":gsi1sk", s(format!("sending#{id}")))
+            .value(":entry", history_entry(MessageStatus::Sending, lease.now))
+            .value(":one", n(1))
+            .value(":tenant", s(tenant.as_str()))
+            .value(":batch", s(id.batch().to_string()))
+            .value(":channel", name(chunk.channel))
+            .value(":created", time(chunk.created_at))
+            .value(":gsi1pk", s(keys::batch_messages_partition(tenant, id)))
+            .value(":v", n(SCHEMA_VERSION))
+            .value(
+                ":accepted",
+                history_entry(MessageStatus::Accepted, chunk.created_at),
+            );
         ClaimWrite {
             request,
             token,
@@ -118,28 +125,23 @@ impl Store {
         now: Timestamp,
     ) -> SettleWrite {
         let status = settlement.status();
-        let key = keys::message(tenant, id);
-        let (mut request, forward) = forward_only(self.update(&key), status);
-        request = request
-            .condition_expression(format!(
-                "claim_token = :token AND #status = :sending AND {forward}"
-            ))
-            .expression_attribute_values(":token", s(token))
-            .expression_attribute_values(":sending", name(MessageStatus::Sending))
-            .expression_attribute_values(":status", name(status))
-            .expression_attribute_values(":now", time(now))
-            .expression_attribute_values(":gsi1sk", s(format!("{status}#{id}")))
-            .expression_attribute_values(":entry", history_entry(status, now));
+        let mut request = ConditionalUpdate::new(keys::message(tenant, id), 15);
+        let forward = forward_only_into(&mut request, status);
+        request.condition = format!("claim_token = :token AND #status = :sending AND {forward}");
+        request
+            .value(":token", s(token))
+            .value(":sending", name(MessageStatus::Sending))
+            .value(":status", name(status))
+            .value(":now", time(now))
+            .value(":gsi1sk", s(format!("{status}#{id}")))
+            .value(":entry", history_entry(status, now));
         // SNS's delivery logs name only SNS's message id (or, for a text whose answer
         // was lost, the number): the settle indexes the message by it (gsi2), in the
         // same write, so finding it costs no request per send.
-        let indexed = |request: UpdateItemFluentBuilder, partition: String| {
+        let indexed = |request: &mut ConditionalUpdate, partition: String| {
             request
-                .expression_attribute_values(":gsi2pk", s(partition))
-                .expression_attribute_values(
-                    ":gsi2sk",
-                    s(keys::provider_ref_entry(tenant, id, now)),
-                )
+                .value(":gsi2pk", s(partition))
+                .value(":gsi2sk", s(keys::provider_ref_entry(tenant, id, now)));
         };
         const INDEXED: &str = ", gsi2pk = :gsi2pk, gsi2sk = :gsi2sk";
         let outcome_fields = match settlement {
@@ -147,43 +149,42 @@ impl Store {
                 provider,
                 provider_ref,
             } => {
-                request = request
-                    .expression_attribute_values(":provider", s(provider))
-                    .expression_attribute_values(":ref", s(provider_ref));
+                request
+                    .value(":provider", s(provider))
+                    .value(":ref", s(provider_ref));
                 if provider == SNS {
-                    request = indexed(request, keys::provider_ref_partition(SNS, provider_ref));
+                    indexed(
+                        &mut request,
+                        keys::provider_ref_partition(SNS, provider_ref),
+                    );
                     format!("provider = :provider, provider_ref = :ref{INDEXED}")
                 } else {
                     "provider = :provider, provider_ref = :ref".to_owned()
                 }
             }
             Settlement::Failed { code, reason } => {
-                request = request
-                    .expression_attribute_values(":code", s(code))
-                    .expression_attribute_values(":reason", s(reason));
+                request.value(":code", s(code)).value(":reason", s(reason));
                 "error_code = :code, error_reason = :reason".to_owned()
             }
             Settlement::Unknown {
                 reason,
                 lost_text_to,
             } => {
-                request = request.expression_attribute_values(":reason", s(reason));
+                request.value(":reason", s(reason));
                 match lost_text_to {
                     Some(to) => {
-                        request = indexed(request, keys::lost_text_partition(to));
+                        indexed(&mut request, keys::lost_text_partition(to));
                         format!("error_reason = :reason{INDEXED}")
                     }
                     None => "error_reason = :reason".to_owned(),
                 }
             }
         };
-        let request = request
-            .update_expression(format!(
-                "SET #status = :status, settled_as = :status, settled_by = :token, \
-                 updated_at = :now, gsi1sk = :gsi1sk, history = list_append(history, :entry), \
-                 {outcome_fields} REMOVE claim_token, lease_until"
-            ))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        request.update = format!(
+            "SET #status = :status, settled_as = :status, settled_by = :token, \
+             updated_at = :now, gsi1sk = :gsi1sk, history = list_append(history, :entry), \
+             {outcome_fields} REMOVE claim_token, lease_until"
+        );
         SettleWrite {
             request,
             token: token.to_owned(),
@@ -320,7 +321,7 @@ impl Store {
 
 /// A claim ready to apply (`Store::claim_write`).
 pub struct ClaimWrite {
-    request: UpdateItemFluentBuilder,
+    request: ConditionalUpdate,
     token: String,
     key: Key,
     /// The lease's start, in epoch seconds: a lease found ending before it has expired.
@@ -330,7 +331,7 @@ pub struct ClaimWrite {
 impl ConditionalWrite for ClaimWrite {
     type Outcome = ClaimOutcome;
 
-    fn request(&self) -> &UpdateItemFluentBuilder {
+    fn request(&self) -> &ConditionalUpdate {
         &self.request
     }
 
@@ -367,14 +368,14 @@ impl ConditionalWrite for ClaimWrite {
 /// A settle ready to apply (`Store::settle_write`); its outcome is whether the claim
 /// was still ours.
 pub struct SettleWrite {
-    request: UpdateItemFluentBuilder,
+    request: ConditionalUpdate,
     token: String,
 }
 
 impl ConditionalWrite for SettleWrite {
     type Outcome = bool;
 
-    fn request(&self) -> &UpdateItemFluentBuilder {
+    fn request(&self) -> &ConditionalUpdate {
         &self.request
     }
 
@@ -428,6 +429,22 @@ pub(super) fn forward_only(
         placeholders.push(placeholder);
     }
     (request, format!("#status IN ({})", placeholders.join(", ")))
+}
+
+/// `forward_only` for a write built as a `ConditionalUpdate`.
+fn forward_only_into(request: &mut ConditionalUpdate, to: MessageStatus) -> String {
+    request.name("#status", "status");
+    let mut condition = String::from("#status IN (");
+    for (i, status) in to.replaceable().enumerate() {
+        let placeholder = format!(":from{i}");
+        if i > 0 {
+            condition.push_str(", ");
+        }
+        condition.push_str(&placeholder);
+        request.value(&placeholder, name(status));
+    }
+    condition.push(')');
+    condition
 }
 
 /// The attributes a write that may create a message item sets from its chunk.

@@ -32,7 +32,7 @@ mod deliveries;
 mod delivery_limits;
 mod stream;
 
-pub use grouped::{ConditionalWrite, MAX_GROUP};
+pub use grouped::{ConditionalUpdate, ConditionalWrite, MAX_GROUP};
 pub use message::{ClaimWrite, SettleWrite, Unsent};
 pub use provider_rate::{BlockAsk, BlockTake, Hold};
 pub use provider_ref::{IndexedMessage, LOST_TEXT_WINDOW};

@@ -23,6 +23,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use clap::Parser;
 use herald::domain::Limits;
 use herald_local::cpu::{FunctionThread, MEASURED_SYMBOL};
+use herald_local::sandbox::Faults;
 use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex, random_token};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -49,6 +50,17 @@ struct Args {
     /// Measure one function only (`sender` or `api`).
     #[arg(long)]
     only: Option<String>,
+    /// The provider's rate (messages per second, the stack's `ProviderRatePerSecond`);
+    /// the template's default when not given. Grouped writes are larger at a higher
+    /// rate, so the sender's figure depends on it.
+    #[arg(long)]
+    rate: Option<u32>,
+    /// How long the sandbox provider takes to answer each text (ms). 0 answers at
+    /// once, so few calls are ever in flight; a real Messages API takes a few hundred
+    /// ms, and the calls in flight then share the instance's grouped writes and rate
+    /// blocks.
+    #[arg(long, default_value_t = 0)]
+    provider_latency_ms: u64,
     /// Internal: this is the run under callgrind; print the figures as JSON only.
     #[arg(long, hide = true)]
     child: bool,
@@ -164,7 +176,7 @@ async fn main() -> Result<()> {
         println!("{}", serde_json::to_string(&figures)?);
         return Ok(());
     }
-    print_table(&figures, unavailable.as_deref());
+    print_table(&figures, &args, unavailable.as_deref());
     println!(
         "{}",
         json!({ "cpu": figures, "instructions_unavailable": unavailable })
@@ -179,6 +191,11 @@ async fn measure(endpoint: &str, args: &Args) -> Result<Vec<Figure>> {
     // Nothing polls the send queue: the bench hands each received event to the
     // sender's thread itself.
     options.run_queues = false;
+    if let Some(rate) = args.rate {
+        options
+            .parameters
+            .insert("ProviderRatePerSecond".into(), rate.to_string());
+    }
     let cloud = LocalCloud::start(endpoint, options).await?;
     let result = async {
         let limits = Limits {
@@ -188,6 +205,10 @@ async fn measure(endpoint: &str, args: &Args) -> Result<Vec<Figure>> {
         let token = cloud.sender_token(TENANT, limits).await?;
         let mut figures = Vec::new();
         if wanted("sender") {
+            cloud.sandbox.set_faults(Faults {
+                latency_ms: args.provider_latency_ms,
+                ..Faults::default()
+            });
             figures.push(sender(&cloud, &token, args.chunks).await?);
         }
         if wanted("api") {
@@ -393,7 +414,7 @@ async fn instructions(args: &Args, root: &Path, endpoint: &str) -> Result<Vec<Fi
         let figure = loop {
             attempt += 1;
             eprintln!("Counting the {function}'s instructions under callgrind (slow)...");
-            match callgrind(&exe, &dir, endpoint, function, chunks, api).await {
+            match callgrind(&exe, &dir, endpoint, function, chunks, api, args).await {
                 Ok(figure) => break figure,
                 Err(e) if attempt < 2 => eprintln!("  that run failed ({e}); once more"),
                 Err(e) => return Err(e),
@@ -413,6 +434,7 @@ async fn callgrind(
     function: &str,
     chunks: usize,
     api: usize,
+    args: &Args,
 ) -> Result<Figure, String> {
     let out_file = dir.join(format!("callgrind.{function}.out"));
     let output = tokio::process::Command::new("valgrind")
@@ -423,6 +445,11 @@ async fn callgrind(
         .args(["--child", "--chunks", &chunks.to_string()])
         .args(["--api-recipients", &api.to_string()])
         .args(["--only", function])
+        .args(args.rate.map(|r| format!("--rate={r}")))
+        .arg(format!(
+            "--provider-latency-ms={}",
+            args.provider_latency_ms
+        ))
         .env("HERALD_EMULATOR_URL", endpoint)
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -450,8 +477,15 @@ async fn callgrind(
     Ok(figure)
 }
 
-fn print_table(figures: &[Figure], unavailable: Option<&str>) {
+fn print_table(figures: &[Figure], args: &Args, unavailable: Option<&str>) {
     println!("Herald CPU per unit of work, each function on its own thread (bench-local build)");
+    let rate = args
+        .rate
+        .map_or("the template's default".to_owned(), |r| format!("{r}/s"));
+    println!(
+        "  provider rate {rate}, provider answers in {} ms",
+        args.provider_latency_ms
+    );
     for f in figures {
         println!(
             "  {:<8} {:>8.3} ms CPU per {} ({} in {} invocations, {:.1} ms)",
