@@ -16,8 +16,8 @@
 //!   encryption asked for, and without TTL or deletion protection, as in AWS.
 //! - Late answers (`infra/local/late_answers.py`): a write applies at once and only its
 //!   answer waits.
-//! - Connections: one stays open from request to request, as AWS keeps it, whatever
-//!   the last request's body.
+//! - Connections (opt-in, `HERALD_EMULATOR_KEEP_ALIVE=1`): one stays open from request
+//!   to request, as AWS keeps it, whatever the last request's body.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -791,12 +791,36 @@ async fn exchange(
 /// request.
 #[tokio::test]
 async fn a_connection_stays_open_for_the_next_request_whatever_the_last_body() {
-    let endpoint = emulator::endpoint();
-    emulator::ensure_for_tests(&project_root(), &endpoint)
-        .await
-        .expect("the emulator runs");
-    let url = reqwest::Url::parse(&endpoint).unwrap();
-    let mut stream = tokio::net::TcpStream::connect((url.host_str().unwrap(), url.port().unwrap()))
+    // An emulator of its own: keep-alive is opt-in (`HERALD_EMULATOR_KEEP_ALIVE`).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let root = project_root();
+    let venv = std::env::var("HERALD_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join(".venv"));
+    let _emulator = tokio::process::Command::new(venv.join("bin/python"))
+        .arg(root.join("infra/local/emulator.py"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("HERALD_EMULATOR_KEEP_ALIVE", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the emulator starts");
+    let mut up = false;
+    for _ in 0..300 {
+        if emulator::is_up(&endpoint).await {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "the emulator answers at {endpoint}");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
     let padding = "x".repeat(100_000);

@@ -94,6 +94,7 @@ import base64
 import copy
 import io
 import json
+import os
 import time
 import urllib.parse
 import uuid
@@ -148,7 +149,11 @@ class KeepAliveRequestHandler(MotoRequestHandler):
     a socket at end of file instead of the client's, so it neither swallows the next
     request nor waits. A body without a length up front (chunked) is served the
     werkzeug way and closes the connection. An idle connection is closed after
-    `timeout` seconds, later than the SDK's pool (90 s) keeps one idle."""
+    `timeout` seconds, later than the SDK's pool (90 s) keeps one idle.
+
+    Used when `HERALD_EMULATOR_KEEP_ALIVE=1` (the CPU bench sets it): the first CI
+    rehearsal of the whole suite against it stalled one slow test (a batch of 500 left
+    300 pending, 20 unknown), not yet explained, so the suite keeps Werkzeug's way."""
 
     protocol_version = "HTTP/1.1"
     timeout = 120
@@ -610,7 +615,13 @@ def main() -> None:
         args.port,
         app,
         threaded=True,
-        request_handler=KeepAliveRequestHandler,
+        # Opt-in until the whole suite has run against it (docs/decisions.md): the
+        # CPU bench sets it, so its figures do not count a handshake per request.
+        request_handler=(
+            KeepAliveRequestHandler
+            if os.environ.get("HERALD_EMULATOR_KEEP_ALIVE") == "1"
+            else MotoRequestHandler
+        ),
     )
 
 
