@@ -2,7 +2,8 @@
 //! reads as Lambda's event source mapping reads a table's stream: every write in
 //! order with its old and new images, read again from any sequence number; and
 //! nothing for a cancelled transaction, even for the writes moto applied before the
-//! failing one and rolled back (`infra/local/emulator.py`).
+//! failing one and rolled back; one record for an update that creates its item
+//! (`infra/local/emulator.py`).
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -110,6 +111,20 @@ async fn the_stream_has_every_write_in_order_and_nothing_of_a_cancelled_transact
             .is_some()
     );
     put("c", "1").await.unwrap();
+    // An update that creates its item is one INSERT with the item as written (moto
+    // recorded the bare key first), and one that changes it a MODIFY.
+    let update = |pk: &str, value: &str| {
+        dynamodb
+            .update_item()
+            .table_name(&table)
+            .key("pk", AttributeValue::S(pk.into()))
+            .update_expression("SET #value = :value")
+            .expression_attribute_names("#value", "value")
+            .expression_attribute_values(":value", AttributeValue::S(value.into()))
+            .send()
+    };
+    update("d", "1").await.unwrap();
+    update("d", "2").await.unwrap();
 
     let shards = streams
         .describe_stream()
@@ -173,6 +188,13 @@ async fn the_stream_has_every_write_in_order_and_nothing_of_a_cancelled_transact
                 Some("2".into())
             ),
             (OperationType::Insert, "c".into(), None, Some("1".into())),
+            (OperationType::Insert, "d".into(), None, Some("1".into())),
+            (
+                OperationType::Modify,
+                "d".into(),
+                Some("1".into()),
+                Some("2".into())
+            ),
         ]
     );
     // Read again from the second record (a batch item failure's restart point).
@@ -183,6 +205,11 @@ async fn the_stream_has_every_write_in_order_and_nothing_of_a_cancelled_transact
         .sequence_number
         .clone();
     let again = read(ShardIteratorType::AtSequenceNumber, second.clone()).await;
-    assert_eq!(again.len(), 2);
+    assert_eq!(again.len(), 4);
     assert_eq!(again[0].dynamodb.as_ref().unwrap().sequence_number, second);
+    // Read after the created item's record: only the update that followed it.
+    let created = records[3].dynamodb.as_ref().unwrap().sequence_number.clone();
+    let after = read(ShardIteratorType::AfterSequenceNumber, created).await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].event_name, Some(OperationType::Modify));
 }

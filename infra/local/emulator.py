@@ -77,7 +77,9 @@ header's.
 DynamoDB Streams (issue 15): moto keeps a table's stream records, but a transaction it
 cancels after applying some of its writes left their records in the stream, which AWS
 never shows (a cancelled transaction changes nothing). The launcher trims them with the
-rollback, and serialises stream reads with DynamoDB's requests.
+rollback, and serialises stream reads with DynamoDB's requests. An UpdateItem that
+creates its item gave two INSERT records in moto (the bare key, then the item): AWS
+gives one, with the item as written, and the launcher keeps only that one.
 
 moto's SQS costs that grow with a queue's length (every SendMessage counted the queue;
 every DeleteMessage scanned it twice) and the directory listing every request made
@@ -509,6 +511,31 @@ def _back_up_items_not_tables():
     dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def _one_record_per_created_item():
+    original = dynamodb_models.DynamoDBBackend.update_item
+
+    def update_item(self, table_name, key, *args, **kwargs):
+        shard = self.get_table(table_name).stream_shard
+        before = len(shard.items) if shard is not None else 0
+        item = original(self, table_name, key, *args, **kwargs)
+        if shard is not None and len(shard.items) == before + 2:
+            # moto put the bare key first (an INSERT), then recorded the update as a
+            # second INSERT. Sequence numbers are positions in moto's shard, so the
+            # record kept takes the first one's.
+            bare, written = shard.items[before], shard.items[before + 1]
+            bare_record, written_record = bare.record["dynamodb"], written.record["dynamodb"]
+            if (
+                bare.record["eventName"] == "INSERT"
+                and written.record["eventName"] == "INSERT"
+                and bare_record["Keys"] == written_record["Keys"]
+            ):
+                written_record["SequenceNumber"] = bare_record["SequenceNumber"]
+                del shard.items[before]
+        return item
+
+    dynamodb_models.DynamoDBBackend.update_item = update_item
+
+
 def _default_follows_awscurrent():
     original = SecretsManagerBackend.update_secret_version_stage
 
@@ -596,6 +623,7 @@ def main() -> None:
     args = parser.parse_args()
     moto_scale.install()
     _back_up_items_not_tables()
+    _one_record_per_created_item()
     pitr.install(args.pitr_lag_seconds, args.pitr_window_seconds, args.restore_seconds)
     _date_user_pool_clients()
     _email_invitations()
