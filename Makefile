@@ -176,7 +176,7 @@ bench: venv bench-cpu ## CPU per function and cold starts, the delivery benchmar
 CPU_ARGS ?=
 CPU_FULL_ARGS ?= --only sender --rate 400 --chunks 10
 COLDSTART_ARGS ?=
-bench-cpu: venv ## CPU per delivered message (sender), per accepted recipient (API); cold starts (docs/performance.md)
+bench-cpu: venv ## CPU per delivered message (sender), per accepted recipient (API), per receipt (events); cold starts (docs/performance.md)
 	cargo build -q --profile bench-local -p herald-local -p herald-api -p herald-sender \
 	  -p herald-webhooks -p herald-events -p herald-outbound -p herald-redriver \
 	  -p herald-backup-check -p herald-rotator --bins

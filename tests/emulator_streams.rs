@@ -208,7 +208,12 @@ async fn the_stream_has_every_write_in_order_and_nothing_of_a_cancelled_transact
     assert_eq!(again.len(), 4);
     assert_eq!(again[0].dynamodb.as_ref().unwrap().sequence_number, second);
     // Read after the created item's record: only the update that followed it.
-    let created = records[3].dynamodb.as_ref().unwrap().sequence_number.clone();
+    let created = records[3]
+        .dynamodb
+        .as_ref()
+        .unwrap()
+        .sequence_number
+        .clone();
     let after = read(ShardIteratorType::AfterSequenceNumber, created).await;
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].event_name, Some(OperationType::Modify));

@@ -1,9 +1,10 @@
 //! `herald-cpu` (the CPU phase of `make bench`, issue 18): each function's own CPU per
 //! unit of work, apart from the sandbox, the queue runner and the bench that share its
 //! process. The sender per delivered message, the API per accepted recipient of a
-//! batch POST. Each runs on a thread of its own (`herald_local::cpu`) with its own SDK
-//! clients, against the emulator and the sandbox provider, through its real handler:
-//! the sender's `handle` with the SQS event as the runtime would hand it (JSON), the
+//! batch POST, the events function per delivery receipt applied. Each runs on a thread
+//! of its own (`herald_local::cpu`) with its own SDK clients, against the emulator and
+//! the sandbox provider, through its real handler: the sender's and the events
+//! function's `handle` with the SQS event as the runtime would hand it (JSON), the
 //! API's router with the API Gateway event the local gateway builds.
 //!
 //! Two figures per function: CPU seconds of its thread (user + system, moved by the
@@ -11,7 +12,7 @@
 //! by callgrind over the same workload run again in a child process (repeatable to a
 //! fraction of a percent on a noisy machine).
 //!
-//! Over 400 lines: both functions' workloads and the callgrind child run are one
+//! Over 400 lines: the functions' workloads and the callgrind child run are one
 //! measurement, and share the `Figure` they fill.
 
 use std::path::Path;
@@ -21,8 +22,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, ensure};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use clap::Parser;
-use herald::domain::Limits;
+use futures::{StreamExt, TryStreamExt};
+use herald::domain::{Channel, Chunk, Content, Limits};
+use herald::webhook::twilio;
+use herald::{Address, BatchId, CorrelationId, MessageId, PhoneNumber, TenantId};
 use herald_local::cpu::{FunctionThread, MEASURED_SYMBOL};
+use herald_local::runner::QueueRunner;
 use herald_local::sandbox::Faults;
 use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex, random_token};
 use serde::{Deserialize, Serialize};
@@ -47,7 +52,13 @@ struct Args {
     callgrind_chunks: usize,
     #[arg(long, default_value_t = 500)]
     callgrind_api_recipients: usize,
-    /// Measure one function only (`sender` or `api`).
+    /// Delivery receipts the events function's figure is taken over (after a warm-up
+    /// invocation of up to 10).
+    #[arg(long, default_value_t = 500)]
+    receipts: usize,
+    #[arg(long, default_value_t = 100)]
+    callgrind_receipts: usize,
+    /// Measure one function only (`sender`, `api` or `events`).
     #[arg(long)]
     only: Option<String>,
     /// The provider's rate (messages per second, the stack's `ProviderRatePerSecond`);
@@ -67,6 +78,7 @@ struct Args {
 }
 
 const TENANT: &str = "cpu";
+const FUNCTIONS: [&str; 3] = ["sender", "api", "events"];
 const CHUNK: usize = herald::keys::CHUNK_SIZE as usize;
 
 /// What one function did while measured.
@@ -134,14 +146,12 @@ async fn main() -> Result<()> {
     herald::telemetry::init_with_default("warn");
     let args = Args::parse();
     ensure!(
-        args.chunks > 0 && args.api_recipients > 0,
-        "--chunks and --api-recipients must be at least 1"
+        args.chunks > 0 && args.api_recipients > 0 && args.receipts > 0,
+        "--chunks, --api-recipients and --receipts must be at least 1"
     );
     ensure!(
-        args.only
-            .as_deref()
-            .is_none_or(|f| ["sender", "api"].contains(&f)),
-        "--only is sender or api"
+        args.only.as_deref().is_none_or(|f| FUNCTIONS.contains(&f)),
+        "--only is sender, api or events"
     );
     let endpoint = emulator::endpoint();
     let root = project_root();
@@ -213,6 +223,9 @@ async fn measure(endpoint: &str, args: &Args) -> Result<Vec<Figure>> {
         }
         if wanted("api") {
             figures.push(api(&cloud, &token, args.api_recipients).await?);
+        }
+        if wanted("events") {
+            figures.push(events(&cloud, args.receipts).await?);
         }
         Ok(figures)
     }
@@ -304,7 +317,7 @@ async fn sender(cloud: &LocalCloud, token: &str, chunks: usize) -> Result<Figure
         if figure.invocations > 0 {
             figure.units += sent() - before;
         }
-        delete(cloud, &event).await?;
+        delete(&cloud.send_runner, &event).await?;
     }
     ensure!(
         figure.units == (chunks * CHUNK) as u64,
@@ -316,19 +329,157 @@ async fn sender(cloud: &LocalCloud, token: &str, chunks: usize) -> Result<Figure
 }
 
 /// Deletes the records of an invocation that succeeded, as the event source does.
-async fn delete(cloud: &LocalCloud, event: &SqsEvent) -> Result<()> {
+async fn delete(runner: &QueueRunner, event: &SqsEvent) -> Result<()> {
     for record in &event.records {
-        cloud
-            .send_runner
+        runner
             .sqs
             .delete_message()
-            .queue_url(&cloud.send_runner.trigger.queue_url)
+            .queue_url(&runner.trigger.queue_url)
             .receipt_handle(record.receipt_handle.clone().unwrap_or_default())
             .send()
             .await
             .context("deleting a record")?;
     }
     Ok(())
+}
+
+/// The events function: `receipts` messages made `sent` through `Store` (as the
+/// sender settles them), a signed `delivered` callback for each posted through the
+/// local gateway (the webhooks function verifies it and queues it on the events queue,
+/// on threads not measured), then the events queue's records handed to the function's
+/// thread as its event source hands them over (up to 10 a batch). The first invocation
+/// warms the instance up; the figure is per receipt applied.
+async fn events(cloud: &LocalCloud, receipts: usize) -> Result<Figure> {
+    eprintln!("Events: {receipts} delivery receipts (after one warm-up batch)...");
+    let tenant = TenantId::parse(TENANT).map_err(|e| anyhow!("{e}"))?;
+    let batch = BatchId::new();
+    let store = herald::store::Store::new(
+        herald::aws::Clients::new(cloud.sdk.clone()).dynamodb(),
+        cloud.stack.reference("HeraldTable")?,
+    );
+    let chunk = Chunk {
+        index: 0,
+        channel: Channel::Sms,
+        content: Content::Text("receipts".into()),
+        subject: None,
+        recipients: Vec::new(),
+        created_at: herald::clock::system().timestamp(),
+    };
+    let to = Address::Phone(PhoneNumber::parse(&number(0)).map_err(|e| anyhow!("{e}"))?);
+    // The warm-up batch's receipts come first: up to 10 more messages than counted.
+    let total = receipts + 10;
+    let ids: Vec<MessageId> = (0..total as u32)
+        .map(|i| MessageId::new(batch, i))
+        .collect();
+    futures::stream::iter(&ids)
+        .map(|&id| {
+            let (store, tenant, chunk, to) = (&store, &tenant, &chunk, &to);
+            async move {
+                herald_local::seed::claim_and_settle(store, tenant, id, chunk, to, "twilio").await
+            }
+        })
+        .buffer_unordered(8)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let http = reqwest::Client::new();
+    futures::stream::iter(&ids)
+        .map(|&id| {
+            let (http, tenant) = (&http, &tenant);
+            async move {
+                let url = twilio::status_callback(
+                    &cloud.webhooks_base_url,
+                    tenant,
+                    id,
+                    &CorrelationId::new(),
+                );
+                let form: Vec<(String, String)> = [
+                    ("AccountSid", cloud.credentials.account_sid.clone()),
+                    ("MessageSid", format!("SM{}", id.index())),
+                    ("MessageStatus", "delivered".to_owned()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+                let signature = twilio::signature(&cloud.credentials.auth_token, &url, &form);
+                let answer = http
+                    .post(&url)
+                    .header(twilio::SIGNATURE_HEADER, signature)
+                    .form(&form)
+                    .send()
+                    .await
+                    .context("the gateway answers")?;
+                ensure!(
+                    answer.status().is_success(),
+                    "the receiver refused a callback: {}",
+                    answer.status()
+                );
+                Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+
+    let thread = FunctionThread::start("events")?;
+    let config = cloud.events.config.clone();
+    let emulator = cloud.emulator.clone();
+    let metrics = herald::metrics::Metrics::in_memory(herald::clock::system());
+    let kept = metrics.clone();
+    let deps = thread
+        .setup(move || async move {
+            let clients = herald::aws::Clients::new(herald::aws::for_emulator(&emulator).await);
+            Arc::new(
+                herald_events::Deps::from_config(config, &clients, herald::clock::system())
+                    .with_metrics(metrics),
+            )
+        })
+        .await?;
+    let applied = || kept.total("events", "ReceiptsApplied") as u64;
+    let runner = &cloud.events_runner;
+    let mut figure = Figure::new("events", "receipt applied");
+    let mut warm = false;
+    let mut idle = 0;
+    while applied() < total as u64 {
+        let event = runner
+            .receive()
+            .await
+            .map_err(|e| anyhow!("receiving from the events queue: {e}"))?;
+        if event.records.is_empty() {
+            idle += 1;
+            ensure!(
+                idle < 30,
+                "the events queue stayed empty with {} applied",
+                applied()
+            );
+            continue;
+        }
+        idle = 0;
+        let payload = serde_json::to_string(&event)?;
+        let deps = deps.clone();
+        let invoke = move || async move {
+            let event: SqsEvent = serde_json::from_str(&payload).expect("an SQS event");
+            let response = herald_events::handle(&deps, event).await;
+            serde_json::to_string(&response).expect("a response")
+        };
+        let before = applied();
+        let response = figure.invoke(&thread, invoke, warm).await?;
+        warm = true;
+        let response: SqsBatchResponse = serde_json::from_str(&response)?;
+        ensure!(
+            response.batch_item_failures.is_empty(),
+            "the events function handed records back: {response:?}"
+        );
+        if figure.invocations > 0 {
+            figure.units += applied() - before;
+        }
+        delete(runner, &event).await?;
+    }
+    ensure!(
+        figure.units >= receipts as u64,
+        "measured {} receipts applied, fewer than {receipts}",
+        figure.units
+    );
+    Ok(figure)
 }
 
 /// The API: a warm-up POST of 100 recipients, then one measured POST of `recipients`,
@@ -400,13 +551,18 @@ async fn instructions(args: &Args, root: &Path, endpoint: &str) -> Result<Vec<Fi
     let dir = root.join(".herald");
     let mut figures: Vec<Figure> = Vec::new();
     // One child per function: callgrind's total is the one count per process.
-    for function in ["sender", "api"]
+    for function in FUNCTIONS
         .into_iter()
         .filter(|f| args.only.as_deref().is_none_or(|only| only == *f))
     {
-        let (chunks, api) = match function {
-            "sender" => (args.callgrind_chunks, 1),
-            _ => (1, args.callgrind_api_recipients),
+        let workload = match function {
+            "sender" => ["--chunks", &args.callgrind_chunks.to_string()].map(String::from),
+            "api" => [
+                "--api-recipients",
+                &args.callgrind_api_recipients.to_string(),
+            ]
+            .map(String::from),
+            _ => ["--receipts", &args.callgrind_receipts.to_string()].map(String::from),
         };
         // Under callgrind the process runs about 50 times slower, and now and then an
         // SDK call of the run misses its 3 s attempt timeout; a second run is the cure.
@@ -414,7 +570,7 @@ async fn instructions(args: &Args, root: &Path, endpoint: &str) -> Result<Vec<Fi
         let figure = loop {
             attempt += 1;
             eprintln!("Counting the {function}'s instructions under callgrind (slow)...");
-            match callgrind(&exe, &dir, endpoint, function, chunks, api, args).await {
+            match callgrind(&exe, &dir, endpoint, function, &workload, args).await {
                 Ok(figure) => break figure,
                 Err(e) if attempt < 2 => eprintln!("  that run failed ({e}); once more"),
                 Err(e) => return Err(e),
@@ -432,8 +588,7 @@ async fn callgrind(
     dir: &Path,
     endpoint: &str,
     function: &str,
-    chunks: usize,
-    api: usize,
+    workload: &[String],
     args: &Args,
 ) -> Result<Figure, String> {
     let out_file = dir.join(format!("callgrind.{function}.out"));
@@ -442,8 +597,8 @@ async fn callgrind(
         .arg(format!("--toggle-collect={MEASURED_SYMBOL}"))
         .arg(format!("--callgrind-out-file={}", out_file.display()))
         .arg(exe)
-        .args(["--child", "--chunks", &chunks.to_string()])
-        .args(["--api-recipients", &api.to_string()])
+        .arg("--child")
+        .args(workload)
         .args(["--only", function])
         .args(args.rate.map(|r| format!("--rate={r}")))
         .arg(format!(
