@@ -218,3 +218,37 @@ pub async fn claim_and_settle(
     anyhow::ensure!(settled, "the claim on {id} was lost before its settle");
     Ok(())
 }
+
+/// Posts Twilio's signed `delivered` status callback for `id` (sent as `SM{index}`, as
+/// `claim_and_settle` records it) through the local gateway; whether it was taken (2xx).
+pub async fn post_delivered(
+    http: &reqwest::Client,
+    cloud: &crate::LocalCloud,
+    tenant: &herald::TenantId,
+    id: herald::MessageId,
+) -> Result<bool> {
+    use herald::webhook::twilio;
+    let url = twilio::status_callback(
+        &cloud.webhooks_base_url,
+        tenant,
+        id,
+        &herald::CorrelationId::new(),
+    );
+    let form: Vec<(String, String)> = [
+        ("AccountSid", cloud.credentials.account_sid.clone()),
+        ("MessageSid", format!("SM{}", id.index())),
+        ("MessageStatus", "delivered".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let signature = twilio::signature(&cloud.credentials.auth_token, &url, &form);
+    let answer = http
+        .post(&url)
+        .header(twilio::SIGNATURE_HEADER, signature)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| anyhow!("the gateway answers: {e}"))?;
+    Ok(answer.status().is_success())
+}

@@ -24,8 +24,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use herald::domain::{Channel, Chunk, Content, Limits};
-use herald::webhook::twilio;
-use herald::{Address, BatchId, CorrelationId, MessageId, PhoneNumber, TenantId};
+use herald::{Address, BatchId, MessageId, PhoneNumber, TenantId};
 use herald_local::cpu::{FunctionThread, MEASURED_SYMBOL};
 use herald_local::runner::QueueRunner;
 use herald_local::sandbox::Faults;
@@ -279,46 +278,24 @@ async fn sender(cloud: &LocalCloud, token: &str, chunks: usize) -> Result<Figure
     let sent = || kept.total("sender", "Sent") as u64;
 
     let mut figure = Figure::new("sender", "delivered message");
-    let mut warm = false;
-    let mut idle = 0;
-    while sent() < ((chunks + 1) * CHUNK) as u64 {
-        let event = cloud
-            .send_runner
-            .receive()
-            .await
-            .map_err(|e| anyhow!("receiving from the send queue: {e}"))?;
-        if event.records.is_empty() {
-            idle += 1;
-            ensure!(
-                idle < 30,
-                "the send queue stayed empty with {} sent",
-                sent()
-            );
-            continue;
-        }
-        idle = 0;
-        // As the runtime hands it over: JSON, read by the function.
-        let payload = serde_json::to_string(&event)?;
-        let deps = deps.clone();
-        let invoke = move || async move {
-            let event: SqsEvent = serde_json::from_str(&payload).expect("an SQS event");
-            let deadline = tokio::time::Instant::now() + timeout;
-            let response = herald_sender::handle(&deps, event, deadline).await;
-            serde_json::to_string(&response).expect("a response")
-        };
-        let before = sent();
-        let response = figure.invoke(&thread, invoke, warm).await?;
-        warm = true;
-        let response: SqsBatchResponse = serde_json::from_str(&response)?;
-        ensure!(
-            response.batch_item_failures.is_empty(),
-            "the sender handed records back: {response:?}"
-        );
-        if figure.invocations > 0 {
-            figure.units += sent() - before;
-        }
-        delete(&cloud.send_runner, &event).await?;
-    }
+    let target = ((chunks + 1) * CHUNK) as u64;
+    drain(
+        &cloud.send_runner,
+        &thread,
+        &mut figure,
+        sent,
+        target,
+        |payload| {
+            let deps = deps.clone();
+            move || async move {
+                let event: SqsEvent = serde_json::from_str(&payload).expect("an SQS event");
+                let deadline = tokio::time::Instant::now() + timeout;
+                let response = herald_sender::handle(&deps, event, deadline).await;
+                serde_json::to_string(&response).expect("a response")
+            }
+        },
+    )
+    .await?;
     ensure!(
         figure.units == (chunks * CHUNK) as u64,
         "measured {} delivered messages, not {}",
@@ -326,6 +303,58 @@ async fn sender(cloud: &LocalCloud, token: &str, chunks: usize) -> Result<Figure
         chunks * CHUNK
     );
     Ok(figure)
+}
+
+/// Hands the queue's events to the function's thread, as its event source would (JSON,
+/// read by the function), until `done` reaches `target`: the first invocation warms
+/// the instance up, the others count, each for the units `done` grew by meanwhile.
+async fn drain<F, Fut>(
+    runner: &QueueRunner,
+    thread: &FunctionThread,
+    figure: &mut Figure,
+    done: impl Fn() -> u64,
+    target: u64,
+    job: impl Fn(String) -> F,
+) -> Result<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = String> + 'static,
+{
+    let mut warm = false;
+    let mut idle = 0;
+    while done() < target {
+        let event = runner
+            .receive()
+            .await
+            .map_err(|e| anyhow!("receiving the {}'s events: {e}", figure.function))?;
+        if event.records.is_empty() {
+            idle += 1;
+            ensure!(
+                idle < 30,
+                "the {}'s queue stayed empty at {} of {target}",
+                figure.function,
+                done()
+            );
+            continue;
+        }
+        idle = 0;
+        let before = done();
+        let response = figure
+            .invoke(thread, job(serde_json::to_string(&event)?), warm)
+            .await?;
+        warm = true;
+        let response: SqsBatchResponse = serde_json::from_str(&response)?;
+        ensure!(
+            response.batch_item_failures.is_empty(),
+            "the {} handed records back: {response:?}",
+            figure.function
+        );
+        if figure.invocations > 0 {
+            figure.units += done() - before;
+        }
+        delete(runner, &event).await?;
+    }
+    Ok(())
 }
 
 /// Deletes the records of an invocation that succeeded, as the event source does.
@@ -386,33 +415,8 @@ async fn events(cloud: &LocalCloud, receipts: usize) -> Result<Figure> {
         .map(|&id| {
             let (http, tenant) = (&http, &tenant);
             async move {
-                let url = twilio::status_callback(
-                    &cloud.webhooks_base_url,
-                    tenant,
-                    id,
-                    &CorrelationId::new(),
-                );
-                let form: Vec<(String, String)> = [
-                    ("AccountSid", cloud.credentials.account_sid.clone()),
-                    ("MessageSid", format!("SM{}", id.index())),
-                    ("MessageStatus", "delivered".to_owned()),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect();
-                let signature = twilio::signature(&cloud.credentials.auth_token, &url, &form);
-                let answer = http
-                    .post(&url)
-                    .header(twilio::SIGNATURE_HEADER, signature)
-                    .form(&form)
-                    .send()
-                    .await
-                    .context("the gateway answers")?;
-                ensure!(
-                    answer.status().is_success(),
-                    "the receiver refused a callback: {}",
-                    answer.status()
-                );
+                let taken = herald_local::seed::post_delivered(http, cloud, tenant, id).await?;
+                ensure!(taken, "the receiver refused the callback for {id}");
                 Ok(())
             }
         })
@@ -435,45 +439,23 @@ async fn events(cloud: &LocalCloud, receipts: usize) -> Result<Figure> {
         })
         .await?;
     let applied = || kept.total("events", "ReceiptsApplied") as u64;
-    let runner = &cloud.events_runner;
     let mut figure = Figure::new("events", "receipt applied");
-    let mut warm = false;
-    let mut idle = 0;
-    while applied() < total as u64 {
-        let event = runner
-            .receive()
-            .await
-            .map_err(|e| anyhow!("receiving from the events queue: {e}"))?;
-        if event.records.is_empty() {
-            idle += 1;
-            ensure!(
-                idle < 30,
-                "the events queue stayed empty with {} applied",
-                applied()
-            );
-            continue;
-        }
-        idle = 0;
-        let payload = serde_json::to_string(&event)?;
-        let deps = deps.clone();
-        let invoke = move || async move {
-            let event: SqsEvent = serde_json::from_str(&payload).expect("an SQS event");
-            let response = herald_events::handle(&deps, event).await;
-            serde_json::to_string(&response).expect("a response")
-        };
-        let before = applied();
-        let response = figure.invoke(&thread, invoke, warm).await?;
-        warm = true;
-        let response: SqsBatchResponse = serde_json::from_str(&response)?;
-        ensure!(
-            response.batch_item_failures.is_empty(),
-            "the events function handed records back: {response:?}"
-        );
-        if figure.invocations > 0 {
-            figure.units += applied() - before;
-        }
-        delete(runner, &event).await?;
-    }
+    drain(
+        &cloud.events_runner,
+        &thread,
+        &mut figure,
+        applied,
+        total as u64,
+        |payload| {
+            let deps = deps.clone();
+            move || async move {
+                let event: SqsEvent = serde_json::from_str(&payload).expect("an SQS event");
+                let response = herald_events::handle(&deps, event).await;
+                serde_json::to_string(&response).expect("a response")
+            }
+        },
+    )
+    .await?;
     ensure!(
         figure.units >= receipts as u64,
         "measured {} receipts applied, fewer than {receipts}",

@@ -17,12 +17,11 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Result, anyhow, ensure};
 use clap::Parser;
 use herald::domain::{Channel, Chunk, Content};
 use herald::store::Store;
-use herald::webhook::twilio;
-use herald::{Address, BatchId, CorrelationId, MessageId, PhoneNumber, TenantId};
+use herald::{Address, BatchId, MessageId, PhoneNumber, TenantId};
 use herald_local::requests::RequestCounter;
 use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex};
 use tokio::time::Instant;
@@ -101,29 +100,8 @@ async fn run(args: &Args, cloud: &LocalCloud, counter: &RequestCounter) -> Resul
                 return Ok::<(), anyhow::Error>(());
             }
             let message = MessageId::new(batch, index);
-            let url = twilio::status_callback(
-                &cloud.webhooks_base_url,
-                &tenant,
-                message,
-                &CorrelationId::new(),
-            );
-            let form: Vec<(String, String)> = [
-                ("AccountSid", cloud.credentials.account_sid.as_str()),
-                ("MessageSid", &format!("SM{index}")),
-                ("MessageStatus", "delivered"),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-            let signature = twilio::signature(&cloud.credentials.auth_token, &url, &form);
-            let answer = http
-                .post(&url)
-                .header(twilio::SIGNATURE_HEADER, signature)
-                .form(&form)
-                .send()
-                .await
-                .context("the gateway answers")?;
-            if !answer.status().is_success() {
+            let taken = herald_local::seed::post_delivered(&http, cloud, &tenant, message).await?;
+            if !taken {
                 refused.fetch_add(1, Ordering::Relaxed);
             }
         }
