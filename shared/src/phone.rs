@@ -294,4 +294,82 @@ mod tests {
         assert_eq!(mask_phone("+1"), "+1");
         assert_eq!(mask_phone("+4é😀123"), "+4é**23");
     }
+
+    /// Herald's regex-cache does not check a pattern's syntax when libphonenumber's
+    /// database loads (vendor/README.md); this is the check, moved from every cold
+    /// start to the tests: every pattern of the shipped metadata compiles, with the
+    /// flag the database builds it with. `by_code` rather than `iter`: the
+    /// non-geographic entities share the id `001`.
+    #[test]
+    fn every_metadata_pattern_compiles() {
+        use phonenumber::metadata::{DATABASE, Descriptor, Format};
+
+        let mut patterns: Vec<&str> = Vec::new();
+        let mut regions = 0;
+        for code in 1..1000u16 {
+            for region in DATABASE.by_code(&code).unwrap_or_default() {
+                regions += 1;
+                let descriptors = region.descriptors();
+                let all = [
+                    Some(descriptors.general()),
+                    descriptors.fixed_line(),
+                    descriptors.mobile(),
+                    descriptors.toll_free(),
+                    descriptors.premium_rate(),
+                    descriptors.shared_cost(),
+                    descriptors.personal_number(),
+                    descriptors.voip(),
+                    descriptors.pager(),
+                    descriptors.uan(),
+                    descriptors.emergency(),
+                    descriptors.voicemail(),
+                    descriptors.short_code(),
+                    descriptors.standard_rate(),
+                    descriptors.carrier(),
+                    descriptors.no_international(),
+                ];
+                patterns.extend(
+                    all.into_iter()
+                        .flatten()
+                        .map(|d: &Descriptor| d.national_number().as_str()),
+                );
+                let formats = region
+                    .formats()
+                    .iter()
+                    .chain(region.international_formats());
+                for format in formats {
+                    let format: &Format = format;
+                    patterns.push(format.pattern().as_str());
+                    patterns.extend(format.leading_digits().iter().map(|p| p.as_str()));
+                }
+                let prefixes = [
+                    region.international_prefix(),
+                    region.national_prefix_for_parsing(),
+                    region.leading_digits(),
+                ];
+                patterns.extend(prefixes.into_iter().flatten().map(|p| p.as_str()));
+            }
+        }
+
+        assert!(
+            regions > 240,
+            "{regions} regions: the metadata did not load"
+        );
+        let broken: Vec<&str> = patterns
+            .iter()
+            .copied()
+            .filter(|pattern| {
+                regex::RegexBuilder::new(pattern)
+                    .ignore_whitespace(true)
+                    .build()
+                    .is_err()
+            })
+            .collect();
+        assert!(
+            broken.is_empty(),
+            "{} of {} patterns do not compile: {broken:?}",
+            broken.len(),
+            patterns.len()
+        );
+    }
 }

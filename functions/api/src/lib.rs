@@ -159,9 +159,8 @@ fn registered() -> OpenApiRouter<Arc<App>> {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    let (routes, document) = registered().split_for_parts();
-    let served =
-        openapi::Served(render(openapi::apply_policy(document, &app.config.auth.token_url)).into());
+    let routes = Router::from(registered());
+    let served = openapi::Served::with_token_url(app.config.auth.token_url.clone());
     routes
         // In the order listed, each one job (see `layers`).
         .route_layer(

@@ -3,6 +3,8 @@
 //! route (security, roles and scopes, the answers of token checks) comes from the policy
 //! table.
 
+use std::sync::{Arc, OnceLock};
+
 use axum::Extension;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
@@ -205,9 +207,26 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
     .filter_map(|(method, operation)| Some((method, operation.as_mut()?)))
 }
 
-/// The rendered document; cloning it per request shares the bytes.
+/// The document as served, rendered at its first request: most instances never serve
+/// it, and rendering it at start was a tenth of the API's cold start
+/// (docs/performance.md). Cloning it per request shares the bytes.
 #[derive(Clone)]
-pub(crate) struct Served(pub Bytes);
+pub(crate) struct Served(Arc<(String, OnceLock<Bytes>)>);
+
+impl Served {
+    pub(crate) fn with_token_url(token_url: String) -> Self {
+        Self(Arc::new((token_url, OnceLock::new())))
+    }
+
+    fn document(&self) -> Bytes {
+        let (token_url, rendered) = &*self.0;
+        rendered
+            .get_or_init(|| {
+                crate::render(apply_policy(crate::registered().into_openapi(), token_url)).into()
+            })
+            .clone()
+    }
+}
 
 #[utoipa::path(
     get,
@@ -218,13 +237,13 @@ pub(crate) struct Served(pub Bytes);
     description = "The OpenAPI 3.1 document of this API, generated from the code that serves it.",
     responses((status = 200, description = "The document.", body = Object, content_type = "application/json")),
 )]
-pub(crate) async fn serve(Extension(Served(document)): Extension<Served>) -> Response {
+pub(crate) async fn serve(Extension(served): Extension<Served>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        document,
+        served.document(),
     )
         .into_response()
 }
