@@ -168,7 +168,8 @@ bench: venv bench-cpu ## CPU per function and cold starts, the delivery benchmar
 # Each function's own CPU per unit of work (CPU seconds of its thread, and instructions
 # counted by valgrind's callgrind when valgrind is installed; without it the figure
 # says it is unavailable), then each function binary's cold start and memory under a
-# minimal Lambda Runtime API beside an empty lambda_runtime function. Same profile and
+# minimal Lambda Runtime API beside an empty lambda_runtime function, then what
+# validating phone numbers costs a process in time and memory. Same profile and
 # emulator handling as `make bench`; CPU_ARGS and COLDSTART_ARGS take arguments
 # (--help), e.g. `make bench-cpu CPU_ARGS="--chunks 10 --no-instructions"`. The sender
 # is measured twice: at the template's provider rate (50/s, where most writes go
@@ -176,7 +177,7 @@ bench: venv bench-cpu ## CPU per function and cold starts, the delivery benchmar
 CPU_ARGS ?=
 CPU_FULL_ARGS ?= --only sender --rate 400 --chunks 10
 COLDSTART_ARGS ?=
-bench-cpu: venv ## CPU per delivered message (sender), per accepted recipient (API), per receipt (events); cold starts (docs/performance.md)
+bench-cpu: venv ## CPU per delivered message (sender), per accepted recipient (API), per receipt (events); cold starts; phone-number validation (docs/performance.md)
 	cargo build -q --profile bench-local -p herald-local -p herald-api -p herald-sender \
 	  -p herald-webhooks -p herald-events -p herald-outbound -p herald-redriver \
 	  -p herald-backup-check -p herald-rotator --bins
@@ -185,6 +186,7 @@ bench-cpu: venv ## CPU per delivered message (sender), per accepted recipient (A
 	HERALD_VENV="$(CURDIR)/$(VENV)" HERALD_EMULATOR_KEEP_ALIVE=1 \
 	  "$${CARGO_TARGET_DIR:-target}/bench-local/herald-cpu" $(CPU_FULL_ARGS)
 	HERALD_VENV="$(CURDIR)/$(VENV)" "$${CARGO_TARGET_DIR:-target}/bench-local/herald-coldstart" $(COLDSTART_ARGS)
+	"$${CARGO_TARGET_DIR:-target}/bench-local/herald-phonenumbers"
 
 # Same build profile and emulator handling as `make bench`. BODIES_ARGS as for
 # BENCH_ARGS, e.g. `make bench-bodies BODIES_ARGS="--repeat 5"`.
