@@ -30,6 +30,14 @@ use crate::syntax;
 use crate::options::Options;
 use crate::lru::LruCache;
 
+/// Herald's copy: the smallest cache `new` makes. `phonenumber` asks for 100
+/// (fixed in its `Database`), and validating numbers from more than a few dozen
+/// regions needs more (every region's: over 1,000), so a batch that wide compiled
+/// patterns again for every number (1.7 ms each; see `vendor/README.md`). Its
+/// metadata has 4,831 patterns: at this size the cache never evicts, and its memory
+/// is bounded by the metadata, not by traffic.
+pub const MIN_CAPACITY: usize = 5_000;
+
 /// An LRU cache for regular expressions.
 #[derive(Clone, Debug)]
 pub struct RegexCache(LruCache<String, Regex>);
@@ -37,7 +45,7 @@ pub struct RegexCache(LruCache<String, Regex>);
 impl RegexCache {
 	/// Create a new LRU cache with the given size limit.
 	pub fn new(capacity: usize) -> RegexCache {
-		RegexCache(LruCache::new(capacity))
+		RegexCache(LruCache::new(capacity.max(MIN_CAPACITY)))
 	}
 
 	/// Save the given regular expression in the cache.

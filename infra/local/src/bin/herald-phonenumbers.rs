@@ -2,13 +2,13 @@
 //! numbers costs a function's process, in time and memory. The API validates every
 //! recipient with libphonenumber (`herald::PhoneNumber::parse`); its metadata loads at
 //! the first use, and each of its patterns is compiled at the first number that needs
-//! it and kept in a cache of 100. A batch to many countries compiles many patterns,
+//! it and kept (vendor/README.md). A batch to many countries compiles many patterns,
 //! and the compiled patterns, not the metadata, are most of the memory: the figures
 //! here are the ones the cold-start figures (`herald-coldstart`) cannot show.
 //!
 //! Numbers: each region's example mobile number from the metadata (so every region's
-//! patterns), then the same list again (the cache holds 100 patterns, so a list that
-//! wide keeps compiling), then a few common countries over and over (the cache warm).
+//! patterns), then the same list again (what the cache keeps), then a few common
+//! countries over and over.
 //! Memory is this process's resident set (`/proc/self/status`), which holds nothing
 //! else.
 
