@@ -112,54 +112,99 @@ impl App {
     }
 }
 
-/// Every route, registered once: the router and the OpenAPI document are both built from
-/// these `routes!` calls, so the document (and the route walk in the tests) cannot miss
-/// a route the router serves.
-fn registered() -> OpenApiRouter<Arc<App>> {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(health))
-        .routes(routes!(version))
-        .routes(routes!(openapi::serve))
-        .routes(routes!(messages::create))
-        .routes(routes!(messages::show))
-        .routes(routes!(batches::create))
-        .routes(routes!(batches::show))
-        .routes(routes!(batches::listing::messages))
-        .routes(routes!(batches::cancel))
-        .routes(routes!(usage::usage))
-        .routes(routes!(audit::own_audit))
-        .routes(routes!(clients::register, clients::list))
-        .routes(routes!(clients::revoke))
-        .routes(routes!(suppressions::list, suppressions::add))
-        .routes(routes!(suppressions::remove))
-        .routes(routes!(users::invite, users::list))
-        .routes(routes!(users::show))
-        .routes(routes!(users::change::change_role))
-        .routes(routes!(users::change::remove))
-        .routes(routes!(webhook_endpoints::create, webhook_endpoints::list))
-        .routes(routes!(
-            webhook_endpoints::show,
-            webhook_endpoints::update,
-            webhook_endpoints::delete
-        ))
-        .routes(routes!(webhook_endpoints::disable))
-        .routes(routes!(webhook_endpoints::enable))
-        .routes(routes!(webhook_endpoints::rotate_secret))
-        .routes(routes!(webhook_attempts::attempts))
-        .routes(routes!(webhook_attempts::recover))
-        .routes(routes!(webhook_attempts::send_test))
-        .routes(routes!(tenants::create))
-        .routes(routes!(tenants::show))
-        .routes(routes!(tenants::suspend))
-        .routes(routes!(tenants::resume))
-        .routes(routes!(sms_policy::set))
-        .routes(routes!(sms_sender::set))
-        .routes(routes!(audit::any_tenant))
-        .routes(routes!(redrive::redrive))
+/// Defines `documented` and `undocumented` from one list of handlers, so the document
+/// (and the route walk in the tests) cannot miss a route the router serves.
+macro_rules! route_table {
+    ($( $($segment:ident)::+ ),+ $(,)?) => {
+        /// The routes with their OpenAPI document (the operations of one path merge).
+        fn documented() -> OpenApiRouter<Arc<App>> {
+            OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+                $( .routes(routes!($($segment)::+)) )+
+        }
+
+        /// The same routes without their document, which is what the API serves:
+        /// building the document (every operation and schema) at start was a quarter of
+        /// the API's heap, and most instances never serve it (docs/performance.md).
+        /// `routes!(@path [...] of handler)` is how `routes!` itself reads a handler's
+        /// path and methods from `#[utoipa::path]`, without building its operation.
+        fn undocumented() -> Router<Arc<App>> {
+            use utoipa_axum::PathItemExt as _;
+            Router::new()
+            $(
+                // axum merges the methods routed to one path.
+                .route(
+                    &routes!(@path [path()] of $($segment)::+),
+                    routes!(@path [methods()] of $($segment)::+).iter().fold(
+                        axum::routing::MethodRouter::new(),
+                        |router, method| router.on(method.to_method_filter(), $($segment)::+),
+                    ),
+                )
+            )+
+        }
+
+        /// Each `(METHOD, path)` `undocumented` routes, as `routes` reads them from the
+        /// document.
+        #[cfg(test)]
+        fn undocumented_routes() -> Vec<(String, String)> {
+            let mut routes = Vec::new();
+            $(
+                for method in routes!(@path [methods()] of $($segment)::+) {
+                    let path = routes!(@path [path()] of $($segment)::+);
+                    let method = serde_json::to_value(method).expect("a method name");
+                    routes.push((method.as_str().expect("a string").to_uppercase(), path));
+                }
+            )+
+            routes
+        }
+    };
+}
+
+route_table! {
+    health,
+    version,
+    openapi::serve,
+    messages::create,
+    messages::show,
+    batches::create,
+    batches::show,
+    batches::listing::messages,
+    batches::cancel,
+    usage::usage,
+    audit::own_audit,
+    clients::register,
+    clients::list,
+    clients::revoke,
+    suppressions::list,
+    suppressions::add,
+    suppressions::remove,
+    users::invite,
+    users::list,
+    users::show,
+    users::change::change_role,
+    users::change::remove,
+    webhook_endpoints::create,
+    webhook_endpoints::list,
+    webhook_endpoints::show,
+    webhook_endpoints::update,
+    webhook_endpoints::delete,
+    webhook_endpoints::disable,
+    webhook_endpoints::enable,
+    webhook_endpoints::rotate_secret,
+    webhook_attempts::attempts,
+    webhook_attempts::recover,
+    webhook_attempts::send_test,
+    tenants::create,
+    tenants::show,
+    tenants::suspend,
+    tenants::resume,
+    sms_policy::set,
+    sms_sender::set,
+    audit::any_tenant,
+    redrive::redrive,
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    let routes = Router::from(registered());
+    let routes = undocumented();
     let served = openapi::Served::with_token_url(app.config.auth.token_url.clone());
     routes
         // In the order listed, each one job (see `layers`).
@@ -184,7 +229,7 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// The OpenAPI document of the router, with the policy table's security applied.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    openapi::apply_policy(registered().into_openapi(), openapi::TOKEN_URL_IN_DOCS)
+    openapi::apply_policy(documented().into_openapi(), openapi::TOKEN_URL_IN_DOCS)
 }
 
 /// The document as `GET /v1/openapi.json` serves it and `docs/openapi.json` holds it.

@@ -222,7 +222,7 @@ impl Served {
         let (token_url, rendered) = &*self.0;
         rendered
             .get_or_init(|| {
-                crate::render(apply_policy(crate::registered().into_openapi(), token_url)).into()
+                crate::render(apply_policy(crate::documented().into_openapi(), token_url)).into()
             })
             .clone()
     }
@@ -289,6 +289,13 @@ mod tests {
 
     fn served() -> BTreeSet<(String, String)> {
         crate::routes().into_iter().collect()
+    }
+
+    #[test]
+    fn the_router_serves_each_route_of_the_document_and_no_other() {
+        let undocumented: BTreeSet<_> = crate::undocumented_routes().into_iter().collect();
+        assert_eq!(undocumented.len(), crate::undocumented_routes().len());
+        assert_eq!(undocumented, served());
     }
 
     #[test]

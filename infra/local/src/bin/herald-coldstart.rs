@@ -37,6 +37,10 @@ struct Args {
     /// Only these binaries (e.g. `herald-sender,herald-empty-function`).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Also write each binary's `/proc/<pid>/smaps` at its last run's first `next`
+    /// here (`<binary>.smaps`): which mappings the resident set is made of.
+    #[arg(long)]
+    smaps_dir: Option<PathBuf>,
 }
 
 /// Each function's template id and its binary; the empty function last.
@@ -186,8 +190,15 @@ async fn measure_all(
         env.extend(lambda_env(binary, &address.to_string(), &cloud.emulator));
         let mut times = Vec::new();
         let mut memory = Vec::new();
-        for _ in 0..runs {
-            let (time, rss) = start_once(&path, &env, &mut next).await?;
+        for run in 0..runs {
+            let smaps = (run + 1 == runs)
+                .then(|| {
+                    args.smaps_dir
+                        .as_ref()
+                        .map(|d| d.join(format!("{binary}.smaps")))
+                })
+                .flatten();
+            let (time, rss) = start_once(&path, &env, &mut next, smaps.as_deref()).await?;
             times.push(time.as_secs_f64() * 1000.0);
             memory.push(rss);
         }
@@ -239,6 +250,7 @@ async fn start_once(
     path: &std::path::Path,
     env: &HashMap<String, String>,
     next: &mut mpsc::UnboundedReceiver<Instant>,
+    smaps: Option<&std::path::Path>,
 ) -> Result<(Duration, (u64, u64, u64))> {
     while next.try_recv().is_ok() {}
     let started = Instant::now();
@@ -272,6 +284,11 @@ async fn start_once(
             .ok_or_else(|| anyhow!("no {key} in /proc/{pid}/status"))
     };
     let memory = (kib("VmHWM:")?, kib("RssAnon:")?, kib("RssFile:")?);
+    if let Some(smaps) = smaps {
+        // Read, not `fs::copy`: procfs files have no length to copy by.
+        std::fs::write(smaps, std::fs::read(format!("/proc/{pid}/smaps"))?)
+            .with_context(|| format!("writing {}", smaps.display()))?;
+    }
     child.kill().await?;
     Ok((asked.duration_since(started), memory))
 }
