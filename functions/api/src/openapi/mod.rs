@@ -207,19 +207,31 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
     .filter_map(|(method, operation)| Some((method, operation.as_mut()?)))
 }
 
-/// The document as served, rendered at its first request: most instances never serve
-/// it, and rendering it at start was a tenth of the API's cold start
-/// (docs/performance.md). Cloning it per request shares the bytes.
+/// The document as served, built and rendered at its first request: most instances
+/// never serve it, and building and rendering it at start was a quarter of the API's
+/// start-up heap and a tenth of its cold start (docs/performance.md). Cloning it per
+/// request shares the bytes.
 #[derive(Clone)]
-pub(crate) struct Served(Arc<(String, OnceLock<Bytes>)>);
+pub(crate) struct Served(Arc<Document>);
+
+struct Document {
+    token_url: String,
+    rendered: OnceLock<Bytes>,
+}
 
 impl Served {
     pub(crate) fn with_token_url(token_url: String) -> Self {
-        Self(Arc::new((token_url, OnceLock::new())))
+        Self(Arc::new(Document {
+            token_url,
+            rendered: OnceLock::new(),
+        }))
     }
 
     fn document(&self) -> Bytes {
-        let (token_url, rendered) = &*self.0;
+        let Document {
+            token_url,
+            rendered,
+        } = &*self.0;
         rendered
             .get_or_init(|| {
                 crate::render(apply_policy(crate::documented().into_openapi(), token_url)).into()
