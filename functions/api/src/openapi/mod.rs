@@ -1,7 +1,7 @@
 //! The OpenAPI document. Paths come from the handlers' `#[utoipa::path]` annotations,
-//! registered with the same `routes!` calls that build the router; who may call each
-//! route (security, roles and scopes, the answers of token checks) comes from the policy
-//! table.
+//! listed once in `route_table!`, which builds both the document and the router; who
+//! may call each route (security, roles and scopes, the answers of token checks) comes
+//! from the policy table.
 
 use std::sync::{Arc, OnceLock};
 
