@@ -295,11 +295,6 @@ mod tests {
         assert_eq!(mask_phone("+4é😀123"), "+4é**23");
     }
 
-    /// Herald's regex-cache does not check a pattern's syntax when libphonenumber's
-    /// database loads (vendor/README.md); this is the check, moved from every cold
-    /// start to the tests: every pattern of the shipped metadata compiles, with the
-    /// flags the database builds it with (Unicode off: Herald's copy's default).
-    /// `by_code` rather than `iter`: the non-geographic entities share the id `001`.
     /// The examples `phonenumber` 0.3.10 does not read as the metadata labels them
     /// (its handling of shared country codes, and of leading zeros kept in E.164), the
     /// same with upstream's flags as with Herald's copy: the list was taken with both
@@ -363,9 +358,13 @@ mod tests {
         }
         assert!(checked > 600, "only {checked} examples");
         assert_eq!(wrong, LIBPHONENUMBER_DISAGREES);
-        assert!(checked > 500, "only {checked} examples");
     }
 
+    /// Herald's regex-cache does not check a pattern's syntax when libphonenumber's
+    /// database loads (vendor/README.md); this is the check, moved from every cold
+    /// start to the tests: every pattern of the shipped metadata compiles, with the
+    /// flags the database builds it with (Unicode off: Herald's copy's default).
+    /// `by_code` rather than `iter`: the non-geographic entities share the id `001`.
     #[test]
     fn every_metadata_pattern_compiles() {
         use phonenumber::metadata::{DATABASE, Descriptor, Format};
