@@ -10,6 +10,9 @@
 //! Under callgrind, `--toggle-collect=*herald_local::cpu::measured*` counts the
 //! instructions of measured jobs only, and only on this thread: a figure the machine's
 //! load does not move.
+//!
+//! `Resident` reads a process's memory, for the benches that report it beside CPU
+//! (`herald-coldstart`, `herald-phonenumbers`).
 
 use std::fs::File;
 use std::future::Future;
@@ -146,4 +149,34 @@ pub fn thread_cpu() -> Duration {
         .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
         .map(Duration::from_nanos)
         .unwrap_or_default()
+}
+
+/// A process's resident memory in KiB, from `/proc/<process>/status`: its peak
+/// (`VmHWM`), and now, anonymous memory (heap, stacks) and file pages (the code and
+/// data it mapped from files and touched).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Resident {
+    pub peak: u64,
+    pub anon: u64,
+    pub file: u64,
+}
+
+impl Resident {
+    /// `process`: a process id, or `self`.
+    pub fn of(process: &str) -> Result<Self> {
+        let path = format!("/proc/{process}/status");
+        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let kib = |key: &str| -> Result<u64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .ok_or_else(|| anyhow!("no {key} in {path}"))
+        };
+        Ok(Self {
+            peak: kib("VmHWM:")?,
+            anon: kib("RssAnon:")?,
+            file: kib("RssFile:")?,
+        })
+    }
 }

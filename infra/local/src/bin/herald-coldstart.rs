@@ -16,9 +16,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use axum::routing::{get, post};
 use clap::Parser;
+use herald_local::cpu::Resident;
 use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex};
 use serde::Serialize;
 use serde_json::json;
@@ -203,8 +204,8 @@ async fn measure_all(
             memory.push(rss);
         }
         times.sort_by(f64::total_cmp);
-        memory.sort_by_key(|m| m.0);
-        let (peak, anon, file) = memory[memory.len() / 2];
+        memory.sort_by_key(|m| m.peak);
+        let Resident { peak, anon, file } = memory[memory.len() / 2];
         starts.push(Start {
             binary: (*binary).to_owned(),
             bytes: std::fs::metadata(&path)?.len(),
@@ -245,13 +246,13 @@ fn lambda_env(binary: &str, runtime_api: &str, emulator: &str) -> HashMap<String
     .collect()
 }
 
-/// One start: exec to the first `next`, and (peak, anonymous, file) resident KiB then.
+/// One start: exec to the first `next`, and the memory resident then.
 async fn start_once(
     path: &std::path::Path,
     env: &HashMap<String, String>,
     next: &mut mpsc::UnboundedReceiver<Instant>,
     smaps: Option<&std::path::Path>,
-) -> Result<(Duration, (u64, u64, u64))> {
+) -> Result<(Duration, Resident)> {
     while next.try_recv().is_ok() {}
     let started = Instant::now();
     let mut child = tokio::process::Command::new(path)
@@ -275,15 +276,7 @@ async fn start_once(
         }
         () = tokio::time::sleep(Duration::from_secs(10)) => bail!("{} did not ask for an event in 10 s", path.display()),
     };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = |key: &str| -> Result<u64> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| anyhow!("no {key} in /proc/{pid}/status"))
-    };
-    let memory = (kib("VmHWM:")?, kib("RssAnon:")?, kib("RssFile:")?);
+    let memory = Resident::of(&pid.to_string())?;
     if let Some(smaps) = smaps {
         // Read, not `fs::copy`: procfs files have no length to copy by.
         std::fs::write(smaps, std::fs::read(format!("/proc/{pid}/smaps"))?)

@@ -14,8 +14,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use herald::PhoneNumber;
+use herald_local::cpu::Resident;
 use phonenumber::metadata::DATABASE;
 use serde_json::json;
 
@@ -31,11 +32,11 @@ const COMMON: [&str; 6] = [
 const WARM_ROUNDS: usize = 200;
 
 fn main() -> Result<()> {
-    let start = Memory::read()?;
+    let start = Resident::of("self")?;
     let clock = Instant::now();
     let regions = DATABASE.iter().count();
     let load = clock.elapsed();
-    let loaded = Memory::read()?;
+    let loaded = Resident::of("self")?;
 
     let examples: Vec<String> = DATABASE
         .iter()
@@ -45,9 +46,9 @@ fn main() -> Result<()> {
         })
         .collect();
     let (first, valid) = validate(&examples);
-    let first_memory = Memory::read()?;
+    let first_memory = Resident::of("self")?;
     let (second, _) = validate(&examples);
-    let second_memory = Memory::read()?;
+    let second_memory = Resident::of("self")?;
     let common: Vec<String> = (0..WARM_ROUNDS)
         .flat_map(|_| COMMON.map(str::to_owned))
         .collect();
@@ -129,27 +130,4 @@ fn validate(numbers: &[String]) -> (Duration, usize) {
 
 fn ms(time: Duration) -> f64 {
     time.as_secs_f64() * 1000.0
-}
-
-#[derive(Clone, Copy)]
-struct Memory {
-    anon: u64,
-    peak: u64,
-}
-
-impl Memory {
-    fn read() -> Result<Self> {
-        let status = std::fs::read_to_string("/proc/self/status")?;
-        let kib = |key: &str| -> Result<u64> {
-            let line = status
-                .lines()
-                .find(|line| line.starts_with(key))
-                .with_context(|| format!("no {key} in /proc/self/status"))?;
-            Ok(line[key.len()..].trim().trim_end_matches(" kB").parse()?)
-        };
-        Ok(Self {
-            anon: kib("RssAnon:")?,
-            peak: kib("VmHWM:")?,
-        })
-    }
 }
