@@ -718,7 +718,6 @@ pub fn history_statuses(message: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A valid US number for test recipient `i` (distinct for every `i` below 8,000).
 /// An attribute value rendered with every map's keys in order, so equal values render
 /// equally (the SDK's maps have no order).
 pub fn canonical(value: &AttributeValue) -> String {
@@ -733,6 +732,7 @@ pub fn canonical(value: &AttributeValue) -> String {
     }
 }
 
+/// A valid US number for test recipient `i` (distinct for every `i` below 8,000).
 pub fn number(i: usize) -> String {
     format!("+1415555{:04}", 2000 + i)
 }
