@@ -61,6 +61,25 @@ pub async fn reuse_or_start(
     start(root, endpoint, log, false).await.map(Some)
 }
 
+/// Runs a bench's `work` against the emulator at [`endpoint`]: the one answering there,
+/// or one started for it (its output in `.herald/<bench>-emulator.log`) and stopped
+/// once `work` ends, whatever it returned. `work` is given the endpoint and whether the
+/// emulator is the bench's own (nothing else loads it).
+pub async fn for_bench<T>(
+    bench: &str,
+    work: impl AsyncFnOnce(&str, bool) -> Result<T>,
+) -> Result<T> {
+    let endpoint = endpoint();
+    let root = crate::project_root();
+    let log = root.join(format!(".herald/{bench}-emulator.log"));
+    let own = reuse_or_start(&root, &endpoint, &log).await?;
+    let result = work(&endpoint, own.is_some()).await;
+    if let Some(mut child) = own {
+        let _ = child.kill().await;
+    }
+    result
+}
+
 /// Starts the emulator for `endpoint` (which must be on loopback) and waits until it
 /// answers. Its output goes to `log`, never to the caller's terminal or pipes, so a
 /// left-over emulator cannot hold a CI log open.

@@ -727,6 +727,19 @@ impl LocalCloud {
         Ok((status, response.json().await.context("the answer is JSON")?))
     }
 
+    /// Starts a cloud, runs `work` on it and stops it, whatever `work` returned: for
+    /// programs that use one for a while and go (the benches).
+    pub async fn with<T>(
+        emulator: &str,
+        options: CloudOptions,
+        work: impl AsyncFnOnce(&LocalCloud) -> Result<T>,
+    ) -> Result<T> {
+        let cloud = Self::start(emulator, options).await?;
+        let result = work(&cloud).await;
+        cloud.stop().await;
+        result
+    }
+
     /// Stops the servers and pollers and waits for them.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);

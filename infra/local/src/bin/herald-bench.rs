@@ -17,7 +17,7 @@ use herald::store::Store;
 use herald::{Address, BatchId, MessageId, PhoneNumber, TenantId};
 use herald_local::requests::{RequestCounter, RequestCounts};
 use herald_local::sandbox::Faults;
-use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex};
+use herald_local::{CloudOptions, LocalCloud, emulator, random_hex};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -80,16 +80,10 @@ async fn main() -> Result<()> {
         args.ceiling_seconds > 0 && args.ceiling_concurrency > 0,
         "--ceiling-seconds and --ceiling-concurrency must be at least 1"
     );
-    let endpoint = emulator::endpoint();
-    let root = project_root();
-    let own_emulator =
-        emulator::reuse_or_start(&root, &endpoint, &root.join(".herald/bench-emulator.log"))
-            .await?;
-    let result = run(&args, &endpoint, own_emulator.is_some()).await;
-    if let Some(mut child) = own_emulator {
-        let _ = child.kill().await;
-    }
-    let report = result?;
+    let report = emulator::for_bench("bench", async |endpoint, own| {
+        run(&args, endpoint, own).await
+    })
+    .await?;
     print_table(&report);
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
@@ -120,22 +114,19 @@ async fn run(args: &Args, endpoint: &str, own_emulator: bool) -> Result<Report> 
         .parameters
         .insert("SenderMaxConcurrency".into(), instances.to_string());
     options.count_requests = Some(counter.clone());
-    let cloud = LocalCloud::start(endpoint, options).await?;
     let emulator = EmulatorInfo {
         endpoint: endpoint.to_owned(),
         started_by_bench: own_emulator,
     };
-    let result = async {
-        let mut report = deliver(args, &cloud, &counter, rate, ceiling, emulator).await?;
+    LocalCloud::with(endpoint, options, async |cloud| {
+        let mut report = deliver(args, cloud, &counter, rate, ceiling, emulator).await?;
         eprintln!("Measuring the ceiling again, with the batch's items in the table...");
-        let after = drive_claims(&cloud, args).await?;
+        let after = drive_claims(cloud, args).await?;
         eprintln!("  {:.1} messages/s", after.messages_per_second);
         report.ceiling_after = Some(after);
         Ok(report)
-    }
-    .await;
-    cloud.stop().await;
-    result
+    })
+    .await
 }
 
 /// The sender as the template deploys it, read from a provisioned stack.
@@ -171,13 +162,9 @@ struct Ceiling {
 /// The ceiling, in a stack of its own (the benchmark's stack needs the rate this
 /// decides), and the template's sender as that stack has it.
 async fn measure_ceiling(endpoint: &str, args: &Args) -> Result<(Ceiling, TemplateSender)> {
-    let cloud = LocalCloud::start(
-        endpoint,
-        CloudOptions::ephemeral(&format!("bench-ceiling-{}", random_hex(8))),
-    )
-    .await?;
-    let result = async {
-        let ceiling = drive_claims(&cloud, args).await?;
+    let options = CloudOptions::ephemeral(&format!("bench-ceiling-{}", random_hex(8)));
+    LocalCloud::with(endpoint, options, async |cloud| {
+        let ceiling = drive_claims(cloud, args).await?;
         let config = &cloud.sender.config;
         let timeout = cloud.stack.function_timeout_secs("SenderFunction")? as f64;
         let sender = TemplateSender {
@@ -187,10 +174,8 @@ async fn measure_ceiling(endpoint: &str, args: &Args) -> Result<(Ceiling, Templa
                 - herald_sender::SETTLE_MARGIN.as_secs_f64(),
         };
         Ok((ceiling, sender))
-    }
-    .await;
-    cloud.stop().await;
-    result
+    })
+    .await
 }
 
 /// Claims and settles fresh messages of a scratch batch through `Store`, as the sender

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use herald::domain::{Limits, Plan};
 use herald_local::hostile::{self, Caller, HostileRequest};
-use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex, seed};
+use herald_local::{CloudOptions, LocalCloud, emulator, random_hex, seed};
 use serde::Serialize;
 use serde_json::json;
 use tokio::time::Instant;
@@ -50,16 +50,8 @@ async fn main() -> Result<()> {
     herald::telemetry::init_with_default("error");
     let args = Args::parse();
     anyhow::ensure!(args.repeat > 0, "--repeat must be at least 1");
-    let endpoint = emulator::endpoint();
-    let root = project_root();
-    let own_emulator =
-        emulator::reuse_or_start(&root, &endpoint, &root.join(".herald/bodies-emulator.log"))
-            .await?;
-    let result = run(&args, &endpoint).await;
-    if let Some(mut child) = own_emulator {
-        let _ = child.kill().await;
-    }
-    let timings = result?;
+    let timings =
+        emulator::for_bench("bodies", async |endpoint, _| run(&args, endpoint).await).await?;
     println!();
     println!(
         "{:<62} {:>9} {:>6} {:>10} {:>10}  check",
@@ -90,10 +82,7 @@ async fn run(args: &Args, endpoint: &str) -> Result<Vec<Timing>> {
     let mut options = CloudOptions::ephemeral(&format!("bodies-{}", random_hex(8)));
     // Nothing is sent: accepted batches (the reference) stay in the queue.
     options.run_queues = false;
-    let cloud = LocalCloud::start(endpoint, options).await?;
-    let result = time_all(args, &cloud).await;
-    cloud.stop().await;
-    result
+    LocalCloud::with(endpoint, options, async |cloud| time_all(args, cloud).await).await
 }
 
 async fn time_all(args: &Args, cloud: &LocalCloud) -> Result<Vec<Timing>> {

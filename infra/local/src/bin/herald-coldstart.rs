@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail, ensure};
 use axum::routing::{get, post};
 use clap::Parser;
 use herald_local::cpu::Resident;
-use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex};
+use herald_local::{CloudOptions, LocalCloud, emulator, random_hex};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -77,7 +77,6 @@ async fn main() -> Result<()> {
     herald::telemetry::init_with_default("warn");
     let args = Args::parse();
     ensure!(args.runs > 0, "--runs must be at least 1");
-    let root = project_root();
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
         None => std::env::current_exe()?
@@ -85,31 +84,17 @@ async fn main() -> Result<()> {
             .context("the bench's directory")?
             .to_owned(),
     };
-    let endpoint = emulator::endpoint();
-    let own_emulator = emulator::reuse_or_start(
-        &root,
-        &endpoint,
-        &root.join(".herald/coldstart-emulator.log"),
-    )
+    let options = CloudOptions {
+        run_queues: false,
+        ..CloudOptions::ephemeral(&format!("coldstart-{}", random_hex(8)))
+    };
+    let starts = emulator::for_bench("coldstart", async |endpoint, _| {
+        LocalCloud::with(endpoint, options, async |cloud| {
+            measure_all(cloud, &bin_dir, &args).await
+        })
+        .await
+    })
     .await?;
-    let result = async {
-        let cloud = LocalCloud::start(
-            &endpoint,
-            CloudOptions {
-                run_queues: false,
-                ..CloudOptions::ephemeral(&format!("coldstart-{}", random_hex(8)))
-            },
-        )
-        .await?;
-        let result = measure_all(&cloud, &bin_dir, &args).await;
-        cloud.stop().await;
-        result
-    }
-    .await;
-    if let Some(mut child) = own_emulator {
-        let _ = child.kill().await;
-    }
-    let starts = result?;
     println!(
         "Cold start (exec → first `next`) and memory then, median of {} runs",
         args.runs

@@ -152,19 +152,15 @@ async fn main() -> Result<()> {
         args.only.as_deref().is_none_or(|f| FUNCTIONS.contains(&f)),
         "--only is sender, api or events"
     );
-    let endpoint = emulator::endpoint();
-    let root = project_root();
-    let own_emulator =
-        emulator::reuse_or_start(&root, &endpoint, &root.join(".herald/cpu-emulator.log")).await?;
-    let result = async {
-        let mut figures = measure(&endpoint, &args).await?;
+    let (figures, unavailable) = emulator::for_bench("cpu", async |endpoint, _| {
+        let mut figures = measure(endpoint, &args).await?;
         if args.child {
-            return Ok::<_, anyhow::Error>((figures, None));
+            return Ok((figures, None));
         }
         let counted = if args.no_instructions {
             Err("not asked for (--no-instructions)".to_owned())
         } else {
-            instructions(&args, &root, &endpoint).await
+            instructions(&args, &project_root(), endpoint).await
         };
         if let Ok(counted) = &counted {
             for figure in &mut figures {
@@ -175,12 +171,8 @@ async fn main() -> Result<()> {
             }
         }
         Ok((figures, counted.err()))
-    }
-    .await;
-    if let Some(mut child) = own_emulator {
-        let _ = child.kill().await;
-    }
-    let (figures, unavailable) = result?;
+    })
+    .await?;
     if args.child {
         println!("{}", serde_json::to_string(&figures)?);
         return Ok(());
@@ -205,8 +197,7 @@ async fn measure(endpoint: &str, args: &Args) -> Result<Vec<Figure>> {
             .parameters
             .insert("ProviderRatePerSecond".into(), rate.to_string());
     }
-    let cloud = LocalCloud::start(endpoint, options).await?;
-    let result = async {
+    LocalCloud::with(endpoint, options, async |cloud| {
         let limits = Limits {
             api_requests_per_second: 1_000,
             sends_per_day: 1_000_000,
@@ -218,19 +209,17 @@ async fn measure(endpoint: &str, args: &Args) -> Result<Vec<Figure>> {
                 latency_ms: args.provider_latency_ms,
                 ..Faults::default()
             });
-            figures.push(sender(&cloud, &token, args.chunks).await?);
+            figures.push(sender(cloud, &token, args.chunks).await?);
         }
         if wanted("api") {
-            figures.push(api(&cloud, &token, args.api_recipients).await?);
+            figures.push(api(cloud, &token, args.api_recipients).await?);
         }
         if wanted("events") {
-            figures.push(events(&cloud, args.receipts).await?);
+            figures.push(events(cloud, args.receipts).await?);
         }
         Ok(figures)
-    }
-    .await;
-    cloud.stop().await;
-    result
+    })
+    .await
 }
 
 fn number(i: usize) -> String {

@@ -13,7 +13,7 @@ use clap::Parser;
 use herald::domain::{Limits, Plan, SenderRate, SmsSender, TenantProfile, TenantStatus};
 use herald::store::Store;
 use herald_local::sandbox::{Faults, LedgerEntry};
-use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex};
+use herald_local::{CloudOptions, LocalCloud, emulator, random_hex};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -59,11 +59,6 @@ async fn main() -> Result<()> {
             && (1..=5).contains(&args.campaign_batches),
         "--recipients is 1 to 3,000, --slow-recipients 1 to 1,000, --campaign-batches 1 to 5"
     );
-    let endpoint = emulator::endpoint();
-    let root = project_root();
-    let own_emulator =
-        emulator::reuse_or_start(&root, &endpoint, &root.join(".herald/bench-emulator.log"))
-            .await?;
     let mut options = CloudOptions::ephemeral(&format!("fair-{}", random_hex(8)));
     options
         .parameters
@@ -71,21 +66,14 @@ async fn main() -> Result<()> {
     options
         .parameters
         .insert("SenderMaxConcurrency".into(), args.instances.to_string());
-    let result = async {
-        let cloud = LocalCloud::start(&endpoint, options).await?;
-        let result = async {
-            shares(&args, &cloud).await?;
-            slow_number(&args, &cloud).await
-        }
-        .await;
-        cloud.stop().await;
-        result
-    }
-    .await;
-    if let Some(mut child) = own_emulator {
-        let _ = child.kill().await;
-    }
-    result
+    emulator::for_bench("fairness", async |endpoint, _| {
+        LocalCloud::with(endpoint, options, async |cloud| {
+            shares(&args, cloud).await?;
+            slow_number(&args, cloud).await
+        })
+        .await
+    })
+    .await
 }
 
 /// Goal 3: three tenants' batches at once, the first tenant's campaign in several;

@@ -23,7 +23,7 @@ use herald::domain::{Channel, Chunk, Content};
 use herald::store::Store;
 use herald::{Address, BatchId, MessageId, PhoneNumber, TenantId};
 use herald_local::requests::RequestCounter;
-use herald_local::{CloudOptions, LocalCloud, emulator, project_root, random_hex};
+use herald_local::{CloudOptions, LocalCloud, emulator, random_hex};
 use tokio::time::Instant;
 
 #[derive(Parser)]
@@ -60,23 +60,18 @@ async fn main() -> Result<()> {
         args.receipts > 0 && args.concurrency > 0 && args.seed_concurrency > 0,
         "--receipts, --concurrency and --seed-concurrency must be at least 1"
     );
-    let endpoint = emulator::endpoint();
-    let root = project_root();
-    let own_emulator =
-        emulator::reuse_or_start(&root, &endpoint, &root.join(".herald/bench-emulator.log"))
-            .await?;
     let counter = RequestCounter::default();
     let mut options = CloudOptions::ephemeral(&format!("bench-receipts-{}", random_hex(8)));
     options.count_requests = Some(counter.clone());
     options.keep_metrics = true;
-    let cloud = LocalCloud::start(&endpoint, options).await?;
-    cloud.pause_events();
-    let result = run(&args, &cloud, &counter).await;
-    cloud.stop().await;
-    if let Some(mut child) = own_emulator {
-        let _ = child.kill().await;
-    }
-    result
+    emulator::for_bench("receipts", async |endpoint, _| {
+        LocalCloud::with(endpoint, options, async |cloud| {
+            cloud.pause_events();
+            run(&args, cloud, &counter).await
+        })
+        .await
+    })
+    .await
 }
 
 async fn run(args: &Args, cloud: &LocalCloud, counter: &RequestCounter) -> Result<()> {
