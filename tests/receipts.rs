@@ -4,8 +4,10 @@
 //! (once, forward only) and counts it in its batch.
 
 use herald_tests::herald_local::CloudOptions;
+use herald_tests::herald_local::requests::RequestCounter;
 use herald_tests::herald_local::sandbox::{Faults, UNDELIVERED_NUMBER};
 use herald_tests::{TestCloud, eventually, history_statuses, number, quick_redelivery};
+use serde_json::json;
 
 /// Receipts on, redelivery (and the events' retry of an early receipt) in 5 seconds.
 fn receipts(options: &mut CloudOptions) {
@@ -50,6 +52,62 @@ async fn a_text_moves_on_to_delivered_by_its_receipt_once() {
     assert_eq!(progress["counts"]["delivered"], 1, "{progress}");
     assert_eq!(progress["counts"]["sent"], 0, "{progress}");
     assert_eq!(progress["counts"]["pending"], 0, "{progress}");
+}
+
+/// An SQS batch of receipts reads its messages in one request, not one each, and
+/// applies each receipt as before: the `delivered` ones move their messages, the
+/// repeated `sent` ones change nothing.
+#[tokio::test]
+async fn a_batch_of_receipts_reads_its_messages_in_one_request() {
+    const TEXTS: usize = 5;
+    let counter = RequestCounter::default();
+    let test = TestCloud::start_with("rcpt-grouped", |o| {
+        receipts(o);
+        o.count_requests = Some(counter.clone());
+    })
+    .await;
+    let token = test.token("acme", "sender").await;
+    test.cloud.pause_events();
+    let recipients: Vec<_> = (0..TEXTS).map(|i| json!({ "to": number(i) })).collect();
+    let batch = test.send_batch(&token, "grouped", &recipients).await;
+    test.wait_for_batch(&token, &batch, "completed").await;
+    // Each text's `sent` and `delivered`: one SQS batch (the trigger's size is 10).
+    let event = test.receive_events(2 * TEXTS).await;
+
+    let before = counter.snapshot();
+    let response = herald_events::handle(&test.cloud.events, event).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let counts = counter.snapshot().since(&before);
+    let requests = |operation: &str| {
+        counts
+            .0
+            .iter()
+            .filter(|(kind, _)| kind.caller == "events" && kind.operation == operation)
+            .map(|(_, tally)| tally.requests)
+            .sum::<u64>()
+    };
+    assert_eq!(requests("BatchGetItem"), 1, "{counts:?}");
+    assert_eq!(requests("GetItem"), 0, "{counts:?}");
+    // A transaction per `delivered` (message, batch count, the event's record), a
+    // conditional put per stale `sent` (its record).
+    assert_eq!(requests("TransactWriteItems"), TEXTS as u64, "{counts:?}");
+    assert_eq!(requests("PutItem"), TEXTS as u64, "{counts:?}");
+
+    let progress = test.get(&format!("/v1/batches/{batch}"), &token).await.body;
+    assert_eq!(progress["counts"]["delivered"], TEXTS, "{progress}");
+    for i in 0..TEXTS {
+        let message = test
+            .get(&format!("/v1/messages/{batch}.{i}"), &token)
+            .await
+            .body;
+        assert_eq!(
+            history_statuses(&message),
+            ["accepted", "sending", "sent", "delivered"]
+        );
+    }
+    let metrics = &test.cloud.metrics;
+    assert_eq!(metrics.total("events", "ReceiptsApplied"), TEXTS as f64);
+    assert_eq!(metrics.total("events", "ReceiptsStale"), TEXTS as f64);
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use herald_local::emulator::SentEmail;
+use herald_local::runner::QueueRunner;
 use herald_local::sandbox::LedgerEntry;
 use herald_local::{CloudOptions, LocalCloud, emulator, project_root, seed};
 use serde_json::Value;
@@ -386,7 +387,21 @@ impl TestCloud {
     /// (for tests that run the queues by hand), gathered over as many receives as it
     /// takes: the trigger's batch size may be smaller than `expected`.
     pub async fn receive_chunks(&self, expected: usize) -> SqsEvent {
-        let runners = [&self.cloud.send_runner, &self.cloud.express_runner];
+        self.receive_records(
+            &[&self.cloud.send_runner, &self.cloud.express_runner],
+            expected,
+        )
+        .await
+    }
+
+    /// Exactly `expected` records from the events queue, as `receive_chunks` (for tests
+    /// that pause the events function and hand it a batch themselves).
+    pub async fn receive_events(&self, expected: usize) -> SqsEvent {
+        self.receive_records(&[&self.cloud.events_runner], expected)
+            .await
+    }
+
+    async fn receive_records(&self, runners: &[&QueueRunner], expected: usize) -> SqsEvent {
         let records = std::sync::Mutex::new(Vec::new());
         eventually(&format!("{expected} queue messages"), || async {
             let mut received = Vec::new();

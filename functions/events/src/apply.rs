@@ -14,7 +14,7 @@ use herald::domain::{
 };
 use herald::metrics::Record;
 use herald::provider::twilio::TwilioCredentials;
-use herald::store::{Lifter, OrphanEvent, StoreError};
+use herald::store::{Lifter, OrphanEvent, ReceiptReads, StoreError};
 use herald::{Address, PhoneNumber, TenantId};
 
 use crate::Deps;
@@ -86,9 +86,13 @@ pub(crate) enum ApplyError {
     PlatformSender(String),
 }
 
-pub(crate) async fn event(deps: &Deps, event: ProviderEvent) -> Result<Applied, ApplyError> {
+pub(crate) async fn event(
+    deps: &Deps,
+    event: ProviderEvent,
+    reads: Option<&ReceiptReads>,
+) -> Result<Applied, ApplyError> {
     match event {
-        ProviderEvent::Receipt(receipt) => Ok(self::receipt(deps, &receipt).await?),
+        ProviderEvent::Receipt(receipt) => Ok(self::receipt(deps, &receipt, reads).await?),
         ProviderEvent::Unmatched(receipt) => Ok(crate::unmatched::apply(deps, &receipt).await?),
         ProviderEvent::Inbound(text) => inbound(deps, &text).await.map(Applied::Done),
         ProviderEvent::Ignored { what } => {
@@ -101,9 +105,13 @@ pub(crate) async fn event(deps: &Deps, event: ProviderEvent) -> Result<Applied, 
     }
 }
 
-pub(crate) async fn receipt(deps: &Deps, receipt: &Receipt) -> Result<Applied, StoreError> {
+pub(crate) async fn receipt(
+    deps: &Deps,
+    receipt: &Receipt,
+    reads: Option<&ReceiptReads>,
+) -> Result<Applied, StoreError> {
     tracing::Span::current().record("tenant_id", receipt.tenant.as_str());
-    let outcome = deps.store.apply_receipt(receipt).await?;
+    let outcome = deps.store.apply_receipt(receipt, reads).await?;
     let mut tally = Tally::default();
     let recipient = match &outcome {
         ReceiptOutcome::Applied { from, recipient } => {

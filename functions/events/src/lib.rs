@@ -12,14 +12,17 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lambda_events::event::cloudwatch_logs::LogsEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::FutureExt;
+use herald::CorrelationId;
 use herald::clock::SharedClock;
 use herald::config::EventsConfig;
+use herald::domain::{ProviderEvent, Receipt};
 use herald::metrics::{Metrics, Record};
 use herald::queue::DeadLetterQueue;
 use herald::secrets::SecretsCache;
-use herald::store::Store;
+use herald::store::{ReceiptReads, Store};
 use herald::telemetry::error_chain;
 use herald::webhook::{EventEnvelope, EventsQueue};
 use tracing::Instrument;
@@ -73,12 +76,41 @@ impl Deps {
     }
 }
 
-/// Processes one SQS batch: records concurrently, each failure (or panic) reported as
-/// that record's batch item failure, and one metric line for the batch.
+/// Processes one SQS batch: each record parsed, the messages its receipts are about read
+/// in one request, then the records applied concurrently, each failure (or panic)
+/// reported as that record's batch item failure, and one metric line for the batch.
 pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
+    let parsed: Vec<_> = event
+        .records
+        .iter()
+        .map(|record| std::panic::catch_unwind(AssertUnwindSafe(|| parse(record))))
+        .collect();
+    let receipts: Vec<&Receipt> = parsed
+        .iter()
+        .filter_map(|parsed| match parsed {
+            Ok((_, Ok(Work::Event(ProviderEvent::Receipt(receipt))))) => Some(receipt),
+            _ => None,
+        })
+        .collect();
+    // Without the group's read each receipt reads its own message, as it would anyway.
+    let reads = match receipts.is_empty() {
+        true => None,
+        false => deps
+            .store
+            .read_for_receipts(&receipts)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %error_chain(e), "reading the receipts' messages together failed; each reads its own"))
+            .ok(),
+    };
     // A batch holds at most `BatchSize` (10) records: all of them at once.
-    let results =
-        futures::future::join_all(event.records.iter().map(|record| process(deps, record))).await;
+    let results = futures::future::join_all(
+        event
+            .records
+            .iter()
+            .zip(parsed)
+            .map(|(record, parsed)| process(deps, record, parsed, reads.as_ref())),
+    )
+    .await;
     let mut tally = Tally::default();
     let mut response = SqsBatchResponse::default();
     for (failed, counted) in results {
@@ -91,8 +123,40 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     response
 }
 
+/// What a record asks for, parsed from its body before any record is applied; with
+/// the correlation id of its envelope when it has one.
+type Parsed = (Option<CorrelationId>, Result<Work, RecordError>);
+
+enum Work {
+    /// SNS's delivery logs, put back on the queue by `logs`.
+    Logs(LogsEvent),
+    Event(ProviderEvent),
+}
+
+fn parse(record: &SqsMessage) -> Parsed {
+    let body = record.body.as_deref().unwrap_or_default();
+    if let Some(batch) = logs::redriven(body) {
+        return (None, Ok(Work::Logs(batch)));
+    }
+    match EventEnvelope::parse(body) {
+        Err(e) => (None, Err(RecordError::Poison(e.to_string()))),
+        Ok(envelope) => {
+            let event = envelope
+                .event()
+                .map(Work::Event)
+                .map_err(|e| RecordError::Poison(e.to_string()));
+            (Some(envelope.correlation_id), event)
+        }
+    }
+}
+
 /// One record to its end; the id when the queue must deliver it again.
-async fn process(deps: &Deps, record: &SqsMessage) -> (Option<String>, Tally) {
+async fn process(
+    deps: &Deps,
+    record: &SqsMessage,
+    parsed: std::thread::Result<Parsed>,
+    reads: Option<&ReceiptReads>,
+) -> (Option<String>, Tally) {
     let id = record.message_id.clone().unwrap_or_default();
     let span = tracing::info_span!(
         "event",
@@ -105,9 +169,17 @@ async fn process(deps: &Deps, record: &SqsMessage) -> (Option<String>, Tally) {
             .and_then(|a| a.string_value.as_deref()),
         tenant_id = tracing::field::Empty,
     );
-    let result = AssertUnwindSafe(run(deps, record).instrument(span.clone()))
-        .catch_unwind()
-        .await;
+    let result = match parsed {
+        Ok((correlation_id, work)) => {
+            if let Some(id) = correlation_id {
+                span.record("correlation_id", id.as_str());
+            }
+            AssertUnwindSafe(run(deps, work, reads).instrument(span.clone()))
+                .catch_unwind()
+                .await
+        }
+        Err(panic) => Err(panic),
+    };
     async move {
         match result {
             Ok(Ok(Applied::Retry(tally))) => {
@@ -152,22 +224,20 @@ pub(crate) enum RecordError {
     Failed(String),
 }
 
-async fn run(deps: &Deps, record: &SqsMessage) -> Result<Applied, RecordError> {
-    let body = record.body.as_deref().unwrap_or_default();
-    if let Some(batch) = logs::redriven(body) {
-        return logs::handle_logs(deps, batch)
+async fn run(
+    deps: &Deps,
+    work: Result<Work, RecordError>,
+    reads: Option<&ReceiptReads>,
+) -> Result<Applied, RecordError> {
+    match work? {
+        Work::Logs(batch) => logs::handle_logs(deps, batch)
             .await
             .map(|()| Applied::Done(Tally::default()))
-            .map_err(|e| RecordError::Failed(e.to_string()));
+            .map_err(|e| RecordError::Failed(e.to_string())),
+        Work::Event(event) => apply::event(deps, event, reads)
+            .await
+            .map_err(|e| RecordError::Failed(error_chain(&e))),
     }
-    let envelope = EventEnvelope::parse(body).map_err(|e| RecordError::Poison(e.to_string()))?;
-    tracing::Span::current().record("correlation_id", envelope.correlation_id.as_str());
-    let event = envelope
-        .event()
-        .map_err(|e| RecordError::Poison(e.to_string()))?;
-    apply::event(deps, event)
-        .await
-        .map_err(|e| RecordError::Failed(error_chain(&e)))
 }
 
 async fn park(

@@ -38,7 +38,7 @@ pub(crate) async fn apply(
         .message_by_provider_ref(source, &unmatched.provider_ref)
         .await?;
     if let Some(IndexedMessage { tenant, message }) = by_ref {
-        return apply::receipt(deps, &unmatched.of(tenant, message)).await;
+        return apply::receipt(deps, &unmatched.of(tenant, message), None).await;
     }
     let accepted = unmatched.accepted_at;
     let lost = deps
@@ -52,7 +52,7 @@ pub(crate) async fn apply(
     match lost.as_slice() {
         [IndexedMessage { tenant, message }] => {
             tracing::info!(tenant_id = %tenant, message_id = %message, "a text whose answer was lost is found by its number");
-            apply::receipt(deps, &unmatched.of(tenant.clone(), *message)).await
+            apply::receipt(deps, &unmatched.of(tenant.clone(), *message), None).await
         }
         [] if accepted.until(deps.clock.timestamp()) < EARLY_FOR => Ok(Applied::Retry(Tally {
             early: 1,

@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 use super::{Store, StoreError};
@@ -169,47 +169,20 @@ impl Store {
         tenant: &TenantId,
         batch: BatchId,
     ) -> Result<ReceiptDeltas, StoreError> {
-        let mut pending: Vec<Item> = (0..keys::RECEIPT_SHARDS)
-            .map(|shard| key_item(&keys::receipt_shard(tenant, batch, shard)))
+        let shards: Vec<_> = (0..keys::RECEIPT_SHARDS)
+            .map(|shard| keys::receipt_shard(tenant, batch, shard))
             .collect();
         let mut total = ReceiptDeltas::default();
-        for attempt in 0..5u32 {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut pending)))
-                .consistent_read(true)
-                .build()
-                .map_err(dynamo)?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(dynamo)?;
-            for item in out
-                .responses
-                .and_then(|mut r| r.remove(&self.table))
-                .unwrap_or_default()
-            {
-                let delta = |name: &str| get_n::<i64>(&item, name).unwrap_or(0);
-                total += ReceiptDeltas {
-                    sent: delta("sent"),
-                    unknown: delta("unknown"),
-                    delivered: delta("delivered"),
-                    undelivered: delta("undelivered"),
-                };
-            }
-            pending = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
-                .map(|k| k.keys)
-                .unwrap_or_default();
-            if pending.is_empty() {
-                return Ok(total);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+        for item in self.get_many(&shards, true).await? {
+            let delta = |name: &str| get_n::<i64>(&item, name).unwrap_or(0);
+            total += ReceiptDeltas {
+                sent: delta("sent"),
+                unknown: delta("unknown"),
+                delivered: delta("delivered"),
+                undelivered: delta("undelivered"),
+            };
         }
-        Err(StoreError::Unprocessed(pending.len()))
+        Ok(total)
     }
 
     /// Cancels a batch that has not finished. The sender checks the batch before each

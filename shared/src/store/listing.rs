@@ -3,16 +3,13 @@
 //! chunk adds the message items that exist.
 
 use std::collections::HashMap;
-use std::time::Duration;
-
-use aws_sdk_dynamodb::types::KeysAndAttributes;
 
 use super::chunk::parse_chunk;
 use super::message::parse_message;
 use super::{Store, StoreError};
 use crate::domain::{BatchView, MessagePage, MessageStatus};
 use crate::ids::{MessageId, TenantId};
-use crate::item::{Item, corrupt, dynamo, key_item};
+use crate::item::{Item, corrupt};
 use crate::keys::{self, CHUNK_SIZE};
 
 impl Store {
@@ -82,45 +79,13 @@ impl Store {
         tenant: &TenantId,
         ids: impl Iterator<Item = MessageId>,
     ) -> Result<HashMap<String, Item>, StoreError> {
-        let mut pending: Vec<Item> = ids.map(|id| key_item(&keys::message(tenant, id))).collect();
+        let keys: Vec<_> = ids.map(|id| keys::message(tenant, id)).collect();
         let mut found = HashMap::new();
-        for attempt in 0..5u32 {
-            if pending.is_empty() {
-                return Ok(found);
-            }
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut pending)))
-                .build()
-                .map_err(dynamo)?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(dynamo)?;
-            for item in out
-                .responses
-                .and_then(|mut r| r.remove(&self.table))
-                .unwrap_or_default()
-            {
-                if let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) {
-                    found.insert(pk.clone(), item);
-                }
-            }
-            pending = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
-                .map(|k| k.keys)
-                .unwrap_or_default();
-            if !pending.is_empty() {
-                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+        for item in self.get_many(&keys, false).await? {
+            if let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) {
+                found.insert(pk.clone(), item);
             }
         }
-        if pending.is_empty() {
-            Ok(found)
-        } else {
-            Err(StoreError::Unprocessed(pending.len()))
-        }
+        Ok(found)
     }
 }

@@ -36,7 +36,7 @@ pub use grouped::{ConditionalUpdate, ConditionalWrite, MAX_GROUP};
 pub use message::{ClaimWrite, SettleWrite, Unsent};
 pub use provider_rate::{BlockAsk, BlockTake, Hold};
 pub use provider_ref::{IndexedMessage, LOST_TEXT_WINDOW};
-pub use receipt::OrphanEvent;
+pub use receipt::{OrphanEvent, ReceiptReads};
 pub use recovery::Lease;
 pub use stream::{StreamChange, stream_change};
 pub use suppression::Lifter;
@@ -63,6 +63,7 @@ pub enum StoreError {
 }
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::KeysAndAttributes;
 
 use crate::item::{Item, dynamo, key_item};
 use crate::keys::Key;
@@ -82,8 +83,51 @@ impl Store {
     }
 }
 
-/// The two requests every repository makes.
+/// The requests every repository makes.
 impl Store {
+    /// The items that exist at `keys` (at most 100, none twice: BatchGetItem's limits),
+    /// in no order, in one request when DynamoDB processes them all; the keys it leaves
+    /// unprocessed are asked for again, in five requests at most.
+    async fn get_many(&self, keys: &[Key], consistent: bool) -> Result<Vec<Item>, StoreError> {
+        let mut pending: Vec<Item> = keys.iter().map(key_item).collect();
+        let mut found = Vec::with_capacity(pending.len());
+        for attempt in 0..5u32 {
+            if pending.is_empty() {
+                break;
+            }
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(consistent)
+                .build()
+                .map_err(dynamo)?;
+            let mut out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(dynamo)?;
+            found.extend(
+                out.responses
+                    .as_mut()
+                    .and_then(|r| r.remove(&self.table))
+                    .unwrap_or_default(),
+            );
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+        }
+        match pending.len() {
+            0 => Ok(found),
+            left => Err(StoreError::Unprocessed(left)),
+        }
+    }
+
     /// The item at `key`; `consistent` for a read that must see the latest write.
     async fn get(&self, key: &Key, consistent: bool) -> Result<Option<Item>, StoreError> {
         let out = self

@@ -5,6 +5,7 @@
 //! message and its batch's counts at most once. Events that match no message are kept
 //! (`ORPHAN#{day}`) and counted, never dropped.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
@@ -38,14 +39,53 @@ pub struct OrphanEvent {
     pub at: Timestamp,
 }
 
+/// The messages of a group of receipts (one SQS batch's), read in one request: each
+/// receipt's first read comes from here instead of a GetItem of its own. Read
+/// consistently and just before the receipts are applied together, so it is a read
+/// each receipt could have made itself; a transaction that finds the status moved
+/// since reads the message again.
+#[derive(Debug, Default)]
+pub struct ReceiptReads(HashMap<String, Item>);
+
 impl Store {
-    /// Applies one receipt to its message. See `ReceiptOutcome` for what it can find.
+    /// The messages `receipts` are about (at most 100 receipts; repeats read once).
+    pub async fn read_for_receipts(
+        &self,
+        receipts: &[&Receipt],
+    ) -> Result<ReceiptReads, StoreError> {
+        let mut keys: Vec<_> = receipts
+            .iter()
+            .map(|r| keys::message(&r.tenant, r.message))
+            .collect();
+        keys.sort_by(|a, b| a.pk.cmp(&b.pk));
+        keys.dedup_by(|a, b| a.pk == b.pk);
+        let items = self.get_many(&keys, true).await?;
+        Ok(ReceiptReads(
+            items
+                .into_iter()
+                .filter_map(|item| Some((get_s(&item, "pk")?.to_owned(), item)))
+                .collect(),
+        ))
+    }
+
+    /// Applies one receipt to its message, its first read from `reads` when they hold
+    /// it (a message missing there is read again: it may have been written since). See
+    /// `ReceiptOutcome` for what it can find.
     #[tracing::instrument(skip_all, fields(tenant_id = %receipt.tenant, message_id = %receipt.message, status = %receipt.status))]
-    pub async fn apply_receipt(&self, receipt: &Receipt) -> Result<ReceiptOutcome, StoreError> {
+    pub async fn apply_receipt(
+        &self,
+        receipt: &Receipt,
+        reads: Option<&ReceiptReads>,
+    ) -> Result<ReceiptOutcome, StoreError> {
         let source: &str = receipt.source.into();
         let key = keys::message(&receipt.tenant, receipt.message);
+        let mut read = reads.and_then(|r| r.0.get(&key.pk)).cloned();
         for attempt in 0..ATTEMPTS {
-            let Some(item) = self.get(&key, true).await? else {
+            let item = match read.take() {
+                Some(item) => Some(item),
+                None => self.get(&key, true).await?,
+            };
+            let Some(item) = item else {
                 let batch = keys::batch_meta(&receipt.tenant, receipt.message.batch());
                 if self.get(&batch, true).await?.is_some() {
                     return Ok(ReceiptOutcome::Early);

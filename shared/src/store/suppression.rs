@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::{Store, StoreError};
 use crate::address::Address;
@@ -20,8 +18,8 @@ use crate::domain::{
     Channel, LiftOutcome, SuppressOutcome, Suppression, SuppressionPage, SuppressionReason,
 };
 use crate::ids::TenantId;
-use crate::item::{Item, corrupt, dynamo, get_named, get_s, get_time, key_item, n, name, s, time};
-use crate::keys::{self, SCHEMA_VERSION};
+use crate::item::{Item, corrupt, dynamo, get_named, get_s, get_time, n, name, s, time};
+use crate::keys::{self, Key, SCHEMA_VERSION};
 
 /// How long a lifted entry is kept, to order a late opt-out after the opt-in that
 /// lifted it.
@@ -208,54 +206,23 @@ impl Store {
         tenant: &TenantId,
         addresses: &[&Address],
     ) -> Result<HashMap<String, Suppression>, StoreError> {
-        let mut keys: Vec<Item> = addresses
+        let mut keys: Vec<Key> = addresses
             .iter()
-            .map(|a| key_item(&keys::suppression(tenant, a)))
+            .map(|a| keys::suppression(tenant, a))
             .collect();
-        keys.sort_by(|a, b| get_s(a, "pk").cmp(&get_s(b, "pk")));
-        keys.dedup_by(|a, b| get_s(a, "pk") == get_s(b, "pk"));
+        keys.sort_by(|a, b| a.pk.cmp(&b.pk));
+        keys.dedup_by(|a, b| a.pk == b.pk);
         let mut found = HashMap::new();
-        let mut attempt = 0u32;
-        while !keys.is_empty() {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut keys)))
-                .consistent_read(true)
-                .build()
-                .map_err(dynamo)?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(dynamo)?;
-            for item in out
-                .responses
-                .and_then(|mut r| r.remove(&self.table))
-                .unwrap_or_default()
-            {
-                if item.get("active").and_then(|v| v.as_bool().ok()) != Some(&true) {
-                    continue;
-                }
-                let key = crate::keys::Key {
-                    pk: get_s(&item, "pk").unwrap_or_default().to_owned(),
-                    sk: get_s(&item, "sk").unwrap_or_default().to_owned(),
-                };
-                let entry = parse(&key, &item)?;
-                found.insert(entry.address.folded(), entry);
+        for item in self.get_many(&keys, true).await? {
+            if item.get("active").and_then(|v| v.as_bool().ok()) != Some(&true) {
+                continue;
             }
-            keys = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
-                .map(|k| k.keys)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                attempt += 1;
-                if attempt >= 5 {
-                    return Err(StoreError::Unprocessed(keys.len()));
-                }
-                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
-            }
+            let key = Key {
+                pk: get_s(&item, "pk").unwrap_or_default().to_owned(),
+                sk: get_s(&item, "sk").unwrap_or_default().to_owned(),
+            };
+            let entry = parse(&key, &item)?;
+            found.insert(entry.address.folded(), entry);
         }
         Ok(found)
     }
