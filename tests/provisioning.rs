@@ -1,9 +1,6 @@
 //! Every table, index, queue, redrive policy, secret and identity resource declared in
 //! template.yaml exists in the local cloud with the same definition, and every AWS
 //! call the functions make is one their template policy allows.
-//!
-//! Longer than most files: each check reads its part of the template (resources,
-//! routes, policies) beside the test that compares it with the local cloud.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -412,55 +409,6 @@ fn each_route_throttle_names_a_route_of_the_api() {
     }
 }
 
-/// The IAM action that authorises an SDK operation (`service` as the SDK names it), or
-/// `None` for a transaction, whose items are each authorised as their own action.
-fn iam_action(service: &str, operation: &str) -> Option<String> {
-    let prefix = match service {
-        "DynamoDB" => "dynamodb",
-        "SQS" => "sqs",
-        "Secrets Manager" => "secretsmanager",
-        "SNS" => "sns",
-        "SESv2" => "ses",
-        "Cognito Identity Provider" => "cognito-idp",
-        other => panic!("no IAM prefix known for the SDK's service {other:?}: add it here"),
-    };
-    let action = match (prefix, operation) {
-        ("dynamodb", "TransactWriteItems") => return None,
-        ("dynamodb", "TransactGetItems") => "GetItem",
-        ("sqs", batch) if batch.ends_with("Batch") => batch.trim_end_matches("Batch"),
-        (_, operation) => operation,
-    };
-    Some(format!("{prefix}:{action}"))
-}
-
-/// The actions `function`'s inline policy statements allow.
-fn allowed_actions(template: &Template, function: &str) -> Vec<String> {
-    let resource = template.resource(function).unwrap();
-    let mut actions = Vec::new();
-    for policy in resource["Properties"]["Policies"].as_array().unwrap() {
-        for statement in policy["Statement"].as_array().into_iter().flatten() {
-            if statement["Effect"] != "Allow" {
-                continue;
-            }
-            match &statement["Action"] {
-                Value::String(action) => actions.push(action.clone()),
-                Value::Array(list) => {
-                    actions.extend(list.iter().filter_map(|a| a.as_str().map(str::to_owned)))
-                }
-                other => panic!("{function}: an Action of {other}"),
-            }
-        }
-    }
-    actions
-}
-
-fn allows(actions: &[String], wanted: &str) -> bool {
-    actions.iter().any(|action| match action.strip_suffix('*') {
-        Some(prefix) => wanted.starts_with(prefix),
-        None => action == wanted,
-    })
-}
-
 /// Every AWS operation the functions made while a batch was sent, its receipts
 /// applied, its messages listed and the redriver ran is one their template policies
 /// allow (the outbound, backup-check and rotator functions are not exercised here). The
@@ -469,12 +417,10 @@ fn allows(actions: &[String], wanted: &str) -> bool {
 /// nearly did).
 #[tokio::test]
 async fn every_call_a_function_makes_is_allowed_by_its_template_policy() {
-    let counter = herald_tests::herald_local::requests::RequestCounter::default();
     let test = TestCloud::start_with("prov-iam", |o| {
         o.receipts = true;
         // An early receipt comes back in 5 s, not the queue's 60.
         herald_tests::quick_redelivery(o, 5);
-        o.count_requests = Some(counter.clone());
     })
     .await;
     let token = test.token("acme", "sender").await;
@@ -492,43 +438,13 @@ async fn every_call_a_function_makes_is_allowed_by_its_template_policy() {
     assert_eq!(listing.status, 200, "{:?}", listing.body);
     test.cloud.scheduled_run().await.unwrap();
 
-    let template = template();
-    // The local cloud's callers, by the template's functions they play (the express
-    // sender runs with the sender's role). The event sources are Lambda's own pollers
-    // (SAM gives the functions their SQS policy).
-    let functions = HashMap::from([
-        ("api", "ApiFunction"),
-        ("webhooks", "WebhooksFunction"),
-        ("sender", "SenderFunction"),
-        ("events", "EventsFunction"),
-        ("redriver", "RedriverFunction"),
-    ]);
-    let counts = counter.snapshot();
-    let mut checked = BTreeSet::new();
-    for kind in counts.0.keys() {
-        if kind.caller.contains("event source") {
-            continue;
-        }
-        let Some(action) = iam_action(&kind.service, &kind.operation) else {
-            continue;
-        };
-        let function = functions
-            .get(kind.caller)
-            .unwrap_or_else(|| panic!("caller {:?} is not mapped to a function", kind.caller));
-        assert!(
-            allows(&allowed_actions(&template, function), &action),
-            "{function} calls {action} ({} {}) but its policy does not allow it",
-            kind.service,
-            kind.operation
-        );
-        checked.insert((kind.caller, action));
-    }
-    // The run went through every function it maps, and read as the events function does.
-    for caller in functions.keys() {
+    let checked = test.assert_calls_allowed_by_template();
+    // The run went through each of these functions, and read as the events function does.
+    for caller in ["api", "webhooks", "sender", "events", "redriver"] {
         assert!(
             checked.iter().any(|(c, _)| c == caller),
-            "{caller} made no call: {counts:?}"
+            "{caller} made no call: {checked:?}"
         );
     }
-    assert!(checked.contains(&("events", "dynamodb:BatchGetItem".to_owned())));
+    assert!(checked.contains(&("events".to_owned(), "dynamodb:BatchGetItem".to_owned())));
 }

@@ -136,6 +136,7 @@ async fn a_drill_finds_the_canaries_before_its_point_and_none_after_then_deletes
     let next = test.drill_step(Start::WhenDue).await.expect("a clean run");
     assert!(next.step.drill.is_none() && next.step.waiting.is_none());
     assert!(next.step.left_behind.is_empty());
+    test.assert_calls_allowed_by_template();
 }
 
 #[tokio::test]
@@ -425,6 +426,7 @@ async fn a_tenant_is_recovered_after_a_wrong_delete_with_nothing_else_touched_an
             "recovery.restored"
         ]
     );
+    test.assert_calls_allowed_by_template();
 }
 
 #[tokio::test]

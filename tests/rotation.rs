@@ -224,6 +224,7 @@ async fn each_step_is_idempotent_and_a_failed_test_leaves_awscurrent_where_it_wa
         "and works meanwhile"
     );
     assert_eq!(sandbox.refused_credentials(), 1, "only the lost key's test");
+    test.assert_calls_allowed_by_template();
 }
 
 /// Submits the batch as a careful client does: a 503 (the emulator slow under load

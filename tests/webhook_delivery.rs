@@ -206,6 +206,7 @@ async fn an_event_reaches_each_subscribed_endpoint_once_signed_and_a_410_disable
             .count(),
         1
     );
+    test.assert_calls_allowed_by_template();
 }
 
 /// The system clock, set ahead by its duration.

@@ -8,6 +8,7 @@
 //! modules (`outbound`, `bad_request`, `documented`). The next split is the queue
 //! helpers (receive, poll, depth, break and restore) into a module of their own.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use serde_json::Value;
 pub use herald_local;
 pub mod bad_request;
 pub mod documented;
+pub mod iam;
 // Status webhooks to tenants (issue 15).
 pub mod outbound;
 pub mod restores;
@@ -46,6 +48,8 @@ pub const TEST_LIMITS: Limits = Limits {
 pub struct TestCloud {
     pub cloud: LocalCloud,
     http: reqwest::Client,
+    /// Every AWS call of the stack's functions (the test's own counter if it set one).
+    requests: herald_local::requests::RequestCounter,
 }
 
 pub struct Answer {
@@ -69,13 +73,27 @@ impl TestCloud {
         let stack = format!("t-{test}-{}", herald_local::random_hex(8));
         let mut options = CloudOptions::ephemeral(&stack);
         configure(&mut options);
+        let requests = options.count_requests.get_or_insert_default().clone();
         let cloud = LocalCloud::start(&endpoint, options)
             .await
             .unwrap_or_else(|e| panic!("local cloud for {test} did not start: {e:#}"));
         Self {
             cloud,
             http: reqwest::Client::new(),
+            requests,
         }
+    }
+
+    /// Checks every AWS call the stack's functions made so far against their policies
+    /// in template.yaml (`iam`), panicking with those none allows; the `(caller, IAM
+    /// action)` pairs checked.
+    pub fn assert_calls_allowed_by_template(&self) -> BTreeSet<(String, String)> {
+        let template =
+            herald_local::template::Template::load(&project_root().join("template.yaml"))
+                .expect("template.yaml reads");
+        let (refused, checked) = iam::disallowed(&template, &self.requests.snapshot());
+        assert!(refused.is_empty(), "{refused:#?}");
+        checked
     }
 
     pub fn pool(&self) -> &str {
